@@ -1,0 +1,43 @@
+# edge-prune: the two commands a user types are `make model TARGET=...` and `make test`.
+# Both create the virtualenv (.venv) from pyproject.toml when it is missing or out of date.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TARGET ?= cortex-m4
+
+.PHONY: venv model test lint format bench sweep clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+venv: $(STAMP)
+
+model: $(STAMP)
+	$(BIN)/edge-prune model --target '$(TARGET)' \
+		$(if $(MODEL),--model '$(MODEL)') $(if $(DATA),--data '$(DATA)') \
+		$(if $(CONFIG),--config '$(CONFIG)') $(if $(OUT),--out '$(OUT)') $(ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check edge_prune tests bench
+	$(BIN)/ruff format --check edge_prune tests bench
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix edge_prune tests bench
+	$(BIN)/ruff format edge_prune tests bench
+
+sweep: $(STAMP)
+	$(BIN)/edge-prune sweep --target '$(TARGET)' $(ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf build

@@ -1,0 +1,207 @@
+"""Pipeline configuration: a small TOML file, validated at the door into a frozen dataclass.
+
+Example (every key optional; these are the defaults)::
+
+    [train]            # dense training before pruning
+    epochs = 12
+    batch_size = 32
+    learning_rate = 0.003
+    seed = 0
+
+    [prune]            # polynomial-decay magnitude pruning, then fine-tuning at a lower rate
+    initial_sparsity = 0.0
+    final_sparsity = 0.8
+    begin_epoch = 0
+    end_epoch = 6
+    epochs = 10
+    power = 3
+    frequency = 10
+    learning_rate = 0.001
+
+    [structured]       # remove whole channels/units first (0 = off)
+    ratio = 0.0
+    criterion = "l1"
+    epochs = 4
+
+    [compress]         # sparsity-preserving clustering + TFLM LUT compression
+    enabled = true
+    clusters = 8
+    epochs = 3
+    learning_rate = 0.0005
+
+    [select]           # the deployable artifact must stay within this many points of dense
+    tolerance_points = 1.0
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from edge_prune.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 12
+    batch_size: int = 32
+    learning_rate: float = 0.003
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    initial_sparsity: float = 0.0
+    final_sparsity: float = 0.8
+    begin_epoch: int = 0
+    end_epoch: int = 6
+    epochs: int = 10
+    power: int = 3
+    frequency: int = 10
+    learning_rate: float = 0.001
+
+
+@dataclass(frozen=True)
+class StructuredConfig:
+    ratio: float = 0.0
+    criterion: str = "l1"
+    epochs: int = 4
+
+
+@dataclass(frozen=True)
+class CompressConfig:
+    enabled: bool = True
+    clusters: int = 8
+    epochs: int = 3
+    learning_rate: float = 0.0005
+
+
+@dataclass(frozen=True)
+class SelectConfig:
+    tolerance_points: float = 1.0
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    train: TrainConfig = field(default_factory=TrainConfig)
+    prune: PruneConfig = field(default_factory=PruneConfig)
+    structured: StructuredConfig = field(default_factory=StructuredConfig)
+    compress: CompressConfig = field(default_factory=CompressConfig)
+    select: SelectConfig = field(default_factory=SelectConfig)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return {f.name: vars(getattr(self, f.name)).copy() for f in fields(self)}
+
+
+# Allowed range per key, checked after the type: (lowest, highest, highest is inclusive).
+_RANGES: dict[str, tuple[float, float, bool]] = {
+    "train.epochs": (0, 10_000, True),
+    "train.batch_size": (1, 1_000_000, True),
+    "train.learning_rate": (1e-9, 10, True),
+    "train.seed": (0, 2**31 - 1, True),
+    "prune.initial_sparsity": (0, 1, False),
+    "prune.final_sparsity": (0, 1, False),
+    "prune.begin_epoch": (0, 10_000, True),
+    "prune.end_epoch": (1, 10_000, True),
+    "prune.epochs": (1, 10_000, True),
+    "prune.power": (1, 10, True),
+    "prune.frequency": (1, 1_000_000, True),
+    "prune.learning_rate": (1e-9, 10, True),
+    "structured.ratio": (0, 1, False),
+    "structured.epochs": (0, 10_000, True),
+    "compress.clusters": (2, 16, True),
+    "compress.epochs": (0, 10_000, True),
+    "compress.learning_rate": (1e-9, 10, True),
+    "select.tolerance_points": (0, 100, True),
+}
+_CHOICES = {"structured.criterion": ("l1", "l2")}
+
+
+def load_config(path: str | Path | None) -> PipelineConfig:
+    """Read a pipeline TOML file; ``None`` gives the defaults. Raises ``ConfigError``."""
+    if path is None:
+        return PipelineConfig()
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+        raw = tomllib.loads(text)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}); expected TOML") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: TOML syntax error: {e}") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read config ({e.strerror})") from None
+    return config_from_dict(raw, source=str(path))
+
+
+def config_from_dict(raw: dict[str, Any], source: str = "<config>") -> PipelineConfig:
+    sections = {f.name: f.type for f in fields(PipelineConfig)}
+    unknown = sorted(set(raw) - set(sections))
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown section [{unknown[0]}]; expected one of {', '.join(sections)}"
+        )
+    built = {}
+    for name, f in ((f.name, f) for f in fields(PipelineConfig)):
+        section_class = f.default_factory
+        table = raw.get(name, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{source}: '{name}' must be a table [{name}], got {table!r}")
+        built[name] = _section(section_class, name, table, source)
+    config = PipelineConfig(**built)
+    _check_consistency(config, source)
+    return config
+
+
+def _section(section_class, name: str, table: dict[str, Any], source: str):
+    allowed = {f.name: f for f in fields(section_class)}
+    for key in table:
+        if key not in allowed:
+            raise ConfigError(
+                f"{source}: unknown key '{name}.{key}'; expected one of {', '.join(allowed)}"
+            )
+    values = {}
+    for key, value in table.items():
+        default = allowed[key].default
+        values[key] = _checked_value(f"{name}.{key}", value, type(default), source)
+    return section_class(**values)
+
+
+def _checked_value(key: str, value: Any, expected: type, source: str) -> Any:
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if type(value) is not expected:
+        raise ConfigError(
+            f"{source}: '{key}' must be {expected.__name__}, got {type(value).__name__} {value!r}"
+        )
+    if key in _RANGES:
+        low, high, inclusive = _RANGES[key]
+        if not (low <= value <= high) or (not inclusive and value >= high):
+            bracket = "]" if inclusive else ")"
+            raise ConfigError(f"{source}: '{key}' = {value!r} is outside [{low}, {high}{bracket}")
+    if key in _CHOICES and value not in _CHOICES[key]:
+        raise ConfigError(f"{source}: '{key}' = {value!r}; expected one of {_CHOICES[key]}")
+    return value
+
+
+def _check_consistency(config: PipelineConfig, source: str) -> None:
+    p = config.prune
+    if p.end_epoch <= p.begin_epoch:
+        raise ConfigError(
+            f"{source}: 'prune.end_epoch' ({p.end_epoch}) must be after 'prune.begin_epoch' "
+            f"({p.begin_epoch})"
+        )
+    if p.end_epoch > p.epochs:
+        raise ConfigError(
+            f"{source}: 'prune.end_epoch' ({p.end_epoch}) must not exceed 'prune.epochs' "
+            f"({p.epochs}): the schedule would never reach its final sparsity"
+        )
+    if p.initial_sparsity > p.final_sparsity:
+        raise ConfigError(
+            f"{source}: 'prune.initial_sparsity' ({p.initial_sparsity}) is above "
+            f"'prune.final_sparsity' ({p.final_sparsity})"
+        )

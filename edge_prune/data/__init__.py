@@ -1,0 +1,132 @@
+"""Datasets: the bundled digits example and user ``.npz`` files, validated on load.
+
+Nothing here downloads anything: the default dataset ships inside the package
+(see ``DIGITS_LICENSE.md`` beside this file).
+"""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge_prune.errors import DataError
+
+DIGITS_PATH = Path(__file__).with_name("digits.npz")
+NPZ_ARRAYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Train and test splits: ``x`` float32 with a leading sample axis, ``y`` int64 class ids."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    source: str
+
+    def __iter__(self):
+        return iter((self.x_train, self.y_train, self.x_test, self.y_test))
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+    @property
+    def num_classes(self) -> int:
+        return int(max(self.y_train.max(), self.y_test.max())) + 1
+
+
+def load_digits(test_fraction: float = 0.2, seed: int = 0) -> Dataset:
+    """The bundled 8x8 digits as (N, 8, 8, 1) float32 in [0, 1], split per class with ``seed``."""
+    with np.load(DIGITS_PATH) as f:
+        images, labels = f["images"], f["labels"].astype(np.int64)
+    x = (images.astype(np.float32) / 16.0)[..., np.newaxis]
+    test_idx = _stratified_test_indices(labels, test_fraction, seed)
+    train_mask = np.ones(len(labels), dtype=bool)
+    train_mask[test_idx] = False
+    return Dataset(
+        x[train_mask], labels[train_mask], x[test_idx], labels[test_idx], source="digits"
+    )
+
+
+def _stratified_test_indices(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    picked = []
+    for cls in np.unique(labels):
+        members = np.flatnonzero(labels == cls)
+        picked.append(rng.permutation(members)[: round(len(members) * fraction)])
+    return np.sort(np.concatenate(picked))
+
+
+def load_npz(path: str | Path) -> Dataset:
+    """Load a user dataset: an ``.npz`` with ``x_train, y_train, x_test, y_test``.
+
+    ``x_*`` must be numeric with the same per-sample shape, finite and non-empty; ``y_*`` must be
+    1-D integer class ids (floats holding whole numbers are accepted) with one label per sample.
+    """
+    path = Path(path)
+    arrays = _read_npz(path)
+    x_train, x_test = (_features(path, n, arrays[n]) for n in ("x_train", "x_test"))
+    y_train, y_test = (_labels(path, n, arrays[n]) for n in ("y_train", "y_test"))
+    if x_train.shape[1:] != x_test.shape[1:]:
+        raise DataError(
+            f"{path}: x_train samples have shape {x_train.shape[1:]} but x_test samples have "
+            f"{x_test.shape[1:]}; they must match"
+        )
+    for x_name, x, y_name, y in (
+        ("x_train", x_train, "y_train", y_train),
+        ("x_test", x_test, "y_test", y_test),
+    ):
+        if len(x) != len(y):
+            raise DataError(f"{path}: {x_name} has {len(x)} samples but {y_name} has {len(y)}")
+    return Dataset(x_train, y_train, x_test, y_test, source=str(path))
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    if not path.is_file():
+        raise DataError(f"{path}: no such file (expected an .npz with {', '.join(NPZ_ARRAYS)})")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            missing = [n for n in NPZ_ARRAYS if n not in f.files]
+            if missing:
+                raise DataError(
+                    f"{path}: missing array(s) {', '.join(missing)}; an .npz with "
+                    f"{', '.join(NPZ_ARRAYS)} is expected (found: {', '.join(f.files) or 'none'})"
+                )
+            return {n: f[n] for n in NPZ_ARRAYS}
+    except DataError:
+        raise
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
+        raise DataError(f"{path}: not a readable .npz file ({type(e).__name__}: {e})") from None
+
+
+def _features(path: Path, name: str, x: np.ndarray) -> np.ndarray:
+    if x.dtype.kind not in "fiub" or x.ndim < 2:
+        raise DataError(
+            f"{path}: {name} must be a numeric array of shape (samples, ...), "
+            f"got dtype {x.dtype} shape {x.shape}"
+        )
+    if len(x) == 0:
+        raise DataError(f"{path}: {name} is empty")
+    x = x.astype(np.float32)
+    if not np.isfinite(x).all():
+        raise DataError(f"{path}: {name} holds {int((~np.isfinite(x)).sum())} NaN/inf values")
+    return x
+
+
+def _labels(path: Path, name: str, y: np.ndarray) -> np.ndarray:
+    if y.ndim != 1 or y.dtype.kind not in "iuf":
+        raise DataError(
+            f"{path}: {name} must be 1-D integer class ids, got dtype {y.dtype} shape {y.shape}"
+        )
+    if len(y) == 0:
+        raise DataError(f"{path}: {name} is empty")
+    if y.dtype.kind == "f" and not (np.isfinite(y).all() and (y == np.round(y)).all()):
+        raise DataError(f"{path}: {name} holds non-integer labels")
+    if (y < 0).any():
+        raise DataError(f"{path}: {name} holds negative labels (min {y.min()})")
+    return y.astype(np.int64)

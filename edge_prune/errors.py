@@ -1,0 +1,48 @@
+"""The edge-prune error family.
+
+Every error the library raises on purpose is an ``EdgePruneError``. The CLI maps them to exit
+codes: ``BudgetExceededError`` → 1 (the model does not fit), every other one → 2 (bad input or
+a step that could not be done).
+"""
+
+from __future__ import annotations
+
+
+class EdgePruneError(Exception):
+    """Base class of every error edge-prune raises on purpose."""
+
+    exit_code = 2
+
+
+class ConfigError(EdgePruneError):
+    """A target file, pipeline config or argument is missing, malformed or out of range."""
+
+
+class TargetNotFoundError(ConfigError):
+    """A target name matches no file in the catalogue."""
+
+
+class UnsupportedModelError(EdgePruneError):
+    """The model cannot be handled (Keras 3, subclassed, unknown layer, unsafe file)."""
+
+
+class DataError(EdgePruneError):
+    """Training, test or representative data has the wrong shape, dtype or content."""
+
+
+class ConversionError(EdgePruneError):
+    """The TFLite converter or a compression step failed."""
+
+
+class ModelFileError(EdgePruneError):
+    """A file is missing, is not a TFLite flatbuffer, or is truncated or corrupted."""
+
+
+class TFLMError(EdgePruneError):
+    """The TFLM interpreter could not load, allocate or run a model, or crashed on it."""
+
+
+class BudgetExceededError(EdgePruneError):
+    """The model does not fit the memory budget of a target."""
+
+    exit_code = 1

@@ -1,0 +1,244 @@
+"""Read what a TFLite flatbuffer holds, without TensorFlow and without running it.
+
+Counts what the file says about itself: operators used, tensors (shape, type, bytes of constant
+data, whether stored sparse), and the flatbuffer size. It does not check that the model runs:
+that is the job of :mod:`edge_prune.footprint`, which loads it in the TFLM interpreter.
+Every malformed input becomes a :class:`~edge_prune.errors.ModelFileError`.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge_prune.errors import ModelFileError
+
+FILE_IDENTIFIER = b"TFL3"
+_MIN_SIZE = 8
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One tensor of subgraph ``subgraph``; ``data_bytes`` is its constant buffer (0 if none)."""
+
+    subgraph: int
+    index: int
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    data_bytes: int
+    is_sparse: bool
+    scale: tuple[float, ...] = ()
+    zero_point: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a TFLite flatbuffer holds. ``size_bytes`` is the whole file, as it is flashed."""
+
+    source: str
+    size_bytes: int
+    version: int
+    subgraph_count: int
+    operators: tuple[str, ...]  # one entry per operator node, in execution order
+    tensors: tuple[TensorInfo, ...]
+    inputs: tuple[int, ...] = ()  # tensor indices of subgraph 0
+    outputs: tuple[int, ...] = ()
+
+    @property
+    def input_tensors(self) -> tuple[TensorInfo, ...]:
+        return tuple(self.tensors[i] for i in self.inputs)
+
+    @property
+    def output_tensors(self) -> tuple[TensorInfo, ...]:
+        return tuple(self.tensors[i] for i in self.outputs)
+
+    @property
+    def op_types(self) -> tuple[str, ...]:
+        """Distinct operator names, sorted: the kernels a TFLM op resolver must register."""
+        return tuple(sorted(set(self.operators)))
+
+    @property
+    def constant_bytes(self) -> int:
+        return sum(t.data_bytes for t in self.tensors)
+
+    @property
+    def sparse_tensors(self) -> tuple[TensorInfo, ...]:
+        return tuple(t for t in self.tensors if t.is_sparse)
+
+
+def load_bytes(model: bytes | bytearray | memoryview | str | Path) -> tuple[bytes, str]:
+    """Return ``(bytes, label)`` for a model given as bytes or as a path to a file."""
+    if isinstance(model, (bytes, bytearray, memoryview)):
+        return bytes(model), "<bytes>"
+    path = Path(model)
+    try:
+        return path.read_bytes(), str(path)
+    except FileNotFoundError:
+        raise ModelFileError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ModelFileError(f"{path}: is a directory, expected a .tflite file") from None
+    except OSError as e:
+        raise ModelFileError(f"{path}: cannot read ({e.strerror})") from None
+
+
+def check_identifier(data: bytes, label: str) -> None:
+    """Raise unless ``data`` starts like a TFLite flatbuffer (root offset, then ``TFL3``)."""
+    if len(data) < _MIN_SIZE or data[4:8] != FILE_IDENTIFIER:
+        raise ModelFileError(
+            f"{label}: not a TFLite flatbuffer (expected file identifier 'TFL3' at byte 4, "
+            f"{len(data)} bytes read)"
+        )
+
+
+def read_model(model: bytes | bytearray | memoryview | str | Path) -> ModelInfo:
+    """Parse a ``.tflite`` file or bytes into a :class:`ModelInfo`."""
+    data, label = load_bytes(model)
+    check_identifier(data, label)
+    try:
+        return _parse(data, label)
+    except ModelFileError:
+        raise
+    except (
+        struct.error,
+        IndexError,
+        ValueError,
+        UnicodeDecodeError,
+        OverflowError,
+        TypeError,
+        AttributeError,
+        RecursionError,
+        MemoryError,
+    ) as e:
+        raise ModelFileError(
+            f"{label}: truncated or corrupted TFLite flatbuffer ({type(e).__name__})"
+        ) from None
+
+
+def _schema():
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    return schema
+
+
+def _names_of(enum_class) -> dict[int, str]:
+    return {v: k for k, v in vars(enum_class).items() if not k.startswith("_")}
+
+
+def _checked_length(n: int, data: bytes, what: str, label: str, elem_size: int = 4) -> int:
+    if n < 0 or n * elem_size > len(data):
+        raise ModelFileError(f"{label}: corrupted TFLite flatbuffer ({what} count {n} too large)")
+    return n
+
+
+def _parse(data: bytes, label: str) -> ModelInfo:
+    schema = _schema()
+    op_names = _names_of(schema.BuiltinOperator)
+    type_names = _names_of(schema.TensorType)
+    model = schema.Model.GetRootAs(data, 0)
+
+    buffer_count = _checked_length(model.BuffersLength(), data, "buffer", label)
+    buffer_sizes = [_buffer_size(model.Buffers(i)) for i in range(buffer_count)]
+    codes = [
+        _op_code_name(model.OperatorCodes(i), op_names)
+        for i in range(_checked_length(model.OperatorCodesLength(), data, "opcode", label))
+    ]
+    subgraph_count = _checked_length(model.SubgraphsLength(), data, "subgraph", label)
+    if subgraph_count == 0:
+        raise ModelFileError(f"{label}: TFLite flatbuffer has no subgraph")
+
+    operators: list[str] = []
+    tensors: list[TensorInfo] = []
+    for s in range(subgraph_count):
+        graph = model.Subgraphs(s)
+        for i in range(_checked_length(graph.OperatorsLength(), data, "operator", label)):
+            opcode_index = graph.Operators(i).OpcodeIndex()
+            if opcode_index >= len(codes):
+                raise ModelFileError(
+                    f"{label}: corrupted TFLite flatbuffer (operator {i} uses opcode "
+                    f"{opcode_index}, file has {len(codes)})"
+                )
+            operators.append(codes[opcode_index])
+        for i in range(_checked_length(graph.TensorsLength(), data, "tensor", label)):
+            t = graph.Tensors(i)
+            buffer_index = t.Buffer()
+            if buffer_index >= max(buffer_count, 1):
+                raise ModelFileError(
+                    f"{label}: corrupted TFLite flatbuffer (tensor {i} uses buffer "
+                    f"{buffer_index}, file has {buffer_count})"
+                )
+            tensors.append(
+                TensorInfo(
+                    subgraph=s,
+                    index=i,
+                    name=(t.Name() or b"").decode("utf-8", errors="replace"),
+                    shape=tuple(int(d) for d in _shape(t, data, label)),
+                    dtype=type_names.get(t.Type(), f"TYPE_{t.Type()}"),
+                    data_bytes=buffer_sizes[buffer_index] if buffer_count else 0,
+                    is_sparse=t.Sparsity() is not None,
+                    **_quantization(t, data, label),
+                )
+            )
+    main_graph = model.Subgraphs(0)
+    tensor_count = main_graph.TensorsLength()
+    inputs, outputs = (
+        _tensor_indices(getter, length, tensor_count, what, data, label)
+        for getter, length, what in (
+            (main_graph.Inputs, main_graph.InputsLength(), "input"),
+            (main_graph.Outputs, main_graph.OutputsLength(), "output"),
+        )
+    )
+    return ModelInfo(
+        source=label,
+        size_bytes=len(data),
+        version=model.Version(),
+        subgraph_count=subgraph_count,
+        operators=tuple(operators),
+        tensors=tuple(tensors),
+        inputs=inputs,
+        outputs=outputs,
+    )
+
+
+def _tensor_indices(getter, length, tensor_count, what, data, label) -> tuple[int, ...]:
+    indices = tuple(getter(j) for j in range(_checked_length(length, data, what, label)))
+    bad = [i for i in indices if not 0 <= i < tensor_count]
+    if bad:
+        raise ModelFileError(
+            f"{label}: corrupted TFLite flatbuffer ({what} tensor {bad[0]} of {tensor_count})"
+        )
+    return indices
+
+
+def _quantization(tensor, data: bytes, label: str) -> dict:
+    q = tensor.Quantization()
+    if q is None:
+        return {}
+    scales = _checked_length(q.ScaleLength(), data, "scale", label)
+    zeros = _checked_length(q.ZeroPointLength(), data, "zero point", label, elem_size=8)
+    return {
+        "scale": tuple(float(q.Scale(j)) for j in range(scales)),
+        "zero_point": tuple(int(q.ZeroPoint(j)) for j in range(zeros)),
+    }
+
+
+def _shape(tensor, data: bytes, label: str) -> list[int]:
+    n = _checked_length(tensor.ShapeLength(), data, "shape", label)
+    return [tensor.Shape(j) for j in range(n)]
+
+
+def _buffer_size(buffer) -> int:
+    # Buffers above 2 GB live outside the flatbuffer (offset/size); small ones inline.
+    if buffer.Size() > 1:
+        return int(buffer.Size())
+    return int(buffer.DataLength())
+
+
+def _op_code_name(code, op_names: dict[int, str]) -> str:
+    builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+    name = op_names.get(builtin, f"BUILTIN_{builtin}")
+    if name == "CUSTOM":
+        custom = code.CustomCode()
+        return f"CUSTOM:{custom.decode('utf-8', errors='replace')}" if custom else "CUSTOM"
+    return name

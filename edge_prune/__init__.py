@@ -1,1 +1,100 @@
-"""edge-prune."""
+"""edge-prune: prune a tf_keras model while training, convert it to TFLite, measure it with the
+TFLM interpreter against a microcontroller's memory budget, and write deployable artifacts.
+
+The public names below load their module on first use, so ``import edge_prune`` stays cheap and
+the paths that do not need TensorFlow (reading a .tflite, the footprint report) never import it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    # prune while training
+    "PruningSchedule": "edge_prune.prune",
+    "prune": "edge_prune.prune",
+    "prune_in_stages": "edge_prune.prune",
+    "strip": "edge_prune.prune",
+    "sparsity_report": "edge_prune.prune",
+    "SparsityReport": "edge_prune.prune",
+    # structured pruning and cost
+    "prune_channels": "edge_prune.structured",
+    "count_costs": "edge_prune.macs",
+    # convert and compress
+    "convert": "edge_prune.convert",
+    "convert_all": "edge_prune.convert",
+    "cluster": "edge_prune.compress",
+    "strip_clustering": "edge_prune.compress",
+    "lut_compress": "edge_prune.compress",
+    # measure
+    "read_model": "edge_prune.tflite_file",
+    "measure": "edge_prune.footprint",
+    "load_target": "edge_prune.targets",
+    "list_targets": "edge_prune.targets",
+    "check_deployable": "edge_prune.deployability",
+    # data and the whole pipeline
+    "load_digits": "edge_prune.data",
+    "load_npz": "edge_prune.data",
+    "build_model": "edge_prune.deploy",
+    "load_config": "edge_prune.config",
+    # errors
+    "EdgePruneError": "edge_prune.errors",
+    "ConfigError": "edge_prune.errors",
+    "DataError": "edge_prune.errors",
+    "UnsupportedModelError": "edge_prune.errors",
+    "ConversionError": "edge_prune.errors",
+    "ModelFileError": "edge_prune.errors",
+    "TFLMError": "edge_prune.errors",
+    "BudgetExceededError": "edge_prune.errors",
+}
+_RENAMED = {"check_deployable": "check"}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module_name = _EXPORTS.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'edge_prune' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module_name), _RENAMED.get(name, name))
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])
+
+
+class _PublicNames(types.ModuleType):
+    """Keeps ``edge_prune.prune`` and ``edge_prune.convert`` the functions users call.
+
+    Importing a submodule binds it on its package under its own name; for the submodules named
+    like their main function (``prune``, ``convert``) that would hide the function. The
+    submodule stays reachable as ``sys.modules["edge_prune.prune"]`` and by ``from ... import``.
+    """
+
+    def __setattr__(self, name: str, value) -> None:
+        if name in _EXPORTS and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _PublicNames
+
+
+if TYPE_CHECKING:  # for editors and type checkers; nothing is imported at run time
+    from edge_prune.compress import cluster, lut_compress, strip_clustering  # noqa: F401
+    from edge_prune.convert import convert, convert_all  # noqa: F401
+    from edge_prune.prune import (  # noqa: F401
+        PruningSchedule,
+        SparsityReport,
+        prune,
+        prune_in_stages,
+        sparsity_report,
+        strip,
+    )

@@ -1,4 +1,4 @@
-"""Child-process side of :mod:`edge_prune.tflm`: runs the TFLM interpreter where a crash is harmless.
+"""Child side of :mod:`edge_prune.tflm`: runs the TFLM interpreter where a crash is harmless.
 
 Started as ``python -m edge_prune._tflm_child JOB_DIR``. ``JOB_DIR/request.json`` says what to do
 (``"measure"`` or ``"run"``), ``JOB_DIR/model.tflite`` holds the model and, for ``"run"``,
@@ -17,14 +17,30 @@ import ctypes
 import json
 import os
 import re
+import struct
 import sys
 from pathlib import Path
 
 STAGE_MARK = "@@edge-prune-stage "
+_FLATBUFFER_ERRORS = (
+    struct.error,
+    IndexError,
+    ValueError,
+    TypeError,
+    UnicodeDecodeError,
+    OverflowError,
+    RecursionError,
+    MemoryError,
+)
 _LIBC = ctypes.CDLL(None)
 _ARENA_LINE = re.compile(r"Arena allocation (total|head|tail) (\d+) bytes")
 _MISSING_OP = re.compile(r"Didn't find op for builtin opcode '([^']+)'")
-_OUT_OF_ARENA = ("Failed to allocate", "missing:", "Failed starting model allocation")
+_OUT_OF_ARENA = (
+    "Failed to allocate",
+    "missing:",
+    "Failed starting model allocation",
+    "Too many buffers",
+)
 # Upper bound of the arena search: a model that needs more than this is not an MCU model.
 MAX_ARENA_BYTES = 1 << 30
 FIRST_ARENA_BYTES = 1 << 20
@@ -143,9 +159,9 @@ def _smallest_arena(model: bytes, n_inputs: int, works: int, log: _Log) -> int:
             interpreter = _try_arena(model, middle, n_inputs, log)
             del interpreter
             working = middle
-        except _AllocationFailed as failure:
-            if failure.kind != "arena_too_small":
-                raise
+        except _AllocationFailed:
+            # It ran with a larger arena, so a failure here is the arena being too small,
+            # whatever TFLM's message (e.g. "Too many buffers" from the memory planner).
             failing = middle
     return working
 
@@ -170,6 +186,7 @@ def _failure_result(failure: _AllocationFailed) -> dict:
 
 
 def measure(model: bytes, log: _Log) -> dict:
+    _stage("read flatbuffer")
     n_inputs = _input_count(model)
     try:
         interpreter, works = _first_working_arena(model, n_inputs, log)
@@ -244,12 +261,13 @@ def main(argv: list[str]) -> int:
     _stage("import tflite_micro")
     from tflite_micro.python.tflite_micro import runtime  # noqa: F401
 
-    if request["task"] == "measure":
-        result = measure(model, log)
-    elif request["task"] == "run":
-        result = run(model, job, request, log)
-    else:
-        raise ValueError(f"unknown task {request['task']!r}")
+    tasks = {"measure": lambda: measure(model, log), "run": lambda: run(model, job, request, log)}
+    try:
+        result = tasks[request["task"]]()
+    except _FLATBUFFER_ERRORS as e:
+        # The Python flatbuffer reader of tflite_micro (used before the C++ interpreter) hit
+        # an offset or length outside the file.
+        result = {"status": "corrupted", "message": f"{type(e).__name__}: {e}"}
     _stage("done")
     (job / "result.json").write_text(json.dumps(result))
     return 0

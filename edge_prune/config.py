@@ -205,3 +205,15 @@ def _check_consistency(config: PipelineConfig, source: str) -> None:
             f"{source}: 'prune.initial_sparsity' ({p.initial_sparsity}) is above "
             f"'prune.final_sparsity' ({p.final_sparsity})"
         )
+
+
+def with_overrides(
+    config: PipelineConfig, overrides: dict[str, Any], source: str = "<overrides>"
+) -> PipelineConfig:
+    """``config`` with ``{"section.key": value}`` replaced where value is not None, re-checked."""
+    raw = config.to_dict()
+    for dotted, value in overrides.items():
+        if value is not None:
+            section, key = dotted.split(".")
+            raw[section][key] = value
+    return config_from_dict(raw, source=source)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_prune.errors import DataError, TFLMError
+from edge_prune.errors import DataError, ModelFileError, TFLMError
 from edge_prune.tflite_file import check_identifier, load_bytes
 
 _CHILD_MODULE = "edge_prune._tflm_child"
@@ -106,11 +106,12 @@ def run(
     timeout_s: float = RUN_TIMEOUT_S,
     label: str | None = None,
 ) -> np.ndarray:
-    """Invoke the model once per sample of ``x`` (first axis = batch) and stack output ``output_index``.
+    """Invoke the model once per sample of ``x`` (first axis = batch); stack its outputs.
 
     ``x`` must already have the model input's dtype (nothing is quantized here) and
     ``x.shape[1:]`` must hold as many values as the model input. ``arena_bytes=None`` starts at
-    1 MiB and grows until the model allocates.
+    1 MiB and grows until the model allocates. Returns output ``output_index`` of every
+    sample, stacked along a new first axis.
     """
     data, label = _model_bytes(model, label)
     x = np.asarray(x)
@@ -167,6 +168,11 @@ def _checked(result: dict, label: str) -> dict:
             f"{label}: does not run on TFLM: no kernel for op {op} "
             f"(TFLM: \"Didn't find op for builtin opcode '{op}'\")",
             op,
+        )
+    if status == "corrupted":
+        raise ModelFileError(
+            f"{label}: truncated or corrupted TFLite flatbuffer "
+            f"(TFLM's reader: {result['message']})"
         )
     if status == "bad_input":
         raise DataError(f"{label}: {result['message']}")

@@ -1,0 +1,123 @@
+"""``edge-prune model``: the whole pipeline on the bundled example or on your model and data."""
+
+from __future__ import annotations
+
+import argparse
+
+EXAMPLES = """\
+examples:
+  edge-prune model --target cortex-m4
+  edge-prune model --target cortex-m7 --model my_model.keras --data my_data.npz
+  edge-prune model --target path/to/my_board.toml --config prune.toml --out build
+  edge-prune model --target cortex-m4 --final-sparsity 0.9 --structured-ratio 0.5
+
+exit codes: 0 the deployable model fits the target, 1 it does not fit (artifacts and report
+are still written), 2 bad input (nothing written), 130 interrupted (nothing half-written).
+"""
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "model",
+        help="train, prune, convert, check on TFLM and measure a model for a target",
+        description=(
+            "Train dense, structured-prune (optional), magnitude-prune with a polynomial-decay "
+            "schedule, strip, cluster, convert to int8 (dense storage, sparse-encoded, "
+            "LUT-compressed), run every artifact in the TFLM interpreter on held-out data, "
+            "choose the smallest one that runs on TFLM within the accuracy tolerance, measure "
+            "its footprint against TARGET, and write build/<target>/."
+        ),
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--target",
+        required=True,
+        help="target name from targets/ (e.g. cortex-m4) or a path to a .toml",
+    )
+    parser.add_argument(
+        "--model",
+        metavar="PATH",
+        help="your tf_keras model: .keras, .h5 or a SavedModel directory "
+        "(default: the bundled digits CNN)",
+    )
+    parser.add_argument(
+        "--data",
+        metavar="NPZ",
+        help=".npz with x_train, y_train, x_test, y_test (default: the bundled "
+        "8x8 digits, CC BY 4.0)",
+    )
+    parser.add_argument(
+        "--config",
+        metavar="TOML",
+        help="pipeline config: [train] [prune] [structured] [compress] [select] "
+        "(see README; every key optional)",
+    )
+    parser.add_argument(
+        "--out",
+        default="build",
+        metavar="DIR",
+        help="artifacts go to DIR/<target>/ (default: build)",
+    )
+    parser.add_argument(
+        "--final-sparsity", type=float, metavar="S", help="override prune.final_sparsity, in [0, 1)"
+    )
+    parser.add_argument(
+        "--structured-ratio",
+        type=float,
+        metavar="R",
+        help="override structured.ratio: fraction of channels/units to remove "
+        "before magnitude pruning (0 = off)",
+    )
+    parser.add_argument(
+        "--clusters",
+        type=int,
+        metavar="N",
+        help="override compress.clusters: weight values per layer (2-16)",
+    )
+    parser.add_argument(
+        "--no-compress", action="store_true", help="skip clustering and LUT compression"
+    )
+    parser.add_argument(
+        "--tolerance",
+        type=float,
+        metavar="POINTS",
+        help="override select.tolerance_points: allowed accuracy drop of the "
+        "deployable artifact vs the dense model, in percentage points",
+    )
+    parser.add_argument("--epochs", type=int, metavar="N", help="override train.epochs")
+    parser.add_argument("--seed", type=int, help="override train.seed")
+    parser.add_argument(
+        "--allow-lambda",
+        action="store_true",
+        help="load a model file holding Lambda layers (runs code stored in it)",
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from edge_prune.config import load_config, with_overrides
+    from edge_prune.deploy import build_model
+
+    config = with_overrides(
+        load_config(args.config),
+        {
+            "prune.final_sparsity": args.final_sparsity,
+            "structured.ratio": args.structured_ratio,
+            "compress.clusters": args.clusters,
+            "compress.enabled": False if args.no_compress else None,
+            "select.tolerance_points": args.tolerance,
+            "train.epochs": args.epochs,
+            "train.seed": args.seed,
+        },
+        source="command line",
+    )
+    outcome = build_model(
+        args.target,
+        config,
+        model_path=args.model,
+        data_path=args.data,
+        out_dir=args.out,
+        allow_lambda=args.allow_lambda,
+    )
+    return 0 if outcome.fits else 1

@@ -1,0 +1,319 @@
+"""Convert a tf_keras model to a TFLite flatbuffer: float32 or full-integer int8, dense or sparse.
+
+Four variants, named ``float``, ``float-sparse``, ``int8``, ``int8-sparse``:
+
+* ``float``: float32 weights and activations, float32 input/output.
+* ``int8``: full-integer quantization (weights and activations int8, int8 input/output), with
+  activation ranges calibrated on ``representative_data`` (samples of the model's input).
+* ``-sparse``: the converter's sparse tensor encoding (``tf.lite.Optimize.EXPERIMENTAL_SPARSITY``)
+  for constant weight tensors that are sparse enough; TensorFlow's ``dense_to_sparse_pass``
+  encodes a tensor when at least 30% of it is zero and adds a DENSIFY op (which TFLM does not
+  run; see FIELD_NOTES). The result lists which tensors came out sparse.
+
+Uses ``tf.lite.TFLiteConverter.from_keras_model``; with the same model and data it produced
+byte-identical flatbuffers on TF 2.21 (checked by the tests, within and across processes).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_prune._tf import keras, tf
+from edge_prune.artifacts import write_atomic
+from edge_prune.errors import ConfigError, ConversionError, DataError
+from edge_prune.prune import check_model, is_pruning_wrapped, strip
+from edge_prune.tflite_file import read_model
+
+QUANTIZATIONS = ("float", "int8")
+VARIANTS = ("float", "float-sparse", "int8", "int8-sparse")
+DEFAULT_CALIBRATION_SAMPLES = 200
+
+
+@dataclass(frozen=True)
+class ConversionRecord:
+    """What was asked for and what came out of one conversion.
+
+    ``size_bytes`` is the whole flatbuffer. ``sparse_tensors`` names the tensors stored in the
+    sparse encoding. ``dense_size_bytes`` is the same conversion without sparse encoding, for
+    sparse variants when it was measured (``None`` otherwise).
+    """
+
+    variant: str
+    quantization: str
+    sparse: bool
+    size_bytes: int
+    sparse_tensors: tuple[str, ...]
+    input_dtypes: tuple[str, ...]
+    output_dtypes: tuple[str, ...]
+    calibration_samples: int
+    dense_size_bytes: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "variant": self.variant,
+            "quantization": self.quantization,
+            "sparse": self.sparse,
+            "size_bytes": self.size_bytes,
+            "sparse_tensors": list(self.sparse_tensors),
+            "input_dtypes": list(self.input_dtypes),
+            "output_dtypes": list(self.output_dtypes),
+            "calibration_samples": self.calibration_samples,
+            "dense_size_bytes": self.dense_size_bytes,
+        }
+
+    def __str__(self) -> str:
+        text = (
+            f"{self.variant}: {self.size_bytes:,} B, input {'/'.join(self.input_dtypes)}, "
+            f"output {'/'.join(self.output_dtypes)}"
+        )
+        if self.sparse:
+            text += f", {len(self.sparse_tensors)} tensor(s) stored sparse"
+            if self.dense_size_bytes is not None:
+                text += f" (dense: {self.dense_size_bytes:,} B)"
+        return text
+
+
+@dataclass(frozen=True)
+class TFLiteModel:
+    """A converted flatbuffer and its :class:`ConversionRecord`."""
+
+    tflite_bytes: bytes
+    record: ConversionRecord
+
+    def save(self, path: str | Path) -> Path:
+        """Write the flatbuffer to ``path`` atomically; returns the path."""
+        return write_atomic(path, self.tflite_bytes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.record.to_dict()
+
+    def __str__(self) -> str:
+        return str(self.record)
+
+
+def variant_name(quantization: str, sparse: bool) -> str:
+    return f"{quantization}-sparse" if sparse else quantization
+
+
+def convert(
+    model: Any,
+    *,
+    quantization: str = "float",
+    sparse: bool = False,
+    representative_data: Any = None,
+    calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES,
+    compare_dense: bool = True,
+) -> TFLiteModel:
+    """Convert ``model`` (tf_keras Sequential/Functional) to TFLite.
+
+    ``quantization``: ``"float"`` or ``"int8"`` (needs ``representative_data``: an array of
+    input samples shaped like the model input, or a list of arrays for a model with several
+    inputs; the first ``calibration_samples`` are used). A model still wrapped for pruning is
+    stripped first. With ``sparse=True`` and ``compare_dense``, the dense variant is converted
+    too, and a warning gives both sizes when the sparse encoding is not smaller.
+    """
+    _check_arguments(quantization, sparse, calibration_samples)
+    model = _deployable(model)
+    samples = None
+    if quantization == "int8":
+        samples = check_representative_data(model, representative_data, calibration_samples)
+    flatbuffer = _run_converter(model, quantization, sparse, samples)
+    dense_size = None
+    if sparse and compare_dense:
+        dense_size = len(_run_converter(model, quantization, False, samples))
+    result = _result(flatbuffer, quantization, sparse, samples, dense_size)
+    if dense_size is not None:
+        warn_if_sparse_not_smaller(result.record)
+    return result
+
+
+def convert_all(
+    model: Any,
+    representative_data: Any,
+    *,
+    variants: tuple[str, ...] = VARIANTS,
+    calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES,
+) -> dict[str, TFLiteModel]:
+    """Convert to each of ``variants`` (default: all four); keys are the variant names.
+
+    Each sparse variant's record carries its dense counterpart's size when that one was
+    converted too, and warns when the sparse encoding is not smaller.
+    """
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise ConfigError(
+            f"variants: unknown {', '.join(map(repr, unknown))}; expected {', '.join(VARIANTS)}"
+        )
+    model = _deployable(model)
+    samples = None
+    if any(v.startswith("int8") for v in variants):
+        samples = check_representative_data(model, representative_data, calibration_samples)
+    results: dict[str, TFLiteModel] = {}
+    for name in sorted(variants, key=VARIANTS.index):  # dense before its sparse variant
+        quantization, sparse = name.split("-")[0], name.endswith("-sparse")
+        data = samples if quantization == "int8" else None
+        flatbuffer = _run_converter(model, quantization, sparse, data)
+        dense = results.get(quantization) if sparse else None
+        dense_size = dense.record.size_bytes if dense else None
+        results[name] = _result(flatbuffer, quantization, sparse, data, dense_size)
+        if dense_size is not None:
+            warn_if_sparse_not_smaller(results[name].record)
+    return {name: results[name] for name in variants}
+
+
+def warn_if_sparse_not_smaller(record: ConversionRecord) -> None:
+    if record.dense_size_bytes is not None and record.size_bytes >= record.dense_size_bytes:
+        warnings.warn(
+            f"{record.variant}: sparse encoding is not smaller than dense: "
+            f"{record.size_bytes:,} bytes sparse vs {record.dense_size_bytes:,} bytes dense "
+            f"({len(record.sparse_tensors)} tensor(s) stored sparse); prune further or use "
+            "the dense variant",
+            stacklevel=3,
+        )
+
+
+def check_representative_data(
+    model: keras.Model, data: Any, limit: int = DEFAULT_CALIBRATION_SAMPLES
+) -> list[np.ndarray]:
+    """Validate calibration samples against the model inputs; one float32 array per input."""
+    if data is None:
+        raise DataError(
+            "representative_data is required for int8: pass an array of input samples "
+            f"shaped like the model input {_shape_text(model.inputs[0].shape)}"
+        )
+    arrays = list(data) if isinstance(data, list | tuple) else [data]
+    if len(arrays) != len(model.inputs):
+        raise DataError(
+            f"representative_data: model {model.name} has {len(model.inputs)} inputs, got "
+            f"{len(arrays)} array(s)"
+        )
+    checked = []
+    for array, tensor in zip(arrays, model.inputs, strict=True):
+        checked.append(_check_input_array(np.asarray(array), tensor, limit))
+    counts = {len(a) for a in checked}
+    if len(counts) != 1:
+        raise DataError(f"representative_data: arrays hold different sample counts {counts}")
+    return checked
+
+
+def _check_input_array(array: np.ndarray, tensor, limit: int) -> np.ndarray:
+    expected = tuple(tensor.shape)[1:]
+    if array.ndim != len(expected) + 1 or any(
+        e is not None and e != a for e, a in zip(expected, array.shape[1:], strict=True)
+    ):
+        raise DataError(
+            f"representative_data has shape {array.shape}; model input {tensor.name!r} expects "
+            f"(samples, {', '.join(str(d) for d in expected)})"
+        )
+    if array.shape[0] == 0:
+        raise DataError("representative_data holds no samples")
+    if not np.issubdtype(array.dtype, np.number) or not np.all(np.isfinite(array)):
+        raise DataError(
+            f"representative_data must hold finite numbers, got dtype {array.dtype} "
+            "or NaN/inf values"
+        )
+    return array[:limit].astype(np.float32)
+
+
+def _check_arguments(quantization: str, sparse: bool, calibration_samples: int) -> None:
+    if quantization not in QUANTIZATIONS:
+        raise ConfigError(
+            f"quantization must be one of {', '.join(QUANTIZATIONS)}, got {quantization!r}"
+        )
+    if not isinstance(sparse, bool):
+        raise ConfigError(f"sparse must be True or False, got {sparse!r}")
+    if isinstance(calibration_samples, bool) or not isinstance(calibration_samples, int) or (
+        calibration_samples < 1
+    ):
+        raise ConfigError(f"calibration_samples must be an integer >= 1, got {calibration_samples!r}")
+
+
+def _deployable(model: Any) -> keras.Model:
+    model = getattr(model, "model", model)  # PrunedModel / StagedPruning
+    check_model(model)
+    return strip(model) if is_pruning_wrapped(model) else model
+
+
+def _run_converter(
+    model: keras.Model, quantization: str, sparse: bool, samples: list[np.ndarray] | None
+) -> bytes:
+    variant = variant_name(quantization, sparse)
+    try:
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
+        converter.optimizations = _optimizations(quantization, sparse)
+        if quantization == "int8":
+            converter.representative_dataset = _representative_dataset(samples)
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            converter.inference_input_type = tf.int8
+            converter.inference_output_type = tf.int8
+        with warnings.catch_warnings():
+            # TF warns about missing input statistics for every int8-in/out conversion; the
+            # representative dataset supplies them.
+            warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
+            return bytes(converter.convert())
+    except Exception as e:  # the converter raises many unrelated types (ConverterError, ...)
+        raise ConversionError(
+            f"TFLite conversion to {variant} failed for model {model.name}: "
+            f"{_converter_message(e)}"
+        ) from e
+
+
+def _converter_message(error: Exception) -> str:
+    """One line from a converter error, whose text is mostly MLIR source locations."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    for line in lines:
+        if line.startswith("TF Select ops:"):
+            ops = line.removeprefix("TF Select ops:").strip()
+            return (
+                f"ops not in the TFLite builtin set: {ops}; TF Select (Flex) ops do not run on "
+                "microcontrollers: replace them in the model"
+            )
+    last = lines[-1] if lines else ""
+    return f"{type(error).__name__}: {last[:300]}"
+
+
+def _optimizations(quantization: str, sparse: bool) -> list:
+    optimizations = [tf.lite.Optimize.DEFAULT] if quantization == "int8" else []
+    if sparse:
+        optimizations.append(tf.lite.Optimize.EXPERIMENTAL_SPARSITY)
+    return optimizations
+
+
+def _representative_dataset(samples: list[np.ndarray]):
+    def generate() -> Iterator[list[np.ndarray]]:
+        for i in range(len(samples[0])):
+            yield [array[i : i + 1] for array in samples]
+
+    return generate
+
+
+def _result(
+    flatbuffer: bytes,
+    quantization: str,
+    sparse: bool,
+    samples: list[np.ndarray] | None,
+    dense_size: int | None,
+) -> TFLiteModel:
+    info = read_model(flatbuffer)
+    record = ConversionRecord(
+        variant=variant_name(quantization, sparse),
+        quantization=quantization,
+        sparse=sparse,
+        size_bytes=info.size_bytes,
+        sparse_tensors=tuple(t.name for t in info.sparse_tensors),
+        input_dtypes=tuple(t.dtype.lower() for t in info.input_tensors),
+        output_dtypes=tuple(t.dtype.lower() for t in info.output_tensors),
+        calibration_samples=len(samples[0]) if samples else 0,
+        dense_size_bytes=dense_size,
+    )
+    return TFLiteModel(flatbuffer, record)
+
+
+def _shape_text(shape) -> str:
+    return "(samples, " + ", ".join(str(d) for d in tuple(shape)[1:]) + ")"

@@ -1,0 +1,72 @@
+"""Artifacts are written whole or not at all, and the C array is what TFLM expects."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from edge_prune.artifacts import (
+    c_array_sources,
+    c_identifier,
+    recover_interrupted_swap,
+    staged_directory,
+    write_atomic,
+)
+
+
+def test_write_atomic_replaces_and_leaves_no_temp_file(tmp_path):
+    path = tmp_path / "a" / "model.tflite"
+    write_atomic(path, b"one")
+    write_atomic(path, b"two")
+    assert path.read_bytes() == b"two"
+    assert [p.name for p in path.parent.iterdir()] == ["model.tflite"]
+
+
+def test_staged_directory_replaces_the_old_one_whole(tmp_path):
+    destination = tmp_path / "build" / "cortex-m4"
+    with staged_directory(destination) as staging:
+        (staging / "old.txt").write_text("old")
+    with staged_directory(destination) as staging:
+        (staging / "new.txt").write_text("new")
+    assert sorted(p.name for p in destination.iterdir()) == ["new.txt"]
+    assert sorted(p.name for p in destination.parent.iterdir()) == ["cortex-m4"]
+
+
+def test_interrupted_staging_leaves_the_previous_directory(tmp_path):
+    destination = tmp_path / "cortex-m4"
+    with staged_directory(destination) as staging:
+        (staging / "model.tflite").write_bytes(b"good")
+    with pytest.raises(KeyboardInterrupt), staged_directory(destination) as staging:
+        (staging / "model.tflite").write_bytes(b"half")
+        raise KeyboardInterrupt
+    assert (destination / "model.tflite").read_bytes() == b"good"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cortex-m4"]
+
+
+def test_swap_killed_between_renames_is_recovered(tmp_path):
+    destination = tmp_path / "cortex-m4"
+    old = tmp_path / ".cortex-m4.old"
+    old.mkdir()
+    (old / "model.tflite").write_bytes(b"previous")
+    recover_interrupted_swap(destination)
+    assert (destination / "model.tflite").read_bytes() == b"previous"
+
+
+def test_c_array_is_aligned_sized_and_holds_every_byte():
+    model = bytes(range(256)) * 3 + b"\x07"
+    sources = c_array_sources(model, "Digits CNN")
+    source, header = sources["model_data.cc"], sources["model_data.h"]
+    assert "alignas(16) const unsigned char g_digits_cnn_model_data[]" in source
+    assert f"const unsigned int g_digits_cnn_model_data_len = {len(model)};" in source
+    values = [int(v, 16) for v in re.findall(r"0x([0-9a-f]{2})", source)]
+    assert bytes(values) == model
+    assert "extern const unsigned char g_digits_cnn_model_data[];" in header
+    assert header.count("#ifndef MODEL_DATA_H") == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "ident"), [("digits-cnn v2", "digits_cnn_v2"), ("3d", "m_3d"), ("", "model")]
+)
+def test_c_identifier_is_valid_c(name, ident):
+    assert c_identifier(name) == ident

@@ -1,0 +1,185 @@
+"""Clustering and TFLM LUT compression: smaller, runs on TFLM, same outputs, clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from edge_prune import tflm
+from edge_prune.compress import LUT_BITWIDTHS, cluster, lut_compress, strip_clustering
+from edge_prune.convert import convert
+from edge_prune.deployability import check
+from edge_prune.errors import ConfigError, ConversionError
+from tiny_models import compile_for_classes, trained_cnn
+
+HIDDEN_KERNEL = "dense_hidden/MatMul"  # 32x288 int8 kernel: the one tensor big enough to compress
+PRUNED_FRACTION = 0.7
+
+
+def _zero_smallest(model, fraction: float) -> None:
+    """Stand-in for a pruned + stripped model: zero the smallest kernel weights of each layer."""
+    for layer in model.layers:
+        weights = layer.get_weights()
+        if not weights:
+            continue
+        kernel = weights[0]
+        kernel[np.abs(kernel) < np.quantile(np.abs(kernel), fraction)] = 0.0
+        layer.set_weights([kernel, *weights[1:]])
+
+
+@pytest.fixture(scope="module")
+def models():
+    model, x, y = trained_cnn(seed=0, epochs=2)
+    _zero_smallest(model, PRUNED_FRACTION)
+    unclustered_int8 = convert(model, quantization="int8", representative_data=x).tflite_bytes
+    clustered = compile_for_classes(cluster(model, number_of_clusters=16), learning_rate=1e-3)
+    clustered.fit(x, y, batch_size=32, epochs=1, verbose=0, shuffle=False)
+    final = strip_clustering(clustered)
+    int8 = convert(final, quantization="int8", representative_data=x).tflite_bytes
+    return {
+        "keras": final,
+        "x": x,
+        "y": y,
+        "int8": int8,
+        "unclustered_int8": unclustered_int8,
+        "compressed": lut_compress(int8),
+    }
+
+
+def _decision(result, name_part: str):
+    (decision,) = [d for d in result.decisions if name_part in d.name]
+    return decision
+
+
+def test_cluster_keeps_pruned_zeros_and_at_most_16_values_per_kernel(models):
+    for layer in models["keras"].layers:
+        if not layer.get_weights():
+            continue
+        kernel = layer.get_weights()[0]
+        assert len(np.unique(kernel)) <= 16, layer.name
+        assert np.mean(kernel == 0.0) >= PRUNED_FRACTION - 0.01, layer.name
+
+
+def test_lut_compressed_model_runs_on_tflm_with_outputs_equal_to_uncompressed_int8(models):
+    result = models["compressed"]
+    assert result.size_bytes < len(models["int8"])
+    assert _decision(result, HIDDEN_KERNEL).compressed
+
+    report = check(result.tflite_bytes, models["x"][:48], models["int8"], name="lut")
+
+    assert report.runs_on_tflm
+    assert report.compared_as == "int8"
+    assert report.max_abs_difference == 0.0
+    assert report.top1_agreement == 1.0
+
+
+def test_compressed_outputs_equal_uncompressed_on_raw_tflm_runs(models):
+    scale, zero_point = _input_quantization(models["int8"])
+    x = np.clip(np.round(models["x"][:16] / scale) + zero_point, -128, 127).astype(np.int8)
+
+    plain = tflm.run(models["int8"], x)
+    compressed = tflm.run(models["compressed"].tflite_bytes, x)
+
+    np.testing.assert_array_equal(compressed, plain)
+
+
+def _input_quantization(model_bytes: bytes) -> tuple[float, int]:
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    graph = schema.Model.GetRootAs(model_bytes, 0).Subgraphs(0)
+    q = graph.Tensors(graph.Inputs(0)).Quantization()
+    return float(q.Scale(0)), int(q.ZeroPoint(0))
+
+
+def test_arena_of_compressed_model_holds_the_decoded_weights(models):
+    plain = tflm.measure_arena(models["int8"])
+    compressed = tflm.measure_arena(models["compressed"].tflite_bytes)
+    decoded_bytes = _decision(models["compressed"], HIDDEN_KERNEL).bytes_before
+
+    assert compressed.recorded_head_bytes >= plain.recorded_head_bytes + decoded_bytes
+    assert compressed.smallest_arena_bytes > plain.smallest_arena_bytes
+
+
+def test_too_many_distinct_values_for_asked_bitwidth_raises_without_a_model(models):
+    with pytest.raises(
+        ConversionError,
+        match=rf"{HIDDEN_KERNEL}.*has \d+ distinct values in one channel.*2-bit LUT holds at "
+        r"most 4.*no model was written",
+    ):
+        lut_compress(models["int8"], bitwidth=2)
+
+
+def test_unclustered_weights_raise_in_automatic_bitwidth(models):
+    with pytest.raises(ConversionError, match=r"distinct values in one channel.*at most 16"):
+        lut_compress(models["unclustered_int8"])
+
+
+def test_unclustered_weights_are_kept_when_not_strict(models):
+    result = lut_compress(models["unclustered_int8"], strict=False)
+
+    kernel = _decision(result, HIDDEN_KERNEL)
+    assert not kernel.compressed
+    assert kernel.distinct_values > 16
+    assert "distinct values per channel > 16" in kernel.reason
+    assert result.tflite_bytes == models["unclustered_int8"]
+
+
+def test_tensor_that_would_expand_is_kept_uncompressed(models):
+    # 10x32 logits kernel: 160 B of 4-bit indices + 10 tables of up to 16 B > its 320 B.
+    result = lut_compress(models["int8"], min_tensor_bytes=0)
+
+    logits = _decision(result, "logits/MatMul")
+    assert not logits.compressed
+    assert "would expand" in logits.reason
+    assert logits.bytes_after == logits.bytes_before
+    assert _decision(result, HIDDEN_KERNEL).compressed
+
+
+def test_asked_bitwidth_is_used_for_every_compressed_tensor(models):
+    result = lut_compress(models["int8"], bitwidth=4)
+
+    assert result.compressed_tensors
+    assert all(d.bitwidth == 4 for d in result.compressed_tensors)
+
+
+def test_automatic_bitwidth_is_the_smallest_that_holds_the_values(models):
+    for d in models["compressed"].compressed_tensors:
+        assert d.bitwidth in LUT_BITWIDTHS
+        assert d.distinct_values <= 2**d.bitwidth
+        assert d.bitwidth == LUT_BITWIDTHS[0] or d.distinct_values > 2 ** (d.bitwidth - 1)
+
+
+def test_lut_compress_is_deterministic(models):
+    assert lut_compress(models["int8"]).tflite_bytes == models["compressed"].tflite_bytes
+
+
+def test_sparse_encoded_model_is_rejected(models):
+    sparse = convert(
+        models["keras"], quantization="int8", sparse=True, representative_data=models["x"]
+    ).tflite_bytes
+    with pytest.raises(ConversionError, match="sparse-encoded.*dense int8"):
+        lut_compress(sparse)
+
+
+@pytest.mark.parametrize("bitwidth", [1, 5, 8, "4"])
+def test_bitwidth_outside_2_to_4_is_a_config_error(models, bitwidth):
+    with pytest.raises(ConfigError, match="bitwidth"):
+        lut_compress(models["int8"], bitwidth=bitwidth)
+
+
+def test_cluster_count_below_two_is_a_config_error(models):
+    with pytest.raises(ConfigError, match="number_of_clusters"):
+        cluster(models["keras"], number_of_clusters=1)
+
+
+def test_result_reports_sizes_per_tensor_as_json_and_text(models):
+    result = models["compressed"]
+    data = json.loads(json.dumps(result.to_dict()))
+
+    assert data["size_bytes"] == result.size_bytes < data["original_size_bytes"]
+    hidden = next(t for t in data["tensors"] if HIDDEN_KERNEL in t["name"])
+    assert hidden["bytes_after"] < hidden["bytes_before"]
+    assert hidden["decision"].startswith(f"{hidden['bitwidth']}-bit LUT")
+    assert f"{result.original_size_bytes:,} B -> {result.size_bytes:,} B" in str(result)

@@ -12,7 +12,7 @@ import os
 import sys
 
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 _imported_before = "tensorflow" in sys.modules
 

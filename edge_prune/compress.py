@@ -3,7 +3,8 @@
 TFLM has no DENSIFY kernel, so a sparse-encoded flatbuffer does not run on a microcontroller.
 What does run is TFLM's own look-up-table (LUT) compression: a weight tensor with at most
 ``2**b`` distinct values per channel is stored as ``b``-bit indices plus one small value table
-per channel, and a ``TFLM_DECODE`` operator expands it into the arena just before the operator
+per channel (or one for the whole tensor when that is smaller, e.g. for per-tensor quantized
+weights), and a ``TFLM_DECODE`` operator expands it into the arena just before the operator
 that reads it (``tflite_micro/tensorflow/lite/micro/compression/``, ``compress.py`` and
 ``lut.py``). Pruning alone gives many distinct values; sparsity-preserving clustering
 (:func:`cluster`) cuts them to ``number_of_clusters`` per layer while keeping the zeros.
@@ -27,8 +28,11 @@ a compressed model is larger than the uncompressed one's. Measure the compressed
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import math
+import os
+import tempfile
 import warnings
 from dataclasses import asdict, dataclass, field
 
@@ -266,9 +270,7 @@ def _check_arguments(bitwidth: int | None, min_tensor_bytes: int) -> None:
             "or None (choose per tensor)"
         )
     if not isinstance(min_tensor_bytes, int) or min_tensor_bytes < 0:
-        raise ConfigError(
-            f"min_tensor_bytes: got {min_tensor_bytes!r}, expected an integer >= 0"
-        )
+        raise ConfigError(f"min_tensor_bytes: got {min_tensor_bytes!r}, expected an integer >= 0")
 
 
 def _read_editable(data: bytes, label: str):
@@ -327,12 +329,13 @@ def _plan(sg_index, subgraph, tensor, bitwidth, min_tensor_bytes, strict):
     limit = bitwidth or LUT_BITWIDTHS[-1]
     if per_channel > 2**limit:
         if strict:
+            wider = f" or a wider bitwidth (up to {LUT_BITWIDTHS[-1]})" if limit < 4 else ""
             raise ConversionError(
                 f"tensor {base['name']!r} (subgraph {sg_index}, index {base['index']}, shape "
                 f"{'x'.join(map(str, base['shape']))}) has {per_channel} distinct values in one "
                 f"channel (axis {axis}); a {limit}-bit LUT holds at most {2**limit}: cluster "
-                f"the layer to <= {2**limit} clusters or use a wider bitwidth (max "
-                f"{LUT_BITWIDTHS[-1]}); no model was written"
+                f"the layer to <= {2**limit} values{wider}, or pass strict=False to keep it "
+                "uncompressed; no model was written"
             )
         return kept(
             f"{per_channel} distinct values per channel > {2**limit} ({limit}-bit LUT)",
@@ -341,10 +344,15 @@ def _plan(sg_index, subgraph, tensor, bitwidth, min_tensor_bytes, strict):
     return _cheapest_candidate(base, tensor, array, axis, per_channel, bitwidth)
 
 
-def _describe(sg_index: int, tensor) -> dict:
+@functools.cache
+def _tensor_type_names() -> dict[int, str]:
     from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
-    type_names = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+    return {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+
+
+def _describe(sg_index: int, tensor) -> dict:
+    type_names = _tensor_type_names()
     return {
         "subgraph": sg_index,
         "index": tensor.index,
@@ -492,6 +500,7 @@ def _drop_encoded_quantization(model_bytes: bytes) -> bytes:
     for int8 per-channel weights: a float32 scale and an int64 zero point). DECODE reads only
     the index bytes and the value tables; the outputs on TFLM are checked equal in the tests.
     """
+    import flatbuffers
     from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
     model = schema.ModelT.InitFromPackedBuf(model_bytes, 0)
@@ -510,8 +519,6 @@ def _drop_encoded_quantization(model_bytes: bytes) -> bytes:
                     changed = True
     if not changed:
         return model_bytes
-    import flatbuffers
-
     builder = flatbuffers.Builder(len(model_bytes) + 1024)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return _aligned(bytes(builder.Output()))
@@ -519,9 +526,6 @@ def _drop_encoded_quantization(model_bytes: bytes) -> bytes:
 
 def _aligned(model_bytes: bytes) -> bytes:
     """Re-lay the flatbuffer with the buffer alignment TFLM expects (TFLM's C++ aligner)."""
-    import os
-    import tempfile
-
     from tflite_micro.tensorflow.lite.micro.tools import tflite_flatbuffer_align_wrapper
 
     with tempfile.TemporaryDirectory(prefix="edge-prune-lut-") as tmp:

@@ -228,10 +228,14 @@ def _check_arguments(quantization: str, sparse: bool, calibration_samples: int) 
         )
     if not isinstance(sparse, bool):
         raise ConfigError(f"sparse must be True or False, got {sparse!r}")
-    if isinstance(calibration_samples, bool) or not isinstance(calibration_samples, int) or (
-        calibration_samples < 1
+    if (
+        isinstance(calibration_samples, bool)
+        or not isinstance(calibration_samples, int)
+        or (calibration_samples < 1)
     ):
-        raise ConfigError(f"calibration_samples must be an integer >= 1, got {calibration_samples!r}")
+        raise ConfigError(
+            f"calibration_samples must be an integer >= 1, got {calibration_samples!r}"
+        )
 
 
 def _deployable(model: Any) -> keras.Model:

@@ -14,6 +14,7 @@ Files written:
 
 from __future__ import annotations
 
+import json
 import platform
 import sys
 from dataclasses import dataclass
@@ -54,7 +55,7 @@ def build_model(
     with staged_directory(destination) as staging:
         write_artifacts(staging, result, report)
     progress("")
-    progress(report_text(report))
+    progress(report_text(report, result.footprint))
     progress(f"artifacts: {destination}/")
     return BuildOutcome(destination, report["fits"], report)
 
@@ -67,10 +68,8 @@ def write_artifacts(directory: Path, result: PipelineResult, report: dict[str, A
         (directory / candidate.file_name).write_bytes(candidate.tflite_bytes)
     for name, text in c_array_sources(deployable.tflite_bytes, result.model_name).items():
         (directory / name).write_text(text)
-    (directory / "report.md").write_text(report_markdown(report))
-    from edge_prune.artifacts import write_json_atomic
-
-    write_json_atomic(directory / "report.json", report)
+    (directory / "report.md").write_text(report_markdown(report, result.footprint))
+    (directory / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
 
 
 def versions() -> dict[str, str]:
@@ -97,7 +96,7 @@ def report_dict(result: PipelineResult) -> dict[str, Any]:
     footprint = result.footprint
     return {
         "target": inputs.target.name,
-        "fits": bool(footprint.fits_all),
+        "fits": bool(footprint.fits),
         "model": result.model_name,
         "deployable": {
             "file": "model.tflite",
@@ -178,8 +177,8 @@ def _table(header: tuple[str, ...], rows: list[tuple[str, ...]], markdown: bool)
     ]
 
 
-def _render(report: dict[str, Any], markdown: bool) -> str:
-    from edge_prune.report import render_footprint
+def _render(report: dict[str, Any], footprint, markdown: bool) -> str:
+    from edge_prune.report import render
 
     heading = "## " if markdown else ""
     lines = [
@@ -235,16 +234,17 @@ def _render(report: dict[str, Any], markdown: bool) -> str:
         "",
         f"{heading}Footprint of model.tflite",
         "",
-        render_footprint(report["footprint"], "markdown" if markdown else "text"),
+        render(footprint, "markdown" if markdown else "text"),
         "",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()),
     ]
     return "\n".join(lines) + "\n"
 
 
-def report_markdown(report: dict[str, Any]) -> str:
-    return _render(report, markdown=True)
+def report_markdown(report: dict[str, Any], footprint) -> str:
+    """``report.md``: ``report`` from :func:`report_dict`, ``footprint`` a ``report.Report``."""
+    return _render(report, footprint, markdown=True)
 
 
-def report_text(report: dict[str, Any]) -> str:
-    return _render(report, markdown=False)
+def report_text(report: dict[str, Any], footprint) -> str:
+    return _render(report, footprint, markdown=False)

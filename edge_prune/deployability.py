@@ -53,6 +53,7 @@ class DeployabilityReport:
     arena_bytes: int | None = None
     arena_head_bytes: int | None = None
     arena_tail_bytes: int | None = None
+    arena_failure: str | None = None  # why the arena is missing although the model ran
     samples: int = 0
     reference: str | None = None
     compared_as: str | None = None
@@ -74,6 +75,8 @@ class DeployabilityReport:
                 f"arena {self.arena_bytes:,} B (head {self.arena_head_bytes:,} B, "
                 f"tail {self.arena_tail_bytes:,} B on this 64-bit host)"
             )
+        elif self.arena_failure:
+            parts.append(self.arena_failure)
         if self.max_abs_difference is not None:
             parts.append(
                 f"vs {self.reference} on {self.samples} samples: max |diff| "
@@ -102,21 +105,26 @@ def check(
     (array), or a reference flatbuffer (bytes or path) run on TFLM with the same samples, or
     None. ``labels``: class indices (or one-hot rows) to measure TFLM top-1 accuracy.
 
-    A model TFLM cannot load or run gives ``runs_on_tflm=False`` with the missing op or the
-    failure, not an exception. A reference flatbuffer that TFLM cannot run raises TFLMError.
+    Runs on TFLM means: loaded, allocated and ran every sample (one all-zero sample when
+    ``x_samples`` is None). A model TFLM cannot load or run gives ``runs_on_tflm=False`` with
+    the missing op or the failure, not an exception. If only the arena measurement fails after
+    that, the report keeps ``runs_on_tflm=True`` and says why in ``arena_failure``. A
+    reference flatbuffer that TFLM cannot run raises TFLMError.
     """
     data, label = load_bytes(model_bytes)
     check_identifier(data, label)
     name = name or label
     try:
-        arena = tflm.measure_arena(data, label=name) if measure_arena else None
-        outputs = _run(data, x_samples, name) if x_samples is not None else None
+        # One inference first (all-zero input without samples): it decides runs_on_tflm.
+        ran = _run(data, x_samples if x_samples is not None else _zero_sample(data), name)
+        outputs = ran if x_samples is not None else None
+        arena, arena_failure = _arena(data, name, measure_arena)
     except tflm.MissingOpError as e:
         return DeployabilityReport(name, len(data), False, missing_op=e.op, failure=str(e))
     except TFLMError as e:
         return DeployabilityReport(name, len(data), False, failure=str(e))
 
-    fields: dict = {}
+    fields: dict = {"arena_failure": arena_failure}
     if arena is not None:
         fields.update(
             arena_bytes=arena.smallest_arena_bytes,
@@ -130,6 +138,20 @@ def check(
         if labels is not None:
             fields["accuracy"] = top1_accuracy(outputs.as_float(), labels)
     return DeployabilityReport(name, len(data), True, **fields)
+
+
+def _arena(data: bytes, name: str, wanted: bool):
+    """``(measurement, None)``, or ``(None, why)`` when the measurement failed on a model that
+    already ran: the arena search probes arena sizes that are too small, and TFLM
+    can crash on those (SIGSEGV seen on an int8 MLP), which says nothing about the model."""
+    if not wanted:
+        return None, None
+    try:
+        return tflm.measure_arena(data, label=name), None
+    except tflm.MissingOpError:
+        raise
+    except TFLMError as e:
+        return None, f"arena not measured: {e}"
 
 
 def top1_accuracy(outputs: np.ndarray, labels: np.ndarray) -> float:
@@ -178,8 +200,14 @@ def _to_model_input(x: np.ndarray, inp: _IoTensor) -> np.ndarray:
     return np.clip(quantized, info.min, info.max).astype(inp.dtype)
 
 
+def _zero_sample(data: bytes) -> np.ndarray:
+    inp, _ = _io_tensors(data)
+    return np.zeros((1, *inp.shape[1:]), dtype=np.float32)
+
+
 @dataclass(frozen=True)
 class _IoTensor:
+    shape: tuple[int, ...]
     dtype: np.dtype
     scale: float | None  # None when the tensor is not quantized
     zero_point: int
@@ -200,12 +228,13 @@ def _io_tensors(data: bytes) -> tuple[_IoTensor, _IoTensor]:
 
     def describe(index: int) -> _IoTensor:
         tensor = graph.Tensors(index)
+        shape = tuple(max(int(tensor.Shape(i)), 1) for i in range(tensor.ShapeLength()))
         dtype = np.dtype(numpy_types.get(tensor.Type(), np.float32))
         q = tensor.Quantization()
         if q is None or q.ScaleLength() == 0 or dtype.kind == "f":
-            return _IoTensor(dtype, None, 0)
+            return _IoTensor(shape, dtype, None, 0)
         zero = int(q.ZeroPoint(0)) if q.ZeroPointLength() else 0
-        return _IoTensor(dtype, float(q.Scale(0)), zero)
+        return _IoTensor(shape, dtype, float(q.Scale(0)), zero)
 
     return describe(graph.Inputs(0)), describe(graph.Outputs(0))
 
@@ -326,8 +355,10 @@ def choose_deployable(
 
 def _why_not(c: DeployabilityReport, dense_accuracy: float, tolerance_points: float):
     if not c.runs_on_tflm:
-        return f"does not run on TFLM (no kernel for {c.missing_op})" if c.missing_op else (
-            f"does not run on TFLM ({c.failure})"
+        return (
+            f"does not run on TFLM (no kernel for {c.missing_op})"
+            if c.missing_op
+            else (f"does not run on TFLM ({c.failure})")
         )
     if c.accuracy is None:
         return "TFLM accuracy not measured (check it with labels)"

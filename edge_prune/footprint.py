@@ -309,4 +309,5 @@ def _arena_dict(arena: tflm.ArenaMeasurement | None) -> dict | None:
         "recorded_tail_bytes": arena.recorded_tail_bytes,
         "recorded_tail_what": "persistent structures; smaller on a 32-bit MCU",
         "recorded_by": "TFLM RecordingMicroAllocator (print_allocations)",
+        "recorded_with_arena_bytes": arena.recorded_with_arena_bytes,
     }

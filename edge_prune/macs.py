@@ -72,9 +72,16 @@ _SIMPLE_OPS = {
     "LeakyReLU": "LEAKY_RELU",
     "ELU": "ELU",
 }
-_WEIGHTED_OPS = {"Conv2D": "CONV_2D", "DepthwiseConv2D": "DEPTHWISE_CONV_2D", "Dense": "FULLY_CONNECTED"}
+_WEIGHTED_OPS = {
+    "Conv2D": "CONV_2D",
+    "DepthwiseConv2D": "DEPTHWISE_CONV_2D",
+    "Dense": "FULLY_CONNECTED",
+}
 SUPPORTED_LAYERS = frozenset(
-    _NO_OP_LAYERS | set(_SIMPLE_OPS) | set(_WEIGHTED_OPS) | {"BatchNormalization", "ReLU", "Activation"}
+    _NO_OP_LAYERS
+    | set(_SIMPLE_OPS)
+    | set(_WEIGHTED_OPS)
+    | {"BatchNormalization", "ReLU", "Activation"}
 )
 
 
@@ -201,7 +208,10 @@ class ModelCost:
         widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
         text = [f"Cost of model '{self.model_name}'"]
         for row in lines:
-            cells = [c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))]
+            cells = [
+                c.ljust(w) if i < 3 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            ]
             text.append("  ".join(cells).rstrip())
         if self.latency is not None:
             text.append(
@@ -229,6 +239,12 @@ def model_nodes(model) -> list[GraphNode]:
     than once (shared layers).
     """
     class_name = type(model).__name__
+    module = type(model).__module__
+    if module.startswith("keras") and not module.startswith("keras.src.engine"):
+        raise UnsupportedModelError(
+            f"model '{getattr(model, 'name', model)}' is a Keras 3 {class_name} ({module}): "
+            "build it with tf_keras (import tf_keras as keras, TF_USE_LEGACY_KERAS=1)"
+        )
     if not getattr(model, "_is_graph_network", False) or class_name not in (
         "Sequential",
         "Functional",
@@ -309,7 +325,6 @@ def count_costs(model) -> ModelCost:
     Raises UnsupportedModelError naming the first layer of a type it cannot count.
     """
     nodes = model_nodes(model)
-    by_name = {n.name: n for n in nodes}
     ops: dict[str, str | None] = {}  # layer name -> op that runs its result (for fusion checks)
     rows: list[LayerCost] = []
     for node in nodes:

@@ -161,9 +161,9 @@ def _loss_for(model):
     from edge_prune._tf import keras
 
     last = model.layers[-1]
-    softmax_out = getattr(last, "activation", None) is keras.activations.softmax or (
-        type(last).__name__ == "Softmax"
-    )
+    last = getattr(last, "layer", last)  # inside a pruning or clustering wrapper
+    activation = getattr(getattr(last, "activation", None), "__name__", "")
+    softmax_out = activation == "softmax" or type(last).__name__ == "Softmax"
     return keras.losses.SparseCategoricalCrossentropy(from_logits=not softmax_out)
 
 
@@ -198,6 +198,15 @@ def _fit(
     )
 
 
+def copy_model(model):
+    """An independent copy of a tf_keras model: same architecture and weights, new variables."""
+    from edge_prune._tf import keras
+
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def seed_everything(seed: int) -> None:
     from edge_prune._tf import keras, tf
 
@@ -221,7 +230,7 @@ def structured_prune(model, inputs: Inputs, progress: Progress = stderr_progress
 
     config = inputs.config
     result = prune_channels(model, config.structured.ratio, criterion=config.structured.criterion)
-    progress(f"  structured: {result.summary_line()}")
+    progress("  " + str(result).replace("\n", "\n  "))
     smaller = result.model
     _compile(smaller, config.prune.learning_rate)
     _fit(smaller, inputs.data, config, config.structured.epochs, "structured fine-tune", progress)
@@ -264,7 +273,8 @@ def cluster_weights(model, inputs: Inputs, progress: Progress = stderr_progress)
     from edge_prune.compress import cluster, strip_clustering
 
     config = inputs.config
-    clustered = cluster(model, config.compress.clusters, preserve_sparsity=True)
+    # tfmot wraps the given layer objects, so fine-tuning would change ``model`` itself.
+    clustered = cluster(copy_model(model), config.compress.clusters, preserve_sparsity=True)
     _compile(clustered, config.compress.learning_rate)
     _fit(clustered, inputs.data, config, config.compress.epochs, "cluster fine-tune", progress)
     return strip_clustering(clustered)
@@ -337,7 +347,7 @@ def run_pipeline(inputs: Inputs, progress: Progress = stderr_progress) -> Pipeli
     dense = train_dense(inputs, progress)
     result = PipelineResult(inputs, model_name=dense.name)
     result.accuracy["dense_keras"] = keras_accuracy(dense, data)
-    result.macs["dense"] = _macs(dense)
+    result.macs["dense"] = _costs(dense, inputs.target)
     result.timings_s["dense"] = clock.lap()
 
     base = dense
@@ -345,7 +355,7 @@ def run_pipeline(inputs: Inputs, progress: Progress = stderr_progress) -> Pipeli
         progress(f"[2/6] structured pruning: {config.structured.ratio:.0%} of channels")
         base, result.structured = structured_prune(dense, inputs, progress)
         result.accuracy["structured_keras"] = keras_accuracy(base, data)
-        result.macs["structured"] = _macs(base)
+        result.macs["structured"] = _costs(base, inputs.target)
     else:
         progress("[2/6] structured pruning: off")
     result.timings_s["structured"] = clock.lap()
@@ -389,16 +399,18 @@ def run_pipeline(inputs: Inputs, progress: Progress = stderr_progress) -> Pipeli
     return result
 
 
-def _macs(model):
-    from edge_prune.macs import count_macs
+def _costs(model, target):
+    """Parameters and MACs per layer, with the target's latency estimate where it has figures."""
+    from edge_prune.macs import count_costs, estimate_latency_for_target
 
-    return count_macs(model)
+    cost = count_costs(model)
+    return estimate_latency_for_target(cost, target) or cost
 
 
 def _measure(model_bytes: bytes, target):
-    from edge_prune.footprint import measure_for_targets
+    from edge_prune.report import build_report
 
-    return measure_for_targets(model_bytes, [target])
+    return build_report(model_bytes, [target])
 
 
 class _Clock:

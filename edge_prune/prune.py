@@ -16,10 +16,13 @@ training batch 1 and recomputes the masks during batch ``s`` when ``s`` is a pru
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import math
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -111,7 +114,12 @@ class PruningSchedule:
         if frequency is None:
             frequency = _auto_frequency(end_step - begin_step)
         return cls(
-            "polynomial_decay", final_sparsity, initial_sparsity, begin_step, end_step, power,
+            "polynomial_decay",
+            final_sparsity,
+            initial_sparsity,
+            begin_step,
+            end_step,
+            power,
             frequency,
         )
 
@@ -152,8 +160,12 @@ class PruningSchedule:
             )
         end_step = begin_step + (span // frequency) * frequency
         return cls.polynomial_decay(
-            final_sparsity, end_step=end_step, begin_step=begin_step,
-            initial_sparsity=initial_sparsity, power=power, frequency=frequency,
+            final_sparsity,
+            end_step=end_step,
+            begin_step=begin_step,
+            initial_sparsity=initial_sparsity,
+            power=power,
+            frequency=frequency,
         )
 
     @classmethod
@@ -161,9 +173,7 @@ class PruningSchedule:
         cls, sparsity: float, *, begin_step: int = 0, end_step: int = -1, frequency: int = 100
     ) -> PruningSchedule:
         """The same target at every pruning step (``end_step=-1``: until training stops)."""
-        return cls(
-            "constant", sparsity, sparsity, begin_step, end_step, frequency=frequency
-        )
+        return cls("constant", sparsity, sparsity, begin_step, end_step, frequency=frequency)
 
     @classmethod
     def m_by_n_sparsity(cls, m: int = 2, n: int = 4) -> PruningSchedule:
@@ -209,8 +219,12 @@ class PruningSchedule:
             )
         else:
             schedule = _sparsity.PolynomialDecay(
-                self.initial_sparsity, self.final_sparsity, self.begin_step, self.end_step,
-                self.power, self.frequency,
+                self.initial_sparsity,
+                self.final_sparsity,
+                self.begin_step,
+                self.end_step,
+                self.power,
+                self.frequency,
             )
         return {"pruning_schedule": schedule}
 
@@ -233,7 +247,9 @@ def _check_m_by_n(m_by_n) -> None:
         and 0 < m_by_n[0] < m_by_n[1]
     )
     if not ok:
-        raise ConfigError(f"m_by_n must be a tuple (m, n) of integers with 0 < m < n, got {m_by_n!r}")
+        raise ConfigError(
+            f"m_by_n must be a tuple (m, n) of integers with 0 < m < n, got {m_by_n!r}"
+        )
 
 
 def _check_polynomial(schedule: PruningSchedule) -> None:
@@ -301,7 +317,9 @@ class PrunedModel:
     """A model wrapped for pruning and what ``fit`` needs for it.
 
     ``callbacks`` builds fresh callbacks on each access: ``UpdatePruningStep`` (required by
-    tfmot) and ``PruningSummaries`` when ``log_dir`` was given. ``pruned_layers`` are the
+    tfmot) and, when ``log_dir`` was given, :class:`SparsityLog` plus tfmot's
+    ``PruningSummaries`` (TensorBoard logs; only when the ``tensorboard`` package is installed,
+    which TensorFlow 2.21 does not install). ``pruned_layers`` are the
     wrapped layers; ``unpruned_layers`` hold weights that stay dense (excluded or unsupported).
     """
 
@@ -315,7 +333,9 @@ class PrunedModel:
     def callbacks(self) -> list[keras.callbacks.Callback]:
         callbacks: list[keras.callbacks.Callback] = [_sparsity.UpdatePruningStep()]
         if self.log_dir:
-            callbacks.append(_sparsity.PruningSummaries(log_dir=self.log_dir))
+            callbacks.append(SparsityLog(self.log_dir))
+            if importlib.util.find_spec("tensorboard") is not None:
+                callbacks.append(_sparsity.PruningSummaries(log_dir=self.log_dir))
         return callbacks
 
     def fit(self, *args, callbacks: Sequence[keras.callbacks.Callback] = (), **kwargs):
@@ -326,6 +346,28 @@ class PrunedModel:
                 "pruned.model.compile(...) (tfmot drops the optimizer when it wraps a model)"
             )
         return self.model.fit(*args, callbacks=[*callbacks, *self.callbacks], **kwargs)
+
+
+class SparsityLog(keras.callbacks.Callback):
+    """Appends one JSON line per epoch to ``<log_dir>/sparsity.jsonl``: epoch, pruning step and
+    the mask sparsity of each pruned weight (the fraction of weights the mask zeroes)."""
+
+    def __init__(self, log_dir: str | Path):
+        super().__init__()
+        self.path = Path(log_dir) / "sparsity.jsonl"
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        wrappers = _wrappers(self.model)
+        masks = {
+            f"{w.layer.name}/{weight.name.split('/')[-1].split(':')[0]}": 1
+            - float(np.mean(mask.numpy()))
+            for w in wrappers
+            for weight, mask, _ in w.pruning_vars
+        }
+        step = int(wrappers[0].pruning_step.numpy()) if wrappers else 0
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps({"epoch": epoch, "step": step, "sparsity": masks}) + "\n")
 
 
 def prune(
@@ -423,18 +465,19 @@ def _reason_not_to_prune(layer, excluded_names, excluded_types, schedule) -> str
         return "excluded by name"
     if isinstance(layer, classes) or type(layer).__name__ in class_names:
         return "excluded by type"
-    prunable = prune_registry.PruneRegistry.supports(layer) or hasattr(
-        layer, "get_prunable_weights"
-    )
-    if not prunable:
+    if not (prune_registry.PruneRegistry.supports(layer) or hasattr(layer, "get_prunable_weights")):
         return f"tfmot cannot prune {type(layer).__name__}"
+    registered = prune_registry.PruneRegistry._LAYERS_WEIGHTS_MAP.get(type(layer))
+    if registered is not None and not registered:
+        # e.g. BatchNormalization; DepthwiseConv2D too (tfmot prune_registry.py).
+        return f"tfmot prunes no weight of {type(layer).__name__}"
     if schedule.kind == "m_by_n" and type(layer) not in _M_BY_N_TYPES:
         return f"m-by-n sparsity applies to Dense and Conv2D only, not {type(layer).__name__}"
     return None
 
 
 def _warn_unsupported(unpruned: dict[str, str]) -> None:
-    unsupported = {n: r for n, r in unpruned.items() if not r.startswith("excluded")}
+    unsupported = {n: r for n, r in unpruned.items() if r.startswith("tfmot cannot")}
     if unsupported:
         listing = "; ".join(f"{name}: {reason}" for name, reason in unsupported.items())
         warnings.warn(f"layers left dense: {listing}", stacklevel=3)
@@ -482,7 +525,8 @@ def strip(model: keras.Model | PrunedModel) -> keras.Model:
 
 def _wrappers(model: keras.Model) -> list[pruning_wrapper.PruneLowMagnitude]:
     return [
-        layer for layer in _all_layers(model)
+        layer
+        for layer in _all_layers(model)
         if isinstance(layer, pruning_wrapper.PruneLowMagnitude)
     ]
 
@@ -511,8 +555,12 @@ class WeightSparsity:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "layer": self.layer, "weight": self.weight, "shape": list(self.shape),
-            "zeros": self.zeros, "total": self.total, "sparsity": self.sparsity,
+            "layer": self.layer,
+            "weight": self.weight,
+            "shape": list(self.shape),
+            "zeros": self.zeros,
+            "total": self.total,
+            "sparsity": self.sparsity,
         }
 
 
@@ -549,8 +597,11 @@ class SparsityReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "model": self.model, "layers": [r.to_dict() for r in self.rows],
-            "zeros": self.zeros, "total": self.total, "sparsity": self.sparsity,
+            "model": self.model,
+            "layers": [r.to_dict() for r in self.rows],
+            "zeros": self.zeros,
+            "total": self.total,
+            "sparsity": self.sparsity,
         }
 
     def __str__(self) -> str:
@@ -562,8 +613,9 @@ class SparsityReport:
         widths = [max(len(c[i]) for c in [header, *cells]) for i in range(3)]
         lines = [f"Sparsity of {self.model}"]
         for row in [header, *cells]:
-            lines.append("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=False))
-                         + "  " + row[3])
+            lines.append(
+                "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=False)) + "  " + row[3]
+            )
         return "\n".join(line.rstrip() for line in lines)
 
 
@@ -589,13 +641,15 @@ def _weight_rows(model: keras.Model, prefix: str) -> list[WeightSparsity]:
         inner = layer.layer if isinstance(layer, pruning_wrapper.PruneLowMagnitude) else layer
         for weight in inner.weights:
             values = np.asarray(weight.numpy())
-            rows.append(WeightSparsity(
-                layer=prefix + inner.name,
-                weight=weight.name.split("/")[-1].split(":")[0],
-                shape=tuple(values.shape),
-                zeros=int(np.count_nonzero(values == 0)),
-                total=int(values.size),
-            ))
+            rows.append(
+                WeightSparsity(
+                    layer=prefix + inner.name,
+                    weight=weight.name.split("/")[-1].split(":")[0],
+                    shape=tuple(values.shape),
+                    zeros=int(np.count_nonzero(values == 0)),
+                    total=int(values.size),
+                )
+            )
     return rows
 
 
@@ -616,8 +670,10 @@ class StageResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "target_sparsity": self.target_sparsity, "prune_steps": self.prune_steps,
-            "fine_tune_steps": self.fine_tune_steps, "sparsity": self.report.sparsity,
+            "target_sparsity": self.target_sparsity,
+            "prune_steps": self.prune_steps,
+            "fine_tune_steps": self.fine_tune_steps,
+            "sparsity": self.report.sparsity,
             "report": self.report.to_dict(),
         }
 
@@ -682,20 +738,28 @@ def prune_in_stages(
             target, initial_sparsity=previous, begin_step=1, end_step=prune_steps
         )
         pruned = prune(
-            model, schedule, exclude_layers=exclude_layers, exclude_types=exclude_types,
-            optimizer=_optimizer(optimizer, learning_rate), loss=loss, metrics=metrics,
+            model,
+            schedule,
+            exclude_layers=exclude_layers,
+            exclude_types=exclude_types,
+            optimizer=_optimizer(optimizer, learning_rate),
+            loss=loss,
+            metrics=metrics,
         )
         fit(pruned.model, pruned.callbacks, prune_epochs)
         if fine_tune_epochs:
             pruned.model.compile(
-                optimizer=_optimizer(optimizer, fine_tune_learning_rate), loss=loss,
+                optimizer=_optimizer(optimizer, fine_tune_learning_rate),
+                loss=loss,
                 metrics=metrics,
             )
             fit(pruned.model, pruned.callbacks, fine_tune_epochs)
         model = strip(pruned)
-        results.append(StageResult(
-            target, prune_steps, fine_tune_epochs * steps_per_epoch, sparsity_report(model)
-        ))
+        results.append(
+            StageResult(
+                target, prune_steps, fine_tune_epochs * steps_per_epoch, sparsity_report(model)
+            )
+        )
         previous = target
     return StagedPruning(model, tuple(results))
 
@@ -726,14 +790,15 @@ def _fit_function(x, y, batch_size, fit, steps_per_epoch) -> tuple[FitFunction, 
         raise DataError(f"x and y must have the same number of samples, got {len(x)} and {len(y)}")
 
     def fit_arrays(model: keras.Model, callbacks: list, epochs: int) -> Any:
-        return model.fit(x, y, batch_size=batch_size, epochs=epochs, callbacks=callbacks,
-                         verbose=0)
+        return model.fit(x, y, batch_size=batch_size, epochs=epochs, callbacks=callbacks, verbose=0)
 
     return fit_arrays, math.ceil(len(x) / batch_size)
 
 
 def _optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
     try:
-        return keras.optimizers.get({"class_name": name, "config": {"learning_rate": learning_rate}})
+        return keras.optimizers.get(
+            {"class_name": name, "config": {"learning_rate": learning_rate}}
+        )
     except ValueError as e:
         raise ConfigError(f"optimizer: unknown tf_keras optimizer {name!r}") from e

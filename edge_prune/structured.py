@@ -31,7 +31,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge_prune._tf import keras
 from edge_prune.errors import ConfigError, UnsupportedModelError
 from edge_prune.macs import GraphNode, model_nodes
 
@@ -319,8 +318,7 @@ class _Analysis:
             return _ChannelMap(tuple(s for m in inputs for s in m.segments))
         # Add, or Concatenate on another axis: channel i of every input is the same channel.
         simple = all(
-            len(m.segments) == 1 and m.segments[0].repeat == 1 and not m.positions
-            for m in inputs
+            len(m.segments) == 1 and m.segments[0].repeat == 1 and not m.positions for m in inputs
         )
         if not simple:
             for m in inputs:
@@ -338,7 +336,7 @@ class _Analysis:
                 )
             return inputs[0]
         for source in sources[1:]:
-            pass
+            self._union(sources[0], source)
         return inputs[0]
 
     def groups(self) -> dict[str, list[str]]:

@@ -55,20 +55,24 @@ class ArenaMeasurement:
     ``recorded_*`` are what TFLM's ``RecordingMicroAllocator`` prints after one inference:
     head = non-persistent tensors (the memory plan; the same on a 32-bit MCU), tail =
     persistent structures (pointer-sized fields, so larger here than on a 32-bit Cortex-M),
-    total = head + tail. ``smallest_arena_bytes`` is the smallest ``arena_size`` that let the
-    model allocate and run one inference here; it also holds what TFLM places in the arena
-    before recording starts (the allocator and memory planner objects, alignment).
+    total = head + tail, printed after one inference with ``arena_size =
+    recorded_with_arena_bytes`` (alignment padding varies by a few bytes with arena_size).
+    ``smallest_arena_bytes`` is the smallest ``arena_size`` that let the model allocate and run
+    one inference here; it also holds what TFLM places in the arena before recording starts
+    (the allocator and memory planner objects, alignment).
     """
 
     smallest_arena_bytes: int
     recorded_total_bytes: int
     recorded_head_bytes: int
     recorded_tail_bytes: int
+    recorded_with_arena_bytes: int
     allocation_lines: tuple[str, ...]
 
     def to_dict(self) -> dict:
         return {
             "smallest_arena_bytes": self.smallest_arena_bytes,
+            "recorded_with_arena_bytes": self.recorded_with_arena_bytes,
             "recorded_total_bytes": self.recorded_total_bytes,
             "recorded_head_bytes": self.recorded_head_bytes,
             "recorded_tail_bytes": self.recorded_tail_bytes,
@@ -93,6 +97,7 @@ def measure_arena(
         recorded_total_bytes=recorded["total"],
         recorded_head_bytes=recorded["head"],
         recorded_tail_bytes=recorded["tail"],
+        recorded_with_arena_bytes=int(result["recorded_with_arena_bytes"]),
         allocation_lines=tuple(result["allocation_lines"]),
     )
 

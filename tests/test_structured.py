@@ -53,7 +53,7 @@ def _randomize_batchnorm(model) -> None:
 
 def _residual_model():
     """conv_a → bn_a → relu ─┬→ conv_b → bn_b ─┐
-                             └───────────────── Add → relu → conv_c → GAP → dense_out"""
+    └───────────────── Add → relu → conv_c → GAP → dense_out"""
     keras.utils.set_random_seed(RNG_SEED)
     inp = keras.Input((8, 8, 3), name="img")
     a = keras.layers.Conv2D(8, 3, padding="same", name="conv_a")(inp)

@@ -1,0 +1,223 @@
+"""Footprint measured with the TFLM interpreter, the runtime estimate and the budget verdict."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tflite_micro.python.tflite_micro import runtime
+
+from edge_prune import footprint, tflm
+from edge_prune.errors import DataError, EdgePruneError, ModelFileError, TFLMError
+from edge_prune.targets import load_target
+
+REPO = Path(__file__).resolve().parent.parent
+GOOD_MODELS = ("mlp_float_path", "cnn_int8_path")
+
+
+def _tflm_in_process(model: bytes, arena_size: int):
+    """Allocate and run one inference on zeros in this process (only for known-good models)."""
+    interpreter = runtime.Interpreter.from_bytes(model, arena_size=arena_size)
+    details = interpreter.get_input_details(0)
+    interpreter.set_input(np.zeros(details["shape"], dtype=details["dtype"]), 0)
+    interpreter.invoke()
+    return interpreter
+
+
+@pytest.fixture(scope="module")
+def measured(mlp_float_path, cnn_int8_path):
+    return {p.stem: footprint.measure(p) for p in (mlp_float_path, cnn_int8_path)}
+
+
+@pytest.mark.parametrize("model_fixture", GOOD_MODELS)
+def test_arena_equals_what_tflm_recording_allocator_prints(model_fixture, request, capfd, measured):
+    path = request.getfixturevalue(model_fixture)
+    interpreter = _tflm_in_process(path.read_bytes(), arena_size=1 << 20)
+    capfd.readouterr()
+    interpreter.print_allocations()
+    printed = capfd.readouterr()
+    text = printed.out + printed.err
+    total = int(re.search(r"Arena allocation total (\d+) bytes", text).group(1))
+    head = int(re.search(r"Arena allocation head (\d+) bytes", text).group(1))
+    arena = measured[path.stem].arena
+    assert arena.recorded_total_bytes == total
+    assert arena.recorded_head_bytes == head
+    assert arena.recorded_head_bytes + arena.recorded_tail_bytes == total
+
+
+def test_two_models_have_different_arenas(measured):
+    assert measured["mlp_float"].arena.recorded_total_bytes != (
+        measured["cnn_int8"].arena.recorded_total_bytes
+    )
+
+
+@pytest.mark.parametrize("model_fixture", GOOD_MODELS)
+def test_smallest_arena_runs_and_one_byte_less_does_not(model_fixture, request, measured, capfd):
+    path = request.getfixturevalue(model_fixture)
+    smallest = measured[path.stem].arena_bytes
+    _tflm_in_process(path.read_bytes(), arena_size=smallest)
+    with pytest.raises(RuntimeError):
+        _tflm_in_process(path.read_bytes(), arena_size=smallest - 1)
+
+
+def test_footprint_lists_flatbuffer_size_and_ops(measured, cnn_int8_path):
+    cnn = measured["cnn_int8"]
+    assert cnn.flatbuffer_bytes == cnn_int8_path.stat().st_size
+    assert {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "SOFTMAX"} <= set(cnn.ops)
+    assert cnn.runs_on_tflm and cnn.missing_op is None
+
+
+def test_sparse_encoded_model_does_not_run_on_tflm_and_never_fits(sparse_float_path):
+    sparse = footprint.measure(sparse_float_path)
+    assert not sparse.runs_on_tflm
+    assert sparse.missing_op == "DENSIFY"
+    assert sparse.arena is None
+    verdict = footprint.check(sparse, load_target("cortex-m55"))
+    assert not verdict.fits
+    assert verdict.status == "does not run on TFLM: DENSIFY"
+
+
+def test_runtime_estimate_is_framework_plus_one_kernel_per_op_type(measured):
+    table = footprint.kernel_table()
+    estimate = measured["cnn_int8"].runtime_flash
+    expected = table.framework_bytes + sum(table.kernel_bytes[op] for op in estimate.kernel_bytes)
+    assert estimate.total_bytes == expected
+    assert table.framework_bytes == 9_732
+    assert not estimate.measured
+
+
+def test_op_missing_from_the_kernel_table_gets_the_stated_default():
+    estimate = footprint.runtime_flash(("FULLY_CONNECTED", "CUSTOM:my_op"))
+    assert estimate.kernel_bytes["CUSTOM:my_op"] == footprint.kernel_table().default_kernel_bytes
+    assert estimate.defaulted_ops == ("CUSTOM:my_op",)
+    assert "CUSTOM:my_op not in the table" in estimate.source
+
+
+def test_target_runtime_figure_replaces_the_estimate(measured):
+    verdict = footprint.check(measured["mlp_float"], load_target("cortex-m4"))
+    assert verdict.runtime_flash.measured
+    assert verdict.runtime_flash.total_bytes == 84_528
+
+
+def test_target_can_override_single_kernels(target_file, measured):
+    path = target_file("custom")
+    path.write_text(path.read_text() + "[runtime.kernel_flash_bytes]\nSOFTMAX = 100\n")
+    runtime_flash = footprint.runtime_flash(measured["mlp_float"].ops, load_target(str(path)))
+    assert runtime_flash.kernel_bytes["SOFTMAX"] == 100
+    assert "overridden by" in runtime_flash.source
+
+
+def test_verdict_adds_model_runtime_and_reserved_against_the_part(measured, target_file):
+    cnn = measured["cnn_int8"]
+    target = load_target(str(target_file()))
+    verdict = footprint.check(cnn, target)
+    flash = cnn.flatbuffer_bytes + cnn.runtime_flash.total_bytes + 65_536
+    assert verdict.flash_needed_bytes == flash
+    assert verdict.flash_headroom_bytes == 1_048_576 - flash
+    assert verdict.ram_needed_bytes == cnn.arena_bytes + 32_768
+    assert verdict.ram_headroom_percent == pytest.approx(
+        100 * (262_144 - cnn.arena_bytes - 32_768) / 262_144
+    )
+    assert verdict.fits
+
+
+def test_model_over_a_tiny_target_does_not_fit_with_negative_headroom(measured, target_file):
+    cnn = measured["cnn_int8"]
+    tiny = target_file("tiny", flash_bytes=16_384, ram_bytes=2_048, reserved_flash_bytes=0,
+                       reserved_ram_bytes=0)  # fmt: skip
+    verdict = footprint.check(cnn, load_target(str(tiny)))
+    assert not verdict.fits and not verdict.fits_flash and not verdict.fits_ram
+    assert verdict.flash_headroom_bytes < 0
+    assert verdict.status == "does not fit (flash and RAM)"
+
+
+def test_tflm_run_matches_the_interpreter_in_process(mlp_float_path, capfd):
+    x = np.random.default_rng(0).normal(size=(5, 16)).astype(np.float32)
+    outputs = tflm.run(mlp_float_path, x)
+    interpreter = _tflm_in_process(mlp_float_path.read_bytes(), arena_size=1 << 20)
+    interpreter.set_input(x[2:3], 0)
+    interpreter.invoke()
+    assert outputs.shape == (5, 1, 4)
+    np.testing.assert_array_equal(outputs[2], interpreter.get_output(0))
+
+
+def test_tflm_run_rejects_input_of_the_wrong_dtype(cnn_int8_path):
+    with pytest.raises(DataError, match="input dtype is float32, the model expects int8"):
+        tflm.run(cnn_int8_path, np.zeros((1, 12, 12, 1), np.float32))
+
+
+def test_tflm_run_names_the_missing_op(sparse_float_path):
+    with pytest.raises(tflm.MissingOpError, match="DENSIFY") as e:
+        tflm.run(sparse_float_path, np.zeros((1, 64), np.float32))
+    assert e.value.op == "DENSIFY"
+
+
+def _fake_child(tmp_path, monkeypatch, body: str) -> None:
+    """Point edge_prune.tflm at a stand-in child process module (crash or hang on purpose)."""
+    (tmp_path / "fake_tflm_child.py").write_text(textwrap.dedent(body))
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    monkeypatch.setattr(tflm, "_CHILD_MODULE", "fake_tflm_child")
+
+
+def test_a_segfault_in_the_interpreter_becomes_a_tflm_error(tmp_path, monkeypatch, mlp_float_path):
+    _fake_child(tmp_path, monkeypatch, """
+        import os, signal, sys
+        from pathlib import Path
+        with open(Path(sys.argv[1]) / "log.txt", "w") as log:
+            log.write("@@edge-prune-stage allocate arena_size=1048576\\n")
+        os.kill(os.getpid(), signal.SIGSEGV)
+    """)  # fmt: skip
+    with pytest.raises(TFLMError, match=r"killed by SIGSEGV \(during allocate arena_size=1048576"):
+        tflm.measure_arena(mlp_float_path)
+
+
+def test_a_hanging_interpreter_is_killed_after_the_timeout(tmp_path, monkeypatch, mlp_float_path):
+    _fake_child(tmp_path, monkeypatch, "import time\ntime.sleep(60)\n")
+    with pytest.raises(TFLMError, match="did not finish within 1 s"):
+        tflm.measure_arena(mlp_float_path, timeout_s=1)
+
+
+def test_randomly_corrupted_models_never_take_the_caller_down(cnn_int8_path):
+    original = cnn_int8_path.read_bytes()
+    rng = np.random.default_rng(3)
+    outcomes = set()
+    for _ in range(12):
+        data = bytearray(original)
+        for position in rng.integers(8, len(data), size=20):
+            data[position] = int(rng.integers(256))
+        try:
+            footprint.measure(bytes(data))
+            outcomes.add("measured")
+        except (ModelFileError, TFLMError) as e:
+            outcomes.add(type(e).__name__)
+        except EdgePruneError as e:  # pragma: no cover - would be a wrong error class
+            pytest.fail(f"unexpected {type(e).__name__}: {e}")
+    assert outcomes & {"ModelFileError", "TFLMError"}
+
+
+def test_report_path_never_imports_tensorflow(cnn_int8_path):
+    code = (
+        "import sys\n"
+        "from edge_prune.cli import main\n"
+        f"main(['report', {str(cnn_int8_path)!r}, '--all-targets', '--format', 'json'])\n"
+        "main(['targets'])\n"
+        "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'\n"
+        "print('no tensorflow')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("no tensorflow")
+
+
+def test_committed_kernel_table_matches_the_installed_tflite_micro():
+    done = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "kernel_flash_table.py"), "--check"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr

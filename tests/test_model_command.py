@@ -1,0 +1,132 @@
+"""`edge-prune model` end to end on the bundled digits, and its refusals of bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from edge_prune.cli import main
+
+FAST = """
+[train]
+epochs = 3
+[prune]
+final_sparsity = 0.75
+begin_epoch = 0
+end_epoch = 2
+epochs = 3
+frequency = 5
+[compress]
+clusters = 8
+epochs = 1
+[select]
+tolerance_points = 100.0
+"""
+
+
+def _cli(*args, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "edge_prune.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
+    )
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("model")
+    config = root / "fast.toml"
+    config.write_text(FAST)
+    code = main(
+        ["model", "--target", "cortex-m4", "--config", str(config), "--out", str(root / "build")]
+    )
+    return code, root / "build" / "cortex-m4"
+
+
+def test_default_model_builds_every_artifact_and_fits_cortex_m4(built):
+    code, out = built
+    assert code == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [
+            "model.tflite",
+            "model_int8.tflite",
+            "model_sparse.tflite",
+            "model_int8_lut.tflite",
+            "model_data.cc",
+            "model_data.h",
+            "report.md",
+            "report.json",
+        ]
+    )
+
+
+def test_report_json_records_accuracy_sparsity_footprint_and_versions(built):
+    _, out = built
+    report = json.loads((out / "report.json").read_text())
+    assert report["target"] == "cortex-m4" and report["fits"] is True
+    assert {"dense_keras", "pruned_keras", "int8_tflm"} <= set(report["accuracy"])
+    assert report["accuracy"]["int8_tflm"] > 0.5  # trained on digits, evaluated on TFLM
+    assert report["sparsity"]["sparsity"] > 0.6
+    by_name = {a["name"]: a for a in report["artifacts"]}
+    assert by_name["int8-sparse"]["runs_on_tflm"] is False
+    assert by_name["int8-sparse"]["missing_op"] == "DENSIFY"
+    assert by_name[report["deployable"]["artifact"]]["runs_on_tflm"] is True
+    assert {"tensorflow", "tensorflow-model-optimization", "tflite-micro"} <= set(
+        report["versions"]
+    )
+
+
+def test_deployed_model_is_the_chosen_artifact_and_its_c_array(built):
+    _, out = built
+    report = json.loads((out / "report.json").read_text())
+    chosen = next(a for a in report["artifacts"] if a["name"] == report["deployable"]["artifact"])
+    model = (out / "model.tflite").read_bytes()
+    assert model == (out / chosen["file"]).read_bytes()
+    source = (out / "model_data.cc").read_text()
+    assert f"g_digits_cnn_model_data_len = {len(model)};" in source
+    assert "alignas(16)" in source
+
+
+def test_sparse_artifact_is_smaller_than_dense_int8(built):
+    _, out = built
+    assert (out / "model_sparse.tflite").stat().st_size < (out / "model_int8.tflite").stat().st_size
+
+
+def test_report_markdown_says_what_it_counts(built):
+    _, out = built
+    text = (out / "report.md").read_text()
+    assert "model_sparse.tflite" in text and "DENSIFY" in text
+    assert "Sparsity" in text and "estimate" in text
+
+
+def test_unknown_target_is_refused_before_training_and_writes_nothing(tmp_path):
+    result = _cli("model", "--target", "cortex-m5", "--out", str(tmp_path / "build"))
+    assert result.returncode == 2
+    assert "cortex-m55" in result.stderr or "cortex-m4" in result.stderr
+    assert result.stderr.count("\n") == 1
+    assert not (tmp_path / "build").exists()
+
+
+def test_data_with_missing_array_is_refused_with_exit_2(tmp_path):
+    data = tmp_path / "d.npz"
+    np.savez(data, x_train=np.zeros((4, 8, 8, 1)), y_train=np.zeros(4))
+    result = _cli(
+        "model", "--target", "cortex-m4", "--data", str(data), "--out", str(tmp_path / "build")
+    )
+    assert result.returncode == 2
+    assert "missing array(s) x_test, y_test" in result.stderr
+    assert not (tmp_path / "build").exists()
+
+
+def test_bad_config_is_refused_with_exit_2(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text("[prune]\nfinal_sparsity = 2\n")
+    result = _cli("model", "--target", "cortex-m4", "--config", str(config))
+    assert result.returncode == 2
+    assert "prune.final_sparsity" in result.stderr

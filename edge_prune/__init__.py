@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    # tf_keras, set up for tfmot (TF_USE_LEGACY_KERAS=1 before TensorFlow is imported)
+    "keras": "edge_prune._tf",
     # prune while training
     "PruningSchedule": "edge_prune.prune",
     "prune": "edge_prune.prune",

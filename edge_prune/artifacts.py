@@ -33,12 +33,19 @@ def write_atomic(path: str | Path, data: bytes | str) -> Path:
             f.write(raw)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; give it a normal file's mode
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_json_atomic(path: str | Path, value: object) -> Path:
@@ -56,6 +63,7 @@ def staged_directory(destination: str | Path) -> Iterator[Path]:
     destination.parent.mkdir(parents=True, exist_ok=True)
     recover_interrupted_swap(destination)
     staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.staging-", dir=destination.parent))
+    os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes it 0700
     try:
         yield staging
         _swap_in(staging, destination)

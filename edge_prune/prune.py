@@ -281,7 +281,8 @@ def _auto_frequency(span: int) -> int:
 
 
 def check_model(model: Any, argument: str = "model") -> None:
-    """Raise ``UnsupportedModelError`` unless ``model`` is a built tf_keras Sequential/Functional."""
+    """Raise ``UnsupportedModelError`` unless ``model`` is a built tf_keras Sequential or Functional
+    model (not Keras 3, not subclassed)."""
     if not isinstance(model, keras.Model):
         module = type(model).__module__
         if module.split(".")[0] == "keras":

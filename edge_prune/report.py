@@ -109,7 +109,8 @@ def _facts(f: Footprint) -> list[tuple[str, str, str]]:
             (
                 "  recorded total",
                 _b(a.recorded_total_bytes),
-                "measured: TFLM RecordingMicroAllocator 'Arena allocation total'",
+                "measured: TFLM RecordingMicroAllocator 'Arena allocation total' "
+                f"(arena_size {a.recorded_with_arena_bytes:,}; alignment padding varies a little)",
             ),
             ("  head", _b(a.recorded_head_bytes), "non-persistent tensors; same on a 32-bit MCU"),
             ("  tail", _b(a.recorded_tail_bytes), "persistent; 64-bit host, smaller on the MCU"),

@@ -7,6 +7,7 @@ import re
 import pytest
 
 from edge_prune.artifacts import (
+    _umask,
     c_array_sources,
     c_identifier,
     recover_interrupted_swap,
@@ -21,6 +22,7 @@ def test_write_atomic_replaces_and_leaves_no_temp_file(tmp_path):
     write_atomic(path, b"two")
     assert path.read_bytes() == b"two"
     assert [p.name for p in path.parent.iterdir()] == ["model.tflite"]
+    assert path.stat().st_mode & 0o777 == 0o666 & ~_umask()
 
 
 def test_staged_directory_replaces_the_old_one_whole(tmp_path):
@@ -31,6 +33,7 @@ def test_staged_directory_replaces_the_old_one_whole(tmp_path):
         (staging / "new.txt").write_text("new")
     assert sorted(p.name for p in destination.iterdir()) == ["new.txt"]
     assert sorted(p.name for p in destination.parent.iterdir()) == ["cortex-m4"]
+    assert destination.stat().st_mode & 0o777 == 0o777 & ~_umask()
 
 
 def test_interrupted_staging_leaves_the_previous_directory(tmp_path):

@@ -13,6 +13,7 @@ from edge_prune.compress import LUT_BITWIDTHS, cluster, lut_compress, strip_clus
 from edge_prune.convert import convert
 from edge_prune.deployability import check
 from edge_prune.errors import ConfigError, ConversionError
+from edge_prune.pipeline import copy_model
 
 HIDDEN_KERNEL = "dense_hidden/MatMul"  # 32x288 int8 kernel: the one tensor big enough to compress
 PRUNED_FRACTION = 0.7
@@ -204,3 +205,25 @@ def test_one_table_for_the_whole_tensor_when_quantized_per_tensor(models):
     assert hidden.bytes_after < _decision(models["compressed"], HIDDEN_KERNEL).bytes_after
     report = check(result.tflite_bytes, models["x"][:16], per_tensor_int8, measure_arena=False)
     assert report.max_abs_difference == 0.0
+
+
+def test_per_channel_quantized_tensor_with_few_values_keeps_per_channel_tables(models):
+    # Four values in the whole tensor would fit one table, but TFLM decodes a single table of a
+    # per-channel-quantized tensor wrongly (outputs no longer match); per-channel tables do.
+    model = copy_model(models["keras"])
+    few = [
+        [np.where(w[0] == 0, 0.0, np.where(w[0] > 0, 0.05, -0.05)).astype(np.float32), *w[1:]]
+        if w
+        else w
+        for w in (layer.get_weights() for layer in model.layers)
+    ]
+    for layer, weights in zip(model.layers, few, strict=True):
+        layer.set_weights(weights)
+    int8 = convert(model, quantization="int8", representative_data=models["x"]).tflite_bytes
+
+    result = lut_compress(int8)
+
+    hidden = _decision(result, HIDDEN_KERNEL)
+    assert hidden.compressed and hidden.mode.startswith("per-channel")
+    report = check(result.tflite_bytes, models["x"][:32], int8, measure_arena=False)
+    assert report.max_abs_difference == 0.0 and report.top1_agreement == 1.0

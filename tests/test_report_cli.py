@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from edge_prune.cli import main
@@ -96,21 +97,20 @@ def test_truncated_flatbuffer_exits_2(capsys, tmp_path, cnn_int8_path):
     assert "truncated.tflite: truncated or corrupted TFLite flatbuffer" in err
 
 
-def test_corrupted_flatbuffers_never_take_the_cli_down(capsys, tmp_path, cnn_int8_path):
-    original = cnn_int8_path.read_bytes()
-    codes = []
-    for seed in range(6):
-        data = bytearray(original)
-        for i in range(40):
-            data[8 + (seed * 7919 + i * 104729) % (len(data) - 8)] ^= 0xFF
-        path = tmp_path / f"corrupt{seed}.tflite"
-        path.write_bytes(bytes(data))
-        code, _, err = run_cli(capsys, "report", path, "--target", "cortex-m4")
-        codes.append(code)
-        if code == 2:
-            assert err.startswith(f"edge-prune: error: {path}")
-    assert set(codes) <= {0, 1, 2}
-    assert 2 in codes
+def test_flatbuffer_that_segfaults_tflm_exits_2_and_says_so(capsys, tmp_path, cnn_int8_path):
+    # Four random bytes (seed 148) that the flatbuffer reader accepts but that make the TFLM
+    # interpreter (pinned tflite-micro) segfault while allocating.
+    data = bytearray(cnn_int8_path.read_bytes())
+    rng = np.random.default_rng(148)
+    for position in rng.integers(8, len(data), size=4):
+        data[position] = int(rng.integers(256))
+    path = tmp_path / "corrupt.tflite"
+    path.write_bytes(bytes(data))
+    code, _, err = run_cli(capsys, "report", path, "--target", "cortex-m4")
+    assert code == 2
+    assert (
+        f"edge-prune: error: {path}: TFLM interpreter was killed by SIGSEGV (during allocate" in err
+    )
 
 
 def test_unknown_target_exits_2_with_suggestions(capsys, mlp_float_path):

@@ -41,7 +41,7 @@ def make_mlp(seed: int = 0, features: int = MLP_FEATURES, name: str = "tiny_mlp"
 
 
 def make_images(n: int = 128, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` float32 images (n, 8, 8, 1) in [0, 1] and int64 labels 0-9, class prototypes + noise."""
+    """``n`` float32 images (n, 8, 8, 1) in [0, 1], int64 labels 0-9: class prototypes + noise."""
     rng = np.random.default_rng(seed)
     prototypes = np.random.default_rng(1234).random((NUM_CLASSES, *INPUT_SHAPE))
     labels = rng.integers(0, NUM_CLASSES, n)

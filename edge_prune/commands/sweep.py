@@ -1,14 +1,102 @@
-"""``edge-prune sweep``: placeholder until the lead replaces it."""
+"""``edge-prune sweep``: accuracy on TFLM and flash of each artifact over a list of sparsities."""
 
 from __future__ import annotations
 
+import argparse
+
+EXAMPLES = """\
+examples:
+  edge-prune sweep --target cortex-m4
+  edge-prune sweep --target cortex-m0plus --sparsities 0,0.8,0.9,0.95 --out build
+  edge-prune sweep --target cortex-m7 --model my_model.keras --data my_data.npz --config p.toml
+
+writes OUT/sweep-<target>/: sweep.md (table), sweep.csv, sweep.json and sweep.png (accuracy on
+TFLM vs sparsity, flash of each artifact, the flash budget, the best sparsity marked; needs
+matplotlib: pip install 'edge-prune[plot]').
+
+exit codes: 0 at least one sparsity stays within the accuracy tolerance on TFLM and fits the
+target, 1 none does (the files are still written), 2 bad input (nothing written),
+130 interrupted.
+"""
+
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("sweep", help="(not implemented yet)")
+    parser = subparsers.add_parser(
+        "sweep",
+        help="sweep final sparsities: TFLM accuracy and flash per artifact, table and plot",
+        description=(
+            "Train the dense model once (seeded), then for each final sparsity: magnitude-prune "
+            "(polynomial decay), strip, cluster, convert to int8 (dense storage, sparse-encoded, "
+            "LUT-compressed), run every artifact on the TFLM interpreter over the held-out set, "
+            "choose the deployable one and check it against TARGET. Marks the highest sparsity "
+            "within the accuracy tolerance that fits the target."
+        ),
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--target", required=True, help="target name from targets/ (e.g. cortex-m4) or a .toml path"
+    )
+    parser.add_argument(
+        "--sparsities",
+        default="0,0.5,0.7,0.8,0.9,0.95",
+        metavar="LIST",
+        help="comma-separated final sparsities in [0, 1) (default: 0,0.5,0.7,0.8,0.9,0.95)",
+    )
+    parser.add_argument(
+        "--model", metavar="PATH", help="your tf_keras model (default: the bundled digits CNN)"
+    )
+    parser.add_argument(
+        "--data",
+        metavar="NPZ",
+        help=".npz with x_train, y_train, x_test, y_test (default: the bundled 8x8 digits)",
+    )
+    parser.add_argument(
+        "--config",
+        metavar="TOML",
+        help="pipeline config as for 'edge-prune model'; prune.final_sparsity is ignored "
+        "(the sweep sets it), select.tolerance_points sets the tolerance",
+    )
+    parser.add_argument(
+        "--out", default="build", metavar="DIR", help="write DIR/sweep-<target>/ (default: build)"
+    )
+    parser.add_argument(
+        "--tolerance",
+        type=float,
+        metavar="POINTS",
+        help="override select.tolerance_points: allowed TFLM accuracy drop vs the dense model",
+    )
+    parser.add_argument(
+        "--allow-lambda",
+        action="store_true",
+        help="load a model file holding Lambda layers (runs code stored in it)",
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="also print every epoch and TFLM check"
+    )
     parser.set_defaults(run=run)
 
 
 def run(args) -> int:
-    from edge_prune.errors import ConfigError
+    from edge_prune.config import load_config, with_overrides
+    from edge_prune.pipeline import prepare_inputs, stderr_progress
+    from edge_prune.sweep import parse_sparsities, run_sweep, write_sweep
 
-    raise ConfigError("edge-prune sweep: not implemented yet")
+    sparsities = parse_sparsities(args.sparsities)
+    config = with_overrides(
+        load_config(args.config), {"select.tolerance_points": args.tolerance}, "command line"
+    )
+    inputs = prepare_inputs(
+        args.target,
+        config,
+        model_path=args.model,
+        data_path=args.data,
+        allow_lambda=args.allow_lambda,
+    )
+    result = run_sweep(
+        inputs, sparsities, stderr_progress, stderr_progress if args.verbose else None
+    )
+    destination = write_sweep(result, args.out, stderr_progress)
+    print(result)
+    stderr_progress(f"sweep written to {destination}/")
+    return 0 if result.best is not None else 1

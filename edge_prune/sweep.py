@@ -1,0 +1,568 @@
+"""Sparsity sweep: the accuracy / flash trade-off of one model on one target, as table and plot.
+
+The dense model is trained once (seeded); for each final sparsity the pipeline's later stages run
+from it: magnitude pruning (polynomial decay) → strip → clustering → conversion to int8 (dense
+storage, sparse-encoded, clustered + TFLM LUT compression) → every artifact run on TFLM over the
+held-out set → the deployable artifact chosen (smallest that runs on TFLM within the accuracy
+tolerance) → its footprint checked against the target.
+
+The answer of a sweep is the *marked* sparsity: the highest one whose deployable artifact stays
+within ``select.tolerance_points`` of the dense model's accuracy (TFLM accuracy vs Keras dense
+accuracy) and fits the target (flash and RAM, as in ``edge-prune report``).
+
+Files written to ``OUT/sweep-<target>/`` (staged, swapped in whole): ``sweep.md``, ``sweep.csv``,
+``sweep.json`` and ``sweep.png`` (needs matplotlib, the ``plot`` extra; skipped with a message
+when it is missing).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edge_prune.errors import ConfigError
+
+DEFAULT_SPARSITIES = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95)
+FLASH_BUDGET_WHAT = (
+    "flash left for the model flatbuffer: part flash - reserved flash - TFLM runtime code "
+    "(the target's measured figure, or edge-prune's per-op estimate for the ops used)"
+)
+FITS_WHAT = (
+    "fits = flatbuffer + TFLM runtime code + reserved flash <= part flash, and TFLM arena "
+    "(64-bit host) + reserved RAM <= part RAM"
+)
+
+Progress = Callable[[str], None]
+
+
+def parse_sparsities(text: str, argument: str = "--sparsities") -> tuple[float, ...]:
+    """``"0,0.5,0.9"`` → ``(0.0, 0.5, 0.9)``: each in [0, 1), no repeats, sorted ascending."""
+    items = [item.strip() for item in str(text).split(",")]
+    if not text or not all(items):
+        raise ConfigError(
+            f"{argument}: got {text!r}; expected comma-separated fractions in [0, 1), "
+            "e.g. 0,0.5,0.8,0.9"
+        )
+    values = []
+    for item in items:
+        try:
+            value = float(item)
+        except ValueError:
+            raise ConfigError(
+                f"{argument}: {item!r} is not a number; expected fractions in [0, 1) "
+                "separated by commas, e.g. 0,0.5,0.8,0.9"
+            ) from None
+        if not 0.0 <= value < 1.0:
+            raise ConfigError(
+                f"{argument}: {item} is outside [0, 1); a final sparsity is the fraction of "
+                "weights set to zero (0.9 = 90%)"
+            )
+        values.append(value)
+    if len(set(values)) != len(values):
+        repeated = sorted({v for v in values if values.count(v) > 1})
+        raise ConfigError(f"{argument}: {', '.join(map(str, repeated))} given more than once")
+    return tuple(sorted(values))
+
+
+# ------------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One final sparsity: its artifacts, their TFLM accuracy and the target verdict.
+
+    Accuracies are top-1 fractions on the held-out set (``*_tflm``: the int8 flatbuffer run by
+    the TFLM interpreter). Sizes are flatbuffer bytes. ``lut_*`` is None when compression is off.
+    ``deployable`` is None when no artifact runs on TFLM within the tolerance; then the
+    ``deployable_*`` and verdict fields are None/False and ``choice`` says why.
+    """
+
+    final_sparsity: float  # asked
+    measured_sparsity: float  # zeros / weights of the pruned layers' kernels and biases
+    pruned_keras_accuracy: float
+    int8_bytes: int
+    int8_tflm_accuracy: float | None
+    sparse_bytes: int
+    sparse_runs_on_tflm: bool
+    lut_bytes: int | None
+    lut_tflm_accuracy: float | None
+    deployable: str | None
+    deployable_bytes: int | None
+    deployable_tflm_accuracy: float | None
+    arena_bytes: int | None
+    runtime_flash_bytes: int | None
+    flash_needed_bytes: int | None
+    ram_needed_bytes: int | None
+    fits_target: bool
+    choice: str
+    seconds: float
+
+    @property
+    def within_tolerance(self) -> bool:
+        return self.deployable is not None
+
+    @property
+    def eligible(self) -> bool:
+        """Within the accuracy tolerance on TFLM and fits the target."""
+        return self.within_tolerance and self.fits_target
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "within_tolerance": self.within_tolerance}
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """A whole sweep. ``flash_budget_bytes``: see :data:`FLASH_BUDGET_WHAT`."""
+
+    target_name: str
+    target_part: str
+    flash_bytes: int
+    reserved_flash_bytes: int
+    runtime_flash_bytes: int
+    runtime_flash_kind: str  # "measured on device (target file)" or "estimate"
+    model_name: str
+    data_source: str
+    test_samples: int
+    dense_keras_accuracy: float
+    tolerance_points: float
+    points: tuple[SweepPoint, ...]
+    config: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def flash_budget_bytes(self) -> int:
+        return self.flash_bytes - self.reserved_flash_bytes - self.runtime_flash_bytes
+
+    @property
+    def best(self) -> SweepPoint | None:
+        """The highest final sparsity within the tolerance that fits the target, if any."""
+        eligible = [p for p in self.points if p.eligible]
+        return max(eligible, key=lambda p: p.final_sparsity) if eligible else None
+
+    @property
+    def accuracy_floor(self) -> float:
+        return self.dense_keras_accuracy - self.tolerance_points / 100.0
+
+    def to_dict(self) -> dict[str, Any]:
+        best = self.best
+        return {
+            "target": self.target_name,
+            "part": self.target_part,
+            "model": self.model_name,
+            "data": {"source": self.data_source, "test_samples": self.test_samples},
+            "dense_keras_accuracy": self.dense_keras_accuracy,
+            "tolerance_points": self.tolerance_points,
+            "flash_budget": {
+                "what": FLASH_BUDGET_WHAT,
+                "bytes": self.flash_budget_bytes,
+                "part_flash_bytes": self.flash_bytes,
+                "reserved_flash_bytes": self.reserved_flash_bytes,
+                "runtime_flash_bytes": self.runtime_flash_bytes,
+                "runtime_flash_kind": self.runtime_flash_kind,
+            },
+            "fits_what": FITS_WHAT,
+            "best_sparsity": None if best is None else best.final_sparsity,
+            "best": None if best is None else best.to_dict(),
+            "points": [p.to_dict() for p in self.points],
+            "config": self.config,
+            "versions": self.versions,
+            "seconds": self.seconds,
+        }
+
+    def conclusion(self) -> str:
+        best = self.best
+        head = (
+            f"Highest sparsity within {self.tolerance_points:g} points of the dense accuracy "
+            f"({self.dense_keras_accuracy:.2%}) on TFLM that fits {self.target_name}: "
+        )
+        if best is None:
+            return head + "none of the sparsities swept."
+        return head + (
+            f"{best.final_sparsity:g} ({best.deployable}, {best.deployable_bytes:,} B "
+            f"flatbuffer, TFLM accuracy {best.deployable_tflm_accuracy:.2%})."
+        )
+
+    def to_markdown(self) -> str:
+        return render_table(self, markdown=True)
+
+    def __str__(self) -> str:
+        return render_table(self, markdown=False)
+
+
+# ------------------------------------------------------------------------------- rendering
+
+_COLUMNS = (
+    ("final sparsity", "final_sparsity"),
+    ("measured", "measured_sparsity"),
+    ("pruned Keras acc", "pruned_keras_accuracy"),
+    ("int8 B", "int8_bytes"),
+    ("int8 TFLM acc", "int8_tflm_accuracy"),
+    ("sparse B (no TFLM)", "sparse_bytes"),
+    ("LUT B", "lut_bytes"),
+    ("LUT TFLM acc", "lut_tflm_accuracy"),
+    ("deployable", "deployable"),
+    ("deployable B", "deployable_bytes"),
+    ("arena B", "arena_bytes"),
+    ("flash needed B", "flash_needed_bytes"),
+    ("fits", "fits_target"),
+    ("mark", None),
+)
+
+
+def _cell(key: str | None, point: SweepPoint, best: SweepPoint | None) -> str:
+    if key is None:
+        return "<- best" if point is best else ""
+    value = getattr(point, key)
+    if value is None:
+        return "-"
+    if key == "final_sparsity":
+        return f"{value:g}"
+    if key == "measured_sparsity":
+        return f"{value:.1%}"
+    if key.endswith("accuracy"):
+        return f"{value:.2%}"
+    if key.endswith("bytes"):
+        return f"{value:,}"
+    if key == "fits_target":
+        return "yes" if value else "no"
+    if key == "deployable" and not point.within_tolerance:
+        return "none within tolerance"
+    return str(value)
+
+
+def render_table(result: SweepResult, markdown: bool) -> str:
+    best = result.best
+    header = [name for name, _ in _COLUMNS]
+    rows = [[_cell(key, p, best) for _, key in _COLUMNS] for p in result.points]
+    if markdown:
+        lines = [
+            f"# edge-prune sweep: {result.model_name} on {result.target_name}",
+            "",
+            f"**{result.conclusion()}**",
+            "",
+            "| " + " | ".join(header) + " |",
+            "|" + "---|" * len(header),
+            *("| " + " | ".join(r) + " |" for r in rows),
+        ]
+    else:
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+        lines = [f"edge-prune sweep: {result.model_name} on {result.target_name}", ""]
+        lines += [
+            "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+            for r in [header, *rows]
+        ]
+        lines += ["", result.conclusion()]
+    bullet = "- " if markdown else "Note: "
+    lines += [
+        "",
+        f"{bullet}dense model (Keras) accuracy {result.dense_keras_accuracy:.2%} on "
+        f"{result.test_samples} held-out samples of {result.data_source}; tolerance "
+        f"{result.tolerance_points:g} points, so the deployable artifact needs TFLM accuracy "
+        f">= {result.accuracy_floor:.2%}.",
+        f"{bullet}flash budget {result.flash_budget_bytes:,} B = {FLASH_BUDGET_WHAT}: "
+        f"{result.flash_bytes:,} - {result.reserved_flash_bytes:,} - "
+        f"{result.runtime_flash_bytes:,} ({result.runtime_flash_kind}).",
+        f"{bullet}{FITS_WHAT}.",
+        f"{bullet}sparse-encoded artifacts do not run on TFLM (no DENSIFY kernel); they are "
+        "shown for TFLite runtimes that support them.",
+        f"{bullet}deployable: smallest artifact that runs on TFLM within the tolerance "
+        "(int8 = dense storage, int8-clustered-lut = clustered + TFLM LUT compression).",
+    ]
+    for p in result.points:
+        if not p.within_tolerance:
+            lines.append(f"{bullet}sparsity {p.final_sparsity:g}: {p.choice}")
+    return "\n".join(lines) + "\n"
+
+
+def render_csv(result: SweepResult) -> str:
+    buffer = io.StringIO()
+    names = [*SweepPoint.__dataclass_fields__, "within_tolerance", "best"]
+    writer = csv.DictWriter(buffer, fieldnames=names, lineterminator="\n")
+    writer.writeheader()
+    best = result.best
+    for p in result.points:
+        writer.writerow({**p.to_dict(), "best": p is best})
+    return buffer.getvalue()
+
+
+def render_plot(result: SweepResult) -> bytes:
+    """``sweep.png``: TFLM accuracy (left axis) and flash (right axis, log) vs final sparsity.
+
+    Raises ImportError when matplotlib is not installed. Uses the Agg canvas directly, so no
+    pyplot state or display is involved.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    x = [p.final_sparsity for p in result.points]
+    figure = Figure(figsize=(8.5, 5.0), dpi=110)
+    FigureCanvasAgg(figure)
+    acc_axis = figure.add_subplot(1, 1, 1)
+    flash_axis = acc_axis.twinx()
+
+    def series(attribute: str, scale: float = 1.0):
+        values = [getattr(p, attribute) for p in result.points]
+        return [math.nan if v is None else v * scale for v in values]
+
+    acc_axis.plot(
+        x,
+        series("int8_tflm_accuracy", 100),
+        "o-",
+        color="tab:blue",
+        label="int8 (dense storage) on TFLM",
+    )
+    if any(p.lut_tflm_accuracy is not None for p in result.points):
+        acc_axis.plot(
+            x,
+            series("lut_tflm_accuracy", 100),
+            "s-",
+            color="tab:cyan",
+            label="clustered + LUT on TFLM",
+        )
+    acc_axis.axhline(
+        result.dense_keras_accuracy * 100,
+        color="tab:blue",
+        linestyle=":",
+        linewidth=1,
+        label=f"dense (Keras) {result.dense_keras_accuracy:.2%}",
+    )
+    acc_axis.axhline(
+        result.accuracy_floor * 100,
+        color="tab:red",
+        linestyle=":",
+        linewidth=1,
+        label=f"tolerance: dense - {result.tolerance_points:g} points",
+    )
+    acc_axis.set_xlabel("final sparsity (fraction of weights pruned)")
+    acc_axis.set_ylabel("top-1 accuracy on TFLM, held-out set (%)")
+
+    flash_axis.plot(
+        x, series("int8_bytes", 1 / 1024), "^--", color="tab:gray", label="flash: int8 dense"
+    )
+    flash_axis.plot(
+        x,
+        series("sparse_bytes", 1 / 1024),
+        "v--",
+        color="tab:olive",
+        label="flash: int8 sparse-encoded (does not run on TFLM)",
+    )
+    flash_axis.plot(
+        x,
+        series("deployable_bytes", 1 / 1024),
+        "D--",
+        color="tab:green",
+        label="flash: deployable (chosen)",
+    )
+    flash_axis.axhline(
+        result.flash_budget_bytes / 1024,
+        color="tab:orange",
+        linewidth=1.5,
+        label=f"flash budget {result.flash_budget_bytes / 1024:,.0f} KiB",
+    )
+    flash_axis.set_yscale("log")
+    flash_axis.set_ylabel("flatbuffer flash (KiB, log scale)")
+
+    best = result.best
+    if best is not None:
+        acc_axis.axvline(best.final_sparsity, color="tab:green", alpha=0.3, linewidth=6)
+        flash_axis.plot(
+            [best.final_sparsity],
+            [best.deployable_bytes / 1024],
+            marker="*",
+            markersize=18,
+            color="tab:green",
+            linestyle="none",
+            label=f"best: sparsity {best.final_sparsity:g}",
+        )
+    handles, labels = [], []
+    for axis in (acc_axis, flash_axis):
+        h, lab = axis.get_legend_handles_labels()
+        handles += h
+        labels += lab
+    acc_axis.legend(handles, labels, loc="lower left", fontsize=7, framealpha=0.85)
+    title = f"{result.model_name} on {result.target_name} ({result.target_part})"
+    acc_axis.set_title(title + ("" if best else ": no sparsity within tolerance fits"))
+    acc_axis.grid(True, alpha=0.3)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def write_sweep(result: SweepResult, out_dir: str | Path, progress: Progress = print) -> Path:
+    """Write ``out_dir/sweep-<target>/`` (table, CSV, JSON, PNG) atomically; returns the path."""
+    from edge_prune.artifacts import staged_directory
+
+    destination = Path(out_dir) / f"sweep-{result.target_name}"
+    try:
+        png = render_plot(result)
+    except ImportError:
+        png = None
+        progress("sweep.png skipped: matplotlib is not installed (pip install 'edge-prune[plot]')")
+    with staged_directory(destination) as staging:
+        (staging / "sweep.md").write_text(result.to_markdown())
+        (staging / "sweep.csv").write_text(render_csv(result))
+        (staging / "sweep.json").write_text(
+            json.dumps(result.to_dict(), indent=2, sort_keys=True) + "\n"
+        )
+        if png is not None:
+            (staging / "sweep.png").write_bytes(png)
+    return destination
+
+
+# -------------------------------------------------------------------------------- running
+
+
+def run_sweep(
+    inputs,
+    sparsities: Sequence[float] = DEFAULT_SPARSITIES,
+    progress: Progress | None = None,
+    detail: Progress | None = None,
+) -> SweepResult:
+    """Train once, then prune/cluster/convert/check at each sparsity; see the module docstring.
+
+    ``inputs``: :func:`edge_prune.pipeline.prepare_inputs`. ``progress`` gets one line per
+    stage and sparsity, ``detail`` the per-epoch and per-artifact lines (default: dropped).
+    """
+    from edge_prune.deploy import versions
+    from edge_prune.pipeline import keras_accuracy, stderr_progress, structured_prune, train_dense
+
+    progress = progress or stderr_progress
+    detail = detail or (lambda _message: None)
+    sparsities = parse_sparsities(",".join(str(s) for s in sparsities), "sparsities")
+    config, data, target = inputs.config, inputs.data, inputs.target
+    start = time.perf_counter()
+    progress(
+        f"edge-prune sweep: final sparsities {', '.join(f'{s:g}' for s in sparsities)} on "
+        f"{data.source} for {target.name}"
+    )
+    progress("dense training (once)")
+    base = train_dense(inputs, detail)
+    model_name = base.name
+    dense_accuracy = keras_accuracy(base, data)
+    progress(f"  dense Keras accuracy {dense_accuracy:.2%}")
+    if config.structured.ratio > 0:
+        progress(f"structured pruning: {config.structured.ratio:.0%} of channels (once)")
+        base, _ = structured_prune(base, inputs, detail)
+
+    points, runtimes = [], []
+    for index, sparsity in enumerate(sparsities, 1):
+        progress(
+            f"[{index}/{len(sparsities)}] final sparsity {sparsity:g}: prune, cluster, "
+            "convert, check on TFLM"
+        )
+        point, runtime = _sweep_point(base, inputs, sparsity, dense_accuracy, detail)
+        points.append(point)
+        runtimes.append(runtime)
+        progress(f"  {_point_line(point)} ({point.seconds:.0f} s)")
+
+    runtime_bytes, runtime_kind = max(runtimes)  # the largest: the budget line is conservative
+    return SweepResult(
+        target_name=target.name,
+        target_part=target.part,
+        flash_bytes=target.flash_bytes,
+        reserved_flash_bytes=target.reserved_flash_bytes,
+        runtime_flash_bytes=runtime_bytes,
+        runtime_flash_kind=runtime_kind,
+        model_name=model_name,
+        data_source=data.source,
+        test_samples=int(len(data.y_test)),
+        dense_keras_accuracy=dense_accuracy,
+        tolerance_points=config.select.tolerance_points,
+        points=tuple(points),
+        config=config.to_dict(),
+        versions=versions(),
+        seconds=round(time.perf_counter() - start, 1),
+    )
+
+
+def _point_line(p: SweepPoint) -> str:
+    acc = "-" if p.int8_tflm_accuracy is None else f"{p.int8_tflm_accuracy:.2%}"
+    line = f"sparsity {p.measured_sparsity:.1%}: int8 {p.int8_bytes:,} B ({acc} on TFLM)"
+    if p.lut_bytes is not None:
+        lut_acc = "-" if p.lut_tflm_accuracy is None else f"{p.lut_tflm_accuracy:.2%}"
+        line += f", LUT {p.lut_bytes:,} B ({lut_acc})"
+    if not p.within_tolerance:
+        return line + "; no artifact within tolerance"
+    return line + f"; deployable {p.deployable}, {'fits' if p.fits_target else 'does NOT fit'}"
+
+
+def _sweep_point(base, inputs, sparsity: float, dense_accuracy: float, detail: Progress):
+    """One sparsity: returns the point and the runtime flash figure its verdict used."""
+    from edge_prune.deployability import NoDeployableArtifactError, choose_deployable
+    from edge_prune.pipeline import (
+        check_candidates,
+        cluster_weights,
+        convert_candidates,
+        keras_accuracy,
+        magnitude_prune,
+        seed_everything,
+    )
+    from edge_prune.prune import sparsity_report
+
+    start = time.perf_counter()
+    config = inputs.config
+    seed_everything(config.train.seed)  # each point starts from the same random state
+    pruned = magnitude_prune(base, inputs, final_sparsity=sparsity, progress=detail)
+    clustered = cluster_weights(pruned, inputs, detail) if config.compress.enabled else None
+    candidates, _ = convert_candidates(pruned, clustered, inputs)
+    check_candidates(candidates, pruned, inputs, detail)
+    by_name = {c.name: c.check for c in candidates}
+    try:
+        choice = choose_deployable(
+            [c.check for c in candidates], dense_accuracy, config.select.tolerance_points
+        )
+        chosen, reason = choice.chosen, choice.reason
+    except NoDeployableArtifactError as e:
+        chosen, reason = None, str(e)
+    chosen_bytes, verdict = None, None
+    if chosen is not None:
+        chosen_bytes = next(c.tflite_bytes for c in candidates if c.name == chosen.name)
+        verdict = _verdict(chosen_bytes, inputs.target)
+    # The budget line needs the runtime code even when nothing qualified: use the int8 model's ops.
+    runtime = _runtime_flash(chosen_bytes or candidates[0].tflite_bytes, inputs.target)
+    lut = by_name.get("int8-clustered-lut")
+    point = SweepPoint(
+        final_sparsity=sparsity,
+        measured_sparsity=sparsity_report(pruned).sparsity,
+        pruned_keras_accuracy=keras_accuracy(pruned, inputs.data),
+        int8_bytes=by_name["int8"].flash_bytes,
+        int8_tflm_accuracy=by_name["int8"].accuracy,
+        sparse_bytes=by_name["int8-sparse"].flash_bytes,
+        sparse_runs_on_tflm=by_name["int8-sparse"].runs_on_tflm,
+        lut_bytes=lut.flash_bytes if lut else None,
+        lut_tflm_accuracy=lut.accuracy if lut else None,
+        deployable=chosen.name if chosen else None,
+        deployable_bytes=chosen.flash_bytes if chosen else None,
+        deployable_tflm_accuracy=chosen.accuracy if chosen else None,
+        arena_bytes=verdict.arena_bytes if verdict else None,
+        runtime_flash_bytes=verdict.runtime_flash.total_bytes if verdict else None,
+        flash_needed_bytes=verdict.flash_needed_bytes if verdict else None,
+        ram_needed_bytes=verdict.ram_needed_bytes if verdict else None,
+        fits_target=bool(verdict and verdict.fits),
+        choice=reason,
+        seconds=round(time.perf_counter() - start, 1),
+    )
+    return point, (runtime.total_bytes, runtime.to_dict()["kind"])
+
+
+def _verdict(model_bytes: bytes, target):
+    """The footprint verdict of one artifact on ``target`` (arena measured on TFLM)."""
+    from edge_prune.report import build_report
+
+    return build_report(model_bytes, [target]).verdicts[0]
+
+
+def _runtime_flash(model_bytes: bytes, target):
+    from edge_prune.footprint import runtime_flash
+    from edge_prune.tflite_file import read_model
+
+    return runtime_flash(read_model(model_bytes).op_types, target)

@@ -150,10 +150,15 @@ def _first_working_arena(model: bytes, n_inputs: int, log: _Log) -> tuple[object
             arena *= 4
 
 
-def _smallest_arena(model: bytes, n_inputs: int, works: int, log: _Log) -> int:
-    """Bisect for the smallest arena_size that allocates and runs one inference."""
-    failing, working = 0, works
+def _smallest_arena(model: bytes, n_inputs: int, works: int, log: _Log, failing: int = 0) -> int:
+    """Bisect for the smallest arena_size that allocates and runs one inference.
+
+    Each step is announced as a stage, so that when a too-small arena crashes the process
+    (seen: SIGSEGV on an int8 MLP) the parent can start again above it (``failing``).
+    """
+    working = works
     while working - failing > 1:
+        _stage(f"bisect failing={failing} working={working}")
         middle = (failing + working) // 2
         try:
             interpreter = _try_arena(model, middle, n_inputs, log)
@@ -185,7 +190,7 @@ def _failure_result(failure: _AllocationFailed) -> dict:
     return {"status": failure.kind, "op": failure.op, "log_tail": lines[-6:]}
 
 
-def measure(model: bytes, log: _Log) -> dict:
+def measure(model: bytes, log: _Log, request: dict) -> dict:
     _stage("read flatbuffer")
     n_inputs = _input_count(model)
     try:
@@ -195,7 +200,9 @@ def measure(model: bytes, log: _Log) -> dict:
         recorded = _recorded_allocations(interpreter, log)
         inputs = [_details(interpreter.get_input_details(i)) for i in range(n_inputs)]
         del interpreter
-        smallest = _smallest_arena(model, n_inputs, works, log)
+        failing = int(request.get("failing_arena_bytes", 0))
+        working = min(works, int(request.get("working_arena_bytes", works)))
+        smallest = _smallest_arena(model, n_inputs, working, log, failing)
     except _AllocationFailed as failure:
         return _failure_result(failure)
     return {
@@ -264,7 +271,10 @@ def main(argv: list[str]) -> int:
     _stage("import tflite_micro")
     from tflite_micro.python.tflite_micro import runtime  # noqa: F401
 
-    tasks = {"measure": lambda: measure(model, log), "run": lambda: run(model, job, request, log)}
+    tasks = {
+        "measure": lambda: measure(model, log, request),
+        "run": lambda: run(model, job, request, log),
+    }
     try:
         result = tasks[request["task"]]()
     except _FLATBUFFER_ERRORS as e:

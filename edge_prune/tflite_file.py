@@ -111,8 +111,13 @@ def read_model(model: bytes | bytearray | memoryview | str | Path) -> ModelInfo:
         RecursionError,
         MemoryError,
     ) as e:
+        cause = (
+            "offset or length outside the file"
+            if isinstance(e, struct.error)
+            else (type(e).__name__)
+        )
         raise ModelFileError(
-            f"{label}: truncated or corrupted TFLite flatbuffer ({type(e).__name__})"
+            f"{label}: truncated or corrupted TFLite flatbuffer ({cause})"
         ) from None
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -85,7 +86,7 @@ def measure_arena(
 ) -> ArenaMeasurement:
     """Measure the tensor arena the model needs; raise MissingOpError if TFLM cannot run it."""
     data, label = _model_bytes(model, label)
-    result = _run_child({"task": "measure"}, data, label, timeout_s)
+    result = _measure_in_child(data, label, timeout_s)
     recorded = result["recorded_arena_bytes"]
     if set(recorded) != {"total", "head", "tail"}:
         raise TFLMError(
@@ -127,6 +128,60 @@ def run(
         _run_child_in(job, request, data, label, timeout_s)
         with np.load(job / "output.npz") as outputs:
             return outputs["y"]
+
+
+_BISECT = re.compile(r"bisect failing=(\d+) working=(\d+)")
+_PROBE = re.compile(r"(?:allocate|invoke) arena_size=(\d+)")
+MAX_CRASH_RESTARTS = 8
+
+
+def _measure_in_child(data: bytes, label: str, timeout_s: float) -> dict:
+    """Run the arena search; a crash on a probe below a known working size means "too small".
+
+    TFLM can crash (not fail cleanly) when the arena is too small; the search then goes on in a
+    new child above the size that crashed. A crash anywhere else is an error.
+    """
+    request: dict = {"task": "measure"}
+    for _ in range(MAX_CRASH_RESTARTS + 1):
+        with tempfile.TemporaryDirectory(prefix="edge-prune-tflm-") as tmp:
+            job = Path(tmp)
+            try:
+                return _run_child_in(job, request, data, label, timeout_s)
+            except TFLMError as crash:
+                bounds = _bisect_crash(job)
+                if bounds is None or isinstance(crash, MissingOpError):
+                    raise
+        request = {
+            "task": "measure",
+            "failing_arena_bytes": bounds[0],
+            "working_arena_bytes": bounds[1],
+        }
+    raise TFLMError(
+        f"{label}: TFLM crashed on {MAX_CRASH_RESTARTS + 1} arena sizes while searching for "
+        "the smallest arena"
+    )
+
+
+def _bisect_crash(job: Path) -> tuple[int, int] | None:
+    """``(crashed size, working size)`` when the child died on a bisection probe, else None."""
+    _, stages = _stages(job)
+    bisects = [i for i, stage in enumerate(stages) if _BISECT.fullmatch(stage)]
+    if not bisects:
+        return None
+    after = stages[bisects[-1] + 1 :]
+    probes = [_PROBE.fullmatch(stage) for stage in after]
+    if not probes or not all(probes):
+        return None
+    working = int(_BISECT.fullmatch(stages[bisects[-1]]).group(2))
+    return int(probes[0].group(1)), working
+
+
+def _stages(job: Path) -> tuple[str, list[str]]:
+    try:
+        text = (job / "log.txt").read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return "", []
+    return text, [ln[len(_STAGE_MARK) :] for ln in text.splitlines() if ln.startswith(_STAGE_MARK)]
 
 
 def _model_bytes(model: bytes | str | Path, label: str | None) -> tuple[bytes, str]:

@@ -221,3 +221,17 @@ def test_committed_kernel_table_matches_the_installed_tflite_micro():
         text=True,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_arena_search_goes_on_when_a_too_small_arena_crashes_tflm():
+    # An untrained 64-300-100-10 int8 MLP (random weights, 80% zeroed, converted once and
+    # committed) on which TFLM segfaults instead of failing cleanly at some arena sizes below
+    # the working one (5,232 B with the pinned tflite-micro). The search must treat such a
+    # crash as "too small" and go on.
+    from edge_prune import tflm
+
+    path = Path(__file__).parent / "data" / "mlp_int8_lenet.tflite"
+    arena = tflm.measure_arena(path)
+    assert arena.recorded_total_bytes <= arena.smallest_arena_bytes
+    x = np.zeros((1, 64), dtype=np.int8)
+    assert tflm.run(path, x, arena_bytes=arena.smallest_arena_bytes).shape[0] == 1

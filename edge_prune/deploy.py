@@ -5,6 +5,7 @@ interrupted or fails leaves the previous ``build/<target>/`` untouched.
 
 Files written:
   model.tflite            the deployable artifact (runs on TFLM; chosen by size and accuracy)
+  model_float32.tflite    the dense model before pruning, float32: the accuracy baseline
   model_int8.tflite       pruned int8 model, dense storage
   model_sparse.tflite     pruned int8 model, sparse-tensor encoding (does not run on TFLM)
   model_int8_lut.tflite   pruned + clustered int8 model, TFLM LUT compression (when enabled)

@@ -7,11 +7,12 @@ first, so bad input costs a second, not a training run. Stages report progress o
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import numpy as np
 
 from edge_prune.config import PipelineConfig
 from edge_prune.data import Dataset, load_digits, load_npz
-from edge_prune.errors import DataError
+from edge_prune.errors import DataError, EdgePruneError
 from edge_prune.model_io import check_saved_model
 
 Progress = Callable[[str], None]
@@ -48,7 +49,9 @@ class Candidate:
     file_name: str
     tflite_bytes: bytes
     description: str
+    reference: str = "pruned"  # the Keras model its TFLM outputs are compared with
     check: Any = None  # deployability.DeployabilityReport, once checked on TFLM
+    fits: bool | None = None  # whether it fits the target, once measured
 
 
 @dataclass
@@ -280,17 +283,26 @@ def cluster_weights(model, inputs: Inputs, progress: Progress = stderr_progress)
     return strip_clustering(clustered)
 
 
-def convert_candidates(pruned, clustered, inputs: Inputs) -> tuple[list[Candidate], dict]:
-    """int8 (dense storage), int8 sparse-encoded, and int8 clustered + LUT-compressed."""
+def convert_candidates(dense, pruned, clustered, inputs: Inputs) -> tuple[list[Candidate], dict]:
+    """float32 of the dense model (the baseline), and of the pruned model: int8 (dense
+    storage), int8 sparse-encoded, and int8 clustered + LUT-compressed."""
     from edge_prune.convert import convert
 
     x = inputs.data.x_train
+    float32_dense = convert(dense, quantization="float")
     int8 = convert(pruned, quantization="int8", representative_data=x)
     sparse = convert(
         pruned, quantization="int8", sparse=True, representative_data=x, compare_dense=False
     )
     float32 = convert(pruned, quantization="float")
     candidates = [
+        Candidate(
+            "float32-dense",
+            "model_float32.tflite",
+            float32_dense.tflite_bytes,
+            "dense model before pruning, float32 (the accuracy baseline)",
+            reference="dense",
+        ),
         Candidate("int8", "model_int8.tflite", int8.tflite_bytes, "pruned, int8, dense storage"),
         Candidate(
             "int8-sparse",
@@ -320,21 +332,58 @@ def convert_candidates(pruned, clustered, inputs: Inputs) -> tuple[list[Candidat
 
 
 def check_candidates(
-    candidates: list[Candidate], keras_model, inputs: Inputs, progress: Progress = stderr_progress
+    candidates: list[Candidate],
+    keras_models: dict[str, Any],
+    inputs: Inputs,
+    progress: Progress = stderr_progress,
 ) -> None:
-    """Run every candidate on TFLM (child process) over the test set; fills ``.check``."""
+    """Run every candidate on TFLM (child process) over the test set; fills ``.check``.
+
+    Outputs are compared with the Keras model named by ``candidate.reference`` in
+    ``keras_models`` (e.g. ``{"dense": ..., "pruned": ...}``).
+    """
     from edge_prune.deployability import check
 
     data = inputs.data
-    reference = keras_model.predict(data.x_test, batch_size=256, verbose=0)
+    references = {
+        name: model.predict(data.x_test, batch_size=256, verbose=0)
+        for name, model in keras_models.items()
+    }
     for c in candidates:
-        c.check = check(c.tflite_bytes, data.x_test, reference, labels=data.y_test, name=c.name)
+        c.check = check(
+            c.tflite_bytes, data.x_test, references[c.reference], labels=data.y_test, name=c.name
+        )
         progress(f"  {c.check}")
+
+
+def choose_for_target(candidates: list[Candidate], baseline_accuracy: float, inputs: Inputs):
+    """The smallest candidate that runs on TFLM, stays within the tolerance and fits the target.
+
+    Each candidate that runs on TFLM is measured against the target first (a LUT-compressed
+    model trades flash for arena: the smallest flatbuffer need not fit the RAM). When none
+    fits, the choice is made among all of them and the verdict says it does not fit.
+    """
+    from edge_prune.deployability import choose_deployable
+
+    for c in candidates:
+        if c.check.runs_on_tflm:
+            c.fits = _measure(c.tflite_bytes, inputs.target).fits
+    tolerance = inputs.config.select.tolerance_points
+    fitting = [c.check for c in candidates if c.fits]
+    if fitting:
+        with contextlib.suppress(EdgePruneError):
+            choice = choose_deployable(fitting, baseline_accuracy, tolerance)
+            rejected = tuple(
+                (c.name, f"does not fit {inputs.target.name}")
+                for c in candidates
+                if c.check.runs_on_tflm and not c.fits
+            )
+            return replace(choice, rejected=choice.rejected + rejected)
+    return choose_deployable([c.check for c in candidates], baseline_accuracy, tolerance)
 
 
 def run_pipeline(inputs: Inputs, progress: Progress = stderr_progress) -> PipelineResult:
     """Train → (structured) → prune → strip → cluster → convert → TFLM check → choose → measure."""
-    from edge_prune.deployability import choose_deployable
     from edge_prune.prune import sparsity_report
 
     config, data, clock = inputs.config, inputs.data, _Clock()
@@ -380,16 +429,13 @@ def run_pipeline(inputs: Inputs, progress: Progress = stderr_progress) -> Pipeli
     result.timings_s["cluster"] = clock.lap()
 
     progress("[5/6] converting and checking every artifact on the TFLM interpreter")
-    result.candidates, result.sizes = convert_candidates(pruned, clustered, inputs)
-    check_candidates(result.candidates, pruned, inputs, progress)
+    result.candidates, result.sizes = convert_candidates(dense, pruned, clustered, inputs)
+    check_candidates(result.candidates, {"dense": dense, "pruned": pruned}, inputs, progress)
     for c in result.candidates:
         if c.check.accuracy is not None:
             result.accuracy[f"{c.name}_tflm"] = c.check.accuracy
-    result.choice = choose_deployable(
-        [c.check for c in result.candidates],
-        result.accuracy["dense_keras"],
-        config.select.tolerance_points,
-    )
+    baseline = result.accuracy.get("float32-dense_tflm", result.accuracy["dense_keras"])
+    result.choice = choose_for_target(result.candidates, baseline, inputs)
     progress(f"  {result.choice}")
     result.timings_s["convert_check"] = clock.lap()
 

@@ -55,6 +55,7 @@ def test_default_model_builds_every_artifact_and_fits_cortex_m4(built):
     assert sorted(p.name for p in out.iterdir()) == sorted(
         [
             "model.tflite",
+            "model_float32.tflite",
             "model_int8.tflite",
             "model_sparse.tflite",
             "model_int8_lut.tflite",
@@ -70,7 +71,9 @@ def test_report_json_records_accuracy_sparsity_footprint_and_versions(built):
     _, out = built
     report = json.loads((out / "report.json").read_text())
     assert report["target"] == "cortex-m4" and report["fits"] is True
-    assert {"dense_keras", "pruned_keras", "int8_tflm"} <= set(report["accuracy"])
+    assert {"dense_keras", "pruned_keras", "float32-dense_tflm", "int8_tflm"} <= set(
+        report["accuracy"]
+    )
     assert report["accuracy"]["int8_tflm"] > 0.5  # trained on digits, evaluated on TFLM
     assert report["sparsity"]["sparsity"] > 0.6
     by_name = {a["name"]: a for a in report["artifacts"]}

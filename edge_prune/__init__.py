@@ -24,12 +24,16 @@ _EXPORTS = {
     "strip": "edge_prune.prune",
     "sparsity_report": "edge_prune.prune",
     "SparsityReport": "edge_prune.prune",
+    "PrunedModel": "edge_prune.prune",
+    "StagedPruning": "edge_prune.prune",
     # structured pruning and cost
     "prune_channels": "edge_prune.structured",
     "count_costs": "edge_prune.macs",
     # convert and compress
     "convert": "edge_prune.convert",
     "convert_all": "edge_prune.convert",
+    "TFLiteModel": "edge_prune.convert",
+    "ConversionRecord": "edge_prune.convert",
     "cluster": "edge_prune.compress",
     "strip_clustering": "edge_prune.compress",
     "lut_compress": "edge_prune.compress",

@@ -35,6 +35,7 @@ Example (every key optional; these are the defaults)::
 
 from __future__ import annotations
 
+import reprlib
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -117,6 +118,9 @@ _RANGES: dict[str, tuple[float, float, bool]] = {
     "select.tolerance_points": (0, 100, True),
 }
 _CHOICES = {"structured.criterion": ("l1", "l2")}
+# Values quoted in error messages are shortened: a hostile file must not give a megabyte line.
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = 60
 
 
 def load_config(path: str | Path | None) -> PipelineConfig:
@@ -133,6 +137,10 @@ def load_config(path: str | Path | None) -> PipelineConfig:
         raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}); expected TOML") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: TOML syntax error: {e}") from None
+    except RecursionError:  # tomllib parses nested arrays and inline tables recursively
+        raise ConfigError(
+            f"{path}: TOML nested too deeply; expected flat [section] tables"
+        ) from None
     except OSError as e:
         raise ConfigError(f"{path}: cannot read config ({e.strerror})") from None
     return config_from_dict(raw, source=str(path))
@@ -150,7 +158,9 @@ def config_from_dict(raw: dict[str, Any], source: str = "<config>") -> PipelineC
         section_class = f.default_factory
         table = raw.get(name, {})
         if not isinstance(table, dict):
-            raise ConfigError(f"{source}: '{name}' must be a table [{name}], got {table!r}")
+            raise ConfigError(
+                f"{source}: '{name}' must be a table [{name}], got {_SHORT.repr(table)}"
+            )
         built[name] = _section(section_class, name, table, source)
     config = PipelineConfig(**built)
     _check_consistency(config, source)
@@ -176,7 +186,8 @@ def _checked_value(key: str, value: Any, expected: type, source: str) -> Any:
         value = float(value)
     if type(value) is not expected:
         raise ConfigError(
-            f"{source}: '{key}' must be {expected.__name__}, got {type(value).__name__} {value!r}"
+            f"{source}: '{key}' must be {expected.__name__}, "
+            f"got {type(value).__name__} {_SHORT.repr(value)}"
         )
     if key in _RANGES:
         low, high, inclusive = _RANGES[key]

@@ -10,8 +10,9 @@ Four variants, named ``float``, ``float-sparse``, ``int8``, ``int8-sparse``:
   encodes a tensor when at least 30% of it is zero and adds a DENSIFY op (which TFLM does not
   run; see FIELD_NOTES). The result lists which tensors came out sparse.
 
-Uses ``tf.lite.TFLiteConverter.from_keras_model``; with the same model and data it produced
-byte-identical flatbuffers on TF 2.21 (checked by the tests, within and across processes).
+Uses ``tf.lite.TFLiteConverter.from_keras_model``. With the same model and data it gives
+byte-identical flatbuffers on TF 2.21: the tests check it within a process, and two runs of a
+seeded train-prune-convert script gave identical files.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -53,6 +54,7 @@ class ConversionRecord:
     output_dtypes: tuple[str, ...]
     calibration_samples: int
     dense_size_bytes: int | None = None
+    per_channel_dense: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -65,6 +67,7 @@ class ConversionRecord:
             "output_dtypes": list(self.output_dtypes),
             "calibration_samples": self.calibration_samples,
             "dense_size_bytes": self.dense_size_bytes,
+            "per_channel_dense": self.per_channel_dense,
         }
 
     def __str__(self) -> str:
@@ -109,6 +112,7 @@ def convert(
     representative_data: Any = None,
     calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES,
     compare_dense: bool = True,
+    per_channel_dense: bool = True,
 ) -> TFLiteModel:
     """Convert ``model`` (tf_keras Sequential/Functional) to TFLite.
 
@@ -117,17 +121,20 @@ def convert(
     inputs; the first ``calibration_samples`` are used). A model still wrapped for pruning is
     stripped first. With ``sparse=True`` and ``compare_dense``, the dense variant is converted
     too, and a warning gives both sizes when the sparse encoding is not smaller.
+    ``per_channel_dense=False`` quantizes int8 Dense kernels per tensor instead of per output
+    channel: one scale and zero point instead of one per unit (smaller file; check accuracy).
     """
-    _check_arguments(quantization, sparse, calibration_samples)
+    _check_arguments(quantization, sparse, calibration_samples, per_channel_dense)
     model = _deployable(model)
     samples = None
     if quantization == "int8":
         samples = check_representative_data(model, representative_data, calibration_samples)
-    flatbuffer = _run_converter(model, quantization, sparse, samples)
+    options = _Options(quantization, sparse, per_channel_dense)
+    flatbuffer = _run_converter(model, options, samples)
     dense_size = None
     if sparse and compare_dense:
-        dense_size = len(_run_converter(model, quantization, False, samples))
-    result = _result(flatbuffer, quantization, sparse, samples, dense_size)
+        dense_size = len(_run_converter(model, options._replace(sparse=False), samples))
+    result = _result(flatbuffer, options, samples, dense_size)
     if dense_size is not None:
         warn_if_sparse_not_smaller(result.record)
     return result
@@ -139,29 +146,32 @@ def convert_all(
     *,
     variants: tuple[str, ...] = VARIANTS,
     calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES,
+    per_channel_dense: bool = True,
 ) -> dict[str, TFLiteModel]:
     """Convert to each of ``variants`` (default: all four); keys are the variant names.
 
-    Each sparse variant's record carries its dense counterpart's size when that one was
-    converted too, and warns when the sparse encoding is not smaller.
+    Arguments as for :func:`convert`. Each sparse variant's record carries its dense
+    counterpart's size when that one was converted too, and warns when the sparse encoding is
+    not smaller.
     """
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise ConfigError(
             f"variants: unknown {', '.join(map(repr, unknown))}; expected {', '.join(VARIANTS)}"
         )
+    _check_arguments("float", False, calibration_samples, per_channel_dense)
     model = _deployable(model)
     samples = None
     if any(v.startswith("int8") for v in variants):
         samples = check_representative_data(model, representative_data, calibration_samples)
     results: dict[str, TFLiteModel] = {}
     for name in sorted(variants, key=VARIANTS.index):  # dense before its sparse variant
-        quantization, sparse = name.split("-")[0], name.endswith("-sparse")
-        data = samples if quantization == "int8" else None
-        flatbuffer = _run_converter(model, quantization, sparse, data)
-        dense = results.get(quantization) if sparse else None
+        options = _Options(name.split("-")[0], name.endswith("-sparse"), per_channel_dense)
+        data = samples if options.quantization == "int8" else None
+        flatbuffer = _run_converter(model, options, data)
+        dense = results.get(options.quantization) if options.sparse else None
         dense_size = dense.record.size_bytes if dense else None
-        results[name] = _result(flatbuffer, quantization, sparse, data, dense_size)
+        results[name] = _result(flatbuffer, options, data, dense_size)
         if dense_size is not None:
             warn_if_sparse_not_smaller(results[name].record)
     return {name: results[name] for name in variants}
@@ -221,13 +231,16 @@ def _check_input_array(array: np.ndarray, tensor, limit: int) -> np.ndarray:
     return array[:limit].astype(np.float32)
 
 
-def _check_arguments(quantization: str, sparse: bool, calibration_samples: int) -> None:
+def _check_arguments(
+    quantization: str, sparse: bool, calibration_samples: int, per_channel_dense: bool
+) -> None:
     if quantization not in QUANTIZATIONS:
         raise ConfigError(
             f"quantization must be one of {', '.join(QUANTIZATIONS)}, got {quantization!r}"
         )
-    if not isinstance(sparse, bool):
-        raise ConfigError(f"sparse must be True or False, got {sparse!r}")
+    for name, value in (("sparse", sparse), ("per_channel_dense", per_channel_dense)):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name} must be True or False, got {value!r}")
     if (
         isinstance(calibration_samples, bool)
         or not isinstance(calibration_samples, int)
@@ -244,18 +257,31 @@ def _deployable(model: Any) -> keras.Model:
     return strip(model) if is_pruning_wrapped(model) else model
 
 
+class _Options(NamedTuple):
+    quantization: str
+    sparse: bool
+    per_channel_dense: bool
+
+    @property
+    def variant(self) -> str:
+        return variant_name(self.quantization, self.sparse)
+
+
 def _run_converter(
-    model: keras.Model, quantization: str, sparse: bool, samples: list[np.ndarray] | None
+    model: keras.Model, options: _Options, samples: list[np.ndarray] | None
 ) -> bytes:
-    variant = variant_name(quantization, sparse)
     try:
         converter = tf.lite.TFLiteConverter.from_keras_model(model)
-        converter.optimizations = _optimizations(quantization, sparse)
-        if quantization == "int8":
+        converter.optimizations = _optimizations(options.quantization, options.sparse)
+        if options.quantization == "int8":
             converter.representative_dataset = _representative_dataset(samples)
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
             converter.inference_input_type = tf.int8
             converter.inference_output_type = tf.int8
+            # Private converter flag (TF 2.21): one scale/zero point per Dense kernel.
+            converter._experimental_disable_per_channel_quantization_for_dense_layers = (
+                not options.per_channel_dense
+            )
         with warnings.catch_warnings():
             # TF warns about missing input statistics for every int8-in/out conversion; the
             # representative dataset supplies them.
@@ -263,7 +289,7 @@ def _run_converter(
             return bytes(converter.convert())
     except Exception as e:  # the converter raises many unrelated types (ConverterError, ...)
         raise ConversionError(
-            f"TFLite conversion to {variant} failed for model {model.name}: "
+            f"TFLite conversion to {options.variant} failed for model {model.name}: "
             f"{_converter_message(e)}"
         ) from e
 
@@ -298,23 +324,20 @@ def _representative_dataset(samples: list[np.ndarray]):
 
 
 def _result(
-    flatbuffer: bytes,
-    quantization: str,
-    sparse: bool,
-    samples: list[np.ndarray] | None,
-    dense_size: int | None,
+    flatbuffer: bytes, options: _Options, samples: list[np.ndarray] | None, dense_size: int | None
 ) -> TFLiteModel:
     info = read_model(flatbuffer)
     record = ConversionRecord(
-        variant=variant_name(quantization, sparse),
-        quantization=quantization,
-        sparse=sparse,
+        variant=options.variant,
+        quantization=options.quantization,
+        sparse=options.sparse,
         size_bytes=info.size_bytes,
         sparse_tensors=tuple(t.name for t in info.sparse_tensors),
         input_dtypes=tuple(t.dtype.lower() for t in info.input_tensors),
         output_dtypes=tuple(t.dtype.lower() for t in info.output_tensors),
         calibration_samples=len(samples[0]) if samples else 0,
         dense_size_bytes=dense_size,
+        per_channel_dense=options.per_channel_dense,
     )
     return TFLiteModel(flatbuffer, record)
 

@@ -8,6 +8,7 @@ Keras 3 (``import keras``) are refused with the way out: tfmot needs ``tf_keras`
 from __future__ import annotations
 
 import json
+import re
 import zipfile
 from pathlib import Path
 
@@ -42,10 +43,10 @@ def check_saved_model(path: str | Path, allow_lambda: bool = False) -> dict:
             f"{path}: saved by Keras {version} (import keras); tfmot pruning needs a Keras 2 "
             "model: rebuild it with `import tf_keras as keras` and save it again"
         )
-    lambdas = _layers_of_class(info.get("config"), "Lambda")
-    if lambdas and not allow_lambda:
+    code = _stored_code(info.get("config"))
+    if code and not allow_lambda:
         raise UnsupportedModelError(
-            f"{path}: has Lambda layer(s) {', '.join(lambdas)}, whose code would run on load; "
+            f"{path}: has {'; '.join(code)}, whose code would run on load; "
             "refused unless you trust the file and pass --allow-lambda"
         )
     return info
@@ -70,15 +71,22 @@ def load_saved_model(path: str | Path, allow_lambda: bool = False):
 def _keras_zip_config(path: Path) -> dict:
     try:
         with zipfile.ZipFile(path) as z:
-            config = json.loads(z.read("config.json"))
-            metadata = (
-                json.loads(z.read("metadata.json")) if "metadata.json" in z.namelist() else {}
-            )
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, OSError) as e:
+            config = _json(z.read("config.json"))
+            metadata = _json(z.read("metadata.json")) if "metadata.json" in z.namelist() else {}
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as e:
         raise UnsupportedModelError(
             f"{path}: not a Keras .keras archive (expected a zip with config.json: {e})"
         ) from None
-    return {"config": config, "keras_version": metadata.get("keras_version", "")}
+    version = metadata.get("keras_version", "") if isinstance(metadata, dict) else ""
+    return {"config": config, "keras_version": str(version)}
+
+
+def _json(raw: bytes | str):
+    """Parse JSON text; ``ValueError`` also for bytes that are not UTF-8 or nesting too deep."""
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
 def _h5_config(path: Path) -> dict:
@@ -88,15 +96,22 @@ def _h5_config(path: Path) -> dict:
         with h5py.File(path, "r") as f:
             raw = f.attrs.get("model_config")
             version = f.attrs.get("keras_version", "")
-    except OSError as e:
+    except (OSError, ValueError, RuntimeError, KeyError) as e:
         raise UnsupportedModelError(f"{path}: not an HDF5 model file ({e})") from None
     if raw is None:
         raise UnsupportedModelError(
             f"{path}: HDF5 file without a model config (weights only?); save the whole model"
         )
-    raw = raw.decode() if isinstance(raw, bytes) else raw
-    version = version.decode() if isinstance(version, bytes) else version
-    return {"config": json.loads(raw), "keras_version": str(version)}
+    if not isinstance(raw, (bytes, str)):
+        raise UnsupportedModelError(
+            f"{path}: HDF5 attribute model_config holds {type(raw).__name__}, expected JSON text"
+        )
+    try:
+        config = _json(raw)
+    except ValueError as e:
+        raise UnsupportedModelError(f"{path}: HDF5 model_config is not valid JSON ({e})") from None
+    version = version.decode("utf-8", "replace") if isinstance(version, bytes) else version
+    return {"config": config, "keras_version": str(version)}
 
 
 def _saved_model_config(path: Path) -> dict:
@@ -108,27 +123,48 @@ def _saved_model_config(path: Path) -> dict:
             f"{path}: SavedModel without Keras metadata; save it from tf_keras (model.save)"
         )
     blob = metadata.read_bytes()
-    # The metadata is a protobuf holding JSON; Lambda layers show up as their class name.
-    config = (
-        {"config": {"layers": [{"class_name": "Lambda", "name": "?"}]}}
-        if (b'"class_name": "Lambda"' in blob)
-        else {}
-    )
-    return {"config": config.get("config"), "keras_version": ""}
+    # The metadata is a protobuf holding JSON; code shows up as a Lambda class name, a serialized
+    # "__lambda__" object or a "..._type": "lambda" entry.
+    has_code = any(pattern.search(blob) for pattern in _CODE_IN_JSON_BYTES)
+    config = {"layers": [{"class_name": "Lambda", "name": "?"}]} if has_code else None
+    return {"config": config, "keras_version": ""}
 
 
-def _layers_of_class(config, class_name: str) -> list[str]:
-    found: list[str] = []
+_CODE_IN_JSON_BYTES = (
+    re.compile(rb'"class_name"\s*:\s*"(?:Lambda|__lambda__)"'),
+    re.compile(rb'_type"\s*:\s*"lambda"'),
+)
 
-    def walk(node) -> None:
+
+def _stored_code(config) -> list[str]:
+    """What in a model config would run stored Python code when tf_keras deserializes it.
+
+    Lambda layers (their function is marshalled bytecode), objects serialized as
+    ``"__lambda__"`` (e.g. an activation), and ``"<name>_type": "lambda"`` entries (Lambda's
+    output_shape, RNN cell wrappers' residual_fn / dropout filter). Walked without recursion:
+    the config comes from the file and can nest arbitrarily deep.
+    """
+    lambda_layers, lambdas = [], []
+    stack = [config]
+    while stack:
+        node = stack.pop()
         if isinstance(node, dict):
-            if node.get("class_name") == class_name:
-                found.append(str(node.get("config", {}).get("name", node.get("name", "?"))))
-            for value in node.values():
-                walk(value)
+            class_name = node.get("class_name")
+            if class_name == "Lambda":
+                inner = node.get("config")
+                name = inner.get("name") if isinstance(inner, dict) else None
+                lambda_layers.append(str(name or node.get("name", "?")))
+            elif class_name == "__lambda__":
+                lambdas.append("__lambda__")
+            lambdas += [
+                str(k) for k, v in node.items() if str(k).endswith("_type") and v == "lambda"
+            ]
+            stack.extend(reversed(list(node.values())))
         elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(config)
+            stack.extend(reversed(node))
+    found = []
+    if lambda_layers:
+        found.append(f"Lambda layer(s) {', '.join(lambda_layers)}")
+    if lambdas:
+        found.append(f"serialized Python lambda(s) ({', '.join(sorted(set(lambdas)))})")
     return found

@@ -31,15 +31,17 @@ from edge_prune._tf import keras, tf, tfmot
 from edge_prune.errors import ConfigError, DataError, UnsupportedModelError
 
 _sparsity = tfmot.sparsity.keras
-# tfmot internals used for per-layer wrapping and mask access; public names do not expose them.
+
+# tfmot internals for per-layer wrapping and mask access, which its public names do not expose.
+# Imported after edge_prune._tf, so TF_USE_LEGACY_KERAS is already set.
 from tensorflow_model_optimization.python.core.sparsity.keras import (  # noqa: E402
     prune_registry,
     pruning_wrapper,
 )
 
 KINDS = ("polynomial_decay", "constant", "m_by_n")
-_WRAPPER_PREFIX = "prune_low_magnitude_"
 _MAX_AUTO_FREQUENCY = 100  # tfmot's default frequency
+_MIN_MASK_UPDATES = 10
 # tfmot's m-by-n mask generator handles rank-2 (Dense) and rank-4 (Conv2D) kernels only
 # (pruning_utils.weights_rearrange).
 _M_BY_N_TYPES = (keras.layers.Dense, keras.layers.Conv2D)
@@ -110,7 +112,12 @@ class PruningSchedule:
         power: float = 3.0,
         frequency: int | None = None,
     ) -> PruningSchedule:
-        """Polynomial decay; ``frequency=None`` picks the largest divisor of the span <= 100."""
+        """Polynomial decay from ``begin_step`` to ``end_step``.
+
+        ``frequency=None`` picks the largest divisor of ``end_step - begin_step`` that gives at
+        least 10 mask updates and is at most 100 (tfmot's default), so the final sparsity falls
+        on a pruning step.
+        """
         if frequency is None:
             frequency = _auto_frequency(end_step - begin_step)
         return cls(
@@ -274,7 +281,9 @@ def _check_polynomial(schedule: PruningSchedule) -> None:
 def _auto_frequency(span: int) -> int:
     if isinstance(span, bool) or not isinstance(span, int | np.integer) or span < 1:
         return 1  # the constructor reports the bad steps
-    return max(d for d in range(1, min(span, _MAX_AUTO_FREQUENCY) + 1) if span % d == 0)
+    # At least _MIN_MASK_UPDATES updates so the decay is gradual, and the final step on the grid.
+    limit = max(1, min(_MAX_AUTO_FREQUENCY, span // _MIN_MASK_UPDATES))
+    return max(d for d in range(1, limit + 1) if span % d == 0)
 
 
 # --------------------------------------------------------------------------- model checks
@@ -360,8 +369,7 @@ class SparsityLog(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         wrappers = _wrappers(self.model)
         masks = {
-            f"{w.layer.name}/{weight.name.split('/')[-1].split(':')[0]}": 1
-            - float(np.mean(mask.numpy()))
+            f"{w.layer.name}/{_short_name(weight)}": 1.0 - float(np.mean(mask.numpy()))
             for w in wrappers
             for weight, mask, _ in w.pruning_vars
         }
@@ -394,6 +402,11 @@ def prune(
     ``result.model`` yourself before ``fit``.
     """
     check_model(model)
+    if _wrappers(model):
+        raise UnsupportedModelError(
+            f"model {model.name} is already wrapped for pruning: strip it first "
+            "(edge_prune.strip) or keep training the wrapped model"
+        )
     if not isinstance(schedule, PruningSchedule):
         raise ConfigError(f"schedule must be a PruningSchedule, got {type(schedule).__name__}")
     excluded_names = _check_excluded_names(model, exclude_layers)
@@ -407,7 +420,7 @@ def prune(
         if isinstance(layer, keras.Model):
             check_model(layer, argument=f"nested model {layer.name!r}")
             return keras.models.clone_model(layer, clone_function=clone_layer)
-        copy = layer.__class__.from_config(layer.get_config())
+        copy = _copy_layer(layer)
         clones.append((layer, copy))
         reason = _reason_not_to_prune(layer, excluded_names, excluded_types, schedule)
         if reason is None:
@@ -426,6 +439,16 @@ def prune(
     _warn_unsupported(unpruned)
     _compile_like(wrapped, model, optimizer, loss, metrics)
     return PrunedModel(wrapped, schedule, tuple(pruned), tuple(unpruned), log_dir)
+
+
+def _copy_layer(layer: keras.layers.Layer) -> keras.layers.Layer:
+    try:
+        return layer.__class__.from_config(layer.get_config())
+    except (NotImplementedError, TypeError, ValueError) as e:
+        raise UnsupportedModelError(
+            f"layer {layer.name!r} ({type(layer).__name__}) cannot be re-created from its "
+            f"config, which prune() needs to copy it: implement get_config() ({e})"
+        ) from e
 
 
 def _check_excluded_names(model: keras.Model, names: Iterable[str]) -> frozenset[str]:
@@ -633,6 +656,11 @@ def sparsity_report(model: keras.Model | PrunedModel) -> SparsityReport:
     return SparsityReport(model.name, tuple(_weight_rows(model, prefix="")))
 
 
+def _short_name(weight) -> str:
+    """``kernel`` for the variable ``dense/kernel:0``."""
+    return weight.name.split("/")[-1].split(":")[0]
+
+
 def _weight_rows(model: keras.Model, prefix: str) -> list[WeightSparsity]:
     rows = []
     for layer in model.layers:
@@ -645,7 +673,7 @@ def _weight_rows(model: keras.Model, prefix: str) -> list[WeightSparsity]:
             rows.append(
                 WeightSparsity(
                     layer=prefix + inner.name,
-                    weight=weight.name.split("/")[-1].split(":")[0],
+                    weight=_short_name(weight),
                     shape=tuple(values.shape),
                     zeros=int(np.count_nonzero(values == 0)),
                     total=int(values.size),

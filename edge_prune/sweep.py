@@ -3,12 +3,14 @@
 The dense model is trained once (seeded); for each final sparsity the pipeline's later stages run
 from it: magnitude pruning (polynomial decay) → strip → clustering → conversion to int8 (dense
 storage, sparse-encoded, clustered + TFLM LUT compression) → every artifact run on TFLM over the
-held-out set → the deployable artifact chosen (smallest that runs on TFLM within the accuracy
-tolerance) → its footprint checked against the target.
+held-out set → the deployable artifact chosen as ``edge-prune model`` chooses it (the smallest
+that runs on TFLM within the accuracy tolerance, preferring those that fit the target) → its
+footprint checked against the target.
 
 The answer of a sweep is the *marked* sparsity: the highest one whose deployable artifact stays
-within ``select.tolerance_points`` of the dense model's accuracy (TFLM accuracy vs Keras dense
-accuracy) and fits the target (flash and RAM, as in ``edge-prune report``).
+within ``select.tolerance_points`` of the baseline (the dense model as a float32 flatbuffer on
+TFLM, as in ``edge-prune model``) and fits the target (flash and RAM, as in ``edge-prune
+report``).
 
 Files written to ``OUT/sweep-<target>/`` (staged, swapped in whole): ``sweep.md``, ``sweep.csv``,
 ``sweep.json`` and ``sweep.png`` (needs matplotlib, the ``plot`` extra; skipped with a message
@@ -29,11 +31,24 @@ from typing import Any
 
 from edge_prune.errors import ConfigError
 
+__all__ = [
+    "DEFAULT_SPARSITIES",
+    "SweepPoint",
+    "SweepResult",
+    "parse_sparsities",
+    "render_csv",
+    "render_plot",
+    "render_table",
+    "run_sweep",
+    "write_sweep",
+]
+
 DEFAULT_SPARSITIES = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95)
 FLASH_BUDGET_WHAT = (
     "flash left for the model flatbuffer: part flash - reserved flash - TFLM runtime code "
     "(the target's measured figure, or edge-prune's per-op estimate for the ops used)"
 )
+BASELINE_WHAT = "the dense model before pruning, as a float32 flatbuffer, run on TFLM"
 FITS_WHAT = (
     "fits = flatbuffer + TFLM runtime code + reserved flash <= part flash, and TFLM arena "
     "(64-bit host) + reserved RAM <= part RAM"
@@ -131,6 +146,7 @@ class SweepResult:
     data_source: str
     test_samples: int
     dense_keras_accuracy: float
+    baseline_accuracy: float  # the dense model as float32 flatbuffer on TFLM
     tolerance_points: float
     points: tuple[SweepPoint, ...]
     config: dict[str, Any] = field(default_factory=dict)
@@ -149,7 +165,8 @@ class SweepResult:
 
     @property
     def accuracy_floor(self) -> float:
-        return self.dense_keras_accuracy - self.tolerance_points / 100.0
+        """Lowest TFLM accuracy within the tolerance (a fraction; may be below 0)."""
+        return self.baseline_accuracy - self.tolerance_points / 100.0
 
     def to_dict(self) -> dict[str, Any]:
         best = self.best
@@ -159,6 +176,8 @@ class SweepResult:
             "model": self.model_name,
             "data": {"source": self.data_source, "test_samples": self.test_samples},
             "dense_keras_accuracy": self.dense_keras_accuracy,
+            "baseline_accuracy": self.baseline_accuracy,
+            "baseline_what": BASELINE_WHAT,
             "tolerance_points": self.tolerance_points,
             "flash_budget": {
                 "what": FLASH_BUDGET_WHAT,
@@ -181,7 +200,7 @@ class SweepResult:
         best = self.best
         head = (
             f"Highest sparsity within {self.tolerance_points:g} points of the dense accuracy "
-            f"({self.dense_keras_accuracy:.2%}) on TFLM that fits {self.target_name}: "
+            f"({self.baseline_accuracy:.2%}) on TFLM that fits {self.target_name}: "
         )
         if best is None:
             return head + "none of the sparsities swept."
@@ -263,10 +282,11 @@ def render_table(result: SweepResult, markdown: bool) -> str:
     bullet = "- " if markdown else "Note: "
     lines += [
         "",
-        f"{bullet}dense model (Keras) accuracy {result.dense_keras_accuracy:.2%} on "
-        f"{result.test_samples} held-out samples of {result.data_source}; tolerance "
-        f"{result.tolerance_points:g} points, so the deployable artifact needs TFLM accuracy "
-        f">= {result.accuracy_floor:.2%}.",
+        f"{bullet}accuracy: top-1 on {result.test_samples} held-out samples of "
+        f"{result.data_source}; baseline {result.baseline_accuracy:.2%} = {BASELINE_WHAT} "
+        f"(Keras: {result.dense_keras_accuracy:.2%}); tolerance {result.tolerance_points:g} "
+        f"points, so the deployable artifact needs TFLM accuracy >= "
+        f"{max(result.accuracy_floor, 0.0):.2%}.",
         f"{bullet}flash budget {result.flash_budget_bytes:,} B = {FLASH_BUDGET_WHAT}: "
         f"{result.flash_bytes:,} - {result.reserved_flash_bytes:,} - "
         f"{result.runtime_flash_bytes:,} ({result.runtime_flash_kind}).",
@@ -328,19 +348,20 @@ def render_plot(result: SweepResult) -> bytes:
             label="clustered + LUT on TFLM",
         )
     acc_axis.axhline(
-        result.dense_keras_accuracy * 100,
+        result.baseline_accuracy * 100,
         color="tab:blue",
         linestyle=":",
         linewidth=1,
-        label=f"dense (Keras) {result.dense_keras_accuracy:.2%}",
+        label=f"dense float32 on TFLM {result.baseline_accuracy:.2%}",
     )
-    acc_axis.axhline(
-        result.accuracy_floor * 100,
-        color="tab:red",
-        linestyle=":",
-        linewidth=1,
-        label=f"tolerance: dense - {result.tolerance_points:g} points",
-    )
+    if result.accuracy_floor > 0:
+        acc_axis.axhline(
+            result.accuracy_floor * 100,
+            color="tab:red",
+            linestyle=":",
+            linewidth=1,
+            label=f"tolerance: dense - {result.tolerance_points:g} points",
+        )
     acc_axis.set_xlabel("final sparsity (fraction of weights pruned)")
     acc_axis.set_ylabel("top-1 accuracy on TFLM, held-out set (%)")
 
@@ -387,13 +408,14 @@ def render_plot(result: SweepResult) -> bytes:
         h, lab = axis.get_legend_handles_labels()
         handles += h
         labels += lab
-    acc_axis.legend(handles, labels, loc="lower left", fontsize=7, framealpha=0.85)
+    acc_axis.legend(
+        handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, fontsize=8
+    )
     title = f"{result.model_name} on {result.target_name} ({result.target_part})"
     acc_axis.set_title(title + ("" if best else ": no sparsity within tolerance fits"))
     acc_axis.grid(True, alpha=0.3)
-    figure.tight_layout()
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
+    figure.savefig(buffer, format="png", bbox_inches="tight")
     return buffer.getvalue()
 
 
@@ -445,13 +467,14 @@ def run_sweep(
         f"{data.source} for {target.name}"
     )
     progress("dense training (once)")
-    base = train_dense(inputs, detail)
-    model_name = base.name
-    dense_accuracy = keras_accuracy(base, data)
-    progress(f"  dense Keras accuracy {dense_accuracy:.2%}")
+    dense = train_dense(inputs, detail)
+    dense_keras = keras_accuracy(dense, data)
+    baseline = _float32_tflm_accuracy(dense, inputs, detail)
+    progress(f"  dense accuracy: Keras {dense_keras:.2%}, float32 on TFLM {baseline:.2%}")
+    base = dense
     if config.structured.ratio > 0:
         progress(f"structured pruning: {config.structured.ratio:.0%} of channels (once)")
-        base, _ = structured_prune(base, inputs, detail)
+        base, _ = structured_prune(dense, inputs, detail)
 
     points, runtimes = [], []
     for index, sparsity in enumerate(sparsities, 1):
@@ -459,7 +482,7 @@ def run_sweep(
             f"[{index}/{len(sparsities)}] final sparsity {sparsity:g}: prune, cluster, "
             "convert, check on TFLM"
         )
-        point, runtime = _sweep_point(base, inputs, sparsity, dense_accuracy, detail)
+        point, runtime = _sweep_point(dense, base, inputs, sparsity, baseline, detail)
         points.append(point)
         runtimes.append(runtime)
         progress(f"  {_point_line(point)} ({point.seconds:.0f} s)")
@@ -472,16 +495,38 @@ def run_sweep(
         reserved_flash_bytes=target.reserved_flash_bytes,
         runtime_flash_bytes=runtime_bytes,
         runtime_flash_kind=runtime_kind,
-        model_name=model_name,
+        model_name=dense.name,
         data_source=data.source,
         test_samples=int(len(data.y_test)),
-        dense_keras_accuracy=dense_accuracy,
+        dense_keras_accuracy=dense_keras,
+        baseline_accuracy=baseline,
         tolerance_points=config.select.tolerance_points,
         points=tuple(points),
         config=config.to_dict(),
         versions=versions(),
         seconds=round(time.perf_counter() - start, 1),
     )
+
+
+def _float32_tflm_accuracy(dense, inputs, detail: Progress) -> float:
+    """The baseline of the tolerance, as in ``edge-prune model``: the dense float32 on TFLM."""
+    from edge_prune.convert import convert
+    from edge_prune.deployability import check
+
+    data = inputs.data
+    report = check(
+        convert(dense, quantization="float").tflite_bytes,
+        data.x_test,
+        labels=data.y_test,
+        name="float32-dense",
+        measure_arena=False,
+    )
+    detail(f"  {report}")
+    if report.accuracy is None:
+        from edge_prune.pipeline import keras_accuracy
+
+        return keras_accuracy(dense, data)  # TFLM could not run the float model
+    return report.accuracy
 
 
 def _point_line(p: SweepPoint) -> str:
@@ -495,11 +540,16 @@ def _point_line(p: SweepPoint) -> str:
     return line + f"; deployable {p.deployable}, {'fits' if p.fits_target else 'does NOT fit'}"
 
 
-def _sweep_point(base, inputs, sparsity: float, dense_accuracy: float, detail: Progress):
-    """One sparsity: returns the point and the runtime flash figure its verdict used."""
-    from edge_prune.deployability import NoDeployableArtifactError, choose_deployable
+# The pipeline also offers the unpruned float32 model; a sweep compares pruned artifacts only.
+_NOT_SWEPT = ("float32-dense",)
+
+
+def _sweep_point(dense, base, inputs, sparsity: float, baseline: float, detail: Progress):
+    """One sparsity: returns the point and the runtime flash figure for the budget line."""
+    from edge_prune.deployability import NoDeployableArtifactError
     from edge_prune.pipeline import (
         check_candidates,
+        choose_for_target,
         cluster_weights,
         convert_candidates,
         keras_accuracy,
@@ -513,22 +563,21 @@ def _sweep_point(base, inputs, sparsity: float, dense_accuracy: float, detail: P
     seed_everything(config.train.seed)  # each point starts from the same random state
     pruned = magnitude_prune(base, inputs, final_sparsity=sparsity, progress=detail)
     clustered = cluster_weights(pruned, inputs, detail) if config.compress.enabled else None
-    candidates, _ = convert_candidates(pruned, clustered, inputs)
-    check_candidates(candidates, pruned, inputs, detail)
+    candidates, _ = convert_candidates(dense, pruned, clustered, inputs)
+    candidates = [c for c in candidates if c.name not in _NOT_SWEPT]
+    check_candidates(candidates, {"dense": dense, "pruned": pruned}, inputs, detail)
     by_name = {c.name: c.check for c in candidates}
     try:
-        choice = choose_deployable(
-            [c.check for c in candidates], dense_accuracy, config.select.tolerance_points
-        )
+        choice = choose_for_target(candidates, baseline, inputs)
         chosen, reason = choice.chosen, choice.reason
     except NoDeployableArtifactError as e:
         chosen, reason = None, str(e)
     chosen_bytes, verdict = None, None
     if chosen is not None:
-        chosen_bytes = next(c.tflite_bytes for c in candidates if c.name == chosen.name)
+        chosen_bytes = _candidate_bytes(candidates, chosen.name)
         verdict = _verdict(chosen_bytes, inputs.target)
     # The budget line needs the runtime code even when nothing qualified: use the int8 model's ops.
-    runtime = _runtime_flash(chosen_bytes or candidates[0].tflite_bytes, inputs.target)
+    runtime = _runtime_flash(chosen_bytes or _candidate_bytes(candidates, "int8"), inputs.target)
     lut = by_name.get("int8-clustered-lut")
     point = SweepPoint(
         final_sparsity=sparsity,
@@ -552,6 +601,10 @@ def _sweep_point(base, inputs, sparsity: float, dense_accuracy: float, detail: P
         seconds=round(time.perf_counter() - start, 1),
     )
     return point, (runtime.total_bytes, runtime.to_dict()["kind"])
+
+
+def _candidate_bytes(candidates, name: str) -> bytes:
+    return next(c.tflite_bytes for c in candidates if c.name == name)
 
 
 def _verdict(model_bytes: bytes, target):

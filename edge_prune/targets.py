@@ -14,6 +14,7 @@ is a :class:`~edge_prune.errors.ConfigError` naming the file and the key.
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -184,6 +185,8 @@ def _read_toml(path: Path) -> dict:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: TOML syntax error: {e}") from e
+    except RecursionError:  # tomllib parses nested arrays and inline tables recursively
+        raise ConfigError(f"{path}: TOML nested too deeply; expected a flat target file") from None
 
 
 def parse_target(data: dict, name: str, path: str | Path = "<dict>") -> Target:
@@ -282,6 +285,6 @@ def _optional_size(data: dict, key: str, where: str, prefix: str) -> int | None:
 
 def _positive(data: dict, key: str, where: str, prefix: str) -> float:
     value = data[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
         raise ConfigError(f"{where}: key '{prefix}{key}' must be a positive number, got {value!r}")
     return float(value)

@@ -16,6 +16,10 @@ from edge_prune.errors import ModelFileError
 
 FILE_IDENTIFIER = b"TFL3"
 _MIN_SIZE = 8
+# A well-formed file stores each vector and string once, so everything the reader walks adds up
+# to less than the file; a crafted file can point thousands of entries at one shared table and
+# make a naive walk quadratic (a 24 KB file took minutes). Allow twice the file size.
+_READ_BUDGET_FACTOR = 2
 
 
 @dataclass(frozen=True)
@@ -131,9 +135,28 @@ def _names_of(enum_class) -> dict[int, str]:
     return {v: k for k, v in vars(enum_class).items() if not k.startswith("_")}
 
 
-def _checked_length(n: int, data: bytes, what: str, label: str, elem_size: int = 4) -> int:
-    if n < 0 or n * elem_size > len(data):
+class _ReadBudget:
+    """Bytes of vectors and strings the reader may still walk in one file (see above)."""
+
+    def __init__(self, data: bytes, label: str):
+        self.size_bytes = len(data)
+        self.left_bytes = _READ_BUDGET_FACTOR * len(data)
+        self.label = label
+
+    def charge(self, n_bytes: int) -> None:
+        self.left_bytes -= n_bytes
+        if self.left_bytes < 0:
+            raise ModelFileError(
+                f"{self.label}: corrupted TFLite flatbuffer (its vectors and strings add up to "
+                f"more than {_READ_BUDGET_FACTOR}x the file's {self.size_bytes} bytes: tables "
+                "are shared between entries)"
+            )
+
+
+def _checked_length(n: int, budget: _ReadBudget, what: str, label: str, elem_size: int = 4) -> int:
+    if n < 0 or n * elem_size > budget.size_bytes:
         raise ModelFileError(f"{label}: corrupted TFLite flatbuffer ({what} count {n} too large)")
+    budget.charge(n * elem_size)
     return n
 
 
@@ -142,14 +165,15 @@ def _parse(data: bytes, label: str) -> ModelInfo:
     op_names = _names_of(schema.BuiltinOperator)
     type_names = _names_of(schema.TensorType)
     model = schema.Model.GetRootAs(data, 0)
+    budget = _ReadBudget(data, label)
 
-    buffer_count = _checked_length(model.BuffersLength(), data, "buffer", label)
+    buffer_count = _checked_length(model.BuffersLength(), budget, "buffer", label)
     buffer_sizes = [_buffer_size(model.Buffers(i)) for i in range(buffer_count)]
     codes = [
-        _op_code_name(model.OperatorCodes(i), op_names)
-        for i in range(_checked_length(model.OperatorCodesLength(), data, "opcode", label))
+        _op_code_name(model.OperatorCodes(i), op_names, budget)
+        for i in range(_checked_length(model.OperatorCodesLength(), budget, "opcode", label))
     ]
-    subgraph_count = _checked_length(model.SubgraphsLength(), data, "subgraph", label)
+    subgraph_count = _checked_length(model.SubgraphsLength(), budget, "subgraph", label)
     if subgraph_count == 0:
         raise ModelFileError(f"{label}: TFLite flatbuffer has no subgraph")
 
@@ -157,7 +181,7 @@ def _parse(data: bytes, label: str) -> ModelInfo:
     tensors: list[TensorInfo] = []
     for s in range(subgraph_count):
         graph = model.Subgraphs(s)
-        for i in range(_checked_length(graph.OperatorsLength(), data, "operator", label)):
+        for i in range(_checked_length(graph.OperatorsLength(), budget, "operator", label)):
             opcode_index = graph.Operators(i).OpcodeIndex()
             if opcode_index >= len(codes):
                 raise ModelFileError(
@@ -165,7 +189,7 @@ def _parse(data: bytes, label: str) -> ModelInfo:
                     f"{opcode_index}, file has {len(codes)})"
                 )
             operators.append(codes[opcode_index])
-        for i in range(_checked_length(graph.TensorsLength(), data, "tensor", label)):
+        for i in range(_checked_length(graph.TensorsLength(), budget, "tensor", label)):
             t = graph.Tensors(i)
             buffer_index = t.Buffer()
             if buffer_index >= max(buffer_count, 1):
@@ -177,18 +201,18 @@ def _parse(data: bytes, label: str) -> ModelInfo:
                 TensorInfo(
                     subgraph=s,
                     index=i,
-                    name=(t.Name() or b"").decode("utf-8", errors="replace"),
-                    shape=tuple(int(d) for d in _shape(t, data, label)),
+                    name=_string(t.Name(), budget),
+                    shape=tuple(int(d) for d in _shape(t, budget, label)),
                     dtype=type_names.get(t.Type(), f"TYPE_{t.Type()}"),
                     data_bytes=buffer_sizes[buffer_index] if buffer_count else 0,
                     is_sparse=t.Sparsity() is not None,
-                    **_quantization(t, data, label),
+                    **_quantization(t, budget, label),
                 )
             )
     main_graph = model.Subgraphs(0)
     tensor_count = main_graph.TensorsLength()
     inputs, outputs = (
-        _tensor_indices(getter, length, tensor_count, what, data, label)
+        _tensor_indices(getter, length, tensor_count, what, budget, label)
         for getter, length, what in (
             (main_graph.Inputs, main_graph.InputsLength(), "input"),
             (main_graph.Outputs, main_graph.OutputsLength(), "output"),
@@ -206,8 +230,8 @@ def _parse(data: bytes, label: str) -> ModelInfo:
     )
 
 
-def _tensor_indices(getter, length, tensor_count, what, data, label) -> tuple[int, ...]:
-    indices = tuple(getter(j) for j in range(_checked_length(length, data, what, label)))
+def _tensor_indices(getter, length, tensor_count, what, budget, label) -> tuple[int, ...]:
+    indices = tuple(getter(j) for j in range(_checked_length(length, budget, what, label)))
     bad = [i for i in indices if not 0 <= i < tensor_count]
     if bad:
         raise ModelFileError(
@@ -216,20 +240,20 @@ def _tensor_indices(getter, length, tensor_count, what, data, label) -> tuple[in
     return indices
 
 
-def _quantization(tensor, data: bytes, label: str) -> dict:
+def _quantization(tensor, budget: _ReadBudget, label: str) -> dict:
     q = tensor.Quantization()
     if q is None:
         return {}
-    scales = _checked_length(q.ScaleLength(), data, "scale", label)
-    zeros = _checked_length(q.ZeroPointLength(), data, "zero point", label, elem_size=8)
+    scales = _checked_length(q.ScaleLength(), budget, "scale", label)
+    zeros = _checked_length(q.ZeroPointLength(), budget, "zero point", label, elem_size=8)
     return {
         "scale": tuple(float(q.Scale(j)) for j in range(scales)),
         "zero_point": tuple(int(q.ZeroPoint(j)) for j in range(zeros)),
     }
 
 
-def _shape(tensor, data: bytes, label: str) -> list[int]:
-    n = _checked_length(tensor.ShapeLength(), data, "shape", label)
+def _shape(tensor, budget: _ReadBudget, label: str) -> list[int]:
+    n = _checked_length(tensor.ShapeLength(), budget, "shape", label)
     return [tensor.Shape(j) for j in range(n)]
 
 
@@ -240,10 +264,15 @@ def _buffer_size(buffer) -> int:
     return int(buffer.DataLength())
 
 
-def _op_code_name(code, op_names: dict[int, str]) -> str:
+def _op_code_name(code, op_names: dict[int, str], budget: _ReadBudget) -> str:
     builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
     name = op_names.get(builtin, f"BUILTIN_{builtin}")
     if name == "CUSTOM":
         custom = code.CustomCode()
-        return f"CUSTOM:{custom.decode('utf-8', errors='replace')}" if custom else "CUSTOM"
+        return f"CUSTOM:{_string(custom, budget)}" if custom else "CUSTOM"
     return name
+
+
+def _string(raw: bytes | None, budget: _ReadBudget) -> str:
+    budget.charge(len(raw or b""))
+    return (raw or b"").decode("utf-8", errors="replace")

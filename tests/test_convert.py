@@ -126,6 +126,21 @@ def test_same_model_and_data_give_byte_identical_flatbuffers(pruned_80, variants
     assert again.tflite_bytes == variants["int8-sparse"].tflite_bytes
 
 
+def test_per_tensor_dense_quantization_gives_a_smaller_int8_file(pruned_80, variants):
+    model, x, _ = pruned_80
+    per_tensor = convert(
+        model,
+        quantization="int8",
+        representative_data=x,
+        calibration_samples=CALIBRATION_SAMPLES,
+        per_channel_dense=False,
+    )
+    assert per_tensor.record.per_channel_dense is False
+    assert per_tensor.record.size_bytes < variants["int8"].record.size_bytes
+    hidden = next(t for t in read_model(per_tensor.tflite_bytes).tensors if t.shape == (32, 288))
+    assert len(hidden.scale) == 1
+
+
 def test_record_converts_to_a_json_ready_dict(variants):
     data = json.loads(json.dumps(variants["int8-sparse"].to_dict()))
     assert data["variant"] == "int8-sparse"
@@ -181,6 +196,7 @@ def test_representative_data_with_nan_raises_data_error():
     [
         ({"quantization": "int4"}, "quantization must be one of float, int8, got 'int4'"),
         ({"sparse": "yes"}, "sparse must be True or False"),
+        ({"per_channel_dense": 1}, "per_channel_dense must be True or False, got 1"),
         ({"calibration_samples": 0}, "calibration_samples must be an integer >= 1"),
     ],
 )

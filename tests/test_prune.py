@@ -279,8 +279,8 @@ def test_from_epochs_converts_epochs_to_steps():
     )
     assert schedule.begin_step == 7
     assert schedule.end_step == 27  # 7 + 21 steps rounded down to a multiple of frequency 10
-    auto = PruningSchedule.from_epochs(0.8, steps_per_epoch=7, end_epoch=3)
-    assert (auto.end_step, auto.frequency) == (21, 21)
+    auto = PruningSchedule.from_epochs(0.8, steps_per_epoch=45, end_epoch=8)
+    assert (auto.end_step, auto.frequency) == (360, 36)  # 10 mask updates
 
 
 @pytest.mark.parametrize("value", [1.0, -0.1, 1.5, "0.5"])
@@ -302,7 +302,7 @@ def test_end_step_before_begin_step_raises_config_error():
         ({"frequency": 0}, "frequency must be an integer >= 1, got 0"),
         (
             {"end_step": 150, "frequency": 40},
-            r"\(150\) must be a multiple of frequency \(40\).*try frequency=75",
+            r"\(150\) must be a multiple of frequency \(40\).*try frequency=15",
         ),
         ({"initial_sparsity": 0.9}, "initial_sparsity must not exceed final_sparsity"),
         ({"power": 0}, "power must be a number > 0"),
@@ -390,3 +390,37 @@ def test_layers_tfmot_cannot_prune_stay_dense_and_unknown_ones_warn():
 def test_stages_must_increase():
     with pytest.raises(ConfigError, match="stages must increase"):
         prune_in_stages(make_mlp(), (0.7, 0.5), loss=LOSS, fit=lambda *a: None, steps_per_epoch=1)
+
+
+def test_model_already_wrapped_for_pruning_raises_saying_strip_first():
+    pruned = prune(make_mlp(), PruningSchedule.polynomial_decay(0.5, end_step=10))
+    with pytest.raises(UnsupportedModelError, match="already wrapped.*strip it first"):
+        prune(pruned.model, PruningSchedule.polynomial_decay(0.5, end_step=10))
+
+
+def test_layers_of_a_nested_model_are_pruned_and_reported_with_its_name():
+    block = keras.Sequential(
+        [keras.Input((16,)), keras.layers.Dense(8, name="inner")], name="block"
+    )
+    inputs = keras.Input((16,))
+    model = keras.Model(inputs, keras.layers.Dense(10, name="head")(block(inputs)))
+    pruned = prune(model, PruningSchedule.polynomial_decay(0.5, end_step=10))
+    assert pruned.pruned_layers == ("inner", "head")
+    rows = [(r.layer, r.weight) for r in sparsity_report(pruned).rows]
+    assert rows == [
+        ("block/inner", "kernel"),
+        ("block/inner", "bias"),
+        ("head", "kernel"),
+        ("head", "bias"),
+    ]
+
+
+def test_schedule_round_trips_through_a_dict():
+    for schedule in (
+        PruningSchedule.polynomial_decay(0.8, end_step=100, frequency=10),
+        PruningSchedule.constant_sparsity(0.5),
+        PruningSchedule.m_by_n_sparsity(2, 4),
+    ):
+        assert PruningSchedule.from_dict(json.loads(json.dumps(schedule.to_dict()))) == schedule
+    with pytest.raises(ConfigError, match="unexpected keyword argument 'bogus'"):
+        PruningSchedule.from_dict({"bogus": 1})

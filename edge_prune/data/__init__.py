@@ -16,6 +16,9 @@ from edge_prune.errors import DataError
 
 DIGITS_PATH = Path(__file__).with_name("digits.npz")
 NPZ_ARRAYS = ("x_train", "y_train", "x_test", "y_test")
+# The classifier gets one output per class id. 65,536 outputs behind even a 64-unit layer are
+# 4 MiB of int8 weights, more flash than any shipped target has; a larger id is a broken file.
+MAX_CLASSES = 65_536
 
 
 @dataclass(frozen=True)
@@ -90,7 +93,13 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise DataError(f"{path}: no such file (expected an .npz with {', '.join(NPZ_ARRAYS)})")
     try:
-        with np.load(path, allow_pickle=False) as f:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):  # a plain .npy gives an array
+            raise DataError(
+                f"{path}: a single array (.npy), not an .npz archive; save the four arrays "
+                f"with np.savez(path, {'=..., '.join(NPZ_ARRAYS)}=...)"
+            )
+        with loaded as f:
             missing = [n for n in NPZ_ARRAYS if n not in f.files]
             if missing:
                 raise DataError(
@@ -102,6 +111,8 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         raise
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
         raise DataError(f"{path}: not a readable .npz file ({type(e).__name__}: {e})") from None
+    except MemoryError as e:  # an .npy header can declare any shape; numpy allocates it first
+        raise DataError(f"{path}: an array is too large to load ({e})") from None
 
 
 def _features(path: Path, name: str, x: np.ndarray) -> np.ndarray:
@@ -112,7 +123,10 @@ def _features(path: Path, name: str, x: np.ndarray) -> np.ndarray:
         )
     if len(x) == 0:
         raise DataError(f"{path}: {name} is empty")
-    x = x.astype(np.float32)
+    if x[0].size == 0:
+        raise DataError(f"{path}: {name} samples hold no values (shape {x.shape})")
+    with np.errstate(over="ignore"):  # values beyond float32 become inf, refused just below
+        x = x.astype(np.float32)
     if not np.isfinite(x).all():
         raise DataError(f"{path}: {name} holds {int((~np.isfinite(x)).sum())} NaN/inf values")
     return x
@@ -129,4 +143,8 @@ def _labels(path: Path, name: str, y: np.ndarray) -> np.ndarray:
         raise DataError(f"{path}: {name} holds non-integer labels")
     if (y < 0).any():
         raise DataError(f"{path}: {name} holds negative labels (min {y.min()})")
+    if y.max() >= MAX_CLASSES:
+        raise DataError(
+            f"{path}: {name} holds class id {y.max()}; expected class ids 0..{MAX_CLASSES - 1}"
+        )
     return y.astype(np.int64)

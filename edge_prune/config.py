@@ -26,6 +26,7 @@ Example (every key optional; these are the defaults)::
     [compress]         # sparsity-preserving clustering + TFLM LUT compression
     enabled = true
     clusters = 8
+    bitwidth = 0       # LUT index bits: 2, 3 or 4; 0 = the smallest that holds the values
     epochs = 3
     learning_rate = 0.0005
 
@@ -35,6 +36,7 @@ Example (every key optional; these are the defaults)::
 
 from __future__ import annotations
 
+import math
 import reprlib
 import tomllib
 from dataclasses import dataclass, field, fields
@@ -75,6 +77,7 @@ class StructuredConfig:
 class CompressConfig:
     enabled: bool = True
     clusters: int = 8
+    bitwidth: int = 0
     epochs: int = 3
     learning_rate: float = 0.0005
 
@@ -117,7 +120,7 @@ _RANGES: dict[str, tuple[float, float, bool]] = {
     "compress.learning_rate": (1e-9, 10, True),
     "select.tolerance_points": (0, 100, True),
 }
-_CHOICES = {"structured.criterion": ("l1", "l2")}
+_CHOICES = {"structured.criterion": ("l1", "l2"), "compress.bitwidth": (0, 2, 3, 4)}
 # Values quoted in error messages are shortened: a hostile file must not give a megabyte line.
 _SHORT = reprlib.Repr()
 _SHORT.maxstring = _SHORT.maxother = 60
@@ -183,7 +186,10 @@ def _section(section_class, name: str, table: dict[str, Any], source: str):
 
 def _checked_value(key: str, value: Any, expected: type, source: str) -> Any:
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:  # TOML integers have no size limit in tomllib
+            value = math.inf if value > 0 else -math.inf
     if type(value) is not expected:
         raise ConfigError(
             f"{source}: '{key}' must be {expected.__name__}, "
@@ -210,6 +216,13 @@ def _check_consistency(config: PipelineConfig, source: str) -> None:
         raise ConfigError(
             f"{source}: 'prune.end_epoch' ({p.end_epoch}) must not exceed 'prune.epochs' "
             f"({p.epochs}): the schedule would never reach its final sparsity"
+        )
+    c = config.compress
+    if c.bitwidth and c.clusters > 2**c.bitwidth:
+        raise ConfigError(
+            f"{source}: 'compress.clusters' ({c.clusters}) needs more than "
+            f"'compress.bitwidth' = {c.bitwidth} bits ({2**c.bitwidth} values); use at most "
+            f"{2**c.bitwidth} clusters or a wider index"
         )
     if p.initial_sparsity > p.final_sparsity:
         raise ConfigError(

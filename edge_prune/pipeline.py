@@ -316,7 +316,9 @@ def convert_candidates(dense, pruned, clustered, inputs: Inputs) -> tuple[list[C
         from edge_prune.compress import lut_compress
 
         clustered_int8 = convert(clustered, quantization="int8", representative_data=x)
-        lut = lut_compress(clustered_int8.tflite_bytes, strict=False)
+        bitwidth = inputs.config.compress.bitwidth or None
+        # Asked for a width: a tensor that needs more is an error. Automatic: it stays as is.
+        lut = lut_compress(clustered_int8.tflite_bytes, bitwidth=bitwidth, strict=bool(bitwidth))
         candidates.append(
             Candidate(
                 "int8-clustered-lut",

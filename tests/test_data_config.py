@@ -131,3 +131,9 @@ def test_overrides_are_checked_like_the_file():
 def test_config_dict_round_trips():
     config = config_from_dict({"compress": {"clusters": 4}})
     assert config_from_dict(config.to_dict()) == config
+
+
+def test_more_clusters_than_the_lut_bitwidth_holds_is_refused():
+    with pytest.raises(ConfigError, match=r"'compress.clusters' \(16\) needs more than"):
+        config_from_dict({"compress": {"clusters": 16, "bitwidth": 3}})
+    assert config_from_dict({"compress": {"clusters": 8, "bitwidth": 3}}).compress.bitwidth == 3

@@ -105,6 +105,7 @@ def run(args) -> int:
             "prune.final_sparsity": args.final_sparsity,
             "structured.ratio": args.structured_ratio,
             "compress.clusters": args.clusters,
+            "compress.bitwidth": args.bitwidth,
             "compress.enabled": False if args.no_compress else None,
             "select.tolerance_points": args.tolerance,
             "train.epochs": args.epochs,

@@ -39,10 +39,12 @@ def one_run(edge_prune: str, target: str) -> tuple[float, dict]:
             check=False,
         )
         wall = time.perf_counter() - start
-        if done.returncode not in (0, 1):
+        report_path = Path(tmp) / target / "report.json"
+        # Exit 1 (does not fit) still writes the report; anything else is a failure.
+        if done.returncode not in (0, 1) or not report_path.is_file():
             tail = "\n".join(done.stderr.strip().splitlines()[-5:])
             raise SystemExit(f"edge-prune model failed (exit {done.returncode}):\n{tail}")
-        report = json.loads((Path(tmp) / target / "report.json").read_text())
+        report = json.loads(report_path.read_text())
     return wall, report
 
 
@@ -85,7 +87,9 @@ def main() -> int:
         ],
     )
     print()
-    stages = list(last["timings_s"])
+    order = ["dense", "structured", "prune", "cluster", "convert_check", "footprint"]
+    stages = [s for s in order if s in last["timings_s"]]
+    stages += [s for s in last["timings_s"] if s not in order]  # report.json sorts its keys
     print_table(
         ["pipeline stage", "median s"],
         [[s, f"{statistics.median(r['timings_s'][s] for r in reports):.1f}"] for s in stages],

@@ -10,7 +10,7 @@ Example (every key optional; these are the defaults)::
 
     [prune]            # polynomial-decay magnitude pruning, then fine-tuning at a lower rate
     initial_sparsity = 0.0
-    final_sparsity = 0.8
+    final_sparsity = 0.5
     begin_epoch = 0
     end_epoch = 6
     epochs = 10
@@ -19,7 +19,7 @@ Example (every key optional; these are the defaults)::
     learning_rate = 0.001
 
     [structured]       # remove whole channels/units first (0 = off)
-    ratio = 0.0
+    ratio = 0.5
     criterion = "l1"
     epochs = 4
 
@@ -57,7 +57,7 @@ class TrainConfig:
 @dataclass(frozen=True)
 class PruneConfig:
     initial_sparsity: float = 0.0
-    final_sparsity: float = 0.8
+    final_sparsity: float = 0.5
     begin_epoch: int = 0
     end_epoch: int = 6
     epochs: int = 10
@@ -68,7 +68,7 @@ class PruneConfig:
 
 @dataclass(frozen=True)
 class StructuredConfig:
-    ratio: float = 0.0
+    ratio: float = 0.5
     criterion: str = "l1"
     epochs: int = 4
 

@@ -120,7 +120,11 @@ def _facts(f: Footprint) -> list[tuple[str, str, str]]:
 
 
 def _runtime_label(v: Verdict) -> str:
-    return "measured on device" if v.runtime_flash.measured else "estimate"
+    return (
+        "target file, measured on the board for other models"
+        if v.runtime_flash.measured
+        else "estimate"
+    )
 
 
 def _verdict_rows(report: Report) -> list[list[str]]:

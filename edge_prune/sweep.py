@@ -199,7 +199,7 @@ class SweepResult:
     def conclusion(self) -> str:
         best = self.best
         head = (
-            f"Highest sparsity within {self.tolerance_points:g} points of the dense accuracy "
+            f"Highest sparsity within {_points(self.tolerance_points)} of the dense accuracy "
             f"({self.baseline_accuracy:.2%}) on TFLM that fits {self.target_name}: "
         )
         if best is None:
@@ -217,6 +217,11 @@ class SweepResult:
 
 
 # ------------------------------------------------------------------------------- rendering
+
+
+def _points(value: float) -> str:
+    return f"{value:g} point" + ("" if value == 1 else "s")
+
 
 _COLUMNS = (
     ("final sparsity", "final_sparsity"),
@@ -375,13 +380,14 @@ def render_plot(result: SweepResult) -> bytes:
         color="tab:olive",
         label="flash: int8 sparse-encoded (does not run on TFLM)",
     )
-    flash_axis.plot(
-        x,
-        series("deployable_bytes", 1 / 1024),
-        "D--",
-        color="tab:green",
-        label="flash: deployable (chosen)",
-    )
+    if any(p.lut_bytes is not None for p in result.points):
+        flash_axis.plot(
+            x,
+            series("lut_bytes", 1 / 1024),
+            "D--",
+            color="tab:green",
+            label="flash: deployable compressed (clustered + LUT)",
+        )
     flash_axis.axhline(
         result.flash_budget_bytes / 1024,
         color="tab:orange",

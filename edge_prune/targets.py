@@ -33,6 +33,8 @@ _TABLES = ("runtime", "throughput")
 _RUNTIME_INTS = ("framework_flash_bytes", "runtime_flash_bytes")
 _RUNTIME_KEYS = (*_RUNTIME_INTS, "kernel_flash_bytes", "source")
 _THROUGHPUT_KEYS = ("macs_per_cycle", "us_per_call", "source")
+# Sizes and clocks fit 32 bits: a Cortex-M or ESP32 addresses 4 GiB in all.
+_MAX_SIZE = 2**32
 
 
 @dataclass(frozen=True)
@@ -276,6 +278,11 @@ def _size(data: dict, key: str, where: str, prefix: str = "") -> int:
         )
     if value < 0:
         raise ConfigError(f"{where}: key '{prefix}{key}' must be non-negative, got {value}")
+    if value >= _MAX_SIZE:
+        raise ConfigError(
+            f"{where}: key '{prefix}{key}' is {value}, beyond 2**32 - 1: more than the 4 GiB "
+            "address space of a 32-bit microcontroller"
+        )
     return value
 
 

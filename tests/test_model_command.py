@@ -20,6 +20,9 @@ begin_epoch = 0
 end_epoch = 2
 epochs = 3
 frequency = 5
+[structured]
+ratio = 0.5
+epochs = 1
 [compress]
 clusters = 8
 epochs = 1

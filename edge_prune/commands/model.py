@@ -76,6 +76,13 @@ def register(subparsers) -> None:
         help="override compress.clusters: weight values per layer (2-16)",
     )
     parser.add_argument(
+        "--bitwidth",
+        type=int,
+        metavar="BITS",
+        help="override compress.bitwidth: LUT index bits (2, 3 or 4; 0 = the smallest that "
+        "holds the cluster values)",
+    )
+    parser.add_argument(
         "--no-compress", action="store_true", help="skip clustering and LUT compression"
     )
     parser.add_argument(

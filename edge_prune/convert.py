@@ -17,6 +17,10 @@ seeded train-prune-convert script gave identical files.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import tempfile
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -282,7 +286,7 @@ def _run_converter(
             converter._experimental_disable_per_channel_quantization_for_dense_layers = (
                 not options.per_channel_dense
             )
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _native_stderr_without(_CONVERTER_CHATTER):
             # TF warns about missing input statistics for every int8-in/out conversion; the
             # representative dataset supplies them.
             warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
@@ -292,6 +296,29 @@ def _run_converter(
             f"TFLite conversion to {options.variant} failed for model {model.name}: "
             f"{_converter_message(e)}"
         ) from e
+
+
+# Printed by the converter's C++ code on every int8 conversion; says nothing to a user.
+_CONVERTER_CHATTER = ("fully_quantize: ",)
+
+
+@contextlib.contextmanager
+def _native_stderr_without(prefixes: tuple[str, ...]):
+    """Capture file descriptor 2 (C++ code writes there directly) and pass on every line that
+    does not start with one of ``prefixes``."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            for line in captured.read().decode("utf-8", errors="replace").splitlines(True):
+                if not line.startswith(prefixes):
+                    sys.stderr.write(line)
 
 
 def _converter_message(error: Exception) -> str:

@@ -436,6 +436,7 @@ def run_pipeline(inputs: Inputs, progress: Progress = stderr_progress) -> Pipeli
     for c in result.candidates:
         if c.check.accuracy is not None:
             result.accuracy[f"{c.name}_tflm"] = c.check.accuracy
+    _note_sparse_size(result, progress)
     baseline = result.accuracy.get("float32-dense_tflm", result.accuracy["dense_keras"])
     result.choice = choose_for_target(result.candidates, baseline, inputs)
     progress(f"  {result.choice}")
@@ -445,6 +446,16 @@ def run_pipeline(inputs: Inputs, progress: Progress = stderr_progress) -> Pipeli
     result.footprint = _measure(result.deployable.tflite_bytes, inputs.target)
     result.timings_s["footprint"] = clock.lap()
     return result
+
+
+def _note_sparse_size(result: PipelineResult, progress: Progress) -> None:
+    sizes = {c.name: len(c.tflite_bytes) for c in result.candidates}
+    if sizes["int8-sparse"] >= sizes["int8"]:
+        progress(
+            f"  note: at {result.sparsity.sparsity:.1%} sparsity the sparse encoding is not "
+            f"smaller than dense int8 storage ({sizes['int8-sparse']:,} B vs "
+            f"{sizes['int8']:,} B): its index arrays cost more than the zeros it drops"
+        )
 
 
 def _costs(model, target):

@@ -26,13 +26,23 @@ from edge_prune.artifacts import staged_directory
 from edge_prune.cli import main
 
 TARGET = "cortex-m4"
+# Every key that shapes the run is given, so that changed defaults do not slow this test down.
 FAST = """
 [train]
 epochs = 2
+batch_size = 32
+seed = 0
+[structured]
+ratio = 0.25
+epochs = 1
 [prune]
+final_sparsity = 0.6
 epochs = 2
 end_epoch = 1
+frequency = 2
 [compress]
+enabled = true
+clusters = 8
 epochs = 1
 [select]
 tolerance_points = 100.0

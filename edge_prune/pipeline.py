@@ -283,26 +283,20 @@ def cluster_weights(model, inputs: Inputs, progress: Progress = stderr_progress)
     return strip_clustering(clustered)
 
 
-def convert_candidates(dense, pruned, clustered, inputs: Inputs) -> tuple[list[Candidate], dict]:
-    """float32 of the dense model (the baseline), and of the pruned model: int8 (dense
-    storage), int8 sparse-encoded, and int8 clustered + LUT-compressed."""
+def convert_candidates(
+    dense, pruned, clustered, inputs: Inputs, *, baseline: bool = True
+) -> tuple[list[Candidate], dict]:
+    """float32 of the dense model (the baseline; skipped with ``baseline=False``), and of the
+    pruned model: int8 (dense storage), int8 sparse-encoded, and int8 clustered + LUT."""
     from edge_prune.convert import convert
 
     x = inputs.data.x_train
-    float32_dense = convert(dense, quantization="float")
     int8 = convert(pruned, quantization="int8", representative_data=x)
     sparse = convert(
         pruned, quantization="int8", sparse=True, representative_data=x, compare_dense=False
     )
     float32 = convert(pruned, quantization="float")
     candidates = [
-        Candidate(
-            "float32-dense",
-            "model_float32.tflite",
-            float32_dense.tflite_bytes,
-            "dense model before pruning, float32 (the accuracy baseline)",
-            reference="dense",
-        ),
         Candidate("int8", "model_int8.tflite", int8.tflite_bytes, "pruned, int8, dense storage"),
         Candidate(
             "int8-sparse",
@@ -311,6 +305,17 @@ def convert_candidates(dense, pruned, clustered, inputs: Inputs) -> tuple[list[C
             "pruned, int8, sparse-tensor encoding (EXPERIMENTAL_SPARSITY)",
         ),
     ]
+    if baseline:
+        candidates.insert(
+            0,
+            Candidate(
+                "float32-dense",
+                "model_float32.tflite",
+                convert(dense, quantization="float").tflite_bytes,
+                "dense model before pruning, float32 (the accuracy baseline)",
+                reference="dense",
+            ),
+        )
     sizes = {"float32_pruned_bytes": len(float32.tflite_bytes)}
     if clustered is not None:
         from edge_prune.compress import lut_compress

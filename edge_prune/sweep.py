@@ -546,10 +546,6 @@ def _point_line(p: SweepPoint) -> str:
     return line + f"; deployable {p.deployable}, {'fits' if p.fits_target else 'does NOT fit'}"
 
 
-# The pipeline also offers the unpruned float32 model; a sweep compares pruned artifacts only.
-_NOT_SWEPT = ("float32-dense",)
-
-
 def _sweep_point(dense, base, inputs, sparsity: float, baseline: float, detail: Progress):
     """One sparsity: returns the point and the runtime flash figure for the budget line."""
     from edge_prune.deployability import NoDeployableArtifactError
@@ -569,8 +565,7 @@ def _sweep_point(dense, base, inputs, sparsity: float, baseline: float, detail: 
     seed_everything(config.train.seed)  # each point starts from the same random state
     pruned = magnitude_prune(base, inputs, final_sparsity=sparsity, progress=detail)
     clustered = cluster_weights(pruned, inputs, detail) if config.compress.enabled else None
-    candidates, _ = convert_candidates(dense, pruned, clustered, inputs)
-    candidates = [c for c in candidates if c.name not in _NOT_SWEPT]
+    candidates, _ = convert_candidates(dense, pruned, clustered, inputs, baseline=False)
     check_candidates(candidates, {"dense": dense, "pruned": pruned}, inputs, detail)
     by_name = {c.name: c.check for c in candidates}
     try:

@@ -124,7 +124,9 @@ def runs(tmp_path_factory):
     record["after_interrupted"] = _snapshot(a)
     record["second"] = _finish(second)
     record["after_second"] = _snapshot(b)
-    record["entries"] = tuple(sorted(p.name for p in d.iterdir()) if d.exists() else None for d in (a, b))
+    record["entries"] = tuple(
+        sorted(p.name for p in d.iterdir()) if d.exists() else None for d in (a, b)
+    )
     return record
 
 

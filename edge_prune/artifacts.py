@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import fcntl
 import json
 import os
 import re
@@ -61,14 +62,29 @@ def staged_directory(destination: str | Path) -> Iterator[Path]:
     """
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
-    recover_interrupted_swap(destination)
-    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.staging-", dir=destination.parent))
-    os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes it 0700
+    with _exclusive(destination.parent):
+        recover_interrupted_swap(destination)
+        staging = Path(
+            tempfile.mkdtemp(prefix=f".{destination.name}.staging-", dir=destination.parent)
+        )
+        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes it 0700
+        try:
+            yield staging
+            _swap_in(staging, destination)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _exclusive(directory: Path) -> Iterator[None]:
+    """Hold an advisory lock on ``directory``, so that two runs writing into it take turns
+    (each would otherwise clear the other's staging directory as a stale one)."""
+    fd = os.open(directory, os.O_RDONLY)
     try:
-        yield staging
-        _swap_in(staging, destination)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        os.close(fd)  # closing releases the lock
 
 
 def _swap_in(staging: Path, destination: Path) -> None:

@@ -20,7 +20,7 @@ import numpy as np
 
 from edge_prune.config import PipelineConfig
 from edge_prune.data import Dataset, load_digits, load_npz
-from edge_prune.errors import DataError, EdgePruneError
+from edge_prune.errors import ConfigError, DataError, EdgePruneError
 from edge_prune.model_io import check_saved_model
 
 Progress = Callable[[str], None]
@@ -91,7 +91,26 @@ def prepare_inputs(
     model_path = Path(model_path) if model_path else None
     if model_path:
         check_saved_model(model_path, allow_lambda=allow_lambda)
+    check_schedule_fits_data(config, data)
     return Inputs(loaded_target, config, data, model_path, allow_lambda)
+
+
+def steps_per_epoch(config: PipelineConfig, data: Dataset) -> int:
+    return math.ceil(len(data.x_train) / config.train.batch_size)
+
+
+def check_schedule_fits_data(config: PipelineConfig, data: Dataset) -> None:
+    """The pruning schedule needs at least one mask update between begin and end epoch."""
+    p = config.prune
+    steps = steps_per_epoch(config, data)
+    span = (p.end_epoch - p.begin_epoch) * steps
+    if p.frequency > span:
+        raise ConfigError(
+            f"'prune.frequency' = {p.frequency} steps exceeds the pruning span of {span} steps "
+            f"(epochs {p.begin_epoch} to {p.end_epoch} x {steps} steps of "
+            f"{config.train.batch_size} samples from {len(data.x_train)}); lower it or widen "
+            "the span"
+        )
 
 
 def default_model(input_shape: tuple[int, ...], num_classes: int):
@@ -248,10 +267,9 @@ def magnitude_prune(
 
     config, data = inputs.config, inputs.data
     p = config.prune
-    steps_per_epoch = math.ceil(len(data.x_train) / config.train.batch_size)
     schedule = PruningSchedule.from_epochs(
         p.final_sparsity if final_sparsity is None else final_sparsity,
-        steps_per_epoch=steps_per_epoch,
+        steps_per_epoch=steps_per_epoch(config, data),
         begin_epoch=p.begin_epoch,
         end_epoch=p.end_epoch,
         initial_sparsity=p.initial_sparsity,

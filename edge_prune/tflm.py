@@ -25,6 +25,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +48,10 @@ class MissingOpError(TFLMError):
     def __init__(self, message: str, op: str):
         super().__init__(message)
         self.op = op
+
+
+class TFLMTimeoutError(TFLMError):
+    """The TFLM interpreter did not finish within the time limit (the child was killed)."""
 
 
 @dataclass(frozen=True)
@@ -142,14 +147,15 @@ def _measure_in_child(data: bytes, label: str, timeout_s: float) -> dict:
     new child above the size that crashed. A crash anywhere else is an error.
     """
     request: dict = {"task": "measure"}
+    deadline = time.monotonic() + timeout_s  # one time limit for all attempts together
     for _ in range(MAX_CRASH_RESTARTS + 1):
         with tempfile.TemporaryDirectory(prefix="edge-prune-tflm-") as tmp:
             job = Path(tmp)
             try:
-                return _run_child_in(job, request, data, label, timeout_s)
+                return _run_child_in(job, request, data, label, _left(deadline, timeout_s, label))
             except TFLMError as crash:
                 bounds = _bisect_crash(job)
-                if bounds is None or isinstance(crash, MissingOpError):
+                if bounds is None or isinstance(crash, (MissingOpError, TFLMTimeoutError)):
                     raise
         request = {
             "task": "measure",
@@ -160,6 +166,13 @@ def _measure_in_child(data: bytes, label: str, timeout_s: float) -> dict:
         f"{label}: TFLM crashed on {MAX_CRASH_RESTARTS + 1} arena sizes while searching for "
         "the smallest arena"
     )
+
+
+def _left(deadline: float, timeout_s: float, label: str) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TFLMTimeoutError(f"{label}: TFLM arena search did not finish within {timeout_s:g} s")
+    return left
 
 
 def _bisect_crash(job: Path) -> tuple[int, int] | None:
@@ -208,7 +221,7 @@ def _run_child_in(job: Path, request: dict, data: bytes, label: str, timeout_s: 
         )
     except subprocess.TimeoutExpired:
         stage, _ = _read_log(job)
-        raise TFLMError(
+        raise TFLMTimeoutError(
             f"{label}: TFLM interpreter did not finish within {timeout_s:g} s ({stage}); "
             "the child process was killed"
         ) from None

@@ -73,3 +73,28 @@ def test_c_array_is_aligned_sized_and_holds_every_byte():
 )
 def test_c_identifier_is_valid_c(name, ident):
     assert c_identifier(name) == ident
+
+
+def test_two_writers_into_one_directory_take_turns(tmp_path):
+    import threading
+
+    destination = tmp_path / "cortex-m4"
+    inside = threading.Event()
+    errors = []
+
+    def second_writer():
+        try:
+            with staged_directory(destination) as staging:
+                (staging / "second.txt").write_text("2")
+        except Exception as e:  # noqa: BLE001 - the test reports whatever went wrong
+            errors.append(e)
+
+    with staged_directory(destination) as staging:
+        (staging / "first.txt").write_text("1")
+        thread = threading.Thread(target=second_writer)
+        thread.start()
+        inside.wait(0.3)  # the second writer is now blocked on the lock, not clearing staging
+        assert (staging / "first.txt").exists()
+    thread.join(10)
+    assert not errors
+    assert sorted(p.name for p in destination.iterdir()) == ["second.txt"]

@@ -137,3 +137,13 @@ def test_more_clusters_than_the_lut_bitwidth_holds_is_refused():
     with pytest.raises(ConfigError, match=r"'compress.clusters' \(16\) needs more than"):
         config_from_dict({"compress": {"clusters": 16, "bitwidth": 3}})
     assert config_from_dict({"compress": {"clusters": 8, "bitwidth": 3}}).compress.bitwidth == 3
+
+
+def test_pruning_frequency_longer_than_the_span_is_refused_before_training():
+    from edge_prune.pipeline import check_schedule_fits_data
+
+    data = load_digits()  # 1,438 training samples: 45 steps of 32 per epoch
+    config = config_from_dict({"prune": {"frequency": 100, "begin_epoch": 1, "end_epoch": 3}})
+    with pytest.raises(ConfigError, match=r"'prune.frequency' = 100 steps exceeds .* 90 steps"):
+        check_schedule_fits_data(config, data)
+    check_schedule_fits_data(config_from_dict({"prune": {"frequency": 90}}), data)

@@ -8,10 +8,11 @@ The default digits CNN is trained once (seeded). Rows:
 - structured, before fine-tuning: ``--ratio`` of the channels/units of every Conv2D/Dense
   removed (L1 norm; ``structured.ratio``), weights copied, no training yet;
 - structured, after fine-tuning: the same, fine-tuned for ``structured.epochs`` epochs;
-- unstructured only: magnitude pruning of the dense model to ``prune.final_sparsity`` (80%), as
+- unstructured only: magnitude pruning of the dense model to ``--unstructured`` (80%), as
   int8 dense storage and as the deployable clustered + LUT artifact;
-- structured + unstructured: the fine-tuned structured model, then magnitude pruning,
-  clustering and LUT compression (the pipeline with ``--structured-ratio``).
+- structured + unstructured: the fine-tuned structured model, then magnitude pruning to
+  ``prune.final_sparsity`` (the pipeline default, 50%), clustering and LUT compression: what
+  ``make model`` deploys.
 
 Parameters and MACs from ``edge_prune.macs.count_costs`` (Keras layers; zeros still count: dense
 kernels multiply them). Flash = int8 flatbuffer bytes; arena = smallest working TFLM arena on
@@ -63,6 +64,9 @@ def row(label: str, keras_model, model_bytes: bytes, inputs) -> list[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ratio", type=float, default=0.5)
+    parser.add_argument(
+        "--unstructured", type=float, default=0.8, help="sparsity of the unstructured-only rows"
+    )
     parser.add_argument("--quick", action="store_true", help="fewer epochs (rougher figures)")
     parser.add_argument("--target", default="cortex-m4")
     args = parser.parse_args()
@@ -103,13 +107,14 @@ def main() -> int:
     after, _ = structured_prune(dense, inputs, quiet)
     rows.append(row(f"structured {args.ratio:.0%}, after fine-tuning", after, int8(after), inputs))
 
-    sparsity = config.prune.final_sparsity
+    alone = args.unstructured
     seed_everything(config.train.seed)
-    pruned = magnitude_prune(dense, inputs, progress=quiet)
-    rows.append(row(f"unstructured {sparsity:.0%} only, int8", pruned, int8(pruned), inputs))
+    pruned = magnitude_prune(dense, inputs, final_sparsity=alone, progress=quiet)
+    rows.append(row(f"unstructured {alone:.0%} only, int8", pruned, int8(pruned), inputs))
     clustered, lut = deployable(pruned)
-    rows.append(row(f"unstructured {sparsity:.0%} only, clustered+LUT", clustered, lut, inputs))
+    rows.append(row(f"unstructured {alone:.0%} only, clustered+LUT", clustered, lut, inputs))
 
+    sparsity = config.prune.final_sparsity
     seed_everything(config.train.seed)
     both = magnitude_prune(after, inputs, progress=quiet)
     clustered, lut = deployable(both)

@@ -152,7 +152,8 @@ def _measure_in_child(data: bytes, label: str, timeout_s: float) -> dict:
         with tempfile.TemporaryDirectory(prefix="edge-prune-tflm-") as tmp:
             job = Path(tmp)
             try:
-                return _run_child_in(job, request, data, label, _left(deadline, timeout_s, label))
+                left = _left(deadline, timeout_s, label)
+                return _run_child_in(job, request, data, label, left, timeout_s)
             except TFLMError as crash:
                 bounds = _bisect_crash(job)
                 if bounds is None or isinstance(crash, (MissingOpError, TFLMTimeoutError)):
@@ -209,7 +210,16 @@ def _run_child(request: dict, data: bytes, label: str, timeout_s: float) -> dict
         return _run_child_in(Path(tmp), request, data, label, timeout_s)
 
 
-def _run_child_in(job: Path, request: dict, data: bytes, label: str, timeout_s: float) -> dict:
+def _run_child_in(
+    job: Path,
+    request: dict,
+    data: bytes,
+    label: str,
+    timeout_s: float,
+    stated_timeout_s: float | None = None,
+) -> dict:
+    """Run the child on ``job``; ``stated_timeout_s`` is the limit the user set, when
+    ``timeout_s`` is only what is left of it."""
     (job / "model.tflite").write_bytes(data)
     (job / "request.json").write_text(json.dumps(request))
     env = dict(os.environ)
@@ -222,7 +232,8 @@ def _run_child_in(job: Path, request: dict, data: bytes, label: str, timeout_s: 
     except subprocess.TimeoutExpired:
         stage, _ = _read_log(job)
         raise TFLMTimeoutError(
-            f"{label}: TFLM interpreter did not finish within {timeout_s:g} s ({stage}); "
+            f"{label}: TFLM interpreter did not finish within "
+            f"{stated_timeout_s or timeout_s:g} s ({stage}); "
             "the child process was killed"
         ) from None
     if completed.returncode != 0:

@@ -1,13 +1,15 @@
 """``edge-prune`` command line: parsing and exit codes only; the work is in library modules.
 
 Exit codes: 0 success (the model fits every target asked), 1 it does not fit, 2 bad input or a
-step that could not be done, 130 interrupted.
+step that could not be done (an unexpected failure too: one line, with EDGE_PRUNE_DEBUG=1 the
+traceback), 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from edge_prune.errors import EdgePruneError
@@ -38,6 +40,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("edge-prune: interrupted; no artifact was left half-written", file=sys.stderr)
         return 130
+    except Exception as e:  # a bug or a foreign library failing: one line, traceback on request
+        if os.environ.get("EDGE_PRUNE_DEBUG"):
+            raise
+        print(
+            f"edge-prune: internal error: {type(e).__name__}: {_one_line(str(e))[:500]} "
+            "(set EDGE_PRUNE_DEBUG=1 for the traceback)",
+            file=sys.stderr,
+        )
+        return 2
 
 
 def _one_line(message: str) -> str:

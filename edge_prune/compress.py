@@ -79,19 +79,48 @@ def cluster(
             "tf_keras Model (build it with `import tf_keras as keras`, not Keras 3)"
         )
     clustering = tfmot.clustering.keras
+    parameters = {
+        "number_of_clusters": number_of_clusters,
+        "cluster_centroids_init": clustering.CentroidInitialization.KMEANS_PLUS_PLUS,
+        "preserve_sparsity": preserve_sparsity,
+        "cluster_per_channel": cluster_per_channel,
+    }
+
+    def wrap(layer):
+        return _clustered_layer(layer, parameters, clustering.cluster_weights)
+
     try:
-        return clustering.cluster_weights(
-            model,
-            number_of_clusters=number_of_clusters,
-            cluster_centroids_init=clustering.CentroidInitialization.KMEANS_PLUS_PLUS,
-            preserve_sparsity=preserve_sparsity,
-            cluster_per_channel=cluster_per_channel,
-        )
+        if any(isinstance(layer, keras.Model) for layer in model.layers):
+            return clustering.cluster_weights(model, **parameters)  # nested: tfmot's own walk
+        return keras.models.clone_model(model, clone_function=wrap)
     except (ValueError, TypeError) as e:
         raise UnsupportedModelError(
             f"cluster: tfmot cannot cluster this model ({e}); strip the pruning wrappers first "
             "and use a Sequential or Functional tf_keras model"
         ) from e
+
+
+def _clustered_layer(layer, parameters: dict, cluster_weights):
+    """``layer`` wrapped for clustering, with fewer clusters where k-means++ cannot place them.
+
+    With sparsity preserved, tfmot splits the centroids between the positive and the negative
+    weights and fails when one side has fewer weights than its share (seen: a 72-weight conv
+    kernel pruned to 95%: "num_to_sample <= points.rows(). 7 vs 4"). Such a layer gets the
+    largest cluster count that works, so its zeros stay preserved; layers without a kernel
+    (pooling, reshapes) are returned as they are, as tfmot does.
+    """
+    from edge_prune._tf import tf
+
+    if not any("kernel" in w.name for w in layer.weights):
+        return layer
+    for clusters in range(parameters["number_of_clusters"], 1, -1):
+        wrapped = cluster_weights(layer, **{**parameters, "number_of_clusters": clusters})
+        try:
+            wrapped.build(layer.input_shape)  # centroids are placed here
+        except tf.errors.InvalidArgumentError:
+            continue
+        return wrapped
+    return layer
 
 
 def strip_clustering(model):

@@ -227,3 +227,21 @@ def test_per_channel_quantized_tensor_with_few_values_keeps_per_channel_tables(m
     assert hidden.compressed and hidden.mode.startswith("per-channel")
     report = check(result.tflite_bytes, models["x"][:32], int8, measure_arena=False)
     assert report.max_abs_difference == 0.0 and report.top1_agreement == 1.0
+
+
+def test_layer_with_fewer_weights_than_clusters_gets_fewer_clusters(models):
+    # At 95% sparsity a small kernel keeps fewer nonzero weights on one side than there are
+    # centroids; tfmot's k-means++ would fail on it ("num_to_sample <= points.rows()").
+    model = copy_model(models["keras"])
+    conv = model.get_layer("conv2d")
+    kernel, bias = conv.get_weights()
+    kernel[:] = 0.0
+    kernel.flat[:3] = [0.5, -0.5, 0.25]
+    conv.set_weights([kernel, bias])
+
+    clustered = strip_clustering(cluster(model, number_of_clusters=8))
+
+    conv_kernel = clustered.get_layer("conv2d").get_weights()[0]
+    assert np.count_nonzero(conv_kernel) <= 3  # the zeros stay zeros
+    assert len(np.unique(conv_kernel)) <= 4
+    assert len(np.unique(clustered.get_layer("dense_hidden").get_weights()[0])) <= 8

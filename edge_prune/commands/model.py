@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from edge_prune.commands._inputs import add_input_arguments
+
 EXAMPLES = """\
 examples:
   edge-prune model --target cortex-m4
@@ -30,34 +32,11 @@ def register(subparsers) -> None:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--target",
-        required=True,
-        help="target name from targets/ (e.g. cortex-m4) or a path to a .toml",
-    )
-    parser.add_argument(
-        "--model",
-        metavar="PATH",
-        help="your tf_keras model: .keras, .h5 or a SavedModel directory "
-        "(default: the bundled digits CNN)",
-    )
-    parser.add_argument(
-        "--data",
-        metavar="NPZ",
-        help=".npz with x_train, y_train, x_test, y_test (default: the bundled "
-        "8x8 digits, CC BY 4.0)",
-    )
-    parser.add_argument(
-        "--config",
-        metavar="TOML",
-        help="pipeline config: [train] [prune] [structured] [compress] [select] "
+    add_input_arguments(
+        parser,
+        config_help="pipeline config: [train] [prune] [structured] [compress] [select] "
         "(see README; every key optional)",
-    )
-    parser.add_argument(
-        "--out",
-        default="build",
-        metavar="DIR",
-        help="artifacts go to DIR/<target>/ (default: build)",
+        out_help="artifacts go to DIR/<target>/ (default: build)",
     )
     parser.add_argument(
         "--final-sparsity", type=float, metavar="S", help="override prune.final_sparsity, in [0, 1)"
@@ -85,20 +64,8 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--no-compress", action="store_true", help="skip clustering and LUT compression"
     )
-    parser.add_argument(
-        "--tolerance",
-        type=float,
-        metavar="POINTS",
-        help="override select.tolerance_points: allowed accuracy drop of the "
-        "deployable artifact vs the dense model, in percentage points",
-    )
     parser.add_argument("--epochs", type=int, metavar="N", help="override train.epochs")
     parser.add_argument("--seed", type=int, help="override train.seed")
-    parser.add_argument(
-        "--allow-lambda",
-        action="store_true",
-        help="load a model file holding Lambda layers (runs code stored in it)",
-    )
     parser.set_defaults(run=run)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from edge_prune.commands._inputs import add_input_arguments
+
 EXAMPLES = """\
 examples:
   edge-prune sweep --target cortex-m4
@@ -34,42 +36,17 @@ def register(subparsers) -> None:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--target", required=True, help="target name from targets/ (e.g. cortex-m4) or a .toml path"
+    add_input_arguments(
+        parser,
+        config_help="pipeline config as for 'edge-prune model'; prune.final_sparsity is ignored "
+        "(the sweep sets it), select.tolerance_points sets the tolerance",
+        out_help="write DIR/sweep-<target>/ (default: build)",
     )
     parser.add_argument(
         "--sparsities",
         default="0,0.5,0.7,0.8,0.9,0.95",
         metavar="LIST",
         help="comma-separated final sparsities in [0, 1) (default: 0,0.5,0.7,0.8,0.9,0.95)",
-    )
-    parser.add_argument(
-        "--model", metavar="PATH", help="your tf_keras model (default: the bundled digits CNN)"
-    )
-    parser.add_argument(
-        "--data",
-        metavar="NPZ",
-        help=".npz with x_train, y_train, x_test, y_test (default: the bundled 8x8 digits)",
-    )
-    parser.add_argument(
-        "--config",
-        metavar="TOML",
-        help="pipeline config as for 'edge-prune model'; prune.final_sparsity is ignored "
-        "(the sweep sets it), select.tolerance_points sets the tolerance",
-    )
-    parser.add_argument(
-        "--out", default="build", metavar="DIR", help="write DIR/sweep-<target>/ (default: build)"
-    )
-    parser.add_argument(
-        "--tolerance",
-        type=float,
-        metavar="POINTS",
-        help="override select.tolerance_points: allowed TFLM accuracy drop vs the dense model",
-    )
-    parser.add_argument(
-        "--allow-lambda",
-        action="store_true",
-        help="load a model file holding Lambda layers (runs code stored in it)",
     )
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="also print every epoch and TFLM check"

@@ -166,6 +166,37 @@ def _artifact_rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
     return rows
 
 
+def _cost_lines(report: dict[str, Any], heading: str, markdown: bool) -> list[str]:
+    """Parameters, MACs and the latency estimate of the dense and channel-pruned models."""
+    rows = []
+    for stage, cost in report["macs"].items():
+        latency = cost.get("latency")
+        estimate = f"{latency['total_us'] / 1000:.2f} ms" if latency else "no figures"
+        rows.append((stage, f"{cost['total_params']:,}", f"{cost['total_macs']:,}", estimate))
+    lines = [f"{heading}Cost per inference", ""]
+    lines += _table(("model", "params", "MACs", "latency (estimate)"), rows, markdown)
+    latency = next((c["latency"] for c in report["macs"].values() if c.get("latency")), None)
+    if latency:
+        lines += [
+            "",
+            f"Latency is an estimate: MACs per op / measured MACs per cycle at "
+            f"{latency['clock_hz'] / 1e6:g} MHz ({latency['source']}); not estimated: "
+            f"{', '.join(latency['not_estimated']) or 'none'}.",
+        ]
+    structured = report.get("structured")
+    if structured:
+        lines += [
+            "",
+            f"Channels kept ({structured['criterion'].upper()} norm): "
+            + ", ".join(
+                f"{layer['name']} {layer['kept']}/{layer['total']}"
+                for layer in structured["layers"]
+            )
+            + ".",
+        ]
+    return [*lines, ""]
+
+
 def _table(header: tuple[str, ...], rows: list[tuple[str, ...]], markdown: bool) -> list[str]:
     if markdown:
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -208,6 +239,7 @@ def _render(report: dict[str, Any], footprint, markdown: bool) -> str:
             markdown,
         ),
         "",
+        *_cost_lines(report, heading, markdown),
         f"{heading}Sparsity of the pruned model",
         "",
         *_table(

@@ -109,6 +109,7 @@ def test_report_markdown_says_what_it_counts(built):
     text = (out / "report.md").read_text()
     assert "model_sparse.tflite" in text and "DENSIFY" in text
     assert "Sparsity" in text and "estimate" in text
+    assert "Cost per inference" in text and "Channels kept (L1 norm): conv1 8/16" in text
 
 
 def test_unknown_target_is_refused_before_training_and_writes_nothing(tmp_path):

@@ -31,16 +31,12 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_prune.tables import print_table
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 QUICK = {"train.epochs": 4, "prune.epochs": 3, "prune.end_epoch": 2, "compress.epochs": 1}
-
-
-def print_table(header: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    for row in [header, ["-" * w for w in widths], *rows]:
-        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
 
 
 def lenet_300_100(inputs: int, classes: int):

@@ -22,11 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-
-def print_table(header: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    for row in [header, ["-" * w for w in widths], *rows]:
-        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+from edge_prune.tables import print_table
 
 
 def one_run(edge_prune: str, target: str) -> tuple[float, dict]:

@@ -19,16 +19,12 @@ import sys
 import time
 from pathlib import Path
 
+from edge_prune.tables import print_table
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 BATCH_SIZE = 32
-
-
-def print_table(header: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    for row in [header, ["-" * w for w in widths], *rows]:
-        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
 
 
 def epoch_times(model, x, y, epochs: int, callbacks=()) -> list[float]:

@@ -12,7 +12,6 @@ import contextlib
 import ctypes
 import ctypes.util
 import fcntl
-import json
 import os
 import re
 import shutil
@@ -47,10 +46,6 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
-
-
-def write_json_atomic(path: str | Path, value: object) -> Path:
-    return write_atomic(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
 
 
 @contextlib.contextmanager

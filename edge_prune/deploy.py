@@ -25,6 +25,7 @@ from typing import Any
 from edge_prune.artifacts import c_array_sources, staged_directory
 from edge_prune.config import PipelineConfig
 from edge_prune.pipeline import PipelineResult, prepare_inputs, run_pipeline, stderr_progress
+from edge_prune.tables import table_lines
 
 
 @dataclass(frozen=True)
@@ -174,7 +175,7 @@ def _cost_lines(report: dict[str, Any], heading: str, markdown: bool) -> list[st
         estimate = f"{latency['total_us'] / 1000:.2f} ms" if latency else "no figures"
         rows.append((stage, f"{cost['total_params']:,}", f"{cost['total_macs']:,}", estimate))
     lines = [f"{heading}Cost per inference", ""]
-    lines += _table(("model", "params", "MACs", "latency (estimate)"), rows, markdown)
+    lines += table_lines(("model", "params", "MACs", "latency (estimate)"), rows, markdown=markdown)
     latency = next((c["latency"] for c in report["macs"].values() if c.get("latency")), None)
     if latency:
         lines += [
@@ -197,18 +198,6 @@ def _cost_lines(report: dict[str, Any], heading: str, markdown: bool) -> list[st
     return [*lines, ""]
 
 
-def _table(header: tuple[str, ...], rows: list[tuple[str, ...]], markdown: bool) -> list[str]:
-    if markdown:
-        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        lines += ["| " + " | ".join(r) + " |" for r in rows]
-        return lines
-    widths = [max(len(str(x[i])) for x in [header, *rows]) for i in range(len(header))]
-    return [
-        "  ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=True)).rstrip()
-        for r in [header, *rows]
-    ]
-
-
 def _render(report: dict[str, Any], footprint, markdown: bool) -> str:
     from edge_prune.report import render
 
@@ -223,11 +212,11 @@ def _render(report: dict[str, Any], footprint, markdown: bool) -> str:
         f"{heading}Accuracy (held-out, {report['data']['test_samples']} samples of "
         f"{report['data']['source']})",
         "",
-        *_table(("model", "top-1"), _accuracy_rows(report), markdown),
+        *table_lines(("model", "top-1"), _accuracy_rows(report), markdown=markdown),
         "",
         f"{heading}Artifacts",
         "",
-        *_table(
+        *table_lines(
             (
                 "file",
                 "flatbuffer bytes",
@@ -236,13 +225,13 @@ def _render(report: dict[str, Any], footprint, markdown: bool) -> str:
                 "TFLM accuracy",
             ),
             _artifact_rows(report),
-            markdown,
+            markdown=markdown,
         ),
         "",
         *_cost_lines(report, heading, markdown),
         f"{heading}Sparsity of the pruned model",
         "",
-        *_table(
+        *table_lines(
             ("layer", "weight", "shape", "sparsity"),
             [
                 (
@@ -262,7 +251,7 @@ def _render(report: dict[str, Any], footprint, markdown: bool) -> str:
                     f"({report['sparsity']['sparsity']:.1%})",
                 )
             ],
-            markdown,
+            markdown=markdown,
         ),
         "",
         f"{heading}Footprint of model.tflite",

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge_prune.footprint import Footprint, Verdict, check, measure
+from edge_prune.tables import table_lines
 from edge_prune.targets import Target, load_target
 
 FORMATS = ("text", "markdown", "json")
@@ -189,10 +190,7 @@ def render_text(report: Report) -> str:
     for what, figure, how in _facts(f):
         lines.append(f"  {what:<{width}}  {figure:>{figure_width}}  {how}")
     lines.append("")
-    table = [_VERDICT_HEADER, *_verdict_rows(report)]
-    widths = [max(len(row[i]) for row in table) for i in range(len(_VERDICT_HEADER))]
-    for row in table:
-        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    lines += table_lines(_VERDICT_HEADER, _verdict_rows(report))
     lines += ["", f"Result: {_summary(report)}", f"Note: {_FORMULA}.", f"Note: {_HOST_NOTE}."]
     return "\n".join(lines) + "\n"
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_prune.errors import ConfigError
+from edge_prune.tables import table_lines
 
 __all__ = [
     "DEFAULT_SPARSITIES",
@@ -272,17 +273,11 @@ def render_table(result: SweepResult, markdown: bool) -> str:
             "",
             f"**{result.conclusion()}**",
             "",
-            "| " + " | ".join(header) + " |",
-            "|" + "---|" * len(header),
-            *("| " + " | ".join(r) + " |" for r in rows),
+            *table_lines(header, rows, markdown=True),
         ]
     else:
-        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
         lines = [f"edge-prune sweep: {result.model_name} on {result.target_name}", ""]
-        lines += [
-            "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-            for r in [header, *rows]
-        ]
+        lines += table_lines(header, rows)
         lines += ["", result.conclusion()]
     bullet = "- " if markdown else "Note: "
     lines += [

@@ -178,7 +178,7 @@ def _left(deadline: float, timeout_s: float, label: str) -> float:
 
 def _bisect_crash(job: Path) -> tuple[int, int] | None:
     """``(crashed size, working size)`` when the child died on a bisection probe, else None."""
-    _, stages = _stages(job)
+    stages, _ = _child_log(job) or ([], [])
     bisects = [i for i, stage in enumerate(stages) if _BISECT.fullmatch(stage)]
     if not bisects:
         return None
@@ -188,14 +188,6 @@ def _bisect_crash(job: Path) -> tuple[int, int] | None:
         return None
     working = int(_BISECT.fullmatch(stages[bisects[-1]]).group(2))
     return int(probes[0].group(1)), working
-
-
-def _stages(job: Path) -> tuple[str, list[str]]:
-    try:
-        text = (job / "log.txt").read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        return "", []
-    return text, [ln[len(_STAGE_MARK) :] for ln in text.splitlines() if ln.startswith(_STAGE_MARK)]
 
 
 def _model_bytes(model: bytes | str | Path, label: str | None) -> tuple[bytes, str]:
@@ -281,17 +273,25 @@ def _crash_message(job: Path, label: str, completed: subprocess.CompletedProcess
     )
 
 
-def _read_log(job: Path) -> tuple[str, list[str]]:
-    """Return the last stage the child reached and the messages it printed."""
+def _child_log(job: Path) -> tuple[list[str], list[str]] | None:
+    """The stages the child announced and the other lines it printed; None if it wrote none."""
     try:
         text = (job / "log.txt").read_text(encoding="utf-8", errors="replace")
     except FileNotFoundError:
-        return "before it started", []
-    stage = "while starting"
-    messages = []
+        return None
+    stages, messages = [], []
     for line in text.splitlines():
         if line.startswith(_STAGE_MARK):
-            stage = "during " + line[len(_STAGE_MARK) :]
+            stages.append(line[len(_STAGE_MARK) :])
         elif line.strip():
             messages.append(line.strip())
-    return stage, messages
+    return stages, messages
+
+
+def _read_log(job: Path) -> tuple[str, list[str]]:
+    """Return the last stage the child reached and the messages it printed."""
+    log = _child_log(job)
+    if log is None:
+        return "before it started", []
+    stages, messages = log
+    return (f"during {stages[-1]}" if stages else "while starting"), messages

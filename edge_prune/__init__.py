@@ -42,7 +42,7 @@ _EXPORTS = {
     "measure": "edge_prune.footprint",
     "load_target": "edge_prune.targets",
     "list_targets": "edge_prune.targets",
-    "check_deployable": "edge_prune.deployability",
+    "check_deployable": "edge_prune.evaluate",
     # data and the whole pipeline
     "load_digits": "edge_prune.data",
     "load_npz": "edge_prune.data",

@@ -46,3 +46,7 @@ class BudgetExceededError(EdgePruneError):
     """The model does not fit the memory budget of a target."""
 
     exit_code = 1
+
+
+class NoDeployableArtifactError(EdgePruneError):
+    """No candidate both runs on TFLM and stays within the accuracy tolerance."""

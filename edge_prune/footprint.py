@@ -202,16 +202,26 @@ class Verdict:
 
 
 def measure(
-    model: bytes | bytearray | str | Path, *, timeout_s: float = tflm.MEASURE_TIMEOUT_S
+    model: bytes | bytearray | str | Path,
+    *,
+    timeout_s: float = tflm.MEASURE_TIMEOUT_S,
+    arena: tflm.ArenaMeasurement | None = None,
+    label: str | None = None,
 ) -> Footprint:
-    """Measure a model (bytes or path): flatbuffer, ops, arena in TFLM, runtime estimate."""
+    """Measure a model (bytes or path): flatbuffer, ops, arena in TFLM, runtime estimate.
+
+    ``arena``: a measurement TFLM already made of this model (e.g. while checking its outputs);
+    given, TFLM is not run again.
+    """
     info = read_model(model)  # rejects what is not a readable TFLite flatbuffer, naming the file
-    data, label = load_bytes(model)
-    arena, missing_op = None, None
-    try:
-        arena = tflm.measure_arena(data, timeout_s=timeout_s, label=label)
-    except tflm.MissingOpError as e:
-        missing_op = e.op
+    data, default_label = load_bytes(model)
+    label = label or default_label
+    missing_op = None
+    if arena is None:
+        try:
+            arena = tflm.measure_arena(data, timeout_s=timeout_s, label=label)
+        except tflm.MissingOpError as e:
+            missing_op = e.op
     return Footprint(
         source=label,
         flatbuffer_bytes=info.size_bytes,

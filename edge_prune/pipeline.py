@@ -1,82 +1,116 @@
-"""The whole pipeline behind ``make model``: train, prune, strip, cluster, convert, check on TFLM,
-choose the deployable artifact, measure it against a target, write ``build/<target>/``.
+"""The stages of a build and the stage lists that ``model``, ``sweep`` and the benchmarks run.
+
+Each stage is a function ``(BuildState, progress) -> BuildState`` wrapped in a
+:class:`~edge_prune.runner.Stage`; :func:`~edge_prune.runner.run_stages` runs a list of them.
+The lists:
+
+- :data:`MODEL_STAGES` (``make model``): train → float32 baseline on TFLM → structured → prune →
+  cluster → convert → check every artifact on TFLM (one run each) → choose → footprint.
+- :data:`SHARED_STAGES` then :data:`POINT_STAGES` (``sweep``, ``search``): the dense model,
+  its baseline and the channel-pruned model are made once; each point reseeds and runs the rest
+  with its own config.
 
 Everything that can be refused without TensorFlow (target, config, data, model file) is checked
-first, so bad input costs a second, not a training run. Stages report progress on stderr.
+by :func:`prepare_inputs` first, so bad input costs a second, not a training run.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from edge_prune.config import PipelineConfig
 from edge_prune.data import Dataset, load_digits, load_npz
-from edge_prune.errors import ConfigError, DataError, EdgePruneError
+from edge_prune.errors import ConfigError, NoDeployableArtifactError
+from edge_prune.evaluate import ArtifactCheck
 from edge_prune.model_io import check_saved_model
+from edge_prune.runner import Progress, Stage, run_stages, stderr_progress
+from edge_prune.targets import Target
 
-Progress = Callable[[str], None]
+if TYPE_CHECKING:
+    import tf_keras
+
+    from edge_prune.choose import DeployableChoice
+    from edge_prune.footprint import Verdict
+    from edge_prune.macs import ModelCost
+    from edge_prune.prune import SparsityReport
+    from edge_prune.report import Report
+    from edge_prune.structured import StructuredPruneResult
 
 
-def stderr_progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-@dataclass
+@dataclass(frozen=True)
 class Inputs:
     """What a run starts from, validated before TensorFlow is imported."""
 
-    target: Any
+    target: Target
     config: PipelineConfig
     data: Dataset
     model_path: Path | None = None
     allow_lambda: bool = False
 
 
-@dataclass
-class Candidate:
-    """One converted artifact and what is known about it."""
+@dataclass(frozen=True)
+class Artifact:
+    """One converted flatbuffer, the Keras model it was made from, and what TFLM made of it."""
 
     name: str
     file_name: str
     tflite_bytes: bytes
     description: str
-    reference: str = "pruned"  # the Keras model its TFLM outputs are compared with
-    check: Any = None  # deployability.DeployabilityReport, once checked on TFLM
-    fits: bool | None = None  # whether it fits the target, once measured
+    reference: str  # key in BuildState.models: the model its TFLM outputs are compared with
+    check: ArtifactCheck | None = None
+    verdict: Verdict | None = None  # on the run's target, once checked on TFLM
 
 
-@dataclass
-class PipelineResult:
-    """Everything ``report.json`` records about one run."""
+@dataclass(frozen=True)
+class BuildState:
+    """Everything a run knows so far; each stage returns a new one."""
 
     inputs: Inputs
-    model_name: str
+    models: dict[str, tf_keras.Model] = field(default_factory=dict)
     accuracy: dict[str, float] = field(default_factory=dict)
-    sparsity: Any = None
-    structured: Any = None
-    macs: dict[str, Any] = field(default_factory=dict)
-    candidates: list[Candidate] = field(default_factory=list)
-    choice: Any = None
-    footprint: Any = None
-    sizes: dict[str, Any] = field(default_factory=dict)
+    costs: dict[str, ModelCost] = field(default_factory=dict)
+    structured: StructuredPruneResult | None = None
+    sparsity: SparsityReport | None = None
+    artifacts: tuple[Artifact, ...] = ()
+    sizes: dict[str, object] = field(default_factory=dict)
+    baseline_accuracy: float | None = None
+    choice: DeployableChoice | None = None
+    no_choice: str | None = None  # why nothing qualified, when the choice could not be made
+    footprint: Report | None = None
     timings_s: dict[str, float] = field(default_factory=dict)
 
     @property
-    def deployable(self) -> Candidate:
-        return next(c for c in self.candidates if c.name == self.choice.chosen.name)
+    def config(self) -> PipelineConfig:
+        return self.inputs.config
+
+    @property
+    def model_name(self) -> str:
+        return self.models["dense"].name
+
+    @property
+    def base(self) -> tf_keras.Model:
+        """The model magnitude pruning starts from: channel-pruned if that stage ran."""
+        return self.models.get("structured", self.models["dense"])
+
+    def artifact(self, name: str) -> Artifact:
+        return next(a for a in self.artifacts if a.name == name)
+
+    @property
+    def deployable(self) -> Artifact:
+        return self.artifact(self.choice.chosen.name)
+
+    def with_config(self, config: PipelineConfig) -> BuildState:
+        return replace(self, inputs=replace(self.inputs, config=config))
+
+
+# ---------------------------------------------------------------------------------- inputs
 
 
 def prepare_inputs(
-    target: str | Path,
+    target: str | Path | Target,
     config: PipelineConfig,
     *,
     model_path: str | Path | None = None,
@@ -86,7 +120,7 @@ def prepare_inputs(
     """Load and check target, data and model file; raises ``EdgePruneError`` subclasses."""
     from edge_prune.targets import load_target
 
-    loaded_target = load_target(target)
+    loaded_target = target if isinstance(target, Target) else load_target(target)
     data = load_npz(data_path) if data_path else load_digits(seed=config.train.seed)
     model_path = Path(model_path) if model_path else None
     if model_path:
@@ -113,25 +147,11 @@ def check_schedule_fits_data(config: PipelineConfig, data: Dataset) -> None:
         )
 
 
-def default_model(input_shape: tuple[int, ...], num_classes: int):
-    """The bundled example: a small CNN (two 3x3 convolutions, one hidden dense layer)."""
-    from edge_prune._tf import keras
-
-    layers = keras.layers
-    inputs = keras.Input(input_shape, name="image")
-    x = layers.Conv2D(16, 3, padding="same", activation="relu", name="conv1")(inputs)
-    x = layers.Conv2D(32, 3, padding="same", activation="relu", name="conv2")(x)
-    x = layers.MaxPooling2D(2, name="pool")(x)
-    x = layers.Flatten(name="flatten")(x)
-    x = layers.Dense(64, activation="relu", name="fc1")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="classifier")(x)
-    return keras.Model(inputs, outputs, name="digits_cnn")
-
-
-def load_or_build_model(inputs: Inputs):
+def load_or_build_model(inputs: Inputs) -> tf_keras.Model:
     """The user's model (checked against the data) or the bundled default CNN."""
     from edge_prune.model_io import load_saved_model
     from edge_prune.prune import check_model
+    from edge_prune.train import check_model_fits_data, default_model
 
     data = inputs.data
     if inputs.model_path is None:
@@ -142,133 +162,99 @@ def load_or_build_model(inputs: Inputs):
     return model
 
 
-def check_model_fits_data(model, data: Dataset, label: str) -> None:
-    expected = tuple(model.input_shape[1:])
-    if len(expected) != len(data.input_shape) or any(
-        e is not None and e != d for e, d in zip(expected, data.input_shape, strict=False)
-    ):
-        raise DataError(
-            f"{data.source}: samples have shape {data.input_shape} but the model {label} "
-            f"expects {expected}"
-        )
-    outputs = model.output_shape[-1]
-    if outputs is not None and data.num_classes > outputs:
-        raise DataError(
-            f"{data.source}: labels go up to {data.num_classes - 1} but the model {label} "
-            f"has {outputs} outputs"
-        )
+# ---------------------------------------------------------------------------------- stages
 
 
-class EpochProgress:
-    """A tf_keras callback printing one line per epoch: ``stage epoch 3/12 loss … (0.7 s)``."""
+def train_stage(state: BuildState, progress: Progress) -> BuildState:
+    """Build (or load) and train the dense model."""
+    from edge_prune.train import compile_for_training, fit, keras_accuracy, seed_everything
 
-    def __new__(cls, stage: str, progress: Progress):
-        from edge_prune._tf import keras
-
-        class _Callback(keras.callbacks.Callback):
-            def on_epoch_begin(self, epoch, logs=None):
-                self._start = time.perf_counter()
-
-            def on_epoch_end(self, epoch, logs=None):
-                logs = logs or {}
-                metrics = " ".join(f"{k} {v:.4f}" for k, v in logs.items())
-                took = time.perf_counter() - self._start
-                total = self.params.get("epochs", "?")
-                progress(f"  {stage}: epoch {epoch + 1}/{total} {metrics} ({took:.1f} s)")
-
-        return _Callback()
-
-
-def _loss_for(model):
-    from edge_prune._tf import keras
-
-    last = model.layers[-1]
-    last = getattr(last, "layer", last)  # inside a pruning or clustering wrapper
-    activation = getattr(getattr(last, "activation", None), "__name__", "")
-    softmax_out = activation == "softmax" or type(last).__name__ == "Softmax"
-    return keras.losses.SparseCategoricalCrossentropy(from_logits=not softmax_out)
-
-
-def _compile(model, learning_rate: float) -> None:
-    from edge_prune._tf import keras
-
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss=_loss_for(model),
-        metrics=["accuracy"],
-    )
-
-
-def keras_accuracy(model, data: Dataset) -> float:
-    probabilities = model.predict(data.x_test, batch_size=256, verbose=0)
-    return float(np.mean(np.argmax(probabilities, axis=-1) == data.y_test))
-
-
-def _fit(
-    model, data: Dataset, config: PipelineConfig, epochs: int, stage: str, progress, callbacks=()
-):
-    if epochs <= 0:
-        return
-    model.fit(
-        data.x_train,
-        data.y_train,
-        batch_size=config.train.batch_size,
-        epochs=epochs,
-        shuffle=True,
-        verbose=0,
-        callbacks=[*callbacks, EpochProgress(stage, progress)],
-    )
-
-
-def copy_model(model):
-    """An independent copy of a tf_keras model: same architecture and weights, new variables."""
-    from edge_prune._tf import keras
-
-    copy = keras.models.clone_model(model)
-    copy.set_weights(model.get_weights())
-    return copy
-
-
-def seed_everything(seed: int) -> None:
-    from edge_prune._tf import keras, tf
-
-    keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
-
-
-def train_dense(inputs: Inputs, progress: Progress = stderr_progress):
-    """Build (or load) and train the dense model; returns it trained."""
-    config = inputs.config
+    config, data = state.config, state.inputs.data
     seed_everything(config.train.seed)
-    model = load_or_build_model(inputs)
-    _compile(model, config.train.learning_rate)
-    _fit(model, inputs.data, config, config.train.epochs, "dense", progress)
-    return model
+    model = load_or_build_model(state.inputs)
+    compile_for_training(model, config.train.learning_rate)
+    fit(
+        model,
+        data,
+        batch_size=config.train.batch_size,
+        epochs=config.train.epochs,
+        stage="dense",
+        progress=progress,
+    )
+    return replace(
+        state,
+        models={**state.models, "dense": model},
+        accuracy={**state.accuracy, "dense_keras": keras_accuracy(model, data)},
+        costs={**state.costs, "dense": _costs(model, state.inputs.target)},
+    )
 
 
-def structured_prune(model, inputs: Inputs, progress: Progress = stderr_progress):
-    """Remove whole channels/units (``structured.ratio``), then fine-tune; returns both."""
+def baseline_stage(state: BuildState, progress: Progress) -> BuildState:
+    """The dense model as float32, run on TFLM: the accuracy every artifact is held to."""
+    from edge_prune.convert import convert
+
+    artifact = Artifact(
+        "float32-dense",
+        "model_float32.tflite",
+        convert(state.models["dense"], quantization="float").tflite_bytes,
+        "dense model before pruning, float32 (the accuracy baseline)",
+        reference="dense",
+    )
+    state = _check_artifacts(replace(state, artifacts=(artifact, *state.artifacts)), progress)
+    checked = state.artifact("float32-dense").check
+    baseline = checked.accuracy if checked.accuracy is not None else state.accuracy["dense_keras"]
+    return replace(state, baseline_accuracy=baseline)
+
+
+def structured_stage(state: BuildState, progress: Progress) -> BuildState:
+    """Remove whole channels/units (``structured.ratio``), then fine-tune."""
     from edge_prune.structured import prune_channels
+    from edge_prune.train import compile_for_training, fit, keras_accuracy
 
-    config = inputs.config
-    result = prune_channels(model, config.structured.ratio, criterion=config.structured.criterion)
+    config, data = state.config, state.inputs.data
+    if config.structured.ratio <= 0:
+        return state
+    result = prune_channels(
+        state.models["dense"], config.structured.ratio, criterion=config.structured.criterion
+    )
     progress("  " + str(result).replace("\n", "\n  "))
     smaller = result.model
-    _compile(smaller, config.prune.learning_rate)
-    _fit(smaller, inputs.data, config, config.structured.epochs, "structured fine-tune", progress)
-    return smaller, result
+    compile_for_training(smaller, config.prune.learning_rate)
+    fit(
+        smaller,
+        data,
+        batch_size=config.train.batch_size,
+        epochs=config.structured.epochs,
+        stage="structured fine-tune",
+        progress=progress,
+    )
+    return replace(
+        state,
+        models={**state.models, "structured": smaller},
+        structured=result,
+        accuracy={**state.accuracy, "structured_keras": keras_accuracy(smaller, data)},
+        costs={**state.costs, "structured": _costs(smaller, state.inputs.target)},
+    )
 
 
-def magnitude_prune(
-    model, inputs: Inputs, final_sparsity: float | None = None, progress: Progress = stderr_progress
-):
-    """Polynomial-decay magnitude pruning with fine-tuning; returns the stripped model."""
-    from edge_prune.prune import PruningSchedule, prune, strip
+def seed_stage(state: BuildState, progress: Progress) -> BuildState:
+    """Reset the random state, so that each point of a sweep starts alike."""
+    from edge_prune.train import seed_everything
 
-    config, data = inputs.config, inputs.data
+    seed_everything(state.config.train.seed)
+    return state
+
+
+def prune_stage(state: BuildState, progress: Progress) -> BuildState:
+    """Polynomial-decay magnitude pruning with fine-tuning; keeps the stripped model."""
+    from edge_prune._tf import keras
+    from edge_prune.prune import PruningSchedule, prune, sparsity_report, strip
+    from edge_prune.train import fit, keras_accuracy, loss_for
+
+    config, data = state.config, state.inputs.data
     p = config.prune
     schedule = PruningSchedule.from_epochs(
-        p.final_sparsity if final_sparsity is None else final_sparsity,
+        p.final_sparsity,
         steps_per_epoch=steps_per_epoch(config, data),
         begin_epoch=p.begin_epoch,
         end_epoch=p.end_epoch,
@@ -276,230 +262,266 @@ def magnitude_prune(
         power=p.power,
         frequency=p.frequency,
     )
-    from edge_prune._tf import keras
-
-    pruned = prune(
-        model,
+    wrapped = prune(
+        state.base,
         schedule,
         optimizer=keras.optimizers.Adam(p.learning_rate),
-        loss=_loss_for(model),
+        loss=loss_for(state.base),
         metrics=["accuracy"],
     )
-    _fit(pruned.model, data, config, p.epochs, "prune", progress, callbacks=pruned.callbacks)
-    return strip(pruned)
+    fit(
+        wrapped.model,
+        data,
+        batch_size=config.train.batch_size,
+        epochs=p.epochs,
+        stage="prune",
+        progress=progress,
+        callbacks=tuple(wrapped.callbacks),
+    )
+    pruned = strip(wrapped)
+    sparsity = sparsity_report(pruned)
+    accuracy = keras_accuracy(pruned, data)
+    progress(
+        f"  pruned: Sparsity: {sparsity.zeros}/{sparsity.total} ({sparsity.sparsity:.1%}), "
+        f"Keras accuracy {accuracy:.2%}"
+    )
+    return replace(
+        state,
+        models={**state.models, "pruned": pruned},
+        sparsity=sparsity,
+        accuracy={**state.accuracy, "pruned_keras": accuracy},
+    )
 
 
-def cluster_weights(model, inputs: Inputs, progress: Progress = stderr_progress):
-    """Sparsity-preserving clustering + short fine-tune; returns the stripped clustered model."""
+def cluster_stage(state: BuildState, progress: Progress) -> BuildState:
+    """Sparsity-preserving clustering + a short fine-tune; keeps the stripped clustered model."""
     from edge_prune.compress import cluster, strip_clustering
+    from edge_prune.train import compile_for_training, copy_model, fit, keras_accuracy
 
-    config = inputs.config
-    # tfmot wraps the given layer objects, so fine-tuning would change ``model`` itself.
-    clustered = cluster(copy_model(model), config.compress.clusters, preserve_sparsity=True)
-    _compile(clustered, config.compress.learning_rate)
-    _fit(clustered, inputs.data, config, config.compress.epochs, "cluster fine-tune", progress)
-    return strip_clustering(clustered)
+    config, data = state.config, state.inputs.data
+    if not config.compress.enabled:
+        return state
+    # tfmot wraps the given layer objects, so fine-tuning would change the pruned model itself.
+    clustered = cluster(
+        copy_model(state.models["pruned"]), config.compress.clusters, preserve_sparsity=True
+    )
+    compile_for_training(clustered, config.compress.learning_rate)
+    fit(
+        clustered,
+        data,
+        batch_size=config.train.batch_size,
+        epochs=config.compress.epochs,
+        stage="cluster fine-tune",
+        progress=progress,
+    )
+    clustered = strip_clustering(clustered)
+    return replace(
+        state,
+        models={**state.models, "clustered": clustered},
+        accuracy={**state.accuracy, "clustered_keras": keras_accuracy(clustered, data)},
+    )
 
 
-def convert_candidates(
-    dense, pruned, clustered, inputs: Inputs, *, baseline: bool = True
-) -> tuple[list[Candidate], dict]:
-    """float32 of the dense model (the baseline; skipped with ``baseline=False``), and of the
-    pruned model: int8 (dense storage), int8 sparse-encoded, and int8 clustered + LUT."""
+def convert_stage(state: BuildState, progress: Progress) -> BuildState:
+    """The pruned model as int8 (dense storage and sparse-encoded) and, when clustered, int8 +
+    TFLM LUT compression. Each artifact remembers the Keras model it was made from."""
     from edge_prune.convert import convert
 
-    x = inputs.data.x_train
+    config, x = state.config, state.inputs.data.x_train
+    pruned = state.models["pruned"]
     int8 = convert(pruned, quantization="int8", representative_data=x)
     sparse = convert(
         pruned, quantization="int8", sparse=True, representative_data=x, compare_dense=False
     )
-    float32 = convert(pruned, quantization="float")
-    candidates = [
-        Candidate("int8", "model_int8.tflite", int8.tflite_bytes, "pruned, int8, dense storage"),
-        Candidate(
+    artifacts = [
+        Artifact(
+            "int8",
+            "model_int8.tflite",
+            int8.tflite_bytes,
+            "pruned, int8, dense storage",
+            "pruned",
+        ),
+        Artifact(
             "int8-sparse",
             "model_sparse.tflite",
             sparse.tflite_bytes,
             "pruned, int8, sparse-tensor encoding (EXPERIMENTAL_SPARSITY)",
+            "pruned",
         ),
     ]
-    if baseline:
-        candidates.insert(
-            0,
-            Candidate(
-                "float32-dense",
-                "model_float32.tflite",
-                convert(dense, quantization="float").tflite_bytes,
-                "dense model before pruning, float32 (the accuracy baseline)",
-                reference="dense",
-            ),
-        )
-    sizes = {"float32_pruned_bytes": len(float32.tflite_bytes)}
-    if clustered is not None:
+    sizes = {"float32_pruned_bytes": len(convert(pruned, quantization="float").tflite_bytes)}
+    if "clustered" in state.models:
         from edge_prune.compress import lut_compress
 
-        clustered_int8 = convert(clustered, quantization="int8", representative_data=x)
-        bitwidth = inputs.config.compress.bitwidth or None
+        clustered_int8 = convert(
+            state.models["clustered"], quantization="int8", representative_data=x
+        )
+        bitwidth = config.compress.bitwidth or None
         # Asked for a width: a tensor that needs more is an error. Automatic: it stays as is.
         lut = lut_compress(clustered_int8.tflite_bytes, bitwidth=bitwidth, strict=bool(bitwidth))
-        candidates.append(
-            Candidate(
+        artifacts.append(
+            Artifact(
                 "int8-clustered-lut",
                 "model_int8_lut.tflite",
                 lut.tflite_bytes,
-                f"pruned, clustered ({inputs.config.compress.clusters} values), int8, "
+                f"pruned, clustered ({config.compress.clusters} values), int8, "
                 "TFLM LUT compression",
+                "clustered",
             )
         )
         sizes["int8_clustered_bytes"] = len(clustered_int8.tflite_bytes)
         sizes["lut"] = lut.to_dict()
-    return candidates, sizes
+    kept = tuple(a for a in state.artifacts if a.name == "float32-dense")
+    state = replace(state, artifacts=(*kept, *artifacts), sizes=sizes)
+    _note_sparse_size(state, progress)
+    return state
 
 
-def check_candidates(
-    candidates: list[Candidate],
-    keras_models: dict[str, Any],
-    inputs: Inputs,
-    progress: Progress = stderr_progress,
-) -> None:
-    """Run every candidate on TFLM (child process) over the test set; fills ``.check``.
+def check_stage(state: BuildState, progress: Progress) -> BuildState:
+    """Run every artifact not yet checked on TFLM, once, over the held-out set."""
+    state = _check_artifacts(state, progress)
+    accuracy = dict(state.accuracy)
+    for a in state.artifacts:
+        if a.check.accuracy is not None:
+            accuracy[f"{a.name}_tflm"] = a.check.accuracy
+    return replace(state, accuracy=accuracy)
 
-    Outputs are compared with the Keras model named by ``candidate.reference`` in
-    ``keras_models`` (e.g. ``{"dense": ..., "pruned": ...}``).
+
+def choose_stage(state: BuildState, progress: Progress) -> BuildState:
+    """The smallest artifact that runs on TFLM, stays within the tolerance and fits the target.
+
+    When none fits the target, the choice is made among all of them and the verdict says it
+    does not fit. When none qualifies at all, ``no_choice`` says why and ``choice`` stays None.
     """
-    from edge_prune.deployability import check
+    from edge_prune.choose import choose_for_target
 
-    data = inputs.data
-    references = {
-        name: model.predict(data.x_test, batch_size=256, verbose=0)
-        for name, model in keras_models.items()
-    }
-    for c in candidates:
-        c.check = check(
-            c.tflite_bytes, data.x_test, references[c.reference], labels=data.y_test, name=c.name
+    try:
+        choice = choose_for_target(
+            [a.check for a in state.artifacts],
+            {a.name: a.verdict for a in state.artifacts},
+            state.baseline_accuracy,
+            state.config.select.tolerance_points,
+            state.inputs.target.name,
         )
-        progress(f"  {c.check}")
+    except NoDeployableArtifactError as e:
+        progress(f"  {e}")
+        return replace(state, choice=None, no_choice=str(e))
+    progress("  " + str(choice).replace("\n", "\n  "))
+    return replace(state, choice=choice, no_choice=None)
 
 
-def choose_for_target(candidates: list[Candidate], baseline_accuracy: float, inputs: Inputs):
-    """The smallest candidate that runs on TFLM, stays within the tolerance and fits the target.
+def footprint_stage(state: BuildState, progress: Progress) -> BuildState:
+    """The footprint report of the chosen artifact, from the measurement its check made."""
+    from edge_prune.report import Report
 
-    Each candidate that runs on TFLM is measured against the target first (a LUT-compressed
-    model trades flash for arena: the smallest flatbuffer need not fit the RAM). When none
-    fits, the choice is made among all of them and the verdict says it does not fit.
-    """
-    from edge_prune.deployability import choose_deployable
-
-    for c in candidates:
-        if c.check.runs_on_tflm:
-            c.fits = _measure(c.tflite_bytes, inputs.target).fits
-    tolerance = inputs.config.select.tolerance_points
-    fitting = [c.check for c in candidates if c.fits]
-    if fitting:
-        with contextlib.suppress(EdgePruneError):
-            choice = choose_deployable(fitting, baseline_accuracy, tolerance)
-            rejected = tuple(
-                (c.name, f"does not fit {inputs.target.name}")
-                for c in candidates
-                if c.check.runs_on_tflm and not c.fits
-            )
-            return replace(choice, rejected=choice.rejected + rejected)
-    return choose_deployable([c.check for c in candidates], baseline_accuracy, tolerance)
+    if state.choice is None:
+        return state
+    deployable = state.deployable
+    footprint = _footprint(deployable)
+    return replace(state, footprint=Report(footprint=footprint, verdicts=(deployable.verdict,)))
 
 
-def run_pipeline(inputs: Inputs, progress: Progress = stderr_progress) -> PipelineResult:
-    """Train → (structured) → prune → strip → cluster → convert → TFLM check → choose → measure."""
-    from edge_prune.prune import sparsity_report
+def _describe_structured(state: BuildState) -> str:
+    ratio = state.config.structured.ratio
+    return f"structured pruning: {ratio:.0%} of channels" if ratio > 0 else "structured: off"
 
-    config, data, clock = inputs.config, inputs.data, _Clock()
+
+def _describe_cluster(state: BuildState) -> str:
+    c = state.config.compress
+    if not c.enabled:
+        return "clustering: off"
+    return f"clustering to {c.clusters} values, sparsity preserved"
+
+
+TRAIN = Stage("dense", train_stage, "dense training")
+BASELINE = Stage("baseline", baseline_stage, "float32 baseline on the TFLM interpreter")
+STRUCTURED = Stage("structured", structured_stage, _describe_structured)
+SEED = Stage("seed", seed_stage, "seeding")
+PRUNE = Stage(
+    "prune",
+    prune_stage,
+    lambda s: f"magnitude pruning to {s.config.prune.final_sparsity:.0%} (polynomial decay)",
+)
+CLUSTER = Stage("cluster", cluster_stage, _describe_cluster)
+CONVERT = Stage("convert", convert_stage, "converting to int8 (dense, sparse-encoded, LUT)")
+CHECK = Stage("check", check_stage, "running every artifact on the TFLM interpreter")
+CHOOSE = Stage(
+    "choose", choose_stage, lambda s: f"choosing the artifact for {s.inputs.target.name}"
+)  # noqa: E501
+FOOTPRINT = Stage("footprint", footprint_stage, lambda s: f"footprint on {s.inputs.target.name}")
+
+SHARED_STAGES = (TRAIN, BASELINE, STRUCTURED)
+POINT_STAGES = (SEED, PRUNE, CLUSTER, CONVERT, CHECK, CHOOSE, FOOTPRINT)
+MODEL_STAGES = (TRAIN, BASELINE, STRUCTURED, PRUNE, CLUSTER, CONVERT, CHECK, CHOOSE, FOOTPRINT)
+
+
+def run_pipeline(inputs: Inputs, progress: Progress = stderr_progress) -> BuildState:
+    """The ``make model`` pipeline; raises NoDeployableArtifactError when nothing qualifies."""
+    data = inputs.data
     progress(
         f"edge-prune: {data.source} ({len(data.x_train)} train / {len(data.x_test)} test, "
         f"input {data.input_shape}, {data.num_classes} classes) for target "
         f"{inputs.target.name}"
     )
-    progress("[1/6] dense training")
-    dense = train_dense(inputs, progress)
-    result = PipelineResult(inputs, model_name=dense.name)
-    result.accuracy["dense_keras"] = keras_accuracy(dense, data)
-    result.macs["dense"] = _costs(dense, inputs.target)
-    result.timings_s["dense"] = clock.lap()
-
-    base = dense
-    if config.structured.ratio > 0:
-        progress(f"[2/6] structured pruning: {config.structured.ratio:.0%} of channels")
-        base, result.structured = structured_prune(dense, inputs, progress)
-        result.accuracy["structured_keras"] = keras_accuracy(base, data)
-        result.macs["structured"] = _costs(base, inputs.target)
-    else:
-        progress("[2/6] structured pruning: off")
-    result.timings_s["structured"] = clock.lap()
-
-    progress(f"[3/6] magnitude pruning to {config.prune.final_sparsity:.0%} (polynomial decay)")
-    pruned = magnitude_prune(base, inputs, progress=progress)
-    result.sparsity = sparsity_report(pruned)
-    result.accuracy["pruned_keras"] = keras_accuracy(pruned, data)
-    progress(
-        f"  pruned: Sparsity: {result.sparsity.zeros}/{result.sparsity.total} "
-        f"({result.sparsity.sparsity:.1%}), Keras accuracy {result.accuracy['pruned_keras']:.2%}"
-    )
-    result.timings_s["prune"] = clock.lap()
-
-    clustered = None
-    if config.compress.enabled:
-        progress(f"[4/6] clustering to {config.compress.clusters} values, sparsity preserved")
-        clustered = cluster_weights(pruned, inputs, progress)
-        result.accuracy["clustered_keras"] = keras_accuracy(clustered, data)
-    else:
-        progress("[4/6] clustering: off")
-    result.timings_s["cluster"] = clock.lap()
-
-    progress("[5/6] converting and checking every artifact on the TFLM interpreter")
-    result.candidates, result.sizes = convert_candidates(dense, pruned, clustered, inputs)
-    check_candidates(result.candidates, {"dense": dense, "pruned": pruned}, inputs, progress)
-    for c in result.candidates:
-        if c.check.accuracy is not None:
-            result.accuracy[f"{c.name}_tflm"] = c.check.accuracy
-    _note_sparse_size(result, progress)
-    baseline = result.accuracy.get("float32-dense_tflm", result.accuracy["dense_keras"])
-    result.choice = choose_for_target(result.candidates, baseline, inputs)
-    progress(f"  {result.choice}")
-    result.timings_s["convert_check"] = clock.lap()
-
-    progress(f"[6/6] footprint on {inputs.target.name}")
-    result.footprint = _measure(result.deployable.tflite_bytes, inputs.target)
-    result.timings_s["footprint"] = clock.lap()
-    return result
+    state = run_stages(MODEL_STAGES, BuildState(inputs), progress)
+    if state.choice is None:
+        raise NoDeployableArtifactError(state.no_choice)
+    return state
 
 
-def _note_sparse_size(result: PipelineResult, progress: Progress) -> None:
-    sizes = {c.name: len(c.tflite_bytes) for c in result.candidates}
+# --------------------------------------------------------------------------------- helpers
+
+
+def _check_artifacts(state: BuildState, progress: Progress) -> BuildState:
+    """Check each artifact that has no check yet: one TFLM run gives outputs and arena."""
+    from edge_prune.evaluate import check
+    from edge_prune.footprint import check as verdict_on
+
+    data, target = state.inputs.data, state.inputs.target
+    predictions: dict[str, object] = {}
+    checked = []
+    for a in state.artifacts:
+        if a.check is None:
+            if a.reference not in predictions:
+                predictions[a.reference] = state.models[a.reference].predict(
+                    data.x_test, batch_size=256, verbose=0
+                )
+            result = check(
+                a.tflite_bytes,
+                data.x_test,
+                predictions[a.reference],
+                labels=data.y_test,
+                name=a.name,
+            )
+            progress(f"  {result}")
+            a = replace(a, check=result)
+            if result.runs_on_tflm:
+                a = replace(a, verdict=verdict_on(_footprint(a), target))
+        checked.append(a)
+    return replace(state, artifacts=tuple(checked))
+
+
+def _footprint(artifact: Artifact):
+    """The artifact's footprint from the arena its TFLM check recorded (no second run)."""
+    from edge_prune.footprint import measure
+
+    c = artifact.check
+    return measure(artifact.tflite_bytes, arena=c.arena, label=artifact.name)
+
+
+def _note_sparse_size(state: BuildState, progress: Progress) -> None:
+    sizes = {a.name: len(a.tflite_bytes) for a in state.artifacts}
     if sizes["int8-sparse"] >= sizes["int8"]:
         progress(
-            f"  note: at {result.sparsity.sparsity:.1%} sparsity the sparse encoding is not "
+            f"  note: at {state.sparsity.sparsity:.1%} sparsity the sparse encoding is not "
             f"smaller than dense int8 storage ({sizes['int8-sparse']:,} B vs "
             f"{sizes['int8']:,} B): its index arrays cost more than the zeros it drops"
         )
 
 
-def _costs(model, target):
+def _costs(model: tf_keras.Model, target: Target) -> ModelCost:
     """Parameters and MACs per layer, with the target's latency estimate where it has figures."""
     from edge_prune.macs import count_costs, estimate_latency_for_target
 
     cost = count_costs(model)
     return estimate_latency_for_target(cost, target) or cost
-
-
-def _measure(model_bytes: bytes, target):
-    from edge_prune.report import build_report
-
-    return build_report(model_bytes, [target])
-
-
-class _Clock:
-    def __init__(self) -> None:
-        self._last = time.perf_counter()
-
-    def lap(self) -> float:
-        now = time.perf_counter()
-        took, self._last = now - self._last, now
-        return round(took, 2)

@@ -24,13 +24,17 @@ import io
 import json
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge_prune.errors import ConfigError
+from edge_prune.runner import Progress, quiet, run_stages, stderr_progress
 from edge_prune.tables import table_lines
+
+if TYPE_CHECKING:
+    from edge_prune.pipeline import BuildState, Inputs
 
 __all__ = [
     "DEFAULT_SPARSITIES",
@@ -54,8 +58,6 @@ FITS_WHAT = (
     "fits = flatbuffer + TFLM runtime code + reserved flash <= part flash, and TFLM arena "
     "(64-bit host) + reserved RAM <= part RAM"
 )
-
-Progress = Callable[[str], None]
 
 
 def parse_sparsities(text: str, argument: str = "--sparsities") -> tuple[float, ...]:
@@ -445,7 +447,7 @@ def write_sweep(result: SweepResult, out_dir: str | Path, progress: Progress = p
 
 
 def run_sweep(
-    inputs,
+    inputs: Inputs,
     sparsities: Sequence[float] = DEFAULT_SPARSITIES,
     progress: Progress | None = None,
     detail: Progress | None = None,
@@ -454,12 +456,15 @@ def run_sweep(
 
     ``inputs``: :func:`edge_prune.pipeline.prepare_inputs`. ``progress`` gets one line per
     stage and sparsity, ``detail`` the per-epoch and per-artifact lines (default: dropped).
+    The shared stages (dense training, float32 baseline, channel removal) run once; each point
+    runs :data:`~edge_prune.pipeline.POINT_STAGES` with its own final sparsity.
     """
-    from edge_prune.deploy import versions
-    from edge_prune.pipeline import keras_accuracy, stderr_progress, structured_prune, train_dense
+    from edge_prune.build_report import versions
+    from edge_prune.config import with_overrides
+    from edge_prune.pipeline import POINT_STAGES, SHARED_STAGES, BuildState
 
     progress = progress or stderr_progress
-    detail = detail or (lambda _message: None)
+    detail = detail or quiet
     sparsities = parse_sparsities(",".join(str(s) for s in sparsities), "sparsities")
     config, data, target = inputs.config, inputs.data, inputs.target
     start = time.perf_counter()
@@ -467,23 +472,20 @@ def run_sweep(
         f"edge-prune sweep: final sparsities {', '.join(f'{s:g}' for s in sparsities)} on "
         f"{data.source} for {target.name}"
     )
-    progress("dense training (once)")
-    dense = train_dense(inputs, detail)
-    dense_keras = keras_accuracy(dense, data)
-    baseline = _float32_tflm_accuracy(dense, inputs, detail)
-    progress(f"  dense accuracy: Keras {dense_keras:.2%}, float32 on TFLM {baseline:.2%}")
-    base = dense
-    if config.structured.ratio > 0:
-        progress(f"structured pruning: {config.structured.ratio:.0%} of channels (once)")
-        base, _ = structured_prune(dense, inputs, detail)
-
+    shared = run_stages(SHARED_STAGES, BuildState(inputs), _indented(progress))
+    progress(
+        f"  dense accuracy: Keras {shared.accuracy['dense_keras']:.2%}, float32 on TFLM "
+        f"{shared.baseline_accuracy:.2%}"
+    )
     points, runtimes = [], []
     for index, sparsity in enumerate(sparsities, 1):
         progress(
             f"[{index}/{len(sparsities)}] final sparsity {sparsity:g}: prune, cluster, "
             "convert, check on TFLM"
         )
-        point, runtime = _sweep_point(dense, base, inputs, sparsity, baseline, detail)
+        point_config = with_overrides(config, {"prune.final_sparsity": sparsity}, "sweep")
+        state = run_stages(POINT_STAGES, shared.with_config(point_config), detail)
+        point, runtime = _sweep_point(state, sparsity)
         points.append(point)
         runtimes.append(runtime)
         progress(f"  {_point_line(point)} ({point.seconds:.0f} s)")
@@ -496,11 +498,11 @@ def run_sweep(
         reserved_flash_bytes=target.reserved_flash_bytes,
         runtime_flash_bytes=runtime_bytes,
         runtime_flash_kind=runtime_kind,
-        model_name=dense.name,
+        model_name=shared.model_name,
         data_source=data.source,
         test_samples=int(len(data.y_test)),
-        dense_keras_accuracy=dense_keras,
-        baseline_accuracy=baseline,
+        dense_keras_accuracy=shared.accuracy["dense_keras"],
+        baseline_accuracy=shared.baseline_accuracy,
         tolerance_points=config.select.tolerance_points,
         points=tuple(points),
         config=config.to_dict(),
@@ -509,25 +511,8 @@ def run_sweep(
     )
 
 
-def _float32_tflm_accuracy(dense, inputs, detail: Progress) -> float:
-    """The baseline of the tolerance, as in ``edge-prune model``: the dense float32 on TFLM."""
-    from edge_prune.convert import convert
-    from edge_prune.deployability import check
-
-    data = inputs.data
-    report = check(
-        convert(dense, quantization="float").tflite_bytes,
-        data.x_test,
-        labels=data.y_test,
-        name="float32-dense",
-        measure_arena=False,
-    )
-    detail(f"  {report}")
-    if report.accuracy is None:
-        from edge_prune.pipeline import keras_accuracy
-
-        return keras_accuracy(dense, data)  # TFLM could not run the float model
-    return report.accuracy
+def _indented(progress: Progress) -> Progress:
+    return lambda message: progress(message if message.startswith("  ") else f"  {message}")
 
 
 def _point_line(p: SweepPoint) -> str:
@@ -541,44 +526,23 @@ def _point_line(p: SweepPoint) -> str:
     return line + f"; deployable {p.deployable}, {'fits' if p.fits_target else 'does NOT fit'}"
 
 
-def _sweep_point(dense, base, inputs, sparsity: float, baseline: float, detail: Progress):
-    """One sparsity: returns the point and the runtime flash figure for the budget line."""
-    from edge_prune.deployability import NoDeployableArtifactError
-    from edge_prune.pipeline import (
-        check_candidates,
-        choose_for_target,
-        cluster_weights,
-        convert_candidates,
-        keras_accuracy,
-        magnitude_prune,
-        seed_everything,
-    )
-    from edge_prune.prune import sparsity_report
+def _sweep_point(state: BuildState, sparsity: float) -> tuple[SweepPoint, tuple[int, str]]:
+    """One point from its final state, and the runtime flash figure for the budget line."""
+    from edge_prune.footprint import runtime_flash
+    from edge_prune.pipeline import POINT_STAGES
+    from edge_prune.tflite_file import read_model
 
-    start = time.perf_counter()
-    config = inputs.config
-    seed_everything(config.train.seed)  # each point starts from the same random state
-    pruned = magnitude_prune(base, inputs, final_sparsity=sparsity, progress=detail)
-    clustered = cluster_weights(pruned, inputs, detail) if config.compress.enabled else None
-    candidates, _ = convert_candidates(dense, pruned, clustered, inputs, baseline=False)
-    check_candidates(candidates, {"dense": dense, "pruned": pruned}, inputs, detail)
-    by_name = {c.name: c.check for c in candidates}
-    try:
-        choice = choose_for_target(candidates, baseline, inputs)
-        chosen, reason = choice.chosen, choice.reason
-    except NoDeployableArtifactError as e:
-        chosen, reason = None, str(e)
-    chosen_bytes, verdict = None, None
-    if chosen is not None:
-        chosen_bytes = _candidate_bytes(candidates, chosen.name)
-        verdict = _verdict(chosen_bytes, inputs.target)
+    by_name = {a.name: a.check for a in state.artifacts}
+    chosen = state.deployable if state.choice else None
+    verdict = chosen.verdict if chosen else None
     # The budget line needs the runtime code even when nothing qualified: use the int8 model's ops.
-    runtime = _runtime_flash(chosen_bytes or _candidate_bytes(candidates, "int8"), inputs.target)
+    ops_of = chosen.tflite_bytes if chosen else state.artifact("int8").tflite_bytes
+    runtime = runtime_flash(read_model(ops_of).op_types, state.inputs.target)
     lut = by_name.get("int8-clustered-lut")
     point = SweepPoint(
         final_sparsity=sparsity,
-        measured_sparsity=sparsity_report(pruned).sparsity,
-        pruned_keras_accuracy=keras_accuracy(pruned, inputs.data),
+        measured_sparsity=state.sparsity.sparsity,
+        pruned_keras_accuracy=state.accuracy["pruned_keras"],
         int8_bytes=by_name["int8"].flash_bytes,
         int8_tflm_accuracy=by_name["int8"].accuracy,
         sparse_bytes=by_name["int8-sparse"].flash_bytes,
@@ -586,32 +550,14 @@ def _sweep_point(dense, base, inputs, sparsity: float, baseline: float, detail: 
         lut_bytes=lut.flash_bytes if lut else None,
         lut_tflm_accuracy=lut.accuracy if lut else None,
         deployable=chosen.name if chosen else None,
-        deployable_bytes=chosen.flash_bytes if chosen else None,
-        deployable_tflm_accuracy=chosen.accuracy if chosen else None,
+        deployable_bytes=chosen.check.flash_bytes if chosen else None,
+        deployable_tflm_accuracy=chosen.check.accuracy if chosen else None,
         arena_bytes=verdict.arena_bytes if verdict else None,
         runtime_flash_bytes=verdict.runtime_flash.total_bytes if verdict else None,
         flash_needed_bytes=verdict.flash_needed_bytes if verdict else None,
         ram_needed_bytes=verdict.ram_needed_bytes if verdict else None,
         fits_target=bool(verdict and verdict.fits),
-        choice=reason,
-        seconds=round(time.perf_counter() - start, 1),
+        choice=state.choice.reason if state.choice else state.no_choice,
+        seconds=round(sum(state.timings_s.get(s.name, 0.0) for s in POINT_STAGES), 1),
     )
     return point, (runtime.total_bytes, runtime.to_dict()["kind"])
-
-
-def _candidate_bytes(candidates, name: str) -> bytes:
-    return next(c.tflite_bytes for c in candidates if c.name == name)
-
-
-def _verdict(model_bytes: bytes, target):
-    """The footprint verdict of one artifact on ``target`` (arena measured on TFLM)."""
-    from edge_prune.report import build_report
-
-    return build_report(model_bytes, [target]).verdicts[0]
-
-
-def _runtime_flash(model_bytes: bytes, target):
-    from edge_prune.footprint import runtime_flash
-    from edge_prune.tflite_file import read_model
-
-    return runtime_flash(read_model(model_bytes).op_types, target)

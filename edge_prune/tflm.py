@@ -295,3 +295,23 @@ def _read_log(job: Path) -> tuple[str, list[str]]:
         return "before it started", []
     stages, messages = log
     return (f"during {stages[-1]}" if stages else "while starting"), messages
+
+
+@dataclass(frozen=True)
+class TFLMRun:
+    """Outputs of one model over a batch of samples, and the arena TFLM recorded for it."""
+
+    outputs: np.ndarray | None
+    arena: ArenaMeasurement
+
+
+def execute(
+    model: bytes | str | Path,
+    x: np.ndarray | None = None,
+    *,
+    label: str | None = None,
+    timeout_s: float = RUN_TIMEOUT_S,
+) -> TFLMRun:
+    data, label = _model_bytes(model, label)
+    outputs = None if x is None else run(data, x, label=label, timeout_s=timeout_s)
+    return TFLMRun(outputs, measure_arena(data, label=label))

@@ -58,3 +58,47 @@ def cnn_int8_path() -> Path:
 @pytest.fixture(scope="session")
 def sparse_float_path() -> Path:
     return DATA_DIR / "sparse_float.tflite"
+
+
+# A trained CNN pruned by hand and its float / int8 / sparse artifacts, checked on TFLM
+# (shared by the tests of evaluate.py and choose.py).
+HELD_OUT = slice(96, 128)
+
+
+@pytest.fixture(scope="session")
+def cnn_artifacts():
+    import numpy as np
+    from tiny_models import trained_cnn
+
+    from edge_prune.convert import convert_all
+    from edge_prune.evaluate import top1_accuracy
+
+    model, x, y = trained_cnn(seed=1, epochs=3)
+    for layer in model.layers:  # prune by hand so the sparse encoding applies
+        weights = layer.get_weights()
+        if weights:
+            kernel = weights[0]
+            kernel[np.abs(kernel) < np.quantile(np.abs(kernel), 0.8)] = 0.0
+            layer.set_weights([kernel, *weights[1:]])
+    flatbuffers = convert_all(model, x[:96], variants=("float", "int8", "int8-sparse"))
+    x_test, y_test = x[HELD_OUT], y[HELD_OUT]
+    keras_outputs = model.predict(x_test, verbose=0)
+    return {
+        "flatbuffers": {k: v.tflite_bytes for k, v in flatbuffers.items()},
+        "x": x_test,
+        "y": y_test,
+        "keras_outputs": keras_outputs,
+        "keras_accuracy": top1_accuracy(keras_outputs, y_test),
+    }
+
+
+@pytest.fixture(scope="session")
+def cnn_checks(cnn_artifacts):
+    from edge_prune.evaluate import check
+
+    fb, x, y = cnn_artifacts["flatbuffers"], cnn_artifacts["x"], cnn_artifacts["y"]
+    keras_outputs = cnn_artifacts["keras_outputs"]
+    return {
+        name: check(fb[name], x, keras_outputs, labels=y, name=name)
+        for name in ("float", "int8", "int8-sparse")
+    }

@@ -102,8 +102,8 @@ def runs(tmp_path_factory):
     """Two complete runs with the same seed into two directories, each next to an interrupted
     run (two at a time, to use both cores):
 
-    1. complete run into ``a/``   |  run into ``b/`` killed (SIGKILL) at stage 3
-    2. run into ``a/`` interrupted (SIGINT) at stage 2  |  complete run into ``b/``
+    1. complete run into ``a/``   |  run into ``b/`` killed (SIGKILL) at magnitude pruning
+    2. run into ``a/`` interrupted (SIGINT) at channel removal  |  complete run into ``b/``
     """
     from edge_prune.data import load_digits
 
@@ -115,12 +115,12 @@ def runs(tmp_path_factory):
     a, b = root / "a", root / "b"
     record = {}
     first = _start(_command(root, a))
-    record["killed"] = _run_and_kill(_command(root, b), "[3/6]", signal.SIGKILL)
+    record["killed"] = _run_and_kill(_command(root, b), "] magnitude pruning", signal.SIGKILL)
     record["after_killed"] = _snapshot(b)
     record["first"] = _finish(first)
     record["after_first"] = _snapshot(a)
     second = _start(_command(root, b))
-    record["interrupted"] = _run_and_kill(_command(root, a), "[2/6]", signal.SIGINT)
+    record["interrupted"] = _run_and_kill(_command(root, a), "] structured pruning", signal.SIGINT)
     record["after_interrupted"] = _snapshot(a)
     record["second"] = _finish(second)
     record["after_second"] = _snapshot(b)

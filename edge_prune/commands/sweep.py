@@ -56,7 +56,8 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from edge_prune.config import load_config, with_overrides
-    from edge_prune.pipeline import prepare_inputs, stderr_progress
+    from edge_prune.pipeline import prepare_inputs
+    from edge_prune.runner import stderr_progress
     from edge_prune.sweep import parse_sparsities, run_sweep, write_sweep
 
     sparsities = parse_sparsities(args.sparsities)

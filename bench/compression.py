@@ -77,29 +77,19 @@ def tflite_accuracy(model_bytes: bytes, data) -> float:
 
 
 def measure(name: str, inputs, sparsity: float) -> list[list[str]]:
+    from edge_prune.config import with_overrides
     from edge_prune.convert import convert
-    from edge_prune.deployability import check
-    from edge_prune.pipeline import (
-        check_candidates,
-        cluster_weights,
-        convert_candidates,
-        keras_accuracy,
-        magnitude_prune,
-        structured_prune,
-        train_dense,
-    )
+    from edge_prune.evaluate import check
+    from edge_prune.pipeline import MODEL_STAGES, BuildState
+    from edge_prune.runner import quiet, run_stages
 
-    quiet = lambda _message: None  # noqa: E731
     data = inputs.data
-    dense = train_dense(inputs, quiet)
-    base, ratio = dense, inputs.config.structured.ratio
-    if ratio > 0:
-        base, _ = structured_prune(dense, inputs, quiet)
-    pruned = magnitude_prune(base, inputs, final_sparsity=sparsity, progress=quiet)
-    clustered = cluster_weights(pruned, inputs, quiet)
-    candidates, _ = convert_candidates(dense, pruned, clustered, inputs)
-    check_candidates(candidates, {"dense": dense, "pruned": pruned}, inputs, quiet)
-    by_name = {c.name: c for c in candidates}
+    config = with_overrides(inputs.config, {"prune.final_sparsity": sparsity}, "bench")
+    state = run_stages(MODEL_STAGES, BuildState(replace(inputs, config=config)), quiet)
+    dense, pruned = state.models["dense"], state.models["pruned"]
+    clustered = state.models["clustered"]
+    by_name = {a.name: a for a in state.artifacts}
+    ratio = config.structured.ratio
     int8_dense = convert(dense, quantization="int8", representative_data=data.x_train)
     int8_dense_check = check(
         int8_dense.tflite_bytes, data.x_test, labels=data.y_test, name="int8-dense"
@@ -110,7 +100,7 @@ def measure(name: str, inputs, sparsity: float) -> list[list[str]]:
     float32_bytes = len(float32.tflite_bytes)
     sparse = by_name["int8-sparse"]
     artifacts = [
-        ("float32 dense", dense, float32.check, f"Keras {keras_accuracy(dense, data):.2%}"),
+        ("float32 dense", dense, float32.check, f"Keras {state.accuracy['dense_keras']:.2%}"),
         ("int8 dense", dense, int8_dense_check, None),
         (f"int8 pruned {how}", pruned, by_name["int8"].check, None),
         (

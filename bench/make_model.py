@@ -6,8 +6,12 @@ Runs what ``make model TARGET=cortex-m4`` runs once the virtualenv is installed 
 ``edge-prune model`` command on the bundled example, default config), ``--runs`` times in fresh
 processes, each into its own temporary directory. Prints the median, min and max wall time,
 and from each run's ``report.json``: the dense Keras accuracy, the int8 accuracy on TFLM, the
-deployable artifact with its TFLM accuracy and size, and the pipeline's time per stage
-(medians). The virtualenv creation (``make`` on a fresh clone) is not included.
+deployable artifact with its TFLM accuracy and size, the pipeline's time per stage (medians),
+and how many TFLM interpreter processes one run starts (counted from outside: a
+``sitecustomize`` on the run's ``PYTHONPATH`` logs every process started with the TFLM child
+module). ``--checkout DIR`` measures another checkout of edge-prune (e.g. an older commit, for a
+before/after comparison) with this virtualenv. The virtualenv creation (``make`` on a fresh
+clone) is not included.
 """
 
 from __future__ import annotations
@@ -24,24 +28,47 @@ from pathlib import Path
 
 from edge_prune.tables import print_table
 
+REPO = Path(__file__).resolve().parent.parent
 
-def one_run(edge_prune: str, target: str) -> tuple[float, dict]:
+
+CHILD_COUNTER = """\
+import os, subprocess
+_start = subprocess.Popen.__init__
+def _counting_start(self, args, *rest, **kwargs):
+    if any("_tflm_child" in str(a) for a in (args if isinstance(args, (list, tuple)) else [args])):
+        with open(os.environ["EDGE_PRUNE_BENCH_CHILD_LOG"], "a") as log:
+            log.write("child\\n")
+    _start(self, args, *rest, **kwargs)
+subprocess.Popen.__init__ = _counting_start
+"""
+
+
+def one_run(checkout: Path, target: str) -> tuple[float, dict, int]:
+    """Wall time, report.json and the number of TFLM child processes of one run."""
     with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "sitecustomize.py").write_text(CHILD_COUNTER)
+        log = Path(tmp) / "children.log"
+        env = dict(os.environ, EDGE_PRUNE_BENCH_CHILD_LOG=str(log))
+        env["PYTHONPATH"] = os.pathsep.join([tmp, str(checkout)])
+        command = [sys.executable, "-m", "edge_prune.cli", "model", "--target", target]
         start = time.perf_counter()
         done = subprocess.run(
-            [edge_prune, "model", "--target", target, "--out", tmp],
+            [*command, "--out", str(Path(tmp) / "out")],
             capture_output=True,
             text=True,
             check=False,
+            cwd=checkout,
+            env=env,
         )
         wall = time.perf_counter() - start
-        report_path = Path(tmp) / target / "report.json"
+        children = len(log.read_text().splitlines()) if log.exists() else 0
+        report_path = Path(tmp) / "out" / target / "report.json"
         # Exit 1 (does not fit) still writes the report; anything else is a failure.
         if done.returncode not in (0, 1) or not report_path.is_file():
             tail = "\n".join(done.stderr.strip().splitlines()[-5:])
             raise SystemExit(f"edge-prune model failed (exit {done.returncode}):\n{tail}")
         report = json.loads(report_path.read_text())
-    return wall, report
+    return wall, report, children
 
 
 def main() -> int:
@@ -49,15 +76,18 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="one run")
     parser.add_argument("--target", default="cortex-m4")
+    parser.add_argument(
+        "--checkout", type=Path, default=REPO, help="edge-prune source tree to run (default: this)"
+    )
     args = parser.parse_args()
     runs = 1 if args.quick else args.runs
-    edge_prune = str(Path(sys.executable).with_name("edge-prune"))
 
-    walls, reports = [], []
+    walls, reports, children = [], [], []
     for _ in range(runs):
-        wall, report = one_run(edge_prune, args.target)
+        wall, report, started = one_run(args.checkout.resolve(), args.target)
         walls.append(wall)
         reports.append(report)
+        children.append(started)
 
     last = reports[-1]
     accuracy = last["accuracy"]
@@ -66,9 +96,9 @@ def main() -> int:
     print(f"edge-prune model --target {args.target} (what `make model TARGET={args.target}` "
           f"runs after install), {runs} run(s)")  # fmt: skip
     print_table(
-        ["wall median s", "min s", "max s", "runs", "fits"],
+        ["wall median s", "min s", "max s", "runs", "TFLM child processes per run", "fits"],
         [[f"{statistics.median(walls):.1f}", f"{min(walls):.1f}", f"{max(walls):.1f}",
-          str(runs), "yes" if last["fits"] else "no"]],
+          str(runs), "/".join(map(str, sorted(set(children)))), "yes" if last["fits"] else "no"]],
     )  # fmt: skip
     print()
     print_table(
@@ -83,9 +113,7 @@ def main() -> int:
         ],
     )
     print()
-    order = ["dense", "structured", "prune", "cluster", "convert_check", "footprint"]
-    stages = [s for s in order if s in last["timings_s"]]
-    stages += [s for s in last["timings_s"] if s not in order]  # report.json sorts its keys
+    stages = list(last["timings_s"])
     print_table(
         ["pipeline stage", "median s"],
         [[s, f"{statistics.median(r['timings_s'][s] for r in reports):.1f}"] for s in stages],

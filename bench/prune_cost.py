@@ -46,7 +46,7 @@ def epoch_times(model, x, y, epochs: int, callbacks=()) -> list[float]:
 
 def build(kind: str, data):
     from bench.compression import lenet_300_100
-    from edge_prune.pipeline import default_model
+    from edge_prune.train import default_model
 
     if kind == "cnn":
         return default_model(data.input_shape, data.num_classes), data.x_train
@@ -56,8 +56,8 @@ def build(kind: str, data):
 
 def measure(kind: str, data, epochs: int) -> list[list[str]]:
     from edge_prune._tf import keras
-    from edge_prune.pipeline import seed_everything
     from edge_prune.prune import PruningSchedule, prune
+    from edge_prune.train import seed_everything
 
     rows = []
     for wrapped in (False, True):

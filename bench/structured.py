@@ -42,7 +42,7 @@ def print_table(header: list[str], rows: list[list[str]]) -> None:
 
 
 def row(label: str, keras_model, model_bytes: bytes, inputs) -> list[str]:
-    from edge_prune.deployability import check
+    from edge_prune.evaluate import check
     from edge_prune.macs import count_costs, estimate_latency_for_target
 
     data = inputs.data
@@ -71,55 +71,58 @@ def main() -> int:
     parser.add_argument("--target", default="cortex-m4")
     args = parser.parse_args()
 
-    from edge_prune.compress import lut_compress
     from edge_prune.config import PipelineConfig, with_overrides
     from edge_prune.convert import convert
     from edge_prune.pipeline import (
-        cluster_weights,
-        magnitude_prune,
+        CLUSTER,
+        CONVERT,
+        PRUNE,
+        SEED,
+        STRUCTURED,
+        TRAIN,
+        BuildState,
         prepare_inputs,
-        seed_everything,
-        structured_prune,
-        train_dense,
     )
-    from edge_prune.structured import prune_channels
+    from edge_prune.runner import quiet, run_stages
 
     overrides = {"structured.ratio": args.ratio, **(QUICK if args.quick else {})}
     config = with_overrides(PipelineConfig(), overrides, "bench")
     inputs = prepare_inputs(args.target, config)
     x = inputs.data.x_train
-    quiet = lambda _message: None  # noqa: E731
 
     def int8(model) -> bytes:
         return convert(model, quantization="int8", representative_data=x).tflite_bytes
 
-    def deployable(pruned) -> tuple[object, bytes]:
-        clustered = cluster_weights(pruned, inputs, quiet)
-        return clustered, lut_compress(int8(clustered), strict=False).tflite_bytes
+    def prune_and_compress(state: BuildState, **overrides):
+        state = state.with_config(with_overrides(config, overrides, "bench"))
+        return run_stages((SEED, PRUNE, CLUSTER, CONVERT), state, quiet)
 
-    dense = train_dense(inputs, quiet)
+    dense_state = run_stages((TRAIN,), BuildState(inputs), quiet)
+    dense = dense_state.models["dense"]
     rows = [row("dense", dense, int8(dense), inputs)]
 
-    before = prune_channels(dense, args.ratio, criterion=config.structured.criterion).model
+    no_tuning = dense_state.with_config(with_overrides(config, {"structured.epochs": 0}, "bench"))
+    before = run_stages((STRUCTURED,), no_tuning, quiet).models["structured"]
     rows.append(row(f"structured {args.ratio:.0%}, before fine-tuning", before, int8(before),
                     inputs))  # fmt: skip
-    seed_everything(config.train.seed)
-    after, _ = structured_prune(dense, inputs, quiet)
+    after_state = run_stages((SEED, STRUCTURED), dense_state, quiet)
+    after = after_state.models["structured"]
     rows.append(row(f"structured {args.ratio:.0%}, after fine-tuning", after, int8(after), inputs))
 
     alone = args.unstructured
-    seed_everything(config.train.seed)
-    pruned = magnitude_prune(dense, inputs, final_sparsity=alone, progress=quiet)
+    unstructured = prune_and_compress(
+        dense_state, **{"structured.ratio": 0.0, "prune.final_sparsity": alone}
+    )
+    pruned, clustered = unstructured.models["pruned"], unstructured.models["clustered"]
     rows.append(row(f"unstructured {alone:.0%} only, int8", pruned, int8(pruned), inputs))
-    clustered, lut = deployable(pruned)
+    lut = unstructured.artifact("int8-clustered-lut").tflite_bytes
     rows.append(row(f"unstructured {alone:.0%} only, clustered+LUT", clustered, lut, inputs))
 
     sparsity = config.prune.final_sparsity
-    seed_everything(config.train.seed)
-    both = magnitude_prune(after, inputs, progress=quiet)
-    clustered, lut = deployable(both)
+    both = prune_and_compress(after_state)
+    lut = both.artifact("int8-clustered-lut").tflite_bytes
     rows.append(row(f"structured {args.ratio:.0%} + unstructured {sparsity:.0%}, clustered+LUT",
-                    clustered, lut, inputs))  # fmt: skip
+                    both.models["clustered"], lut, inputs))  # fmt: skip
 
     print(f"Structured pruning on the default example ({inputs.data.source}, "
           f"{len(inputs.data.y_test)} held-out samples), target {inputs.target.name}"

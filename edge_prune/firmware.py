@@ -20,13 +20,14 @@ import hashlib
 import keyword
 import math
 import re
+import sys
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from edge_prune.artifacts import TFLM_ALIGNMENT_BYTES, write_atomic
-from edge_prune.errors import UnsupportedModelError
-from edge_prune.tflite_file import ModelInfo, TensorInfo, read_model
+from edge_prune.errors import ConfigError, UnsupportedModelError
+from edge_prune.tflite_file import ModelInfo, TensorInfo, load_bytes, read_model
 
 DATA_HEADER = "model_data.h"
 DATA_SOURCE = "model_data.cc"
@@ -292,8 +293,10 @@ def firmware_sources(
     rounded up to 16 bytes with ``arena_note`` (what the figure counts) beside it; None when
     TFLM could not run the model, and then the header says so and defines no arena size.
     """
-    if arena_bytes is not None and (not isinstance(arena_bytes, int) or arena_bytes < 0):
-        raise UnsupportedModelError(
+    if arena_bytes is not None and (
+        isinstance(arena_bytes, bool) or not isinstance(arena_bytes, int) or arena_bytes < 0
+    ):
+        raise ConfigError(
             f"arena_bytes: got {arena_bytes!r}, expected a byte count >= 0 or None"
         )
     info = read_model(tflite_bytes)
@@ -337,6 +340,35 @@ def write_sources(directory: str | Path, sources: FirmwareSources) -> list[Path]
     """Write already generated files into ``directory``; returns their paths, sorted."""
     directory = Path(directory)
     return [write_atomic(directory / name, text) for name, text in sorted(sources.files.items())]
+
+
+def write_report_firmware(directory: str | Path, model: str | Path, footprint) -> list[Path]:
+    """``edge-prune report --emit-c``: the firmware files of ``model`` (a .tflite path) with
+    the arena the report measured (``footprint``: a :class:`edge_prune.footprint.Footprint`).
+
+    The model name is the file stem. Says on stderr what was written and which ops TFLM
+    cannot register, so that the report on stdout stays as it is.
+    """
+    data, _ = load_bytes(model)
+    sources = firmware_sources(
+        data, Path(model).stem, arena_bytes=footprint.arena_bytes, arena_note=HOST_ARENA_NOTE
+    )
+    try:
+        paths = write_sources(directory, sources)
+    except OSError as e:
+        raise ConfigError(f"--emit-c {directory}: cannot write the firmware files ({e})") from e
+    print(
+        f"firmware files for {sources.prefix!r} written to {directory}: "
+        + ", ".join(p.name for p in paths),
+        file=sys.stderr,
+    )
+    if sources.unsupported_ops:
+        print(
+            "model_ops.h: not registered, TFLM has no kernel for "
+            + ", ".join(sources.unsupported_ops),
+            file=sys.stderr,
+        )
+    return paths
 
 
 def _round_up(n: int, multiple: int) -> int:

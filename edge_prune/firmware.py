@@ -296,9 +296,7 @@ def firmware_sources(
     if arena_bytes is not None and (
         isinstance(arena_bytes, bool) or not isinstance(arena_bytes, int) or arena_bytes < 0
     ):
-        raise ConfigError(
-            f"arena_bytes: got {arena_bytes!r}, expected a byte count >= 0 or None"
-        )
+        raise ConfigError(f"arena_bytes: got {arena_bytes!r}, expected a byte count >= 0 or None")
     info = read_model(tflite_bytes)
     prefix = c_identifier(model_name)
     registered = tuple(op for op in info.op_types if op in TFLM_ADD_METHODS)
@@ -567,8 +565,9 @@ def _guide(
         "",
         f"`{DATA_SOURCE}` and `{DATA_HEADER}` hold the {info.size_bytes:,}-byte flatbuffer as "
         f"`{n.array}`, the tensor arena size and the inputs' and outputs' type, shape and "
-        f"quantization; `{OPS_HEADER}` registers the {len(registered)} kernels the model uses "
-        f"({ops}) and no other.",
+        f"quantization; `{OPS_HEADER}` registers the kernels of the model's "
+        f"{len(registered)} op types ({ops}) and no other. `{DATA_HEADER}` includes "
+        "`tensorflow/lite/c/common.h` (for `TfLiteType`): compile with TFLM's include path.",
         "",
     ]
     if arena is None:

@@ -292,6 +292,33 @@ def test_models_with_odd_names_compile_and_link_into_one_program(tmp_path):
     assert int(output) == len(names) * (len(data) + 1008)
 
 
+def test_every_input_and_output_gets_its_constants(tmp_path):
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf((DATA / "cnn_int8.tflite").read_bytes(), 0)
+    graph = model.subgraphs[0]
+    graph.inputs, graph.outputs = [graph.inputs[0], graph.outputs[0]], [graph.outputs[0], 1]
+    builder = flatbuffers.Builder(8192)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    data = bytes(builder.Output())
+    info = read_model(data)
+    write_firmware(tmp_path / "two", data, "two", arena_bytes=64)
+    main_cc = tmp_path / "main.cc"
+    main_cc.write_text(
+        '#include <cstdio>\n#include "two/model_data.h"\n'
+        "int main() {\n"
+        '  std::printf("%d %d %d %d %d %d\\n", kTwoInputCount, kTwoOutputCount,\n'
+        "              kTwoInput1ElementCount, kTwoInput1Dims[1], kTwoOutput1DimsCount,\n"
+        "              kTwoOutput1ZeroPoint);\n"
+        "}\n"
+    )
+    output = compile_and_run(tmp_path, [main_cc, tmp_path / "two" / "model_data.cc"])
+    second_in, second_out = info.input_tensors[1], info.output_tensors[1]
+    expected = [2, 2, int(np.prod(second_in.shape)), second_in.shape[1], len(second_out.shape),
+                second_out.zero_point[0] if second_out.zero_point else 0]  # fmt: skip
+    assert [int(v) for v in output.split()] == expected
+
+
 def test_include_guards_and_symbols_differ_between_models():
     data = (DATA / "mlp_float.tflite").read_bytes()
     a = firmware_sources(data, "kws", arena_bytes=100).files

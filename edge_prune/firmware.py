@@ -43,8 +43,9 @@ HOST_ARENA_NOTE = (
 # One table from the flatbuffer's op name to the MicroMutableOpResolver method that registers
 # its kernel. Method names from tflite-micro's
 # tensorflow/lite/micro/micro_mutable_op_resolver.h; AddDecode registers the TFLM_DECODE
-# custom op (kernel tensorflow/lite/micro/kernels/decode.cc) that LUT-, pruning- and
-# Huffman-compressed models use. Custom ops are keyed "CUSTOM:<custom code>".
+# custom op (kernel tensorflow/lite/micro/kernels/decode.cc, method added to the op resolvers
+# with it in tflite-micro PR 3132) that LUT-, pruning- and Huffman-compressed models use.
+# Custom ops are keyed "CUSTOM:<custom code>".
 TFLM_ADD_METHODS: dict[str, str] = {
     "ABS": "AddAbs",
     "ADD": "AddAdd",

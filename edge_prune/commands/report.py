@@ -58,6 +58,13 @@ def register(subparsers) -> None:
         metavar="SECONDS",
         help="time limit of the TFLM measurement (default: 120)",
     )
+    parser.add_argument(
+        "--emit-c",
+        metavar="DIR",
+        help="also write the firmware files into DIR: model_data.cc/.h (the model as a C array, "
+        "the measured arena size, input/output quantization), model_ops.h (the op resolver), "
+        "FIRMWARE.md",
+    )
     parser.set_defaults(run=run)
 
 
@@ -78,6 +85,10 @@ def run(args) -> int:
     footprint = measure(args.model, timeout_s=args.timeout)
     report = Report(footprint=footprint, verdicts=tuple(check(footprint, t) for t in targets))
     sys.stdout.write(render(report, args.format))
+    if args.emit_c:
+        from edge_prune.firmware import write_report_firmware
+
+        write_report_firmware(args.emit_c, args.model, footprint)
     _append_step_summary(report.to_markdown())
     return 0 if report.fits else 1
 

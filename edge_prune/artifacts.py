@@ -119,11 +119,3 @@ def _rename_exchange(a: Path, b: Path) -> bool:
     result = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
     return result == 0
 
-
-def __getattr__(name: str):
-    # Temporary: the C array moved to edge_prune.firmware; deploy.py still imports it here.
-    if name in ("c_identifier", "c_array_sources"):
-        from edge_prune import firmware
-
-        return getattr(firmware, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

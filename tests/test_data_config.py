@@ -53,7 +53,7 @@ def test_npz_round_trip(tmp_path):
         ({"y_train": np.arange(5)}, "x_train has 6 samples but y_train has 5"),
         ({"x_train": np.array([["a"] * 4] * 6)}, "x_train must be a numeric array"),
         ({"x_train": np.full((6, 4, 4, 1), np.nan)}, "x_train holds 96 NaN/inf"),
-        ({"y_test": np.array([0.5, 1.0])}, "y_test holds non-integer labels"),
+        ({"y_test": np.array([0.5, 1.0])}, "y_train is class ids but y_test is float targets"),
         ({"y_test": np.array([[0], [1]])}, "y_test must be 1-D"),
         ({"x_train": np.zeros((0, 4, 4, 1)), "y_train": np.zeros(0)}, "x_train is empty"),
         ({"y_train": -(np.arange(6) % 3)}, "negative labels"),

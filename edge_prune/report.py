@@ -322,7 +322,12 @@ def _verdict_word(v: Verdict) -> str:
         return f"DOES NOT RUN ON TFLM ({v.failure_reason or v.missing_op})"
     if v.fits:
         return "FITS"
-    return v.status.upper()
+    word = v.status.upper()
+    r = v.runtime_flash
+    low_needed = v.flash_needed_bytes - r.total_bytes + r.estimate_bytes
+    if not v.fits_flash and not r.measured and low_needed <= v.target.flash_bytes:
+        word += " with the runtime upper bound (the low estimate would fit)"
+    return word
 
 
 def _verdict_lines(v: Verdict) -> list[str]:

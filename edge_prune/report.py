@@ -322,7 +322,7 @@ def _verdict_word(v: Verdict) -> str:
         return f"DOES NOT RUN ON TFLM ({v.failure_reason or v.missing_op})"
     if v.fits:
         return "FITS"
-    word = v.status.upper()
+    word = v.status.replace("does not fit", "DOES NOT FIT")
     r = v.runtime_flash
     low_needed = v.flash_needed_bytes - r.total_bytes + r.estimate_bytes
     if not v.fits_flash and not r.measured and low_needed <= v.target.flash_bytes:
@@ -332,7 +332,7 @@ def _verdict_word(v: Verdict) -> str:
 
 def _verdict_lines(v: Verdict) -> list[str]:
     t = v.target
-    lines = [f"{t.name} ({t.part}, {t.core}): {_verdict_word(v)}"]
+    lines = _wrap(f"{t.name} ({t.part}, {t.core}): {_verdict_word(v)}", indent="    ", first="")
     lines.append(
         f"  flash {bar(v.flash_used_percent)} {v.flash_used_percent:5.1f}% of "
         f"{t.flash_bytes:,} B ({v.flash_needed_bytes:,} B needed)"
@@ -469,11 +469,12 @@ def _runtime_notes(report: Report) -> list[str]:
     return notes
 
 
-def _wrap(text: str, indent: str = "", first: str = "") -> list[str]:
+def _wrap(text: str, indent: str = "", first: str | None = None) -> list[str]:
+    """``text`` in lines of at most WIDTH columns; ``first`` (default ``indent``) starts it."""
     return textwrap.wrap(
         text,
         width=WIDTH,
-        initial_indent=first or indent,
+        initial_indent=indent if first is None else first,
         subsequent_indent=indent,
         break_long_words=True,
         break_on_hyphens=False,

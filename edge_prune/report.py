@@ -332,7 +332,13 @@ def _verdict_word(v: Verdict) -> str:
 
 def _verdict_lines(v: Verdict) -> list[str]:
     t = v.target
-    lines = _wrap(f"{t.name} ({t.part}, {t.core}): {_verdict_word(v)}", indent="    ", first="")
+    headline = f"{t.name} ({t.part}, {t.core}): {_verdict_word(v)}"
+    if v.ram_headroom_bytes is not None:
+        headline += (
+            f"; headroom flash {v.flash_headroom_bytes:,} B ({_pct(v.flash_headroom_percent)}), "
+            f"RAM {v.ram_headroom_bytes:,} B ({_pct(v.ram_headroom_percent)})"
+        )
+    lines = _wrap(headline, indent="    ", first="")
     lines.append(
         f"  flash {bar(v.flash_used_percent)} {v.flash_used_percent:5.1f}% of "
         f"{t.flash_bytes:,} B ({v.flash_needed_bytes:,} B needed)"
@@ -365,10 +371,9 @@ def _summary(report: Report) -> str:
             )
     grown = report.growth_failures
     if grown:
-        text += "; grew more than {:g}% on {}".format(
-            report.growth_limit_percent,
-            ", ".join(sorted({f"{c.target} ({c.figure})" for c in grown})),
-        )
+        where = dict.fromkeys(f"{c.target} ({c.figure})" for c in grown)
+        text += f"; FAILS the growth limit: grew more than {report.growth_limit_percent:g}% on "
+        text += ", ".join(where)
     return text
 
 

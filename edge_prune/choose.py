@@ -2,9 +2,9 @@
 
 :func:`choose_deployable` picks, among the artifacts TFLM runs whose metric on TFLM is within a
 tolerance of the dense model's, the smallest (or, by ``select.objective``, the one with the
-least arena or the lowest share of the tighter budget); :func:`choose_for_target` first keeps those that also fit the
-target's flash and RAM (a compressed model trades flash for arena: the smallest flatbuffer need
-not fit the RAM). A sparse-encoded (DENSIFY) model never qualifies.
+least arena or the lowest share of the tighter budget); :func:`choose_for_target` first keeps
+those that also fit the target's flash and RAM (a compressed model trades flash for arena: the
+smallest flatbuffer need not fit the RAM). A sparse-encoded (DENSIFY) model never qualifies.
 
 This module does not import TensorFlow.
 """

@@ -25,6 +25,10 @@ from edge_prune.errors import DataError
 CHANCE_MARGIN_POINTS = 5.0
 # A regressor whose error is above this fraction of the predict-the-mean error has not learned.
 CHANCE_ERROR_FRACTION = 0.9
+# Held-out far below training: more than this many points of accuracy, or this many times the
+# training error. Such a model memorised its training data (or its BatchNorm statistics are off).
+GAP_POINTS = 30.0
+GAP_ERROR_RATIO = 4.0
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,17 @@ class Metric:
         if self.key == "accuracy":
             return value <= chance + CHANCE_MARGIN_POINTS / 100.0
         return value >= chance * CHANCE_ERROR_FRACTION
+
+    def chance_what(self) -> str:
+        if self.key == "accuracy":
+            return "always answering the most frequent training class"
+        return "always predicting the mean training target"
+
+    def far_below_training(self, train: float, held_out: float) -> bool:
+        """Held-out much worse than training (see GAP_POINTS, GAP_ERROR_RATIO)."""
+        if self.key == "accuracy":
+            return (train - held_out) * 100.0 > GAP_POINTS
+        return held_out > GAP_ERROR_RATIO * train and held_out > 1e-12
 
 
 ACCURACY = Metric("accuracy", "top-1 accuracy", higher_is_better=True)

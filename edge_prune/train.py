@@ -116,13 +116,16 @@ def compile_as_the_user_did(model: tf_keras.Model, learning_rate: float, data: D
     optimizer, loss = getattr(model, "optimizer", None), getattr(model, "loss", None)
     if optimizer is None or loss is None:
         compile_for_training(model, learning_rate, data)
-        return f"edge-prune's: Adam({learning_rate:g}), {type(loss_for(model, data)).__name__}"
+        return (
+            f"edge-prune's compile settings: Adam({learning_rate:g}), "
+            f"{type(loss_for(model, data)).__name__}"
+        )
     fresh = keras.optimizers.get(
         {"class_name": type(optimizer).__name__, "config": optimizer.get_config()}
     )
     model.compile(optimizer=fresh, loss=loss, metrics=metrics_for(data))
     name = loss if isinstance(loss, str) else type(loss).__name__
-    return f"the model's own: {type(optimizer).__name__}, loss {name}"
+    return f"its own compile settings: {type(optimizer).__name__}, loss {name}"
 
 
 def fit(
@@ -149,12 +152,6 @@ def fit(
     )
 
 
-def keras_accuracy(model: tf_keras.Model, data: Dataset) -> float:
-    """Top-1 accuracy of a Keras model on the held-out split."""
-    probabilities = model.predict(data.x_test, batch_size=256, verbose=0)
-    return float(np.mean(np.argmax(probabilities, axis=-1) == data.y_test))
-
-
 def keras_score(model: tf_keras.Model, data: Dataset, *, split: str = "test") -> float:
     """The data's metric (:func:`edge_prune.metrics.metric_for`) of a Keras model on a split."""
     from edge_prune.metrics import metric_for
@@ -174,14 +171,24 @@ def reestimate_batchnorm(model: tf_keras.Model, x: np.ndarray, batch_size: int =
     """
     from edge_prune._tf import keras
 
-    layers = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
-    for layer in layers:
-        probe = keras.Model(model.inputs, layer.input)
+    if not any(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers):
+        return 0
+    # A stripped pruning/clustering wrapper leaves layers that belong to two graphs; a fresh
+    # clone has one, so probing a layer's input there is unambiguous.
+    clone = copy_model(model)
+    updated = 0
+    for layer, original in zip(clone.layers, model.layers, strict=True):
+        if not isinstance(layer, keras.layers.BatchNormalization):
+            continue
+        probe = keras.Model(clone.inputs, layer.input)
         values = probe.predict(x, batch_size=batch_size, verbose=0).astype(np.float64)
         axes = tuple(a for a in range(values.ndim) if a != (layer.axis[0] % values.ndim))
-        gamma_beta = layer.get_weights()[: len(layer.get_weights()) - 2]
-        layer.set_weights([*gamma_beta, values.mean(axis=axes), values.var(axis=axes)])
-    return len(layers)
+        weights = layer.get_weights()
+        statistics = [values.mean(axis=axes), values.var(axis=axes)]
+        layer.set_weights([*weights[:-2], *statistics])
+        original.set_weights([*weights[:-2], *statistics])
+        updated += 1
+    return updated
 
 
 def copy_model(model: tf_keras.Model) -> tf_keras.Model:

@@ -114,7 +114,8 @@ def _die_with_parent(job: Path, parent_pid: int) -> None:
 
     def on_term(signum, frame):
         shutil.rmtree(job, ignore_errors=True)
-        os._exit(128 + signum)
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)  # end as killed by the signal, as without this handler
 
     signal.signal(signal.SIGTERM, on_term)
     _LIBC.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)

@@ -192,7 +192,7 @@ def execute(
     x: np.ndarray | None = None,
     *,
     label: str | None = None,
-    timeout_s: float = MEASURE_TIMEOUT_S,
+    timeout_s: float | None = None,
     arena_bytes: int | None = None,
     output_index: int = 0,
 ) -> TFLMRun:
@@ -202,8 +202,11 @@ def execute(
 
     ``arena_bytes=None`` allocates with 1 MiB (4x more until it fits); otherwise with exactly
     that size. Output ``output_index`` of every sample is stacked along a new first axis.
+    ``timeout_s`` limits the whole child run (default: 120 s without samples, 600 s with).
     """
     data, label = _model_bytes(model, label)
+    if timeout_s is None:
+        timeout_s = MEASURE_TIMEOUT_S if x is None else RUN_TIMEOUT_S
     request = {"arena_bytes": arena_bytes, "output_index": output_index}
     with _job_dir() as job:
         if x is not None:

@@ -28,6 +28,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -302,10 +303,19 @@ MAX_VERIFY_RETRIES = 2
 
 def _run_verified(job: Path, request: dict, data: bytes, label: str, timeout_s: float) -> dict:
     """Run the child; if it crashed while checking its arena figure (TFLM can crash, not fail
-    cleanly, on an arena just too small), run it again with a larger planning margin."""
+    cleanly, on an arena just too small), run it again with a larger planning margin. All
+    attempts together stay within ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
     for retry in range(MAX_VERIFY_RETRIES + 1):
+        left = deadline - time.monotonic() if retry else timeout_s
+        if left <= 0:
+            raise TFLMTimeoutError(
+                f"{label}: TFLM interpreter did not finish within {timeout_s:g} s"
+            )
         try:
-            return _run_child_in(job, request | {"scale": 2**retry}, data, label, timeout_s)
+            return _run_child_in(
+                job, request | {"scale": 2**retry}, data, label, left, stated_timeout_s=timeout_s
+            )
         except TFLMError as e:
             stage, _ = _read_log(job)
             if type(e) is not TFLMError or not stage.startswith("during verify"):
@@ -323,8 +333,17 @@ def _model_bytes(model: bytes | str | Path, label: str | None) -> tuple[bytes, s
     return data, label
 
 
-def _run_child_in(job: Path, request: dict, data: bytes, label: str, timeout_s: float) -> dict:
-    """Run the child on ``job`` and return its checked result."""
+def _run_child_in(
+    job: Path,
+    request: dict,
+    data: bytes,
+    label: str,
+    timeout_s: float,
+    *,
+    stated_timeout_s: float | None = None,
+) -> dict:
+    """Run the child on ``job`` and return its checked result; ``stated_timeout_s`` is the
+    limit the caller set, when ``timeout_s`` is only what is left of it."""
     (job / "model.tflite").write_bytes(data)
     (job / "request.json").write_text(json.dumps(request))
     env = dict(os.environ)
@@ -337,7 +356,8 @@ def _run_child_in(job: Path, request: dict, data: bytes, label: str, timeout_s: 
     except subprocess.TimeoutExpired:
         stage, _ = _read_log(job)
         raise TFLMTimeoutError(
-            f"{label}: TFLM interpreter did not finish within {timeout_s:g} s ({stage}); "
+            f"{label}: TFLM interpreter did not finish within "
+            f"{stated_timeout_s or timeout_s:g} s ({stage}); "
             "the child process was killed"
         ) from None
     if completed.returncode != 0:

@@ -30,8 +30,10 @@ import time
 from pathlib import Path
 
 STAGE_MARK = "@@edge-prune-stage "
-# Test hook: seconds to sleep before importing TFLM (to test signals on a slow child).
+# Test hooks: seconds to sleep before importing TFLM (to test signals on a slow child); abort
+# while checking the arena figure with the first margin (as TFLM does on some too-small arenas).
 SLEEP_ENV = "EDGE_PRUNE_TFLM_TEST_SLEEP_S"
+ABORT_VERIFY_ENV = "EDGE_PRUNE_TFLM_TEST_ABORT_VERIFY"
 _FLATBUFFER_ERRORS = (
     struct.error,
     IndexError,
@@ -254,6 +256,8 @@ def _enough_arena(model, n_inputs: int, recorded: dict, counts, scale: int, log:
     candidate = _first_candidate(recorded, counts, scale)
     for _ in range(MAX_VERIFY_STEPS):
         _stage(f"verify arena_size={candidate}")
+        if scale == 1 and os.environ.get(ABORT_VERIFY_ENV):
+            os.abort()
         try:
             interpreter = _try_arena(model, candidate, n_inputs, log)
             del interpreter

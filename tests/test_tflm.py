@@ -105,6 +105,18 @@ def test_execute_runs_every_sample_in_the_same_child_as_the_arena(mlp_float_path
     assert np.array_equal(result.outputs, tflm.run(mlp_float_path, x))
 
 
+def test_a_crash_while_checking_the_arena_figure_is_retried_with_a_larger_margin(
+    cnn_int8_path, monkeypatch
+):
+    from edge_prune._tflm_child import ABORT_VERIFY_ENV
+
+    plain = tflm.measure_arena(cnn_int8_path)
+    monkeypatch.setenv(ABORT_VERIFY_ENV, "1")
+    retried = tflm.measure_arena(cnn_int8_path)
+    assert retried.arena_bytes > plain.arena_bytes
+    assert retried.recorded_total_bytes == plain.recorded_total_bytes
+
+
 def test_no_samples_means_one_all_zero_inference_and_no_outputs(cnn_int8_path):
     result = tflm.execute(cnn_int8_path)
     assert result.outputs is None

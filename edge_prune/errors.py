@@ -42,6 +42,27 @@ class TFLMError(EdgePruneError):
     """The TFLM interpreter could not load, allocate or run a model, or crashed on it."""
 
 
+class MissingOpError(TFLMError):
+    """TFLM has no kernel for an operator the model uses (e.g. DENSIFY of a sparse model)."""
+
+    def __init__(self, message: str, op: str):
+        super().__init__(message)
+        self.op = op
+
+
+class TFLMPrepareError(TFLMError):
+    """A TFLM kernel rejected the model while preparing an operator (e.g. a DEQUANTIZE of
+    float16 weights); ``op`` names the operator."""
+
+    def __init__(self, message: str, op: str):
+        super().__init__(message)
+        self.op = op
+
+
+class TFLMTimeoutError(TFLMError):
+    """The TFLM interpreter did not finish within the time limit (the child was killed)."""
+
+
 class BudgetExceededError(EdgePruneError):
     """The model does not fit the memory budget of a target."""
 

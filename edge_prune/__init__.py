@@ -56,7 +56,7 @@ _EXPORTS = {
     "ConversionError": "edge_prune.errors",
     "ModelFileError": "edge_prune.errors",
     "TFLMError": "edge_prune.errors",
-    "BudgetExceededError": "edge_prune.errors",
+    "NoDeployableArtifactError": "edge_prune.errors",
 }
 _RENAMED = {"check_deployable": "check"}
 

@@ -1,8 +1,9 @@
 """The edge-prune error family.
 
-Every error the library raises on purpose is an ``EdgePruneError``. The CLI maps them to exit
-codes: ``BudgetExceededError`` → 1 (the model does not fit), every other one → 2 (bad input or
-a step that could not be done).
+Every error the library raises on purpose is an ``EdgePruneError``; the CLI turns each into one
+line and exit code 2 (bad input, or a step that could not be done). A model that does not fit,
+does not run on TFLM or does not pass the accuracy checks is not an error: the command writes
+its full report and exits 1.
 """
 
 from __future__ import annotations
@@ -61,12 +62,6 @@ class TFLMPrepareError(TFLMError):
 
 class TFLMTimeoutError(TFLMError):
     """The TFLM interpreter did not finish within the time limit (the child was killed)."""
-
-
-class BudgetExceededError(EdgePruneError):
-    """The model does not fit the memory budget of a target."""
-
-    exit_code = 1
 
 
 class NoDeployableArtifactError(EdgePruneError):

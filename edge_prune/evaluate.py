@@ -61,7 +61,7 @@ class ArtifactCheck:
 
     @property
     def arena_bytes(self) -> int | None:
-        return self.arena.smallest_arena_bytes if self.arena else None
+        return self.arena.arena_bytes if self.arena else None
 
     @property
     def arena_head_bytes(self) -> int | None:

@@ -35,9 +35,10 @@ OPS_HEADER = "model_ops.h"
 GUIDE = "FIRMWARE.md"
 DECODE_OP = "CUSTOM:TFLM_DECODE"  # how tflite_file names the custom op compressed models use
 HOST_ARENA_NOTE = (
-    "smallest arena_size with which the TFLM interpreter allocated and ran one inference of "
-    "this model on a 64-bit host (edge-prune report): non-persistent tensors (head) and "
-    "persistent structures (tail, whose size differs on a 32-bit MCU)"
+    "the tensor arena edge-prune's verdict uses: the larger of the arena_size with which the "
+    "TFLM interpreter allocated and ran this model on a 64-bit host and the 32-bit estimate "
+    "from TFLM's recorded allocations; it holds non-persistent tensors (head, including "
+    "decoded weights of compressed tensors) and persistent structures (tail)"
 )
 
 # One table from the flatbuffer's op name to the MicroMutableOpResolver method that registers

@@ -134,20 +134,22 @@ class Footprint:
 
     @property
     def arena_host_bytes(self) -> int | None:
-        """Smallest working ``arena_size`` measured on this host (None if TFLM cannot run it)."""
-        return self.arena.smallest_arena_bytes if self.arena else None
+        """The arena figure measured on this host: an ``arena_size`` with which the model
+        allocated and ran (see :class:`~edge_prune.tflm.ArenaMeasurement`); None if TFLM cannot
+        run it."""
+        return self.arena.arena_bytes if self.arena else None
 
     @property
     def arena_device_bytes(self) -> int | None:
         """The arena estimated for a 32-bit MCU, when the measurement gives one."""
-        return getattr(self.arena, "device_total_bytes", None) if self.arena else None
+        return self.arena.device_total_bytes if self.arena else None
 
     @property
     def arena_bytes(self) -> int | None:
         """The arena a verdict uses: the larger of the host and the 32-bit figure."""
         if self.arena is None:
             return None
-        return getattr(self.arena, "verdict_bytes", self.arena.smallest_arena_bytes)
+        return self.arena.verdict_bytes
 
     @property
     def failure_reason(self) -> str | None:
@@ -457,11 +459,12 @@ def _arena_dict(arena: tflm.ArenaMeasurement | None) -> dict | None:
         return None
     return {
         "what": "TFLM tensor arena, measured on this 64-bit host",
-        "smallest_arena_bytes": arena.smallest_arena_bytes,
-        "smallest_arena_what": "smallest arena_size that allocated and ran one inference",
-        "device_total_bytes": getattr(arena, "device_total_bytes", None),
+        "arena_bytes": arena.arena_bytes,
+        "arena_what": "an arena_size with which TFLM allocated and ran the model, from one "
+        "recorded run (recorded total + planning space + alignment; verified by running it)",
+        "device_total_bytes": arena.device_total_bytes,
         "device_total_what": "estimate of the arena on a 32-bit MCU (None: not computed)",
-        "verdict_bytes": getattr(arena, "verdict_bytes", arena.smallest_arena_bytes),
+        "verdict_bytes": arena.verdict_bytes,
         "verdict_what": "the arena the verdict uses: the larger of host and 32-bit figures",
         "recorded_total_bytes": arena.recorded_total_bytes,
         "recorded_head_bytes": arena.recorded_head_bytes,

@@ -433,8 +433,7 @@ def _model_facts(report: Report) -> list[tuple[str, str, str]]:
         (
             "tensor arena",
             _b(f.arena_host_bytes),
-            "measured on this 64-bit host: smallest arena_size that allocated and ran one "
-            "inference (TFLM)",
+            "measured on this 64-bit host: one recorded TFLM run, verified by running with it",
         )
     )
     if f.arena_device_bytes is not None:

@@ -148,11 +148,6 @@ class ArenaMeasurement:
         """The arena a fit verdict should count: the larger of the host and device figures."""
         return max(self.arena_bytes, self.device_total_bytes)
 
-    @property
-    def smallest_arena_bytes(self) -> int:
-        """Former name of :attr:`arena_bytes` (an upper bound of the smallest working size)."""
-        return self.arena_bytes
-
     def to_dict(self) -> dict:
         return {
             "arena_bytes": self.arena_bytes,
@@ -434,23 +429,3 @@ def _read_log(job: Path) -> tuple[str, list[str]]:
         return "before it started", []
     stages, messages = log
     return (f"during {stages[-1]}" if stages else "while starting"), messages
-
-
-@dataclass(frozen=True)
-class TFLMRun:
-    """Outputs of one model over a batch of samples, and the arena TFLM recorded for it."""
-
-    outputs: np.ndarray | None
-    arena: ArenaMeasurement
-
-
-def execute(
-    model: bytes | str | Path,
-    x: np.ndarray | None = None,
-    *,
-    label: str | None = None,
-    timeout_s: float = RUN_TIMEOUT_S,
-) -> TFLMRun:
-    data, label = _model_bytes(model, label)
-    outputs = None if x is None else run(data, x, label=label, timeout_s=timeout_s)
-    return TFLMRun(outputs, measure_arena(data, label=label))

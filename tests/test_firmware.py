@@ -359,7 +359,7 @@ def test_report_emit_c_writes_the_files_with_the_measured_arena(tmp_path, capsys
                  "--emit-c", str(out_dir)])  # fmt: skip
     stdout, stderr = capsys.readouterr()
     assert code == 0
-    arena = json.loads(stdout)["footprint"]["arena"]["smallest_arena_bytes"]
+    arena = json.loads(stdout)["footprint"]["arena"]["verdict_bytes"]
     assert sorted(p.name for p in out_dir.iterdir()) == [
         "FIRMWARE.md", "model_data.cc", "model_data.h", "model_ops.h",
     ]  # fmt: skip

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge_prune.errors import ConfigError, UnsupportedModelError
-from edge_prune.macs import GraphNode, model_nodes
+from edge_prune.keras_graph import GraphNode, model_nodes
 
 __all__ = [
     "CRITERIA",

@@ -45,6 +45,10 @@ def model_nodes(model: keras.Model) -> list[GraphNode]:
             f"model '{getattr(model, 'name', model)}' is a Keras 3 {class_name} ({module}): "
             "build it with tf_keras (import tf_keras as keras, TF_USE_LEGACY_KERAS=1)"
         )
+    if class_name == "Sequential" and not model.built:
+        raise UnsupportedModelError(
+            f"model '{model.name}' is not built: give it an input shape (keras.Input) first"
+        )
     if not getattr(model, "_is_graph_network", False) or class_name not in (
         "Sequential",
         "Functional",
@@ -53,14 +57,9 @@ def model_nodes(model: keras.Model) -> list[GraphNode]:
             f"model '{getattr(model, 'name', model)}' is a {class_name}: only Sequential and "
             "Functional tf_keras models can be analysed (subclassed models cannot)"
         )
-    if not model.built:
-        raise UnsupportedModelError(
-            f"model '{model.name}' is not built: give it an input shape (keras.Input) first"
-        )
-    config = model.get_config()
     if class_name == "Sequential":
         return _sequential_nodes(model)
-    return _functional_nodes(model, config)
+    return _functional_nodes(model, model.get_config())
 
 
 def _sequential_nodes(model: keras.Sequential) -> list[GraphNode]:

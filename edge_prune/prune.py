@@ -48,7 +48,7 @@ _M_BY_N_TYPES = (keras.layers.Dense, keras.layers.Conv2D)
 # --------------------------------------------------------------------------- model checks
 
 
-def check_model(model: Any, argument: str = "model") -> None:
+def check_model(model: object, argument: str = "model") -> None:
     """Raise ``UnsupportedModelError`` unless ``model`` is a built tf_keras Sequential or Functional
     model (not Keras 3, not subclassed)."""
     if not isinstance(model, keras.Model):
@@ -74,7 +74,7 @@ def check_model(model: Any, argument: str = "model") -> None:
         )
 
 
-def _unwrap(value: Any) -> Any:
+def _unwrap(value: keras.Model | PrunedModel | StagedPruning) -> keras.Model:
     return value.model if isinstance(value, PrunedModel | StagedPruning) else value
 
 
@@ -144,9 +144,9 @@ def prune(
     *,
     exclude_layers: Iterable[str] = (),
     exclude_types: Iterable[type | str] = (),
-    optimizer: Any = None,
-    loss: Any = None,
-    metrics: Any = None,
+    optimizer: str | keras.optimizers.Optimizer | None = None,
+    loss: str | keras.losses.Loss | Callable | None = None,
+    metrics: Sequence[str | keras.metrics.Metric] | None = None,
     log_dir: str | None = None,
     prune_depthwise: bool = False,
 ) -> PrunedModel:
@@ -527,7 +527,7 @@ def _weight_rows(model: keras.Model, prefix: str) -> list[WeightSparsity]:
 # --------------------------------------------------------------------------- iterative
 
 
-FitFunction = Callable[[keras.Model, list, int], Any]
+FitFunction = Callable[[keras.Model, list, int], object]
 
 
 @dataclass(frozen=True)
@@ -564,10 +564,10 @@ def prune_in_stages(
     model: keras.Model,
     stages: Sequence[float] = (0.5, 0.7, 0.85),
     *,
-    loss: Any,
-    metrics: Any = None,
-    x: Any = None,
-    y: Any = None,
+    loss: str | keras.losses.Loss | Callable,
+    metrics: Sequence[str | keras.metrics.Metric] | None = None,
+    x: np.ndarray | None = None,
+    y: np.ndarray | None = None,
     batch_size: int = 32,
     fit: FitFunction | None = None,
     steps_per_epoch: int | None = None,
@@ -660,7 +660,7 @@ def _fit_function(x, y, batch_size, fit, steps_per_epoch) -> tuple[FitFunction, 
     if len(x) != len(y):
         raise DataError(f"x and y must have the same number of samples, got {len(x)} and {len(y)}")
 
-    def fit_arrays(model: keras.Model, callbacks: list, epochs: int) -> Any:
+    def fit_arrays(model: keras.Model, callbacks: list, epochs: int) -> keras.callbacks.History:
         return model.fit(x, y, batch_size=batch_size, epochs=epochs, callbacks=callbacks, verbose=0)
 
     return fit_arrays, math.ceil(len(x) / batch_size)

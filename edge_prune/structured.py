@@ -29,11 +29,15 @@ import copy
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edge_prune.errors import ConfigError, UnsupportedModelError
 from edge_prune.keras_graph import GraphNode, model_nodes
+
+if TYPE_CHECKING:
+    from edge_prune._tf import keras
 
 __all__ = [
     "CRITERIA",
@@ -130,7 +134,7 @@ class SkippedLayer:
 class StructuredPruneResult:
     """The rebuilt (smaller, uncompiled) model and what was removed from which layer."""
 
-    model: object  # tf_keras Model
+    model: keras.Model
     criterion: str
     layers: tuple[LayerChannels, ...]
     skipped: tuple[SkippedLayer, ...]
@@ -409,7 +413,13 @@ def _group_ratio(members: list[str], ratio: float | Mapping[str, float]) -> floa
     return asked.pop() if asked else 0.0
 
 
-def _check_arguments(ratio, criterion, min_channels, channel_multiple, producers) -> None:
+def _check_arguments(
+    ratio: float | Mapping[str, float],
+    criterion: str,
+    min_channels: int,
+    channel_multiple: int,
+    producers: list[str],
+) -> None:
     if criterion not in CRITERIA:
         raise ConfigError(f"criterion must be one of {', '.join(CRITERIA)}, got {criterion!r}")
     if not isinstance(min_channels, int) or min_channels < 1:
@@ -467,7 +477,12 @@ def _sliced_weights(node: GraphNode, kept_in: np.ndarray, kept_out: np.ndarray) 
     return weights
 
 
-def _rebuild(model, nodes, maps, keep) -> object:
+def _rebuild(
+    model: keras.Model,
+    nodes: list[GraphNode],
+    maps: Mapping[str, _ChannelMap],
+    keep: Mapping[str, np.ndarray],
+) -> keras.Model:
     config = copy.deepcopy(model.get_config())
     for entry in config["layers"]:
         layer_config = entry["config"]
@@ -500,7 +515,7 @@ def _rebuild(model, nodes, maps, keep) -> object:
 
 
 def prune_channels(
-    model,
+    model: keras.Model,
     ratio: float | Mapping[str, float],
     *,
     criterion: str = "l1",
@@ -560,13 +575,15 @@ def prune_channels(
     )
 
 
-def _output_layer_names(model) -> list[str]:
+def _output_layer_names(model: keras.Model) -> list[str]:
     if type(model).__name__ == "Sequential":
         return [model.layers[-1].name]
     return [entry[0] for entry in model.get_config()["output_layers"]]
 
 
-def _layer_channels(node: GraphNode, keep, tied) -> LayerChannels:
+def _layer_channels(
+    node: GraphNode, keep: Mapping[str, np.ndarray], tied: Mapping[str, tuple[str, ...]]
+) -> LayerChannels:
     key = "filters" if node.class_name in _CONVS else "units"
     total = int(node.config[key])
     kept = keep.get(node.name, np.arange(total))

@@ -159,7 +159,8 @@ def prune(
     tfmot never prunes DepthwiseConv2D kernels (its ``prune_registry.py`` lists no prunable
     weight for them), so a model with depthwise layers ends below the schedule's sparsity over
     all its kernels: a :class:`SparsityHeldBackWarning` gives both numbers.
-    ``prune_depthwise=True`` prunes the depthwise kernels too, to the same schedule.
+    ``prune_depthwise=True`` prunes the depthwise kernels too, to the same schedule (not with an
+    m-by-n schedule, which tfmot applies to Dense and Conv2D kernels only).
 
     tfmot drops the optimizer. The wrapped model is compiled with ``optimizer``/``loss``/
     ``metrics`` when ``optimizer`` is given; otherwise, if ``model`` was compiled, with a fresh
@@ -189,6 +190,7 @@ def prune(
             return keras.models.clone_model(layer, clone_function=clone_layer)
         reason = _reason_not_to_prune(layer, excluded_names, excluded_types, schedule)
         depthwise = prune_depthwise and reason is not None and _is_plain_depthwise(layer)
+        depthwise = depthwise and not isinstance(schedule, MByNSparsity)  # Dense/Conv2D only
         if depthwise and reason.startswith("tfmot prunes no weight"):
             reason = None
             copy = PrunableDepthwiseConv2D.from_config(layer.get_config())
@@ -309,6 +311,7 @@ def _warn_held_back(
     reached = asked * pruned / (pruned + sum(held.values()))
     listing = ", ".join(f"{name} ({count:,} weights)" for name, count in held.items())
     depthwise = any(_is_plain_depthwise(x) for x in _all_layers(model) if x.name in held)
+    depthwise = depthwise and not isinstance(schedule, MByNSparsity)
     hint = "; pass prune_depthwise=True to prune the depthwise kernels too" if depthwise else ""
     warnings.warn(
         f"sparsity held back: asked {asked:.1%} but the kernels will reach {reached:.1%} "

@@ -276,3 +276,20 @@ def test_gru_and_dense_on_3d_convert_with_batch_one_to_builtin_ops_tflm_runs(ind
     raw = tflm.run(converted.tflite_bytes, q.astype(np.int8)).reshape(4, -1)
     got = (raw.astype(np.float32) - sink.zero_point[0]) * sink.scale[0]
     assert np.abs(got - model.predict(x[:4], verbose=0)).max() <= 12 * sink.scale[0]
+
+
+def test_tensor_list_failure_names_the_tf_ops_without_the_select_tf_ops_advice():
+    from edge_prune.convert import _converter_message
+
+    # The last lines of TF 2.21's error for an LSTM converted with a dynamic batch.
+    text = (
+        "<unknown>:0: error: loc(...): 'tf.TensorListReserve' op requires element_shape to be "
+        "static during TF Lite transformation pass\n"
+        "<unknown>:0: error: Lowering tensor list ops is failed. Please consider using Select TF "
+        "ops and disabling `_experimental_lower_tensor_list_ops` flag in the TFLite converter "
+        "object. For example, converter.target_spec.supported_ops = "
+        "[tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]"
+    )
+    message = _converter_message(RuntimeError(text))
+    assert message.startswith("ops not in the TFLite builtin set: TensorListReserve;")
+    assert "SELECT_TF_OPS" not in message and "Please consider" not in message

@@ -222,28 +222,15 @@ def _checked_value(key: str, value: Any, expected: type, source: str) -> Any:
 
 
 def _check_consistency(config: PipelineConfig, source: str) -> None:
-    p = config.prune
-    if p.end_epoch <= p.begin_epoch:
-        raise ConfigError(
-            f"{source}: 'prune.end_epoch' ({p.end_epoch}) must be after 'prune.begin_epoch' "
-            f"({p.begin_epoch})"
-        )
-    if p.end_epoch > p.epochs:
-        raise ConfigError(
-            f"{source}: 'prune.end_epoch' ({p.end_epoch}) must not exceed 'prune.epochs' "
-            f"({p.epochs}): the schedule would never reach its final sparsity"
-        )
+    from edge_prune.schedule import check_prune_section
+
+    check_prune_section(config.prune, source)
     c = config.compress
     if c.bitwidth and c.clusters > 2**c.bitwidth:
         raise ConfigError(
             f"{source}: 'compress.clusters' ({c.clusters}) needs more than "
             f"'compress.bitwidth' = {c.bitwidth} bits ({2**c.bitwidth} values); use at most "
             f"{2**c.bitwidth} clusters or a wider index"
-        )
-    if p.initial_sparsity > p.final_sparsity:
-        raise ConfigError(
-            f"{source}: 'prune.initial_sparsity' ({p.initial_sparsity}) is above "
-            f"'prune.final_sparsity' ({p.final_sparsity})"
         )
 
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from edge_prune.config import PipelineConfig
 from edge_prune.data import Dataset, load_digits, load_npz
-from edge_prune.errors import ConfigError, NoDeployableArtifactError
+from edge_prune.errors import NoDeployableArtifactError
 from edge_prune.evaluate import ArtifactCheck
 from edge_prune.metrics import Metric, metric_for
 from edge_prune.model_io import check_saved_model
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from edge_prune.macs import ModelCost
     from edge_prune.prune import SparsityReport
     from edge_prune.report import Report
+    from edge_prune.schedule import PolynomialDecay
     from edge_prune.structured import StructuredPruneResult
 
 
@@ -140,18 +141,12 @@ def steps_per_epoch(config: PipelineConfig, data: Dataset) -> int:
     return math.ceil(len(data.x_train) / config.train.batch_size)
 
 
-def check_schedule_fits_data(config: PipelineConfig, data: Dataset) -> None:
-    """The pruning schedule needs at least one mask update between begin and end epoch."""
-    p = config.prune
-    steps = steps_per_epoch(config, data)
-    span = (p.end_epoch - p.begin_epoch) * steps
-    if p.frequency > span:
-        raise ConfigError(
-            f"'prune.frequency' = {p.frequency} steps exceeds the pruning span of {span} steps "
-            f"(epochs {p.begin_epoch} to {p.end_epoch} x {steps} steps of "
-            f"{config.train.batch_size} samples from {len(data.x_train)}); lower it or widen "
-            "the span"
-        )
+def check_schedule_fits_data(config: PipelineConfig, data: Dataset) -> PolynomialDecay:
+    """The pruning schedule of ``config`` with the data's steps per epoch, every rule checked
+    (:func:`edge_prune.schedule.schedule_from_config`); raises ConfigError naming the key."""
+    from edge_prune.schedule import schedule_from_config
+
+    return schedule_from_config(config.prune, steps_per_epoch(config, data), data.source)
 
 
 def load_or_build_model(inputs: Inputs) -> tf_keras.Model:
@@ -290,20 +285,12 @@ def seed_stage(state: BuildState, progress: Progress) -> BuildState:
 def prune_stage(state: BuildState, progress: Progress) -> BuildState:
     """Polynomial-decay magnitude pruning with fine-tuning; keeps the stripped model."""
     from edge_prune._tf import keras
-    from edge_prune.prune import PruningSchedule, prune, sparsity_report, strip
+    from edge_prune.prune import prune, sparsity_report, strip
     from edge_prune.train import fit, keras_score, loss_for, metrics_for
 
     config, data = state.config, state.inputs.data
     p = config.prune
-    schedule = PruningSchedule.from_epochs(
-        p.final_sparsity,
-        steps_per_epoch=steps_per_epoch(config, data),
-        begin_epoch=p.begin_epoch,
-        end_epoch=p.end_epoch,
-        initial_sparsity=p.initial_sparsity,
-        power=p.power,
-        frequency=p.frequency,
-    )
+    schedule = check_schedule_fits_data(config, data)
     wrapped = prune(
         state.base,
         schedule,

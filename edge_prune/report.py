@@ -14,11 +14,15 @@ import math
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edge_prune.errors import ConfigError
 from edge_prune.footprint import Footprint, Verdict, check, measure
 from edge_prune.tables import table_lines
 from edge_prune.targets import Target, load_target
+
+if TYPE_CHECKING:
+    from edge_prune.convert import TFLiteModel
 
 FORMATS = ("text", "markdown", "json")
 WIDTH = 100
@@ -172,13 +176,22 @@ class Report:
 
 
 def build_report(
-    model: bytes | str | Path,
-    targets: list[str | Path | Target],
+    model: bytes | str | Path | TFLiteModel,
+    targets: str | Path | Target | list[str | Path | Target],
     *,
     targets_dir: str | Path | None = None,
     accuracy: Accuracy | None = None,
 ) -> Report:
-    """Measure ``model`` once and give its verdict on each target (names, paths or Targets)."""
+    """Measure ``model`` once (TFLM in a child process) and give its verdict on each target.
+
+    The one call a training script needs: ``ep.fit_report(ep.convert(model, ...),
+    "cortex-m4").fits``. ``model``: flatbuffer bytes, a ``.tflite`` path or what
+    :func:`edge_prune.convert` returns; ``targets``: a name, a path to a ``.toml`` or a
+    :class:`~edge_prune.targets.Target`, or a list of them. Print the result for the text
+    report; ``.fits`` is True when the model runs on TFLM and fits every target.
+    """
+    if isinstance(targets, (str, Path, Target)):
+        targets = [targets]
     loaded = [t if isinstance(t, Target) else load_target(t, targets_dir) for t in targets]
     footprint = measure(model)
     return Report(

@@ -321,11 +321,7 @@ def schedule_from_config(
     epochs, frequency within the pruning span); the ``ConfigError`` names ``source`` and the
     ``prune.<key>``. Call it with the data's steps per epoch before training starts.
     """
-    if prune.end_epoch > prune.epochs:
-        raise ConfigError(
-            f"{source}: 'prune.end_epoch' ({prune.end_epoch}) must not exceed 'prune.epochs' "
-            f"({prune.epochs}): the schedule would never reach its final sparsity"
-        )
+    check_prune_section(prune, source)
     try:
         return PruningSchedule.from_epochs(
             prune.final_sparsity,
@@ -340,6 +336,29 @@ def schedule_from_config(
         raise ConfigError(
             f"{source}: 'prune' with {steps_per_epoch} steps per epoch: {_prefixed(str(e))}"
         ) from e
+
+
+def check_prune_section(prune: PruneSection, source: str = "config") -> None:
+    """The schedule rules that need no data: begin < end epoch <= epochs, initial <= final.
+
+    The config loader calls it (so a bad file is refused when read); :func:`schedule_from_config`
+    calls it again before the checks that need the steps per epoch.
+    """
+    if prune.end_epoch <= prune.begin_epoch:
+        raise ConfigError(
+            f"{source}: 'prune.end_epoch' ({prune.end_epoch}) must be after 'prune.begin_epoch' "
+            f"({prune.begin_epoch})"
+        )
+    if prune.end_epoch > prune.epochs:
+        raise ConfigError(
+            f"{source}: 'prune.end_epoch' ({prune.end_epoch}) must not exceed 'prune.epochs' "
+            f"({prune.epochs}): the schedule would never reach its final sparsity"
+        )
+    if prune.initial_sparsity > prune.final_sparsity:
+        raise ConfigError(
+            f"{source}: 'prune.initial_sparsity' must not exceed final_sparsity, got "
+            f"{prune.initial_sparsity} > {prune.final_sparsity}"
+        )
 
 
 def _prefixed(message: str) -> str:

@@ -69,7 +69,10 @@ class ModelInfo:
 
 
 def load_bytes(model: bytes | bytearray | memoryview | str | Path) -> tuple[bytes, str]:
-    """Return ``(bytes, label)`` for a model given as bytes or as a path to a file."""
+    """Return ``(bytes, label)`` for a model given as bytes, as a path to a file, or as what
+    ``edge_prune.convert`` returns (anything with a ``tflite_bytes`` attribute)."""
+    if hasattr(model, "tflite_bytes"):
+        return bytes(model.tflite_bytes), "<converted model>"
     if isinstance(model, (bytes, bytearray, memoryview)):
         return bytes(model), "<bytes>"
     path = Path(model)

@@ -12,7 +12,8 @@ from tiny_models import make_cnn, make_images, make_mlp
 from edge_prune._tf import keras, tf
 from edge_prune.convert import VARIANTS, convert, convert_all
 from edge_prune.errors import ConfigError, ConversionError, DataError, UnsupportedModelError
-from edge_prune.prune import PruningSchedule, prune, strip
+from edge_prune.prune import prune, strip
+from edge_prune.schedule import PruningSchedule
 from edge_prune.tflite_file import read_model
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)

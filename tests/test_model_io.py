@@ -7,7 +7,7 @@ import pytest
 from edge_prune._tf import keras
 from edge_prune.errors import DataError, UnsupportedModelError
 from edge_prune.model_io import check_saved_model, load_saved_model
-from edge_prune.pipeline import check_model_fits_data
+from edge_prune.train import check_model_fits_data
 
 
 def _small(lambda_layer=False):

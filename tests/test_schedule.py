@@ -125,7 +125,7 @@ def test_schedule_from_config_converts_epochs_with_the_steps_per_epoch():
         ({"frequency": 50}, r"'prune.frequency' must be at most the pruning span of 30 steps"),
         ({"end_epoch": 11}, r"'prune.end_epoch' \(11\) must not exceed 'prune.epochs' \(10\)"),
         ({"initial_sparsity": 0.6}, "'prune.initial_sparsity' must not exceed final_sparsity"),
-        ({"begin_epoch": 6}, "'prune.end_epoch' must be greater than begin_epoch"),
+        ({"begin_epoch": 6}, r"'prune.end_epoch' \(6\) must be after 'prune.begin_epoch' \(6\)"),
     ],
 )
 def test_schedule_from_config_names_the_config_key(overrides, message):

@@ -97,10 +97,12 @@ def shares_buffer(subgraph, tensor) -> bool:
 
 def register(codecs: Iterable) -> None:
     """Make TFLM's ``compress()`` use these codecs for their ``spec`` method types."""
-    from tflite_micro.tensorflow.lite.micro.compression import compress
+    import importlib
 
+    # the package's __init__ exports the compress() function under the module's name
+    module = importlib.import_module("tflite_micro.tensorflow.lite.micro.compression.compress")
     for codec in codecs:
-        compress._COMPRESSORS[codec.method_type] = codec
+        module._COMPRESSORS[codec.method_type] = codec
 
 
 # --------------------------------------------------------------------------------- build

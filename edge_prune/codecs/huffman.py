@@ -24,6 +24,7 @@ the wider table: fewer lookups). No TensorFlow here.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import heapq
 from dataclasses import dataclass
@@ -127,31 +128,28 @@ def build_tables(codes: dict[int, str], *, wide: bool, root_bits: int | None = N
         starts[prefix] = position
         position += 1 << width
 
-    entries = [0] * position
+    entries: list[int | None] = [None] * position
     for prefix, width in tables:
         base = starts[prefix]
-        for slot in range(1 << width):
-            bits = format(slot, f"0{width}b")
-            entries[base + slot] = _entry(
-                prefix, bits, base + slot, by_code, starts, widths, layout
-            )
-    return Tables(entries=tuple(entries), root_bits=root, wide=wide)
-
-
-def _entry(prefix, bits, index, by_code, starts, widths, layout) -> int:
-    path = prefix + bits
-    for code, symbol in by_code:
-        if code.startswith(prefix) and path.startswith(code):  # code ends in this slot
+        for code, symbol in widths.under(prefix):
             used = len(code) - len(prefix)
-            return layout["found"] | (used << layout["count_shift"]) | _value(symbol, layout)
-    if path in starts:
-        offset = starts[path] - index
-        if offset > layout["value_mask"]:
-            raise _tflm.Unsuitable(f"Huffman sub-table offset {offset} > {layout['value_mask']}")
-        return ((widths.best(path)[1] - 1) << layout["count_shift"]) | offset
-    # A slot no code reaches (only with a single symbol): repeat the first code's symbol.
-    code, symbol = by_code[0]
-    return layout["found"] | (len(code) - len(prefix)) << layout["count_shift"] | symbol & 0xFF
+            if used <= width:  # the code ends in this table: fill every slot it covers
+                first = base + (int(code[len(prefix) :], 2) << (width - used))
+                entry = layout["found"] | used << layout["count_shift"] | _value(symbol, layout)
+                entries[first : first + (1 << (width - used))] = [entry] * (1 << (width - used))
+        for child in widths.children(prefix, width):
+            index = base + int(child[len(prefix) :], 2)
+            offset = starts[child] - index
+            if offset > layout["value_mask"]:
+                raise _tflm.Unsuitable(
+                    f"Huffman sub-table offset {offset} > {layout['value_mask']}"
+                )
+            entries[index] = (widths.best(child)[1] - 1) << layout["count_shift"] | offset
+    # Slots no code reaches (only with a single symbol) repeat the first code's entry.
+    filler = next(e for e in entries if e is not None)
+    return Tables(
+        entries=tuple(filler if e is None else e for e in entries), root_bits=root, wide=wide
+    )
 
 
 def _value(symbol: int, layout: dict) -> int:
@@ -166,16 +164,22 @@ class _Widths:
     """Best table width per code prefix: fewest entries for the sub-tree, ties to the wider."""
 
     def __init__(self, by_code: tuple[tuple[str, int], ...]):
+        self.by_code = by_code  # sorted by code: the codes under a prefix are contiguous
         self.codes = [code for code, _ in by_code]
+
+    def under(self, prefix: str) -> tuple[tuple[str, int], ...]:
+        lo = bisect.bisect_left(self.codes, prefix)
+        hi = bisect.bisect_left(self.codes, prefix + "2")  # "2" sorts after "0" and "1"
+        return self.by_code[lo:hi]
 
     def children(self, prefix: str, width: int) -> list[str]:
         """Prefixes ``width`` bits below ``prefix`` that still have longer codes under them."""
         depth = len(prefix) + width
-        return sorted({c[:depth] for c in self.codes if c.startswith(prefix) and len(c) > depth})
+        return sorted({c[:depth] for c, _ in self.under(prefix) if len(c) > depth})
 
     @functools.cache  # noqa: B019 - one instance per table build
     def best(self, prefix: str) -> tuple[int, int]:
-        longest = max(len(c) - len(prefix) for c in self.codes if c.startswith(prefix))
+        longest = max(len(c) for c, _ in self.under(prefix)) - len(prefix)
         options = []
         for width in range(1, min(MAX_TABLE_BITS, longest) + 1):
             below = sum(self.best(child)[0] for child in self.children(prefix, width))

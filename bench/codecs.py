@@ -11,7 +11,8 @@ Two models on the bundled 8x8 digits (1,438 training, 359 held-out samples), see
     90% and clustered to 8 values per layer; its Dense layers are quantized per tensor
     (``convert(per_channel_dense=False)``), whose scales the codecs would not compress.
 
-Rows: the dense float32 model (the baseline of the ratio), the final int8 model, each codec
+Rows: the dense float32 model (the baseline of the ratio), the final weights in float32 (where
+the accuracy went before quantization), the final int8 model, each codec
 alone, the per-tensor choice (``compress_for_mcu``) and the choice + flatbuffer diet
 (``strip_for_mcu``). Flash = flatbuffer bytes; accuracy = top-1 on the 359 held-out digits run
 on TFLM; arena = the smallest arena TFLM ran the model in on this 64-bit host (decoded tensors
@@ -69,7 +70,7 @@ def compress_model(ep, dense, x, y, *, ratio, sparsity, clusters, epochs):
     slim.fit(x, y, batch_size=32, epochs=epochs["finetune"], verbose=0, shuffle=False)
     steps = int(np.ceil(len(x) / 32))
     schedule = ep.PruningSchedule.from_epochs(
-        sparsity, steps_per_epoch=steps, end_epoch=max(1, epochs["prune"] - 2)
+        sparsity, steps_per_epoch=steps, end_epoch=epochs["prune_end"]
     )
     pruned = ep.prune(
         slim,
@@ -108,13 +109,14 @@ def tflm_accuracy(model_bytes: bytes, x: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(outputs.reshape(len(y), -1).argmax(axis=1) == y))
 
 
-def rows_for(ep, label, float_bytes, int8_bytes, x_test, y_test):
+def rows_for(ep, label, float_bytes, final_float_bytes, int8_bytes, x_test, y_test):
     from edge_prune import tflm
     from edge_prune.codecs import compress_for_mcu, strip_for_mcu
 
     chosen = compress_for_mcu(int8_bytes)
     variants = [
         ("float32 (dense)", float_bytes),
+        ("float32 (final weights)", final_float_bytes),
         ("int8", int8_bytes),
         *[
             (f"{codec} alone", compress_for_mcu(int8_bytes, codecs=(codec,)).tflite_bytes)
@@ -151,9 +153,9 @@ def main() -> int:
     from edge_prune.tables import print_table
 
     epochs = (
-        {"train": 8, "finetune": 2, "prune": 4, "cluster": 1}
+        {"train": 8, "finetune": 2, "prune": 4, "prune_end": 2, "cluster": 1}
         if args.quick
-        else {"train": 30, "finetune": 10, "prune": 15, "cluster": 4}
+        else {"train": 30, "finetune": 10, "prune": 30, "prune_end": 12, "cluster": 4}
     )
     data = ep.load_digits()
     x, y, x_test, y_test = data.x_train, data.y_train, data.x_test, data.y_test
@@ -166,9 +168,10 @@ def main() -> int:
         ep, cnn, x, y, ratio=0.5, sparsity=args.cnn_sparsity, clusters=16, epochs=epochs
     )
     float_bytes = ep.convert(cnn, quantization="float").tflite_bytes
+    final_float = ep.convert(final, quantization="float").tflite_bytes
     int8_bytes = ep.convert(final, quantization="int8", representative_data=x).tflite_bytes
     label = f"CNN -50% ch, {args.cnn_sparsity:.0%} pruned, 16 clusters"
-    rows, used, _ = rows_for(ep, label, float_bytes, int8_bytes, x_test, y_test)
+    rows, used, _ = rows_for(ep, label, float_bytes, final_float, int8_bytes, x_test, y_test)
     all_rows += rows
     notes.append(f"CNN choice: {used}")
 
@@ -178,11 +181,12 @@ def main() -> int:
     mlp.fit(flat_x, y, batch_size=32, epochs=epochs["train"], verbose=0, shuffle=False)
     final = compress_model(ep, mlp, flat_x, y, ratio=0.5, sparsity=0.9, clusters=8, epochs=epochs)
     float_bytes = ep.convert(mlp, quantization="float").tflite_bytes
+    final_float = ep.convert(final, quantization="float").tflite_bytes
     int8_bytes = ep.convert(
         final, quantization="int8", representative_data=flat_x, per_channel_dense=False
     ).tflite_bytes
     label = "MLP 64-300-100-10 -50% units, 90% pruned, 8 clusters, per-tensor"
-    rows, used, _ = rows_for(ep, label, float_bytes, int8_bytes, flat_test, y_test)
+    rows, used, _ = rows_for(ep, label, float_bytes, final_float, int8_bytes, flat_test, y_test)
     all_rows += rows
     notes.append(f"MLP choice: {used}")
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from edge_prune.codecs import _tflm
 from edge_prune.codecs.huffman import HuffmanCodec
-from edge_prune.codecs.lut import DEFAULT_MIN_TENSOR_BYTES, LutCodec
+from edge_prune.codecs.lut import DEFAULT_MIN_TENSOR_BYTES, LutCodec, describe
 from edge_prune.codecs.pruning import PruningCodec
 from edge_prune.errors import ConfigError, ConversionError
 from edge_prune.tables import table_lines
@@ -271,23 +271,12 @@ def _raw(base: dict, reason: str, candidates=()) -> TensorEncoding:
     )
 
 
-def _describe(sg_index: int, tensor) -> dict:
-    return {
-        "subgraph": sg_index,
-        "index": tensor.index,
-        "name": tensor.name or f"tensor_{tensor.index}",
-        "shape": tuple(int(n) for n in tensor.shape),
-        "dtype": _tflm.dtype_name(tensor),
-        "bytes_before": len(tensor.buffer.data),
-    }
-
-
 def _plan(sg_index, subgraph, tensor, codecs: dict, min_tensor_bytes: int):
     """A raw :class:`TensorEncoding` with its reason, or the best :class:`_Choice`."""
     from tflite_micro.tensorflow.lite.micro.compression import constant_inputs
     from tflite_micro.tensorflow.lite.micro.compression.compressor import CompressionError
 
-    base = _describe(sg_index, tensor)
+    base = describe(sg_index, tensor)
     if base["bytes_before"] < min_tensor_bytes:
         return _raw(base, f"below min_tensor_bytes ({base['bytes_before']} B)")
     if not subgraph.consumers_of(tensor):

@@ -107,7 +107,8 @@ def test_result_reports_totals_and_decoded_elements_as_json():
     assert data["size_bytes"] == result.size_bytes < data["original_size_bytes"]
     hidden = next(t for t in data["tensors"] if t["name"].endswith(HIDDEN))
     assert hidden["decoded_arena_bytes"] == hidden["bytes_before"] == 32 * 256
-    assert hidden["bits_per_weight"] == pytest.approx(8 * hidden["bytes_after"] / (32 * 256), abs=1e-3)
+    bits = 8 * hidden["bytes_after"] / (32 * 256)
+    assert hidden["bits_per_weight"] == pytest.approx(bits, abs=1e-3)
     assert data["decoded_elements"] == {hidden["codec"]: 32 * 256}
     assert data["estimated_decode_cycles"] == DECODE_CYCLES_PER_ELEMENT[hidden["codec"]] * 8192
     assert f"{result.original_size_bytes:,} B -> {result.size_bytes:,} B" in str(result)

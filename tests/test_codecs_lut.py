@@ -1,4 +1,4 @@
-"""Clustering and TFLM LUT compression: smaller, runs on TFLM, same outputs, clear errors."""
+"""TFLM LUT compression of clustered weights: smaller, runs on TFLM, same outputs, clear errors."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import pytest
 from tiny_models import compile_for_classes, trained_cnn
 
 from edge_prune import tflm
-from edge_prune.compress import LUT_BITWIDTHS, cluster, lut_compress, strip_clustering
+from edge_prune.cluster import cluster, strip_clustering
+from edge_prune.codecs.lut import LUT_BITWIDTHS, lut_compress
 from edge_prune.convert import convert
 from edge_prune.deployability import check
 from edge_prune.errors import ConfigError, ConversionError
@@ -52,15 +53,6 @@ def models():
 def _decision(result, name_part: str):
     (decision,) = [d for d in result.decisions if name_part in d.name]
     return decision
-
-
-def test_cluster_keeps_pruned_zeros_and_at_most_16_values_per_kernel(models):
-    for layer in models["keras"].layers:
-        if not layer.get_weights():
-            continue
-        kernel = layer.get_weights()[0]
-        assert len(np.unique(kernel)) <= 16, layer.name
-        assert np.mean(kernel == 0.0) >= PRUNED_FRACTION - 0.01, layer.name
 
 
 def test_lut_compressed_model_runs_on_tflm_with_outputs_equal_to_uncompressed_int8(models):
@@ -171,11 +163,6 @@ def test_bitwidth_outside_2_to_4_is_a_config_error(models, bitwidth):
         lut_compress(models["int8"], bitwidth=bitwidth)
 
 
-def test_cluster_count_below_two_is_a_config_error(models):
-    with pytest.raises(ConfigError, match="number_of_clusters"):
-        cluster(models["keras"], number_of_clusters=1)
-
-
 def test_result_reports_sizes_per_tensor_as_json_and_text(models):
     result = models["compressed"]
     data = json.loads(json.dumps(result.to_dict()))
@@ -227,21 +214,3 @@ def test_per_channel_quantized_tensor_with_few_values_keeps_per_channel_tables(m
     assert hidden.compressed and hidden.mode.startswith("per-channel")
     report = check(result.tflite_bytes, models["x"][:32], int8, measure_arena=False)
     assert report.max_abs_difference == 0.0 and report.top1_agreement == 1.0
-
-
-def test_layer_with_fewer_weights_than_clusters_gets_fewer_clusters(models):
-    # At 95% sparsity a small kernel keeps fewer nonzero weights on one side than there are
-    # centroids; tfmot's k-means++ would fail on it ("num_to_sample <= points.rows()").
-    model = copy_model(models["keras"])
-    conv = model.get_layer("conv2d")
-    kernel, bias = conv.get_weights()
-    kernel[:] = 0.0
-    kernel.flat[:3] = [0.5, -0.5, 0.25]
-    conv.set_weights([kernel, bias])
-
-    clustered = strip_clustering(cluster(model, number_of_clusters=8))
-
-    conv_kernel = clustered.get_layer("conv2d").get_weights()[0]
-    assert np.count_nonzero(conv_kernel) <= 3  # the zeros stay zeros
-    assert len(np.unique(conv_kernel)) <= 4
-    assert len(np.unique(clustered.get_layer("dense_hidden").get_weights()[0])) <= 8

@@ -1,0 +1,394 @@
+"""Per-tensor choice of weight encoding for TFLM: raw, LUT, pruning bitmask or Huffman.
+
+For each constant weight tensor every codec in :data:`CODECS` proposes its encodings; the
+smallest (encoded + ancillary bytes) wins when it is smaller than the raw data and, measured
+on the whole file, shrinks it (a DECODE operator and two tensors cost flatbuffer bytes). A
+codec that cannot take a tensor (type, too many symbols) is skipped with its reason recorded.
+Every compressed tensor of the built model is decoded with the codecs' Python reference
+decoders and compared with the original weights; nothing is returned unless they are equal.
+
+RAM: TFLM's DECODE writes each decoded tensor into the arena, where it lives until its
+consumer has run, so the arena grows by about the largest decoded tensor. With
+``arena_limit_bytes`` the compressed model's arena is measured on TFLM and, while it is over
+the limit, the compressed tensor with the largest decoded size is left raw.
+
+Adding a format: a class with ``name``, ``method_type``, ``decode_type``, ``methods(tensor)``,
+``describe(method)``, ``compress(tensor, method)`` (TFLM's ``Compressor`` protocol) and
+``decode(encoded, ancillary, output)``, plus one entry in :data:`CODECS`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edge_prune.codecs import _tflm
+from edge_prune.codecs.huffman import HuffmanCodec
+from edge_prune.codecs.lut import DEFAULT_MIN_TENSOR_BYTES, LutCodec, describe
+from edge_prune.codecs.pruning import PruningCodec
+from edge_prune.errors import ConfigError, ConversionError
+from edge_prune.tables import table_lines
+from edge_prune.tflite_file import load_bytes, read_model
+
+CODECS = {"lut": LutCodec(), "pruning": PruningCodec(), "huffman": HuffmanCodec()}
+
+# ESTIMATE, not measured: Cortex-M4 cycles per decoded element, counted from the inner loops of
+# TFLM's reference decoders (kernels/decode_state_lut.cc, decode_state_prune.cc,
+# decode_state_huffman.cc) at about one cycle per instruction plus a load/store each: LUT =
+# bit-field extract + table load + store; pruning = mask bit test + branch + load/store;
+# Huffman = one or two table levels of GetNextBits + lookup + PutBackBits. Multiply by
+# McuCompressionResult.decoded_elements for a per-inference decode time.
+DECODE_CYCLES_PER_ELEMENT = {"lut": 10, "pruning": 8, "huffman": 30}
+RAW = "raw"
+
+
+@dataclass(frozen=True)
+class TensorEncoding:
+    """What :func:`compress_for_mcu` did with one constant tensor.
+
+    ``bytes_before``: the tensor's constant data in the input file. ``bytes_after``: encoded
+    plus ancillary (DECODE metadata, tables, kept values) bytes when compressed, else
+    ``bytes_before``; flatbuffer bookkeeping (DECODE operators, tensor tables) is only in the
+    file sizes of the result. ``decoded_arena_bytes``: the decoded copy DECODE writes into the
+    arena (0 when raw: raw weights are read from flash). ``candidates``: ``(codec, size in
+    bytes or why it could not encode)`` for every codec tried.
+    """
+
+    subgraph: int
+    index: int
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    codec: str  # "raw" or a CODECS key
+    detail: str
+    bytes_before: int
+    bytes_after: int
+    decoded_arena_bytes: int
+    reason: str
+    candidates: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def elements(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def bits_per_weight(self) -> float:
+        return 8 * self.bytes_after / self.elements if self.elements else 0.0
+
+    def to_dict(self) -> dict:
+        return {
+            "subgraph": self.subgraph,
+            "index": self.index,
+            "name": self.name,
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+            "codec": self.codec,
+            "detail": self.detail,
+            "bytes_before": self.bytes_before,
+            "bytes_after": self.bytes_after,
+            "bits_per_weight": round(self.bits_per_weight, 3),
+            "decoded_arena_bytes": self.decoded_arena_bytes,
+            "reason": self.reason,
+            "candidates": dict(self.candidates),
+        }
+
+
+@dataclass(frozen=True)
+class McuCompressionResult:
+    """A flatbuffer with per-tensor encodings that TFLM decodes, and what was done per tensor.
+
+    ``size_bytes`` is the whole output flatbuffer (what is flashed), ``original_size_bytes`` the
+    input. ``arena_bytes``: the output's arena measured on TFLM (``smallest_arena_bytes``),
+    only when an arena limit was given. ``decoded_elements``: elements each codec expands per
+    inference (times :data:`DECODE_CYCLES_PER_ELEMENT` for an estimated decode cost).
+    """
+
+    tflite_bytes: bytes
+    original_size_bytes: int
+    tensors: tuple[TensorEncoding, ...]
+    arena_limit_bytes: int | None = None
+    arena_bytes: int | None = None
+
+    @property
+    def size_bytes(self) -> int:
+        return len(self.tflite_bytes)
+
+    @property
+    def compressed(self) -> tuple[TensorEncoding, ...]:
+        return tuple(t for t in self.tensors if t.codec != RAW)
+
+    @property
+    def decoded_elements(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for t in self.compressed:
+            counts[t.codec] = counts.get(t.codec, 0) + t.elements
+        return counts
+
+    @property
+    def estimated_decode_cycles(self) -> int:
+        """ESTIMATE from :data:`DECODE_CYCLES_PER_ELEMENT`, not a measurement."""
+        return sum(DECODE_CYCLES_PER_ELEMENT[c] * n for c, n in self.decoded_elements.items())
+
+    @property
+    def weight_bytes_before(self) -> int:
+        return sum(t.bytes_before for t in self.tensors)
+
+    @property
+    def weight_bytes_after(self) -> int:
+        return sum(t.bytes_after for t in self.tensors)
+
+    def to_dict(self) -> dict:
+        return {
+            "original_size_bytes": self.original_size_bytes,
+            "size_bytes": self.size_bytes,
+            "weight_bytes_before": self.weight_bytes_before,
+            "weight_bytes_after": self.weight_bytes_after,
+            "arena_limit_bytes": self.arena_limit_bytes,
+            "arena_bytes": self.arena_bytes,
+            "decoded_elements": self.decoded_elements,
+            "estimated_decode_cycles": self.estimated_decode_cycles,
+            "decode_cycles_per_element_estimate": DECODE_CYCLES_PER_ELEMENT,
+            "tensors": [t.to_dict() for t in self.tensors],
+        }
+
+    def __str__(self) -> str:
+        header = ["tensor", "shape", "codec", "before B", "after B", "bits/w", "arena B", "why"]
+        rows = [
+            [
+                t.name,
+                "x".join(map(str, t.shape)),
+                t.codec if t.codec == RAW else f"{t.codec} ({t.detail})",
+                f"{t.bytes_before:,}",
+                f"{t.bytes_after:,}",
+                f"{t.bits_per_weight:.2f}",
+                f"{t.decoded_arena_bytes:,}",
+                t.reason,
+            ]
+            for t in self.tensors
+        ]
+        arena = "" if self.arena_bytes is None else f", arena {self.arena_bytes:,} B"
+        title = (
+            f"Per-tensor encoding: {self.original_size_bytes:,} B -> {self.size_bytes:,} B"
+            f"{arena}, {len(self.compressed)} of {len(self.tensors)} tensors compressed"
+        )
+        return "\n".join([title, *table_lines(header, rows, rule=True)])
+
+
+@dataclass(frozen=True)
+class _Choice:
+    """The best encoding of one tensor, before it is checked on the whole file."""
+
+    key: tuple[int, int]
+    encoding: TensorEncoding
+    method: object = field(repr=False)
+    weights: np.ndarray = field(repr=False, compare=False)
+
+    @property
+    def saving(self) -> int:
+        return self.encoding.bytes_before - self.encoding.bytes_after
+
+
+def compress_for_mcu(
+    int8_tflite_bytes,
+    *,
+    codecs: tuple[str, ...] = ("lut", "pruning", "huffman"),
+    arena_limit_bytes: int | None = None,
+    min_tensor_bytes: int = DEFAULT_MIN_TENSOR_BYTES,
+) -> McuCompressionResult:
+    """Encode each large constant tensor of a dense TFLite model with its smallest codec.
+
+    ``int8_tflite_bytes``: a flatbuffer (bytes or path) without sparse encoding.
+    ``codecs``: names from :data:`CODECS` to try, in tie-break order.
+    ``arena_limit_bytes``: when given, the arena of the result is measured on TFLM and
+    compressed tensors are left raw, largest decoded size first, until it fits (if the raw
+    model alone is over the limit, nothing is compressed and ``arena_bytes`` says so).
+    ``min_tensor_bytes``: smaller tensors stay raw.
+    Deterministic: the same input gives the same bytes.
+    """
+    selected = _check_arguments(codecs, arena_limit_bytes, min_tensor_bytes)
+    data, label = load_bytes(int8_tflite_bytes)
+    info = read_model(data)
+    if info.sparse_tensors:
+        names = ", ".join(repr(t.name) for t in info.sparse_tensors[:3])
+        raise ConversionError(
+            f"{label}: tensors {names} are sparse-encoded; compress_for_mcu needs the dense "
+            "model (convert without sparse encoding)"
+        )
+    _tflm.register(CODECS.values())
+    model = _tflm.read_editable(data, label)
+
+    encodings: dict[tuple[int, int], TensorEncoding] = {}
+    choices: list[_Choice] = []
+    for sg_index, subgraph in enumerate(model.subgraphs):
+        for tensor in subgraph.tensors:
+            if tensor.buffer is None or not len(tensor.buffer.data):
+                continue
+            planned = _plan(sg_index, subgraph, tensor, selected, min_tensor_bytes)
+            if isinstance(planned, _Choice):
+                choices.append(planned)
+            else:
+                encodings[(sg_index, tensor.index)] = planned
+
+    accepted, current = _keep_what_shrinks_the_file(data, choices, encodings)
+    arena = None
+    if arena_limit_bytes is not None:
+        accepted, current, arena = _fit_arena(data, accepted, current, arena_limit_bytes, encodings)
+    if accepted:
+        _verify_decodes_to_original(current, accepted, label)
+    return McuCompressionResult(
+        tflite_bytes=current,
+        original_size_bytes=len(data),
+        tensors=tuple(encodings[key] for key in sorted(encodings)),
+        arena_limit_bytes=arena_limit_bytes,
+        arena_bytes=arena,
+    )
+
+
+def _check_arguments(codecs, arena_limit_bytes, min_tensor_bytes) -> dict:
+    if isinstance(codecs, str) or not all(name in CODECS for name in codecs):
+        raise ConfigError(
+            f"codecs: got {codecs!r}, expected a tuple of names from {', '.join(CODECS)}"
+        )
+    if arena_limit_bytes is not None and (
+        not isinstance(arena_limit_bytes, int) or arena_limit_bytes <= 0
+    ):
+        raise ConfigError(f"arena_limit_bytes: got {arena_limit_bytes!r}, expected an int > 0")
+    if not isinstance(min_tensor_bytes, int) or min_tensor_bytes < 0:
+        raise ConfigError(f"min_tensor_bytes: got {min_tensor_bytes!r}, expected an integer >= 0")
+    return {name: CODECS[name] for name in codecs}
+
+
+def _raw(base: dict, reason: str, candidates=()) -> TensorEncoding:
+    return TensorEncoding(
+        **base,
+        codec=RAW,
+        detail="",
+        bytes_after=base["bytes_before"],
+        decoded_arena_bytes=0,
+        reason=reason,
+        candidates=tuple(candidates),
+    )
+
+
+def _plan(sg_index, subgraph, tensor, codecs: dict, min_tensor_bytes: int):
+    """A raw :class:`TensorEncoding` with its reason, or the best :class:`_Choice`."""
+    from tflite_micro.tensorflow.lite.micro.compression import constant_inputs
+    from tflite_micro.tensorflow.lite.micro.compression.compressor import CompressionError
+
+    base = describe(sg_index, tensor)
+    if base["bytes_before"] < min_tensor_bytes:
+        return _raw(base, f"below min_tensor_bytes ({base['bytes_before']} B)")
+    if not subgraph.consumers_of(tensor):
+        return _raw(base, "no operator reads it")
+    if uses := constant_inputs.find_uses(subgraph, tensor):
+        return _raw(base, "must stay constant: " + "; ".join(u.describe() for u in uses))
+    if _tflm.shares_buffer(subgraph, tensor):
+        return _raw(base, "shares its buffer with another tensor")
+
+    candidates, best = [], None
+    for name, codec in codecs.items():
+        try:
+            for method in codec.methods(tensor):
+                result = codec.compress(tensor, method)
+                size = len(result.encoded_data) + len(result.ancillary_data)
+                if best is None or size < best[0]:
+                    best = (size, name, method)
+                candidates.append((f"{name}: {codec.describe(method)}", f"{size} B"))
+        except (_tflm.Unsuitable, CompressionError) as e:
+            candidates.append((name, f"cannot encode: {e}"))
+    if best is None:
+        return _raw(base, "no codec can encode it", candidates)
+    size, name, method = best
+    if size >= base["bytes_before"]:
+        return _raw(base, f"would expand: smallest is {name} at {size} B", candidates)
+    encoding = TensorEncoding(
+        **base,
+        codec=name,
+        detail=codecs[name].describe(method),
+        bytes_after=size,
+        decoded_arena_bytes=base["bytes_before"],
+        reason="smallest encoding",
+        candidates=tuple(candidates),
+    )
+    return _Choice(
+        key=(sg_index, tensor.index), encoding=encoding, method=method, weights=tensor.array.copy()
+    )
+
+
+def _build(data: bytes, accepted: list[_Choice]) -> bytes:
+    if not accepted:
+        return data
+    return _tflm.build(data, {c.key: c.method for c in accepted}, "per-tensor")
+
+
+def _keep_what_shrinks_the_file(data, choices, encodings):
+    """Add tensors biggest saving first, each kept only if the whole file shrinks."""
+    accepted: list[_Choice] = []
+    current = data
+    for choice in sorted(choices, key=lambda c: (-c.saving, c.key)):
+        trial = _build(data, [*accepted, choice])
+        if len(trial) < len(current):
+            accepted.append(choice)
+            current = trial
+            encodings[choice.key] = choice.encoding
+        else:
+            encodings[choice.key] = _left_raw(
+                choice,
+                f"would grow the file: {len(current)} B -> {len(trial)} B (DECODE operator and "
+                "tensor overhead)",
+            )
+    return accepted, current
+
+
+def _left_raw(choice: _Choice, reason: str) -> TensorEncoding:
+    e = choice.encoding
+    base = {k: getattr(e, k) for k in ("subgraph", "index", "name", "shape", "dtype")}
+    return _raw({**base, "bytes_before": e.bytes_before}, reason, e.candidates)
+
+
+def _fit_arena(data, accepted, current, limit, encodings):
+    """Leave the largest decoded tensor raw while the measured arena is over ``limit``."""
+    from edge_prune import tflm
+
+    arena = tflm.measure_arena(current).smallest_arena_bytes
+    accepted = list(accepted)
+    while arena > limit and accepted:
+        largest = max(accepted, key=lambda c: (c.encoding.decoded_arena_bytes, c.key))
+        accepted.remove(largest)
+        encodings[largest.key] = _left_raw(
+            largest, f"left raw: decoding would push the arena to {arena} B > limit {limit} B"
+        )
+        current = _build(data, accepted)
+        arena = tflm.measure_arena(current).smallest_arena_bytes
+    return accepted, current, arena
+
+
+def _verify_decodes_to_original(compressed: bytes, accepted: list[_Choice], label: str) -> None:
+    """Decode every DECODE output with the reference decoders; compare with the weights."""
+    by_type = {int(codec.decode_type): codec for codec in CODECS.values()}
+    expected = {c.encoding.name: c for c in accepted}
+    seen: set[str] = set()
+    for decoded in _tflm.decoded_tensors(compressed):
+        choice = expected.get(decoded.name)
+        codec = by_type.get(decoded.decode_type)
+        values = (
+            None
+            if codec is None
+            else codec.decode(decoded.encoded, decoded.ancillary, decoded.output)
+        )
+        if (
+            choice is None
+            or values is None
+            or not (values.shape == choice.weights.shape and np.array_equal(values, choice.weights))
+        ):
+            raise ConversionError(
+                f"{label}: tensor {decoded.output.name!r} (decode type {decoded.decode_type}) "
+                "does not decode to the original weights; no model was written"
+            )
+        seen.add(decoded.name)
+    if missing := sorted(set(expected) - seen):
+        raise ConversionError(
+            f"{label}: tensors {missing} have no DECODE operator after compression; "
+            "no model was written"
+        )

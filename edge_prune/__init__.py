@@ -35,9 +35,11 @@ _EXPORTS = {
     "convert_all": "edge_prune.convert",
     "TFLiteModel": "edge_prune.convert",
     "ConversionRecord": "edge_prune.convert",
-    "cluster": "edge_prune.compress",
-    "strip_clustering": "edge_prune.compress",
-    "lut_compress": "edge_prune.compress",
+    "cluster": "edge_prune.cluster",
+    "strip_clustering": "edge_prune.cluster",
+    "lut_compress": "edge_prune.codecs",
+    "compress_for_mcu": "edge_prune.codecs",
+    "strip_for_mcu": "edge_prune.codecs",
     # measure
     "read_model": "edge_prune.tflite_file",
     "measure": "edge_prune.footprint",
@@ -96,7 +98,8 @@ sys.modules[__name__].__class__ = _PublicNames
 
 
 if TYPE_CHECKING:  # for editors and type checkers; nothing is imported at run time
-    from edge_prune.compress import cluster, lut_compress, strip_clustering  # noqa: F401
+    from edge_prune.cluster import cluster, strip_clustering  # noqa: F401
+    from edge_prune.codecs import compress_for_mcu, lut_compress, strip_for_mcu  # noqa: F401
     from edge_prune.convert import convert, convert_all  # noqa: F401
     from edge_prune.prune import (  # noqa: F401
         SparsityReport,

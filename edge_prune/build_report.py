@@ -14,8 +14,9 @@ from edge_prune.tables import table_lines
 
 if TYPE_CHECKING:
     from edge_prune.metrics import Metric
-    from edge_prune.pipeline import BuildState
+    from edge_prune.pipeline import Artifact, BuildState
     from edge_prune.report import Report
+    from edge_prune.targets import Target
 
 
 def versions() -> dict[str, str]:
@@ -68,16 +69,7 @@ def report_dict(result: BuildState) -> dict[str, Any]:
             "the TFLM interpreter on the flatbuffer; dense_keras_train on the training set",
             **{k: round(v, 6) for k, v in result.scores.items()},
         },
-        "artifacts": [
-            {
-                "name": a.name,
-                "file": a.file_name,
-                "description": a.description,
-                "compared_with": a.reference,
-                **a.check.to_dict(),
-            }
-            for a in result.artifacts
-        ],
+        "artifacts": [_artifact_dict(a, inputs.target) for a in result.artifacts],
         "sizes": result.sizes,
         "choice": result.choice.to_dict(),
         "sparsity": result.sparsity.to_dict(),
@@ -87,6 +79,38 @@ def report_dict(result: BuildState) -> dict[str, Any]:
         "config": inputs.config.to_dict(),
         "versions": versions(),
         "timings_s": result.timings_s,
+    }
+
+
+def _artifact_dict(a: Artifact, target: Target) -> dict[str, Any]:
+    record = {
+        "name": a.name,
+        "file": a.file_name,
+        "description": a.description,
+        "compared_with": a.reference,
+        "must_equal_outputs_of": a.source,
+        **a.check.to_dict(),
+    }
+    if a.compression is not None:
+        record["compression"] = a.compression.to_dict()
+        record["decode"] = _decode_estimate(a.compression, target)
+    return record
+
+
+def _decode_estimate(compression, target: Target) -> dict[str, Any] | None:
+    """Time the DECODE operators take per inference: ESTIMATE from decoded elements per codec x
+    cycles per element (``edge_prune.codecs.choose.DECODE_CYCLES_PER_ELEMENT``), at the
+    target's clock."""
+    cycles = getattr(compression, "estimated_decode_cycles", None)
+    if cycles is None:
+        return None
+    return {
+        "what": "ESTIMATE of the DECODE time per inference (decoded elements x cycles per "
+        "element per codec, from the decoder loops; not measured)",
+        "decoded_elements": compression.decoded_elements,
+        "cycles": cycles,
+        "us": round(cycles / target.clock_hz * 1e6, 1),
+        "clock_hz": target.clock_hz,
     }
 
 
@@ -139,8 +163,48 @@ def _artifact_rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
         chosen = (
             " (deployed as model.tflite)" if a["name"] == report["deployable"]["artifact"] else ""
         )
-        rows.append((a["file"] + chosen, f"{a['flash_bytes']:,}", runs, arena, accuracy))
+        decode = a.get("decode")
+        decode_us = f"{decode['us']:,.0f}" if decode else "-"
+        rows.append((a["file"] + chosen, f"{a['flash_bytes']:,}", runs, arena, accuracy, decode_us))
     return rows
+
+
+def _short(name: str, width: int = 32) -> str:
+    return name if len(name) <= width else "…" + name[-(width - 1) :]
+
+
+def _tensor_lines(report: dict[str, Any], heading: str, markdown: bool) -> list[str]:
+    """Per weight tensor of the deployable: codec, bytes, bits per weight, decoded arena bytes."""
+    chosen = report["deployable"]["artifact"]
+    artifact = next(a for a in report["artifacts"] if a["name"] == chosen)
+    compression = artifact.get("compression")
+    if not compression or "tensors" not in compression:
+        return []
+    rows = [
+        (
+            _short(t["name"]) or f"#{t['index']}",
+            t["codec"] + (f" ({t['detail']})" if t.get("detail") else ""),
+            f"{t['bytes_before']:,}",
+            f"{t['bytes_after']:,}",
+            f"{t['bits_per_weight']:.2f}",
+            f"{t['decoded_arena_bytes']:,}" if t["codec"] != "raw" else "-",
+            t["reason"],
+        )
+        for t in compression["tensors"]
+    ]
+    return [
+        f"{heading}Weight encodings of model.tflite (decoded by TFLM's DECODE operator)",
+        "",
+        *table_lines(
+            ("tensor", "codec", "bytes", "encoded", "bits/weight", "decoded in arena", "why"),
+            rows,
+            markdown=markdown,
+        ),
+        "",
+        "Each decoded tensor lives in the tensor arena until its consumer has run: compression "
+        "trades RAM for flash (the arena figures above include it).",
+        "",
+    ]
 
 
 def _cost_lines(report: dict[str, Any], heading: str, markdown: bool) -> list[str]:
@@ -201,11 +265,13 @@ def _render(report: dict[str, Any], footprint: Report, markdown: bool) -> str:
                 "runs on TFLM",
                 "arena bytes (64-bit host)",
                 f"TFLM {report['metric']['name']}",
+                "decode us (estimate)",
             ),
             _artifact_rows(report),
             markdown=markdown,
         ),
         "",
+        *_tensor_lines(report, heading, markdown),
         *_cost_lines(report, heading, markdown),
         f"{heading}Sparsity of the pruned model",
         "",

@@ -151,6 +151,8 @@ def _why_not(c: ArtifactCheck, dense_score: float, tolerance: float, metric: Met
             if c.missing_op
             else (f"does not run on TFLM ({c.failure})")
         )
+    if c.problem:
+        return c.problem
     if c.score is None:
         return f"TFLM {metric.name} not measured (check it with labels)"
     loss = metric.loss(dense_score, c.score)

@@ -5,10 +5,13 @@ interrupted or fails leaves the previous ``build/<target>/`` untouched.
 
 Files written:
   model.tflite            the deployable artifact (runs on TFLM; chosen by size and accuracy)
+  model_tensor_names.json tensor names of model.tflite (the flatbuffer diet drops them)
   model_float32.tflite    the dense model before pruning, float32: the accuracy baseline
   model_int8.tflite       pruned int8 model, dense storage
-  model_sparse.tflite     pruned int8 model, sparse-tensor encoding (does not run on TFLM)
-  model_int8_lut.tflite   pruned + clustered int8 model, TFLM LUT compression (when enabled)
+  model_sparse.tflite     pruned int8 model, TFLM sparse encoding (DECODE pruning / Huffman)
+  model_densify_tflite_only.tflite  TFLite's sparse encoding: needs DENSIFY, not for TFLM
+  model_clustered*.tflite, model_compressed*.tflite  pruned + clustered int8, dense storage
+                          and TFLM-compressed (per-tensor quantized Dense: *_per_tensor)
   model_data.cc/.h        model.tflite as a 16-byte-aligned C array, the tensor arena size the
                           verdict uses and the input/output shapes, types and quantization
   model_ops.h             an op resolver registering exactly the ops model.tflite uses
@@ -71,6 +74,11 @@ def write_artifacts(directory: Path, result: BuildState, report: dict[str, Any])
     (directory / "model.tflite").write_bytes(deployable.tflite_bytes)
     for artifact in result.artifacts:
         (directory / artifact.file_name).write_bytes(artifact.tflite_bytes)
+    names = [
+        {"subgraph": sg, "tensor": index, "name": name}
+        for (sg, index), name in sorted(deployable.tensor_names.items())
+    ]
+    (directory / "model_tensor_names.json").write_text(json.dumps(names, indent=1) + "\n")
     write_firmware(
         directory,
         deployable.tflite_bytes,

@@ -14,7 +14,7 @@ This module does not import TensorFlow.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +53,9 @@ class ArtifactCheck:
     top1_agreement: float | None = None
     accuracy: float | None = None  # classification: top-1 on TFLM
     error: float | None = None  # regression: mean squared error on TFLM
+    # Why it must not be deployed although it runs (e.g. outputs differ from its source).
+    problem: str | None = None
+    outputs: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def score(self) -> float | None:
@@ -72,7 +75,7 @@ class ArtifactCheck:
         return self.arena.recorded_tail_bytes if self.arena else None
 
     def to_dict(self) -> dict:
-        fields = {k: v for k, v in vars(self).items() if k != "arena"}
+        fields = {k: v for k, v in vars(self).items() if k not in ("arena", "outputs")}
         fields.update(
             arena_bytes=self.arena_bytes,
             arena_head_bytes=self.arena_head_bytes,
@@ -103,7 +106,31 @@ class ArtifactCheck:
             parts.append(f"TFLM accuracy {self.accuracy:.2%}")
         if self.error is not None:
             parts.append(f"TFLM mean squared error {self.error:.4g}")
+        if self.problem:
+            parts.append(f"NOT deployable: {self.problem}")
         return "; ".join(parts)
+
+
+def same_outputs_as(check: ArtifactCheck, source: ArtifactCheck) -> ArtifactCheck:
+    """``check`` with ``problem`` set unless its TFLM outputs equal ``source``'s exactly.
+
+    A compressed model decodes to the very weights of its source, so TFLM must compute the
+    same outputs bit for bit; any difference means a broken encoding, never a rounding.
+    """
+    if not check.runs_on_tflm or check.outputs is None or source.outputs is None:
+        return check
+    if check.outputs.shape == source.outputs.shape and np.array_equal(
+        check.outputs, source.outputs
+    ):
+        return check
+    diff = (
+        float(np.max(np.abs(check.outputs.astype(np.float64) - source.outputs)))
+        if check.outputs.shape == source.outputs.shape
+        else "shape"
+    )
+    return replace(
+        check, problem=f"TFLM outputs differ from its source {source.name} (max |diff| {diff})"
+    )
 
 
 def check(
@@ -143,6 +170,7 @@ def check(
     fields: dict = {"arena": arena}
     if x_samples is not None:
         fields["samples"] = len(outputs.values)
+        fields["outputs"] = outputs.values
         if reference_outputs is not None:
             fields.update(_compare(outputs, _reference(reference_outputs, x_samples)))
         if labels is not None:

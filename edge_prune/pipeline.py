@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     import tf_keras
 
     from edge_prune.choose import DeployableChoice
+    from edge_prune.codecs import LutCompressionResult, McuCompressionResult
     from edge_prune.footprint import Verdict
     from edge_prune.macs import ModelCost
     from edge_prune.prune import SparsityReport
@@ -64,6 +65,12 @@ class Artifact:
     reference: str  # key in BuildState.models: the model its TFLM outputs are compared with
     check: ArtifactCheck | None = None
     verdict: Verdict | None = None  # on the run's target, once checked on TFLM
+    # The uncompressed artifact whose TFLM outputs this one must reproduce exactly, if any.
+    source: str | None = None
+    compression: McuCompressionResult | LutCompressionResult | None = None
+    compression_codecs: tuple[str, ...] = ()
+    uncompressed: bytes | None = None  # the input of the compression (names still in it)
+    tensor_names: dict[tuple[int, int], str] = field(default_factory=dict)  # before the diet
 
 
 @dataclass(frozen=True)
@@ -325,7 +332,7 @@ def prune_stage(state: BuildState, progress: Progress) -> BuildState:
 
 def cluster_stage(state: BuildState, progress: Progress) -> BuildState:
     """Sparsity-preserving clustering + a short fine-tune; keeps the stripped clustered model."""
-    from edge_prune.compress import cluster, strip_clustering
+    from edge_prune.cluster import cluster, strip_clustering
     from edge_prune.train import compile_for_training, copy_model, fit, keras_score
 
     config, data = state.config, state.inputs.data
@@ -354,58 +361,131 @@ def cluster_stage(state: BuildState, progress: Progress) -> BuildState:
 
 
 def convert_stage(state: BuildState, progress: Progress) -> BuildState:
-    """The pruned model as int8 (dense storage and sparse-encoded) and, when clustered, int8 +
-    TFLM LUT compression. Each artifact remembers the Keras model it was made from."""
+    """Convert the pruned (and clustered) model into the candidates for the MCU.
+
+    - ``int8``: pruned, int8, dense storage;
+    - ``int8-sparse``: the same with TFLM-runnable sparse encodings (DECODE pruning bitmask or
+      Huffman, chosen per tensor), which must give exactly the outputs of ``int8`` on TFLM;
+    - ``int8-densify``: TFLite's own sparse encoding (EXPERIMENTAL_SPARSITY): TFLM cannot run
+      it (no DENSIFY kernel), kept for TFLite runtimes that can;
+    - when clustered: ``int8-clustered`` (dense storage) and ``int8-clustered-compressed``
+      (per tensor the smallest of LUT / pruning / Huffman), and the same pair with per-tensor
+      quantization of Dense layers (``-pt``) when that changes the file.
+
+    Every TFLM candidate is put on the flatbuffer diet (names, signature defs and metadata TFLM
+    does not read are dropped; the name map is kept for the report).
+    """
     from edge_prune.convert import convert
 
     config, x = state.config, state.inputs.data.x_train
     pruned = state.models["pruned"]
-    int8 = convert(pruned, quantization="int8", representative_data=x)
-    sparse = convert(
+    int8 = convert(pruned, quantization="int8", representative_data=x).tflite_bytes
+    densify = convert(
         pruned, quantization="int8", sparse=True, representative_data=x, compare_dense=False
-    )
+    ).tflite_bytes
     artifacts = [
-        Artifact(
-            "int8",
-            "model_int8.tflite",
-            int8.tflite_bytes,
-            "pruned, int8, dense storage",
-            "pruned",
-        ),
-        Artifact(
+        _mcu_artifact("int8", "model_int8.tflite", int8, "pruned, int8, dense storage", "pruned"),
+        _compressed_artifact(
             "int8-sparse",
             "model_sparse.tflite",
-            sparse.tflite_bytes,
-            "pruned, int8, sparse-tensor encoding (EXPERIMENTAL_SPARSITY)",
+            int8,
+            "pruned, int8, TFLM sparse encoding (DECODE pruning bitmask / Huffman per tensor)",
+            "pruned",
+            source="int8",
+            codecs=("pruning", "huffman"),
+        ),
+        Artifact(
+            "int8-densify",
+            "model_densify_tflite_only.tflite",
+            densify,
+            "pruned, int8, TFLite sparse-tensor encoding (EXPERIMENTAL_SPARSITY): needs a "
+            "DENSIFY kernel, which TFLM does not have; for TFLite runtimes only",
             "pruned",
         ),
     ]
-    sizes = {"float32_pruned_bytes": len(convert(pruned, quantization="float").tflite_bytes)}
     if "clustered" in state.models:
-        from edge_prune.compress import lut_compress
+        artifacts += _clustered_artifacts(state.models["clustered"], x, config)
+    sizes = {"float32_pruned_bytes": len(convert(pruned, quantization="float").tflite_bytes)}
+    kept = tuple(a for a in state.artifacts if a.name == "float32-dense")
+    state = replace(state, artifacts=(*kept, *artifacts), sizes=sizes)
+    _note_densify_size(state, progress)
+    return state
 
-        clustered_int8 = convert(
-            state.models["clustered"], quantization="int8", representative_data=x
-        )
-        bitwidth = config.compress.bitwidth or None
-        # Asked for a width: a tensor that needs more is an error. Automatic: it stays as is.
-        lut = lut_compress(clustered_int8.tflite_bytes, bitwidth=bitwidth, strict=bool(bitwidth))
+
+def _clustered_artifacts(clustered, x, config: PipelineConfig) -> list[Artifact]:
+    from edge_prune.convert import convert
+
+    what = f"pruned, clustered ({config.compress.clusters} values), int8"
+    per_channel = convert(clustered, quantization="int8", representative_data=x).tflite_bytes
+    per_tensor = convert(
+        clustered, quantization="int8", representative_data=x, per_channel_dense=False
+    ).tflite_bytes
+    variants = [("", per_channel, "")]
+    if per_tensor != per_channel:
+        variants.append(("-pt", per_tensor, ", per-tensor quantization of Dense layers"))
+    artifacts = []
+    for suffix, data, how in variants:
+        raw_name = f"int8-clustered{suffix}"
+        file_suffix = suffix.replace("-pt", "_per_tensor")
         artifacts.append(
-            Artifact(
-                "int8-clustered-lut",
-                "model_int8_lut.tflite",
-                lut.tflite_bytes,
-                f"pruned, clustered ({config.compress.clusters} values), int8, "
-                "TFLM LUT compression",
+            _mcu_artifact(
+                raw_name,
+                f"model_clustered{file_suffix}.tflite",
+                data,
+                f"{what}{how}, dense storage",
                 "clustered",
             )
         )
-        sizes["int8_clustered_bytes"] = len(clustered_int8.tflite_bytes)
-        sizes["lut"] = lut.to_dict()
-    kept = tuple(a for a in state.artifacts if a.name == "float32-dense")
-    state = replace(state, artifacts=(*kept, *artifacts), sizes=sizes)
-    _note_sparse_size(state, progress)
-    return state
+        artifacts.append(
+            _compressed_artifact(
+                f"{raw_name}-compressed",
+                f"model_compressed{file_suffix}.tflite",
+                data,
+                f"{what}{how}, TFLM compression (LUT / pruning bitmask / Huffman per tensor)",
+                "clustered",
+                source=raw_name,
+                lut_bitwidth=config.compress.bitwidth or None,
+            )
+        )
+    return artifacts
+
+
+def _mcu_artifact(name: str, file_name: str, data: bytes, what: str, reference: str) -> Artifact:
+    """An artifact for TFLM, after the flatbuffer diet."""
+    from edge_prune.codecs import strip_for_mcu
+
+    lean, names = strip_for_mcu(data)
+    return Artifact(name, file_name, lean, what, reference, tensor_names=names)
+
+
+def _compressed_artifact(
+    name: str,
+    file_name: str,
+    data: bytes,
+    what: str,
+    reference: str,
+    *,
+    source: str,
+    codecs: tuple[str, ...] = ("lut", "pruning", "huffman"),
+    lut_bitwidth: int | None = None,
+    arena_limit_bytes: int | None = None,
+) -> Artifact:
+    """``data`` with per-tensor TFLM encodings (or LUT at a fixed width), after the diet."""
+    from edge_prune.codecs import compress_for_mcu, lut_compress
+
+    if lut_bitwidth:  # asked for one LUT width: a tensor that needs more is an error
+        compression = lut_compress(data, bitwidth=lut_bitwidth, strict=True)
+    else:
+        compression = compress_for_mcu(data, codecs=codecs, arena_limit_bytes=arena_limit_bytes)
+    artifact = _mcu_artifact(name, file_name, compression.tflite_bytes, what, reference)
+    fixed_lut = lut_bitwidth is not None
+    return replace(
+        artifact,
+        source=source,
+        compression=compression,
+        compression_codecs=() if fixed_lut else codecs,
+        uncompressed=None if fixed_lut else data,
+    )
 
 
 def check_stage(state: BuildState, progress: Progress) -> BuildState:
@@ -416,6 +496,40 @@ def check_stage(state: BuildState, progress: Progress) -> BuildState:
         if a.check.score is not None:
             accuracy[f"{a.name}_tflm"] = a.check.score
     return replace(state, scores=accuracy)
+
+
+def ram_fit_stage(state: BuildState, progress: Progress) -> BuildState:
+    """Compressed artifacts that fit the flash but not the RAM are compressed again with the
+    arena the target leaves: tensors whose decoded copy would push the arena over it stay raw
+    (largest first), and each such tensor's record says so."""
+    target = state.inputs.target
+    limit = target.ram_bytes - target.reserved_ram_bytes
+    refit = []
+    for a in state.artifacts:
+        v = a.verdict
+        needs = (
+            a.uncompressed is not None
+            and v is not None
+            and v.fits_flash
+            and not v.fits_ram
+            and limit > 0
+        )
+        if needs:
+            progress(f"  {a.name}: arena {v.arena_bytes:,} B > {limit:,} B left on {target.name}")
+            a = _compressed_artifact(
+                a.name,
+                a.file_name,
+                a.uncompressed,
+                a.description,
+                a.reference,
+                source=a.source,
+                codecs=a.compression_codecs,
+                arena_limit_bytes=limit,
+            )
+        refit.append(a)
+    if all(a.check is not None for a in refit):
+        return state
+    return check_stage(replace(state, artifacts=tuple(refit)), progress)
 
 
 def choose_stage(state: BuildState, progress: Progress) -> BuildState:
@@ -512,6 +626,11 @@ PRUNE = Stage(
 CLUSTER = Stage("cluster", cluster_stage, _describe_cluster)
 CONVERT = Stage("convert", convert_stage, "converting to int8 (dense, sparse-encoded, LUT)")
 CHECK = Stage("check", check_stage, "running every artifact on the TFLM interpreter")
+RAM_FIT = Stage(
+    "ram_fit",
+    ram_fit_stage,
+    lambda s: f"fitting decoded weights into the RAM of {s.inputs.target.name}",
+)
 CHOOSE = Stage(
     "choose", choose_stage, lambda s: f"choosing the artifact for {s.inputs.target.name}"
 )  # noqa: E501
@@ -519,7 +638,7 @@ TRUST = Stage("trust", trust_stage, "checking the scores against chance level")
 FOOTPRINT = Stage("footprint", footprint_stage, lambda s: f"footprint on {s.inputs.target.name}")
 
 SHARED_STAGES = (TRAIN, BASELINE, STRUCTURED)
-POINT_STAGES = (SEED, PRUNE, CLUSTER, CONVERT, CHECK, CHOOSE, TRUST, FOOTPRINT)
+POINT_STAGES = (SEED, PRUNE, CLUSTER, CONVERT, CHECK, RAM_FIT, CHOOSE, TRUST, FOOTPRINT)
 MODEL_STAGES = (
     TRAIN,
     BASELINE,
@@ -528,6 +647,7 @@ MODEL_STAGES = (
     CLUSTER,
     CONVERT,
     CHECK,
+    RAM_FIT,
     CHOOSE,
     TRUST,
     FOOTPRINT,
@@ -548,7 +668,7 @@ def run_pipeline(inputs: Inputs, progress: Progress = stderr_progress) -> BuildS
 
 def _check_artifacts(state: BuildState, progress: Progress) -> BuildState:
     """Check each artifact that has no check yet: one TFLM run gives outputs and arena."""
-    from edge_prune.evaluate import check
+    from edge_prune.evaluate import check, same_outputs_as
     from edge_prune.footprint import check as verdict_on
 
     data, target = state.inputs.data, state.inputs.target
@@ -568,6 +688,9 @@ def _check_artifacts(state: BuildState, progress: Progress) -> BuildState:
                 name=a.name,
                 metric=state.metric,
             )
+            if a.source is not None:
+                source = next(c for c in checked if c.name == a.source)
+                result = same_outputs_as(result, source.check)
             progress(f"  {result}")
             a = replace(a, check=result)
             if result.runs_on_tflm:
@@ -592,12 +715,12 @@ def _footprint(artifact: Artifact):
     return measure(artifact.tflite_bytes, arena=c.arena, label=artifact.name)
 
 
-def _note_sparse_size(state: BuildState, progress: Progress) -> None:
+def _note_densify_size(state: BuildState, progress: Progress) -> None:
     sizes = {a.name: len(a.tflite_bytes) for a in state.artifacts}
-    if sizes["int8-sparse"] >= sizes["int8"]:
+    if sizes["int8-densify"] >= sizes["int8"]:
         progress(
-            f"  note: at {state.sparsity.sparsity:.1%} sparsity the sparse encoding is not "
-            f"smaller than dense int8 storage ({sizes['int8-sparse']:,} B vs "
+            f"  note: at {state.sparsity.sparsity:.1%} sparsity TFLite's sparse encoding is not "
+            f"smaller than dense int8 storage ({sizes['int8-densify']:,} B vs "
             f"{sizes['int8']:,} B): its index arrays cost more than the zeros it drops"
         )
 

@@ -2,7 +2,7 @@
 
 The dense model is trained once (seeded); for each final sparsity the pipeline's later stages run
 from it: magnitude pruning (polynomial decay) → strip → clustering → conversion to int8 (dense
-storage, sparse-encoded, clustered + TFLM LUT compression) → every artifact run on TFLM over the
+storage, TFLM sparse encoding, clustered + TFLM compression) → every artifact run on TFLM over the
 held-out set → the deployable artifact chosen as ``edge-prune model`` chooses it (the smallest
 that runs on TFLM within the accuracy tolerance, preferring those that fit the target) → its
 footprint checked against the target.
@@ -97,7 +97,8 @@ class SweepPoint:
     """One final sparsity: its artifacts, their TFLM accuracy and the target verdict.
 
     Accuracies are top-1 fractions on the held-out set (``*_tflm``: the int8 flatbuffer run by
-    the TFLM interpreter). Sizes are flatbuffer bytes. ``lut_*`` is None when compression is off.
+    the TFLM interpreter). Sizes are flatbuffer bytes. ``compressed_*`` is None when clustering
+    is off.
     ``deployable`` is None when no artifact runs on TFLM within the tolerance; then the
     ``deployable_*`` and verdict fields are None/False and ``choice`` says why.
     """
@@ -109,8 +110,8 @@ class SweepPoint:
     int8_tflm_accuracy: float | None
     sparse_bytes: int
     sparse_runs_on_tflm: bool
-    lut_bytes: int | None
-    lut_tflm_accuracy: float | None
+    compressed_bytes: int | None
+    compressed_tflm_accuracy: float | None
     deployable: str | None
     deployable_bytes: int | None
     deployable_tflm_accuracy: float | None
@@ -232,9 +233,9 @@ _COLUMNS = (
     ("pruned Keras acc", "pruned_keras_accuracy"),
     ("int8 B", "int8_bytes"),
     ("int8 TFLM acc", "int8_tflm_accuracy"),
-    ("sparse B (no TFLM)", "sparse_bytes"),
-    ("LUT B", "lut_bytes"),
-    ("LUT TFLM acc", "lut_tflm_accuracy"),
+    ("sparse B", "sparse_bytes"),
+    ("compressed B", "compressed_bytes"),
+    ("compressed TFLM acc", "compressed_tflm_accuracy"),
     ("deployable", "deployable"),
     ("deployable B", "deployable_bytes"),
     ("arena B", "arena_bytes"),
@@ -293,10 +294,11 @@ def render_table(result: SweepResult, markdown: bool) -> str:
         f"{result.flash_bytes:,} - {result.reserved_flash_bytes:,} - "
         f"{result.runtime_flash_bytes:,} ({result.runtime_flash_kind}).",
         f"{bullet}{FITS_WHAT}.",
-        f"{bullet}sparse-encoded artifacts do not run on TFLM (no DENSIFY kernel); they are "
-        "shown for TFLite runtimes that support them.",
+        f"{bullet}sparse = TFLM's DECODE sparse encodings, which TFLM runs; TFLite's own "
+        "sparse encoding (DENSIFY) is not shown: TFLM cannot run it.",
         f"{bullet}deployable: smallest artifact that runs on TFLM within the tolerance "
-        "(int8 = dense storage, int8-clustered-lut = clustered + TFLM LUT compression).",
+        "(int8 = dense storage, sparse = int8 with TFLM DECODE pruning/Huffman encodings, "
+        "compressed = clustered + TFLM LUT/pruning/Huffman per tensor).",
     ]
     for p in result.points:
         if not p.within_tolerance:
@@ -341,13 +343,13 @@ def render_plot(result: SweepResult) -> bytes:
         color="tab:blue",
         label="int8 (dense storage) on TFLM",
     )
-    if any(p.lut_tflm_accuracy is not None for p in result.points):
+    if any(p.compressed_tflm_accuracy is not None for p in result.points):
         acc_axis.plot(
             x,
-            series("lut_tflm_accuracy", 100),
+            series("compressed_tflm_accuracy", 100),
             "s-",
             color="tab:cyan",
-            label="clustered + LUT on TFLM",
+            label="clustered + compressed on TFLM",
         )
     acc_axis.axhline(
         result.baseline_accuracy * 100,
@@ -375,15 +377,15 @@ def render_plot(result: SweepResult) -> bytes:
         series("sparse_bytes", 1 / 1024),
         "v--",
         color="tab:olive",
-        label="flash: int8 sparse-encoded (does not run on TFLM)",
+        label="flash: int8, TFLM sparse encoding (pruning bitmask / Huffman)",
     )
-    if any(p.lut_bytes is not None for p in result.points):
+    if any(p.compressed_bytes is not None for p in result.points):
         flash_axis.plot(
             x,
-            series("lut_bytes", 1 / 1024),
+            series("compressed_bytes", 1 / 1024),
             "D--",
             color="tab:green",
-            label="flash: deployable compressed (clustered + LUT)",
+            label="flash: clustered + compressed (TFLM DECODE)",
         )
     flash_axis.axhline(
         result.flash_budget_bytes / 1024,
@@ -523,9 +525,9 @@ def _indented(progress: Progress) -> Progress:
 def _point_line(p: SweepPoint) -> str:
     acc = "-" if p.int8_tflm_accuracy is None else f"{p.int8_tflm_accuracy:.2%}"
     line = f"sparsity {p.measured_sparsity:.1%}: int8 {p.int8_bytes:,} B ({acc} on TFLM)"
-    if p.lut_bytes is not None:
-        lut_acc = "-" if p.lut_tflm_accuracy is None else f"{p.lut_tflm_accuracy:.2%}"
-        line += f", LUT {p.lut_bytes:,} B ({lut_acc})"
+    if p.compressed_bytes is not None:
+        lut_acc = "-" if p.compressed_tflm_accuracy is None else f"{p.compressed_tflm_accuracy:.2%}"
+        line += f", compressed {p.compressed_bytes:,} B ({lut_acc})"
     if not p.within_tolerance:
         return line + "; no artifact within tolerance"
     return line + f"; deployable {p.deployable}, {'fits' if p.fits_target else 'does NOT fit'}"
@@ -543,7 +545,7 @@ def _sweep_point(state: BuildState, sparsity: float) -> tuple[SweepPoint, tuple[
     # The budget line needs the runtime code even when nothing qualified: use the int8 model's ops.
     ops_of = chosen.tflite_bytes if chosen else state.artifact("int8").tflite_bytes
     runtime = runtime_flash(read_model(ops_of).op_types, state.inputs.target)
-    lut = by_name.get("int8-clustered-lut")
+    lut = by_name.get("int8-clustered-compressed")
     point = SweepPoint(
         final_sparsity=sparsity,
         measured_sparsity=state.sparsity.sparsity,
@@ -552,8 +554,8 @@ def _sweep_point(state: BuildState, sparsity: float) -> tuple[SweepPoint, tuple[
         int8_tflm_accuracy=by_name["int8"].accuracy,
         sparse_bytes=by_name["int8-sparse"].flash_bytes,
         sparse_runs_on_tflm=by_name["int8-sparse"].runs_on_tflm,
-        lut_bytes=lut.flash_bytes if lut else None,
-        lut_tflm_accuracy=lut.accuracy if lut else None,
+        compressed_bytes=lut.flash_bytes if lut else None,
+        compressed_tflm_accuracy=lut.accuracy if lut else None,
         deployable=chosen.name if chosen else None,
         deployable_bytes=chosen.check.flash_bytes if chosen else None,
         deployable_tflm_accuracy=chosen.check.accuracy if chosen else None,

@@ -8,7 +8,7 @@ from tiny_models import compile_for_classes, trained_cnn
 
 from edge_prune.cluster import cluster, strip_clustering
 from edge_prune.errors import ConfigError
-from edge_prune.pipeline import copy_model
+from edge_prune.train import copy_model
 
 PRUNED_FRACTION = 0.7
 

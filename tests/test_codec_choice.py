@@ -82,16 +82,16 @@ def test_a_tensor_that_does_not_decode_back_raises_without_a_model(monkeypatch):
 
 def test_arena_limit_leaves_the_largest_decoded_tensor_raw():
     plain = _model()
-    raw_arena = tflm.measure_arena(plain).smallest_arena_bytes
+    raw_arena = tflm.measure_arena(plain).verdict_bytes
     unlimited = compress_for_mcu(plain, min_tensor_bytes=0)
-    unlimited_arena = tflm.measure_arena(unlimited.tflite_bytes).smallest_arena_bytes
+    unlimited_arena = tflm.measure_arena(unlimited.tflite_bytes).verdict_bytes
     assert unlimited_arena > raw_arena  # decoded tensors cost arena
 
     limit = unlimited_arena - 1
     result = compress_for_mcu(plain, min_tensor_bytes=0, arena_limit_bytes=limit)
 
     assert result.arena_bytes <= limit
-    assert result.arena_bytes == tflm.measure_arena(result.tflite_bytes).smallest_arena_bytes
+    assert result.arena_bytes == tflm.measure_arena(result.tflite_bytes).verdict_bytes
     hidden = _tensor(result, HIDDEN)  # the largest decoded tensor
     assert hidden.codec == "raw"
     assert hidden.reason == (

@@ -12,9 +12,9 @@ from edge_prune import tflm
 from edge_prune.cluster import cluster, strip_clustering
 from edge_prune.codecs.lut import LUT_BITWIDTHS, lut_compress
 from edge_prune.convert import convert
-from edge_prune.deployability import check
 from edge_prune.errors import ConfigError, ConversionError
-from edge_prune.pipeline import copy_model
+from edge_prune.evaluate import check
+from edge_prune.train import copy_model
 
 HIDDEN_KERNEL = "dense_hidden/MatMul"  # 32x288 int8 kernel: the one tensor big enough to compress
 PRUNED_FRACTION = 0.7
@@ -93,7 +93,7 @@ def test_arena_of_compressed_model_holds_the_decoded_weights(models):
 
     # The decoded 32x288 kernel lives in the arena's non-persistent head while its FC runs.
     assert compressed.recorded_head_bytes >= decoded_bytes > plain.recorded_head_bytes
-    assert compressed.smallest_arena_bytes > plain.smallest_arena_bytes
+    assert compressed.verdict_bytes > plain.verdict_bytes
 
 
 def test_too_many_distinct_values_for_asked_bitwidth_raises_without_a_model(models):
@@ -190,7 +190,7 @@ def test_one_table_for_the_whole_tensor_when_quantized_per_tensor(models):
     hidden = _decision(result, HIDDEN_KERNEL)
     assert hidden.mode == "per-tensor"
     assert hidden.bytes_after < _decision(models["compressed"], HIDDEN_KERNEL).bytes_after
-    report = check(result.tflite_bytes, models["x"][:16], per_tensor_int8, measure_arena=False)
+    report = check(result.tflite_bytes, models["x"][:16], per_tensor_int8)
     assert report.max_abs_difference == 0.0
 
 
@@ -212,5 +212,5 @@ def test_per_channel_quantized_tensor_with_few_values_keeps_per_channel_tables(m
 
     hidden = _decision(result, HIDDEN_KERNEL)
     assert hidden.compressed and hidden.mode.startswith("per-channel")
-    report = check(result.tflite_bytes, models["x"][:32], int8, measure_arena=False)
+    report = check(result.tflite_bytes, models["x"][:32], int8)
     assert report.max_abs_difference == 0.0 and report.top1_agreement == 1.0

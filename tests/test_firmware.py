@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from edge_prune.cli import main
-from edge_prune.compress import lut_compress
+from edge_prune.codecs import lut_compress
 from edge_prune.errors import ConfigError
 from edge_prune.firmware import (
     _CXX_KEYWORDS,

@@ -99,7 +99,7 @@ class McuCompressionResult:
     """A flatbuffer with per-tensor encodings that TFLM decodes, and what was done per tensor.
 
     ``size_bytes`` is the whole output flatbuffer (what is flashed), ``original_size_bytes`` the
-    input. ``arena_bytes``: the output's arena measured on TFLM (``smallest_arena_bytes``),
+    input. ``arena_bytes``: the output's arena on TFLM as a verdict counts it (``verdict_bytes``),
     only when an arena limit was given. ``decoded_elements``: elements each codec expands per
     inference (times :data:`DECODE_CYCLES_PER_ELEMENT` for an estimated decode cost).
     """
@@ -351,7 +351,7 @@ def _fit_arena(data, accepted, current, limit, encodings):
     """Leave the largest decoded tensor raw while the measured arena is over ``limit``."""
     from edge_prune import tflm
 
-    arena = tflm.measure_arena(current).smallest_arena_bytes
+    arena = tflm.measure_arena(current).verdict_bytes
     accepted = list(accepted)
     while arena > limit and accepted:
         largest = max(accepted, key=lambda c: (c.encoding.decoded_arena_bytes, c.key))
@@ -360,7 +360,7 @@ def _fit_arena(data, accepted, current, limit, encodings):
             largest, f"left raw: decoding would push the arena to {arena} B > limit {limit} B"
         )
         current = _build(data, accepted)
-        arena = tflm.measure_arena(current).smallest_arena_bytes
+        arena = tflm.measure_arena(current).verdict_bytes
     return accepted, current, arena
 
 

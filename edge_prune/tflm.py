@@ -104,6 +104,13 @@ class AllocationCategory:
         return 0
 
 
+# The largest amount by which a 32-bit (wasm32) TFLM build's recorded arena exceeded the
+# 32-bit estimate from the counted structures, over the models of bench/arena_device.py
+# (1,624-1,648 B: two persistent buffers more in that build). Added to the device figure so
+# that the verdict does not rest on an estimate known to fall short.
+DEVICE_UNMODELLED_BYTES = 1_648
+
+
 @dataclass(frozen=True)
 class ArenaMeasurement:
     """Tensor arena of one model, from one recorded TFLM run on this (64-bit) host.
@@ -122,8 +129,11 @@ class ArenaMeasurement:
     ``device_tail_bytes`` / ``device_total_bytes`` estimate the same for a 32-bit build: the
     counted structures (tensors, nodes, quantization) at their 32-bit sizes; kernel buffers and
     the uncounted rest of the tail at their host sizes. ``device_total_bytes`` is
-    ``arena_bytes`` with the tail replaced by ``device_tail_bytes``. An estimate: a real 32-bit
-    TFLM build of another snapshot may need more, so a verdict uses :attr:`verdict_bytes`.
+    ``arena_bytes`` with the tail replaced by ``device_tail_bytes``, plus
+    :data:`DEVICE_UNMODELLED_BYTES`: a 32-bit (wasm32) TFLM build made two persistent buffer
+    allocations more than this host run on every model compared (``bench/arena_device.py``),
+    which the per-structure count cannot see. A verdict uses :attr:`verdict_bytes`, the larger
+    of host and device figures.
     """
 
     arena_bytes: int
@@ -141,7 +151,8 @@ class ArenaMeasurement:
 
     @property
     def device_total_bytes(self) -> int:
-        return self.arena_bytes - (self.recorded_tail_bytes - self.device_tail_bytes)
+        counted = self.arena_bytes - (self.recorded_tail_bytes - self.device_tail_bytes)
+        return counted + DEVICE_UNMODELLED_BYTES
 
     @property
     def verdict_bytes(self) -> int:

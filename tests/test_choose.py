@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
 from edge_prune.choose import choose_deployable
 from edge_prune.errors import ConfigError, NoDeployableArtifactError
 from edge_prune.evaluate import ArtifactCheck
+from edge_prune.metrics import MSE
 
 
 def _report(name, flash_bytes, accuracy, runs=True, missing_op=None) -> ArtifactCheck:
@@ -93,3 +95,40 @@ def test_choice_and_reports_are_json_ready(cnn_checks, cnn_artifacts):
     assert data["chosen"] == "int8"
     assert {r["name"] for r in data["rejected"]} == {"float", "int8-sparse"}
     assert json.loads(json.dumps(cnn_checks["int8-sparse"].to_dict()))["missing_op"] == "DENSIFY"
+
+
+def test_an_artifact_with_a_problem_is_never_chosen_even_if_smallest():
+    broken = replace(_report("int8-compressed", 10, 0.99), problem="TFLM outputs differ")
+    choice = choose_deployable([broken, _report("int8", 100, 0.99)], dense_score=0.99)
+    assert choice.chosen.name == "int8"
+    assert dict(choice.rejected)["int8-compressed"] == "TFLM outputs differ"
+
+
+def test_objective_ram_takes_the_smallest_arena():
+    small_flash = replace(_report("lut", 100, 0.99), arena=_arena(9_000))
+    small_arena = replace(_report("int8", 300, 0.99), arena=_arena(4_000))
+    choice = choose_deployable([small_flash, small_arena], dense_score=0.99, objective="ram")
+    assert choice.chosen.name == "int8"
+    assert choice.to_dict()["objective"] == "ram"
+
+
+def test_regression_scores_use_a_relative_tolerance():
+    close = replace(_report("int8", 100, None), error=0.105)
+    far = replace(_report("lut", 50, None), error=0.2)
+    choice = choose_deployable([far, close], dense_score=0.1, tolerance=0.1, metric=MSE)
+    assert choice.chosen.name == "int8"
+    assert "above the dense" in dict(choice.rejected)["lut"]
+
+
+def _arena(total: int):
+    from edge_prune.tflm import ArenaMeasurement
+
+    return ArenaMeasurement(
+        arena_bytes=total,
+        recorded_total_bytes=total,
+        recorded_head_bytes=total // 2,
+        recorded_tail_bytes=total // 2,
+        recorded_with_arena_bytes=total,
+        allocation_lines=(),
+        categories=(),
+    )

@@ -60,3 +60,15 @@ def test_reference_with_other_shape_is_a_data_error(cnn_artifacts):
             cnn_artifacts["x"],
             cnn_artifacts["keras_outputs"][:5],
         )
+
+
+def test_an_artifact_whose_outputs_differ_from_its_source_gets_a_problem(cnn_checks):
+    from dataclasses import replace
+
+    from edge_prune.evaluate import same_outputs_as
+
+    source = cnn_checks["int8"]
+    assert same_outputs_as(source, source).problem is None
+    changed = replace(source, name="int8-compressed", outputs=source.outputs + 1)
+    flagged = same_outputs_as(changed, source)
+    assert "outputs differ from its source int8 (max |diff| 1.0)" in flagged.problem

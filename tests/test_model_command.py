@@ -61,7 +61,12 @@ def test_default_model_builds_every_artifact_and_fits_cortex_m4(built):
             "model_float32.tflite",
             "model_int8.tflite",
             "model_sparse.tflite",
-            "model_int8_lut.tflite",
+            "model_densify_tflite_only.tflite",
+            "model_clustered.tflite",
+            "model_compressed.tflite",
+            "model_clustered_per_tensor.tflite",
+            "model_compressed_per_tensor.tflite",
+            "model_tensor_names.json",
             "model_data.cc",
             "model_data.h",
             "model_ops.h",
@@ -82,8 +87,9 @@ def test_report_json_records_accuracy_sparsity_footprint_and_versions(built):
     assert report["accuracy"]["int8_tflm"] > 0.5  # trained on digits, evaluated on TFLM
     assert report["sparsity"]["sparsity"] > 0.6
     by_name = {a["name"]: a for a in report["artifacts"]}
-    assert by_name["int8-sparse"]["runs_on_tflm"] is False
-    assert by_name["int8-sparse"]["missing_op"] == "DENSIFY"
+    assert by_name["int8-sparse"]["runs_on_tflm"] is True  # TFLM DECODE encodings
+    assert by_name["int8-densify"]["runs_on_tflm"] is False
+    assert by_name["int8-densify"]["missing_op"] == "DENSIFY"
     assert by_name[report["deployable"]["artifact"]]["runs_on_tflm"] is True
     assert {"tensorflow", "tensorflow-model-optimization", "tflite-micro"} <= set(
         report["versions"]
@@ -110,6 +116,7 @@ def test_report_markdown_says_what_it_counts(built):
     _, out = built
     text = (out / "report.md").read_text()
     assert "model_sparse.tflite" in text and "DENSIFY" in text
+    assert "Weight encodings of model.tflite" in text and "decode us (estimate)" in text
     assert "Sparsity" in text and "estimate" in text
     assert "Cost per inference" in text and "Channels kept (L1 norm): conv1 8/16" in text
 
@@ -139,3 +146,13 @@ def test_bad_config_is_refused_with_exit_2(tmp_path):
     result = _cli("model", "--target", "cortex-m4", "--config", str(config))
     assert result.returncode == 2
     assert "prune.final_sparsity" in result.stderr
+
+
+def test_compressed_artifacts_reproduce_their_source_exactly_on_tflm(built):
+    _, out = built
+    report = json.loads((out / "report.json").read_text())
+    compressed = [a for a in report["artifacts"] if a["must_equal_outputs_of"]]
+    assert {a["name"] for a in compressed} >= {"int8-sparse", "int8-clustered-compressed"}
+    for a in compressed:
+        assert a["runs_on_tflm"] and a["problem"] is None, a["name"]
+        assert a["decode"]["us"] > 0 and a["compression"]["size_bytes"] > 0

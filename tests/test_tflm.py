@@ -136,8 +136,9 @@ def test_device_estimate_counts_32_bit_structs(cnn_int8_path):
         + 12 * (by_name["Persistent TfLiteTensor quantization data"].count // 2)
     )
     assert arena.recorded_tail_bytes - arena.device_tail_bytes == expected_saving
-    assert arena.device_total_bytes == arena.arena_bytes - expected_saving
-    assert arena.recorded_head_bytes < arena.device_total_bytes < arena.arena_bytes
+    margin = tflm.DEVICE_UNMODELLED_BYTES  # what a 32-bit build needed beyond the count
+    assert arena.device_total_bytes == arena.arena_bytes - expected_saving + margin
+    assert arena.recorded_head_bytes < arena.device_total_bytes
     assert arena.verdict_bytes == max(arena.arena_bytes, arena.device_total_bytes)
     assert arena.to_dict()["verdict_bytes"] == arena.verdict_bytes
 

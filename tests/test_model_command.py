@@ -156,3 +156,27 @@ def test_compressed_artifacts_reproduce_their_source_exactly_on_tflm(built):
     for a in compressed:
         assert a["runs_on_tflm"] and a["problem"] is None, a["name"]
         assert a["decode"]["us"] > 0 and a["compression"]["size_bytes"] > 0
+
+
+def test_decoded_weights_that_would_overflow_the_ram_stay_raw_and_the_report_says_so(tmp_path):
+    from conftest import VALID_TARGET, toml_text
+
+    # Room for the uncompressed model's arena (about 6 KB) but not for a decoded fc1 (8 KB).
+    target = tmp_path / "tight_ram.toml"
+    target.write_text(toml_text({**VALID_TARGET, "ram_bytes": 9_000, "reserved_ram_bytes": 0}))
+    config = tmp_path / "fast.toml"
+    config.write_text(FAST)
+    out = tmp_path / "build"
+    code = main(["model", "--target", str(target), "--config", str(config), "--out", str(out)])
+
+    report = json.loads((out / "tight_ram" / "report.json").read_text())
+    assert code == 0 and report["fits"]
+    refitted = [
+        a for a in report["artifacts"] if (a.get("compression") or {}).get("arena_limit_bytes")
+    ]
+    assert refitted, "no artifact was compressed again within the RAM left"
+    for a in refitted:
+        assert a["compression"]["arena_limit_bytes"] == 9_000
+        assert a["arena_bytes"] <= 9_000
+        reasons = [t["reason"] for t in a["compression"]["tensors"]]
+        assert any(r.startswith("left raw: decoding would push the arena") for r in reasons)

@@ -21,6 +21,10 @@ Channels that reach a model output, or feed a structure this module does not han
 whole; their producers are listed in ``skipped`` with the reason. Recurrent layers (LSTM, GRU,
 SimpleRNN) are kept whole, with the channels feeding them, and listed in ``skipped`` too.
 The input model is not changed. The returned model is not compiled: compile and fine-tune it.
+
+:func:`remove_dead_units` reuses the same analysis and rebuild to remove, without changing what
+the model computes, the channels that magnitude pruning left dead: read only through zero
+weights, or constant (zero filter) and folded into the biases of the layers reading them.
 """
 
 from __future__ import annotations
@@ -840,6 +844,7 @@ class _DeadPlan:
         self.analysis = analysis
         self.constants = _constant_channels(nodes, analysis.maps, atol)
         self.readers = [n for n in nodes if _is_reader(n)]
+        self.reads = {reader.name: self._reads(reader) for reader in self.readers}
         self.keep: dict[str, np.ndarray] = {}
         self.weights: dict[str, list] = {}
         self.unused: dict[str, int] = {}
@@ -877,7 +882,7 @@ class _DeadPlan:
     def _removable(self, members: list[str], channels: int) -> np.ndarray:
         removable = np.ones(channels, dtype=bool)
         for reader in self.readers:
-            owner, channel, zero, constants = self._reads(reader)
+            owner, channel, zero, constants = self.reads[reader.name]
             foldable = np.isfinite(constants) & _folds_constants(reader)
             fine = zero | foldable
             for m in members:
@@ -890,7 +895,7 @@ class _DeadPlan:
         """Add c · Σ_taps W[..., i, :] to each reader's bias for removed constant inputs."""
         folded_units: dict[str, set[int]] = {}
         for reader in self.readers:
-            owner, channel, zero, constants = self._reads(reader)
+            owner, channel, zero, constants = self.reads[reader.name]
             gone = np.array(
                 [o in removed and bool(removed[o][c]) for o, c in zip(owner, channel, strict=True)],
                 dtype=bool,
@@ -934,9 +939,11 @@ def _node_constants(
         return unknown
     if kind in ("Conv1D", "Conv2D", "Dense") and node.config.get("groups", 1) == 1:
         return _producer_constants(node, atol, unknown)
-    if kind == "Concatenate" and len(inputs) > 1:
-        joined = np.concatenate(inputs)
-        return joined if joined.shape[0] == width else unknown
+    if kind == "Concatenate":
+        rank = len(node.output_shape)
+        on_channels = node.config["axis"] % rank == rank - 1
+        joined = np.concatenate(inputs) if inputs else unknown
+        return joined if on_channels and joined.shape[0] == width else unknown
     if len(inputs) != 1 or inputs[0].shape[0] != width:
         return unknown
     (inp,) = inputs

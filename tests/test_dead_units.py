@@ -254,3 +254,28 @@ def test_result_reports_per_layer_and_serializes():
 def test_negative_atol_is_refused():
     with pytest.raises(ConfigError, match="atol"):
         remove_dead_units(_mlp(), atol=-1.0)
+
+
+def test_functional_concatenate_folds_a_constant_branch_unit_and_leaves_the_input_model():
+    keras.utils.set_random_seed(RNG_SEED)
+    inp = keras.Input((6,))
+    left = keras.layers.Dense(3, activation="elu", name="left")(inp)
+    right = keras.layers.Dense(4, activation="sigmoid", name="right")(inp)
+    x = keras.layers.Concatenate(name="cat")([left, right])
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    model = keras.Model(inp, keras.layers.Dense(2, name="out")(x))
+    rng = np.random.default_rng(RNG_SEED)
+    model.get_layer("bn").set_weights(
+        [rng.uniform(0.5, 1.5, 7), rng.normal(0, 0.3, 7), rng.normal(0, 0.3, 7), np.ones(7)]
+    )
+    _set(model, "right", lambda w: _kill_incoming(w, [1], bias=-0.8))  # sigmoid(-0.8), then BN
+    before = [w.copy() for w in model.get_weights()]
+    x = _sample((6,))
+
+    result = remove_dead_units(model)
+
+    assert _layer(result, "right").kept_indices == (0, 2, 3)
+    assert result.model.get_layer("cat").output_shape[-1] == 6
+    np.testing.assert_allclose(_outputs(result.model, x), _outputs(model, x), atol=1e-5)
+    for old, now in zip(before, model.get_weights(), strict=True):
+        np.testing.assert_array_equal(old, now)

@@ -21,6 +21,10 @@ Channels that reach a model output, or feed a structure this module does not han
 whole; their producers are listed in ``skipped`` with the reason. Recurrent layers (LSTM, GRU,
 SimpleRNN) are kept whole, with the channels feeding them, and listed in ``skipped`` too.
 The input model is not changed. The returned model is not compiled: compile and fine-tune it.
+
+:func:`remove_dead_units` reuses the same analysis and rebuild to remove, without changing what
+the model computes, the channels that magnitude pruning left dead: read only through zero
+weights, or constant (zero filter) and folded into the biases of the layers reading them.
 """
 
 from __future__ import annotations
@@ -41,10 +45,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CRITERIA",
+    "DeadUnitLayer",
+    "DeadUnitResult",
     "LayerChannels",
     "SkippedLayer",
     "StructuredPruneResult",
     "prune_channels",
+    "remove_dead_units",
 ]
 
 CRITERIA = ("l1", "l2")
@@ -458,8 +465,10 @@ def _kept_indices(channel_map: _ChannelMap, keep: Mapping[str, np.ndarray]) -> n
     return rows.reshape(-1)
 
 
-def _sliced_weights(node: GraphNode, kept_in: np.ndarray, kept_out: np.ndarray) -> list:
-    weights = node.layer.get_weights()
+def _sliced_weights(
+    node: GraphNode, kept_in: np.ndarray, kept_out: np.ndarray, weights: list | None = None
+) -> list:
+    weights = list(node.layer.get_weights() if weights is None else weights)
     if node.class_name in _RECURRENT:
         return weights  # kept whole, and so are the channels feeding it
     if node.class_name == "Conv1D":
@@ -482,7 +491,10 @@ def _rebuild(
     nodes: list[GraphNode],
     maps: Mapping[str, _ChannelMap],
     keep: Mapping[str, np.ndarray],
+    weights: Mapping[str, list] | None = None,
 ) -> keras.Model:
+    """The model rebuilt with ``keep`` channels; ``weights`` replace a layer's own (unsliced)."""
+    weights = weights or {}
     config = copy.deepcopy(model.get_config())
     for entry in config["layers"]:
         layer_config = entry["config"]
@@ -505,7 +517,10 @@ def _rebuild(
             continue
         in_map = maps[node.inputs[0]] if node.inputs else _fixed(node.input_shapes[0][-1])
         sliced = _sliced_weights(
-            node, _kept_indices(in_map, keep), _kept_indices(maps[node.name], keep)
+            node,
+            _kept_indices(in_map, keep),
+            _kept_indices(maps[node.name], keep),
+            weights.get(node.name),
         )
         new_model.get_layer(node.name).set_weights(sliced)
     return new_model
@@ -606,3 +621,367 @@ def _skipped(name: str, analysis: _Analysis) -> SkippedLayer:
     members = analysis.groups()[analysis.root(name)]
     cause = next(m for m in members if m in analysis.frozen)
     return SkippedLayer(name, f"tied by Add to '{cause}', which is left alone")
+
+
+# --- dead units -----------------------------------------------------------------------------
+#
+# A channel of a producer can go without changing what the model computes when every layer
+# that reads it (the next Conv/Dense, through activations, BatchNormalization, pooling,
+# Flatten, Concatenate and Add) either multiplies it by zero weights, or reads it as a constant
+# it can fold into its bias. A channel is constant when its filter is all zero: its output is
+# act(bias) at every position; BatchNormalization, elementwise activations and pooling keep it
+# constant. A Dense reader, or a Conv reader whose every window lies inside the input
+# (padding "valid", or a 1×1 kernel), sees the same constant at every tap and folds it exactly:
+# bias += c · Σ_taps W[..., i, :]. A Conv with "same" padding would see zeros at the border, so
+# constants are not folded into it (nor through DepthwiseConv2D or ZeroPadding).
+
+_SOFTMAX_REASON = "softmax mixes its channels"
+_CONSTANT_SAFE = _ELEMENTWISE | {
+    "SpatialDropout1D",
+    "SpatialDropout2D",
+    "MaxPooling1D",
+    "MaxPooling2D",
+    "AveragePooling1D",
+    "AveragePooling2D",
+    "GlobalAveragePooling1D",
+    "GlobalAveragePooling2D",
+    "GlobalMaxPooling1D",
+    "GlobalMaxPooling2D",
+    "Flatten",
+}
+_MAX_PASSES = 8  # removing units can leave earlier units dead; the graph settles in a few passes
+
+
+@dataclass(frozen=True)
+class DeadUnitLayer:
+    """Output channels (units) of one Conv1D/Conv2D/Dense after dead-unit removal: how many
+    kept, which, and how many removed because nothing read them (``unused``) or because their
+    constant output was folded into the biases of the layers reading them (``folded``)."""
+
+    name: str
+    kept: int
+    total: int
+    kept_indices: tuple[int, ...]
+    unused: int = 0
+    folded: int = 0
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "kept": self.kept,
+            "total": self.total,
+            "kept_indices": list(self.kept_indices),
+            "unused": self.unused,
+            "folded": self.folded,
+        }
+
+
+@dataclass(frozen=True, eq=False)
+class DeadUnitResult:
+    """The rebuilt model (same function, uncompiled) and the dead units removed per layer."""
+
+    model: keras.Model
+    layers: tuple[DeadUnitLayer, ...]
+    skipped: tuple[SkippedLayer, ...]
+    params_before: int
+    params_after: int
+
+    @property
+    def units_removed(self) -> int:
+        return sum(layer.total - layer.kept for layer in self.layers)
+
+    def to_dict(self) -> dict:
+        return {
+            "params_before": self.params_before,
+            "params_after": self.params_after,
+            "units_removed": self.units_removed,
+            "layers": [layer.to_dict() for layer in self.layers],
+            "skipped": [s.to_dict() for s in self.skipped],
+        }
+
+    def __str__(self) -> str:
+        lines = [
+            f"Dead units: {self.units_removed:,} removed, parameters "
+            f"{self.params_before:,} -> {self.params_after:,}"
+        ]
+        width = max((len(layer.name) for layer in self.layers), default=5)
+        lines.append(f"  {'layer'.ljust(width)}  kept/total  unused  folded")
+        for layer in self.layers:
+            ratio = f"{layer.kept}/{layer.total}"
+            lines.append(
+                f"  {layer.name.ljust(width)}  {ratio.rjust(10)}  {layer.unused:6d}  "
+                f"{layer.folded:6d}"
+            )
+        if self.skipped:
+            lines.append("Left alone:")
+            lines.extend(f"  {s.name}: {s.reason}" for s in self.skipped)
+        return "\n".join(lines)
+
+
+def remove_dead_units(model: keras.Model, *, atol: float = 0.0) -> DeadUnitResult:
+    """Remove the Conv1D/Conv2D/Dense output channels that pruning left dead; same function.
+
+    A channel is dead when every weight reading it is zero (|w| <= ``atol``), or when its own
+    filter is zero so it outputs a constant that the layers reading it fold into their biases
+    (see the comment above). Channels tied by Add go only when dead in every member; channels
+    reaching a model output, and the last channel of a layer, stay. Removing units can leave
+    earlier ones dead, so passes repeat until none is found. The outputs equal the input model's
+    up to float summation order (and ``atol``). ``model`` is not modified; the returned model is
+    a rebuilt copy (not compiled) even when nothing was dead.
+
+    Raises UnsupportedModelError as :func:`prune_channels` does, ConfigError for a bad ``atol``.
+    """
+    if not isinstance(atol, (int, float)) or not atol >= 0:
+        raise ConfigError(f"atol must be a number >= 0, got {atol!r}")
+    params_before = int(model.count_params())
+    current = model
+    kept_total: dict[str, np.ndarray] = {}
+    unused: dict[str, int] = {}
+    folded: dict[str, int] = {}
+    skipped: tuple[SkippedLayer, ...] = ()
+    for _ in range(_MAX_PASSES):
+        nodes = model_nodes(current)
+        analysis = _Analysis(nodes, _output_layer_names(current))
+        _freeze_softmax(nodes, analysis)
+        skipped = tuple(_skipped(p, analysis) for p in analysis.parent if _is_skipped(p, analysis))
+        plan = _DeadPlan(nodes, analysis, float(atol))
+        if not plan.keep and current is not model:
+            break
+        current = _rebuild(current, nodes, analysis.maps, plan.keep, plan.weights)
+        for name, kept in plan.keep.items():
+            previous = kept_total.get(name)
+            kept_total[name] = kept if previous is None else previous[kept]
+        for name, count in plan.unused.items():
+            unused[name] = unused.get(name, 0) + count
+        for name, count in plan.folded.items():
+            folded[name] = folded.get(name, 0) + count
+        if not plan.keep:
+            break
+    by_name = {n.name: n for n in model_nodes(model)}
+    layers = tuple(
+        _dead_layer(node, kept_total, unused, folded)
+        for node in by_name.values()
+        if node.class_name in _PRODUCERS
+    )
+    return DeadUnitResult(
+        model=current,
+        layers=layers,
+        skipped=skipped,
+        params_before=params_before,
+        params_after=int(current.count_params()),
+    )
+
+
+def _dead_layer(
+    node: GraphNode,
+    kept_total: Mapping[str, np.ndarray],
+    unused: Mapping[str, int],
+    folded: Mapping[str, int],
+) -> DeadUnitLayer:
+    key = "filters" if node.class_name in _CONVS else "units"
+    total = int(node.config[key])
+    kept = kept_total.get(node.name, np.arange(total))
+    return DeadUnitLayer(
+        name=node.name,
+        kept=len(kept),
+        total=total,
+        kept_indices=tuple(int(i) for i in kept),
+        unused=unused.get(node.name, 0),
+        folded=folded.get(node.name, 0),
+    )
+
+
+def _is_softmax(node: GraphNode) -> bool:
+    return node.class_name == "Softmax" or node.config.get("activation") == "softmax"
+
+
+def _freeze_softmax(nodes: list[GraphNode], analysis: _Analysis) -> None:
+    """A softmax normalizes over all channels: removing one changes the others."""
+    for node in nodes:
+        if not _is_softmax(node):
+            continue
+        if node.class_name in _PRODUCERS:
+            analysis.frozen.setdefault(node.name, _SOFTMAX_REASON)
+        else:
+            for name in node.inputs:
+                analysis._freeze(analysis.maps[name], f"it feeds softmax '{node.name}'")
+
+
+def _index_owners(channel_map: _ChannelMap) -> tuple[np.ndarray, np.ndarray]:
+    """For every index of the tensor's last axis: its producer (None: fixed) and channel."""
+    sources: list[str | None] = []
+    channels = []
+    for seg in channel_map.segments:
+        sources.extend([seg.source] * seg.width)
+        channels.append(np.repeat(np.arange(seg.length), seg.repeat))
+    owner = np.array(sources, dtype=object)
+    channel = np.concatenate(channels) if channels else np.arange(0)
+    if channel_map.positions:
+        owner = np.tile(owner, channel_map.positions)
+        channel = np.tile(channel, channel_map.positions)
+    return owner, channel
+
+
+def _is_reader(node: GraphNode) -> bool:
+    return node.class_name in _PRODUCERS and node.config.get("groups", 1) == 1
+
+
+def _folds_constants(node: GraphNode) -> bool:
+    """Whether every output of this reader sees each input channel at every kernel tap."""
+    if not node.config.get("use_bias", True):
+        return False
+    if node.class_name == "Dense":
+        return True
+    kernel_size = node.config["kernel_size"]
+    return node.config["padding"] == "valid" or all(k == 1 for k in kernel_size)
+
+
+class _DeadPlan:
+    """One pass: which channels to keep, and the reader weights with constants folded in."""
+
+    def __init__(self, nodes: list[GraphNode], analysis: _Analysis, atol: float):
+        self.atol = atol
+        self.analysis = analysis
+        self.constants = _constant_channels(nodes, analysis.maps, atol)
+        self.readers = [n for n in nodes if _is_reader(n)]
+        self.reads = {reader.name: self._reads(reader) for reader in self.readers}
+        self.keep: dict[str, np.ndarray] = {}
+        self.weights: dict[str, list] = {}
+        self.unused: dict[str, int] = {}
+        self.folded: dict[str, int] = {}
+        by_name = {n.name: n for n in nodes}
+        removed: dict[str, np.ndarray] = {}
+        for members in analysis.groups().values():
+            if any(m in analysis.frozen for m in members):
+                continue
+            removable = self._removable(members, int(by_name[members[0]].output_shape[-1]))
+            if removable.all():
+                removable[0] = False  # a layer keeps at least one unit
+            if removable.any():
+                for m in members:
+                    self.keep[m] = np.flatnonzero(~removable)
+                    removed[m] = removable
+        self._fold(removed)
+
+    def _reads(self, reader: GraphNode) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Owner, channel, row-is-zero and constant value of each input index of a reader."""
+        channel_map = self.analysis.maps[reader.inputs[0]] if reader.inputs else None
+        if channel_map is None:
+            channel_map = _fixed(reader.input_shapes[0][-1])
+            constants = np.full(channel_map.width, np.nan)
+        else:
+            constants = self.constants[reader.inputs[0]]
+        owner, channel = _index_owners(channel_map)
+        if channel_map.positions:
+            constants = np.tile(constants, channel_map.positions)
+        kernel = reader.layer.get_weights()[0]
+        rows = np.moveaxis(np.abs(kernel), -2, 0).reshape(kernel.shape[-2], -1)
+        zero = rows.max(axis=1, initial=0.0) <= self.atol
+        return owner, channel, zero, constants
+
+    def _removable(self, members: list[str], channels: int) -> np.ndarray:
+        removable = np.ones(channels, dtype=bool)
+        for reader in self.readers:
+            owner, channel, zero, constants = self.reads[reader.name]
+            foldable = np.isfinite(constants) & _folds_constants(reader)
+            fine = zero | foldable
+            for m in members:
+                hit = owner == m
+                bad = channel[hit & ~fine]
+                removable[bad] = False
+        return removable
+
+    def _fold(self, removed: Mapping[str, np.ndarray]) -> None:
+        """Add c · Σ_taps W[..., i, :] to each reader's bias for removed constant inputs."""
+        folded_units: dict[str, set[int]] = {}
+        for reader in self.readers:
+            owner, channel, zero, constants = self.reads[reader.name]
+            gone = np.array(
+                [o in removed and bool(removed[o][c]) for o, c in zip(owner, channel, strict=True)],
+                dtype=bool,
+            )
+            fold = gone & ~zero
+            if not fold.any():
+                continue
+            weights = reader.layer.get_weights()
+            kernel = np.moveaxis(weights[0], -2, 0).astype(np.float64)
+            taps = kernel.reshape(kernel.shape[0], -1, kernel.shape[-1]).sum(axis=1)
+            delta = constants[fold] @ taps[fold]
+            weights[1] = (weights[1].astype(np.float64) + delta).astype(weights[1].dtype)
+            self.weights[reader.name] = weights
+            for o, c in zip(owner[fold], channel[fold], strict=True):
+                folded_units.setdefault(o, set()).add(int(c))
+        for name, mask in removed.items():
+            folds = folded_units.get(name, set())
+            self.folded[name] = len(folds)
+            self.unused[name] = int(mask.sum()) - len(folds)
+
+
+def _constant_channels(
+    nodes: list[GraphNode], maps: Mapping[str, _ChannelMap], atol: float
+) -> dict[str, np.ndarray]:
+    """Per tensor, per channel (last axis, before any Flatten): its value where it is the same
+    constant at every position and for every input, else NaN."""
+    values: dict[str, np.ndarray] = {}
+    for node in nodes:
+        width = maps[node.name].width
+        inputs = [values[name] for name in node.inputs]
+        values[node.name] = _node_constants(node, inputs, width, atol)
+    return values
+
+
+def _node_constants(
+    node: GraphNode, inputs: list[np.ndarray], width: int, atol: float
+) -> np.ndarray:
+    kind = node.class_name
+    unknown = np.full(width, np.nan)
+    if _is_softmax(node):
+        return unknown
+    if kind in ("Conv1D", "Conv2D", "Dense") and node.config.get("groups", 1) == 1:
+        return _producer_constants(node, atol, unknown)
+    if kind == "Concatenate":
+        rank = len(node.output_shape)
+        on_channels = node.config["axis"] % rank == rank - 1
+        joined = np.concatenate(inputs) if inputs else unknown
+        return joined if on_channels and joined.shape[0] == width else unknown
+    if len(inputs) != 1 or inputs[0].shape[0] != width:
+        return unknown
+    (inp,) = inputs
+    if kind == "BatchNormalization":
+        return _batchnorm_constants(node, inp)
+    if kind in _ELEMENTWISE:
+        return _apply_layer(node.layer, inp)
+    if kind in _CONSTANT_SAFE or kind == "Reshape":  # a kept Reshape leaves channels as they are
+        return inp
+    return unknown
+
+
+def _producer_constants(node: GraphNode, atol: float, unknown: np.ndarray) -> np.ndarray:
+    weights = node.layer.get_weights()
+    kernel = weights[0]
+    zero = np.abs(kernel.reshape(-1, kernel.shape[-1])).max(axis=0, initial=0.0) <= atol
+    if not zero.any():
+        return unknown
+    from edge_prune._tf import keras
+
+    bias = weights[1] if len(weights) > 1 else np.zeros(kernel.shape[-1], kernel.dtype)
+    activation = keras.activations.get(node.config.get("activation"))
+    activated = np.asarray(activation(bias[None, :].astype(np.float32)), dtype=np.float64)[0]
+    return np.where(zero, activated, np.nan)
+
+
+def _batchnorm_constants(node: GraphNode, inp: np.ndarray) -> np.ndarray:
+    bn = node.layer
+    gamma = bn.gamma.numpy() if bn.scale else 1.0
+    beta = bn.beta.numpy() if bn.center else 0.0
+    mean, var = bn.moving_mean.numpy(), bn.moving_variance.numpy()
+    return (inp - mean) / np.sqrt(var + bn.epsilon) * gamma + beta
+
+
+def _apply_layer(layer: keras.layers.Layer, inp: np.ndarray) -> np.ndarray:
+    """An elementwise layer at inference on one value per channel; NaN stays NaN."""
+    known = np.isfinite(inp)
+    if not known.any():
+        return inp
+    out = layer(np.where(known, inp, 0.0)[None, :].astype(np.float32), training=False)
+    return np.where(known, np.asarray(out, dtype=np.float64)[0], np.nan)

@@ -29,6 +29,7 @@ _EXPORTS = {
     "StagedPruning": "edge_prune.prune",
     # structured pruning and cost
     "prune_channels": "edge_prune.structured",
+    "remove_dead_units": "edge_prune.structured",
     "count_costs": "edge_prune.macs",
     # convert and compress
     "convert": "edge_prune.convert",

@@ -74,6 +74,7 @@ def report_dict(result: BuildState) -> dict[str, Any]:
         "choice": result.choice.to_dict(),
         "sparsity": result.sparsity.to_dict(),
         "structured": result.structured.to_dict() if result.structured else None,
+        "dead_units": result.dead_units.to_dict() if result.dead_units else None,
         "macs": {k: v.to_dict() for k, v in result.costs.items()},
         "footprint": footprint.to_dict(),
         "config": inputs.config.to_dict(),
@@ -232,6 +233,19 @@ def _cost_lines(report: dict[str, Any], heading: str, markdown: bool) -> list[st
             + ", ".join(
                 f"{layer['name']} {layer['kept']}/{layer['total']}"
                 for layer in structured["layers"]
+            )
+            + ".",
+        ]
+    dead = report.get("dead_units")
+    if dead and dead["units_removed"]:
+        lines += [
+            "",
+            f"Dead units removed after pruning (same outputs): {dead['units_removed']:,}, "
+            f"parameters {dead['params_before']:,} -> {dead['params_after']:,}: "
+            + ", ".join(
+                f"{layer['name']} {layer['kept']}/{layer['total']}"
+                for layer in dead["layers"]
+                if layer["kept"] < layer["total"]
             )
             + ".",
         ]

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from edge_prune.prune import SparsityReport
     from edge_prune.report import Report
     from edge_prune.schedule import PolynomialDecay
-    from edge_prune.structured import StructuredPruneResult
+    from edge_prune.structured import DeadUnitResult, StructuredPruneResult
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,7 @@ class BuildState:
     costs: dict[str, ModelCost] = field(default_factory=dict)
     structured: StructuredPruneResult | None = None
     sparsity: SparsityReport | None = None
+    dead_units: DeadUnitResult | None = None  # units pruning left dead, removed exactly
     artifacts: tuple[Artifact, ...] = ()
     sizes: dict[str, object] = field(default_factory=dict)
     baseline_score: float | None = None  # the dense float32 model's metric on TFLM
@@ -316,7 +317,8 @@ def prune_stage(state: BuildState, progress: Progress) -> BuildState:
     )
     pruned = strip(wrapped)
     _reestimate_batchnorm(pruned, data, progress)
-    sparsity = sparsity_report(pruned)
+    sparsity = sparsity_report(pruned)  # what pruning reached, before dead units go
+    pruned, dead = _without_dead_units(pruned, progress)
     score = keras_score(pruned, data)
     progress(
         f"  pruned: Sparsity: {sparsity.zeros}/{sparsity.total} ({sparsity.sparsity:.1%}), "
@@ -326,6 +328,7 @@ def prune_stage(state: BuildState, progress: Progress) -> BuildState:
         state,
         models={**state.models, "pruned": pruned},
         sparsity=sparsity,
+        dead_units=dead,
         scores={**state.scores, "pruned_keras": score},
     )
 
@@ -697,6 +700,29 @@ def _check_artifacts(state: BuildState, progress: Progress) -> BuildState:
                 a = replace(a, verdict=verdict_on(_footprint(a), target))
         checked.append(a)
     return replace(state, artifacts=tuple(checked))
+
+
+def _without_dead_units(
+    model: tf_keras.Model, progress: Progress
+) -> tuple[tf_keras.Model, DeadUnitResult | None]:
+    """Remove the units whose weights pruning left all zero (the function is unchanged: a
+    constant unit folds into the next layer's bias). A model the channel analysis does not
+    handle keeps all its units."""
+    from edge_prune.errors import UnsupportedModelError
+    from edge_prune.structured import remove_dead_units
+
+    try:
+        result = remove_dead_units(model)
+    except UnsupportedModelError as e:
+        progress(f"  dead units not removed: {e}")
+        return model, None
+    if result.units_removed:
+        progress(
+            f"  {result.units_removed} dead unit(s) removed exactly: parameters "
+            f"{result.params_before:,} -> {result.params_after:,}"
+        )
+        return result.model, result
+    return model, result
 
 
 def _reestimate_batchnorm(model: tf_keras.Model, data: Dataset, progress: Progress) -> None:

@@ -288,6 +288,9 @@ def _run_samples(interpreter, x, index: int, log: _Log):
     outputs = []
     for n, sample in enumerate(x):
         _stage(f"invoke sample={n}")
+        # Each sample is its own inference: a converted LSTM keeps its state in variable
+        # tensors that survive Invoke(); MicroInterpreter::Reset() zeroes them again.
+        interpreter.reset()
         interpreter.set_input(sample.reshape(shape), 0)
         _invoke(interpreter, log)
         outputs.append(np.array(interpreter.get_output(index)))

@@ -56,6 +56,7 @@ def run_tflite(flatbuffer: bytes, x: np.ndarray) -> np.ndarray:
         if source["dtype"] == np.int8:
             scale, zero_point = source["quantization"]
             value = np.clip(np.round(value / scale + zero_point), -128, 127).astype(np.int8)
+        interpreter.reset_all_variables()  # each sample its own inference (LSTM state)
         interpreter.set_tensor(source["index"], value)
         interpreter.invoke()
         out = interpreter.get_tensor(sink["index"])[0]

@@ -95,6 +95,31 @@ def shares_buffer(subgraph, tensor) -> bool:
 # ------------------------------------------------------------------------- registration
 
 
+def keep_what_shrinks_the_file(data: bytes, candidates: list, build, keep, reject):
+    """Add candidates one by one, biggest ``saving`` first (ties by ``key``), each kept only if
+    the whole file shrinks: the first compressed tensor also pays for the rebuilt flatbuffer and
+    the DECODE operators, so its worth is measured on the whole file.
+
+    ``build(data, accepted) -> bytes``; ``keep(candidate)`` and ``reject(candidate, reason)``
+    record the outcome. Returns ``(accepted, bytes of the file with them)``.
+    """
+    accepted: list = []
+    current = data
+    for candidate in sorted(candidates, key=lambda c: (-c.saving, c.key)):
+        trial = build(data, [*accepted, candidate])
+        if len(trial) < len(current):
+            accepted.append(candidate)
+            current = trial
+            keep(candidate)
+        else:
+            reject(
+                candidate,
+                f"would expand the file: {len(current)} B -> {len(trial)} B (DECODE operator and "
+                "tensor overhead)",
+            )
+    return accepted, current
+
+
 def register(codecs: Iterable) -> None:
     """Make TFLM's ``compress()`` use these codecs for their ``spec`` method types."""
     import importlib

@@ -230,7 +230,13 @@ def compress_for_mcu(
             else:
                 encodings[(sg_index, tensor.index)] = planned
 
-    accepted, current = _keep_what_shrinks_the_file(data, choices, encodings)
+    accepted, current = _tflm.keep_what_shrinks_the_file(
+        data,
+        choices,
+        _build,
+        keep=lambda c: encodings.__setitem__(c.key, c.encoding),
+        reject=lambda c, why: encodings.__setitem__(c.key, _left_raw(c, why)),
+    )
     arena = None
     if arena_limit_bytes is not None:
         accepted, current, arena = _fit_arena(data, accepted, current, arena_limit_bytes, encodings)
@@ -320,25 +326,6 @@ def _build(data: bytes, accepted: list[_Choice]) -> bytes:
     if not accepted:
         return data
     return _tflm.build(data, {c.key: c.method for c in accepted}, "per-tensor")
-
-
-def _keep_what_shrinks_the_file(data, choices, encodings):
-    """Add tensors biggest saving first, each kept only if the whole file shrinks."""
-    accepted: list[_Choice] = []
-    current = data
-    for choice in sorted(choices, key=lambda c: (-c.saving, c.key)):
-        trial = _build(data, [*accepted, choice])
-        if len(trial) < len(current):
-            accepted.append(choice)
-            current = trial
-            encodings[choice.key] = choice.encoding
-        else:
-            encodings[choice.key] = _left_raw(
-                choice,
-                f"would grow the file: {len(current)} B -> {len(trial)} B (DECODE operator and "
-                "tensor overhead)",
-            )
-    return accepted, current
 
 
 def _left_raw(choice: _Choice, reason: str) -> TensorEncoding:

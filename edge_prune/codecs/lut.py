@@ -246,7 +246,13 @@ def lut_compress(
             else:
                 decisions[(planned.subgraph, planned.index)] = planned
 
-    accepted, current = _keep_what_shrinks_the_file(data, candidates, decisions)
+    accepted, current = _tflm.keep_what_shrinks_the_file(
+        data,
+        candidates,
+        _build,
+        keep=lambda c: decisions.__setitem__(c.key, c.decision),
+        reject=lambda c, why: decisions.__setitem__(c.key, _left_as_is(c, why)),
+    )
     if accepted:
         _verify_decodes_to_original(current, accepted, label)
     else:
@@ -381,36 +387,20 @@ def _cheapest_candidate(base, tensor, array, axis, per_channel, bitwidth):
     return _Candidate(decision=decision, method=method, weights=array.copy())
 
 
-def _keep_what_shrinks_the_file(data, candidates, decisions):
-    """Add candidates one by one, biggest saving first, keeping each only if the file shrinks.
-
-    The first compressed tensor also pays for the rebuilt flatbuffer, the DECODE operator code
-    and per-consumer DECODE operators, so its worth is measured on the whole file.
-    """
-    accepted: list[_Candidate] = []
-    current = data
-    for candidate in sorted(candidates, key=lambda c: (-c.saving, c.key)):
-        trial = _build(data, [*accepted, candidate])
-        if len(trial) < len(current):
-            accepted.append(candidate)
-            current = trial
-            decisions[candidate.key] = candidate.decision
-        else:
-            d = candidate.decision
-            decisions[candidate.key] = TensorDecision(
-                subgraph=d.subgraph,
-                index=d.index,
-                name=d.name,
-                shape=d.shape,
-                dtype=d.dtype,
-                bytes_before=d.bytes_before,
-                bytes_after=d.bytes_before,
-                compressed=False,
-                reason=f"would expand the file: {len(current)} B -> {len(trial)} B "
-                f"(DECODE operator and tensor overhead)",
-                distinct_values=d.distinct_values,
-            )
-    return accepted, current
+def _left_as_is(candidate: _Candidate, reason: str) -> TensorDecision:
+    d = candidate.decision
+    return TensorDecision(
+        subgraph=d.subgraph,
+        index=d.index,
+        name=d.name,
+        shape=d.shape,
+        dtype=d.dtype,
+        bytes_before=d.bytes_before,
+        bytes_after=d.bytes_before,
+        compressed=False,
+        reason=reason,
+        distinct_values=d.distinct_values,
+    )
 
 
 def _verify_decodes_to_original(compressed: bytes, accepted: list[_Candidate], label: str):

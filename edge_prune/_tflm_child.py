@@ -262,9 +262,11 @@ def _enough_arena(model, n_inputs: int, recorded: dict, counts, scale: int, log:
             interpreter = _try_arena(model, candidate, n_inputs, log)
             del interpreter
             return candidate
-        except _AllocationFailed as failure:
-            if failure.kind != "arena_too_small":
-                raise
+        except _AllocationFailed:
+            # The model allocated and ran with a larger arena, so any failure here is the size:
+            # a kernel that cannot get its persistent buffers says so as a failed prepare (seen
+            # with per-channel FULLY_CONNECTED: "kernel_util.cc ... failed to prepare").
+            pass
         candidate = _align_up(candidate + candidate // 4)
     raise _AllocationFailed(
         "other", None, f"no arena up to {candidate} bytes worked ({recorded} recorded)"

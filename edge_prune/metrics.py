@@ -85,6 +85,13 @@ class Metric:
             return value <= chance + CHANCE_MARGIN_POINTS / 100.0
         return value >= chance * CHANCE_ERROR_FRACTION
 
+    def clearly_learned(self, value: float, chance: float) -> bool:
+        """At least halfway from chance level to a perfect score: how edge-prune tells a trained
+        model from an untrained one (a random network can beat chance by a few points)."""
+        if self.key == "accuracy":
+            return value >= chance + 0.5 * (1.0 - chance)
+        return value <= 0.5 * chance
+
     def chance_what(self) -> str:
         if self.key == "accuracy":
             return "always answering the most frequent training class"

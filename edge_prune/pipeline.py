@@ -178,8 +178,9 @@ def load_or_build_model(inputs: Inputs) -> tf_keras.Model:
 def train_stage(state: BuildState, progress: Progress) -> BuildState:
     """Build and train the bundled model, or load the user's.
 
-    A loaded model that already scores better than chance on the held-out data is taken as
-    trained: it is not trained again unless ``train.epochs`` is set. When it is trained, its
+    A loaded model that already scores well on the held-out data (halfway from chance level to
+    perfect, :meth:`~edge_prune.metrics.Metric.clearly_learned`) is taken as trained: it is
+    not trained again unless ``train.epochs`` is set. When it is trained, its
     own compile settings (optimizer, loss) are used if it was saved compiled.
     """
     from edge_prune.train import (
@@ -200,7 +201,7 @@ def train_stage(state: BuildState, progress: Progress) -> BuildState:
     else:
         before = keras_score(model, data)
         chance = metric.chance(data.y_train, data.y_test)
-        if not config.is_set("train.epochs") and not metric.no_better_than_chance(before, chance):
+        if not config.is_set("train.epochs") and metric.clearly_learned(before, chance):
             epochs = 0
             training = (
                 f"loaded model already trained ({metric.name} {metric.format(before)} on the "

@@ -57,3 +57,10 @@ def test_a_score_near_chance_or_far_below_training_is_flagged():
     assert not ACCURACY.far_below_training(train=0.99, held_out=0.95)
     assert MSE.no_better_than_chance(0.95, chance=1.0)
     assert MSE.far_below_training(train=0.01, held_out=0.2)
+
+
+def test_a_trained_model_is_told_from_a_lucky_untrained_one():
+    # 10 classes, majority class 10%: an untrained network scored 19.8% on the digits.
+    assert not ACCURACY.clearly_learned(0.198, chance=0.10)
+    assert ACCURACY.clearly_learned(0.60, chance=0.10)
+    assert MSE.clearly_learned(0.01, chance=0.05) and not MSE.clearly_learned(0.04, chance=0.05)

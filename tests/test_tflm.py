@@ -178,3 +178,15 @@ def test_parse_timeout_rejects_what_is_not_a_finite_positive_number(text):
 def test_parse_timeout_accepts_positive_seconds():
     assert tflm.parse_timeout("2.5") == 2.5
     assert tflm.parse_timeout(" 30 ") == 30.0
+
+
+def test_a_kernel_that_fails_to_prepare_in_a_too_small_arena_gets_a_bigger_one():
+    # A trained, 90%-pruned 64-300-100-10 int8 MLP (per-channel, made like the fixture
+    # mlp_int8_lenet.tflite but trained): at the first arena candidate its FULLY_CONNECTED
+    # kernel cannot get its persistent buffers and TFLM reports a failed prepare, which is the
+    # size's fault, not the model's: the model allocated with a larger arena first.
+    path = DATA_DIR / "mlp_int8_lenet_trained.tflite"
+    arena = tflm.measure_arena(path)
+    assert arena.arena_bytes > arena.recorded_total_bytes
+    x = np.zeros((1, 64), dtype=np.int8)
+    assert tflm.run(path, x, arena_bytes=arena.arena_bytes).shape[0] == 1

@@ -24,6 +24,11 @@ Prints median, min and max wall time per tool, the median CPU time (user + sys o
 and its children), exit codes, the load average before and after each model, and the ratio of
 the medians edge-prune / mcufit (the aim is at or below 0.5). Wall time grows with the load
 on this machine; CPU time much less.
+
+A second table gives the floor under each tool, timed the same way: a bare interpreter start,
+and the imports each one pays before any work (``edge-prune report`` imports numpy and the
+``tflite_micro`` package in its own process and again in the TFLM child; mcufit imports its CLI
+stack, typer and rich, then starts node for the wasm32 run).
 """
 
 from __future__ import annotations
@@ -105,6 +110,24 @@ def paired(commands: dict[str, list[str]], runs: int) -> dict[str, Runs]:
     return results
 
 
+def floor_commands(mcufit: list[str] | None) -> dict[str, list[str]]:
+    """Process starts and imports that bound each tool's wall time from below."""
+    python = sys.executable
+    commands = {
+        "python -c pass (project venv)": [python, "-c", "pass"],
+        "python -c 'import numpy'": [python, "-c", "import numpy"],
+        "python -c 'import tflite_micro'": [python, "-c", "import tflite_micro"],
+        "python -c 'import edge_prune.cli, edge_prune.footprint'": [
+            python, "-c", "import edge_prune.cli, edge_prune.footprint"],
+    }  # fmt: skip
+    if mcufit:
+        venv_python = str(Path(mcufit[0]).with_name("python"))
+        commands["python -c 'import mcufit.cli' (mcufit venv)"] = [
+            venv_python, "-c", "import mcufit.cli"]  # fmt: skip
+        commands["node -e 0"] = ["node", "-e", "0"]
+    return commands
+
+
 def load() -> str:
     return "/".join(f"{v:.1f}" for v in os.getloadavg())
 
@@ -178,6 +201,17 @@ def main(argv: list[str] | None = None) -> int:
         "exit: 0 fits, 1 does not fit (both tools); ratio: median wall time of edge-prune over "
         "that of mcufit on the same model (aim: <= 0.5)."
     )
+    print()
+    load_before = load()
+    floors = paired(floor_commands(mcufit), args.runs)
+    print(f"Floor: process start and imports, {args.runs} runs each, in turn "
+          f"(load {load_before} -> {load()})")  # fmt: skip
+    print_table(
+        ["command", "wall median s", "min s", "max s", "CPU median s"],
+        [[name, f"{statistics.median(r.walls_s):.2f}", f"{min(r.walls_s):.2f}",
+          f"{max(r.walls_s):.2f}", f"{statistics.median(r.cpus_s):.2f}"]
+         for name, r in floors.items()],
+    )  # fmt: skip
     for failure in failures:
         print(f"FAILED: {failure}")
     return 1 if failures else 0

@@ -1,24 +1,29 @@
-"""Compression and accuracy of every artifact, on the default CNN and on a LeNet-300-100 MLP.
+"""Compression and accuracy of every build candidate, on the default CNN and a LeNet-300-100 MLP.
 
     .venv/bin/python bench/compression.py [--quick] [--target cortex-m4]
 
-For each model: train dense (seeded), prune as the pipeline does (CNN: the pipeline default,
-50% of channels removed then 50% magnitude sparsity; MLP: magnitude pruning only, 90%, near the
-92% Deep Compression pruned LeNet-300-100 to, Han et al. ICLR 2016 Table 4), cluster (sparsity
-preserved), convert, and run every int8 artifact on the TFLM interpreter over the held-out
-digits. One row per artifact:
+For each model the pipeline runs as ``edge-prune model`` runs it (``MODEL_STAGES`` through the
+runner): train dense (seeded), prune (CNN: the pipeline default, 50% of channels removed then
+50% magnitude sparsity; MLP: magnitude pruning only, 90%, near the 92% Deep Compression pruned
+LeNet-300-100 to, Han et al. ICLR 2016 Table 4), cluster (sparsity preserved), convert, and run
+every candidate on the TFLM interpreter over the held-out digits. One row per candidate:
 
-- float32 dense: the trained model before pruning (accuracy: Keras and TFLM);
-- int8 dense: the same model, int8, dense storage (TFLM);
-- int8 pruned: pruned, int8, dense storage (TFLM);
-- int8 pruned sparse-encoded: TFLM cannot run it (no DENSIFY kernel); accuracy from the
-  TensorFlow Lite interpreter, which can;
-- deployable: pruned + clustered + int8 + TFLM LUT compression (TFLM).
+- ``float32-dense``: the trained model before pruning (accuracy: Keras and TFLM);
+- ``int8``: pruned, int8, dense storage;
+- ``int8-sparse``: the same with TFLM's DECODE encodings (pruning bitmask / Huffman per tensor):
+  runs on TFLM, outputs must equal those of ``int8``;
+- ``int8-densify``: TFLite's EXPERIMENTAL_SPARSITY encoding: TFLM cannot run it (no DENSIFY
+  kernel); accuracy from the TensorFlow Lite interpreter, which can;
+- ``int8-clustered`` / ``int8-clustered-compressed``: pruned + clustered, int8, dense storage /
+  per-tensor LUT, pruning bitmask or Huffman (TFLM DECODE);
+- ``int8-clustered-pt`` / ``int8-clustered-pt-compressed``: the same with per-tensor
+  quantization of Dense layers (only built when that changes the file).
 
 Bytes are flatbuffer bytes (what is flashed). "weights" counts the kernels and biases of the
-Keras model the artifact comes from, "nonzero" those that are not 0. The MLP reads the 8x8
-digits flattened to 64 inputs (the bundled data, not MNIST: Han et al.'s 784 inputs would not
-fit these images). Nothing is timed here.
+Keras model the candidate comes from, "nonzero" those that are not 0. Arena: the smallest working
+TFLM arena on this 64-bit host, decoded weights included. The MLP reads the 8x8 digits flattened
+to 64 inputs (the bundled data, not MNIST: Han et al.'s 784 inputs would not fit these images).
+Nothing is timed here.
 """
 
 from __future__ import annotations
@@ -76,59 +81,47 @@ def tflite_accuracy(model_bytes: bytes, data) -> float:
     return hits / len(data.y_test)
 
 
-def measure(name: str, inputs, sparsity: float) -> list[list[str]]:
+def measure(name: str, inputs, sparsity: float) -> tuple[list[list[str]], str]:
+    """One row per candidate the build makes for ``inputs`` at ``sparsity``, and what it chose."""
     from edge_prune.config import with_overrides
-    from edge_prune.convert import convert
-    from edge_prune.evaluate import check
     from edge_prune.pipeline import MODEL_STAGES, BuildState
     from edge_prune.runner import quiet, run_stages
 
-    data = inputs.data
     config = with_overrides(inputs.config, {"prune.final_sparsity": sparsity}, "bench")
     state = run_stages(MODEL_STAGES, BuildState(replace(inputs, config=config)), quiet)
-    dense, pruned = state.models["dense"], state.models["pruned"]
-    clustered = state.models["clustered"]
-    by_name = {a.name: a for a in state.artifacts}
-    ratio = config.structured.ratio
-    int8_dense = convert(dense, quantization="int8", representative_data=data.x_train)
-    int8_dense_check = check(
-        int8_dense.tflite_bytes, data.x_test, labels=data.y_test, name="int8-dense"
-    )
-
-    how = f"{ratio:.0%} channels + {sparsity:.0%}" if ratio > 0 else f"{sparsity:.0%}"
-    float32 = by_name["float32-dense"]
-    float32_bytes = len(float32.tflite_bytes)
-    sparse = by_name["int8-sparse"]
-    artifacts = [
-        ("float32 dense", dense, float32.check, f"Keras {state.scores['dense_keras']:.2%}"),
-        ("int8 dense", dense, int8_dense_check, None),
-        (f"int8 pruned {how}", pruned, by_name["int8"].check, None),
-        (
-            f"int8 pruned {how} sparse-encoded",
-            pruned,
-            sparse.check,
-            f"TFLite {tflite_accuracy(sparse.tflite_bytes, data):.2%}",
-        ),
-        ("deployable (pruned+clustered+LUT)", clustered, by_name["int8-clustered-lut"].check, None),
-    ]
-    rows = []
-    for label, keras_model, report, other in artifacts:
-        weights, nonzero = weight_counts(keras_model)
-        accuracy = f"TFLM {report.accuracy:.2%}" if report.accuracy is not None else "-"
+    float32_bytes = len(state.artifact("float32-dense").tflite_bytes)
+    how = f"{config.structured.ratio:.0%} channels + " if config.structured.ratio > 0 else ""
+    name = f"{name} ({how}{sparsity:.0%})"
+    rows, failures = [], []
+    for artifact in state.artifacts:
+        report = artifact.check
+        weights, nonzero = weight_counts(state.models[artifact.reference])
+        if artifact.name == "float32-dense":
+            other = f"Keras {state.scores['dense_keras']:.2%}"
+        elif not report.runs_on_tflm:
+            other = f"TFLite {tflite_accuracy(artifact.tflite_bytes, inputs.data):.2%}"
+            if report.failure and not report.missing_op:
+                failures.append(f"{name} {artifact.name} on TFLM: {report.failure}")
+        else:
+            other = ""
         rows.append(
             [
                 name,
-                label,
+                artifact.name,
                 f"{weights:,}",
                 f"{nonzero:,}",
                 f"{report.flash_bytes:,}",
                 f"{float32_bytes / report.flash_bytes:.1f}x",
                 "yes" if report.runs_on_tflm else f"no ({report.missing_op or 'failed'})",
-                accuracy,
-                other or "",
+                "-" if report.accuracy is None else f"{report.accuracy:.2%}",
+                "-" if report.arena_bytes is None else f"{report.arena_bytes:,}",
+                other,
             ]
         )
-    return rows
+        if report.problem:
+            rows[-1][-1] = f"{other} PROBLEM: {report.problem}".strip()
+    chosen = state.choice.chosen.name if state.choice else f"nothing ({state.no_choice})"
+    return rows, "\n".join([f"{name}: the build deploys {chosen}", *failures])
 
 
 def main() -> int:
@@ -143,7 +136,7 @@ def main() -> int:
 
     config = with_overrides(PipelineConfig(), QUICK if args.quick else {}, "bench")
     cnn_inputs = prepare_inputs(args.target, config)
-    rows = measure("digits CNN", cnn_inputs, config.prune.final_sparsity)
+    rows, cnn_choice = measure("digits CNN", cnn_inputs, config.prune.final_sparsity)
 
     digits = cnn_inputs.data
     flat = Dataset(
@@ -156,9 +149,11 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         model_path = Path(tmp) / "lenet_300_100.keras"
         lenet_300_100(64, flat.num_classes).save(model_path)
-        mlp_config = with_overrides(config, {"structured.ratio": 0.0}, "bench")
+        # train.epochs set: the pipeline would take the untrained MLP (above chance) as trained
+        mlp_overrides = {"structured.ratio": 0.0, "train.epochs": config.train.epochs}
+        mlp_config = with_overrides(config, mlp_overrides, "bench")
         mlp_inputs = replace(cnn_inputs, data=flat, model_path=model_path, config=mlp_config)
-        rows += measure("LeNet-300-100", mlp_inputs, 0.9)
+        mlp_rows, mlp_choice = measure("LeNet-300-100", mlp_inputs, 0.9)
 
     print(f"Compression on {digits.source}: {len(digits.y_test)} held-out samples"
           + (" (--quick: fewer epochs)" if args.quick else ""))  # fmt: skip
@@ -171,14 +166,17 @@ def main() -> int:
             "flatbuffer B",
             "float32/this",
             "runs on TFLM",
-            "accuracy",
+            "TFLM accuracy",
+            "arena B",
             "other accuracy",
         ],
-        rows,
+        rows + mlp_rows,
     )
+    print(f"{cnn_choice}\n{mlp_choice}")
     print(
         "accuracy: top-1 on the held-out set; TFLM = the flatbuffer run by the TFLM interpreter; "
-        "TFLite = TensorFlow Lite interpreter (the sparse encoding does not run on TFLM)."
+        "TFLite = TensorFlow Lite interpreter (int8-densify does not run on TFLM); arena: "
+        "smallest working TFLM arena on this 64-bit host."
     )
     return 0
 

@@ -9,16 +9,18 @@ The default digits CNN is trained once (seeded). Rows:
   removed (L1 norm; ``structured.ratio``), weights copied, no training yet;
 - structured, after fine-tuning: the same, fine-tuned for ``structured.epochs`` epochs;
 - unstructured only: magnitude pruning of the dense model to ``--unstructured`` (80%), as
-  int8 dense storage and as the deployable clustered + LUT artifact;
+  int8 dense storage (``int8``) and as the candidate the build chooses (clustered, then per
+  tensor LUT / pruning bitmask / Huffman for TFLM's DECODE operator);
 - structured + unstructured: the fine-tuned structured model, then magnitude pruning to
-  ``prune.final_sparsity`` (the pipeline default, 50%), clustering and LUT compression: what
-  ``make model`` deploys.
+  ``prune.final_sparsity`` (the pipeline default, 50%), clustering and TFLM compression: the
+  candidate ``make model`` deploys (the row names it).
 
 Parameters and MACs from ``edge_prune.macs.count_costs`` (Keras layers; zeros still count: dense
-kernels multiply them). Flash = int8 flatbuffer bytes; arena = smallest working TFLM arena on
-this 64-bit host; accuracy = top-1 on the held-out set, run on TFLM. Latency is an ESTIMATE
-from the target file's per-op throughput (measured on the nRF52840 by mcufit 0.5.2), not a
-measurement.
+kernels multiply them). Flash = int8 flatbuffer bytes after the flatbuffer diet (names TFLM does
+not read dropped, as in every build candidate); arena = smallest working TFLM arena on
+this 64-bit host (decoded weights included); accuracy = top-1 on the held-out set, run on TFLM.
+Latency is an ESTIMATE from the target file's per-op throughput (measured on the nRF52840 by
+mcufit 0.5.2), not a measurement.
 """
 
 from __future__ import annotations
@@ -61,6 +63,15 @@ def row(label: str, keras_model, model_bytes: bytes, inputs) -> list[str]:
     ]
 
 
+def deployed_row(label: str, state, inputs) -> list[str]:
+    """The row of the candidate the build chose in ``state`` (named in the label)."""
+    if state.choice is None:
+        return [f"{label}: nothing chosen ({state.no_choice})", *["-"] * 6]
+    chosen = state.deployable
+    model = state.models[chosen.reference]
+    return row(f"{label}, {chosen.name}", model, chosen.tflite_bytes, inputs)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ratio", type=float, default=0.5)
@@ -71,12 +82,17 @@ def main() -> int:
     parser.add_argument("--target", default="cortex-m4")
     args = parser.parse_args()
 
+    from edge_prune.codecs import strip_for_mcu
     from edge_prune.config import PipelineConfig, with_overrides
     from edge_prune.convert import convert
     from edge_prune.pipeline import (
+        BASELINE,
+        CHECK,
+        CHOOSE,
         CLUSTER,
         CONVERT,
         PRUNE,
+        RAM_FIT,
         SEED,
         STRUCTURED,
         TRAIN,
@@ -91,13 +107,16 @@ def main() -> int:
     x = inputs.data.x_train
 
     def int8(model) -> bytes:
-        return convert(model, quantization="int8", representative_data=x).tflite_bytes
+        """int8, dense storage, after the flatbuffer diet the build's candidates get."""
+        converted = convert(model, quantization="int8", representative_data=x)
+        return strip_for_mcu(converted.tflite_bytes)[0]
 
     def prune_and_compress(state: BuildState, **overrides):
         state = state.with_config(with_overrides(config, overrides, "bench"))
-        return run_stages((SEED, PRUNE, CLUSTER, CONVERT), state, quiet)
+        stages = (SEED, PRUNE, CLUSTER, CONVERT, CHECK, RAM_FIT, CHOOSE)
+        return run_stages(stages, state, quiet)
 
-    dense_state = run_stages((TRAIN,), BuildState(inputs), quiet)
+    dense_state = run_stages((TRAIN, BASELINE), BuildState(inputs), quiet)
     dense = dense_state.models["dense"]
     rows = [row("dense", dense, int8(dense), inputs)]
 
@@ -113,16 +132,14 @@ def main() -> int:
     unstructured = prune_and_compress(
         dense_state, **{"structured.ratio": 0.0, "prune.final_sparsity": alone}
     )
-    pruned, clustered = unstructured.models["pruned"], unstructured.models["clustered"]
+    pruned = unstructured.models["pruned"]
     rows.append(row(f"unstructured {alone:.0%} only, int8", pruned, int8(pruned), inputs))
-    lut = unstructured.artifact("int8-clustered-lut").tflite_bytes
-    rows.append(row(f"unstructured {alone:.0%} only, clustered+LUT", clustered, lut, inputs))
+    rows.append(deployed_row(f"unstructured {alone:.0%} only", unstructured, inputs))
 
     sparsity = config.prune.final_sparsity
     both = prune_and_compress(after_state)
-    lut = both.artifact("int8-clustered-lut").tflite_bytes
-    rows.append(row(f"structured {args.ratio:.0%} + unstructured {sparsity:.0%}, clustered+LUT",
-                    both.models["clustered"], lut, inputs))  # fmt: skip
+    label = f"structured {args.ratio:.0%} + unstructured {sparsity:.0%}"
+    rows.append(deployed_row(label, both, inputs))
 
     print(f"Structured pruning on the default example ({inputs.data.source}, "
           f"{len(inputs.data.y_test)} held-out samples), target {inputs.target.name}"

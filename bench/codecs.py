@@ -133,7 +133,7 @@ def rows_for(ep, label, float_bytes, final_float_bytes, int8_bytes, x_test, y_te
     rows = []
     for name, data in variants:
         accuracy = tflm_accuracy(data, x_test, y_test)
-        arena = tflm.measure_arena(data).smallest_arena_bytes
+        arena = tflm.measure_arena(data).verdict_bytes
         rows.append(
             [
                 label,

@@ -75,6 +75,7 @@ def tflite_accuracy(model_bytes: bytes, data) -> float:
         if inp["dtype"] != np.float32:
             info = np.iinfo(inp["dtype"])
             sample = np.clip(np.round(sample / scale) + zero, info.min, info.max)
+        interpreter.reset_all_variables()  # each sample its own inference (LSTM state)
         interpreter.set_tensor(inp["index"], sample.astype(inp["dtype"]))
         interpreter.invoke()
         hits += int(np.argmax(interpreter.get_tensor(out["index"])) == y)

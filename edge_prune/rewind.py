@@ -34,7 +34,14 @@ if TYPE_CHECKING:
     from edge_prune.data import Dataset
     from edge_prune.pipeline import BuildState, Inputs
 
-__all__ = ["REWIND", "record_weights", "early_model", "retrain_with_fixed_mask", "rewind"]
+__all__ = [
+    "REWIND",
+    "early_model",
+    "fixed_mask_callback",
+    "record_weights",
+    "retrain_with_fixed_mask",
+    "rewind",
+]
 
 # Weights with fewer dimensions (biases, batch-norm statistics) are not pruned by tfmot's
 # magnitude pruning of Conv/Dense kernels; they are rewound but carry no mask.
@@ -133,7 +140,9 @@ def rewind(
     return model, masks
 
 
-def _fixed_mask_callback(masks: Sequence[np.ndarray | None]):
+def fixed_mask_callback(masks: Sequence[np.ndarray | None]):
+    """A Keras callback that multiplies each weight by its mask (from :func:`rewind`) after every
+    training batch: weights pruned to zero stay zero while the others train."""
     from edge_prune._tf import keras
 
     class FixedMask(keras.callbacks.Callback):
@@ -172,7 +181,7 @@ def retrain_with_fixed_mask(
         epochs=epochs,
         stage="rewound retrain",
         progress=progress,
-        callbacks=(_fixed_mask_callback(masks),),
+        callbacks=(fixed_mask_callback(masks),),
     )
     return model
 

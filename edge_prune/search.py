@@ -410,9 +410,12 @@ def _fingerprint(*parts: object) -> str:
 
 
 def _inputs_fingerprint(inputs: Inputs) -> str:
+    """Model file, data and the versions of the libraries that train and convert."""
+    from edge_prune.build_report import versions
+
     model = inputs.model_path
     model_digest = _file_digest(model) if model else "default-cnn"
-    return _fingerprint(model_digest, inputs.allow_lambda, *inputs.data)
+    return _fingerprint(versions(), model_digest, inputs.allow_lambda, *inputs.data)
 
 
 def _file_digest(path: Path) -> str:

@@ -100,7 +100,7 @@ def measure(name: str, inputs, sparsity: float) -> list[list[str]]:
     float32_bytes = len(float32.tflite_bytes)
     sparse = by_name["int8-sparse"]
     artifacts = [
-        ("float32 dense", dense, float32.check, f"Keras {state.accuracy['dense_keras']:.2%}"),
+        ("float32 dense", dense, float32.check, f"Keras {state.scores['dense_keras']:.2%}"),
         ("int8 dense", dense, int8_dense_check, None),
         (f"int8 pruned {how}", pruned, by_name["int8"].check, None),
         (

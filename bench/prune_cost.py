@@ -56,7 +56,8 @@ def build(kind: str, data):
 
 def measure(kind: str, data, epochs: int) -> list[list[str]]:
     from edge_prune._tf import keras
-    from edge_prune.prune import PruningSchedule, prune
+    from edge_prune.prune import prune
+    from edge_prune.schedule import PruningSchedule
     from edge_prune.train import seed_everything
 
     rows = []

@@ -18,7 +18,8 @@ _EXPORTS = {
     # tf_keras, set up for tfmot (TF_USE_LEGACY_KERAS=1 before TensorFlow is imported)
     "keras": "edge_prune._tf",
     # prune while training
-    "PruningSchedule": "edge_prune.prune",
+    "PruningSchedule": "edge_prune.schedule",
+    "SparsityHeldBackWarning": "edge_prune.prune",
     "prune": "edge_prune.prune",
     "prune_in_stages": "edge_prune.prune",
     "strip": "edge_prune.prune",
@@ -40,6 +41,7 @@ _EXPORTS = {
     # measure
     "read_model": "edge_prune.tflite_file",
     "measure": "edge_prune.footprint",
+    "fit_report": "edge_prune.report",
     "load_target": "edge_prune.targets",
     "list_targets": "edge_prune.targets",
     "check_deployable": "edge_prune.evaluate",
@@ -56,9 +58,9 @@ _EXPORTS = {
     "ConversionError": "edge_prune.errors",
     "ModelFileError": "edge_prune.errors",
     "TFLMError": "edge_prune.errors",
-    "BudgetExceededError": "edge_prune.errors",
+    "NoDeployableArtifactError": "edge_prune.errors",
 }
-_RENAMED = {"check_deployable": "check"}
+_RENAMED = {"check_deployable": "check", "fit_report": "build_report"}
 
 __all__ = sorted(_EXPORTS)
 
@@ -97,10 +99,10 @@ if TYPE_CHECKING:  # for editors and type checkers; nothing is imported at run t
     from edge_prune.compress import cluster, lut_compress, strip_clustering  # noqa: F401
     from edge_prune.convert import convert, convert_all  # noqa: F401
     from edge_prune.prune import (  # noqa: F401
-        PruningSchedule,
         SparsityReport,
         prune,
         prune_in_stages,
         sparsity_report,
         strip,
     )
+    from edge_prune.schedule import PruningSchedule  # noqa: F401

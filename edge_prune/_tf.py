@@ -9,12 +9,9 @@ this module sets it before the first import and every other module gets TensorFl
 from __future__ import annotations
 
 import os
-import sys
 
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-_imported_before = "tensorflow" in sys.modules
 
 import tensorflow as tf  # noqa: E402
 import tensorflow_model_optimization as tfmot  # noqa: E402
@@ -22,8 +19,4 @@ import tf_keras as keras  # noqa: E402
 
 tf.get_logger().setLevel("ERROR")
 
-__all__ = ["tf", "keras", "tfmot", "imported_before_edge_prune"]
-
-# True when the user imported TensorFlow before edge-prune: tf.keras may then be Keras 3, and
-# models must be built with tf_keras (checked per model in prune.check_model).
-imported_before_edge_prune = _imported_before
+__all__ = ["tf", "keras", "tfmot"]

@@ -1,11 +1,16 @@
 """Child side of :mod:`edge_prune.tflm`: runs the TFLM interpreter where a crash is harmless.
 
-Started as ``python -m edge_prune._tflm_child JOB_DIR``. ``JOB_DIR/request.json`` says what to do
-(``"measure"`` or ``"run"``), ``JOB_DIR/model.tflite`` holds the model and, for ``"run"``,
-``JOB_DIR/input.npz`` the samples. The answer is written to ``JOB_DIR/result.json`` (and
-``output.npz``). File descriptors 1 and 2 go to ``JOB_DIR/log.txt`` for the whole run, because
-TFLM prints its messages (and ``print_allocations``) from C, not through Python; stage markers
-are written to the same log so the parent can say where a crash happened.
+Started as ``python -m edge_prune._tflm_child JOB_DIR``. ``JOB_DIR/request.json`` says what to
+do, ``JOB_DIR/model.tflite`` holds the model and ``JOB_DIR/input.npz`` (optional) the samples.
+One run does everything for one artifact: allocate, record the arena with TFLM's
+``RecordingMicroAllocator``, run the samples (or one all-zero input), then check that the arena
+figure it reports is enough by allocating and running once more with exactly that size.
+The answer is written to ``JOB_DIR/result.json`` (and ``output.npz``). File descriptors 1 and 2
+go to ``JOB_DIR/log.txt``, because TFLM prints its messages (and ``print_allocations``) from C,
+not through Python; stage markers are written to the same log so the parent can say where a
+crash happened.
+
+The child dies with its parent (``PR_SET_PDEATHSIG``) and then removes its job directory.
 
 Imports only the standard library, numpy and tflite_micro: never TensorFlow, never the rest of
 edge-prune.
@@ -17,11 +22,18 @@ import ctypes
 import json
 import os
 import re
+import shutil
+import signal
 import struct
 import sys
+import time
 from pathlib import Path
 
 STAGE_MARK = "@@edge-prune-stage "
+# Test hooks: seconds to sleep before importing TFLM (to test signals on a slow child); abort
+# while checking the arena figure with the first margin (as TFLM does on some too-small arenas).
+SLEEP_ENV = "EDGE_PRUNE_TFLM_TEST_SLEEP_S"
+ABORT_VERIFY_ENV = "EDGE_PRUNE_TFLM_TEST_ABORT_VERIFY"
 _FLATBUFFER_ERRORS = (
     struct.error,
     IndexError,
@@ -32,9 +44,19 @@ _FLATBUFFER_ERRORS = (
     RecursionError,
     MemoryError,
 )
-_LIBC = ctypes.CDLL(None)
+_LIBC = ctypes.CDLL(None, use_errno=True)
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 _ARENA_LINE = re.compile(r"Arena allocation (total|head|tail) (\d+) bytes")
+# "'TfLiteEvalTensor data' used 168 bytes with alignment overhead (requested 168 bytes for 7
+# allocations)" (RecordingMicroAllocator::PrintRecordedAllocation,
+# tensorflow/lite/micro/recording_micro_allocator.cc)
+_CATEGORY_LINE = re.compile(
+    r"'([^']+)' used (\d+) bytes with alignment overhead \(requested (\d+) bytes for (\d+) "
+)
 _MISSING_OP = re.compile(r"Didn't find op for builtin opcode '([^']+)'")
+# MicroInterpreterGraph::PrepareSubgraphs (tensorflow/lite/micro/micro_interpreter_graph.cc):
+# "Node DEQUANTIZE (number 0f) failed to prepare with status 1"
+_PREPARE_FAILED = re.compile(r"Node (\S+) \(number (\d+)f?\) failed to prepare")
 _OUT_OF_ARENA = (
     "Failed to allocate",
     "missing:",
@@ -44,6 +66,17 @@ _OUT_OF_ARENA = (
 # Upper bound of the arena search: a model that needs more than this is not an MCU model.
 MAX_ARENA_BYTES = 1 << 30
 FIRST_ARENA_BYTES = 1 << 20
+# MicroArenaBufferAlignment(), tensorflow/lite/micro/micro_arena_constants.h
+ARENA_ALIGNMENT_BYTES = 16
+# What TFLM holds in the head only while it plans the arena, so the recorded figures miss it
+# (MicroAllocator::CommitStaticMemoryPlan, tensorflow/lite/micro/micro_allocator.cc; 64-bit
+# host): the scratch-buffer request slots (kMaxScratchBuffersPerOp = 12, 16 B each), one
+# AllocationInfo per tensor (32 B, micro_allocation_info.h) and the GreedyMemoryPlanner's
+# per-buffer scratch for each tensor it places (40 B, greedy_memory_planner.h).
+PLANNING_FIXED_BYTES = 12 * 16
+PLANNING_BYTES_PER_TENSOR = 32
+PLANNING_BYTES_PER_PLANNED_TENSOR = 40
+MAX_VERIFY_STEPS = 4  # then the arena figure is 2.4x the first candidate
 
 
 class _Log:
@@ -62,7 +95,7 @@ class _Log:
 class _AllocationFailed(Exception):
     def __init__(self, kind: str, op: str | None, log: str):
         super().__init__(kind)
-        self.kind = kind  # "missing_op" | "arena_too_small" | "other"
+        self.kind = kind  # "missing_op" | "prepare_failed" | "arena_too_small" | "other"
         self.op = op
         self.log = log
 
@@ -78,10 +111,35 @@ def _redirect_output(log_path: Path) -> None:
     os.close(fd)
 
 
-def _input_count(model: bytes) -> int:
+def _die_with_parent(job: Path, parent_pid: int) -> None:
+    """Get SIGTERM when the parent dies (even by SIGKILL), then remove the job directory."""
+
+    def on_term(signum, frame):
+        shutil.rmtree(job, ignore_errors=True)
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)  # end as killed by the signal, as without this handler
+
+    signal.signal(signal.SIGTERM, on_term)
+    _LIBC.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        on_term(signal.SIGTERM, None)
+
+
+def _model_counts(model: bytes) -> tuple[int, int, int]:
+    """``(inputs of subgraph 0, tensors, tensors without constant data)`` (all subgraphs)."""
     from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
-    return schema.Model.GetRootAs(model, 0).Subgraphs(0).InputsLength()
+    root = schema.Model.GetRootAs(model, 0)
+    buffers = root.BuffersLength()
+    graphs = [root.Subgraphs(i) for i in range(root.SubgraphsLength())]
+    tensors = [g.Tensors(j) for g in graphs for j in range(g.TensorsLength())]
+
+    def constant(t) -> bool:
+        b = t.Buffer()
+        return 0 < b < buffers and (root.Buffers(b).DataLength() > 0 or root.Buffers(b).Size() > 1)
+
+    planned = sum(not constant(t) for t in tensors)
+    return graphs[0].InputsLength(), len(tensors), planned
 
 
 def _details(details: dict) -> dict:
@@ -102,6 +160,9 @@ def _classify_failure(log: str) -> _AllocationFailed:
         return _AllocationFailed("missing_op", missing.group(1), log)
     if any(marker in log for marker in _OUT_OF_ARENA):
         return _AllocationFailed("arena_too_small", None, log)
+    prepare = _PREPARE_FAILED.search(log)
+    if prepare:
+        return _AllocationFailed("prepare_failed", f"{prepare.group(1)} #{prepare.group(2)}", log)
     return _AllocationFailed("other", None, log)
 
 
@@ -116,14 +177,22 @@ def _make_interpreter(model: bytes, arena_bytes: int, log: _Log):
         raise failure from None
 
 
-def _invoke_zeros(interpreter, n_inputs: int) -> None:
+def _invoke_zeros(interpreter, n_inputs: int, log: _Log) -> None:
     import numpy as np
 
     for i in range(n_inputs):
         d = interpreter.get_input_details(i)
         shape = [max(int(s), 1) for s in d["shape"]]
         interpreter.set_input(np.zeros(shape, dtype=d["dtype"]), i)
-    interpreter.invoke()
+    _invoke(interpreter, log)
+
+
+def _invoke(interpreter, log: _Log) -> None:
+    try:
+        interpreter.invoke()
+    except RuntimeError as e:
+        failure = _classify_failure(log.new_text() + f"\n{e}")
+        raise failure from None
 
 
 def _try_arena(model: bytes, arena_bytes: int, n_inputs: int, log: _Log):
@@ -131,11 +200,7 @@ def _try_arena(model: bytes, arena_bytes: int, n_inputs: int, log: _Log):
     _stage(f"allocate arena_size={arena_bytes}")
     interpreter = _make_interpreter(model, arena_bytes, log)
     _stage(f"invoke arena_size={arena_bytes}")
-    try:
-        _invoke_zeros(interpreter, n_inputs)
-    except RuntimeError as e:
-        failure = _classify_failure(log.new_text() + f"\n{e}")
-        raise failure from None
+    _invoke_zeros(interpreter, n_inputs, log)
     return interpreter
 
 
@@ -150,39 +215,60 @@ def _first_working_arena(model: bytes, n_inputs: int, log: _Log) -> tuple[object
             arena *= 4
 
 
-def _smallest_arena(model: bytes, n_inputs: int, works: int, log: _Log, failing: int = 0) -> int:
-    """Bisect for the smallest arena_size that allocates and runs one inference.
-
-    Each step is announced as a stage, so that when a too-small arena crashes the process
-    (seen: SIGSEGV on an int8 MLP) the parent can start again above it (``failing``).
-    """
-    working = works
-    while working - failing > 1:
-        _stage(f"bisect failing={failing} working={working}")
-        middle = (failing + working) // 2
-        try:
-            interpreter = _try_arena(model, middle, n_inputs, log)
-            del interpreter
-            working = middle
-        except _AllocationFailed:
-            # It ran with a larger arena, so a failure here is the arena being too small,
-            # whatever TFLM's message (e.g. "Too many buffers" from the memory planner).
-            failing = middle
-    return working
-
-
 def _recorded_allocations(interpreter, log: _Log) -> dict:
     _stage("print_allocations")
     log.new_text()
     interpreter.print_allocations()
     text = log.new_text()
-    arena = {kind: int(n) for kind, n in _ARENA_LINE.findall(text)}
     lines = [
         line.strip()
         for line in text.splitlines()
         if "RecordingMicroAllocator" in line and not line.startswith(STAGE_MARK)
     ]
-    return {"arena": arena, "lines": lines}
+    categories = [
+        {"name": name, "used_bytes": int(used), "requested_bytes": int(req), "count": int(n)}
+        for name, used, req, n in _CATEGORY_LINE.findall(text)
+    ]
+    arena = {kind: int(n) for kind, n in _ARENA_LINE.findall(text)}
+    return {"arena": arena, "lines": lines, "categories": categories}
+
+
+def _align_up(n: int) -> int:
+    return -(-n // ARENA_ALIGNMENT_BYTES) * ARENA_ALIGNMENT_BYTES
+
+
+def _first_candidate(recorded: dict, counts: tuple[int, int], scale: int) -> int:
+    """Recorded tail + the larger of the recorded head and what planning holds in the head
+    (``scale`` times the estimate) + the arena start alignment."""
+    tensors, planned = counts
+    planning_bytes = scale * (
+        PLANNING_FIXED_BYTES
+        + PLANNING_BYTES_PER_TENSOR * tensors
+        + PLANNING_BYTES_PER_PLANNED_TENSOR * planned
+    )
+    head = max(_align_up(recorded["head"]), _align_up(planning_bytes))
+    return _align_up(recorded["tail"]) + head + ARENA_ALIGNMENT_BYTES
+
+
+def _enough_arena(model, n_inputs: int, recorded: dict, counts, scale: int, log: _Log) -> int:
+    """The first candidate, checked by allocating and running with exactly that size; grown by
+    a quarter (at most a few times) if TFLM says it is too small."""
+    candidate = _first_candidate(recorded, counts, scale)
+    for _ in range(MAX_VERIFY_STEPS):
+        _stage(f"verify arena_size={candidate}")
+        if scale == 1 and os.environ.get(ABORT_VERIFY_ENV):
+            os.abort()
+        try:
+            interpreter = _try_arena(model, candidate, n_inputs, log)
+            del interpreter
+            return candidate
+        except _AllocationFailed as failure:
+            if failure.kind != "arena_too_small":
+                raise
+        candidate = _align_up(candidate + candidate // 4)
+    raise _AllocationFailed(
+        "other", None, f"no arena up to {candidate} bytes worked ({recorded} recorded)"
+    )
 
 
 def _failure_result(failure: _AllocationFailed) -> dict:
@@ -190,62 +276,60 @@ def _failure_result(failure: _AllocationFailed) -> dict:
     return {"status": failure.kind, "op": failure.op, "log_tail": lines[-6:]}
 
 
-def measure(model: bytes, log: _Log, request: dict) -> dict:
-    _stage("read flatbuffer")
-    n_inputs = _input_count(model)
-    try:
-        interpreter, works = _first_working_arena(model, n_inputs, log)
-        # Recorded with a power-of-two arena: the alignment padding TFLM counts in the total
-        # depends a little (a few bytes) on arena_size.
-        recorded = _recorded_allocations(interpreter, log)
-        inputs = [_details(interpreter.get_input_details(i)) for i in range(n_inputs)]
-        del interpreter
-        failing = int(request.get("failing_arena_bytes", 0))
-        working = min(works, int(request.get("working_arena_bytes", works)))
-        smallest = _smallest_arena(model, n_inputs, working, log, failing)
-    except _AllocationFailed as failure:
-        return _failure_result(failure)
-    return {
-        "status": "ok",
-        "smallest_arena_bytes": smallest,
-        "recorded_with_arena_bytes": works,
-        "recorded_arena_bytes": recorded["arena"],
-        "allocation_lines": recorded["lines"],
-        "inputs": inputs,
-    }
-
-
-def run(model: bytes, job: Path, request: dict, log: _Log) -> dict:
+def _run_samples(interpreter, x, index: int, log: _Log):
     import numpy as np
 
-    x = np.load(job / "input.npz")["x"]
-    try:
-        if request.get("arena_bytes"):
-            _stage(f"allocate arena_size={request['arena_bytes']}")
-            interpreter = _make_interpreter(model, int(request["arena_bytes"]), log)
-        else:
-            interpreter, _ = _first_working_arena(model, _input_count(model), log)
-    except _AllocationFailed as failure:
-        return _failure_result(failure)
     expected = interpreter.get_input_details(0)
     shape = [max(int(s), 1) for s in expected["shape"]]
     dtype = np.dtype(expected["dtype"])
     problem = _input_problem(x, shape, dtype)
     if problem:
-        return {"status": "bad_input", "message": problem}
-    index = int(request.get("output_index", 0))
+        return None, problem
     outputs = []
     for n, sample in enumerate(x):
         _stage(f"invoke sample={n}")
         interpreter.set_input(sample.reshape(shape), 0)
-        try:
-            interpreter.invoke()
-        except RuntimeError as e:
-            return _failure_result(_classify_failure(log.new_text() + f"\n{e}"))
+        _invoke(interpreter, log)
         outputs.append(np.array(interpreter.get_output(index)))
     stacked = np.stack(outputs) if outputs else np.zeros((0,), dtype=dtype)
-    np.savez(job / "output.npz", y=stacked)
-    return {"status": "ok", "input": _details(expected)}
+    return stacked, None
+
+
+def execute(model: bytes, job: Path, request: dict, log: _Log) -> dict:
+    """Allocate (at ``arena_bytes`` or the first power-of-4 size from 1 MiB that works), record
+    the arena, run the samples, and check the arena figure."""
+    import numpy as np
+
+    _stage("read flatbuffer")
+    n_inputs, *counts = _model_counts(model)
+    try:
+        if request.get("arena_bytes"):
+            interpreter = _try_arena(model, int(request["arena_bytes"]), n_inputs, log)
+            works = int(request["arena_bytes"])
+        else:
+            interpreter, works = _first_working_arena(model, n_inputs, log)
+        recorded = _recorded_allocations(interpreter, log)
+        inputs = [_details(interpreter.get_input_details(i)) for i in range(n_inputs)]
+        result = {"status": "ok", "inputs": inputs}
+        if (job / "input.npz").exists():
+            x = np.load(job / "input.npz")["x"]
+            y, problem = _run_samples(interpreter, x, int(request.get("output_index", 0)), log)
+            if problem:
+                return {"status": "bad_input", "message": problem}
+            np.savez(job / "output.npz", y=y)
+        del interpreter
+        if set(recorded["arena"]) == {"total", "head", "tail"}:
+            result["arena_bytes"] = _enough_arena(
+                model, n_inputs, recorded["arena"], counts, int(request.get("scale", 1)), log
+            )
+    except _AllocationFailed as failure:
+        return _failure_result(failure)
+    return result | {
+        "recorded_with_arena_bytes": works,
+        "recorded_arena_bytes": recorded["arena"],
+        "allocation_lines": recorded["lines"],
+        "categories": recorded["categories"],
+    }
 
 
 def _input_problem(x, shape: list[int], dtype) -> str | None:
@@ -264,19 +348,19 @@ def _input_problem(x, shape: list[int], dtype) -> str | None:
 
 def main(argv: list[str]) -> int:
     job = Path(argv[1])
+    _die_with_parent(job, int(argv[2]) if len(argv) > 2 else os.getppid())
     _redirect_output(job / "log.txt")
     log = _Log(job / "log.txt")
     request = json.loads((job / "request.json").read_text())
     model = (job / "model.tflite").read_bytes()
+    if os.environ.get(SLEEP_ENV):
+        _stage("test sleep")
+        time.sleep(float(os.environ[SLEEP_ENV]))
     _stage("import tflite_micro")
     from tflite_micro.python.tflite_micro import runtime  # noqa: F401
 
-    tasks = {
-        "measure": lambda: measure(model, log, request),
-        "run": lambda: run(model, job, request, log),
-    }
     try:
-        result = tasks[request["task"]]()
+        result = execute(model, job, request, log)
     except _FLATBUFFER_ERRORS as e:
         # The Python flatbuffer reader of tflite_micro (used before the C++ interpreter) hit
         # an offset or length outside the file.

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from edge_prune.tables import table_lines
 
 if TYPE_CHECKING:
+    from edge_prune.metrics import Metric
     from edge_prune.pipeline import BuildState
     from edge_prune.report import Report
 
@@ -39,9 +40,14 @@ def report_dict(result: BuildState) -> dict[str, Any]:
     inputs = result.inputs
     data = inputs.data
     footprint = result.footprint
+    metric = result.metric
+    fits = bool(footprint.fits) and result.untrustworthy is None
     return {
         "target": inputs.target.name,
-        "fits": bool(footprint.fits),
+        "fits": fits,
+        "verdict": _verdict(result),
+        "untrustworthy": result.untrustworthy,
+        "training": result.training,
         "model": result.model_name,
         "deployable": {
             "file": "model.tflite",
@@ -53,12 +59,14 @@ def report_dict(result: BuildState) -> dict[str, Any]:
             "train_samples": int(len(data.x_train)),
             "test_samples": int(len(data.x_test)),
             "input_shape": list(data.input_shape),
-            "classes": data.num_classes,
+            "task": data.task,
+            "classes" if data.is_classification else "target_values": data.num_classes,
         },
-        "accuracy": {
-            "note": "top-1 on the held-out test set; *_keras by tf_keras, *_tflm by the TFLM "
-            "interpreter on the int8 flatbuffer",
-            **{k: round(v, 6) for k, v in result.accuracy.items()},
+        "metric": {"name": metric.name, "higher_is_better": metric.higher_is_better},
+        _scores_key(metric): {
+            "note": f"{metric.name} on the held-out test set; *_keras by tf_keras, *_tflm by "
+            "the TFLM interpreter on the flatbuffer; dense_keras_train on the training set",
+            **{k: round(v, 6) for k, v in result.scores.items()},
         },
         "artifacts": [
             {
@@ -82,20 +90,43 @@ def report_dict(result: BuildState) -> dict[str, Any]:
     }
 
 
-def _accuracy_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
+def _scores_key(metric: Metric) -> str:
+    """``accuracy`` for classification; the metric's name for regression."""
+    return "accuracy" if metric.higher_is_better else metric.name.replace(" ", "_")
+
+
+def _verdict(result: BuildState) -> str:
+    if result.untrustworthy:
+        return "DOES NOT PASS (the model has not learned)"
+    return "FITS" if result.footprint.fits else "DOES NOT FIT"
+
+
+def _format_score(report: dict[str, Any], value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.2%}" if report["metric"]["higher_is_better"] else f"{value:.4g}"
+
+
+def _score_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     labels = {
+        "dense_keras_train": "dense model on the training set (Keras)",
         "dense_keras": "dense model (Keras)",
         "structured_keras": "after structured pruning (Keras)",
         "pruned_keras": "pruned + stripped (Keras)",
         "clustered_keras": "pruned + clustered (Keras)",
     }
     rows = []
-    for key, value in report["accuracy"].items():
+    for key, value in report[_report_scores_key(report)].items():
         if key == "note":
             continue
         label = labels.get(key, f"{key.removesuffix('_tflm')} on TFLM")
-        rows.append((label, f"{value:.2%}"))
+        rows.append((label, _format_score(report, value)))
     return rows
+
+
+def _report_scores_key(report: dict[str, Any]) -> str:
+    name = report["metric"]["name"]
+    return "accuracy" if report["metric"]["higher_is_better"] else name.replace(" ", "_")
 
 
 def _artifact_rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
@@ -103,7 +134,8 @@ def _artifact_rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
     for a in report["artifacts"]:
         runs = "yes" if a["runs_on_tflm"] else f"no ({a.get('missing_op') or 'failed'})"
         arena = f"{a['arena_bytes']:,}" if a.get("arena_bytes") else "-"
-        accuracy = f"{a['accuracy']:.2%}" if a.get("accuracy") is not None else "-"
+        score = a.get("accuracy") if a.get("accuracy") is not None else a.get("error")
+        accuracy = _format_score(report, score)
         chosen = (
             " (deployed as model.tflite)" if a["name"] == report["deployable"]["artifact"] else ""
         )
@@ -149,14 +181,16 @@ def _render(report: dict[str, Any], footprint: Report, markdown: bool) -> str:
     lines = [
         f"{'# ' if markdown else ''}edge-prune build: {report['model']} for {report['target']}",
         "",
-        f"Verdict: {'FITS' if report['fits'] else 'DOES NOT FIT'} {report['target']}. "
+        f"Verdict: {report['verdict']} {report['target']}. "
         f"Deployable: model.tflite = {report['deployable']['artifact']}: "
         f"{report['deployable']['reason']}.",
+        *([f"Why it does not pass: {report['untrustworthy']}."] if report["untrustworthy"] else []),
+        f"Dense model: {report['training']}.",
         "",
-        f"{heading}Accuracy (held-out, {report['data']['test_samples']} samples of "
-        f"{report['data']['source']})",
+        f"{heading}{report['metric']['name'].capitalize()} (held-out, "
+        f"{report['data']['test_samples']} samples of {report['data']['source']})",
         "",
-        *table_lines(("model", "top-1"), _accuracy_rows(report), markdown=markdown),
+        *table_lines(("model", report["metric"]["name"]), _score_rows(report), markdown=markdown),
         "",
         f"{heading}Artifacts",
         "",
@@ -166,7 +200,7 @@ def _render(report: dict[str, Any], footprint: Report, markdown: bool) -> str:
                 "flatbuffer bytes",
                 "runs on TFLM",
                 "arena bytes (64-bit host)",
-                "TFLM accuracy",
+                f"TFLM {report['metric']['name']}",
             ),
             _artifact_rows(report),
             markdown=markdown,

@@ -1,9 +1,10 @@
 """Choose the artifact to flash among those checked on TFLM.
 
-:func:`choose_deployable` picks the smallest artifact TFLM runs whose TFLM accuracy is within a
-tolerance of the dense model's; :func:`choose_for_target` first keeps those that also fit the
-target's flash and RAM (a compressed model trades flash for arena: the smallest flatbuffer need
-not fit the RAM). A sparse-encoded (DENSIFY) model never qualifies.
+:func:`choose_deployable` picks, among the artifacts TFLM runs whose metric on TFLM is within a
+tolerance of the dense model's, the smallest (or, by ``select.objective``, the one with the
+least arena or the lowest share of the tighter budget); :func:`choose_for_target` first keeps
+those that also fit the target's flash and RAM (a compressed model trades flash for arena: the
+smallest flatbuffer need not fit the RAM). A sparse-encoded (DENSIFY) model never qualifies.
 
 This module does not import TensorFlow.
 """
@@ -17,11 +18,13 @@ from typing import TYPE_CHECKING
 
 from edge_prune.errors import ConfigError, NoDeployableArtifactError
 from edge_prune.evaluate import ArtifactCheck
+from edge_prune.metrics import ACCURACY, Metric
 
 if TYPE_CHECKING:
     from edge_prune.footprint import Verdict
 
 DEFAULT_TOLERANCE_POINTS = 1.0
+OBJECTIVES = ("flash", "ram", "balanced")
 
 
 @dataclass(frozen=True)
@@ -31,16 +34,21 @@ class DeployableChoice:
     chosen: ArtifactCheck
     reason: str
     rejected: tuple[tuple[str, str], ...]  # (candidate name, reason)
-    dense_accuracy: float
-    tolerance_points: float
+    dense_score: float
+    tolerance: float
+    metric: Metric = ACCURACY
+    objective: str = "flash"
 
     def to_dict(self) -> dict:
         return {
             "chosen": self.chosen.name,
             "reason": self.reason,
             "rejected": [{"name": n, "reason": r} for n, r in self.rejected],
-            "dense_accuracy": self.dense_accuracy,
-            "tolerance_points": self.tolerance_points,
+            "metric": self.metric.name,
+            "dense_score": self.dense_score,
+            "tolerance": self.tolerance,
+            "tolerance_what": self.metric.format_tolerance(self.tolerance),
+            "objective": self.objective,
         }
 
     def __str__(self) -> str:
@@ -51,83 +59,139 @@ class DeployableChoice:
 
 def choose_deployable(
     candidates: Sequence[ArtifactCheck],
-    dense_accuracy: float,
-    tolerance_points: float = DEFAULT_TOLERANCE_POINTS,
+    dense_score: float,
+    tolerance: float = DEFAULT_TOLERANCE_POINTS,
+    *,
+    metric: Metric = ACCURACY,
+    objective: str = "flash",
+    verdicts: Mapping[str, Verdict | None] | None = None,
 ) -> DeployableChoice:
-    """Pick the smallest candidate that runs on TFLM within ``tolerance_points`` of the dense.
+    """Pick, among candidates that run on TFLM within ``tolerance`` of the dense model, the best
+    by ``objective``.
 
-    Accuracies are fractions in [0, 1] (``ArtifactCheck.accuracy``, measured on TFLM);
-    ``tolerance_points`` is the largest allowed drop in percentage points (1.0 = one point).
-    Ties in flash size go to the earlier candidate. A candidate that TFLM cannot run, or whose
-    TFLM accuracy was not measured, is never chosen. Raises NoDeployableArtifactError when no
-    candidate qualifies, listing each one's reason.
+    Scores are the task's metric on TFLM (``ArtifactCheck.score``): top-1 accuracy as a fraction
+    with ``tolerance`` in percentage points (1.0 = one point), or a mean squared error with
+    ``tolerance`` a relative increase (0.1 = 10%). ``objective``: ``flash`` = least flatbuffer
+    bytes; ``ram`` = least tensor arena; ``balanced`` = lowest share of the tighter budget
+    (flash or RAM needed / available, from ``verdicts``; flash where a verdict is missing).
+    Ties go to the earlier candidate. A candidate that TFLM cannot run, or whose score was not
+    measured, is never chosen. Raises NoDeployableArtifactError when none qualifies, listing
+    each one's reason.
     """
-    _check_accuracy("dense_accuracy", dense_accuracy)
-    if not tolerance_points >= 0:
-        raise ConfigError(
-            f"tolerance_points: got {tolerance_points!r}, expected a number of percentage "
-            "points >= 0"
-        )
+    _check_arguments(dense_score, tolerance, metric, objective)
     if not candidates:
         raise ConfigError("candidates: got an empty list, expected at least one checked artifact")
 
-    verdicts = [(c, _why_not(c, dense_accuracy, tolerance_points)) for c in candidates]
-    qualified = [c for c, why in verdicts if why is None]
+    verdicts = verdicts or {}
+    judged = [(c, _why_not(c, dense_score, tolerance, metric)) for c in candidates]
+    qualified = [c for c, why in judged if why is None]
     if not qualified:
-        reasons = "; ".join(f"{c.name}: {why}" for c, why in verdicts)
+        reasons = "; ".join(f"{c.name}: {why}" for c, why in judged)
         raise NoDeployableArtifactError(
-            f"no candidate runs on TFLM within {tolerance_points:g} points of the dense "
-            f"accuracy {dense_accuracy:.2%}: {reasons}; raise the tolerance, fine-tune longer "
-            "or prune less"
+            f"no candidate runs on TFLM within {metric.format_tolerance(tolerance)} of the dense "
+            f"{metric.name} {metric.format(dense_score)}: {reasons}; raise the tolerance, "
+            "fine-tune longer or prune less"
         )
-    chosen = min(qualified, key=lambda c: c.flash_bytes)  # min keeps the first of equals
+    cost = _objective_cost(objective, verdicts)
+    chosen = min(qualified, key=cost)  # min keeps the first of equals
     rejected = tuple(
-        (c.name, why or f"larger: {c.flash_bytes:,} B > {chosen.flash_bytes:,} B")
-        for c, why in verdicts
-        if c is not chosen
+        (c.name, why or _worse(objective, c, chosen, cost)) for c, why in judged if c is not chosen
     )
-    drop = _drop_points(dense_accuracy, chosen.accuracy)
+    loss = metric.loss(dense_score, chosen.score)
     reason = (
-        f"smallest artifact that runs on TFLM within {tolerance_points:g} points of the dense "
-        f"model: {chosen.flash_bytes:,} B flatbuffer, TFLM accuracy {chosen.accuracy:.2%} "
-        f"vs dense {dense_accuracy:.2%} (drop {drop:+.2f} points)"
+        f"{_best(objective)} that runs on TFLM within {metric.format_tolerance(tolerance)} of "
+        f"the dense model: {chosen.flash_bytes:,} B flatbuffer"
+        + (f", arena {chosen.arena_bytes:,} B" if chosen.arena_bytes else "")
+        + f", TFLM {metric.name} {metric.format(chosen.score)} vs dense "
+        f"{metric.format(dense_score)} (loss {metric.format_loss(loss)})"
     )
-    return DeployableChoice(chosen, reason, rejected, dense_accuracy, tolerance_points)
+    return DeployableChoice(
+        chosen, reason, rejected, dense_score, tolerance, metric=metric, objective=objective
+    )
 
 
-def _why_not(c: ArtifactCheck, dense_accuracy: float, tolerance_points: float):
+def _objective_cost(objective: str, verdicts: Mapping[str, Verdict | None]):
+    def flash(c: ArtifactCheck) -> float:
+        return c.flash_bytes
+
+    def ram(c: ArtifactCheck) -> float:
+        return c.arena_bytes if c.arena_bytes is not None else float("inf")
+
+    def balanced(c: ArtifactCheck) -> float:
+        v = verdicts.get(c.name)
+        if v is None or v.ram_needed_bytes is None:
+            return c.flash_bytes / 2**40  # no verdict: fall back to flash, after those with one
+        return max(
+            v.flash_needed_bytes / v.target.flash_bytes, v.ram_needed_bytes / v.target.ram_bytes
+        )
+
+    return {"flash": flash, "ram": ram, "balanced": balanced}[objective]
+
+
+def _best(objective: str) -> str:
+    return {
+        "flash": "smallest artifact",
+        "ram": "artifact with the smallest arena",
+        "balanced": "artifact with the lowest share of the tighter budget",
+    }[objective]
+
+
+def _worse(objective: str, c: ArtifactCheck, chosen: ArtifactCheck, cost) -> str:
+    if objective == "flash":
+        return f"larger: {c.flash_bytes:,} B > {chosen.flash_bytes:,} B"
+    if objective == "ram":
+        return f"larger arena: {c.arena_bytes:,} B > {chosen.arena_bytes:,} B"
+    return f"uses more of the tighter budget: {cost(c):.1%} > {cost(chosen):.1%}"
+
+
+def _why_not(c: ArtifactCheck, dense_score: float, tolerance: float, metric: Metric):
     if not c.runs_on_tflm:
         return (
             f"does not run on TFLM (no kernel for {c.missing_op})"
             if c.missing_op
             else (f"does not run on TFLM ({c.failure})")
         )
-    if c.accuracy is None:
-        return "TFLM accuracy not measured (check it with labels)"
-    drop = _drop_points(dense_accuracy, c.accuracy)
-    if drop > tolerance_points + 1e-9:
+    if c.score is None:
+        return f"TFLM {metric.name} not measured (check it with labels)"
+    loss = metric.loss(dense_score, c.score)
+    if loss > tolerance + 1e-9:
+        if metric is ACCURACY:
+            return (
+                f"TFLM accuracy {c.accuracy:.2%} is {loss:.2f} points below the dense "
+                f"{dense_score:.2%} (tolerance {tolerance:g})"
+            )
         return (
-            f"TFLM accuracy {c.accuracy:.2%} is {drop:.2f} points below the dense "
-            f"{dense_accuracy:.2%} (tolerance {tolerance_points:g})"
+            f"TFLM {metric.name} {metric.format(c.score)} is {loss:.1%} above the dense "
+            f"{metric.format(dense_score)} (tolerance {metric.format_tolerance(tolerance)})"
         )
     return None
 
 
-def _drop_points(dense_accuracy: float, accuracy: float) -> float:
-    return (dense_accuracy - accuracy) * 100.0
-
-
-def _check_accuracy(argument: str, value: float) -> None:
-    if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-        raise ConfigError(f"{argument}: got {value!r}, expected a fraction in [0, 1]")
+def _check_arguments(dense_score: float, tolerance: float, metric: Metric, objective: str):
+    valid = isinstance(dense_score, (int, float)) and dense_score >= 0
+    if metric is ACCURACY:
+        valid = valid and dense_score <= 1.0
+    if not valid:
+        expected = "a fraction in [0, 1]" if metric is ACCURACY else "an error >= 0"
+        raise ConfigError(f"dense_score: got {dense_score!r}, expected {expected}")
+    if not tolerance >= 0:
+        raise ConfigError(
+            f"tolerance: got {tolerance!r}, expected a number >= 0 "
+            f"({'percentage points' if metric is ACCURACY else 'a relative increase'})"
+        )
+    if objective not in OBJECTIVES:
+        raise ConfigError(f"objective: got {objective!r}, expected one of {', '.join(OBJECTIVES)}")
 
 
 def choose_for_target(
     checks: Sequence[ArtifactCheck],
     verdicts: Mapping[str, Verdict | None],
-    dense_accuracy: float,
-    tolerance_points: float,
+    dense_score: float,
+    tolerance: float,
     target_name: str,
+    *,
+    metric: Metric = ACCURACY,
+    objective: str = "flash",
 ) -> DeployableChoice:
     """:func:`choose_deployable` among the artifacts whose verdict on the target fits.
 
@@ -137,13 +201,14 @@ def choose_for_target(
     """
     fits = {name: v is not None and v.fits for name, v in verdicts.items()}
     fitting = [c for c in checks if fits.get(c.name)]
+    options = {"metric": metric, "objective": objective, "verdicts": verdicts}
     if fitting:
         with contextlib.suppress(NoDeployableArtifactError):
-            choice = choose_deployable(fitting, dense_accuracy, tolerance_points)
+            choice = choose_deployable(fitting, dense_score, tolerance, **options)
             rejected = tuple(
                 (c.name, f"does not fit {target_name}")
                 for c in checks
                 if c.runs_on_tflm and not fits.get(c.name)
             )
             return replace(choice, rejected=choice.rejected + rejected)
-    return choose_deployable(checks, dense_accuracy, tolerance_points)
+    return choose_deployable(checks, dense_score, tolerance, **options)

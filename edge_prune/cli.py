@@ -2,7 +2,9 @@
 
 Exit codes: 0 success (the model fits every target asked), 1 it does not fit, 2 bad input or a
 step that could not be done (an unexpected failure too: one line, with EDGE_PRUNE_DEBUG=1 the
-traceback), 130 interrupted.
+traceback), 130 interrupted (Ctrl-C), 128 + N when ended by signal N (SIGTERM 143, SIGHUP 129).
+On a signal the work unwinds like on Ctrl-C: the TFLM child is killed and temporary
+directories are removed before the one-line message.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
+import threading
 
 from edge_prune.errors import EdgePruneError
 
@@ -30,13 +34,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Ended like Ctrl-C, with exit code 128 + signal number.
+HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread when the process gets one of ``HANDLED_SIGNALS``."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated(signum)
+
+
+def _handle_signals() -> dict:
+    """Install the handlers (only the main thread can); return the previous ones."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {s: signal.signal(s, _raise_terminated) for s in HANDLED_SIGNALS}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    previous = _handle_signals()
     try:
         return int(args.run(args) or 0)
     except EdgePruneError as e:
         print(f"edge-prune: error: {_one_line(str(e))}", file=sys.stderr)
         return e.exit_code
+    except Terminated as e:
+        name = signal.Signals(e.signum).name
+        print(f"edge-prune: ended by {name}; no artifact was left half-written", file=sys.stderr)
+        return 128 + e.signum
     except KeyboardInterrupt:
         print("edge-prune: interrupted; no artifact was left half-written", file=sys.stderr)
         return 130
@@ -49,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _one_line(message: str) -> str:

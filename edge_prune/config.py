@@ -39,7 +39,7 @@ from __future__ import annotations
 import math
 import reprlib
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +84,9 @@ class CompressConfig:
 
 @dataclass(frozen=True)
 class SelectConfig:
-    tolerance_points: float = 1.0
+    tolerance_points: float = 1.0  # classification: top-1 points the deployable may lose
+    tolerance_relative: float = 0.1  # regression: relative increase of the error it may have
+    objective: str = "flash"  # least flash, least "ram" (arena), or "balanced"
 
 
 @dataclass(frozen=True)
@@ -94,10 +96,18 @@ class PipelineConfig:
     structured: StructuredConfig = field(default_factory=StructuredConfig)
     compress: CompressConfig = field(default_factory=CompressConfig)
     select: SelectConfig = field(default_factory=SelectConfig)
+    # "section.key" names the user set (file or overrides), as opposed to defaults; not saved.
+    explicit: frozenset[str] = field(default=frozenset(), compare=False)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
-        return {f.name: vars(getattr(self, f.name)).copy() for f in fields(self)}
+        return {f.name: vars(getattr(self, f.name)).copy() for f in _SECTIONS}
 
+    def is_set(self, dotted: str) -> bool:
+        """Whether the user gave ``section.key`` (else it holds its default)."""
+        return dotted in self.explicit
+
+
+_SECTIONS = tuple(f for f in fields(PipelineConfig) if f.name != "explicit")
 
 # Allowed range per key, checked after the type: (lowest, highest, highest is inclusive).
 _RANGES: dict[str, tuple[float, float, bool]] = {
@@ -119,8 +129,13 @@ _RANGES: dict[str, tuple[float, float, bool]] = {
     "compress.epochs": (0, 10_000, True),
     "compress.learning_rate": (1e-9, 10, True),
     "select.tolerance_points": (0, 100, True),
+    "select.tolerance_relative": (0, 100, True),
 }
-_CHOICES = {"structured.criterion": ("l1", "l2"), "compress.bitwidth": (0, 2, 3, 4)}
+_CHOICES = {
+    "structured.criterion": ("l1", "l2"),
+    "compress.bitwidth": (0, 2, 3, 4),
+    "select.objective": ("flash", "ram", "balanced"),
+}
 # Values quoted in error messages are shortened: a hostile file must not give a megabyte line.
 _SHORT = reprlib.Repr()
 _SHORT.maxstring = _SHORT.maxother = 60
@@ -150,14 +165,14 @@ def load_config(path: str | Path | None) -> PipelineConfig:
 
 
 def config_from_dict(raw: dict[str, Any], source: str = "<config>") -> PipelineConfig:
-    sections = {f.name: f.type for f in fields(PipelineConfig)}
+    sections = {f.name: f.type for f in _SECTIONS}
     unknown = sorted(set(raw) - set(sections))
     if unknown:
         raise ConfigError(
             f"{source}: unknown section [{unknown[0]}]; expected one of {', '.join(sections)}"
         )
     built = {}
-    for name, f in ((f.name, f) for f in fields(PipelineConfig)):
+    for name, f in ((f.name, f) for f in _SECTIONS):
         section_class = f.default_factory
         table = raw.get(name, {})
         if not isinstance(table, dict):
@@ -165,7 +180,8 @@ def config_from_dict(raw: dict[str, Any], source: str = "<config>") -> PipelineC
                 f"{source}: '{name}' must be a table [{name}], got {_SHORT.repr(table)}"
             )
         built[name] = _section(section_class, name, table, source)
-    config = PipelineConfig(**built)
+    explicit = frozenset(f"{name}.{key}" for name, table in raw.items() for key in table)
+    config = PipelineConfig(**built, explicit=explicit)
     _check_consistency(config, source)
     return config
 
@@ -206,28 +222,15 @@ def _checked_value(key: str, value: Any, expected: type, source: str) -> Any:
 
 
 def _check_consistency(config: PipelineConfig, source: str) -> None:
-    p = config.prune
-    if p.end_epoch <= p.begin_epoch:
-        raise ConfigError(
-            f"{source}: 'prune.end_epoch' ({p.end_epoch}) must be after 'prune.begin_epoch' "
-            f"({p.begin_epoch})"
-        )
-    if p.end_epoch > p.epochs:
-        raise ConfigError(
-            f"{source}: 'prune.end_epoch' ({p.end_epoch}) must not exceed 'prune.epochs' "
-            f"({p.epochs}): the schedule would never reach its final sparsity"
-        )
+    from edge_prune.schedule import check_prune_section
+
+    check_prune_section(config.prune, source)
     c = config.compress
     if c.bitwidth and c.clusters > 2**c.bitwidth:
         raise ConfigError(
             f"{source}: 'compress.clusters' ({c.clusters}) needs more than "
             f"'compress.bitwidth' = {c.bitwidth} bits ({2**c.bitwidth} values); use at most "
             f"{2**c.bitwidth} clusters or a wider index"
-        )
-    if p.initial_sparsity > p.final_sparsity:
-        raise ConfigError(
-            f"{source}: 'prune.initial_sparsity' ({p.initial_sparsity}) is above "
-            f"'prune.final_sparsity' ({p.final_sparsity})"
         )
 
 
@@ -236,8 +239,9 @@ def with_overrides(
 ) -> PipelineConfig:
     """``config`` with ``{"section.key": value}`` replaced where value is not None, re-checked."""
     raw = config.to_dict()
-    for dotted, value in overrides.items():
-        if value is not None:
-            section, key = dotted.split(".")
-            raw[section][key] = value
-    return config_from_dict(raw, source=source)
+    given = {dotted: value for dotted, value in overrides.items() if value is not None}
+    for dotted, value in given.items():
+        section, key = dotted.split(".")
+        raw[section][key] = value
+    rebuilt = config_from_dict(raw, source=source)
+    return replace(rebuilt, explicit=config.explicit | frozenset(given))

@@ -8,24 +8,36 @@ Four variants, named ``float``, ``float-sparse``, ``int8``, ``int8-sparse``:
 * ``-sparse``: the converter's sparse tensor encoding (``tf.lite.Optimize.EXPERIMENTAL_SPARSITY``)
   for constant weight tensors that are sparse enough; TensorFlow's ``dense_to_sparse_pass``
   encodes a tensor when at least 30% of it is zero and adds a DENSIFY op (which TFLM does not
-  run; see FIELD_NOTES). The result lists which tensors came out sparse.
+  run: its op resolver, ``tensorflow/lite/micro/micro_mutable_op_resolver.h``, has no
+  ``AddDensify``). The result lists which tensors came out sparse.
 
-Uses ``tf.lite.TFLiteConverter.from_keras_model``. With the same model and data it gives
-byte-identical flatbuffers on TF 2.21: the tests check it within a process, and two runs of a
-seeded train-prune-convert script gave identical files.
+A microcontroller runs one sample at a time, so every variant converts a concrete function of
+the model with an input batch dimension of 1 (``TFLiteConverter.from_concrete_functions``).
+With the batch fixed, the converter emits only ops TFLM has for models that a dynamic batch
+would turn into shape arithmetic (Dense on a 3-D tensor: SHAPE, REDUCE_PROD, PACK) or tensor
+lists: an LSTM fuses into UNIDIRECTIONAL_SEQUENCE_LSTM, and GRU and SimpleRNN layers are
+converted unrolled over their fixed time steps (FULLY_CONNECTED, LOGISTIC, TANH, MUL ...)
+instead of a WHILE loop over tensor lists. A model that needs TF ops outside the TFLite
+builtin set raises ``ConversionError`` naming them: Select TF (Flex) ops do not exist on a
+microcontroller.
+
+With the same model and data the conversion gives byte-identical flatbuffers on TF 2.21: the
+tests check it within a process, and two runs of a seeded train-prune-convert script gave
+identical files.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 import tempfile
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -34,6 +46,11 @@ from edge_prune.artifacts import write_atomic
 from edge_prune.errors import ConfigError, ConversionError, DataError
 from edge_prune.prune import check_model, is_pruning_wrapped, strip
 from edge_prune.tflite_file import read_model
+
+if TYPE_CHECKING:
+    from edge_prune.prune import PrunedModel, StagedPruning
+
+    ModelLike = keras.Model | PrunedModel | StagedPruning
 
 QUANTIZATIONS = ("float", "int8")
 VARIANTS = ("float", "float-sparse", "int8", "int8-sparse")
@@ -109,11 +126,11 @@ def variant_name(quantization: str, sparse: bool) -> str:
 
 
 def convert(
-    model: Any,
+    model: ModelLike,
     *,
     quantization: str = "float",
     sparse: bool = False,
-    representative_data: Any = None,
+    representative_data: np.ndarray | list[np.ndarray] | None = None,
     calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES,
     compare_dense: bool = True,
     per_channel_dense: bool = True,
@@ -145,8 +162,8 @@ def convert(
 
 
 def convert_all(
-    model: Any,
-    representative_data: Any,
+    model: ModelLike,
+    representative_data: np.ndarray | list[np.ndarray] | None,
     *,
     variants: tuple[str, ...] = VARIANTS,
     calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES,
@@ -193,7 +210,9 @@ def warn_if_sparse_not_smaller(record: ConversionRecord) -> None:
 
 
 def check_representative_data(
-    model: keras.Model, data: Any, limit: int = DEFAULT_CALIBRATION_SAMPLES
+    model: keras.Model,
+    data: np.ndarray | list[np.ndarray] | None,
+    limit: int = DEFAULT_CALIBRATION_SAMPLES,
 ) -> list[np.ndarray]:
     """Validate calibration samples against the model inputs; one float32 array per input."""
     if data is None:
@@ -216,7 +235,7 @@ def check_representative_data(
     return checked
 
 
-def _check_input_array(array: np.ndarray, tensor, limit: int) -> np.ndarray:
+def _check_input_array(array: np.ndarray, tensor: tf.Tensor, limit: int) -> np.ndarray:
     expected = tuple(tensor.shape)[1:]
     if array.ndim != len(expected) + 1 or any(
         e is not None and e != a for e, a in zip(expected, array.shape[1:], strict=True)
@@ -255,7 +274,7 @@ def _check_arguments(
         )
 
 
-def _deployable(model: Any) -> keras.Model:
+def _deployable(model: ModelLike) -> keras.Model:
     model = getattr(model, "model", model)  # PrunedModel / StagedPruning
     check_model(model)
     return strip(model) if is_pruning_wrapped(model) else model
@@ -275,7 +294,7 @@ def _run_converter(
     model: keras.Model, options: _Options, samples: list[np.ndarray] | None
 ) -> bytes:
     try:
-        converter = tf.lite.TFLiteConverter.from_keras_model(model)
+        converter = _batch_one_converter(model)
         converter.optimizations = _optimizations(options.quantization, options.sparse)
         if options.quantization == "int8":
             converter.representative_dataset = _representative_dataset(samples)
@@ -296,6 +315,50 @@ def _run_converter(
             f"TFLite conversion to {options.variant} failed for model {model.name}: "
             f"{_converter_message(e)}"
         ) from e
+
+
+def _batch_one_converter(model: keras.Model) -> tf.lite.TFLiteConverter:
+    """A converter for ``model`` called on one sample (input batch dimension 1)."""
+    runnable = _unrolled(model)
+    specs = [
+        tf.TensorSpec((1, *tensor.shape[1:]), tensor.dtype, name=name)
+        for name, tensor in zip(runnable.input_names, runnable.inputs, strict=True)
+    ]
+    if len(specs) == 1:
+        function = tf.function(lambda x: runnable(x, training=False))
+    else:
+        function = tf.function(lambda *xs: runnable(list(xs), training=False))
+    concrete = function.get_concrete_function(*specs)
+    return tf.lite.TFLiteConverter.from_concrete_functions([concrete], runnable)
+
+
+# Recurrent layers the converter turns into a WHILE loop over tensor lists; unrolled over fixed
+# time steps they become plain builtin ops. LSTM is left alone: the converter fuses it into
+# UNIDIRECTIONAL_SEQUENCE_LSTM, which TFLM runs.
+_UNROLL = ("GRU", "SimpleRNN")
+
+
+def _unrolled(model: keras.Model) -> keras.Model:
+    """``model``, or a copy whose GRU/SimpleRNN layers are unrolled (same weights)."""
+    layers = [layer for layer in model.layers if _needs_unroll(layer)]
+    if not layers:
+        return model
+
+    def clone_layer(layer: keras.layers.Layer) -> keras.layers.Layer:
+        config = layer.get_config()
+        if _needs_unroll(layer):
+            config["unroll"] = True
+        return type(layer).from_config(config)
+
+    copy = keras.models.clone_model(model, clone_function=clone_layer)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _needs_unroll(layer: keras.layers.Layer) -> bool:
+    if type(layer).__name__ not in _UNROLL or layer.get_config().get("unroll"):
+        return False
+    return layer.input_shape[1] is not None  # unrolling needs a fixed number of time steps
 
 
 # Printed by the converter's C++ code on every int8 conversion; says nothing to a user.
@@ -321,16 +384,26 @@ def _native_stderr_without(prefixes: tuple[str, ...]):
                     sys.stderr.write(line)
 
 
+_TF_OP = re.compile(r"'tf\.(\w+)' op")
+
+
 def _converter_message(error: Exception) -> str:
-    """One line from a converter error, whose text is mostly MLIR source locations."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    for line in lines:
-        if line.startswith("TF Select ops:"):
-            ops = line.removeprefix("TF Select ops:").strip()
-            return (
-                f"ops not in the TFLite builtin set: {ops}; TF Select (Flex) ops do not run on "
-                "microcontrollers: replace them in the model"
-            )
+    """One line from a converter error, whose text is mostly MLIR source locations.
+
+    The converter's advice to enable Select TF ops is left out: Flex ops do not exist on a
+    microcontroller, so the ops it names must go from the model.
+    """
+    text = str(error)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    ops = [line.removeprefix("TF Select ops:").strip() for line in lines]
+    ops = [o for o, line in zip(ops, lines, strict=True) if line.startswith("TF Select ops:")]
+    if not ops and "Select TF ops" in text:
+        ops = [", ".join(sorted(set(_TF_OP.findall(text)))) or "unknown"]
+    if ops:
+        return (
+            f"ops not in the TFLite builtin set: {ops[0]}; TF Select (Flex) ops do not run on "
+            "microcontrollers: replace them in the model"
+        )
     last = lines[-1] if lines else ""
     return f"{type(error).__name__}: {last[:300]}"
 

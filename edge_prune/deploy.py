@@ -9,7 +9,10 @@ Files written:
   model_int8.tflite       pruned int8 model, dense storage
   model_sparse.tflite     pruned int8 model, sparse-tensor encoding (does not run on TFLM)
   model_int8_lut.tflite   pruned + clustered int8 model, TFLM LUT compression (when enabled)
-  model_data.cc/.h        model.tflite as a 16-byte-aligned C array
+  model_data.cc/.h        model.tflite as a 16-byte-aligned C array, the tensor arena size the
+                          verdict uses and the input/output shapes, types and quantization
+  model_ops.h             an op resolver registering exactly the ops model.tflite uses
+  FIRMWARE.md             the lines of C++ that set up the TFLM interpreter with these files
   report.md, report.json  what was measured, for people and for CI
 """
 
@@ -20,9 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge_prune.artifacts import c_array_sources, staged_directory
+from edge_prune.artifacts import staged_directory
 from edge_prune.build_report import report_dict, report_markdown, report_text
 from edge_prune.config import PipelineConfig
+from edge_prune.firmware import HOST_ARENA_NOTE, write_firmware
 from edge_prune.pipeline import BuildState, prepare_inputs, run_pipeline
 from edge_prune.runner import Progress, stderr_progress
 
@@ -67,7 +71,12 @@ def write_artifacts(directory: Path, result: BuildState, report: dict[str, Any])
     (directory / "model.tflite").write_bytes(deployable.tflite_bytes)
     for artifact in result.artifacts:
         (directory / artifact.file_name).write_bytes(artifact.tflite_bytes)
-    for name, text in c_array_sources(deployable.tflite_bytes, result.model_name).items():
-        (directory / name).write_text(text)
+    write_firmware(
+        directory,
+        deployable.tflite_bytes,
+        result.model_name,
+        arena_bytes=deployable.verdict.arena_bytes,
+        arena_note=HOST_ARENA_NOTE,
+    )
     (directory / "report.md").write_text(report_markdown(report, result.footprint))
     (directory / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")

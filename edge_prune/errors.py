@@ -1,8 +1,9 @@
 """The edge-prune error family.
 
-Every error the library raises on purpose is an ``EdgePruneError``. The CLI maps them to exit
-codes: ``BudgetExceededError`` → 1 (the model does not fit), every other one → 2 (bad input or
-a step that could not be done).
+Every error the library raises on purpose is an ``EdgePruneError``; the CLI turns each into one
+line and exit code 2 (bad input, or a step that could not be done). A model that does not fit,
+does not run on TFLM or does not pass the accuracy checks is not an error: the command writes
+its full report and exits 1.
 """
 
 from __future__ import annotations
@@ -42,10 +43,25 @@ class TFLMError(EdgePruneError):
     """The TFLM interpreter could not load, allocate or run a model, or crashed on it."""
 
 
-class BudgetExceededError(EdgePruneError):
-    """The model does not fit the memory budget of a target."""
+class MissingOpError(TFLMError):
+    """TFLM has no kernel for an operator the model uses (e.g. DENSIFY of a sparse model)."""
 
-    exit_code = 1
+    def __init__(self, message: str, op: str):
+        super().__init__(message)
+        self.op = op
+
+
+class TFLMPrepareError(TFLMError):
+    """A TFLM kernel rejected the model while preparing an operator (e.g. a DEQUANTIZE of
+    float16 weights); ``op`` names the operator."""
+
+    def __init__(self, message: str, op: str):
+        super().__init__(message)
+        self.op = op
+
+
+class TFLMTimeoutError(TFLMError):
+    """The TFLM interpreter did not finish within the time limit (the child was killed)."""
 
 
 class NoDeployableArtifactError(EdgePruneError):

@@ -21,6 +21,7 @@ import numpy as np
 
 from edge_prune import tflm
 from edge_prune.errors import DataError, TFLMError
+from edge_prune.metrics import Metric, metric_for
 from edge_prune.tflite_file import check_identifier, load_bytes
 
 
@@ -50,11 +51,17 @@ class ArtifactCheck:
     compared_as: str | None = None
     max_abs_difference: float | None = None
     top1_agreement: float | None = None
-    accuracy: float | None = None
+    accuracy: float | None = None  # classification: top-1 on TFLM
+    error: float | None = None  # regression: mean squared error on TFLM
+
+    @property
+    def score(self) -> float | None:
+        """The task's metric on TFLM: ``accuracy`` or, for regression, ``error``."""
+        return self.accuracy if self.accuracy is not None else self.error
 
     @property
     def arena_bytes(self) -> int | None:
-        return self.arena.smallest_arena_bytes if self.arena else None
+        return self.arena.arena_bytes if self.arena else None
 
     @property
     def arena_head_bytes(self) -> int | None:
@@ -94,6 +101,8 @@ class ArtifactCheck:
             )
         if self.accuracy is not None:
             parts.append(f"TFLM accuracy {self.accuracy:.2%}")
+        if self.error is not None:
+            parts.append(f"TFLM mean squared error {self.error:.4g}")
         return "; ".join(parts)
 
 
@@ -104,6 +113,7 @@ def check(
     *,
     labels: np.ndarray | None = None,
     name: str | None = None,
+    metric: Metric | None = None,
 ) -> ArtifactCheck:
     """Check one artifact on TFLM, in one run of the interpreter.
 
@@ -111,7 +121,8 @@ def check(
     first axis = samples; they are quantized with the model's input scale and zero point when
     the model takes int8. ``reference_outputs``: the Keras model's outputs on ``x_samples``
     (array), or a reference flatbuffer (bytes or path) run on TFLM with the same samples, or
-    None. ``labels``: class indices (or one-hot rows) to measure TFLM top-1 accuracy.
+    None. ``labels``: class indices (or one-hot rows) to measure TFLM top-1 accuracy, or float
+    targets to measure the mean squared error (``metric`` chooses; by default the labels' type).
 
     Runs on TFLM means: loaded, allocated and ran every sample (one all-zero sample when
     ``x_samples`` is None). A model TFLM cannot load or run gives ``runs_on_tflm=False`` with
@@ -135,18 +146,10 @@ def check(
         if reference_outputs is not None:
             fields.update(_compare(outputs, _reference(reference_outputs, x_samples)))
         if labels is not None:
-            fields["accuracy"] = top1_accuracy(outputs.as_float(), labels)
+            metric = metric or metric_for(labels)
+            key = "accuracy" if metric.higher_is_better else "error"
+            fields[key] = metric.score(outputs.as_float(), labels)
     return ArtifactCheck(name, len(data), True, **fields)
-
-
-def top1_accuracy(outputs: np.ndarray, labels: np.ndarray) -> float:
-    """Fraction of samples whose largest output is the label (class index or one-hot row)."""
-    scores = _rows(outputs)
-    truth = np.asarray(labels)
-    truth = truth.argmax(axis=-1) if truth.ndim == 2 else truth.reshape(-1)
-    if len(truth) != len(scores):
-        raise DataError(f"labels: got {len(truth)} labels for {len(scores)} samples")
-    return float(np.mean(scores.argmax(axis=1) == truth))
 
 
 # ------------------------------------------------------------------------------- running

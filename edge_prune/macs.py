@@ -3,12 +3,20 @@
 What is counted, per Keras layer, with the TFLite operator the converter turns it into:
 
 - ``macs``: multiply-accumulates. Conv2D ``H_out·W_out·K_h·K_w·(C_in/groups)·C_out``;
-  DepthwiseConv2D ``H_out·W_out·K_h·K_w·C_in·multiplier``; Dense ``in·out`` (times the leading
-  positions when applied to a tensor of rank > 2). Every other layer has 0 MACs.
+  Conv1D ``L_out·K·(C_in/groups)·C_out``; DepthwiseConv2D ``H_out·W_out·K_h·K_w·C_in·multiplier``;
+  Dense ``in·out`` (times the leading positions when applied to a tensor of rank > 2).
+  Recurrent layers, per time step times the ``T`` steps, each bias add counted as one MAC:
+  LSTM ``4·(in + units + 1)·units`` (input, forget, cell and output gates); GRU
+  ``3·(in + units + b)·units`` with ``b = 2`` when ``reset_after`` (two biases, the Keras
+  default) else 1 (update, reset and candidate gates); SimpleRNN ``(in + units + 1)·units``.
+  The gates' sigmoid/tanh and products are not counted. Every other layer has 0 MACs.
 - ``elementwise_ops``: work of the ops without MACs, one per output element per input beyond the
   first (ADD), one per window element per output (pooling), one per input element (global
   pooling / MEAN), one per element (activations, SOFTMAX), two per element for a
   BatchNormalization that cannot be folded. Data movement (RESHAPE, CONCATENATION, PAD) is 0.
+- Layers of a type not listed here are not counted: their row has no op, 0 MACs and 0
+  elementwise ops (their parameters are counted), and ``ModelCost.not_counted`` names them, so
+  the totals are a lower bound. Counting never fails on a layer type.
 - ``params``: Keras parameters of the layer (``count_params``), BatchNormalization moving
   statistics included. The .tflite file differs: the converter folds BatchNormalization into the
   Conv/Dense before it, and biases are stored as int32 in int8 models.
@@ -16,7 +24,9 @@ What is counted, per Keras layer, with the TFLite operator the converter turns i
 Operator mapping, checked by converting a model with TensorFlow 2.21 and reading its operators:
 BatchNormalization after Conv2D/DepthwiseConv2D/Dense is folded (no op); a ReLU/ReLU6 (layer or
 ``activation=``) after Conv/Dense/Add, or after such a folded BatchNormalization, is fused (no
-op); GlobalAveragePooling2D → MEAN (not AVERAGE_POOL_2D); Flatten/Reshape → RESHAPE;
+op); GlobalAveragePooling2D/1D → MEAN (not AVERAGE_POOL_2D); Flatten/Reshape → RESHAPE;
+Conv1D and the 1-D poolings → the 2-D op on an H=1 image (between RESHAPEs, not counted);
+LSTM → UNIDIRECTIONAL_SEQUENCE_LSTM when converted with batch 1 (``edge_prune.convert``);
 ``Dense(activation="softmax")`` → FULLY_CONNECTED + SOFTMAX (two rows for one layer); Dropout
 disappears at inference.
 
@@ -30,18 +40,23 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING
 
-from edge_prune.errors import ConfigError, UnsupportedModelError
+from edge_prune.errors import ConfigError
+from edge_prune.keras_graph import GraphNode, model_nodes
+
+if TYPE_CHECKING:
+    from edge_prune._tf import keras
 
 __all__ = [
-    "GraphNode",
+    "GraphNode",  # re-exported from edge_prune.keras_graph
     "LayerCost",
     "ModelCost",
     "count_costs",
     "estimate_latency",
     "estimate_latency_for_target",
-    "model_nodes",
+    "model_nodes",  # re-exported from edge_prune.keras_graph
+    "UncountedLayer",
 ]
 
 # Ops whose kernel takes a fused ReLU/ReLU6 (TFLite ActivationFunctionType).
@@ -57,45 +72,55 @@ _ACTIVATION_OPS = {
     "leaky_relu": "LEAKY_RELU",
     "hard_sigmoid": "HARD_SWISH",
 }
-_NO_OP_LAYERS = {"InputLayer", "Dropout", "SpatialDropout2D", "GaussianNoise", "GaussianDropout"}
+_NO_OP_LAYERS = {
+    "InputLayer",
+    "Dropout",
+    "SpatialDropout1D",
+    "SpatialDropout2D",
+    "GaussianNoise",
+    "GaussianDropout",
+}
 _SIMPLE_OPS = {
+    "MaxPooling1D": "MAX_POOL_2D",
     "MaxPooling2D": "MAX_POOL_2D",
+    "AveragePooling1D": "AVERAGE_POOL_2D",
     "AveragePooling2D": "AVERAGE_POOL_2D",
+    "GlobalAveragePooling1D": "MEAN",
     "GlobalAveragePooling2D": "MEAN",
+    "GlobalMaxPooling1D": "REDUCE_MAX",
     "GlobalMaxPooling2D": "REDUCE_MAX",
     "Flatten": "RESHAPE",
     "Reshape": "RESHAPE",
     "Add": "ADD",
     "Concatenate": "CONCATENATION",
+    "ZeroPadding1D": "PAD",
     "ZeroPadding2D": "PAD",
+    "Permute": "TRANSPOSE",
+    "Multiply": "MUL",
+    "Subtract": "SUB",
     "Softmax": "SOFTMAX",
     "LeakyReLU": "LEAKY_RELU",
     "ELU": "ELU",
 }
 _WEIGHTED_OPS = {
+    "Conv1D": "CONV_2D",
     "Conv2D": "CONV_2D",
     "DepthwiseConv2D": "DEPTHWISE_CONV_2D",
     "Dense": "FULLY_CONNECTED",
+}
+# MACs per time step: gates x (inputs + units + biases per gate) x units.
+_RECURRENT_OPS = {
+    "LSTM": "UNIDIRECTIONAL_SEQUENCE_LSTM",
+    "GRU": "GRU",
+    "SimpleRNN": "UNIDIRECTIONAL_SEQUENCE_RNN",
 }
 SUPPORTED_LAYERS = frozenset(
     _NO_OP_LAYERS
     | set(_SIMPLE_OPS)
     | set(_WEIGHTED_OPS)
+    | set(_RECURRENT_OPS)
     | {"BatchNormalization", "ReLU", "Activation"}
 )
-
-
-@dataclass(frozen=True)
-class GraphNode:
-    """One layer of a Sequential or Functional model, called once, with its neighbours."""
-
-    name: str
-    class_name: str
-    config: dict
-    inputs: tuple[str, ...]  # names of the layers it reads; () for the model input
-    input_shapes: tuple[tuple, ...]
-    output_shape: tuple
-    layer: Any  # the tf_keras layer object (read only)
 
 
 @dataclass(frozen=True)
@@ -123,6 +148,17 @@ class LayerCost:
 
 
 @dataclass(frozen=True)
+class UncountedLayer:
+    """A layer whose type the counter does not know: no MACs or elementwise ops counted."""
+
+    layer: str
+    layer_type: str
+
+    def __str__(self) -> str:
+        return f"{self.layer} ({self.layer_type})"
+
+
+@dataclass(frozen=True)
 class LatencyBasis:
     """Where an estimate comes from: the clock and the throughput figures' source."""
 
@@ -138,6 +174,7 @@ class ModelCost:
     model_name: str
     rows: tuple[LayerCost, ...]
     latency: LatencyBasis | None = None
+    not_counted: tuple[UncountedLayer, ...] = ()  # their MACs are missing from the totals
 
     @property
     def total_params(self) -> int:
@@ -175,6 +212,9 @@ class ModelCost:
             "total_macs": self.total_macs,
             "total_elementwise_ops": self.total_elementwise_ops,
             "layers": [r.to_dict() for r in self.rows],
+            "not_counted": [
+                {"layer": u.layer, "layer_type": u.layer_type} for u in self.not_counted
+            ],
             "latency": latency,
         }
 
@@ -213,6 +253,11 @@ class ModelCost:
                 for i, (c, w) in enumerate(zip(row, widths, strict=True))
             ]
             text.append("  ".join(cells).rstrip())
+        if self.not_counted:
+            text.append(
+                "Not counted (layer type unknown to the counter; totals are a lower bound): "
+                + ", ".join(map(str, self.not_counted))
+            )
         if self.latency is not None:
             text.append(
                 f"Latency is an ESTIMATE at {self.latency.clock_hz / 1e6:g} MHz from "
@@ -229,112 +274,36 @@ def _format_us(row: LayerCost, latency: LatencyBasis | None) -> str:
     return "n/e" if row.est_us is None else f"{row.est_us:,.1f}"
 
 
-# --- the model as a graph -------------------------------------------------------------------
-
-
-def model_nodes(model) -> list[GraphNode]:
-    """The layers of a built Sequential or Functional tf_keras model, inputs before users.
-
-    Raises UnsupportedModelError for subclassed or unbuilt models and for layers called more
-    than once (shared layers).
-    """
-    class_name = type(model).__name__
-    module = type(model).__module__
-    if module.startswith("keras") and not module.startswith("keras.src.engine"):
-        raise UnsupportedModelError(
-            f"model '{getattr(model, 'name', model)}' is a Keras 3 {class_name} ({module}): "
-            "build it with tf_keras (import tf_keras as keras, TF_USE_LEGACY_KERAS=1)"
-        )
-    if not getattr(model, "_is_graph_network", False) or class_name not in (
-        "Sequential",
-        "Functional",
-    ):
-        raise UnsupportedModelError(
-            f"model '{getattr(model, 'name', model)}' is a {class_name}: only Sequential and "
-            "Functional tf_keras models can be analysed (subclassed models cannot)"
-        )
-    if not model.built:
-        raise UnsupportedModelError(
-            f"model '{model.name}' is not built: give it an input shape (keras.Input) first"
-        )
-    config = model.get_config()
-    if class_name == "Sequential":
-        return _sequential_nodes(model)
-    return _functional_nodes(model, config)
-
-
-def _sequential_nodes(model) -> list[GraphNode]:
-    nodes = []
-    previous: tuple[str, ...] = ()
-    for layer in model.layers:
-        nodes.append(_node(layer, previous))
-        previous = (layer.name,)
-    return nodes
-
-
-def _functional_nodes(model, config: dict) -> list[GraphNode]:
-    nodes = []
-    for entry in config["layers"]:
-        name = entry["config"]["name"]
-        layer = model.get_layer(name)
-        calls = entry["inbound_nodes"]
-        if len(calls) > 1:
-            raise UnsupportedModelError(
-                f"layer '{name}' is called {len(calls)} times (shared layer): not supported"
-            )
-        inputs = tuple(_inbound_name(name, item) for item in calls[0]) if calls else ()
-        nodes.append(_node(layer, inputs))
-    return nodes
-
-
-def _inbound_name(layer_name: str, item) -> str:
-    if isinstance(item, (list, tuple)) and item and isinstance(item[0], str):
-        return item[0]
-    raise UnsupportedModelError(
-        f"layer '{layer_name}' has inputs this tool cannot read ({item!r}): use Keras layers"
-    )
-
-
-def _node(layer, inputs: tuple[str, ...]) -> GraphNode:
-    input_shapes = _shapes(layer.input_shape)
-    output_shapes = _shapes(layer.output_shape)
-    return GraphNode(
-        name=layer.name,
-        class_name=type(layer).__name__,
-        config=layer.get_config(),
-        inputs=inputs,
-        input_shapes=input_shapes,
-        output_shape=output_shapes[0],
-        layer=layer,
-    )
-
-
-def _shapes(shape) -> tuple[tuple, ...]:
-    """``layer.input_shape`` is a tuple, or a list of tuples for several inputs."""
-    if isinstance(shape, list):
-        return tuple(tuple(s) for s in shape)
-    return (tuple(shape),)
-
-
 # --- counting -------------------------------------------------------------------------------
 
 
-def count_costs(model) -> ModelCost:
+def count_costs(model: keras.Model) -> ModelCost:
     """Per-layer parameters, MACs and elementwise ops of ``model`` (see the module docstring).
 
-    Raises UnsupportedModelError naming the first layer of a type it cannot count.
+    Best effort: a layer of a type the counter does not know gets a row without op, MACs or
+    elementwise ops and is listed in ``not_counted``. Raises UnsupportedModelError only for a
+    model it cannot read as a graph (subclassed, unbuilt, Keras 3, shared layers).
     """
     nodes = model_nodes(model)
     ops: dict[str, str | None] = {}  # layer name -> op that runs its result (for fusion checks)
     rows: list[LayerCost] = []
+    not_counted: list[UncountedLayer] = []
     for node in nodes:
-        node_rows = _node_costs(node, ops)
-        ops[node.name] = _result_op(node, node_rows, ops)
+        if node.class_name not in SUPPORTED_LAYERS:
+            not_counted.append(UncountedLayer(node.name, node.class_name))
+            params = int(node.layer.count_params())
+            node_rows = [LayerCost(node.name, node.class_name, None, params, 0, 0)]
+            ops[node.name] = f"{node.class_name} (not counted)"
+        else:
+            node_rows = _node_costs(node, ops)
+            ops[node.name] = _result_op(node, node_rows, ops)
         rows.extend(node_rows)
-    return ModelCost(model_name=model.name, rows=tuple(rows))
+    return ModelCost(model_name=model.name, rows=tuple(rows), not_counted=tuple(not_counted))
 
 
-def _result_op(node: GraphNode, node_rows: list[LayerCost], ops) -> str | None:
+def _result_op(
+    node: GraphNode, node_rows: list[LayerCost], ops: dict[str, str | None]
+) -> str | None:
     """The op that computes this layer's output, for folding and fusion of the layers after it.
 
     A layer that becomes no op passes on the op before it (a folded BatchNormalization → the
@@ -348,13 +317,8 @@ def _result_op(node: GraphNode, node_rows: list[LayerCost], ops) -> str | None:
     return last
 
 
-def _node_costs(node: GraphNode, ops) -> list[LayerCost]:
+def _node_costs(node: GraphNode, ops: dict[str, str | None]) -> list[LayerCost]:
     kind = node.class_name
-    if kind not in SUPPORTED_LAYERS:
-        raise UnsupportedModelError(
-            f"layer '{node.name}' is a {kind}: MACs cannot be counted for it "
-            f"(supported: {', '.join(sorted(SUPPORTED_LAYERS))})"
-        )
     params = int(node.layer.count_params())
     out_elements = _elements(node.output_shape)
 
@@ -367,6 +331,8 @@ def _node_costs(node: GraphNode, ops) -> list[LayerCost]:
         if activation not in ("linear", *_FUSABLE_ACTIVATIONS):
             rows.append(row(_activation_op(activation), elementwise=out_elements, p=0))
         return rows
+    if kind in _RECURRENT_OPS:
+        return [row(_RECURRENT_OPS[kind], macs=_recurrent_macs(node))]
     if kind in _NO_OP_LAYERS:
         return [row(None)]
     if kind == "BatchNormalization":
@@ -383,7 +349,7 @@ def _node_costs(node: GraphNode, ops) -> list[LayerCost]:
     return [row(_SIMPLE_OPS[kind], elementwise=_simple_elementwise(node, out_elements))]
 
 
-def _single_input_op(node: GraphNode, ops) -> str | None:
+def _single_input_op(node: GraphNode, ops: dict[str, str | None]) -> str | None:
     return ops.get(node.inputs[0]) if len(node.inputs) == 1 else None
 
 
@@ -407,6 +373,9 @@ def _weighted_macs(node: GraphNode) -> int:
     if node.class_name == "Dense":
         positions = _elements(out_shape[:-1])
         return positions * in_channels * c["units"]
+    if node.class_name == "Conv1D":
+        (k,) = c["kernel_size"]
+        return out_shape[1] * k * (in_channels // c.get("groups", 1)) * c["filters"]
     kh, kw = c["kernel_size"]
     h_out, w_out = out_shape[1], out_shape[2]
     if node.class_name == "Conv2D":
@@ -414,15 +383,29 @@ def _weighted_macs(node: GraphNode) -> int:
     return h_out * w_out * kh * kw * in_channels * c["depth_multiplier"]
 
 
+def _recurrent_macs(node: GraphNode) -> int:
+    """Gates x (inputs + units + biases per gate) x units, per step, times the time steps."""
+    units = int(node.config["units"])
+    timesteps, inputs = node.input_shapes[0][1], node.input_shapes[0][-1]
+    if node.class_name == "LSTM":
+        gates, biases = 4, 1
+    elif node.class_name == "GRU":
+        gates, biases = 3, 2 if node.config.get("reset_after", True) else 1
+    else:
+        gates, biases = 1, 1
+    return int(timesteps) * gates * (int(inputs) + units + biases) * units
+
+
 def _simple_elementwise(node: GraphNode, out_elements: int) -> int:
     kind = node.class_name
     if kind == "Add":
         return out_elements * (len(node.input_shapes) - 1)
-    if kind in ("MaxPooling2D", "AveragePooling2D"):
-        ph, pw = node.config["pool_size"]
-        return out_elements * ph * pw
-    if kind in ("GlobalAveragePooling2D", "GlobalMaxPooling2D"):
+    if kind in ("MaxPooling1D", "MaxPooling2D", "AveragePooling1D", "AveragePooling2D"):
+        return out_elements * math.prod(node.config["pool_size"])
+    if kind.startswith("Global"):
         return _elements(node.input_shapes[0])
+    if kind in ("Multiply", "Subtract"):
+        return out_elements * (len(node.input_shapes) - 1)
     if kind in ("Softmax", "LeakyReLU", "ELU"):
         return out_elements
     return 0  # RESHAPE, CONCATENATION, PAD move data only
@@ -453,10 +436,15 @@ def estimate_latency(
     _check_throughput(macs_per_cycle, us_per_call, clock_hz)
     rows = []
     missing = []
+    uncounted = {u.layer for u in cost.not_counted}
     for r in cost.rows:
-        est = _row_estimate(r, macs_per_cycle, us_per_call, clock_hz)
+        est = (
+            None
+            if r.layer in uncounted
+            else _row_estimate(r, macs_per_cycle, us_per_call, clock_hz)
+        )
         if est is None:
-            missing.append(f"{r.layer} ({r.op})")
+            missing.append(f"{r.layer} ({r.op or r.layer_type + ', not counted'})")
         rows.append(replace(r, est_us=est))
     basis = LatencyBasis(clock_hz=float(clock_hz), source=source, not_estimated=tuple(missing))
     return replace(cost, rows=tuple(rows), latency=basis)
@@ -477,7 +465,12 @@ def estimate_latency_for_target(cost: ModelCost, target) -> ModelCost | None:
     )
 
 
-def _row_estimate(row: LayerCost, macs_per_cycle, us_per_call, clock_hz) -> float | None:
+def _row_estimate(
+    row: LayerCost,
+    macs_per_cycle: Mapping[str, float],
+    us_per_call: Mapping[str, float],
+    clock_hz: float,
+) -> float | None:
     if row.op is None:
         return 0.0
     if row.op not in macs_per_cycle and row.op not in us_per_call:

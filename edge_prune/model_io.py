@@ -53,14 +53,22 @@ def check_saved_model(path: str | Path, allow_lambda: bool = False) -> dict:
 
 
 def load_saved_model(path: str | Path, allow_lambda: bool = False):
-    """Load a tf_keras model after :func:`check_saved_model`; returns an uncompiled model."""
+    """Load a tf_keras model after :func:`check_saved_model`.
+
+    The model comes back compiled as it was saved (optimizer, loss) when tf_keras can restore
+    that, so training can use the user's own settings; otherwise uncompiled (e.g. a custom loss
+    that is not registered): the weights and graph are what edge-prune needs.
+    """
     check_saved_model(path, allow_lambda)
     from edge_prune._tf import keras
 
+    options = {"safe_mode": not allow_lambda} if Path(path).suffix == ".keras" else {}
     try:
-        if Path(path).suffix == ".keras":
-            return keras.models.load_model(path, compile=False, safe_mode=not allow_lambda)
-        return keras.models.load_model(path, compile=False)
+        return keras.models.load_model(path, compile=True, **options)
+    except Exception:  # noqa: BLE001 - the compile settings are optional; retry without them
+        pass
+    try:
+        return keras.models.load_model(path, compile=False, **options)
     except Exception as e:  # a foreign loader fails in many ways; name the file and the cause
         raise UnsupportedModelError(
             f"{path}: tf_keras could not load the model ({type(e).__name__}: "

@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING
 
 from edge_prune.config import PipelineConfig
 from edge_prune.data import Dataset, load_digits, load_npz
-from edge_prune.errors import ConfigError, NoDeployableArtifactError
+from edge_prune.errors import NoDeployableArtifactError
 from edge_prune.evaluate import ArtifactCheck
+from edge_prune.metrics import Metric, metric_for
 from edge_prune.model_io import check_saved_model
 from edge_prune.runner import Progress, Stage, run_stages, stderr_progress
 from edge_prune.targets import Target
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from edge_prune.macs import ModelCost
     from edge_prune.prune import SparsityReport
     from edge_prune.report import Report
+    from edge_prune.schedule import PolynomialDecay
     from edge_prune.structured import StructuredPruneResult
 
 
@@ -70,21 +72,27 @@ class BuildState:
 
     inputs: Inputs
     models: dict[str, tf_keras.Model] = field(default_factory=dict)
-    accuracy: dict[str, float] = field(default_factory=dict)
+    scores: dict[str, float] = field(default_factory=dict)  # the data's metric per model
     costs: dict[str, ModelCost] = field(default_factory=dict)
     structured: StructuredPruneResult | None = None
     sparsity: SparsityReport | None = None
     artifacts: tuple[Artifact, ...] = ()
     sizes: dict[str, object] = field(default_factory=dict)
-    baseline_accuracy: float | None = None
+    baseline_score: float | None = None  # the dense float32 model's metric on TFLM
     choice: DeployableChoice | None = None
     no_choice: str | None = None  # why nothing qualified, when the choice could not be made
+    training: str = ""  # how the dense model was obtained (trained here, or loaded trained)
+    untrustworthy: str | None = None  # why the scores say the model learned nothing, if so
     footprint: Report | None = None
     timings_s: dict[str, float] = field(default_factory=dict)
 
     @property
     def config(self) -> PipelineConfig:
         return self.inputs.config
+
+    @property
+    def metric(self) -> Metric:
+        return metric_for(self.inputs.data.y_train)
 
     @property
     def model_name(self) -> str:
@@ -133,18 +141,12 @@ def steps_per_epoch(config: PipelineConfig, data: Dataset) -> int:
     return math.ceil(len(data.x_train) / config.train.batch_size)
 
 
-def check_schedule_fits_data(config: PipelineConfig, data: Dataset) -> None:
-    """The pruning schedule needs at least one mask update between begin and end epoch."""
-    p = config.prune
-    steps = steps_per_epoch(config, data)
-    span = (p.end_epoch - p.begin_epoch) * steps
-    if p.frequency > span:
-        raise ConfigError(
-            f"'prune.frequency' = {p.frequency} steps exceeds the pruning span of {span} steps "
-            f"(epochs {p.begin_epoch} to {p.end_epoch} x {steps} steps of "
-            f"{config.train.batch_size} samples from {len(data.x_train)}); lower it or widen "
-            "the span"
-        )
+def check_schedule_fits_data(config: PipelineConfig, data: Dataset) -> PolynomialDecay:
+    """The pruning schedule of ``config`` with the data's steps per epoch, every rule checked
+    (:func:`edge_prune.schedule.schedule_from_config`); raises ConfigError naming the key."""
+    from edge_prune.schedule import schedule_from_config
+
+    return schedule_from_config(config.prune, steps_per_epoch(config, data), data.source)
 
 
 def load_or_build_model(inputs: Inputs) -> tf_keras.Model:
@@ -166,26 +168,60 @@ def load_or_build_model(inputs: Inputs) -> tf_keras.Model:
 
 
 def train_stage(state: BuildState, progress: Progress) -> BuildState:
-    """Build (or load) and train the dense model."""
-    from edge_prune.train import compile_for_training, fit, keras_accuracy, seed_everything
+    """Build and train the bundled model, or load the user's.
 
-    config, data = state.config, state.inputs.data
+    A loaded model that already scores better than chance on the held-out data is taken as
+    trained: it is not trained again unless ``train.epochs`` is set. When it is trained, its
+    own compile settings (optimizer, loss) are used if it was saved compiled.
+    """
+    from edge_prune.train import (
+        compile_as_the_user_did,
+        compile_for_training,
+        fit,
+        keras_score,
+        seed_everything,
+    )
+
+    config, data, metric = state.config, state.inputs.data, state.metric
     seed_everything(config.train.seed)
     model = load_or_build_model(state.inputs)
-    compile_for_training(model, config.train.learning_rate)
+    epochs = config.train.epochs
+    if state.inputs.model_path is None:
+        compile_for_training(model, config.train.learning_rate, data)
+        training = f"bundled model trained {epochs} epochs"
+    else:
+        before = keras_score(model, data)
+        chance = metric.chance(data.y_train, data.y_test)
+        if not config.is_set("train.epochs") and not metric.no_better_than_chance(before, chance):
+            epochs = 0
+            training = (
+                f"loaded model already trained ({metric.name} {metric.format(before)} on the "
+                f"held-out data, chance {metric.format(chance)}): not trained again (set "
+                "train.epochs to train it)"
+            )
+        else:
+            how = compile_as_the_user_did(model, config.train.learning_rate, data)
+            training = f"loaded model trained {epochs} epochs ({how})"
+    progress(f"  {training}")
     fit(
         model,
         data,
         batch_size=config.train.batch_size,
-        epochs=config.train.epochs,
+        epochs=epochs,
         stage="dense",
         progress=progress,
     )
+    _reestimate_batchnorm(model, data, progress)
     return replace(
         state,
         models={**state.models, "dense": model},
-        accuracy={**state.accuracy, "dense_keras": keras_accuracy(model, data)},
+        scores={
+            **state.scores,
+            "dense_keras": keras_score(model, data),
+            "dense_keras_train": keras_score(model, data, split="train"),
+        },
         costs={**state.costs, "dense": _costs(model, state.inputs.target)},
+        training=training,
     )
 
 
@@ -202,14 +238,14 @@ def baseline_stage(state: BuildState, progress: Progress) -> BuildState:
     )
     state = _check_artifacts(replace(state, artifacts=(artifact, *state.artifacts)), progress)
     checked = state.artifact("float32-dense").check
-    baseline = checked.accuracy if checked.accuracy is not None else state.accuracy["dense_keras"]
-    return replace(state, baseline_accuracy=baseline)
+    baseline = checked.score if checked.score is not None else state.scores["dense_keras"]
+    return replace(state, baseline_score=baseline)
 
 
 def structured_stage(state: BuildState, progress: Progress) -> BuildState:
     """Remove whole channels/units (``structured.ratio``), then fine-tune."""
     from edge_prune.structured import prune_channels
-    from edge_prune.train import compile_for_training, fit, keras_accuracy
+    from edge_prune.train import compile_for_training, fit, keras_score
 
     config, data = state.config, state.inputs.data
     if config.structured.ratio <= 0:
@@ -219,7 +255,7 @@ def structured_stage(state: BuildState, progress: Progress) -> BuildState:
     )
     progress("  " + str(result).replace("\n", "\n  "))
     smaller = result.model
-    compile_for_training(smaller, config.prune.learning_rate)
+    compile_for_training(smaller, config.prune.learning_rate, data)
     fit(
         smaller,
         data,
@@ -228,11 +264,12 @@ def structured_stage(state: BuildState, progress: Progress) -> BuildState:
         stage="structured fine-tune",
         progress=progress,
     )
+    _reestimate_batchnorm(smaller, data, progress)
     return replace(
         state,
         models={**state.models, "structured": smaller},
         structured=result,
-        accuracy={**state.accuracy, "structured_keras": keras_accuracy(smaller, data)},
+        scores={**state.scores, "structured_keras": keras_score(smaller, data)},
         costs={**state.costs, "structured": _costs(smaller, state.inputs.target)},
     )
 
@@ -248,26 +285,18 @@ def seed_stage(state: BuildState, progress: Progress) -> BuildState:
 def prune_stage(state: BuildState, progress: Progress) -> BuildState:
     """Polynomial-decay magnitude pruning with fine-tuning; keeps the stripped model."""
     from edge_prune._tf import keras
-    from edge_prune.prune import PruningSchedule, prune, sparsity_report, strip
-    from edge_prune.train import fit, keras_accuracy, loss_for
+    from edge_prune.prune import prune, sparsity_report, strip
+    from edge_prune.train import fit, keras_score, loss_for, metrics_for
 
     config, data = state.config, state.inputs.data
     p = config.prune
-    schedule = PruningSchedule.from_epochs(
-        p.final_sparsity,
-        steps_per_epoch=steps_per_epoch(config, data),
-        begin_epoch=p.begin_epoch,
-        end_epoch=p.end_epoch,
-        initial_sparsity=p.initial_sparsity,
-        power=p.power,
-        frequency=p.frequency,
-    )
+    schedule = check_schedule_fits_data(config, data)
     wrapped = prune(
         state.base,
         schedule,
         optimizer=keras.optimizers.Adam(p.learning_rate),
-        loss=loss_for(state.base),
-        metrics=["accuracy"],
+        loss=loss_for(state.base, data),
+        metrics=metrics_for(data),
     )
     fit(
         wrapped.model,
@@ -279,24 +308,25 @@ def prune_stage(state: BuildState, progress: Progress) -> BuildState:
         callbacks=tuple(wrapped.callbacks),
     )
     pruned = strip(wrapped)
+    _reestimate_batchnorm(pruned, data, progress)
     sparsity = sparsity_report(pruned)
-    accuracy = keras_accuracy(pruned, data)
+    score = keras_score(pruned, data)
     progress(
         f"  pruned: Sparsity: {sparsity.zeros}/{sparsity.total} ({sparsity.sparsity:.1%}), "
-        f"Keras accuracy {accuracy:.2%}"
+        f"Keras {state.metric.name} {state.metric.format(score)}"
     )
     return replace(
         state,
         models={**state.models, "pruned": pruned},
         sparsity=sparsity,
-        accuracy={**state.accuracy, "pruned_keras": accuracy},
+        scores={**state.scores, "pruned_keras": score},
     )
 
 
 def cluster_stage(state: BuildState, progress: Progress) -> BuildState:
     """Sparsity-preserving clustering + a short fine-tune; keeps the stripped clustered model."""
     from edge_prune.compress import cluster, strip_clustering
-    from edge_prune.train import compile_for_training, copy_model, fit, keras_accuracy
+    from edge_prune.train import compile_for_training, copy_model, fit, keras_score
 
     config, data = state.config, state.inputs.data
     if not config.compress.enabled:
@@ -305,7 +335,7 @@ def cluster_stage(state: BuildState, progress: Progress) -> BuildState:
     clustered = cluster(
         copy_model(state.models["pruned"]), config.compress.clusters, preserve_sparsity=True
     )
-    compile_for_training(clustered, config.compress.learning_rate)
+    compile_for_training(clustered, config.compress.learning_rate, data)
     fit(
         clustered,
         data,
@@ -315,10 +345,11 @@ def cluster_stage(state: BuildState, progress: Progress) -> BuildState:
         progress=progress,
     )
     clustered = strip_clustering(clustered)
+    _reestimate_batchnorm(clustered, data, progress)
     return replace(
         state,
         models={**state.models, "clustered": clustered},
-        accuracy={**state.accuracy, "clustered_keras": keras_accuracy(clustered, data)},
+        scores={**state.scores, "clustered_keras": keras_score(clustered, data)},
     )
 
 
@@ -380,11 +411,11 @@ def convert_stage(state: BuildState, progress: Progress) -> BuildState:
 def check_stage(state: BuildState, progress: Progress) -> BuildState:
     """Run every artifact not yet checked on TFLM, once, over the held-out set."""
     state = _check_artifacts(state, progress)
-    accuracy = dict(state.accuracy)
+    accuracy = dict(state.scores)
     for a in state.artifacts:
-        if a.check.accuracy is not None:
-            accuracy[f"{a.name}_tflm"] = a.check.accuracy
-    return replace(state, accuracy=accuracy)
+        if a.check.score is not None:
+            accuracy[f"{a.name}_tflm"] = a.check.score
+    return replace(state, scores=accuracy)
 
 
 def choose_stage(state: BuildState, progress: Progress) -> BuildState:
@@ -399,15 +430,51 @@ def choose_stage(state: BuildState, progress: Progress) -> BuildState:
         choice = choose_for_target(
             [a.check for a in state.artifacts],
             {a.name: a.verdict for a in state.artifacts},
-            state.baseline_accuracy,
-            state.config.select.tolerance_points,
+            state.baseline_score,
+            state.metric.tolerance(state.config.select),
             state.inputs.target.name,
+            metric=state.metric,
+            objective=state.config.select.objective,
         )
     except NoDeployableArtifactError as e:
         progress(f"  {e}")
         return replace(state, choice=None, no_choice=str(e))
     progress("  " + str(choice).replace("\n", "\n  "))
     return replace(state, choice=choice, no_choice=None)
+
+
+def trust_stage(state: BuildState, progress: Progress) -> BuildState:
+    """Refuse to call a model that learned nothing deployable, whatever its size.
+
+    Checks the dense model's held-out score against chance level and against its training
+    score, and the chosen artifact's TFLM score against chance level; sets ``untrustworthy``
+    with the figures when any fails. The build then exits 1 and the report says why.
+    """
+    metric, data = state.metric, state.inputs.data
+    chance = metric.chance(data.y_train, data.y_test)
+    fmt = metric.format
+    dense, train = state.scores["dense_keras"], state.scores.get("dense_keras_train")
+    reasons = []
+    if metric.no_better_than_chance(dense, chance):
+        reasons.append(
+            f"the dense model's held-out {metric.name} {fmt(dense)} is at chance level "
+            f"({fmt(chance)} by {metric.chance_what()})"
+        )
+    if train is not None and metric.far_below_training(train, dense):
+        reasons.append(
+            f"the dense model's held-out {metric.name} {fmt(dense)} is far from its training "
+            f"{metric.name} {fmt(train)}: it does not generalise (too little data or epochs)"
+        )
+    if state.choice is not None:
+        deployed = state.choice.chosen
+        if metric.no_better_than_chance(deployed.score, chance):
+            reasons.append(
+                f"the deployable {deployed.name} scores {fmt(deployed.score)} on TFLM, chance "
+                f"level is {fmt(chance)}"
+            )
+    if reasons:
+        progress("  WARNING: " + "; ".join(reasons))
+    return replace(state, untrustworthy="; ".join(reasons) or None)
 
 
 def footprint_stage(state: BuildState, progress: Progress) -> BuildState:
@@ -448,21 +515,28 @@ CHECK = Stage("check", check_stage, "running every artifact on the TFLM interpre
 CHOOSE = Stage(
     "choose", choose_stage, lambda s: f"choosing the artifact for {s.inputs.target.name}"
 )  # noqa: E501
+TRUST = Stage("trust", trust_stage, "checking the scores against chance level")
 FOOTPRINT = Stage("footprint", footprint_stage, lambda s: f"footprint on {s.inputs.target.name}")
 
 SHARED_STAGES = (TRAIN, BASELINE, STRUCTURED)
-POINT_STAGES = (SEED, PRUNE, CLUSTER, CONVERT, CHECK, CHOOSE, FOOTPRINT)
-MODEL_STAGES = (TRAIN, BASELINE, STRUCTURED, PRUNE, CLUSTER, CONVERT, CHECK, CHOOSE, FOOTPRINT)
+POINT_STAGES = (SEED, PRUNE, CLUSTER, CONVERT, CHECK, CHOOSE, TRUST, FOOTPRINT)
+MODEL_STAGES = (
+    TRAIN,
+    BASELINE,
+    STRUCTURED,
+    PRUNE,
+    CLUSTER,
+    CONVERT,
+    CHECK,
+    CHOOSE,
+    TRUST,
+    FOOTPRINT,
+)
 
 
 def run_pipeline(inputs: Inputs, progress: Progress = stderr_progress) -> BuildState:
     """The ``make model`` pipeline; raises NoDeployableArtifactError when nothing qualifies."""
-    data = inputs.data
-    progress(
-        f"edge-prune: {data.source} ({len(data.x_train)} train / {len(data.x_test)} test, "
-        f"input {data.input_shape}, {data.num_classes} classes) for target "
-        f"{inputs.target.name}"
-    )
+    progress(f"edge-prune: {inputs.data.describe()} for target {inputs.target.name}")
     state = run_stages(MODEL_STAGES, BuildState(inputs), progress)
     if state.choice is None:
         raise NoDeployableArtifactError(state.no_choice)
@@ -492,6 +566,7 @@ def _check_artifacts(state: BuildState, progress: Progress) -> BuildState:
                 predictions[a.reference],
                 labels=data.y_test,
                 name=a.name,
+                metric=state.metric,
             )
             progress(f"  {result}")
             a = replace(a, check=result)
@@ -499,6 +574,14 @@ def _check_artifacts(state: BuildState, progress: Progress) -> BuildState:
                 a = replace(a, verdict=verdict_on(_footprint(a), target))
         checked.append(a)
     return replace(state, artifacts=tuple(checked))
+
+
+def _reestimate_batchnorm(model: tf_keras.Model, data: Dataset, progress: Progress) -> None:
+    from edge_prune.train import reestimate_batchnorm
+
+    count = reestimate_batchnorm(model, data.x_train)
+    if count:
+        progress(f"  BatchNorm statistics of {count} layer(s) re-estimated on the training data")
 
 
 def _footprint(artifact: Artifact):

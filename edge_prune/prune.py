@@ -21,7 +21,7 @@ import json
 import math
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ import numpy as np
 
 from edge_prune._tf import keras, tf, tfmot
 from edge_prune.errors import ConfigError, DataError, UnsupportedModelError
+from edge_prune.schedule import MByNSparsity, PruningSchedule, check_int, check_sparsity
 
 _sparsity = tfmot.sparsity.keras
 
@@ -39,257 +40,15 @@ from tensorflow_model_optimization.python.core.sparsity.keras import (  # noqa: 
     pruning_wrapper,
 )
 
-KINDS = ("polynomial_decay", "constant", "m_by_n")
-_MAX_AUTO_FREQUENCY = 100  # tfmot's default frequency
-_MIN_MASK_UPDATES = 10
 # tfmot's m-by-n mask generator handles rank-2 (Dense) and rank-4 (Conv2D) kernels only
 # (pruning_utils.weights_rearrange).
 _M_BY_N_TYPES = (keras.layers.Dense, keras.layers.Conv2D)
 
 
-# --------------------------------------------------------------------------- schedule
-
-
-@dataclass(frozen=True)
-class PruningSchedule:
-    """When and how much to prune; validated on construction (``ConfigError`` names the field).
-
-    ``kind``:
-      * ``"polynomial_decay"``: sparsity rises from ``initial_sparsity`` at ``begin_step`` to
-        ``final_sparsity`` at ``end_step`` along ``1 - (1 - t)**power``, masks recomputed every
-        ``frequency`` steps, then held.
-      * ``"constant"``: ``final_sparsity`` at every pruning step from ``begin_step`` to
-        ``end_step`` (``-1``: until training stops).
-      * ``"m_by_n"``: ``m`` zeros in every ``n`` consecutive weights of Dense/Conv2D kernels
-        (2:4 gives 50%), set once at the first training step; the other fields are not used.
-
-    Build one with :meth:`polynomial_decay`, :meth:`from_epochs`, :meth:`constant_sparsity` or
-    :meth:`m_by_n_sparsity`.
-    """
-
-    kind: str = "polynomial_decay"
-    final_sparsity: float = 0.8
-    initial_sparsity: float = 0.0
-    begin_step: int = 0
-    end_step: int = 1000
-    power: float = 3.0
-    frequency: int = 100
-    m_by_n: tuple[int, int] | None = None
-
-    def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ConfigError(f"kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
-        if self.kind == "m_by_n":
-            _check_m_by_n(self.m_by_n)
-            return
-        if self.m_by_n is not None:
-            raise ConfigError(f"m_by_n is only used with kind='m_by_n', got kind={self.kind!r}")
-        _check_sparsity("final_sparsity", self.final_sparsity)
-        _check_sparsity("initial_sparsity", self.initial_sparsity)
-        _check_int("begin_step", self.begin_step, minimum=0)
-        _check_int("frequency", self.frequency, minimum=1)
-        _check_int("end_step", self.end_step, minimum=-1)
-        if self.kind == "constant" and self.end_step == -1:
-            return
-        if self.end_step <= self.begin_step:
-            raise ConfigError(
-                f"end_step must be greater than begin_step, got end_step={self.end_step} and "
-                f"begin_step={self.begin_step}"
-            )
-        if self.kind == "polynomial_decay":
-            _check_polynomial(self)
-
-    # -- constructors
-
-    @classmethod
-    def polynomial_decay(
-        cls,
-        final_sparsity: float,
-        *,
-        end_step: int,
-        begin_step: int = 0,
-        initial_sparsity: float = 0.0,
-        power: float = 3.0,
-        frequency: int | None = None,
-    ) -> PruningSchedule:
-        """Polynomial decay from ``begin_step`` to ``end_step``.
-
-        ``frequency=None`` picks the largest divisor of ``end_step - begin_step`` that gives at
-        least 10 mask updates and is at most 100 (tfmot's default), so the final sparsity falls
-        on a pruning step.
-        """
-        if frequency is None:
-            frequency = _auto_frequency(end_step - begin_step)
-        return cls(
-            "polynomial_decay",
-            final_sparsity,
-            initial_sparsity,
-            begin_step,
-            end_step,
-            power,
-            frequency,
-        )
-
-    @classmethod
-    def from_epochs(
-        cls,
-        final_sparsity: float,
-        *,
-        steps_per_epoch: int,
-        end_epoch: int,
-        begin_epoch: int = 0,
-        initial_sparsity: float = 0.0,
-        power: float = 3.0,
-        frequency: int | None = None,
-    ) -> PruningSchedule:
-        """Polynomial decay given in epochs: ``step = epoch * steps_per_epoch``.
-
-        With an explicit ``frequency`` that does not divide the span, ``end_step`` is rounded
-        down to the last pruning step, so that the final sparsity is still applied.
-        """
-        _check_int("steps_per_epoch", steps_per_epoch, minimum=1)
-        _check_int("begin_epoch", begin_epoch, minimum=0)
-        _check_int("end_epoch", end_epoch, minimum=0)
-        if end_epoch <= begin_epoch:
-            raise ConfigError(
-                f"end_epoch must be greater than begin_epoch, got end_epoch={end_epoch} and "
-                f"begin_epoch={begin_epoch}"
-            )
-        begin_step = begin_epoch * steps_per_epoch
-        span = (end_epoch - begin_epoch) * steps_per_epoch
-        if frequency is None:
-            frequency = _auto_frequency(span)
-        _check_int("frequency", frequency, minimum=1)
-        if frequency > span:
-            raise ConfigError(
-                f"frequency must be at most the pruning span of {span} steps "
-                f"({end_epoch - begin_epoch} epochs x {steps_per_epoch} steps), got {frequency}"
-            )
-        end_step = begin_step + (span // frequency) * frequency
-        return cls.polynomial_decay(
-            final_sparsity,
-            end_step=end_step,
-            begin_step=begin_step,
-            initial_sparsity=initial_sparsity,
-            power=power,
-            frequency=frequency,
-        )
-
-    @classmethod
-    def constant_sparsity(
-        cls, sparsity: float, *, begin_step: int = 0, end_step: int = -1, frequency: int = 100
-    ) -> PruningSchedule:
-        """The same target at every pruning step (``end_step=-1``: until training stops)."""
-        return cls("constant", sparsity, sparsity, begin_step, end_step, frequency=frequency)
-
-    @classmethod
-    def m_by_n_sparsity(cls, m: int = 2, n: int = 4) -> PruningSchedule:
-        """``m`` zeros in every ``n`` consecutive weights (structured, e.g. 2:4)."""
-        return cls("m_by_n", final_sparsity=m / n if n else 0.0, m_by_n=(m, n))
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> PruningSchedule:
-        values = dict(values)
-        if values.get("m_by_n") is not None:
-            values["m_by_n"] = tuple(values["m_by_n"])
-        try:
-            return cls(**values)
-        except TypeError as e:
-            raise ConfigError(f"pruning schedule: {e}") from e
-
-    # -- use
-
-    @property
-    def target_sparsity(self) -> float:
-        """The sparsity the schedule ends at (``m / n`` for m-by-n)."""
-        if self.kind == "m_by_n":
-            m, n = self.m_by_n
-            return m / n
-        return self.final_sparsity
-
-    def to_dict(self) -> dict[str, Any]:
-        values = asdict(self)
-        values["m_by_n"] = list(self.m_by_n) if self.m_by_n else None
-        return values
-
-    def wrapper_arguments(self) -> dict[str, Any]:
-        """Keyword arguments for tfmot's ``prune_low_magnitude`` / ``PruneLowMagnitude``."""
-        if self.kind == "m_by_n":
-            # tfmot ignores the schedule's sparsity for m-by-n; it only needs a schedule object.
-            return {
-                "pruning_schedule": _sparsity.ConstantSparsity(self.target_sparsity, 0),
-                "sparsity_m_by_n": self.m_by_n,
-            }
-        if self.kind == "constant":
-            schedule = _sparsity.ConstantSparsity(
-                self.final_sparsity, self.begin_step, self.end_step, self.frequency
-            )
-        else:
-            schedule = _sparsity.PolynomialDecay(
-                self.initial_sparsity,
-                self.final_sparsity,
-                self.begin_step,
-                self.end_step,
-                self.power,
-                self.frequency,
-            )
-        return {"pruning_schedule": schedule}
-
-
-def _check_sparsity(name: str, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
-        raise ConfigError(f"{name} must be a number in [0, 1), got {value!r}")
-
-
-def _check_int(name: str, value: int, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
-
-def _check_m_by_n(m_by_n) -> None:
-    ok = (
-        isinstance(m_by_n, tuple)
-        and len(m_by_n) == 2
-        and all(isinstance(v, int) and not isinstance(v, bool) for v in m_by_n)
-        and 0 < m_by_n[0] < m_by_n[1]
-    )
-    if not ok:
-        raise ConfigError(
-            f"m_by_n must be a tuple (m, n) of integers with 0 < m < n, got {m_by_n!r}"
-        )
-
-
-def _check_polynomial(schedule: PruningSchedule) -> None:
-    if schedule.initial_sparsity > schedule.final_sparsity:
-        raise ConfigError(
-            f"initial_sparsity must not exceed final_sparsity, got {schedule.initial_sparsity} "
-            f"> {schedule.final_sparsity}"
-        )
-    if isinstance(schedule.power, bool) or not schedule.power > 0:
-        raise ConfigError(f"power must be a number > 0, got {schedule.power!r}")
-    span = schedule.end_step - schedule.begin_step
-    if span % schedule.frequency:
-        # tfmot prunes only at begin_step + k * frequency <= end_step: the final sparsity would
-        # never be applied.
-        raise ConfigError(
-            f"end_step - begin_step ({span}) must be a multiple of frequency "
-            f"({schedule.frequency}), or the final sparsity is never applied; try frequency="
-            f"{_auto_frequency(span)}"
-        )
-
-
-def _auto_frequency(span: int) -> int:
-    if isinstance(span, bool) or not isinstance(span, int | np.integer) or span < 1:
-        return 1  # the constructor reports the bad steps
-    # At least _MIN_MASK_UPDATES updates so the decay is gradual, and the final step on the grid.
-    limit = max(1, min(_MAX_AUTO_FREQUENCY, span // _MIN_MASK_UPDATES))
-    return max(d for d in range(1, limit + 1) if span % d == 0)
-
-
 # --------------------------------------------------------------------------- model checks
 
 
-def check_model(model: Any, argument: str = "model") -> None:
+def check_model(model: object, argument: str = "model") -> None:
     """Raise ``UnsupportedModelError`` unless ``model`` is a built tf_keras Sequential or Functional
     model (not Keras 3, not subclassed)."""
     if not isinstance(model, keras.Model):
@@ -315,7 +74,7 @@ def check_model(model: Any, argument: str = "model") -> None:
         )
 
 
-def _unwrap(value: Any) -> Any:
+def _unwrap(value: keras.Model | PrunedModel | StagedPruning) -> keras.Model:
     return value.model if isinstance(value, PrunedModel | StagedPruning) else value
 
 
@@ -385,16 +144,23 @@ def prune(
     *,
     exclude_layers: Iterable[str] = (),
     exclude_types: Iterable[type | str] = (),
-    optimizer: Any = None,
-    loss: Any = None,
-    metrics: Any = None,
+    optimizer: str | keras.optimizers.Optimizer | None = None,
+    loss: str | keras.losses.Loss | Callable | None = None,
+    metrics: Sequence[str | keras.metrics.Metric] | None = None,
     log_dir: str | None = None,
+    prune_depthwise: bool = False,
 ) -> PrunedModel:
     """Wrap ``model``'s prunable layers with tfmot's magnitude pruning; ``model`` is not changed.
 
     Each layer is cloned with its weights, so the original keeps its own. Layers named in
     ``exclude_layers`` or of a type in ``exclude_types`` (classes or class names) stay dense, as
     do layers tfmot cannot prune (they are listed in ``unpruned_layers`` and a warning says so).
+
+    tfmot never prunes DepthwiseConv2D kernels (its ``prune_registry.py`` lists no prunable
+    weight for them), so a model with depthwise layers ends below the schedule's sparsity over
+    all its kernels: a :class:`SparsityHeldBackWarning` gives both numbers.
+    ``prune_depthwise=True`` prunes the depthwise kernels too, to the same schedule (not with an
+    m-by-n schedule, which tfmot applies to Dense and Conv2D kernels only).
 
     tfmot drops the optimizer. The wrapped model is compiled with ``optimizer``/``loss``/
     ``metrics`` when ``optimizer`` is given; otherwise, if ``model`` was compiled, with a fresh
@@ -409,6 +175,8 @@ def prune(
         )
     if not isinstance(schedule, PruningSchedule):
         raise ConfigError(f"schedule must be a PruningSchedule, got {type(schedule).__name__}")
+    if not isinstance(prune_depthwise, bool):
+        raise ConfigError(f"prune_depthwise must be True or False, got {prune_depthwise!r}")
     excluded_names = _check_excluded_names(model, exclude_layers)
     excluded_types = _resolve_types(exclude_types)
     arguments = schedule.wrapper_arguments()
@@ -420,9 +188,15 @@ def prune(
         if isinstance(layer, keras.Model):
             check_model(layer, argument=f"nested model {layer.name!r}")
             return keras.models.clone_model(layer, clone_function=clone_layer)
-        copy = _copy_layer(layer)
-        clones.append((layer, copy))
         reason = _reason_not_to_prune(layer, excluded_names, excluded_types, schedule)
+        depthwise = prune_depthwise and reason is not None and _is_plain_depthwise(layer)
+        depthwise = depthwise and not isinstance(schedule, MByNSparsity)  # Dense/Conv2D only
+        if depthwise and reason.startswith("tfmot prunes no weight"):
+            reason = None
+            copy = PrunableDepthwiseConv2D.from_config(layer.get_config())
+        else:
+            copy = _copy_layer(layer)
+        clones.append((layer, copy))
         if reason is None:
             pruned.append(layer.name)
             return pruning_wrapper.PruneLowMagnitude(copy, **arguments)
@@ -437,6 +211,7 @@ def prune(
     for original, copy in clones:
         copy.set_weights(original.get_weights())
     _warn_unsupported(unpruned)
+    _warn_held_back(wrapped, model, unpruned, schedule)
     _compile_like(wrapped, model, optimizer, loss, metrics)
     return PrunedModel(wrapped, schedule, tuple(pruned), tuple(unpruned), log_dir)
 
@@ -495,9 +270,56 @@ def _reason_not_to_prune(layer, excluded_names, excluded_types, schedule) -> str
     if registered is not None and not registered:
         # e.g. BatchNormalization; DepthwiseConv2D too (tfmot prune_registry.py).
         return f"tfmot prunes no weight of {type(layer).__name__}"
-    if schedule.kind == "m_by_n" and type(layer) not in _M_BY_N_TYPES:
+    if isinstance(schedule, MByNSparsity) and type(layer) not in _M_BY_N_TYPES:
         return f"m-by-n sparsity applies to Dense and Conv2D only, not {type(layer).__name__}"
     return None
+
+
+class SparsityHeldBackWarning(UserWarning):
+    """Weights tfmot cannot prune keep the model's kernels below the schedule's sparsity."""
+
+
+class PrunableDepthwiseConv2D(keras.layers.DepthwiseConv2D, tfmot.sparsity.keras.PrunableLayer):
+    """DepthwiseConv2D whose depthwise kernel tfmot prunes (opt-in: ``prune_depthwise=True``).
+
+    tfmot's ``PruneLowMagnitude`` wraps any ``PrunableLayer`` and masks the weights that
+    ``get_prunable_weights`` returns; :func:`strip` turns it back into a DepthwiseConv2D.
+    """
+
+    def get_prunable_weights(self) -> list[tf.Variable]:
+        return [self.depthwise_kernel]
+
+
+def _is_plain_depthwise(layer: keras.layers.Layer) -> bool:
+    return type(layer) is keras.layers.DepthwiseConv2D
+
+
+def _warn_held_back(
+    wrapped: keras.Model, model: keras.Model, unpruned: dict[str, str], schedule: PruningSchedule
+) -> None:
+    """Warn with numbers when kernels tfmot cannot prune lower the sparsity over all kernels."""
+    held = {
+        layer.name: sum(int(np.prod(w.shape)) for w in layer.weights if "kernel" in w.name)
+        for layer in _all_layers(model)
+        if unpruned.get(layer.name, "").startswith("tfmot")
+    }
+    held = {name: count for name, count in held.items() if count}
+    if not held:
+        return
+    pruned = sum(int(np.prod(w.shape)) for x in _wrappers(wrapped) for w, _, _ in x.pruning_vars)
+    asked = schedule.target_sparsity
+    reached = asked * pruned / (pruned + sum(held.values()))
+    listing = ", ".join(f"{name} ({count:,} weights)" for name, count in held.items())
+    depthwise = any(_is_plain_depthwise(x) for x in _all_layers(model) if x.name in held)
+    depthwise = depthwise and not isinstance(schedule, MByNSparsity)
+    hint = "; pass prune_depthwise=True to prune the depthwise kernels too" if depthwise else ""
+    warnings.warn(
+        f"sparsity held back: asked {asked:.1%} but the kernels will reach {reached:.1%} "
+        f"({pruned:,} prunable weights, {sum(held.values()):,} that tfmot does not prune: "
+        f"{listing}){hint}",
+        SparsityHeldBackWarning,
+        stacklevel=3,
+    )
 
 
 def _warn_unsupported(unpruned: dict[str, str]) -> None:
@@ -544,7 +366,30 @@ def strip(model: keras.Model | PrunedModel) -> keras.Model:
     for wrapper in _wrappers(model):
         for weight, mask, _ in wrapper.pruning_vars:
             weight.assign(weight * tf.cast(mask, weight.dtype))
-    return _sparsity.strip_pruning(model)
+    stripped = _sparsity.strip_pruning(model)
+    if not any(isinstance(x, PrunableDepthwiseConv2D) for x in _all_layers(stripped)):
+        return stripped
+    return _plain_depthwise(stripped)
+
+
+def _plain_depthwise(model: keras.Model) -> keras.Model:
+    """``model`` with each PrunableDepthwiseConv2D replaced by a DepthwiseConv2D (same weights),
+    so the stripped model needs no edge-prune class to be saved or loaded."""
+
+    def clone_layer(layer: keras.layers.Layer) -> keras.layers.Layer:
+        if isinstance(layer, keras.Model):
+            return keras.models.clone_model(layer, clone_function=clone_layer)
+        if not isinstance(layer, PrunableDepthwiseConv2D):
+            return layer
+        plain = keras.layers.DepthwiseConv2D.from_config(layer.get_config())
+        copies.append((layer, plain))
+        return plain
+
+    copies: list[tuple[keras.layers.Layer, keras.layers.Layer]] = []
+    plain_model = keras.models.clone_model(model, clone_function=clone_layer)
+    for layer, plain in copies:
+        plain.set_weights(layer.get_weights())
+    return plain_model
 
 
 def _wrappers(model: keras.Model) -> list[pruning_wrapper.PruneLowMagnitude]:
@@ -685,7 +530,7 @@ def _weight_rows(model: keras.Model, prefix: str) -> list[WeightSparsity]:
 # --------------------------------------------------------------------------- iterative
 
 
-FitFunction = Callable[[keras.Model, list, int], Any]
+FitFunction = Callable[[keras.Model, list, int], object]
 
 
 @dataclass(frozen=True)
@@ -722,10 +567,10 @@ def prune_in_stages(
     model: keras.Model,
     stages: Sequence[float] = (0.5, 0.7, 0.85),
     *,
-    loss: Any,
-    metrics: Any = None,
-    x: Any = None,
-    y: Any = None,
+    loss: str | keras.losses.Loss | Callable,
+    metrics: Sequence[str | keras.metrics.Metric] | None = None,
+    x: np.ndarray | None = None,
+    y: np.ndarray | None = None,
     batch_size: int = 32,
     fit: FitFunction | None = None,
     steps_per_epoch: int | None = None,
@@ -751,8 +596,8 @@ def prune_in_stages(
     check_model(model)
     targets = _check_stages(stages)
     fit, steps_per_epoch = _fit_function(x, y, batch_size, fit, steps_per_epoch)
-    _check_int("prune_epochs", prune_epochs, minimum=1)
-    _check_int("fine_tune_epochs", fine_tune_epochs, minimum=0)
+    check_int("prune_epochs", prune_epochs, minimum=1)
+    check_int("fine_tune_epochs", fine_tune_epochs, minimum=0)
     prune_steps = prune_epochs * steps_per_epoch
     if prune_steps < 2:
         raise ConfigError(
@@ -798,7 +643,7 @@ def _check_stages(stages: Sequence[float]) -> tuple[float, ...]:
     if not targets:
         raise ConfigError("stages must hold at least one target sparsity, got none")
     for i, target in enumerate(targets):
-        _check_sparsity(f"stages[{i}]", target)
+        check_sparsity(f"stages[{i}]", target)
     if any(b <= a for a, b in zip(targets, targets[1:], strict=False)):
         raise ConfigError(f"stages must increase, got {targets}")
     return targets
@@ -810,15 +655,15 @@ def _fit_function(x, y, batch_size, fit, steps_per_epoch) -> tuple[FitFunction, 
             raise ConfigError("give either x/y arrays or a fit callable, not both")
         if steps_per_epoch is None:
             raise ConfigError("steps_per_epoch is required with a fit callable")
-        _check_int("steps_per_epoch", steps_per_epoch, minimum=1)
+        check_int("steps_per_epoch", steps_per_epoch, minimum=1)
         return fit, steps_per_epoch
     if x is None or y is None:
         raise ConfigError("give x and y arrays, or a fit callable with steps_per_epoch")
-    _check_int("batch_size", batch_size, minimum=1)
+    check_int("batch_size", batch_size, minimum=1)
     if len(x) != len(y):
         raise DataError(f"x and y must have the same number of samples, got {len(x)} and {len(y)}")
 
-    def fit_arrays(model: keras.Model, callbacks: list, epochs: int) -> Any:
+    def fit_arrays(model: keras.Model, callbacks: list, epochs: int) -> keras.callbacks.History:
         return model.fit(x, y, batch_size=batch_size, epochs=epochs, callbacks=callbacks, verbose=0)
 
     return fit_arrays, math.ceil(len(x) / batch_size)

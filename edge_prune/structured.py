@@ -1,13 +1,13 @@
-"""Structured pruning: remove whole Conv2D filters and Dense units, and rebuild a smaller model.
+"""Structured pruning: remove whole Conv1D/Conv2D filters and Dense units, rebuild a smaller model.
 
 Unstructured zeros do not make dense Cortex-M kernels (CMSIS-NN) faster; fewer channels do.
 For a tf_keras Sequential or Functional model this module:
 
-1. follows every tensor's channels (last axis) back to the layer that made them. Conv2D
+1. follows every tensor's channels (last axis) back to the layer that made them. Conv1D/Conv2D
    (groups=1) and Dense make channels and can lose some; DepthwiseConv2D, BatchNormalization,
-   pooling, activations, Dropout and channel-preserving Reshape pass them on; Flatten spreads
-   them over H·W·C rows of the next Dense; Concatenate lays them side by side; Add (and a
-   Concatenate on another axis) ties its inputs: their producers share one mask.
+   1-D and 2-D pooling, activations, Dropout and channel-preserving Reshape pass them on;
+   Flatten spreads them over H·W·C rows of the next Dense; Concatenate lays them side by side;
+   Add (and a Concatenate on another axis) ties its inputs: their producers share one mask.
 2. scores each output channel by the L1 or L2 norm of its filter, times |gamma|/sqrt(var+eps) of
    a BatchNormalization that is the producer's only consumer. Tied producers are ranked by the
    sum of their scores, each divided by its layer's mean score so no layer dominates.
@@ -18,8 +18,9 @@ For a tf_keras Sequential or Functional model this module:
    Flatten→Dense rows).
 
 Channels that reach a model output, or feed a structure this module does not handle, are kept
-whole; their producers are listed in ``skipped`` with the reason. The input model is not
-changed. The returned model is not compiled: compile and fine-tune it.
+whole; their producers are listed in ``skipped`` with the reason. Recurrent layers (LSTM, GRU,
+SimpleRNN) are kept whole, with the channels feeding them, and listed in ``skipped`` too.
+The input model is not changed. The returned model is not compiled: compile and fine-tune it.
 """
 
 from __future__ import annotations
@@ -28,11 +29,15 @@ import copy
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edge_prune.errors import ConfigError, UnsupportedModelError
-from edge_prune.macs import GraphNode, model_nodes
+from edge_prune.keras_graph import GraphNode, model_nodes
+
+if TYPE_CHECKING:
+    from edge_prune._tf import keras
 
 __all__ = [
     "CRITERIA",
@@ -44,7 +49,10 @@ __all__ = [
 
 CRITERIA = ("l1", "l2")
 
-_PRODUCERS = {"Conv2D", "Dense"}
+_PRODUCERS = {"Conv1D", "Conv2D", "Dense"}
+_CONVS = {"Conv1D", "Conv2D"}
+_RECURRENT = {"LSTM", "GRU", "SimpleRNN"}
+RECURRENT_REASON = "recurrent layer kept whole"
 # Layers that keep the last axis as it is (values may change, channel identity does not).
 _PASSTHROUGH = {
     "Activation",
@@ -53,13 +61,19 @@ _PASSTHROUGH = {
     "ELU",
     "Softmax",
     "Dropout",
+    "SpatialDropout1D",
     "SpatialDropout2D",
     "GaussianNoise",
     "GaussianDropout",
+    "MaxPooling1D",
     "MaxPooling2D",
+    "AveragePooling1D",
     "AveragePooling2D",
+    "GlobalAveragePooling1D",
     "GlobalAveragePooling2D",
+    "GlobalMaxPooling1D",
     "GlobalMaxPooling2D",
+    "ZeroPadding1D",
     "ZeroPadding2D",
 }
 # Of those, the ones that also accept a flattened tensor (elementwise on any shape).
@@ -74,6 +88,7 @@ _ELEMENTWISE = {
 }
 SUPPORTED_LAYERS = frozenset(
     _PRODUCERS
+    | _RECURRENT
     | _PASSTHROUGH
     | {"InputLayer", "DepthwiseConv2D", "BatchNormalization", "Flatten", "Reshape", "Add"}
     | {"Concatenate"}
@@ -85,7 +100,8 @@ SUPPORTED_LAYERS = frozenset(
 
 @dataclass(frozen=True)
 class LayerChannels:
-    """Output channels (units) of one Conv2D/Dense: how many kept, which, and what it is tied to."""
+    """Output channels (units) of one Conv1D/Conv2D/Dense: how many kept, which, and what it
+    is tied to."""
 
     name: str
     kept: int
@@ -105,7 +121,7 @@ class LayerChannels:
 
 @dataclass(frozen=True)
 class SkippedLayer:
-    """A Conv2D/Dense whose channels were all kept, and why."""
+    """A Conv/Dense (or recurrent) layer whose channels were all kept, and why."""
 
     name: str
     reason: str
@@ -118,7 +134,7 @@ class SkippedLayer:
 class StructuredPruneResult:
     """The rebuilt (smaller, uncompiled) model and what was removed from which layer."""
 
-    model: object  # tf_keras Model
+    model: keras.Model
     criterion: str
     layers: tuple[LayerChannels, ...]
     skipped: tuple[SkippedLayer, ...]
@@ -264,13 +280,18 @@ class _Analysis:
         if inp.positions and kind not in _ELEMENTWISE | _PRODUCERS | {"Flatten"}:
             self._freeze(inp, f"its flattened output goes into {kind} '{node.name}'")
             inp = _fixed(node.input_shapes[0][-1])
-        if kind == "Conv2D":
+        if kind in _CONVS:
             if config.get("groups", 1) != 1:
-                self._freeze(inp, f"it feeds grouped Conv2D '{node.name}'")
+                self._freeze(inp, f"it feeds grouped {kind} '{node.name}'")
                 out = self._new_source(node, config["filters"])
-                self.frozen[node.name] = f"grouped Conv2D (groups={config['groups']})"
+                self.frozen[node.name] = f"grouped {kind} (groups={config['groups']})"
                 return out
             return self._new_source(node, config["filters"])
+        if kind in _RECURRENT:
+            self._freeze(inp, f"it feeds recurrent layer '{node.name}' (kept whole)")
+            out = self._new_source(node, config["units"])
+            self.frozen[node.name] = RECURRENT_REASON
+            return out
         if kind == "Dense":
             return self._new_source(node, config["units"])
         if kind == "DepthwiseConv2D":
@@ -392,7 +413,13 @@ def _group_ratio(members: list[str], ratio: float | Mapping[str, float]) -> floa
     return asked.pop() if asked else 0.0
 
 
-def _check_arguments(ratio, criterion, min_channels, channel_multiple, producers) -> None:
+def _check_arguments(
+    ratio: float | Mapping[str, float],
+    criterion: str,
+    min_channels: int,
+    channel_multiple: int,
+    producers: list[str],
+) -> None:
     if criterion not in CRITERIA:
         raise ConfigError(f"criterion must be one of {', '.join(CRITERIA)}, got {criterion!r}")
     if not isinstance(min_channels, int) or min_channels < 1:
@@ -403,7 +430,7 @@ def _check_arguments(ratio, criterion, min_channels, channel_multiple, producers
     for name, value in values:
         if isinstance(ratio, Mapping) and name not in producers:
             raise ConfigError(
-                f"ratio: '{name}' is not a Conv2D or Dense layer of the model "
+                f"ratio: '{name}' is not a Conv2D or Dense layer (or Conv1D) of the model "
                 f"(prunable layers: {', '.join(producers) or 'none'})"
             )
         if not isinstance(value, (int, float)) or not 0 <= value < 1:
@@ -433,7 +460,11 @@ def _kept_indices(channel_map: _ChannelMap, keep: Mapping[str, np.ndarray]) -> n
 
 def _sliced_weights(node: GraphNode, kept_in: np.ndarray, kept_out: np.ndarray) -> list:
     weights = node.layer.get_weights()
-    if node.class_name == "Conv2D":
+    if node.class_name in _RECURRENT:
+        return weights  # kept whole, and so are the channels feeding it
+    if node.class_name == "Conv1D":
+        weights[0] = weights[0][:, kept_in, :][..., kept_out]
+    elif node.class_name == "Conv2D":
         weights[0] = weights[0][:, :, kept_in, :][..., kept_out]
     elif node.class_name == "DepthwiseConv2D":
         weights[0] = weights[0][:, :, kept_in, :]
@@ -446,13 +477,18 @@ def _sliced_weights(node: GraphNode, kept_in: np.ndarray, kept_out: np.ndarray) 
     return weights
 
 
-def _rebuild(model, nodes, maps, keep) -> object:
+def _rebuild(
+    model: keras.Model,
+    nodes: list[GraphNode],
+    maps: Mapping[str, _ChannelMap],
+    keep: Mapping[str, np.ndarray],
+) -> keras.Model:
     config = copy.deepcopy(model.get_config())
     for entry in config["layers"]:
         layer_config = entry["config"]
         name = layer_config["name"]
         if name in keep:
-            key = "filters" if entry["class_name"] == "Conv2D" else "units"
+            key = "filters" if entry["class_name"] in _CONVS else "units"
             layer_config[key] = int(len(keep[name]))
         elif entry["class_name"] == "Reshape":
             target = list(layer_config["target_shape"])
@@ -479,14 +515,14 @@ def _rebuild(model, nodes, maps, keep) -> object:
 
 
 def prune_channels(
-    model,
+    model: keras.Model,
     ratio: float | Mapping[str, float],
     *,
     criterion: str = "l1",
     min_channels: int = 1,
     channel_multiple: int = 1,
 ) -> StructuredPruneResult:
-    """Remove the lowest-scored output channels of each Conv2D/Dense and rebuild the model.
+    """Remove the lowest-scored output channels of each Conv1D/Conv2D/Dense; rebuild the model.
 
     ``ratio``: the fraction of channels to remove in [0, 1), one number for every prunable
     layer, or ``{layer name: ratio}`` (layers not named keep all their channels). Layers tied by
@@ -528,21 +564,28 @@ def prune_channels(
     return StructuredPruneResult(
         model=new_model,
         criterion=criterion,
-        layers=tuple(_layer_channels(by_name[p], keep, tied) for p in analysis.parent),
+        layers=tuple(
+            _layer_channels(by_name[p], keep, tied)
+            for p in analysis.parent
+            if by_name[p].class_name in _PRODUCERS
+        ),
         skipped=tuple(_skipped(p, analysis) for p in analysis.parent if _is_skipped(p, analysis)),
         params_before=int(model.count_params()),
         params_after=int(new_model.count_params()),
     )
 
 
-def _output_layer_names(model) -> list[str]:
+def _output_layer_names(model: keras.Model) -> list[str]:
     if type(model).__name__ == "Sequential":
         return [model.layers[-1].name]
     return [entry[0] for entry in model.get_config()["output_layers"]]
 
 
-def _layer_channels(node: GraphNode, keep, tied) -> LayerChannels:
-    total = int(node.config["filters"] if node.class_name == "Conv2D" else node.config["units"])
+def _layer_channels(
+    node: GraphNode, keep: Mapping[str, np.ndarray], tied: Mapping[str, tuple[str, ...]]
+) -> LayerChannels:
+    key = "filters" if node.class_name in _CONVS else "units"
+    total = int(node.config[key])
     kept = keep.get(node.name, np.arange(total))
     return LayerChannels(
         name=node.name,

@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edge_prune.errors import ConfigError
+from edge_prune.errors import ConfigError, DataError
 from edge_prune.runner import Progress, quiet, run_stages, stderr_progress
 from edge_prune.tables import table_lines
 
@@ -471,6 +471,11 @@ def run_sweep(
     detail = detail or quiet
     sparsities = parse_sparsities(",".join(str(s) for s in sparsities), "sparsities")
     config, data, target = inputs.config, inputs.data, inputs.target
+    if not data.is_classification:
+        raise DataError(
+            f"{data.source}: the sweep plots top-1 accuracy and needs class ids; for float "
+            "targets (regression) use edge-prune model or edge-prune search"
+        )
     start = time.perf_counter()
     progress(
         f"edge-prune sweep: final sparsities {', '.join(f'{s:g}' for s in sparsities)} on "
@@ -478,8 +483,8 @@ def run_sweep(
     )
     shared = run_stages(SHARED_STAGES, BuildState(inputs), _indented(progress))
     progress(
-        f"  dense accuracy: Keras {shared.accuracy['dense_keras']:.2%}, float32 on TFLM "
-        f"{shared.baseline_accuracy:.2%}"
+        f"  dense accuracy: Keras {shared.scores['dense_keras']:.2%}, float32 on TFLM "
+        f"{shared.baseline_score:.2%}"
     )
     points, runtimes = [], []
     for index, sparsity in enumerate(sparsities, 1):
@@ -505,8 +510,8 @@ def run_sweep(
         model_name=shared.model_name,
         data_source=data.source,
         test_samples=int(len(data.y_test)),
-        dense_keras_accuracy=shared.accuracy["dense_keras"],
-        baseline_accuracy=shared.baseline_accuracy,
+        dense_keras_accuracy=shared.scores["dense_keras"],
+        baseline_accuracy=shared.baseline_score,
         tolerance_points=config.select.tolerance_points,
         points=tuple(points),
         config=config.to_dict(),
@@ -546,7 +551,7 @@ def _sweep_point(state: BuildState, sparsity: float) -> tuple[SweepPoint, tuple[
     point = SweepPoint(
         final_sparsity=sparsity,
         measured_sparsity=state.sparsity.sparsity,
-        pruned_keras_accuracy=state.accuracy["pruned_keras"],
+        pruned_keras_accuracy=state.scores["pruned_keras"],
         int8_bytes=by_name["int8"].flash_bytes,
         int8_tflm_accuracy=by_name["int8"].accuracy,
         sparse_bytes=by_name["int8-sparse"].flash_bytes,

@@ -64,16 +64,15 @@ class ModelInfo:
         return tuple(sorted(set(self.operators)))
 
     @property
-    def constant_bytes(self) -> int:
-        return sum(t.data_bytes for t in self.tensors)
-
-    @property
     def sparse_tensors(self) -> tuple[TensorInfo, ...]:
         return tuple(t for t in self.tensors if t.is_sparse)
 
 
 def load_bytes(model: bytes | bytearray | memoryview | str | Path) -> tuple[bytes, str]:
-    """Return ``(bytes, label)`` for a model given as bytes or as a path to a file."""
+    """Return ``(bytes, label)`` for a model given as bytes, as a path to a file, or as what
+    ``edge_prune.convert`` returns (anything with a ``tflite_bytes`` attribute)."""
+    if hasattr(model, "tflite_bytes"):
+        return bytes(model.tflite_bytes), "<converted model>"
     if isinstance(model, (bytes, bytearray, memoryview)):
         return bytes(model), "<bytes>"
     path = Path(model)
@@ -125,6 +124,36 @@ def read_model(model: bytes | bytearray | memoryview | str | Path) -> ModelInfo:
         ) from None
 
 
+def tensor_type_name(tensor_type: int) -> str:
+    """Name of a TFLite ``TensorType`` value, e.g. ``"INT8"``; ``"TYPE_<n>"`` if unknown.
+
+    The one place edge-prune maps tensor types; it reads tflite-micro's own map
+    (``tflite_micro/tensorflow/lite/micro/compression/tensor_type.py``).
+    """
+    name = _tensor_types().name(tensor_type)
+    return f"TYPE_{tensor_type}" if name == str(tensor_type) else name
+
+
+def tensor_type_dtype(tensor_type: int):
+    """Little-endian numpy dtype of a TFLite ``TensorType`` value (TFLite buffers are
+    little-endian); ModelFileError for types without one (STRING, INT4, BFLOAT16 ...)."""
+    try:
+        return _tensor_types().to_numpy(tensor_type)
+    except ValueError as e:
+        raise ModelFileError(str(e)) from None
+
+
+def tensor_type_value(name: str) -> int:
+    """``TensorType`` value of a name such as ``"INT8"``; KeyError if there is none."""
+    return getattr(_schema().TensorType, name)
+
+
+def _tensor_types():
+    from tflite_micro.tensorflow.lite.micro.compression import tensor_type
+
+    return tensor_type
+
+
 def _schema():
     from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
@@ -163,12 +192,13 @@ def _checked_length(n: int, budget: _ReadBudget, what: str, label: str, elem_siz
 def _parse(data: bytes, label: str) -> ModelInfo:
     schema = _schema()
     op_names = _names_of(schema.BuiltinOperator)
-    type_names = _names_of(schema.TensorType)
     model = schema.Model.GetRootAs(data, 0)
     budget = _ReadBudget(data, label)
 
     buffer_count = _checked_length(model.BuffersLength(), budget, "buffer", label)
-    buffer_sizes = [_buffer_size(model.Buffers(i)) for i in range(buffer_count)]
+    buffer_sizes = [
+        _buffer_size(model.Buffers(i), i, len(data), label) for i in range(buffer_count)
+    ]
     codes = [
         _op_code_name(model.OperatorCodes(i), op_names, budget)
         for i in range(_checked_length(model.OperatorCodesLength(), budget, "opcode", label))
@@ -201,9 +231,9 @@ def _parse(data: bytes, label: str) -> ModelInfo:
                 TensorInfo(
                     subgraph=s,
                     index=i,
-                    name=_string(t.Name(), budget),
+                    name=_string(t, _TENSOR_NAME_SLOT, budget),
                     shape=tuple(int(d) for d in _shape(t, budget, label)),
-                    dtype=type_names.get(t.Type(), f"TYPE_{t.Type()}"),
+                    dtype=tensor_type_name(t.Type()),
                     data_bytes=buffer_sizes[buffer_index] if buffer_count else 0,
                     is_sparse=t.Sparsity() is not None,
                     **_quantization(t, budget, label),
@@ -257,10 +287,41 @@ def _shape(tensor, budget: _ReadBudget, label: str) -> list[int]:
     return [tensor.Shape(j) for j in range(n)]
 
 
-def _buffer_size(buffer) -> int:
-    # Buffers above 2 GB live outside the flatbuffer (offset/size); small ones inline.
-    if buffer.Size() > 1:
-        return int(buffer.Size())
+# vtable slots of the fields read through _field_end (tensorflow/lite/schema/schema.fbs, in the
+# order of the generated schema_py_generated.py accessors: Buffer.data, Tensor.name,
+# OperatorCode.custom_code).
+_BUFFER_DATA_SLOT = 4
+_TENSOR_NAME_SLOT = 10
+_CUSTOM_CODE_SLOT = 6
+
+
+def _field_end(table, slot: int, elem_size: int = 1) -> int | None:
+    """Byte just past the vector or string in field ``slot`` of ``table``; None if absent."""
+    tab = table._tab
+    o = tab.Offset(slot)
+    if o == 0:
+        return None
+    return tab.Vector(o) + tab.VectorLen(o) * elem_size
+
+
+def _buffer_size(buffer, index: int, file_bytes: int, label: str) -> int:
+    """Bytes of constant data of buffer ``index``, checked to lie inside the file: inline
+    (``data``), or, for models above 2 GB, outside the flatbuffer at ``offset``/``size`` from
+    the start of the file (tensorflow/lite/schema/schema.fbs, table Buffer)."""
+    end = _field_end(buffer, _BUFFER_DATA_SLOT)
+    if end is not None and end > file_bytes:
+        raise ModelFileError(
+            f"{label}: corrupted TFLite flatbuffer (buffer {index}: its data ends at byte {end}, "
+            f"the file has {file_bytes})"
+        )
+    offset, size = int(buffer.Offset()), int(buffer.Size())
+    if size > 1 or offset > 1:
+        if offset + size > file_bytes:
+            raise ModelFileError(
+                f"{label}: corrupted TFLite flatbuffer (buffer {index}: data at offset {offset}, "
+                f"size {size} lies outside the file of {file_bytes} bytes)"
+            )
+        return size
     return int(buffer.DataLength())
 
 
@@ -268,11 +329,23 @@ def _op_code_name(code, op_names: dict[int, str], budget: _ReadBudget) -> str:
     builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
     name = op_names.get(builtin, f"BUILTIN_{builtin}")
     if name == "CUSTOM":
-        custom = code.CustomCode()
-        return f"CUSTOM:{_string(custom, budget)}" if custom else "CUSTOM"
+        custom = _string(code, _CUSTOM_CODE_SLOT, budget)
+        return f"CUSTOM:{custom}" if custom else "CUSTOM"
     return name
 
 
-def _string(raw: bytes | None, budget: _ReadBudget) -> str:
-    budget.charge(len(raw or b""))
-    return (raw or b"").decode("utf-8", errors="replace")
+def _string(table, slot: int, budget: _ReadBudget) -> str:
+    """The string in field ``slot``; ModelFileError when its length runs past the file (the
+    flatbuffers reader would cut it silently)."""
+    end = _field_end(table, slot)
+    if end is None:
+        return ""
+    if end > budget.size_bytes:
+        raise ModelFileError(
+            f"{budget.label}: corrupted TFLite flatbuffer (a string ends at byte {end}, the file "
+            f"has {budget.size_bytes})"
+        )
+    tab = table._tab
+    raw = tab.String(tab.Offset(slot) + tab.Pos)
+    budget.charge(len(raw))
+    return raw.decode("utf-8", errors="replace")

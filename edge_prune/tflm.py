@@ -1,17 +1,19 @@
 """Run the TFLM interpreter (``tflite_micro``) in a child process, so it cannot take us down.
 
 TFLM segfaults on some malformed flatbuffers and aborts on some valid ones (degenerate
-quantization parameters, see FIELD_NOTES). Every call here copies the model to a temporary
-directory, starts ``python -m edge_prune._tflm_child`` on it with a time limit, and turns what
-went wrong into an error that says what happened: the op TFLM has no kernel for
-(:class:`MissingOpError`), the signal that killed the interpreter, its exit code, or the timeout.
+quantization parameters; also on arenas just below the size a model needs). :func:`execute`
+copies the model to a temporary job directory, starts ``python -m edge_prune._tflm_child`` on it
+once, with a time limit, and turns what went wrong into an error that says what happened: the op
+TFLM has no kernel for (:class:`MissingOpError`), the op a kernel refused to prepare
+(:class:`TFLMPrepareError`), the signal that killed the interpreter, its exit code, or the
+timeout (:class:`TFLMTimeoutError`).
 
-Two services:
+One child per artifact allocates, records the arena with TFLM's ``RecordingMicroAllocator``,
+runs every sample and checks the arena figure it reports by allocating with exactly that size.
+:func:`run` and :func:`measure_arena` are thin calls of :func:`execute`.
 
-- :func:`measure_arena`: the smallest ``arena_size`` with which the model allocates and runs one
-  inference (inputs all zeros) on this host, and the arena use that TFLM's own
-  ``RecordingMicroAllocator`` prints ("Arena allocation total/head/tail").
-- :func:`run`: invoke the model once per sample and return the stacked outputs.
+The child dies with this process (``PR_SET_PDEATHSIG``) and removes its job directory; job
+directories of processes that are gone are removed on the next call.
 
 This module never imports TensorFlow, and imports ``tflite_micro`` only in the child.
 """
@@ -19,8 +21,9 @@ This module never imports TensorFlow, and imports ``tflite_micro`` only in the c
 from __future__ import annotations
 
 import json
+import math
 import os
-import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -31,53 +34,126 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_prune.errors import DataError, ModelFileError, TFLMError
+from edge_prune.errors import (
+    ConfigError,
+    DataError,
+    MissingOpError,
+    ModelFileError,
+    TFLMError,
+    TFLMPrepareError,
+    TFLMTimeoutError,
+)
 from edge_prune.tflite_file import check_identifier, load_bytes
+
+__all__ = [
+    "ArenaMeasurement",
+    "MissingOpError",
+    "TFLMPrepareError",
+    "TFLMRun",
+    "TFLMTimeoutError",
+    "execute",
+    "measure_arena",
+    "parse_timeout",
+    "run",
+]
 
 _CHILD_MODULE = "edge_prune._tflm_child"
 _STAGE_MARK = "@@edge-prune-stage "
 _PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
+_JOB_PREFIX = "edge-prune-tflm-"
 
 MEASURE_TIMEOUT_S = 120.0
 RUN_TIMEOUT_S = 600.0
 
+# Host (64-bit) and 32-bit (Cortex-M) sizes in bytes of the structures that
+# RecordingMicroAllocator counts per allocation, from their definitions in tflite-micro:
+# TfLiteEvalTensor {data ptr, dims ptr, type} and TfLiteTensor (TF_LITE_STATIC_MEMORY build) in
+# tensorflow/lite/core/c/common.h; NodeAndRegistration {TfLiteNode: 6 pointers + int,
+# registration ptr} in tensorflow/lite/micro/micro_allocator.h. The 64-bit sizes agree with what
+# print_allocations reports per allocation on this host (24, 64, 64).
+_PER_ALLOCATION_BYTES = {  # category -> (host bytes, 32-bit bytes) per counted allocation
+    "TfLiteEvalTensor data": (24, 12),
+    "Persistent TfLiteTensor data": (64, 40),
+    "NodeAndRegistration struct": (64, 32),
+}
+# 'Persistent TfLiteTensor quantization data' counts two allocations per tensor: a
+# TfLiteAffineQuantization {scale ptr, zero_point ptr, int32} (24 B host, 12 B 32-bit) and a
+# zero-point TfLiteIntArray (no pointers, same size on both).
+_QUANTIZATION_CATEGORY = "Persistent TfLiteTensor quantization data"
+_AFFINE_QUANTIZATION_BYTES = (24, 12)
 
-class MissingOpError(TFLMError):
-    """TFLM has no kernel for an operator the model uses (e.g. DENSIFY of a sparse model)."""
 
-    def __init__(self, message: str, op: str):
-        super().__init__(message)
-        self.op = op
+@dataclass(frozen=True)
+class AllocationCategory:
+    """One per-category line of ``print_allocations``: what one kind of structure took."""
 
+    name: str
+    used_bytes: int  # with alignment padding
+    requested_bytes: int
+    count: int
 
-class TFLMTimeoutError(TFLMError):
-    """The TFLM interpreter did not finish within the time limit (the child was killed)."""
+    def device_saving_bytes(self) -> int:
+        """Bytes this category takes on the 64-bit host and not on a 32-bit MCU (pointer-sized
+        fields); 0 for categories whose content is not a known struct (kernel buffers)."""
+        if self.name in _PER_ALLOCATION_BYTES:
+            host, device = _PER_ALLOCATION_BYTES[self.name]
+            return self.count * (host - device)
+        if self.name == _QUANTIZATION_CATEGORY:
+            host, device = _AFFINE_QUANTIZATION_BYTES
+            return (self.count // 2) * (host - device)
+        return 0
 
 
 @dataclass(frozen=True)
 class ArenaMeasurement:
-    """Tensor arena of one model, measured by the TFLM interpreter on this (64-bit) host.
+    """Tensor arena of one model, from one recorded TFLM run on this (64-bit) host.
 
-    ``recorded_*`` are what TFLM's ``RecordingMicroAllocator`` prints after one inference:
-    head = non-persistent tensors (the memory plan; the same on a 32-bit MCU), tail =
-    persistent structures (pointer-sized fields, so larger here than on a 32-bit Cortex-M),
-    total = head + tail, printed after one inference with ``arena_size =
-    recorded_with_arena_bytes`` (alignment padding varies by a few bytes with arena_size).
-    ``smallest_arena_bytes`` is the smallest ``arena_size`` that let the model allocate and run
-    one inference here; it also holds what TFLM places in the arena before recording starts
-    (the allocator and memory planner objects, alignment).
+    ``recorded_*`` are what TFLM's ``RecordingMicroAllocator`` prints after one inference with
+    ``arena_size = recorded_with_arena_bytes``: head = non-persistent tensors (the memory plan;
+    the same on a 32-bit MCU), tail = persistent structures (pointer-sized fields, so they
+    differ on a 32-bit Cortex-M), total = head + tail.
+
+    ``arena_bytes`` is an ``arena_size`` with which the model allocated and ran one inference
+    here, checked in the same run: the recorded tail, plus the larger of the recorded head and
+    what TFLM holds in the head only while it plans the arena, plus the arena start alignment.
+    It is at least the smallest working ``arena_size`` (an upper bound, a few hundred bytes
+    above it on small models).
+
+    ``device_tail_bytes`` / ``device_total_bytes`` estimate the same for a 32-bit build: the
+    counted structures (tensors, nodes, quantization) at their 32-bit sizes; kernel buffers and
+    the uncounted rest of the tail at their host sizes. ``device_total_bytes`` is
+    ``arena_bytes`` with the tail replaced by ``device_tail_bytes``. An estimate: a real 32-bit
+    TFLM build of another snapshot may need more, so a verdict uses :attr:`verdict_bytes`.
     """
 
-    smallest_arena_bytes: int
+    arena_bytes: int
     recorded_total_bytes: int
     recorded_head_bytes: int
     recorded_tail_bytes: int
     recorded_with_arena_bytes: int
     allocation_lines: tuple[str, ...]
+    categories: tuple[AllocationCategory, ...] = ()
+
+    @property
+    def device_tail_bytes(self) -> int:
+        saving = sum(c.device_saving_bytes() for c in self.categories)
+        return self.recorded_tail_bytes - saving
+
+    @property
+    def device_total_bytes(self) -> int:
+        return self.arena_bytes - (self.recorded_tail_bytes - self.device_tail_bytes)
+
+    @property
+    def verdict_bytes(self) -> int:
+        """The arena a fit verdict should count: the larger of the host and device figures."""
+        return max(self.arena_bytes, self.device_total_bytes)
 
     def to_dict(self) -> dict:
         return {
-            "smallest_arena_bytes": self.smallest_arena_bytes,
+            "arena_bytes": self.arena_bytes,
+            "verdict_bytes": self.verdict_bytes,
+            "device_total_bytes": self.device_total_bytes,
+            "device_tail_bytes": self.device_tail_bytes,
             "recorded_with_arena_bytes": self.recorded_with_arena_bytes,
             "recorded_total_bytes": self.recorded_total_bytes,
             "recorded_head_bytes": self.recorded_head_bytes,
@@ -86,26 +162,64 @@ class ArenaMeasurement:
         }
 
 
+@dataclass(frozen=True)
+class TFLMRun:
+    """What one child run of a model gave: the stacked outputs (None without samples), the
+    arena, and the input tensors as TFLM sees them (shape, dtype, scales, zero points)."""
+
+    outputs: np.ndarray | None
+    arena: ArenaMeasurement
+    inputs: tuple[dict, ...]
+
+
+def parse_timeout(text: str, what: str = "--timeout") -> float:
+    """A time limit in seconds from ``text``: a finite number > 0, else ConfigError."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{what}: expected a number of seconds, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{what}: expected a finite number of seconds > 0, got {text!r}")
+    return value
+
+
+def execute(
+    model: bytes | str | Path,
+    x: np.ndarray | None = None,
+    *,
+    label: str | None = None,
+    timeout_s: float | None = None,
+    arena_bytes: int | None = None,
+    output_index: int = 0,
+) -> TFLMRun:
+    """Run the model in ONE TFLM child: allocate, record the arena, invoke every sample of
+    ``x`` (first axis = batch; already in the model input's dtype) or one all-zero input when
+    ``x`` is None, and check the arena figure.
+
+    ``arena_bytes=None`` allocates with 1 MiB (4x more until it fits); otherwise with exactly
+    that size. Output ``output_index`` of every sample is stacked along a new first axis.
+    ``timeout_s`` limits the whole child run (default: 120 s without samples, 600 s with).
+    """
+    data, label = _model_bytes(model, label)
+    if timeout_s is None:
+        timeout_s = MEASURE_TIMEOUT_S if x is None else RUN_TIMEOUT_S
+    request = {"arena_bytes": arena_bytes, "output_index": output_index}
+    with _job_dir() as job:
+        if x is not None:
+            np.savez(job / "input.npz", x=np.asarray(x))
+        result = _run_verified(job, request, data, label, timeout_s)
+        outputs = None
+        if x is not None:
+            with np.load(job / "output.npz") as saved:
+                outputs = saved["y"]
+    return TFLMRun(outputs=outputs, arena=_arena(result, label), inputs=tuple(result["inputs"]))
+
+
 def measure_arena(
     model: bytes | str | Path, *, timeout_s: float = MEASURE_TIMEOUT_S, label: str | None = None
 ) -> ArenaMeasurement:
-    """Measure the tensor arena the model needs; raise MissingOpError if TFLM cannot run it."""
-    data, label = _model_bytes(model, label)
-    result = _measure_in_child(data, label, timeout_s)
-    recorded = result["recorded_arena_bytes"]
-    if set(recorded) != {"total", "head", "tail"}:
-        raise TFLMError(
-            f"{label}: TFLM print_allocations gave no 'Arena allocation total/head/tail' lines "
-            f"(got {result['allocation_lines'][:3]})"
-        )
-    return ArenaMeasurement(
-        smallest_arena_bytes=int(result["smallest_arena_bytes"]),
-        recorded_total_bytes=recorded["total"],
-        recorded_head_bytes=recorded["head"],
-        recorded_tail_bytes=recorded["tail"],
-        recorded_with_arena_bytes=int(result["recorded_with_arena_bytes"]),
-        allocation_lines=tuple(result["allocation_lines"]),
-    )
+    """The arena the model needs (one all-zero inference); MissingOpError if TFLM cannot run it."""
+    return execute(model, label=label, timeout_s=timeout_s).arena
 
 
 def run(
@@ -117,77 +231,94 @@ def run(
     timeout_s: float = RUN_TIMEOUT_S,
     label: str | None = None,
 ) -> np.ndarray:
-    """Invoke the model once per sample of ``x`` (first axis = batch); stack its outputs.
-
-    ``x`` must already have the model input's dtype (nothing is quantized here) and
-    ``x.shape[1:]`` must hold as many values as the model input. ``arena_bytes=None`` starts at
-    1 MiB and grows until the model allocates. Returns output ``output_index`` of every
-    sample, stacked along a new first axis.
-    """
-    data, label = _model_bytes(model, label)
-    x = np.asarray(x)
-    request = {"task": "run", "arena_bytes": arena_bytes, "output_index": output_index}
-    with tempfile.TemporaryDirectory(prefix="edge-prune-tflm-") as tmp:
-        job = Path(tmp)
-        np.savez(job / "input.npz", x=x)
-        _run_child_in(job, request, data, label, timeout_s)
-        with np.load(job / "output.npz") as outputs:
-            return outputs["y"]
+    """Invoke the model once per sample of ``x``; return output ``output_index`` of every
+    sample, stacked (see :func:`execute`)."""
+    result = execute(
+        model,
+        np.asarray(x),
+        label=label,
+        timeout_s=timeout_s,
+        arena_bytes=arena_bytes,
+        output_index=output_index,
+    )
+    return result.outputs
 
 
-_BISECT = re.compile(r"bisect failing=(\d+) working=(\d+)")
-_PROBE = re.compile(r"(?:allocate|invoke) arena_size=(\d+)")
-MAX_CRASH_RESTARTS = 8
-
-
-def _measure_in_child(data: bytes, label: str, timeout_s: float) -> dict:
-    """Run the arena search; a crash on a probe below a known working size means "too small".
-
-    TFLM can crash (not fail cleanly) when the arena is too small; the search then goes on in a
-    new child above the size that crashed. A crash anywhere else is an error.
-    """
-    request: dict = {"task": "measure"}
-    deadline = time.monotonic() + timeout_s  # one time limit for all attempts together
-    for _ in range(MAX_CRASH_RESTARTS + 1):
-        with tempfile.TemporaryDirectory(prefix="edge-prune-tflm-") as tmp:
-            job = Path(tmp)
-            try:
-                left = _left(deadline, timeout_s, label)
-                return _run_child_in(job, request, data, label, left, timeout_s)
-            except TFLMError as crash:
-                bounds = _bisect_crash(job)
-                if bounds is None or isinstance(crash, (MissingOpError, TFLMTimeoutError)):
-                    raise
-        request = {
-            "task": "measure",
-            "failing_arena_bytes": bounds[0],
-            "working_arena_bytes": bounds[1],
-        }
-    raise TFLMError(
-        f"{label}: TFLM crashed on {MAX_CRASH_RESTARTS + 1} arena sizes while searching for "
-        "the smallest arena"
+def _arena(result: dict, label: str) -> ArenaMeasurement:
+    recorded = result["recorded_arena_bytes"]
+    if set(recorded) != {"total", "head", "tail"} or "arena_bytes" not in result:
+        raise TFLMError(
+            f"{label}: TFLM print_allocations gave no 'Arena allocation total/head/tail' lines "
+            f"(got {result['allocation_lines'][:3]})"
+        )
+    return ArenaMeasurement(
+        arena_bytes=int(result["arena_bytes"]),
+        recorded_total_bytes=recorded["total"],
+        recorded_head_bytes=recorded["head"],
+        recorded_tail_bytes=recorded["tail"],
+        recorded_with_arena_bytes=int(result["recorded_with_arena_bytes"]),
+        allocation_lines=tuple(result["allocation_lines"]),
+        categories=tuple(AllocationCategory(**c) for c in result["categories"]),
     )
 
 
-def _left(deadline: float, timeout_s: float, label: str) -> float:
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise TFLMTimeoutError(f"{label}: TFLM arena search did not finish within {timeout_s:g} s")
-    return left
+class _job_dir:  # noqa: N801 - used like tempfile.TemporaryDirectory
+    """A job directory ``edge-prune-tflm-<pid>-*`` in the temp dir; on entry, removes those
+    of processes that no longer exist (left behind when this process was SIGKILLed while its
+    child was busy in C code)."""
+
+    def __enter__(self) -> Path:
+        _remove_orphan_jobs()
+        self.path = Path(tempfile.mkdtemp(prefix=f"{_JOB_PREFIX}{os.getpid()}-"))
+        return self.path
+
+    def __exit__(self, *exc) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
 
 
-def _bisect_crash(job: Path) -> tuple[int, int] | None:
-    """``(crashed size, working size)`` when the child died on a bisection probe, else None."""
-    stages, _ = _child_log(job) or ([], [])
-    bisects = [i for i, stage in enumerate(stages) if _BISECT.fullmatch(stage)]
-    if not bisects:
-        return None
-    after = stages[bisects[-1] + 1 :]
-    probes = [_PROBE.fullmatch(stage) for stage in after]
-    if not probes or not all(probes):
-        return None
-    working = int(_BISECT.fullmatch(stages[bisects[-1]]).group(2))
-    return int(probes[0].group(1)), working
+def _remove_orphan_jobs() -> None:
+    for path in Path(tempfile.gettempdir()).glob(f"{_JOB_PREFIX}*-*"):
+        pid = path.name[len(_JOB_PREFIX) :].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+MAX_VERIFY_RETRIES = 2
+
+
+def _run_verified(job: Path, request: dict, data: bytes, label: str, timeout_s: float) -> dict:
+    """Run the child; if it crashed while checking its arena figure (TFLM can crash, not fail
+    cleanly, on an arena just too small), run it again with a larger planning margin. All
+    attempts together stay within ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    for retry in range(MAX_VERIFY_RETRIES + 1):
+        left = deadline - time.monotonic() if retry else timeout_s
+        if left <= 0:
+            raise TFLMTimeoutError(
+                f"{label}: TFLM interpreter did not finish within {timeout_s:g} s"
+            )
+        try:
+            return _run_child_in(
+                job, request | {"scale": 2**retry}, data, label, left, stated_timeout_s=timeout_s
+            )
+        except TFLMError as e:
+            stage, _ = _read_log(job)
+            if type(e) is not TFLMError or not stage.startswith("during verify"):
+                raise
+            if retry == MAX_VERIFY_RETRIES:
+                raise
+            (job / "log.txt").unlink(missing_ok=True)
+    raise AssertionError("unreachable")
 
 
 def _model_bytes(model: bytes | str | Path, label: str | None) -> tuple[bytes, str]:
@@ -197,26 +328,22 @@ def _model_bytes(model: bytes | str | Path, label: str | None) -> tuple[bytes, s
     return data, label
 
 
-def _run_child(request: dict, data: bytes, label: str, timeout_s: float) -> dict:
-    with tempfile.TemporaryDirectory(prefix="edge-prune-tflm-") as tmp:
-        return _run_child_in(Path(tmp), request, data, label, timeout_s)
-
-
 def _run_child_in(
     job: Path,
     request: dict,
     data: bytes,
     label: str,
     timeout_s: float,
+    *,
     stated_timeout_s: float | None = None,
 ) -> dict:
-    """Run the child on ``job``; ``stated_timeout_s`` is the limit the user set, when
-    ``timeout_s`` is only what is left of it."""
+    """Run the child on ``job`` and return its checked result; ``stated_timeout_s`` is the
+    limit the caller set, when ``timeout_s`` is only what is left of it."""
     (job / "model.tflite").write_bytes(data)
     (job / "request.json").write_text(json.dumps(request))
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_PARENT, env.get("PYTHONPATH")]))
-    command = [sys.executable, "-m", _CHILD_MODULE, str(job)]
+    command = [sys.executable, "-m", _CHILD_MODULE, str(job), str(os.getpid())]
     try:
         completed = subprocess.run(
             command, env=env, timeout=timeout_s, capture_output=True, check=False
@@ -244,6 +371,13 @@ def _checked(result: dict, label: str) -> dict:
             f"{label}: does not run on TFLM: no kernel for op {op} "
             f"(TFLM: \"Didn't find op for builtin opcode '{op}'\")",
             op,
+        )
+    if status == "prepare_failed":
+        op = result["op"]
+        raise TFLMPrepareError(
+            f"{label}: TFLM could not prepare operator {op} (its kernel rejected the tensors; "
+            f"TFLM: {'; '.join(result.get('log_tail', [])[-2:]) or 'no message'})",
+            op.split(" ")[0],
         )
     if status == "corrupted":
         raise ModelFileError(
@@ -295,23 +429,3 @@ def _read_log(job: Path) -> tuple[str, list[str]]:
         return "before it started", []
     stages, messages = log
     return (f"during {stages[-1]}" if stages else "while starting"), messages
-
-
-@dataclass(frozen=True)
-class TFLMRun:
-    """Outputs of one model over a batch of samples, and the arena TFLM recorded for it."""
-
-    outputs: np.ndarray | None
-    arena: ArenaMeasurement
-
-
-def execute(
-    model: bytes | str | Path,
-    x: np.ndarray | None = None,
-    *,
-    label: str | None = None,
-    timeout_s: float = RUN_TIMEOUT_S,
-) -> TFLMRun:
-    data, label = _model_bytes(model, label)
-    outputs = None if x is None else run(data, x, label=label, timeout_s=timeout_s)
-    return TFLMRun(outputs, measure_arena(data, label=label))

@@ -43,6 +43,14 @@ def check_model_fits_data(model: tf_keras.Model, data: Dataset, label: str) -> N
             f"{data.source}: samples have shape {data.input_shape} but the model {label} "
             f"expects {expected}"
         )
+    if not data.is_classification:
+        produced = tuple(model.output_shape[1:])
+        if int(np.prod([d or 0 for d in produced])) != data.num_classes:
+            raise DataError(
+                f"{data.source}: targets have shape {data.target_shape} but the model {label} "
+                f"outputs {produced}"
+            )
+        return
     outputs = model.output_shape[-1]
     if outputs is not None and data.num_classes > outputs:
         raise DataError(
@@ -71,10 +79,13 @@ class EpochProgress:
         return _Callback()
 
 
-def loss_for(model: tf_keras.Model):
-    """Sparse categorical cross-entropy, on logits unless the last layer is a softmax."""
+def loss_for(model: tf_keras.Model, data: Dataset | None = None):
+    """Mean squared error for regression data; else sparse categorical cross-entropy, on
+    logits unless the last layer is a softmax."""
     from edge_prune._tf import keras
 
+    if data is not None and not data.is_classification:
+        return keras.losses.MeanSquaredError()
     last = model.layers[-1]
     last = getattr(last, "layer", last)  # inside a pruning or clustering wrapper
     activation = getattr(getattr(last, "activation", None), "__name__", "")
@@ -82,14 +93,39 @@ def loss_for(model: tf_keras.Model):
     return keras.losses.SparseCategoricalCrossentropy(from_logits=not softmax_out)
 
 
-def compile_for_training(model: tf_keras.Model, learning_rate: float) -> None:
+def metrics_for(data: Dataset) -> list[str]:
+    return ["accuracy"] if data.is_classification else ["mae"]
+
+
+def compile_for_training(model: tf_keras.Model, learning_rate: float, data: Dataset) -> None:
+    """Adam at ``learning_rate`` with the loss the data calls for (see :func:`loss_for`)."""
     from edge_prune._tf import keras
 
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
-        loss=loss_for(model),
-        metrics=["accuracy"],
+        loss=loss_for(model, data),
+        metrics=metrics_for(data),
     )
+
+
+def compile_as_the_user_did(model: tf_keras.Model, learning_rate: float, data: Dataset) -> str:
+    """Recompile with the model's own optimizer (a fresh copy) and loss when it was saved
+    compiled; else :func:`compile_for_training`. Returns which, for the report."""
+    from edge_prune._tf import keras
+
+    optimizer, loss = getattr(model, "optimizer", None), getattr(model, "loss", None)
+    if optimizer is None or loss is None:
+        compile_for_training(model, learning_rate, data)
+        return (
+            f"edge-prune's compile settings: Adam({learning_rate:g}), "
+            f"{type(loss_for(model, data)).__name__}"
+        )
+    fresh = keras.optimizers.get(
+        {"class_name": type(optimizer).__name__, "config": optimizer.get_config()}
+    )
+    model.compile(optimizer=fresh, loss=loss, metrics=metrics_for(data))
+    name = loss if isinstance(loss, str) else type(loss).__name__
+    return f"its own compile settings: {type(optimizer).__name__}, loss {name}"
 
 
 def fit(
@@ -116,10 +152,43 @@ def fit(
     )
 
 
-def keras_accuracy(model: tf_keras.Model, data: Dataset) -> float:
-    """Top-1 accuracy of a Keras model on the held-out split."""
-    probabilities = model.predict(data.x_test, batch_size=256, verbose=0)
-    return float(np.mean(np.argmax(probabilities, axis=-1) == data.y_test))
+def keras_score(model: tf_keras.Model, data: Dataset, *, split: str = "test") -> float:
+    """The data's metric (:func:`edge_prune.metrics.metric_for`) of a Keras model on a split."""
+    from edge_prune.metrics import metric_for
+
+    x, y = (data.x_test, data.y_test) if split == "test" else (data.x_train, data.y_train)
+    return metric_for(y).score(model.predict(x, batch_size=256, verbose=0), y)
+
+
+def reestimate_batchnorm(model: tf_keras.Model, x: np.ndarray, batch_size: int = 256) -> int:
+    """Set every BatchNormalization layer's moving mean and variance to the statistics of its
+    input over ``x``, layer by layer in graph order (each later layer sees the earlier ones
+    already corrected). Returns how many layers were updated.
+
+    Moving averages lag behind the weights: after a few hundred samples of training, or after
+    channels were removed or weights pruned, they describe a network that no longer exists,
+    and the held-out accuracy can fall to chance although training accuracy is high.
+    """
+    from edge_prune._tf import keras
+
+    if not any(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers):
+        return 0
+    # A stripped pruning/clustering wrapper leaves layers that belong to two graphs; a fresh
+    # clone has one, so probing a layer's input there is unambiguous.
+    clone = copy_model(model)
+    updated = 0
+    for layer, original in zip(clone.layers, model.layers, strict=True):
+        if not isinstance(layer, keras.layers.BatchNormalization):
+            continue
+        probe = keras.Model(clone.inputs, layer.input)
+        values = probe.predict(x, batch_size=batch_size, verbose=0).astype(np.float64)
+        axes = tuple(a for a in range(values.ndim) if a != (layer.axis[0] % values.ndim))
+        weights = layer.get_weights()
+        statistics = [values.mean(axis=axes), values.var(axis=axes)]
+        layer.set_weights([*weights[:-2], *statistics])
+        original.set_weights([*weights[:-2], *statistics])
+        updated += 1
+    return updated
 
 
 def copy_model(model: tf_keras.Model) -> tf_keras.Model:

@@ -71,7 +71,7 @@ def cnn_artifacts():
     from tiny_models import trained_cnn
 
     from edge_prune.convert import convert_all
-    from edge_prune.evaluate import top1_accuracy
+    from edge_prune.metrics import top1_accuracy
 
     model, x, y = trained_cnn(seed=1, epochs=3)
     for layer in model.layers:  # prune by hand so the sparse encoding applies

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
 from edge_prune.artifacts import (
     _umask,
-    c_array_sources,
-    c_identifier,
     recover_interrupted_swap,
     staged_directory,
     write_atomic,
@@ -54,25 +50,6 @@ def test_swap_killed_between_renames_is_recovered(tmp_path):
     (old / "model.tflite").write_bytes(b"previous")
     recover_interrupted_swap(destination)
     assert (destination / "model.tflite").read_bytes() == b"previous"
-
-
-def test_c_array_is_aligned_sized_and_holds_every_byte():
-    model = bytes(range(256)) * 3 + b"\x07"
-    sources = c_array_sources(model, "Digits CNN")
-    source, header = sources["model_data.cc"], sources["model_data.h"]
-    assert "alignas(16) const unsigned char g_digits_cnn_model_data[]" in source
-    assert f"const unsigned int g_digits_cnn_model_data_len = {len(model)};" in source
-    values = [int(v, 16) for v in re.findall(r"0x([0-9a-f]{2})", source)]
-    assert bytes(values) == model
-    assert "extern const unsigned char g_digits_cnn_model_data[];" in header
-    assert header.count("#ifndef MODEL_DATA_H") == 1
-
-
-@pytest.mark.parametrize(
-    ("name", "ident"), [("digits-cnn v2", "digits_cnn_v2"), ("3d", "m_3d"), ("", "model")]
-)
-def test_c_identifier_is_valid_c(name, ident):
-    assert c_identifier(name) == ident
 
 
 def test_two_writers_into_one_directory_take_turns(tmp_path):

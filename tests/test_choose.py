@@ -24,7 +24,7 @@ def _report(name, flash_bytes, accuracy, runs=True, missing_op=None) -> Artifact
 def test_chooser_never_picks_a_model_tflm_cannot_run_even_if_smallest(cnn_checks, cnn_artifacts):
     candidates = [cnn_checks["int8-sparse"], cnn_checks["float"], cnn_checks["int8"]]
 
-    choice = choose_deployable(candidates, cnn_artifacts["keras_accuracy"], tolerance_points=100.0)
+    choice = choose_deployable(candidates, cnn_artifacts["keras_accuracy"], tolerance=100.0)
 
     assert choice.chosen.name == "int8"
     rejected = dict(choice.rejected)
@@ -35,7 +35,7 @@ def test_chooser_never_picks_a_model_tflm_cannot_run_even_if_smallest(cnn_checks
 def test_chooser_refuses_when_only_unrunnable_models_are_left():
     sparse = _report("int8-sparse", 100, None, runs=False, missing_op="DENSIFY")
     with pytest.raises(NoDeployableArtifactError, match="int8-sparse: does not run on TFLM"):
-        choose_deployable([sparse], dense_accuracy=0.9)
+        choose_deployable([sparse], dense_score=0.9)
 
 
 def test_chooser_takes_the_smallest_within_tolerance():
@@ -45,7 +45,7 @@ def test_chooser_takes_the_smallest_within_tolerance():
         _report("lut-4bit", 2500, 0.98),  # 1 point below: on the edge, allowed
     ]
 
-    choice = choose_deployable(candidates, dense_accuracy=0.99, tolerance_points=1.0)
+    choice = choose_deployable(candidates, dense_score=0.99, tolerance=1.0)
 
     assert choice.chosen.name == "lut-4bit"
     assert "2,500 B" in choice.reason and "within 1 points" in choice.reason
@@ -57,7 +57,7 @@ def test_chooser_takes_the_smallest_within_tolerance():
 def test_a_wider_tolerance_admits_the_smaller_model():
     candidates = [_report("int8", 4000, 0.985), _report("lut-2bit", 1500, 0.95)]
 
-    choice = choose_deployable(candidates, dense_accuracy=0.99, tolerance_points=5.0)
+    choice = choose_deployable(candidates, dense_score=0.99, tolerance=5.0)
 
     assert choice.chosen.name == "lut-2bit"
 
@@ -65,13 +65,13 @@ def test_a_wider_tolerance_admits_the_smaller_model():
 def test_chooser_raises_when_every_model_drops_too_much():
     candidates = [_report("int8", 4000, 0.90), _report("lut", 1500, 0.85)]
     with pytest.raises(NoDeployableArtifactError, match=r"int8: TFLM accuracy 90.00% is 9.00"):
-        choose_deployable(candidates, dense_accuracy=0.99)
+        choose_deployable(candidates, dense_score=0.99)
 
 
 def test_chooser_ignores_a_model_whose_tflm_accuracy_was_not_measured():
     candidates = [_report("lut", 1500, None), _report("int8", 4000, 0.99)]
 
-    choice = choose_deployable(candidates, dense_accuracy=0.99)
+    choice = choose_deployable(candidates, dense_score=0.99)
 
     assert choice.chosen.name == "int8"
     assert "not measured" in dict(choice.rejected)["lut"]
@@ -79,7 +79,7 @@ def test_chooser_ignores_a_model_whose_tflm_accuracy_was_not_measured():
 
 @pytest.mark.parametrize(
     ("dense_accuracy", "tolerance", "argument"),
-    [(99.0, 1.0, "dense_accuracy"), (0.9, -1.0, "tolerance_points")],
+    [(99.0, 1.0, "dense_score"), (0.9, -1.0, "tolerance")],
 )
 def test_chooser_arguments_out_of_range_are_config_errors(dense_accuracy, tolerance, argument):
     with pytest.raises(ConfigError, match=argument):

@@ -12,7 +12,8 @@ from tiny_models import make_cnn, make_images, make_mlp
 from edge_prune._tf import keras, tf
 from edge_prune.convert import VARIANTS, convert, convert_all
 from edge_prune.errors import ConfigError, ConversionError, DataError, UnsupportedModelError
-from edge_prune.prune import PruningSchedule, prune, strip
+from edge_prune.prune import prune, strip
+from edge_prune.schedule import PruningSchedule
 from edge_prune.tflite_file import read_model
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -230,3 +231,66 @@ def test_converter_failure_raises_conversion_error_naming_the_variant():
         ConversionError, match="to float failed for model needs_flex.*MatrixInverse"
     ):
         convert(model)
+
+
+def test_converter_failure_leaves_out_the_select_tf_ops_advice():
+    inputs = keras.Input((3,))
+    outputs = keras.layers.Lambda(
+        lambda t: tf.reshape(tf.linalg.inv(tf.reshape(tf.tile(t, (1, 3)), (-1, 3, 3))), (-1, 9))
+    )(inputs)
+    with pytest.raises(ConversionError) as caught:
+        convert(keras.Model(inputs, outputs, name="needs_flex"))
+    message = str(caught.value)
+    assert "MatrixInverse" in message
+    assert "SELECT_TF_OPS" not in message and "Please consider" not in message
+
+
+# --------------------------------------------------------------------------- batch of one
+
+
+def _recurrent_and_3d_models():
+    layers = keras.layers
+    keras.utils.set_random_seed(0)
+    gru = keras.Sequential([keras.Input((6, 3)), layers.GRU(4), layers.Dense(2)], name="gru")
+    dense_3d = keras.Sequential(
+        [keras.Input((6, 3)), layers.Dense(4, name="per_step"), layers.Flatten(), layers.Dense(2)],
+        name="dense_3d",
+    )
+    return gru, dense_3d
+
+
+@pytest.mark.parametrize("index", [0, 1])
+def test_gru_and_dense_on_3d_convert_with_batch_one_to_builtin_ops_tflm_runs(index):
+    from edge_prune import tflm
+
+    model = _recurrent_and_3d_models()[index]
+    x = np.random.default_rng(0).random((16, 6, 3)).astype(np.float32)
+
+    converted = convert(model, quantization="int8", representative_data=x)
+
+    info = read_model(converted.tflite_bytes)
+    assert info.input_tensors[0].shape == (1, 6, 3)
+    # A dynamic batch gives SHAPE/REDUCE_PROD/PACK (Dense on 3-D) or tensor lists (GRU).
+    assert not {"SHAPE", "REDUCE_PROD", "PACK", "WHILE"} & set(info.operators), info.operators
+    source, sink = info.input_tensors[0], info.output_tensors[0]
+    q = np.clip(np.round(x[:4] / source.scale[0] + source.zero_point[0]), -128, 127)
+    raw = tflm.run(converted.tflite_bytes, q.astype(np.int8)).reshape(4, -1)
+    got = (raw.astype(np.float32) - sink.zero_point[0]) * sink.scale[0]
+    assert np.abs(got - model.predict(x[:4], verbose=0)).max() <= 12 * sink.scale[0]
+
+
+def test_tensor_list_failure_names_the_tf_ops_without_the_select_tf_ops_advice():
+    from edge_prune.convert import _converter_message
+
+    # The last lines of TF 2.21's error for an LSTM converted with a dynamic batch.
+    text = (
+        "<unknown>:0: error: loc(...): 'tf.TensorListReserve' op requires element_shape to be "
+        "static during TF Lite transformation pass\n"
+        "<unknown>:0: error: Lowering tensor list ops is failed. Please consider using Select TF "
+        "ops and disabling `_experimental_lower_tensor_list_ops` flag in the TFLite converter "
+        "object. For example, converter.target_spec.supported_ops = "
+        "[tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]"
+    )
+    message = _converter_message(RuntimeError(text))
+    assert message.startswith("ops not in the TFLite builtin set: TensorListReserve;")
+    assert "SELECT_TF_OPS" not in message and "Please consider" not in message

@@ -161,6 +161,7 @@ def test_cases_the_reader_rejects_end_in_one_line_errors_without_reaching_tflm(
     def never(*args, **kwargs):
         raise AssertionError("a case the reader rejects reached TFLM")
 
+    monkeypatch.setattr(tflm, "execute", never)
     monkeypatch.setattr(tflm, "measure_arena", never)
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
     results = [(case, _run_in_process(case, tmp_path)) for case in rejected]

@@ -294,7 +294,7 @@ def _write_huge_header_npz(path: Path, arrays: dict) -> None:
         ({"y_train": np.array(list("abcdefghijkl"))}, "y_train must be 1-D integer class ids"),
         ({"x_test": np.full((4, 8, 8, 1), np.nan, np.float32)}, "x_test holds 256 NaN/inf"),
         ({"x_train": np.full((12, 8, 8, 1), 1e300)}, "x_train holds 768 NaN/inf"),
-        ({"y_test": np.array([0.0, np.nan, 1.0, 2.0])}, "y_test holds non-integer labels"),
+        ({"y_test": np.array([0.0, np.nan, 1.0, 2.0])}, "y_test holds 1 NaN/inf"),
         ({"x_test": np.zeros((0, 8, 8, 1)), "y_test": np.zeros(0, int)}, "x_test is empty"),
         ({"y_test": np.zeros(0, int)}, "y_test is empty"),
         ({"x_train": np.zeros((12, 0)), "x_test": np.zeros((4, 0))}, "samples hold no values"),

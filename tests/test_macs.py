@@ -152,10 +152,59 @@ def test_bad_throughput_figures_are_refused_by_name(kwargs, message):
         estimate_latency(count_costs(_small_cnn()), **args)
 
 
-def test_unsupported_layer_is_refused_by_name():
-    model = keras.Sequential([keras.Input((8, 2)), keras.layers.LSTM(3, name="recurrent")])
-    with pytest.raises(UnsupportedModelError, match="'recurrent' is a LSTM"):
-        count_costs(model)
+def test_unknown_layer_is_listed_as_not_counted_and_never_raises():
+    model = keras.Sequential(
+        [
+            keras.Input((8, 2)),
+            keras.layers.LayerNormalization(name="norm"),
+            keras.layers.Dense(3, name="fc"),
+        ]
+    )
+
+    cost = count_costs(model)
+
+    assert [(u.layer, u.layer_type) for u in cost.not_counted] == [("norm", "LayerNormalization")]
+    assert _rows(cost)[("norm", None)].params == 4  # gamma, beta: counted all the same
+    assert cost.total_macs == 8 * 2 * 3  # Dense on 8 positions only
+    assert "Not counted" in str(cost) and "norm (LayerNormalization)" in str(cost)
+    assert cost.to_dict()["not_counted"] == [{"layer": "norm", "layer_type": "LayerNormalization"}]
+    est = estimate_latency(
+        cost, macs_per_cycle={"FULLY_CONNECTED": 1.0}, us_per_call={}, clock_hz=1e6, source="s"
+    )
+    assert "norm (LayerNormalization, not counted)" in est.latency.not_estimated
+
+
+def test_conv1d_and_1d_pooling_are_counted_like_their_2d_ops():
+    # conv: 16 steps (same), kernel 3, 4 in, 8 out -> 16*3*4*8 = 1536 MACs
+    # pool: 8x8 out, window 2 -> 64*2 = 128; gap: 8 steps x 8 channels in -> 64
+    model = keras.Sequential(
+        [
+            keras.Input((16, 4)),
+            keras.layers.Conv1D(8, 3, padding="same", activation="relu", name="conv"),
+            keras.layers.AveragePooling1D(2, name="pool"),
+            keras.layers.GlobalAveragePooling1D(name="gap"),
+        ]
+    )
+
+    rows = _rows(count_costs(model))
+
+    assert rows[("conv", "CONV_2D")].macs == 1536
+    assert rows[("pool", "AVERAGE_POOL_2D")].elementwise_ops == 128
+    assert rows[("gap", "MEAN")].elementwise_ops == 64
+
+
+def test_recurrent_layers_are_counted_per_gate_and_time_step():
+    # 10 steps of 3 inputs, 8 units:
+    # LSTM 4 gates x (3 + 8 + 1) x 8 x 10 = 3840; GRU (reset_after: two biases)
+    # 3 x (3 + 8 + 2) x 8 x 10 = 3120; SimpleRNN (3 + 8 + 1) x 8 x 10 = 960
+    def macs(layer):
+        model = keras.Sequential([keras.Input((10, 3)), layer])
+        return count_costs(model).total_macs
+
+    assert macs(keras.layers.LSTM(8)) == 3840
+    assert macs(keras.layers.GRU(8)) == 3120
+    assert macs(keras.layers.GRU(8, reset_after=False)) == 3 * (3 + 8 + 1) * 8 * 10
+    assert macs(keras.layers.SimpleRNN(8)) == 960
 
 
 def test_to_dict_is_json_ready_and_labels_latency_an_estimate():

@@ -64,6 +64,8 @@ def test_default_model_builds_every_artifact_and_fits_cortex_m4(built):
             "model_int8_lut.tflite",
             "model_data.cc",
             "model_data.h",
+            "model_ops.h",
+            "FIRMWARE.md",
             "report.md",
             "report.json",
         ]

@@ -19,6 +19,7 @@ from edge_prune._tf import keras, tf
 from edge_prune.errors import ConfigError, UnsupportedModelError
 from edge_prune.prune import (
     PruningSchedule,
+    SparsityHeldBackWarning,
     is_pruning_wrapped,
     prune,
     prune_in_stages,
@@ -273,53 +274,6 @@ def test_prune_in_stages_fine_tunes_at_the_lower_learning_rate_with_masks_held()
 # --------------------------------------------------------------------------- bad input
 
 
-def test_from_epochs_converts_epochs_to_steps():
-    schedule = PruningSchedule.from_epochs(
-        0.8, steps_per_epoch=7, begin_epoch=1, end_epoch=4, frequency=10
-    )
-    assert schedule.begin_step == 7
-    assert schedule.end_step == 27  # 7 + 21 steps rounded down to a multiple of frequency 10
-    auto = PruningSchedule.from_epochs(0.8, steps_per_epoch=45, end_epoch=8)
-    assert (auto.end_step, auto.frequency) == (360, 36)  # 10 mask updates
-
-
-@pytest.mark.parametrize("value", [1.0, -0.1, 1.5, "0.5"])
-def test_sparsity_outside_0_1_raises_config_error_naming_it(value):
-    with pytest.raises(ConfigError, match=r"final_sparsity must be a number in \[0, 1\)"):
-        PruningSchedule.polynomial_decay(value, end_step=100)
-
-
-def test_end_step_before_begin_step_raises_config_error():
-    with pytest.raises(ConfigError, match="end_step must be greater than begin_step.*=10.*=20"):
-        PruningSchedule.polynomial_decay(0.5, begin_step=20, end_step=10, frequency=1)
-    with pytest.raises(ConfigError, match="end_epoch must be greater than begin_epoch"):
-        PruningSchedule.from_epochs(0.5, steps_per_epoch=10, begin_epoch=3, end_epoch=3)
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "message"),
-    [
-        ({"frequency": 0}, "frequency must be an integer >= 1, got 0"),
-        (
-            {"end_step": 150, "frequency": 40},
-            r"\(150\) must be a multiple of frequency \(40\).*try frequency=15",
-        ),
-        ({"initial_sparsity": 0.9}, "initial_sparsity must not exceed final_sparsity"),
-        ({"power": 0}, "power must be a number > 0"),
-        ({"begin_step": -1}, "begin_step must be an integer >= 0"),
-    ],
-)
-def test_invalid_schedule_arguments_raise_config_error(kwargs, message):
-    arguments = {"end_step": 100, "frequency": 10} | kwargs
-    with pytest.raises(ConfigError, match=message):
-        PruningSchedule.polynomial_decay(0.5, **arguments)
-
-
-def test_invalid_m_by_n_raises_config_error():
-    with pytest.raises(ConfigError, match=r"m_by_n must be .*0 < m < n, got \(4, 4\)"):
-        PruningSchedule.m_by_n_sparsity(4, 4)
-
-
 def test_keras3_model_raises_unsupported_model_error_saying_use_tf_keras():
     import keras as keras3  # Keras 3, installed as a TensorFlow dependency
 
@@ -415,12 +369,53 @@ def test_layers_of_a_nested_model_are_pruned_and_reported_with_its_name():
     ]
 
 
-def test_schedule_round_trips_through_a_dict():
-    for schedule in (
-        PruningSchedule.polynomial_decay(0.8, end_step=100, frequency=10),
-        PruningSchedule.constant_sparsity(0.5),
-        PruningSchedule.m_by_n_sparsity(2, 4),
-    ):
-        assert PruningSchedule.from_dict(json.loads(json.dumps(schedule.to_dict()))) == schedule
-    with pytest.raises(ConfigError, match="unexpected keyword argument 'bogus'"):
-        PruningSchedule.from_dict({"bogus": 1})
+# --------------------------------------------------------------------------- depthwise
+
+
+def _depthwise_block(seed: int = 0) -> keras.Model:
+    """pointwise (4x8 kernel, 32 weights) → depthwise (3x3x8, 72 weights) → GAP → out (8x3)."""
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential(
+        [
+            keras.Input((6, 6, 4)),
+            keras.layers.Conv2D(8, 1, name="pw"),
+            keras.layers.DepthwiseConv2D(3, name="dw"),
+            keras.layers.GlobalAveragePooling2D(name="gap"),
+            keras.layers.Dense(3, name="out"),
+        ]
+    )
+
+
+def test_depthwise_kernels_left_dense_warn_with_asked_and_reached_sparsity():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        prune(_depthwise_block(), PruningSchedule.constant_sparsity(0.8))
+    messages = [str(w.message) for w in caught if issubclass(w.category, SparsityHeldBackWarning)]
+    # 56 prunable kernel weights at 80%, 72 depthwise weights dense: 0.8 * 56 / 128 = 35%.
+    assert messages == [
+        "sparsity held back: asked 80.0% but the kernels will reach 35.0% (56 prunable "
+        "weights, 72 that tfmot does not prune: dw (72 weights)); pass prune_depthwise=True "
+        "to prune the depthwise kernels too"
+    ]
+
+
+def test_prune_depthwise_prunes_the_depthwise_kernel_to_the_target():
+    x = np.random.default_rng(0).random((16, 6, 6, 4)).astype(np.float32)
+    y = np.random.default_rng(1).random((16, 3)).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SparsityHeldBackWarning)
+        pruned = prune(
+            _depthwise_block(),
+            PruningSchedule.constant_sparsity(0.8, frequency=1),
+            optimizer="adam",
+            loss="mse",
+            prune_depthwise=True,
+        )
+    assert pruned.pruned_layers == ("pw", "dw", "out")
+    pruned.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    stripped = strip(pruned)
+
+    assert type(stripped.get_layer("dw")) is keras.layers.DepthwiseConv2D
+    dw = sparsity_report(stripped).layer("dw", "depthwise_kernel")
+    assert dw.sparsity == pytest.approx(0.8, abs=0.02)
+    np.testing.assert_allclose(stripped.predict(x, verbose=0), pruned.model.predict(x, verbose=0))

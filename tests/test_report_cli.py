@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -33,7 +34,7 @@ def test_model_over_a_tiny_targets_budget_exits_1(capsys, cnn_int8_path, target_
     code, out, _ = run_cli(capsys, "report", cnn_int8_path, "--target", "cortex-m7",
                            "--target", tiny)  # fmt: skip
     assert code == 1
-    assert "does not fit (flash)" in out
+    assert "tiny (TEST-PART, Cortex-M4F): DOES NOT FIT (flash)" in out
     assert "does not fit tiny; fits cortex-m7" in out
 
 
@@ -47,15 +48,17 @@ def test_model_tflm_cannot_run_exits_1_and_says_which_op(capsys, sparse_float_pa
 def test_json_report_says_what_each_figure_counts(capsys, mlp_float_path):
     code, out, _ = run_cli(capsys, "report", mlp_float_path, "--all-targets", "--format", "json")
     report = json.loads(out)
-    assert code == 0 and report["fits_all_targets"]
-    assert len(report["targets"]) >= 6
+    assert len(report["targets"]) >= 8
+    # Every target but nrf52810, whose SoftDevice leaves less flash than the runtime bound.
+    assert code == 1 and not report["fits_all_targets"]
+    assert [t["target"] for t in report["targets"] if not t["fits"]] == ["nrf52810"]
     arena = report["footprint"]["arena"]
     assert (
         arena["recorded_head_bytes"] + arena["recorded_tail_bytes"]
         == (arena["recorded_total_bytes"])
     )
     assert "64-bit host" in arena["what"]
-    assert report["footprint"]["runtime_flash"]["kind"] == "estimate"
+    assert report["footprint"]["runtime_flash"]["kind"] == "upper bound"
     cortex_m4 = next(t for t in report["targets"] if t["target"] == "cortex-m4")
     assert cortex_m4["flash"]["runtime_kind"] == "measured on device (target file)"
 
@@ -72,7 +75,8 @@ def test_markdown_report_is_appended_to_github_step_summary(
     assert out.startswith("### edge-prune footprint")
     written = summary.read_text()
     assert written.startswith("earlier step\n### edge-prune footprint")
-    assert "| cortex-m4 | nRF52840 |" in written
+    assert "cortex-m4 (nRF52840, Cortex-M4F): FITS" in written
+    assert "| cortex-m4 | 4,012 | 84,528 (device) |" in written
 
 
 def test_missing_model_file_exits_2(capsys, tmp_path):
@@ -97,7 +101,9 @@ def test_truncated_flatbuffer_exits_2(capsys, tmp_path, cnn_int8_path):
     assert "truncated.tflite: truncated or corrupted TFLite flatbuffer" in err
 
 
-def test_flatbuffer_that_segfaults_tflm_exits_2_and_says_so(capsys, tmp_path, cnn_int8_path):
+def test_flatbuffer_that_segfaults_tflm_exits_1_with_a_report_saying_so(
+    capsys, tmp_path, cnn_int8_path
+):
     # Four random bytes (seed 148) that the flatbuffer reader accepts but that make the TFLM
     # interpreter (pinned tflite-micro) segfault while allocating.
     data = bytearray(cnn_int8_path.read_bytes())
@@ -106,11 +112,12 @@ def test_flatbuffer_that_segfaults_tflm_exits_2_and_says_so(capsys, tmp_path, cn
         data[position] = int(rng.integers(256))
     path = tmp_path / "corrupt.tflite"
     path.write_bytes(bytes(data))
-    code, _, err = run_cli(capsys, "report", path, "--target", "cortex-m4")
-    assert code == 2
-    assert (
-        f"edge-prune: error: {path}: TFLM interpreter was killed by SIGSEGV (during allocate" in err
-    )
+    code, out, err = run_cli(capsys, "report", path, "--target", "cortex-m4", "--format", "json")
+    assert code == 1 and err == ""
+    report = json.loads(out)
+    assert report["footprint"]["tflm_failure_kind"] == "interpreter killed by SIGSEGV"
+    assert "killed by SIGSEGV (during allocate" in report["footprint"]["tflm_failure"]
+    assert report["targets"][0]["status"] == "does not run on TFLM: interpreter killed by SIGSEGV"
 
 
 def test_unknown_target_exits_2_with_suggestions(capsys, mlp_float_path):
@@ -170,3 +177,247 @@ def test_installed_entry_point_exits_1_when_the_model_does_not_fit(sparse_float_
     )
     assert done.returncode == 1
     assert "does not run on TFLM: DENSIFY" in done.stdout
+
+
+# --- One exit contract: 1 with the full report when TFLM cannot run a readable model ---------
+
+SOFTMAX_INPUT_SCALE = 0.0016191084869205952  # of cnn_int8.tflite's dense output (float32)
+
+
+@pytest.fixture(scope="module")
+def aborting_model(tmp_path_factory, cnn_int8_path) -> Path:
+    """cnn_int8.tflite with the softmax input scale set to 1e-8: a valid flatbuffer with
+    degenerate quantization on which TFLM aborts (SIGABRT) while allocating."""
+    data = bytearray(cnn_int8_path.read_bytes())
+    scale = struct.pack("<f", np.float32(SOFTMAX_INPUT_SCALE))
+    assert data.count(scale) == 1
+    at = data.find(scale)
+    data[at : at + 4] = struct.pack("<f", 1e-8)
+    path = tmp_path_factory.mktemp("abort") / "degenerate_scale.tflite"
+    path.write_bytes(bytes(data))
+    return path
+
+
+CANNOT_RUN = {
+    "missing op": ((), "DENSIFY", "no kernel for op DENSIFY"),
+    "abort": ((), "interpreter killed by SIGABRT", "killed by SIGABRT"),
+    "timeout": (("--timeout", "0.001"), "timed out", "did not finish within 0.001 s"),
+}
+
+
+def _cannot_run_model(case, request):
+    if case == "missing op":
+        return request.getfixturevalue("sparse_float_path")
+    if case == "abort":
+        return request.getfixturevalue("aborting_model")
+    return request.getfixturevalue("cnn_int8_path")
+
+
+@pytest.mark.parametrize("fmt", ["text", "markdown", "json"])
+@pytest.mark.parametrize("case", list(CANNOT_RUN))
+def test_model_tflm_cannot_run_exits_1_with_the_full_report(capsys, request, case, fmt):
+    options, reason, detail = CANNOT_RUN[case]
+    model = _cannot_run_model(case, request)
+    code, out, err = run_cli(capsys, "report", model, "--target", "cortex-m4", "--target",
+                             "cortex-m7", "--format", fmt, *options)  # fmt: skip
+    assert code == 1 and err == ""
+    size = f"{model.stat().st_size:,} B flatbuffer"
+    if fmt == "json":
+        report = json.loads(out)
+        assert not report["fits_all_targets"] and not report["footprint"]["runs_on_tflm"]
+        assert detail in report["footprint"]["tflm_failure"]
+        statuses = [t["status"] for t in report["targets"]]
+        assert statuses == [f"does not run on TFLM: {reason}"] * 2
+        assert report["targets"][0]["flash"]["needed_bytes"] > model.stat().st_size
+        return
+    assert f"does not run on TFLM: {reason} (flash at rest: {size}); fits no target" in " ".join(
+        out.split()
+    )
+    assert f"cortex-m7 (STM32F746NG, Cortex-M7): DOES NOT RUN ON TFLM ({reason})" in out
+    assert detail in " ".join(out.split())
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "0", "-1", "soon"])
+def test_bad_timeout_exits_2_with_one_line(capsys, cnn_int8_path, value):
+    code, out, err = run_cli(capsys, "report", cnn_int8_path, "--target", "cortex-m4",
+                             f"--timeout={value}")  # fmt: skip
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1
+    assert err.startswith(f"edge-prune: error: --timeout {value}: expected a finite number")
+
+
+# --- Readable: verdict and bars first, at most 100 columns --------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fixture_reports(mlp_float_path, cnn_int8_path, sparse_float_path, aborting_model):
+    from edge_prune.footprint import check, measure
+    from edge_prune.report import Report
+    from edge_prune.targets import load_all_targets
+
+    lenet = mlp_float_path.parent / "mlp_int8_lenet.tflite"
+    targets = load_all_targets()
+    reports = []
+    for path in (mlp_float_path, cnn_int8_path, sparse_float_path, lenet, aborting_model):
+        footprint = measure(path)
+        reports.append(Report(footprint, tuple(check(footprint, t) for t in targets)))
+    return reports
+
+
+@pytest.mark.parametrize("fmt", ["text", "markdown"])
+def test_every_line_is_at_most_100_columns_on_all_fixtures_and_targets(fixture_reports, fmt):
+    from edge_prune.report import render
+
+    for report in fixture_reports:
+        for line in render(report, fmt).splitlines():
+            assert len(line) <= 100, f"{report.footprint.source}: {len(line)} columns: {line}"
+
+
+def test_report_starts_with_a_verdict_line_and_bars_per_target(capsys, cnn_int8_path):
+    code, out, _ = run_cli(capsys, "report", cnn_int8_path, "--target", "cortex-m7")
+    lines = out.splitlines()
+    assert lines[3].startswith("cortex-m7 (STM32F746NG, Cortex-M7): FITS; headroom flash ")
+    assert lines[4].startswith("  flash [#") and "% of 1,048,576 B (" in lines[4]
+    assert lines[5].startswith("  RAM   [#") and "% of 327,680 B (" in lines[5]
+    assert out.index("Accounting") > out.index("RAM   [")
+
+
+def test_bar_shows_the_part_used_and_marks_overflow():
+    from edge_prune.report import bar
+
+    assert bar(61.2, width=10) == "[#######...]"
+    assert bar(0.0, width=4) == "[....]"
+    assert bar(131.0, width=4) == "[####]!"
+
+
+def test_one_runtime_figure_per_target(capsys, cnn_int8_path):
+    """cortex-m4 has a device figure: the per-op estimate must not appear beside it."""
+    from edge_prune.footprint import runtime_flash
+    from edge_prune.tflite_file import read_model
+
+    estimate = runtime_flash(read_model(cnn_int8_path).op_types)
+    for fmt in ("text", "markdown"):
+        _, out, _ = run_cli(capsys, "report", cnn_int8_path, "--target", "cortex-m4",
+                            "--format", fmt)  # fmt: skip
+        assert "84,528" in out
+        assert f"{estimate.estimate_bytes:,}" not in out
+        assert f"{estimate.upper_bound_bytes:,}" not in out
+
+
+def test_target_without_device_figure_shows_the_range_and_uses_the_upper_bound(
+    capsys, cnn_int8_path
+):
+    from edge_prune.footprint import runtime_flash
+    from edge_prune.tflite_file import read_model
+
+    r = runtime_flash(read_model(cnn_int8_path).op_types)
+    _, out, _ = run_cli(capsys, "report", cnn_int8_path, "--target", "cortex-m7")
+    flat = " ".join(out.split())
+    assert f"the verdict uses the UPPER BOUND {r.upper_bound_bytes:,} B" in flat
+    assert f"range {r.estimate_bytes:,}-{r.upper_bound_bytes:,} B" in flat
+    assert f"{r.upper_bound_bytes:,} (bound)" in out
+
+
+# --- Baseline and growth limit ------------------------------------------------------------------
+
+
+@pytest.fixture
+def mlp_baseline(capsys, tmp_path, mlp_float_path) -> Path:
+    code, out, _ = run_cli(capsys, "report", mlp_float_path, "--target", "cortex-m7",
+                           "--target", "cortex-m4", "--format", "json")  # fmt: skip
+    assert code == 0
+    path = tmp_path / "base.json"
+    path.write_text(out)
+    return path
+
+
+def test_baseline_shows_the_change_per_target_in_every_format(capsys, mlp_baseline, cnn_int8_path):
+    base = json.loads(mlp_baseline.read_text())
+    base_m7 = next(t for t in base["targets"] if t["target"] == "cortex-m7")
+    outputs = {}
+    for fmt in ("text", "markdown", "json"):
+        code, outputs[fmt], _ = run_cli(capsys, "report", cnn_int8_path, "--target", "cortex-m7",
+                                        "--baseline", mlp_baseline, "--format", fmt)  # fmt: skip
+        assert code == 0
+    now = json.loads(outputs["json"])
+    changes = {(c["target"], c["figure"]): c for c in now["delta"]["changes"]}
+    assert changes[(None, "flatbuffer")]["delta"] == 3_880 - 4_012
+    flash = changes[("cortex-m7", "flash needed")]
+    now_m7 = now["targets"][0]["flash"]["needed_bytes"]
+    assert flash["baseline"] == base_m7["flash"]["needed_bytes"]
+    assert flash["delta"] == now_m7 - base_m7["flash"]["needed_bytes"]
+    assert ("cortex-m7", "RAM needed") in changes and ("cortex-m7", "arena") in changes
+    assert now["baseline"]["file"] == str(mlp_baseline)
+    row = f"{base_m7['flash']['needed_bytes']:,} B"
+    assert "Change against the baseline" in outputs["text"] and row in outputs["text"]
+    assert f"| cortex-m7 | flash needed | {row} |" in outputs["markdown"]
+
+
+def test_fail_on_growth_exits_1_and_names_the_target(capsys, mlp_baseline, cnn_int8_path):
+    # mlp_float -> cnn_int8: the runtime upper bound grows with the op set (+50% flash needed
+    # on cortex-m7); on cortex-m4 the device figure is fixed and flash needed shrinks.
+    args = ("report", cnn_int8_path, "--target", "cortex-m7", "--target", "cortex-m4",
+            "--baseline", mlp_baseline)  # fmt: skip
+    code, out, _ = run_cli(capsys, *args, "--fail-on-growth", "10")
+    assert code == 1
+    assert "FAILS the growth limit: grew more than 10% on cortex-m7 (flash needed)" in " ".join(
+        out.split()
+    )
+    assert "cortex-m4 (flash needed)" not in out
+    code, out, _ = run_cli(capsys, *args, "--fail-on-growth", "60", "--format", "json")
+    assert code == 0 and json.loads(out)["delta"]["grown_beyond_limit"] == []
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "no such file"),
+        ("not json at all", "not JSON (line 1 column 1)"),
+        ('{"targets": [{"target": "x"}]}', "no footprint report in it"),
+        ('{"footprint": {"flatbuffer_bytes": -3}, "targets": []}', "footprint.flatbuffer_bytes"),
+    ],
+)
+def test_bad_baseline_exits_2_naming_the_file_and_what_was_expected(
+    capsys, tmp_path, cnn_int8_path, content, message
+):
+    path = tmp_path / "previous.json"
+    if content is not None:
+        path.write_text(content)
+    code, out, err = run_cli(capsys, "report", cnn_int8_path, "--target", "cortex-m7",
+                             "--baseline", path)  # fmt: skip
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert f"--baseline {path}: " in err and message in err
+    assert "expected a report written by `edge-prune report --format json`" in err
+
+
+def test_fail_on_growth_needs_a_baseline_and_a_percent(capsys, cnn_int8_path, mlp_baseline):
+    code, _, err = run_cli(capsys, "report", cnn_int8_path, "--target", "cortex-m7",
+                           "--fail-on-growth", "5")  # fmt: skip
+    assert code == 2 and "--fail-on-growth needs --baseline" in err
+    code, _, err = run_cli(capsys, "report", cnn_int8_path, "--target", "cortex-m7",
+                           "--baseline", mlp_baseline, "--fail-on-growth", "-5")  # fmt: skip
+    assert code == 2 and "--fail-on-growth -5: expected a percent >= 0" in err
+
+
+def test_accuracy_change_is_shown_when_both_reports_carry_it(capsys, tmp_path, cnn_int8_path):
+    def build_report_json(name: str, accuracy: float) -> Path:
+        code, out, _ = run_cli(capsys, "report", cnn_int8_path, "--target", "cortex-m7",
+                               "--format", "json")  # fmt: skip
+        path = tmp_path / name
+        path.write_text(json.dumps({"deployable": {"artifact": "int8"},
+                                    "accuracy": {"int8_tflm": accuracy},
+                                    "footprint": json.loads(out)}))  # fmt: skip
+        return path
+
+    before, now = build_report_json("before.json", 0.95), build_report_json("now.json", 0.9721)
+    code, out, _ = run_cli(capsys, "report", cnn_int8_path, "--target", "cortex-m7",
+                           "--baseline", before, "--accuracy-from", now)  # fmt: skip
+    assert code == 0
+    assert "97.21%" in out and "+2.21 points" in out
+    other = tmp_path / "other.json"
+    data = json.loads(now.read_text())
+    data["footprint"]["footprint"].update(sha256="0" * 64, flatbuffer_bytes=1)
+    other.write_text(json.dumps(data))
+    code, _, err = run_cli(capsys, "report", cnn_int8_path, "--target", "cortex-m7",
+                           "--accuracy-from", other)  # fmt: skip
+    assert code == 2 and "describes another model" in err

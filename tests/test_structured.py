@@ -285,10 +285,74 @@ def test_residual_from_model_input_leaves_the_tied_conv_alone():
 
 def test_unsupported_layer_type_is_refused_by_name():
     model = keras.Sequential(
-        [keras.Input((8, 2)), keras.layers.Conv1D(4, 3, name="temporal"), keras.layers.Flatten()]
+        [
+            keras.Input((8, 2)),
+            keras.layers.Conv1DTranspose(4, 3, name="temporal"),
+            keras.layers.Flatten(),
+        ]
     )
-    with pytest.raises(UnsupportedModelError, match="'temporal' is a Conv1D"):
+    with pytest.raises(UnsupportedModelError, match="'temporal' is a Conv1DTranspose"):
         prune_channels(model, 0.5)
+
+
+def _sensor_model():
+    """conv_a → bn_a → relu → pool → conv_b → GAP → dense_out, on 16 steps of 3 channels."""
+    keras.utils.set_random_seed(RNG_SEED)
+    inp = keras.Input((16, 3), name="signal")
+    x = keras.layers.Conv1D(8, 3, padding="same", name="conv_a")(inp)
+    x = keras.layers.BatchNormalization(name="bn_a")(x)
+    x = keras.layers.ReLU(name="relu_a")(x)
+    x = keras.layers.MaxPooling1D(2, name="pool")(x)
+    x = keras.layers.Conv1D(8, 3, name="conv_b")(x)
+    x = keras.layers.GlobalAveragePooling1D(name="gap")(x)
+    out = keras.layers.Dense(3, name="dense_out")(x)
+    model = keras.Model(inp, out)
+    _randomize_batchnorm(model)
+    return model
+
+
+def test_conv1d_model_with_zero_channels_rebuilds_smaller_with_equal_outputs():
+    model = _sensor_model()
+    _zero_channels(model, "conv_a", "bn_a", [2, 6])
+    _zero_channels(model, "conv_b", None, [0, 3])
+    x = _sample((16, 3))
+
+    result = prune_channels(model, 0.25)
+
+    new = result.model
+    assert new.get_layer("conv_a").filters == 6
+    assert new.get_layer("conv_b").filters == 6
+    assert new.get_layer("conv_b").get_weights()[0].shape == (3, 6, 6)
+    assert new.get_layer("bn_a").gamma.shape[0] == 6
+    assert _kept(result, "conv_a").kept_indices == (0, 1, 3, 4, 5, 7)
+    assert _kept(result, "conv_b").kept_indices == (1, 2, 4, 5, 6, 7)
+    np.testing.assert_allclose(_outputs(new, x), _outputs(model, x), atol=1e-5)
+    assert result.params_after < result.params_before
+
+
+def test_recurrent_layer_is_kept_whole_with_its_inputs_and_listed_as_skipped():
+    keras.utils.set_random_seed(RNG_SEED)
+    model = keras.Sequential(
+        [
+            keras.Input((12, 4)),
+            keras.layers.Conv1D(8, 3, name="conv"),
+            keras.layers.LSTM(6, return_sequences=True, name="lstm"),
+            keras.layers.Conv1D(8, 3, name="conv_after"),
+            keras.layers.GRU(5, name="gru"),
+            keras.layers.Dense(3, name="out"),
+        ]
+    )
+    x = _sample((12, 4))
+
+    result = prune_channels(model, 0.5)
+
+    skipped = {s.name: s.reason for s in result.skipped}
+    assert skipped["lstm"] == "recurrent layer kept whole"
+    assert skipped["gru"] == "recurrent layer kept whole"
+    assert "feeds recurrent layer 'lstm'" in skipped["conv"]
+    assert "feeds recurrent layer 'gru'" in skipped["conv_after"]
+    assert [layer.name for layer in result.layers] == ["conv", "conv_after", "out"]
+    np.testing.assert_allclose(_outputs(result.model, x), _outputs(model, x), atol=1e-6)
 
 
 def test_subclassed_model_is_refused():

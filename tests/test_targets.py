@@ -8,7 +8,7 @@ from edge_prune.errors import ConfigError, TargetNotFoundError
 from edge_prune.targets import TARGETS_DIR_ENV, list_targets, load_target
 
 REQUIRED_TARGETS = ("cortex-m0plus", "cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55",
-                    "esp32-s3")  # fmt: skip
+                    "esp32-s3", "nrf52810", "samd21")  # fmt: skip
 
 
 def test_catalogue_ships_the_required_targets():
@@ -127,3 +127,49 @@ def test_runtime_overrides_are_read(target_file):
     assert runtime.framework_flash_bytes == 12_000
     assert runtime.kernel_flash_bytes == {"CONV_2D": 7000}
     assert runtime.runtime_flash_bytes is None
+
+
+def test_nrf52810_reserves_the_s112_softdevice():
+    target = load_target("nrf52810")
+    assert (target.core, target.clock_hz) == ("Cortex-M4", 64_000_000)
+    assert (target.flash_bytes, target.ram_bytes) == (192 * 1024, 24 * 1024)
+    assert target.reserved_flash_bytes == 0x19000  # S112 v7.x + MBR: 100 KB
+    assert 0xEB8 < target.reserved_ram_bytes < target.ram_bytes  # above the S112 minimum
+    assert "S112" in target.source and "nRF52810 Product Specification" in target.source
+    assert target.runtime is None  # no device measurement: verdicts use the upper bound
+
+
+def test_samd21_reserves_the_bootloader_and_a_stack():
+    target = load_target("samd21")
+    assert (target.core, target.clock_hz) == ("Cortex-M0+", 48_000_000)
+    assert (target.flash_bytes, target.ram_bytes) == (256 * 1024, 32 * 1024)
+    assert target.reserved_flash_bytes == 8 * 1024
+    assert target.reserved_ram_bytes >= 2 * 1024
+    assert "DS40001882" in target.source
+
+
+def test_targets_command_lists_the_small_parts(capsys):
+    from edge_prune.cli import main
+
+    assert main(["targets"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    by_name = {line.split()[0]: line for line in lines[1:]}
+    assert "nRF52810" in by_name["nrf52810"] and "196,608 B" in by_name["nrf52810"]
+    assert "102,400 / 10,240 B" in by_name["nrf52810"]
+    assert "ATSAMD21G18A" in by_name["samd21"] and "48 MHz" in by_name["samd21"]
+    assert "8,192 / 4,096 B" in by_name["samd21"]
+
+
+def test_the_runtime_bound_decides_the_nrf52810_verdict(mlp_float_path):
+    """With the SoftDevice, the upper bound of the runtime code does not fit, although the
+    low estimate would: the report says so rather than claiming a fit."""
+    from edge_prune.footprint import check, measure
+    from edge_prune.report import Report, render_text
+
+    footprint = measure(mlp_float_path)
+    nrf, samd = check(footprint, load_target("nrf52810")), check(footprint, load_target("samd21"))
+    low = nrf.flash_needed_bytes - nrf.runtime_flash.total_bytes + nrf.runtime_flash.estimate_bytes
+    assert low <= nrf.target.flash_bytes < nrf.flash_needed_bytes
+    assert not nrf.fits and samd.fits
+    text = " ".join(render_text(Report(footprint, (nrf, samd))).split())
+    assert "DOES NOT FIT (flash) with the runtime upper bound (the low estimate would fit)" in text

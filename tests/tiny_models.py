@@ -71,3 +71,84 @@ def trained_cnn(seed: int = 0, epochs: int = 3) -> tuple[keras.Model, np.ndarray
     model = compile_for_classes(make_cnn(seed))
     model.fit(x, y, batch_size=32, epochs=epochs, verbose=0, shuffle=False)
     return model, x, y
+
+
+# --- one tiny model per family users bring (seeded, a few hundred weights each) --------------
+
+
+def make_sensor_conv1d(seed: int = 0) -> keras.Model:
+    """Conv1D sensor model on 32 steps x 3 axes: conv1 → pool → conv2 → GAP → 4 classes."""
+    keras.utils.set_random_seed(seed)
+    layers = keras.layers
+    return keras.Sequential(
+        [
+            keras.Input((32, 3)),
+            layers.Conv1D(8, 5, padding="same", activation="relu", name="conv1"),
+            layers.MaxPooling1D(2, name="pool"),
+            layers.Conv1D(8, 3, activation="relu", name="conv2"),
+            layers.GlobalAveragePooling1D(name="gap"),
+            layers.Dense(4, name="logits"),
+        ],
+        name="sensor_conv1d",
+    )
+
+
+def make_lstm(seed: int = 0) -> keras.Model:
+    """LSTM on 10 steps x 3 features: lstm (8 units) → 4 classes."""
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential(
+        [
+            keras.Input((10, 3)),
+            keras.layers.LSTM(8, name="lstm"),
+            keras.layers.Dense(4, name="logits"),
+        ],
+        name="tiny_lstm",
+    )
+
+
+def make_ds_cnn(seed: int = 0) -> keras.Model:
+    """DS-CNN block on 12x12x1: Conv2D+BN+ReLU → DepthwiseConv2D+BN+ReLU → pointwise → GAP."""
+    keras.utils.set_random_seed(seed)
+    layers = keras.layers
+    return keras.Sequential(
+        [
+            keras.Input((12, 12, 1)),
+            layers.Conv2D(8, 3, strides=2, padding="same", use_bias=False, name="conv"),
+            layers.BatchNormalization(name="bn1"),
+            layers.ReLU(name="relu1"),
+            layers.DepthwiseConv2D(3, padding="same", use_bias=False, name="dw"),
+            layers.BatchNormalization(name="bn2"),
+            layers.ReLU(name="relu2"),
+            layers.Conv2D(16, 1, activation="relu", name="pw"),
+            layers.GlobalAveragePooling2D(name="gap"),
+            layers.Dense(4, name="logits"),
+        ],
+        name="ds_cnn",
+    )
+
+
+def make_autoencoder(seed: int = 0, features: int = 16) -> keras.Model:
+    """Dense autoencoder (regression output): 16 → 8 → 4 → 8 → 16."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((features,), name="features")
+    h = keras.layers.Dense(8, activation="relu", name="enc1")(inputs)
+    h = keras.layers.Dense(4, activation="relu", name="code")(h)
+    h = keras.layers.Dense(8, activation="relu", name="dec1")(h)
+    outputs = keras.layers.Dense(features, name="reconstruction")(h)
+    return keras.Model(inputs, outputs, name="autoencoder")
+
+
+def make_mobilenet_block(seed: int = 0) -> keras.Model:
+    """MobileNetV2-like inverted residual on 8x8x8: expand 1x1 → depthwise 3x3 → project 1x1,
+    added to its input, → GAP → 4 classes."""
+    keras.utils.set_random_seed(seed)
+    layers = keras.layers
+    inputs = keras.Input((8, 8, 3), name="image")
+    stem = layers.Conv2D(8, 3, padding="same", activation="relu6", name="stem")(inputs)
+    x = layers.Conv2D(16, 1, activation="relu6", name="expand")(stem)
+    x = layers.DepthwiseConv2D(3, padding="same", activation="relu6", name="dw")(x)
+    x = layers.Conv2D(8, 1, name="project")(x)
+    x = layers.Add(name="residual")([stem, x])
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    outputs = layers.Dense(4, name="logits")(x)
+    return keras.Model(inputs, outputs, name="mobilenet_block")

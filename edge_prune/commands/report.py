@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 
@@ -12,9 +13,16 @@ examples:
   edge-prune report model.tflite --target cortex-m4 --target esp32-s3 --format markdown
   edge-prune report model.tflite --all-targets --format json
   edge-prune report model.tflite --target path/to/my_board.toml
+  edge-prune report model.tflite --all-targets --format json > now.json
+  edge-prune report model.tflite --all-targets --baseline base.json --fail-on-growth 5
 
-exit codes: 0 the model fits every target asked, 1 it does not fit one of them (or TFLM cannot
-run it), 2 bad input (missing or corrupted model, unknown target, bad target file).
+exit codes:
+  0  the model fits every target asked (and grew no more than --fail-on-growth)
+  1  it does not fit a target, or TFLM cannot run it (missing op, an op that fails to prepare,
+     an abort or crash of the interpreter, --timeout), or flash/RAM needed grew more than
+     --fail-on-growth: the full report says why, in every --format
+  2  unreadable input (missing file, not a TFLite flatbuffer, truncated or corrupted) or bad
+     arguments (unknown target, bad target file, bad --timeout, bad --baseline): one line
 With $GITHUB_STEP_SUMMARY set, the markdown report is appended to that file too.
 """
 
@@ -53,10 +61,34 @@ def register(subparsers) -> None:
     )
     parser.add_argument(
         "--timeout",
-        type=float,
-        default=120.0,
+        default="120",
         metavar="SECONDS",
-        help="time limit of the TFLM measurement (default: 120)",
+        help="time limit of the TFLM measurement, seconds > 0 (default: 120)",
+    )
+    parser.add_argument(
+        "--baseline",
+        metavar="PREVIOUS.json",
+        help="a previous `--format json` report: show the change of flatbuffer, flash needed, "
+        "RAM needed, arena (and accuracy when both carry it) per target",
+    )
+    parser.add_argument(
+        "--fail-on-growth",
+        metavar="PERCENT",
+        help="with --baseline: exit 1 when flash needed or RAM needed grows by more than "
+        "PERCENT on any target",
+    )
+    parser.add_argument(
+        "--accuracy-from",
+        metavar="REPORT.json",
+        help="the report.json that `edge-prune model` wrote with this model: its TFLM accuracy "
+        "goes into the report (and the comparison)",
+    )
+    parser.add_argument(
+        "--emit-c",
+        metavar="DIR",
+        help="also write the firmware files into DIR: model_data.cc/.h (the model as a C array, "
+        "the measured arena size, input/output quantization), model_ops.h (the op resolver), "
+        "FIRMWARE.md",
     )
     parser.set_defaults(run=run)
 
@@ -64,7 +96,7 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from edge_prune.errors import ConfigError
     from edge_prune.footprint import check, measure
-    from edge_prune.report import Report, render
+    from edge_prune.report import Report, read_baseline, read_build_accuracy, render
     from edge_prune.targets import list_targets, load_target, targets_dir
 
     names = list(args.target)
@@ -75,11 +107,55 @@ def run(args) -> int:
     if not names:
         raise ConfigError("give --target NAME (repeatable) or --all-targets")
     targets = [load_target(name, args.targets_dir) for name in names]
-    footprint = measure(args.model, timeout_s=args.timeout)
-    report = Report(footprint=footprint, verdicts=tuple(check(footprint, t) for t in targets))
+    _check_arguments(args)
+    baseline = read_baseline(args.baseline) if args.baseline else None
+    footprint = measure(args.model, timeout_s=_number(args.timeout, "--timeout"))
+    report = Report(
+        footprint=footprint,
+        verdicts=tuple(check(footprint, t) for t in targets),
+        accuracy=read_build_accuracy(args.accuracy_from, footprint) if args.accuracy_from else None,
+        baseline=baseline,
+        growth_limit_percent=_growth_limit(args),
+    )
     sys.stdout.write(render(report, args.format))
+    if args.emit_c:
+        from edge_prune.firmware import write_report_firmware
+
+        write_report_firmware(args.emit_c, args.model, footprint)
     _append_step_summary(report.to_markdown())
-    return 0 if report.fits else 1
+    return 0 if report.passes else 1
+
+
+def _check_arguments(args) -> None:
+    """Bad --timeout / --fail-on-growth values are one-line errors (exit 2)."""
+    from edge_prune.errors import ConfigError
+
+    timeout = _number(args.timeout, "--timeout")
+    if not timeout > 0:
+        raise ConfigError(f"--timeout {args.timeout}: expected a finite number of seconds > 0")
+    if args.fail_on_growth is not None:
+        if _number(args.fail_on_growth, "--fail-on-growth") < 0:
+            raise ConfigError(f"--fail-on-growth {args.fail_on_growth}: expected a percent >= 0")
+        if not args.baseline:
+            raise ConfigError("--fail-on-growth needs --baseline PREVIOUS.json to compare with")
+
+
+def _number(text: str, option: str) -> float:
+    from edge_prune.errors import ConfigError
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise ConfigError(f"{option} {text}: expected a finite number")
+    return value
+
+
+def _growth_limit(args) -> float | None:
+    if args.fail_on_growth is None:
+        return None
+    return _number(args.fail_on_growth, "--fail-on-growth")
 
 
 def _append_step_summary(markdown: str) -> None:

@@ -23,7 +23,8 @@ MAX_CLASSES = 65_536
 
 @dataclass(frozen=True)
 class Dataset:
-    """Train and test splits: ``x`` float32 with a leading sample axis, ``y`` int64 class ids."""
+    """Train and test splits: ``x`` float32 with a leading sample axis; ``y`` int64 class ids
+    (classification) or float32 targets of any per-sample shape (regression, reconstruction)."""
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -39,8 +40,29 @@ class Dataset:
         return tuple(self.x_train.shape[1:])
 
     @property
+    def is_classification(self) -> bool:
+        return self.y_train.dtype.kind in "iu"
+
+    @property
+    def task(self) -> str:
+        return "classification" if self.is_classification else "regression"
+
+    @property
     def num_classes(self) -> int:
+        """Classification: one more than the largest class id. Regression: values per target."""
+        if not self.is_classification:
+            return int(np.prod(self.y_train.shape[1:], dtype=np.int64))
         return int(max(self.y_train.max(), self.y_test.max())) + 1
+
+    @property
+    def target_shape(self) -> tuple[int, ...]:
+        return tuple(self.y_train.shape[1:])
+
+    def describe(self) -> str:
+        sizes = f"{len(self.x_train)} train / {len(self.x_test)} test, input {self.input_shape}"
+        if self.is_classification:
+            return f"{self.source} ({sizes}, {self.num_classes} classes)"
+        return f"{self.source} ({sizes}, float targets of shape {self.target_shape}: regression)"
 
 
 def load_digits(test_fraction: float = 0.2, seed: int = 0) -> Dataset:
@@ -68,13 +90,20 @@ def _stratified_test_indices(labels: np.ndarray, fraction: float, seed: int) -> 
 def load_npz(path: str | Path) -> Dataset:
     """Load a user dataset: an ``.npz`` with ``x_train, y_train, x_test, y_test``.
 
-    ``x_*`` must be numeric with the same per-sample shape, finite and non-empty; ``y_*`` must be
-    1-D integer class ids (floats holding whole numbers are accepted) with one label per sample.
+    ``x_*`` must be numeric with the same per-sample shape, finite and non-empty. ``y_*``: 1-D
+    integer class ids (floats holding only whole numbers count as class ids) for classification,
+    or float targets (non-integer values, or more than one value per sample, e.g. ``y = x`` for
+    an autoencoder) for regression; one per sample, the same kind in both splits.
     """
     path = Path(path)
     arrays = _read_npz(path)
     x_train, x_test = (_features(path, n, arrays[n]) for n in ("x_train", "x_test"))
-    y_train, y_test = (_labels(path, n, arrays[n]) for n in ("y_train", "y_test"))
+    y_train, y_test = (_targets(path, n, arrays[n]) for n in ("y_train", "y_test"))
+    if y_train.dtype != y_test.dtype or y_train.shape[1:] != y_test.shape[1:]:
+        raise DataError(
+            f"{path}: y_train is {_kind(y_train)} but y_test is {_kind(y_test)}; both must be "
+            "class ids or both float targets of one shape"
+        )
     if x_train.shape[1:] != x_test.shape[1:]:
         raise DataError(
             f"{path}: x_train samples have shape {x_train.shape[1:]} but x_test samples have "
@@ -132,15 +161,30 @@ def _features(path: Path, name: str, x: np.ndarray) -> np.ndarray:
     return x
 
 
-def _labels(path: Path, name: str, y: np.ndarray) -> np.ndarray:
-    if y.ndim != 1 or y.dtype.kind not in "iuf":
+def _kind(y: np.ndarray) -> str:
+    if y.dtype.kind in "iu":
+        return "class ids"
+    return f"float targets of shape {y.shape[1:]}"
+
+
+def _targets(path: Path, name: str, y: np.ndarray) -> np.ndarray:
+    """Class ids (int64) or regression targets (float32)."""
+    if y.ndim < 1 or y.dtype.kind not in "iuf" or (y.ndim > 1 and y.dtype.kind != "f"):
         raise DataError(
-            f"{path}: {name} must be 1-D integer class ids, got dtype {y.dtype} shape {y.shape}"
+            f"{path}: {name} must be 1-D integer class ids or float targets, got dtype "
+            f"{y.dtype} shape {y.shape}"
         )
     if len(y) == 0:
         raise DataError(f"{path}: {name} is empty")
-    if y.dtype.kind == "f" and not (np.isfinite(y).all() and (y == np.round(y)).all()):
-        raise DataError(f"{path}: {name} holds non-integer labels")
+    if y.dtype.kind == "f":
+        if not np.isfinite(y).all():
+            raise DataError(f"{path}: {name} holds {int((~np.isfinite(y)).sum())} NaN/inf values")
+        if y.ndim > 1 or (y != np.round(y)).any():
+            return y.astype(np.float32)  # regression targets
+    return _labels(path, name, y)
+
+
+def _labels(path: Path, name: str, y: np.ndarray) -> np.ndarray:
     if (y < 0).any():
         raise DataError(f"{path}: {name} holds negative labels (min {y.min()})")
     if y.max() >= MAX_CLASSES:

@@ -74,12 +74,16 @@ def chosen_row(label: str, report: dict, seconds: float) -> list[str]:
         f"{best['flatbuffer_bytes']:,}",
         f"{best['flash_needed_bytes']:,}/{report['budget']['flash_bytes']:,}",
         f"{best['ram_needed_bytes']:,}/{report['budget']['ram_bytes']:,}",
-        f"{best['tflm_accuracy']:.2%} (base {report['baseline_accuracy']:.2%})",
+        f"{_score(report, best['tflm_score'])} (base {_score(report, report['baseline_score'])})",
     ]
 
 
+def _score(report: dict, value: float) -> str:
+    return f"{value:.2%}" if report["metric"]["key"] == "accuracy" else f"{value:.4g}"
+
+
 HEADER = ["run", "wall s", "points", "chosen", "flatbuffer B", "flash need/part B"]
-HEADER += ["RAM need/part B", "TFLM acc"]
+HEADER += ["RAM need/part B", "TFLM score"]
 
 
 def timing(args) -> None:
@@ -222,15 +226,15 @@ def schedules(args) -> None:
             )
             for p in report["points"]:
                 key = (model_name, p["schedule"])
-                series.setdefault(key, []).append((p["final_sparsity"], p["tflm_accuracy"]))
+                series.setdefault(key, []).append((p["final_sparsity"], p["tflm_score"]))
                 rows.append(
                     [
                         model_name,
                         p["schedule"],
                         f"{p['final_sparsity']:g}",
                         f"{p['measured_sparsity']:.1%}",
-                        f"{p['tflm_accuracy']:.2%}",
-                        f"{report['baseline_accuracy']:.2%}",
+                        _score(report, p["tflm_score"]),
+                        _score(report, report["baseline_score"]),
                     ]
                 )
             print(f"{model_name}: {len(report['points'])} points in {seconds:.0f} s")

@@ -91,7 +91,7 @@ def early_model(inputs: Inputs, epochs: int, progress: Progress) -> tf_keras.Mod
         )
     seed_everything(config.train.seed)
     model = load_or_build_model(inputs)
-    compile_for_training(model, config.train.learning_rate)
+    compile_for_training(model, config.train.learning_rate, inputs.data)
     fit(
         model,
         inputs.data,
@@ -173,7 +173,7 @@ def retrain_with_fixed_mask(
         raise ConfigError(
             f"masks: got {len(masks)}, expected one per model weight ({len(model.weights)})"
         )
-    compile_for_training(model, learning_rate)
+    compile_for_training(model, learning_rate, data)
     fit(
         model,
         data,
@@ -189,7 +189,7 @@ def retrain_with_fixed_mask(
 def rewind_stage(state: BuildState, progress: Progress) -> BuildState:
     """Rewind the pruned model's surviving weights to ``models["early"]`` and retrain them."""
     from edge_prune.prune import sparsity_report
-    from edge_prune.train import keras_accuracy
+    from edge_prune.train import keras_score
 
     config, data = state.config, state.inputs.data
     if "early" not in state.models:
@@ -209,14 +209,17 @@ def rewind_stage(state: BuildState, progress: Progress) -> BuildState:
         learning_rate=config.train.learning_rate,
         progress=progress,
     )
-    accuracy = keras_accuracy(model, data)
+    score = keras_score(model, data)
     sparsity = sparsity_report(model)
-    progress(f"  rewound and retrained: {sparsity.sparsity:.1%} sparse, Keras {accuracy:.2%}")
+    progress(
+        f"  rewound and retrained: {sparsity.sparsity:.1%} sparse, Keras {state.metric.name} "
+        f"{state.metric.format(score)}"
+    )
     return replace(
         state,
         models={**state.models, "pruned": model},
         sparsity=sparsity,
-        accuracy={**state.accuracy, "pruned_keras": accuracy},
+        scores={**state.scores, "pruned_keras": score},
     )
 
 

@@ -1,4 +1,4 @@
-"""Search: the smallest model that fits a target within the accuracy tolerance.
+"""Search: the smallest model that fits a target within the tolerance of the dense model.
 
 The search varies the channel-removal ratio (``structured.ratio``), the final magnitude
 sparsity (``prune.final_sparsity``), the cluster count (0 = clustering and LUT compression off)
@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from edge_prune.artifacts import staged_directory, write_atomic
 from edge_prune.config import PipelineConfig, with_overrides
 from edge_prune.errors import ConfigError, NoDeployableArtifactError
+from edge_prune.metrics import Metric
 from edge_prune.pipeline import BASELINE, SEED, STRUCTURED, TRAIN
 from edge_prune.runner import Progress, Stage, quiet, run_stages, stderr_progress
 from edge_prune.tables import table_lines
@@ -154,9 +155,12 @@ class SearchPoint:
     """One built point. Sizes in bytes; accuracies are top-1 fractions on the held-out set.
 
     ``deployable`` is the artifact chosen as ``edge-prune model`` chooses it. When no artifact
-    runs on TFLM within the tolerance, the figures are those of the most accurate artifact
-    that runs (``within_tolerance`` False). ``flash_needed_bytes`` = flatbuffer + TFLM runtime
-    code + reserved flash; ``ram_needed_bytes`` = TFLM arena (64-bit host) + reserved RAM.
+    runs on TFLM within the tolerance, the figures are those of the best-scoring artifact that
+    runs (``within_tolerance`` False). ``tflm_score``: the data's metric on TFLM (top-1 accuracy,
+    or mean squared error for regression); ``loss``: how much worse than the dense float32 model
+    (accuracy points, or the relative error increase). ``trusted``: the pipeline's check against
+    chance level passed. ``flash_needed_bytes`` = flatbuffer + TFLM runtime code + reserved
+    flash; ``ram_needed_bytes`` = TFLM arena (64-bit host) + reserved RAM.
     """
 
     key: str
@@ -167,8 +171,8 @@ class SearchPoint:
     measured_sparsity: float
     deployable: str
     flatbuffer_bytes: int
-    tflm_accuracy: float
-    drop_points: float
+    tflm_score: float
+    loss: float
     arena_bytes: int
     runtime_flash_bytes: int
     flash_needed_bytes: int
@@ -176,6 +180,7 @@ class SearchPoint:
     within_tolerance: bool
     fits_flash: bool
     fits_ram: bool
+    trusted: bool
     seconds: float = 0.0
 
     @property
@@ -184,7 +189,7 @@ class SearchPoint:
 
     @property
     def eligible(self) -> bool:
-        return self.within_tolerance and self.fits_flash and self.fits_ram
+        return self.within_tolerance and self.fits_flash and self.fits_ram and self.trusted
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "eligible": self.eligible}
@@ -220,8 +225,9 @@ class SearchResult:
     model_name: str
     data_source: str
     test_samples: int
-    baseline_accuracy: float
-    tolerance_points: float
+    metric: Metric
+    baseline_score: float  # the dense model as float32 on TFLM
+    tolerance: float  # largest allowed loss: accuracy points, or relative error increase
     points: tuple[SearchPoint, ...]
     base_config: dict[str, Any] = field(default_factory=dict)
     trials: int = 0
@@ -246,45 +252,61 @@ class SearchResult:
 
     @property
     def pareto(self) -> tuple[SearchPoint, ...]:
-        """Points no other point beats on flash, RAM and accuracy at once."""
+        """Points no other point beats on flash, RAM and score at once."""
         return tuple(p for p in self.points if not any(_dominates(q, p) for q in self.points))
 
     def closest(self) -> SearchPoint | None:
-        """The point that misses least: relative flash + RAM excess plus accuracy points short."""
+        """The point that misses least: relative flash and RAM excess plus the loss beyond the
+        tolerance (in hundredths of accuracy points, or of the relative error)."""
         return min(self.points, key=self._miss_score, default=None)
 
     def _miss_score(self, p: SearchPoint) -> float:
-        flash, ram, accuracy = self.misses(p)
-        return flash / self.flash_bytes + ram / self.ram_bytes + accuracy / 100.0
+        flash, ram, loss = self.misses(p)
+        scale = 100.0 if self.metric.key == "accuracy" else 1.0
+        return flash / self.flash_bytes + ram / self.ram_bytes + loss / scale
 
     def misses(self, p: SearchPoint) -> tuple[int, int, float]:
-        """(flash bytes over, RAM bytes over, accuracy points below the tolerance)."""
+        """(flash bytes over, RAM bytes over, loss beyond the tolerance)."""
         return (
             max(0, p.flash_needed_bytes - self.flash_bytes),
             max(0, p.ram_needed_bytes - self.ram_bytes),
-            max(0.0, round(p.drop_points - self.tolerance_points, 4)),
+            max(0.0, round(p.loss - self.tolerance, 4)),
         )
 
     def conclusion(self) -> str:
         best = self.best
         if best is not None:
             return (
-                f"Smallest model for {self.target_name} within {self.tolerance_points:g} points "
-                f"of the dense accuracy ({self.baseline_accuracy:.2%}): {best.spec.label} → "
+                f"Smallest model for {self.target_name} within {self._tolerance_text()} of the "
+                f"dense {self._baseline_text()}: {best.spec.label} → "
                 f"{best.deployable}, {best.flatbuffer_bytes:,} B flatbuffer, flash needed "
                 f"{best.flash_needed_bytes:,} B of {self.flash_bytes:,}, RAM needed "
-                f"{best.ram_needed_bytes:,} B of {self.ram_bytes:,}, TFLM accuracy "
-                f"{best.tflm_accuracy:.2%}."
+                f"{best.ram_needed_bytes:,} B of {self.ram_bytes:,}, TFLM {self.metric.name} "
+                f"{self.metric.format(best.tflm_score)}."
             )
         closest = self.closest()
         if closest is None:
             return f"No point was built for {self.target_name}."
-        flash, ram, accuracy = self.misses(closest)
+        flash, ram, loss = self.misses(closest)
+        untrusted = "" if closest.trusted else "; its score is at chance level"
         return (
-            f"No point fits {self.target_name} within {self.tolerance_points:g} points of the "
-            f"dense accuracy; closest: {closest.spec.label} ({closest.deployable}), which "
-            f"misses by {flash:,} B flash, {ram:,} B RAM and {accuracy:g} accuracy points."
+            f"No point fits {self.target_name} within {self._tolerance_text()} of the dense "
+            f"{self._baseline_text()}; closest: {closest.spec.label} ({closest.deployable}), "
+            f"which misses by {flash:,} B flash, {ram:,} B RAM and "
+            f"{self.metric.format_loss(loss).lstrip('+')} of {self.metric.name}{untrusted}."
         )
+
+    def _tolerance_text(self) -> str:
+        return self.metric.format_tolerance(self.tolerance)
+
+    def _baseline_text(self) -> str:
+        return f"{self.metric.name} ({self.metric.format(self.baseline_score)})"
+
+    def score_limit(self) -> float:
+        """The worst TFLM score within the tolerance."""
+        if self.metric.higher_is_better:
+            return self.baseline_score - self.tolerance / 100.0
+        return self.baseline_score * (1.0 + self.tolerance)
 
     def to_dict(self) -> dict[str, Any]:
         best, front = self.best, self.pareto
@@ -292,8 +314,10 @@ class SearchResult:
             "target": self.target_name,
             "model": self.model_name,
             "data": {"source": self.data_source, "test_samples": self.test_samples},
-            "baseline_accuracy": self.baseline_accuracy,
-            "tolerance_points": self.tolerance_points,
+            "metric": {"key": self.metric.key, "name": self.metric.name},
+            "baseline_score": self.baseline_score,
+            "tolerance": self.tolerance,
+            "tolerance_what": self._tolerance_text(),
             "budget": {
                 "flash_bytes": self.flash_bytes,
                 "ram_bytes": self.ram_bytes,
@@ -316,12 +340,12 @@ def _dominates(q: SearchPoint, p: SearchPoint) -> bool:
     no_worse = (
         q.flash_needed_bytes <= p.flash_needed_bytes
         and q.ram_needed_bytes <= p.ram_needed_bytes
-        and q.tflm_accuracy >= p.tflm_accuracy
+        and q.loss <= p.loss
     )
     better = (
         q.flash_needed_bytes < p.flash_needed_bytes
         or q.ram_needed_bytes < p.ram_needed_bytes
-        or q.tflm_accuracy > p.tflm_accuracy
+        or q.loss < p.loss
     )
     return no_worse and better
 
@@ -333,7 +357,7 @@ def _iterative_prune_stage(state: BuildState, progress: Progress) -> BuildState:
     """Prune → fine-tune in :data:`ITERATIVE_STEPS` steps of equal density ratio, in the epochs
     the one-shot schedule uses (``prune.epochs``)."""
     from edge_prune.prune import prune_in_stages, sparsity_report
-    from edge_prune.train import copy_model, keras_accuracy, loss_for
+    from edge_prune.train import copy_model, keras_score, loss_for, metrics_for
 
     config, data = state.config, state.inputs.data
     p = config.prune
@@ -344,8 +368,8 @@ def _iterative_prune_stage(state: BuildState, progress: Progress) -> BuildState:
     staged = prune_in_stages(
         copy_model(state.base),
         targets,
-        loss=loss_for(state.base),
-        metrics=["accuracy"],
+        loss=loss_for(state.base, data),
+        metrics=metrics_for(data),
         x=data.x_train,
         y=data.y_train,
         batch_size=config.train.batch_size,
@@ -356,13 +380,16 @@ def _iterative_prune_stage(state: BuildState, progress: Progress) -> BuildState:
     )
     pruned = staged.model
     sparsity = sparsity_report(pruned)
-    accuracy = keras_accuracy(pruned, data)
-    progress(f"  iterative {targets}: {sparsity.sparsity:.1%} sparse, Keras {accuracy:.2%}")
+    score = keras_score(pruned, data)
+    progress(
+        f"  iterative {targets}: {sparsity.sparsity:.1%} sparse, Keras {state.metric.name} "
+        f"{state.metric.format(score)}"
+    )
     return replace(
         state,
         models={**state.models, "pruned": pruned},
         sparsity=sparsity,
-        accuracy={**state.accuracy, "pruned_keras": accuracy},
+        scores={**state.scores, "pruned_keras": score},
     )
 
 
@@ -484,9 +511,10 @@ class _Workshop:
             dense_only = replace(config, structured=replace(config.structured, ratio=0.0))
             state = BuildState(self.inputs).with_config(dense_only)
             self._dense = run_stages(DENSE_STAGES, state, _indented(_indented(self.progress)))
+            d = self._dense
             self.progress(
-                f"  dense accuracy: Keras {self._dense.accuracy['dense_keras']:.2%}, float32 on "
-                f"TFLM {self._dense.baseline_accuracy:.2%}"
+                f"  dense {d.metric.name}: Keras {d.metric.format(d.scores['dense_keras'])}, "
+                f"float32 on TFLM {d.metric.format(d.baseline_score)}"
             )
         return self._dense
 
@@ -547,13 +575,14 @@ def _build_point(task: _PointTask) -> SearchPoint:
 def _search_point(state: BuildState, task: _PointTask, seconds: float) -> SearchPoint:
     if state.choice is not None:
         chosen = state.deployable
-    else:  # nothing within the tolerance: report the most accurate artifact TFLM runs
+    else:  # nothing within the tolerance: report the best-scoring artifact TFLM runs
         runnable = [a for a in state.artifacts if a.verdict and a.name != "float32-dense"]
         if not runnable:
             raise NoDeployableArtifactError(f"search point {task.spec.label}: {state.no_choice}")
-        chosen = max(runnable, key=lambda a: (a.check.accuracy or 0.0, -len(a.tflite_bytes)))
+        metric = state.metric
+        chosen = min(runnable, key=lambda a: metric.loss(state.baseline_score, a.check.score))
     verdict = chosen.verdict
-    accuracy = chosen.check.accuracy or 0.0
+    score = chosen.check.score
     spec = task.spec
     return SearchPoint(
         key=task.key,
@@ -564,8 +593,8 @@ def _search_point(state: BuildState, task: _PointTask, seconds: float) -> Search
         measured_sparsity=round(state.sparsity.sparsity, 6),
         deployable=chosen.name,
         flatbuffer_bytes=len(chosen.tflite_bytes),
-        tflm_accuracy=accuracy,
-        drop_points=round((state.baseline_accuracy - accuracy) * 100.0, 4),
+        tflm_score=score,
+        loss=round(float(state.metric.loss(state.baseline_score, score)), 6),
         arena_bytes=verdict.arena_bytes,
         runtime_flash_bytes=verdict.runtime_flash.total_bytes,
         flash_needed_bytes=verdict.flash_needed_bytes,
@@ -573,6 +602,7 @@ def _search_point(state: BuildState, task: _PointTask, seconds: float) -> Search
         within_tolerance=state.choice is not None,
         fits_flash=verdict.fits_flash,
         fits_ram=verdict.fits_ram,
+        trusted=state.untrustworthy is None,
         seconds=seconds,
     )
 
@@ -611,7 +641,10 @@ def run_search(
 ) -> tuple[SearchResult, dict[str, Path]]:
     """Build up to ``options.trials`` points (coarse grid, then refinement); see the module
     docstring. Returns the result and each point's cache directory by key."""
+    from edge_prune.metrics import metric_for
+
     start = time.perf_counter()
+    metric = metric_for(inputs.data.y_train)
     cache = Path(cache_dir)
     workshop = _Workshop(inputs, cache, progress)
     space = options.space
@@ -626,7 +659,7 @@ def run_search(
     batch = space.coarse()[: options.trials]
     while batch:
         tasks = [_task(inputs, workshop, spec, cache) for spec in batch]
-        baseline.append(tasks[0].shared.state.baseline_accuracy)
+        baseline.append(tasks[0].shared.state.baseline_score)
         todo = []
         for task in tasks:
             cached = _cached_point(Path(task.point_dir))
@@ -649,8 +682,9 @@ def run_search(
         model_name=workshop.model_name,
         data_source=inputs.data.source,
         test_samples=int(len(inputs.data.y_test)),
-        baseline_accuracy=baseline[0] if baseline else 0.0,
-        tolerance_points=inputs.config.select.tolerance_points,
+        metric=metric,
+        baseline_score=baseline[0] if baseline else 0.0,
+        tolerance=metric.tolerance(inputs.config.select),
         points=tuple(built.values()),
         base_config=inputs.config.to_dict(),
         trials=options.trials,
@@ -692,7 +726,7 @@ def _report(
     best = choose_point(built.values())
     elapsed = time.perf_counter() - start
     left = elapsed / len(built) * (trials - len(built))
-    status = "fits" if point.eligible else ("too inaccurate" if not point.within_tolerance else "")
+    status = "fits" if point.eligible else "outside the tolerance or at chance level"
     if point.within_tolerance and not point.eligible:
         status = "does not fit " + " and ".join(
             kind for kind, ok in (("flash", point.fits_flash), ("RAM", point.fits_ram)) if not ok
@@ -702,7 +736,7 @@ def _report(
     )
     progress(
         f"[{len(built)}/{trials}] {how} {point.spec.label}: {point.deployable} "
-        f"{point.flatbuffer_bytes:,} B, TFLM {point.tflm_accuracy:.2%}, {status}; {best_text}; "
+        f"{point.flatbuffer_bytes:,} B, TFLM loss {point.loss:+.4g}, {status}; {best_text}; "
         f"about {left / 60:.1f} min left at most"
     )
 
@@ -727,7 +761,7 @@ def _rank(p: SearchPoint) -> tuple:
     if p.eligible:
         return (0, p.flash_needed_bytes, p.ram_needed_bytes)
     over_tolerance = 0 if p.within_tolerance else 1
-    return (1, over_tolerance, p.drop_points, p.flash_needed_bytes + p.ram_needed_bytes)
+    return (1, over_tolerance, p.loss, p.flash_needed_bytes + p.ram_needed_bytes)
 
 
 def _neighbours(spec: PointSpec, space: SearchSpace) -> list[PointSpec]:
@@ -745,56 +779,56 @@ def _neighbours(spec: PointSpec, space: SearchSpace) -> list[PointSpec]:
 # ---------------------------------------------------------------------------------- output
 
 
-_COLUMNS = (
-    ("ratio", lambda p: f"{p.structured_ratio:g}"),
-    ("sparsity", lambda p: f"{p.final_sparsity:g}"),
-    ("clusters", lambda p: str(p.clusters) if p.clusters else "off"),
-    ("schedule", lambda p: p.schedule),
-    ("deployable", lambda p: p.deployable),
-    ("flatbuffer B", lambda p: f"{p.flatbuffer_bytes:,}"),
-    ("arena B", lambda p: f"{p.arena_bytes:,}"),
-    ("flash needed B", lambda p: f"{p.flash_needed_bytes:,}"),
-    ("RAM needed B", lambda p: f"{p.ram_needed_bytes:,}"),
-    ("TFLM acc", lambda p: f"{p.tflm_accuracy:.2%}"),
-    ("drop", lambda p: f"{p.drop_points:+.2f}"),
-    ("fits", lambda p: "yes" if p.eligible else "no"),
-)
+def _columns(result: SearchResult) -> tuple:
+    metric = result.metric
+    return (
+        ("ratio", lambda p: f"{p.structured_ratio:g}"),
+        ("sparsity", lambda p: f"{p.final_sparsity:g}"),
+        ("clusters", lambda p: str(p.clusters) if p.clusters else "off"),
+        ("schedule", lambda p: p.schedule),
+        ("deployable", lambda p: p.deployable),
+        ("flatbuffer B", lambda p: f"{p.flatbuffer_bytes:,}"),
+        ("arena B", lambda p: f"{p.arena_bytes:,}"),
+        ("flash needed B", lambda p: f"{p.flash_needed_bytes:,}"),
+        ("RAM needed B", lambda p: f"{p.ram_needed_bytes:,}"),
+        (f"TFLM {metric.name}", lambda p: metric.format(p.tflm_score)),
+        ("loss", lambda p: metric.format_loss(p.loss)),
+        ("fits", lambda p: "yes" if p.eligible else ("no" if p.trusted else "no (chance)")),
+    )
 
 
 def render_markdown(result: SearchResult) -> str:
-    best, front = result.best, result.pareto
-    header = [name for name, _ in _COLUMNS] + ["pareto", "mark"]
+    best, front, metric = result.best, result.pareto, result.metric
+    columns = _columns(result)
+    header = [name for name, _ in columns] + ["pareto", "mark"]
     ordered = sorted(result.points, key=lambda p: (p.flash_needed_bytes, p.ram_needed_bytes))
     rows = [
-        [cell(p) for _, cell in _COLUMNS]
+        [cell(p) for _, cell in columns]
         + ["yes" if p in front else "", "<- chosen" if p is best else ""]
         for p in ordered
     ]
-    return (
-        "\n".join(
-            [
-                f"# edge-prune search: {result.model_name} on {result.target_name}",
-                "",
-                f"**{result.conclusion()}**",
-                "",
-                *table_lines(header, rows, markdown=True),
-                "",
-                f"- accuracy: top-1 on {result.test_samples} held-out samples of "
-                f"{result.data_source} on TFLM; baseline {result.baseline_accuracy:.2%} (the dense "
-                f"model as float32 on TFLM); tolerance {result.tolerance_points:g} points.",
-                f"- flash needed = flatbuffer + TFLM runtime code + reserved flash "
-                f"({result.reserved_flash_bytes:,} B) vs {result.flash_bytes:,} B; RAM needed = "
-                f"TFLM arena (64-bit host) + reserved RAM ({result.reserved_ram_bytes:,} B) vs "
-                f"{result.ram_bytes:,} B.",
-                "- chosen: least flash needed among the points within the tolerance that fit "
-                "flash and RAM; pareto: no other point has less flash, less RAM and higher "
-                "accuracy at once.",
-                f"- {len(result.points)} points ({result.reused_points} from the cache) in "
-                f"{result.seconds:.0f} s.",
-            ]
-        )
-        + "\n"
-    )
+    lines = [
+        f"# edge-prune search: {result.model_name} on {result.target_name}",
+        "",
+        f"**{result.conclusion()}**",
+        "",
+        *table_lines(header, rows, markdown=True),
+        "",
+        f"- {metric.name} on TFLM over {result.test_samples} held-out samples of "
+        f"{result.data_source}; baseline {metric.format(result.baseline_score)} (the dense "
+        f"model as float32 on TFLM); tolerance {result._tolerance_text()}; loss = how much "
+        "worse than the baseline.",
+        f"- flash needed = flatbuffer + TFLM runtime code + reserved flash "
+        f"({result.reserved_flash_bytes:,} B) vs {result.flash_bytes:,} B; RAM needed = "
+        f"TFLM arena (64-bit host) + reserved RAM ({result.reserved_ram_bytes:,} B) vs "
+        f"{result.ram_bytes:,} B.",
+        "- chosen: least flash needed among the points within the tolerance that fit flash "
+        "and RAM and score above chance level; pareto: no other point has less flash, less RAM "
+        "and a smaller loss at once.",
+        f"- {len(result.points)} points ({result.reused_points} from the cache) in "
+        f"{result.seconds:.0f} s.",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def render_csv(result: SearchResult) -> str:
@@ -809,14 +843,20 @@ def render_csv(result: SearchResult) -> str:
 
 
 def render_plot(result: SearchResult) -> bytes:
-    """``pareto.png``: flatbuffer vs TFLM accuracy and arena vs TFLM accuracy, one point per
-    search point; the feasible region (under the budget, above the accuracy floor) shaded."""
+    """``pareto.png``: flatbuffer vs TFLM score and arena vs TFLM score, one dot per point; the
+    feasible region (within the budget and the tolerance) shaded, the chosen point starred."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(11, 4.6), dpi=110)
     FigureCanvasAgg(figure)
-    floor = (result.baseline_accuracy * 100) - result.tolerance_points
+    metric = result.metric
+    scale = 100.0 if metric.key == "accuracy" else 1.0
+    limit = result.score_limit() * scale
+    scores = [p.tflm_score * scale for p in result.points] + [limit]
+    low, high = min(scores), max(scores)
+    margin = (high - low) * 0.08 or 1.0
+    edge = high + margin if metric.higher_is_better else max(low - margin, 0.0)
     best = result.best
     panels = (
         ("flatbuffer (KiB)", "flatbuffer_bytes", result.flash_budget_bytes, "flash for model"),
@@ -825,39 +865,38 @@ def render_plot(result: SearchResult) -> bytes:
     for index, (label, attribute, budget, what) in enumerate(panels, 1):
         axis = figure.add_subplot(1, 2, index)
         for fits, colour, name in ((True, "tab:green", "fits"), (False, "tab:gray", "misses")):
-            chosen = [p for p in result.points if p.eligible == fits]
+            group = [p for p in result.points if p.eligible == fits]
             axis.scatter(
-                [getattr(p, attribute) / 1024 for p in chosen],
-                [p.tflm_accuracy * 100 for p in chosen],
+                [getattr(p, attribute) / 1024 for p in group],
+                [p.tflm_score * scale for p in group],
                 color=colour,
                 s=22,
                 label=name,
             )
         xs = [getattr(p, attribute) / 1024 for p in result.points] or [1.0]
-        right = max(max(xs), budget / 1024) * 1.1
-        low = min([p.tflm_accuracy * 100 for p in result.points] + [floor]) - 2
         if budget > 0:
             axis.fill_between(
-                [0, budget / 1024], floor, 101, color="tab:green", alpha=0.08, label="feasible"
+                [0, budget / 1024], limit, edge, color="tab:green", alpha=0.08, label="feasible"
             )
             line = f"{what} {budget / 1024:,.0f} KiB"
             axis.axvline(budget / 1024, color="tab:orange", label=line)
-        axis.axhline(floor, color="tab:red", linestyle=":", label="accuracy floor")
+        axis.axhline(limit, color="tab:red", linestyle=":", label="tolerance limit")
         if best is not None:
             axis.scatter(
                 [getattr(best, attribute) / 1024],
-                [best.tflm_accuracy * 100],
+                [best.tflm_score * scale],
                 marker="*",
                 s=220,
                 color="tab:red",
                 label="chosen",
                 zorder=3,
             )
-        axis.set_xlim(0, right)
-        axis.set_ylim(max(low, 0), 101)
+        axis.set_xlim(0, max(max(xs), budget / 1024) * 1.1)
+        axis.set_ylim(min(low - margin, edge), max(high + margin, edge))
         axis.set_xlabel(label)
-        axis.set_ylabel("top-1 accuracy on TFLM (%)")
-        axis.legend(fontsize=7, loc="lower right")
+        unit = " (%)" if metric.key == "accuracy" else ""
+        axis.set_ylabel(f"{metric.name} on TFLM{unit}")
+        axis.legend(fontsize=7, loc="best")
     figure.suptitle(f"edge-prune search: {result.model_name} on {result.target_name}")
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
@@ -865,12 +904,15 @@ def render_plot(result: SearchResult) -> bytes:
 
 
 def config_toml(config: PipelineConfig) -> str:
-    """``config`` as a complete TOML file for ``edge-prune model --config``."""
+    """``config`` as a TOML file for ``edge-prune model --config``: the keys the user or the
+    search set, and the others commented out with their defaults (a key that is set can change
+    what the pipeline does, e.g. whether a loaded trained model is trained again)."""
     lines = ["# written by edge-prune search: edge-prune model --config best.toml reproduces it"]
     for section, values in config.to_dict().items():
         lines += ["", f"[{section}]"]
         for key, value in values.items():
-            lines.append(f"{key} = {_toml_value(value)}")
+            line = f"{key} = {_toml_value(value)}"
+            lines.append(line if config.is_set(f"{section}.{key}") else f"# {line} (default)")
     return "\n".join(lines) + "\n"
 
 
@@ -888,11 +930,11 @@ def write_search(
     result: SearchResult,
     point_dirs: dict[str, Path],
     out_dir: str | Path,
+    base_config: PipelineConfig,
     progress: Progress = stderr_progress,
 ) -> Path:
-    """Write ``out_dir/search-<target>/`` in one swap; returns it."""
-    from edge_prune.config import config_from_dict
-
+    """Write ``out_dir/search-<target>/`` in one swap; returns it. ``base_config``: the config
+    the search started from (``best.toml`` is it with the chosen point's values)."""
     destination = Path(out_dir) / f"search-{result.target_name}"
     best = result.best
     with staged_directory(destination) as staging:
@@ -904,8 +946,7 @@ def write_search(
         except ImportError:
             progress("pareto.png skipped: matplotlib is not installed (pip install matplotlib)")
         if best is not None:
-            base = config_from_dict(result.base_config, "search base config")
-            text = config_toml(best.spec.config(base))
+            text = config_toml(best.spec.config(base_config))
             if best.schedule != "polynomial":
                 text = f"# prune schedule: {best.schedule} (not a config key yet)\n" + text
             (staging / "best.toml").write_text(text)

@@ -45,7 +45,7 @@ def test_record_weights_keeps_the_weights_after_epoch_k():
     from edge_prune.train import compile_for_training
 
     data, model = _data(), _mlp()
-    compile_for_training(model, 0.01)
+    compile_for_training(model, 0.01, data)
     before = [w.copy() for w in model.get_weights()]
     at_zero, at_one = record_weights(0), record_weights(1)
     model.fit(data.x_train, data.y_train, epochs=2, verbose=0, callbacks=[at_zero, at_one])

@@ -98,7 +98,7 @@ def run(args) -> int:
     )
     cache = Path(args.out) / f"search-{inputs.target.name}.cache"
     result, point_dirs = run_search(inputs, options, cache, stderr_progress)
-    destination = write_search(result, point_dirs, args.out, stderr_progress)
+    destination = write_search(result, point_dirs, args.out, config, stderr_progress)
     print(result.conclusion())
     stderr_progress(f"search written to {destination}/")
     return 0 if result.best is not None else 1

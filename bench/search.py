@@ -10,9 +10,10 @@
   chosen point, and whether both runs chose the same point with the same figures.
 - ``targets``: the chosen point of the default-model search for each target (``--jobs 2``).
 - ``kws``: a keyword-spotting-like DS-CNN (Zhang et al., "Hello Edge: Keyword Spotting on
-  Microcontrollers", 2017: a 10x4 stride-2 convolution and four depthwise-separable blocks of 64
-  channels) on seeded synthetic 49x10 "MFCC" inputs (12 classes): ``edge-prune model`` with the
-  default config against ``edge-prune search`` on a small target.
+  Microcontrollers", 2017: a 10x4 stride-2 convolution and four depthwise-separable blocks,
+  ``--filters`` channels) on seeded synthetic 49x10 "MFCC" inputs (12 classes):
+  ``edge-prune model`` with the default config against ``edge-prune search`` (channel ratios 0.5
+  and 0.75 first) on a small target.
 - ``schedules``: one-shot polynomial decay, iterative prune → fine-tune and lottery-ticket
   rewinding at equal final sparsities, on the default CNN and on a 64-300-100-10 MLP, int8 on
   TFLM (no channel removal, no clustering): a table and ``bench/results/schedules.png``.
@@ -54,10 +55,17 @@ def edge_prune(*args: str) -> tuple[int, float, str]:
     return done.returncode, time.perf_counter() - start, done.stdout
 
 
-def search(target: str, out: Path, *extra: str) -> tuple[int, float, dict]:
+def search(target: str, out: Path, *extra: str, keep: str = "") -> tuple[int, float, dict]:
+    """One search; with ``keep``, its pareto.md and .png are copied to bench/results/."""
     code, seconds, _ = edge_prune("search", "--target", target, "--out", str(out), *extra)
-    report = json.loads(next(out.glob("search-*/pareto.json")).read_text())
-    return code, seconds, report
+    written = next(out.glob("search-*/"))
+    if keep:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        for suffix in ("md", "png"):
+            source = written / f"pareto.{suffix}"
+            if source.exists():
+                (RESULTS / f"search-{keep}.{suffix}").write_bytes(source.read_bytes())
+    return code, seconds, json.loads((written / "pareto.json").read_text())
 
 
 def chosen_row(label: str, report: dict, seconds: float) -> list[str]:
@@ -111,7 +119,13 @@ def targets(args) -> None:
     for target in args.targets.split(","):
         with tempfile.TemporaryDirectory() as tmp:
             _, seconds, report = search(
-                target, Path(tmp), "--trials", str(args.trials), "--jobs", str(args.jobs)
+                target,
+                Path(tmp),
+                "--trials",
+                str(args.trials),
+                "--jobs",
+                str(args.jobs),
+                keep=Path(target).stem,
             )
         rows.append(chosen_row(Path(target).stem, report, seconds))
         print(report["conclusion"])
@@ -121,7 +135,7 @@ def targets(args) -> None:
 # ------------------------------------------------------------------------------- models
 
 
-def kws_data(path: Path, seed: int = 0, train: int = 1200, test: int = 300) -> None:
+def kws_data(path: Path, seed: int = 0, train: int = 800, test: int = 200) -> None:
     """Seeded synthetic keyword spotting: 49 frames x 10 MFCC-like coefficients, 12 classes;
     each class a smooth time-frequency template, each sample shifted in time, scaled, noisy."""
     rng = np.random.default_rng(seed)
@@ -145,7 +159,7 @@ def kws_data(path: Path, seed: int = 0, train: int = 1200, test: int = 300) -> N
     np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
 
 
-def ds_cnn(path: Path, filters: int = 64) -> None:
+def ds_cnn(path: Path, filters: int) -> None:
     from edge_prune._tf import keras
 
     layers = keras.layers
@@ -176,7 +190,7 @@ def kws(args) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         kws_data(tmp / "kws.npz")
-        ds_cnn(tmp / "ds_cnn.keras")
+        ds_cnn(tmp / "ds_cnn.keras", args.filters)
         inputs = ["--model", str(tmp / "ds_cnn.keras"), "--data", str(tmp / "kws.npz")]
         code, seconds, _ = edge_prune(
             "model", "--target", args.target, *inputs, "--out", str(tmp / "build")
@@ -191,8 +205,17 @@ def kws(args) -> None:
             f", RAM needed {footprint['ram']['needed_bytes']:,} B of "
             f"{footprint['ram']['available_bytes']:,}; {seconds:.0f} s"
         )
+        grid = ["--ratios", "0.5,0.75", "--sparsities", "0.5", "--clusters", "0,8"]
         code, seconds, result = search(
-            args.target, tmp / "search", *inputs, "--trials", str(args.trials), "--jobs", "2"
+            args.target,
+            tmp / "search",
+            *inputs,
+            *grid,
+            "--trials",
+            str(args.trials),
+            "--jobs",
+            "2",
+            keep=f"ds-cnn-{name}",
         )
         print(f"edge-prune search on {name}: exit {code}; {result['conclusion']}")
         print_table(HEADER, [chosen_row(f"DS-CNN {name}", result, seconds)])
@@ -276,6 +299,7 @@ def main() -> int:
         p.add_argument("--jobs", type=int, default=2)
         p.add_argument("--target", default="nrf52810" if name == "kws" else "cortex-m4")
         p.add_argument("--targets", default="nrf52810,samd21")
+        p.add_argument("--filters", type=int, default=128, help="DS-CNN channels (kws)")
         p.set_defaults(run=run)
     p = sub.add_parser("schedules")
     p.add_argument("--sparsities", default="0.5,0.8,0.9")

@@ -253,3 +253,14 @@ def test_target_no_point_fits_exits_1_naming_the_closest(inputs_dir, target_file
     assert "B flash" in printed
     report = json.loads((out / "search-tiny-board" / "pareto.json").read_text())
     assert report["best"] is None and not (out / "search-tiny-board" / "best").exists()
+
+
+def test_iterative_and_rewind_schedules_reach_the_sparsity_as_search_points(inputs_dir):
+    out = inputs_dir / "out-schedules"
+    grid = ["--ratios", "0", "--sparsities", "0.8", "--clusters", "0", "--trials", "2"]
+    assert _search(inputs_dir, out, *grid, "--schedules", "iterative,rewind") == 0
+    report = json.loads((out / "search-cortex-m4" / "pareto.json").read_text())
+    assert [p["schedule"] for p in report["points"]] == ["iterative", "rewind"]
+    for p in report["points"]:
+        assert p["measured_sparsity"] == pytest.approx(0.8, abs=0.03)
+        assert p["deployable"] == "int8"

@@ -828,6 +828,11 @@ def render_markdown(result: SearchResult) -> str:
         f"- {len(result.points)} points ({result.reused_points} from the cache) in "
         f"{result.seconds:.0f} s.",
     ]
+    if any(p.deployable == "float32-dense" for p in result.points):
+        lines.append(
+            "- deployable float32-dense: no pruned artifact of that point stays within the "
+            "tolerance, so its build falls back to the dense float32 model."
+        )
     return "\n".join(lines) + "\n"
 
 

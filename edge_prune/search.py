@@ -860,7 +860,7 @@ def render_plot(result: SearchResult) -> bytes:
     limit = result.score_limit() * scale
     scores = [p.tflm_score * scale for p in result.points] + [limit]
     low, high = min(scores), max(scores)
-    margin = (high - low) * 0.08 or 1.0
+    margin = (high - low) * 0.15 or 1.0
     edge = high + margin if metric.higher_is_better else max(low - margin, 0.0)
     best = result.best
     panels = (
@@ -878,11 +878,11 @@ def render_plot(result: SearchResult) -> bytes:
                 s=22,
                 label=name,
             )
-        xs = [getattr(p, attribute) / 1024 for p in result.points] or [1.0]
+        xs = [getattr(p, attribute) / 1024 for p in result.points if getattr(p, attribute)]
+        xs = xs or [1.0]
         if budget > 0:
-            axis.fill_between(
-                [0, budget / 1024], limit, edge, color="tab:green", alpha=0.08, label="feasible"
-            )
+            area = [min(xs) * 0.5, budget / 1024]
+            axis.fill_between(area, limit, edge, color="tab:green", alpha=0.08, label="feasible")
             line = f"{what} {budget / 1024:,.0f} KiB"
             axis.axvline(budget / 1024, color="tab:orange", label=line)
         axis.axhline(limit, color="tab:red", linestyle=":", label="tolerance limit")
@@ -896,7 +896,12 @@ def render_plot(result: SearchResult) -> bytes:
                 label="chosen",
                 zorder=3,
             )
-        axis.set_xlim(0, max(max(xs), budget / 1024) * 1.1)
+        right = max(max(xs), budget / 1024) * 1.1
+        if right > 20 * min(xs):  # a roomy part: a log axis keeps the points apart
+            axis.set_xscale("log")
+            axis.set_xlim(min(x for x in xs if x > 0) * 0.8, right)
+        else:
+            axis.set_xlim(0, right)
         axis.set_ylim(min(low - margin, edge), max(high + margin, edge))
         axis.set_xlabel(label)
         unit = " (%)" if metric.key == "accuracy" else ""

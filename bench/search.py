@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/search.py timing    [--trials 12] [--target cortex-m4]
     .venv/bin/python bench/search.py targets   [--trials 12] [--targets nrf52810,samd21]
-    .venv/bin/python bench/search.py kws       [--trials 12] [--target nrf52810]
+    .venv/bin/python bench/search.py kws       [--trials 6] [--target samd21] [--filters 240]
     .venv/bin/python bench/search.py schedules [--sparsities 0.5,0.8,0.9]
 
 - ``timing``: the default-model search on a target with ``--jobs 1`` then ``--jobs 2``, each in
@@ -135,7 +135,7 @@ def targets(args) -> None:
 # ------------------------------------------------------------------------------- models
 
 
-def kws_data(path: Path, seed: int = 0, train: int = 800, test: int = 200) -> None:
+def kws_data(path: Path, seed: int = 0, train: int = 600, test: int = 200) -> None:
     """Seeded synthetic keyword spotting: 49 frames x 10 MFCC-like coefficients, 12 classes;
     each class a smooth time-frequency template, each sample shifted in time, scaled, noisy."""
     rng = np.random.default_rng(seed)
@@ -297,9 +297,9 @@ def main() -> int:
         p = sub.add_parser(name)
         p.add_argument("--trials", type=int, default=12)
         p.add_argument("--jobs", type=int, default=2)
-        p.add_argument("--target", default="nrf52810" if name == "kws" else "cortex-m4")
+        p.add_argument("--target", default="samd21" if name == "kws" else "cortex-m4")
         p.add_argument("--targets", default="nrf52810,samd21")
-        p.add_argument("--filters", type=int, default=128, help="DS-CNN channels (kws)")
+        p.add_argument("--filters", type=int, default=240, help="DS-CNN channels (kws)")
         p.set_defaults(run=run)
     p = sub.add_parser("schedules")
     p.add_argument("--sparsities", default="0.5,0.8,0.9")

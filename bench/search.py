@@ -197,7 +197,7 @@ def kws(args) -> None:
         )
         name = Path(args.target).stem
         report = json.loads((tmp / "build" / name / "report.json").read_text())
-        footprint = report["footprint"]["verdicts"][0]
+        footprint = report["footprint"]["targets"][0]
         print(
             f"edge-prune model (default config), DS-CNN on {name}: exit {code}, "
             f"{footprint['status']}: {report['deployable']['artifact']}, flash needed "

@@ -249,19 +249,23 @@ def schedules(args) -> None:
             )
             for p in report["points"]:
                 key = (model_name, p["schedule"])
-                series.setdefault(key, []).append((p["final_sparsity"], p["tflm_score"]))
+                series.setdefault(key, []).append((p["final_sparsity"], p["int8_tflm_score"]))
                 rows.append(
                     [
                         model_name,
                         p["schedule"],
                         f"{p['final_sparsity']:g}",
                         f"{p['measured_sparsity']:.1%}",
-                        _score(report, p["tflm_score"]),
+                        _score(report, p["int8_tflm_score"]),
+                        p["deployable"],
                         _score(report, report["baseline_score"]),
                     ]
                 )
             print(f"{model_name}: {len(report['points'])} points in {seconds:.0f} s")
-    print_table(["model", "schedule", "final sparsity", "measured", "int8 TFLM acc", "dense"], rows)
+    print_table(
+        ["model", "schedule", "final sparsity", "measured", "int8 TFLM", "deployable", "dense"],
+        rows,
+    )
     print(f"plot: {plot_schedules(series)}")
 
 

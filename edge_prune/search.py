@@ -181,6 +181,7 @@ class SearchPoint:
     fits_flash: bool
     fits_ram: bool
     trusted: bool
+    int8_tflm_score: float | None = None  # the pruned model as int8 (dense storage) on TFLM
     seconds: float = 0.0
 
     @property
@@ -603,6 +604,7 @@ def _search_point(state: BuildState, task: _PointTask, seconds: float) -> Search
         fits_flash=verdict.fits_flash,
         fits_ram=verdict.fits_ram,
         trusted=state.untrustworthy is None,
+        int8_tflm_score=state.artifact("int8").check.score,
         seconds=seconds,
     )
 
@@ -612,7 +614,7 @@ def _cached_point(point_dir: Path) -> SearchPoint | None:
     if not record.exists():
         return None
     raw = json.loads(record.read_text())
-    return SearchPoint(**{f.name: raw[f.name] for f in fields(SearchPoint)})
+    return SearchPoint(**{f.name: raw[f.name] for f in fields(SearchPoint) if f.name in raw})
 
 
 # ---------------------------------------------------------------------------------- search

@@ -7,10 +7,12 @@ held-out set → the deployable artifact chosen as ``edge-prune model`` chooses 
 that runs on TFLM within the accuracy tolerance, preferring those that fit the target) → its
 footprint checked against the target.
 
-The answer of a sweep is the *marked* sparsity: the highest one whose deployable artifact stays
-within ``select.tolerance_points`` of the baseline (the dense model as a float32 flatbuffer on
-TFLM, as in ``edge-prune model``) and fits the target (flash and RAM, as in ``edge-prune
-report``).
+The answer of a sweep is the *marked* sparsity, chosen by the rule ``search`` uses
+(:func:`edge_prune.search.choose_point`): the least flash needed among the sparsities whose
+deployable artifact stays within ``select.tolerance_points`` of the baseline (the dense model as a
+float32 flatbuffer on TFLM, as in ``edge-prune model``) and fits the target (flash and RAM, as in
+``edge-prune report``). A higher sparsity is not a smaller deployable by itself: when its
+clustered artifact falls out of the tolerance, the int8 one it falls back to is larger.
 
 Files written to ``OUT/sweep-<target>/`` (staged, swapped in whole): ``sweep.md``, ``sweep.csv``,
 ``sweep.json`` and ``sweep.png`` (needs matplotlib, the ``plot`` extra; skipped with a message
@@ -163,9 +165,11 @@ class SweepResult:
 
     @property
     def best(self) -> SweepPoint | None:
-        """The highest final sparsity within the tolerance that fits the target, if any."""
-        eligible = [p for p in self.points if p.eligible]
-        return max(eligible, key=lambda p: p.final_sparsity) if eligible else None
+        """The point needing the least flash among those within the tolerance that fit the
+        target (ties: less RAM, then the lower sparsity), if any."""
+        from edge_prune.search import choose_point
+
+        return choose_point(self.points)
 
     @property
     def accuracy_floor(self) -> float:
@@ -203,8 +207,8 @@ class SweepResult:
     def conclusion(self) -> str:
         best = self.best
         head = (
-            f"Highest sparsity within {_points(self.tolerance_points)} of the dense accuracy "
-            f"({self.baseline_accuracy:.2%}) on TFLM that fits {self.target_name}: "
+            f"Least flash within {_points(self.tolerance_points)} of the dense accuracy "
+            f"({self.baseline_accuracy:.2%}) on TFLM that fits {self.target_name}: final sparsity "
         )
         if best is None:
             return head + "none of the sparsities swept."

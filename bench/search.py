@@ -1,0 +1,318 @@
+"""``edge-prune search``: wall time, points built, the chosen point per target; pruning schedules.
+
+    .venv/bin/python bench/search.py timing    [--trials 12] [--target cortex-m4]
+    .venv/bin/python bench/search.py targets   [--trials 12] [--targets nrf52810,samd21]
+    .venv/bin/python bench/search.py kws       [--trials 6] [--target samd21] [--filters 240]
+    .venv/bin/python bench/search.py schedules [--sparsities 0.5,0.8,0.9]
+
+- ``timing``: the default-model search on a target with ``--jobs 1`` then ``--jobs 2``, each in
+  a fresh process and a fresh output directory (nothing cached): wall time, points built, the
+  chosen point, and whether both runs chose the same point with the same figures.
+- ``targets``: the chosen point of the default-model search for each target (``--jobs 2``).
+- ``kws``: a keyword-spotting-like DS-CNN (Zhang et al., "Hello Edge: Keyword Spotting on
+  Microcontrollers", 2017: a 10x4 stride-2 convolution and four depthwise-separable blocks,
+  ``--filters`` channels) on seeded synthetic 49x10 "MFCC" inputs (12 classes):
+  ``edge-prune model`` with the default config against ``edge-prune search`` (channel ratios 0.5
+  and 0.75 first) on a small target.
+- ``schedules``: one-shot polynomial decay, iterative prune → fine-tune and lottery-ticket
+  rewinding at equal final sparsities, on the default CNN and on a 64-300-100-10 MLP, int8 on
+  TFLM (no channel removal, no clustering): a table and ``bench/results/schedules.png``.
+
+Each run is the ``edge-prune`` command line in a child process (``search`` registered if this
+checkout's cli does not list it yet).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edge_prune.tables import print_table
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "bench" / "results"
+CLI = (
+    "import sys, edge_prune.cli as c; "
+    "c.COMMANDS = tuple(dict.fromkeys((*c.COMMANDS, 'search'))); sys.exit(c.main(sys.argv[1:]))"
+)
+
+
+def edge_prune(*args: str) -> tuple[int, float, str]:
+    """Run ``edge-prune ARGS`` in a child process: exit code, wall seconds, stdout."""
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", CLI, *args], capture_output=True, text=True, check=False, cwd=REPO
+    )
+    if done.returncode not in (0, 1):
+        sys.exit(f"edge-prune {' '.join(args)} failed ({done.returncode}): {done.stderr[-2000:]}")
+    return done.returncode, time.perf_counter() - start, done.stdout
+
+
+def search(target: str, out: Path, *extra: str, keep: str = "") -> tuple[int, float, dict]:
+    """One search; with ``keep``, its pareto.md and .png are copied to bench/results/."""
+    code, seconds, _ = edge_prune("search", "--target", target, "--out", str(out), *extra)
+    written = next(out.glob("search-*/"))
+    if keep:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        for suffix in ("md", "png"):
+            source = written / f"pareto.{suffix}"
+            if source.exists():
+                (RESULTS / f"search-{keep}.{suffix}").write_bytes(source.read_bytes())
+    return code, seconds, json.loads((written / "pareto.json").read_text())
+
+
+def chosen_row(label: str, report: dict, seconds: float) -> list[str]:
+    best = report["best"]
+    built = len(report["points"])
+    if best is None:
+        return [label, f"{seconds:.0f}", str(built), "none fits", "-", "-", "-", "-"]
+    spec = f"r {best['structured_ratio']:g} s {best['final_sparsity']:g} c {best['clusters']}"
+    return [
+        label,
+        f"{seconds:.0f}",
+        str(built),
+        f"{spec} {best['schedule']} ({best['deployable']})",
+        f"{best['flatbuffer_bytes']:,}",
+        f"{best['flash_needed_bytes']:,}/{report['budget']['flash_bytes']:,}",
+        f"{best['ram_needed_bytes']:,}/{report['budget']['ram_bytes']:,}",
+        f"{_score(report, best['tflm_score'])} (base {_score(report, report['baseline_score'])})",
+    ]
+
+
+def _score(report: dict, value: float) -> str:
+    return f"{value:.2%}" if report["metric"]["key"] == "accuracy" else f"{value:.4g}"
+
+
+HEADER = ["run", "wall s", "points", "chosen", "flatbuffer B", "flash need/part B"]
+HEADER += ["RAM need/part B", "TFLM score"]
+
+
+def timing(args) -> None:
+    rows, reports = [], []
+    for jobs in (1, 2):
+        with tempfile.TemporaryDirectory() as tmp:
+            _, seconds, report = search(
+                args.target, Path(tmp), "--trials", str(args.trials), "--jobs", str(jobs)
+            )
+        reports.append(report)
+        rows.append(chosen_row(f"{args.target} --jobs {jobs}", report, seconds))
+    print_table(HEADER, rows)
+    same = [_strip(r) for r in reports]
+    print(f"jobs 1 and jobs 2 give the same pareto.json (timings aside): {same[0] == same[1]}")
+
+
+def _strip(report: dict) -> dict:
+    points = [{**p, "seconds": None} for p in report["points"]]
+    best = report["best"] and {**report["best"], "seconds": None}
+    return {**report, "timings": None, "points": points, "best": best}
+
+
+def targets(args) -> None:
+    rows = []
+    for target in args.targets.split(","):
+        with tempfile.TemporaryDirectory() as tmp:
+            _, seconds, report = search(
+                target,
+                Path(tmp),
+                "--trials",
+                str(args.trials),
+                "--jobs",
+                str(args.jobs),
+                keep=Path(target).stem,
+            )
+        rows.append(chosen_row(Path(target).stem, report, seconds))
+        print(report["conclusion"])
+    print_table(HEADER, rows)
+
+
+# ------------------------------------------------------------------------------- models
+
+
+def kws_data(path: Path, seed: int = 0, train: int = 600, test: int = 200) -> None:
+    """Seeded synthetic keyword spotting: 49 frames x 10 MFCC-like coefficients, 12 classes;
+    each class a smooth time-frequency template, each sample shifted in time, scaled, noisy."""
+    rng = np.random.default_rng(seed)
+    t, f = np.meshgrid(np.linspace(0, 1, 49), np.linspace(0, 1, 10), indexing="ij")
+    templates = np.stack(
+        [
+            np.sin(2 * np.pi * (k % 4 + 1) * t + k) * np.cos(np.pi * (k // 4 + 1) * f)
+            for k in range(12)
+        ]
+    )
+
+    def sample(n):
+        y = rng.integers(0, 12, n)
+        shift = rng.integers(-6, 7, n)
+        x = np.stack([np.roll(templates[c], s, axis=0) for c, s in zip(y, shift, strict=True)])
+        x = x * rng.uniform(0.6, 1.4, (n, 1, 1)) + rng.normal(0, 0.8, x.shape)
+        return x[..., None].astype(np.float32), y.astype(np.int64)
+
+    x_train, y_train = sample(train)
+    x_test, y_test = sample(test)
+    np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+
+
+def ds_cnn(path: Path, filters: int) -> None:
+    from edge_prune._tf import keras
+
+    layers = keras.layers
+    inputs = keras.Input((49, 10, 1), name="mfcc")
+    x = layers.Conv2D(filters, (10, 4), strides=2, padding="same", activation="relu")(inputs)
+    for i in range(4):
+        x = layers.DepthwiseConv2D(3, padding="same", activation="relu", name=f"dw{i}")(x)
+        x = layers.Conv2D(filters, 1, activation="relu", name=f"pw{i}")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    outputs = layers.Dense(12, activation="softmax", name="classifier")(x)
+    keras.Model(inputs, outputs, name="ds_cnn").save(path)
+
+
+def mlp(path: Path) -> None:
+    """LeCun et al.'s 300-100 MLP on the 64 pixels of the 8x8 digits: 64-300-100-10."""
+    from edge_prune._tf import keras
+
+    layers = keras.layers
+    inputs = keras.Input((8, 8, 1), name="image")
+    x = layers.Flatten()(inputs)
+    x = layers.Dense(300, activation="relu", name="fc1")(x)
+    x = layers.Dense(100, activation="relu", name="fc2")(x)
+    outputs = layers.Dense(10, activation="softmax", name="classifier")(x)
+    keras.Model(inputs, outputs, name="mlp_300_100").save(path)
+
+
+def kws(args) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        kws_data(tmp / "kws.npz")
+        ds_cnn(tmp / "ds_cnn.keras", args.filters)
+        inputs = ["--model", str(tmp / "ds_cnn.keras"), "--data", str(tmp / "kws.npz")]
+        code, seconds, _ = edge_prune(
+            "model", "--target", args.target, *inputs, "--out", str(tmp / "build")
+        )
+        name = Path(args.target).stem
+        report = json.loads((tmp / "build" / name / "report.json").read_text())
+        footprint = report["footprint"]["targets"][0]
+        print(
+            f"edge-prune model (default config), DS-CNN on {name}: exit {code}, "
+            f"{footprint['status']}: {report['deployable']['artifact']}, flash needed "
+            f"{footprint['flash']['needed_bytes']:,} B of {footprint['flash']['available_bytes']:,}"
+            f", RAM needed {footprint['ram']['needed_bytes']:,} B of "
+            f"{footprint['ram']['available_bytes']:,}; {seconds:.0f} s"
+        )
+        grid = ["--ratios", "0.5,0.75", "--sparsities", "0.5", "--clusters", "0,8"]
+        code, seconds, result = search(
+            args.target,
+            tmp / "search",
+            *inputs,
+            *grid,
+            "--trials",
+            str(args.trials),
+            "--jobs",
+            "2",
+            keep=f"ds-cnn-{name}",
+        )
+        print(f"edge-prune search on {name}: exit {code}; {result['conclusion']}")
+        print_table(HEADER, [chosen_row(f"DS-CNN {name}", result, seconds)])
+
+
+def schedules(args) -> None:
+    rows, series = [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        mlp(tmp / "mlp.keras")
+        for model_name, extra in (("default CNN", []), ("MLP 64-300-100-10", ["--model"])):
+            if extra:
+                extra = [*extra, str(tmp / "mlp.keras")]
+            n = len(args.sparsities.split(","))
+            _, seconds, report = search(
+                "cortex-m4",
+                tmp / model_name.split()[0],
+                *extra,
+                "--ratios",
+                "0",
+                "--sparsities",
+                args.sparsities,
+                "--clusters",
+                "0",
+                "--schedules",
+                "polynomial,iterative,rewind",
+                "--trials",
+                str(3 * n),
+                "--jobs",
+                str(args.jobs),
+            )
+            for p in report["points"]:
+                key = (model_name, p["schedule"])
+                series.setdefault(key, []).append((p["final_sparsity"], p["int8_tflm_score"]))
+                rows.append(
+                    [
+                        model_name,
+                        p["schedule"],
+                        f"{p['final_sparsity']:g}",
+                        f"{p['measured_sparsity']:.1%}",
+                        _score(report, p["int8_tflm_score"]),
+                        p["deployable"],
+                        _score(report, report["baseline_score"]),
+                    ]
+                )
+            print(f"{model_name}: {len(report['points'])} points in {seconds:.0f} s")
+    print_table(
+        ["model", "schedule", "final sparsity", "measured", "int8 TFLM", "deployable", "dense"],
+        rows,
+    )
+    print(f"plot: {plot_schedules(series)}")
+
+
+def plot_schedules(series: dict) -> Path:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(10, 4.2), dpi=110)
+    FigureCanvasAgg(figure)
+    models = list(dict.fromkeys(m for m, _ in series))
+    for index, model in enumerate(models, 1):
+        axis = figure.add_subplot(1, len(models), index)
+        for (m, schedule), values in series.items():
+            if m == model:
+                values = sorted(values)
+                axis.plot(
+                    [s for s, _ in values], [a * 100 for _, a in values], "o-", label=schedule
+                )
+        axis.set_title(model)
+        axis.set_xlabel("final sparsity")
+        axis.set_ylabel("int8 top-1 accuracy on TFLM (%)")
+        axis.legend(fontsize=8)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / "schedules.png"
+    figure.savefig(path, format="png")
+    return path
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="what", required=True)
+    for name, run in (("timing", timing), ("targets", targets), ("kws", kws)):
+        p = sub.add_parser(name)
+        p.add_argument("--trials", type=int, default=12)
+        p.add_argument("--jobs", type=int, default=2)
+        p.add_argument("--target", default="samd21" if name == "kws" else "cortex-m4")
+        p.add_argument("--targets", default="nrf52810,samd21")
+        p.add_argument("--filters", type=int, default=240, help="DS-CNN channels (kws)")
+        p.set_defaults(run=run)
+    p = sub.add_parser("schedules")
+    p.add_argument("--sparsities", default="0.5,0.8,0.9")
+    p.add_argument("--jobs", type=int, default=2)
+    p.set_defaults(run=schedules)
+    args = parser.parse_args()
+    args.run(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,266 @@
+"""`edge-prune search`: choice rule, files, best.toml byte for byte, resume, jobs, refusals."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from edge_prune import cli
+from edge_prune.config import PipelineConfig, load_config
+from edge_prune.data import load_digits
+from edge_prune.search import (
+    PointSpec,
+    SearchPoint,
+    SearchSpace,
+    _neighbours,
+    _refine,
+    choose_point,
+    config_toml,
+)
+from edge_prune.sweep import SweepResult
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+# One epoch of everything: the point is the plumbing, not accuracy.
+TINY = """
+[train]
+epochs = 2
+[prune]
+begin_epoch = 0
+end_epoch = 1
+epochs = 1
+frequency = 5
+[structured]
+epochs = 1
+[compress]
+epochs = 0
+[select]
+tolerance_points = 100.0
+"""
+# Two coarse points (ratio 0 and 0.5 at sparsity 0.5, 8 clusters), then one refinement point.
+GRID = ["--ratios", "0,0.5", "--sparsities", "0.5", "--clusters", "8", "--trials", "3"]
+
+
+def _point(flash: int, ram: int = 50_000, *, fits=True, within=True, sparsity=0.5, key="k"):
+    return SearchPoint(
+        key=key,
+        structured_ratio=0.0,
+        final_sparsity=sparsity,
+        clusters=8,
+        schedule="polynomial",
+        measured_sparsity=sparsity,
+        deployable="int8",
+        flatbuffer_bytes=flash - 180_000,
+        tflm_score=0.95,
+        loss=0.5 if within else 3.0,
+        arena_bytes=ram - 40_000,
+        runtime_flash_bytes=80_000,
+        flash_needed_bytes=flash,
+        ram_needed_bytes=ram,
+        within_tolerance=within,
+        fits_flash=fits,
+        fits_ram=True,
+        trusted=True,
+    )
+
+
+def test_choice_is_least_flash_not_highest_sparsity():
+    points = [
+        _point(190_352, sparsity=0.5),
+        _point(195_344, sparsity=0.7),  # higher sparsity, larger deployable
+        _point(150_000, sparsity=0.9, within=False),  # smallest but outside the tolerance
+        _point(140_000, sparsity=0.95, fits=False),
+    ]
+    assert choose_point(points).final_sparsity == 0.5
+
+
+def test_choice_ties_on_flash_go_to_less_ram():
+    assert choose_point([_point(200_000, 90_000), _point(200_000, 60_000)]).ram_needed_bytes == (
+        60_000
+    )
+    assert choose_point([_point(200_000, fits=False)]) is None
+
+
+def test_sweep_marks_the_point_the_search_rule_chooses():
+    from test_sweep import _point as sweep_point
+    from test_sweep import _result as sweep_result
+
+    points = [
+        replace(sweep_point(0.5, 0.97, fits=True, size=10_352), flash_needed_bytes=182_000),
+        replace(sweep_point(0.7, 0.965, fits=True, size=15_344), flash_needed_bytes=187_000),
+    ]
+    result: SweepResult = sweep_result(points)
+    assert result.best.final_sparsity == 0.5
+    assert result.best is choose_point(result.points)
+
+
+def test_refinement_steps_to_neighbours_of_the_leading_point():
+    space = SearchSpace(ratios=(0.0, 0.5), sparsities=(0.5,), clusters=(8,))
+    spec = PointSpec(0.5, 0.5, 8)
+    assert _neighbours(spec, space) == [
+        PointSpec(0.625, 0.5, 8),
+        PointSpec(0.25, 0.5, 8),
+        PointSpec(0.5, 0.6, 8),
+        PointSpec(0.5, 0.0, 8),
+        PointSpec(0.5, 0.5, 4),
+        PointSpec(0.5, 0.5, 16),
+    ]
+    built = {spec: replace(_point(190_000), structured_ratio=0.5)}
+    assert _refine(built, space, budget=2) == [PointSpec(0.625, 0.5, 8), PointSpec(0.25, 0.5, 8)]
+    assert _refine(built, space, budget=0) == []
+
+
+def test_best_toml_reads_back_as_the_same_config(tmp_path):
+    config = PointSpec(0.75, 0.85, 4).config(load_config(None))
+    path = tmp_path / "best.toml"
+    path.write_text(config_toml(config))
+    assert load_config(path) == config
+    assert config.compress.clusters == 4 and config.structured.ratio == 0.75
+
+
+def test_point_without_clusters_switches_compression_off():
+    config = PointSpec(0.0, 0.9, 0).config(PipelineConfig())
+    assert config.compress.enabled is False and config.prune.final_sparsity == 0.9
+
+
+# ------------------------------------------------------------------------- end to end
+
+
+@pytest.fixture(scope="module")
+def inputs_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("search")
+    (root / "tiny.toml").write_text(TINY)
+    digits = load_digits()
+    np.savez(
+        root / "small.npz",
+        x_train=digits.x_train[:320],
+        y_train=digits.y_train[:320],
+        x_test=digits.x_test[:80],
+        y_test=digits.y_test[:80],
+    )
+    return root
+
+
+def _search(root, out, *extra, target="cortex-m4"):
+    args = ["search", "--target", str(target), "--config", str(root / "tiny.toml")]
+    args += ["--data", str(root / "small.npz"), "--out", str(out), *extra]
+    commands = cli.COMMANDS if "search" in cli.COMMANDS else (*cli.COMMANDS, "search")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cli, "COMMANDS", commands)
+        return cli.main(args)
+
+
+@pytest.fixture(scope="module")
+def searched(inputs_dir):
+    out = inputs_dir / "out"
+    code = _search(inputs_dir, out, *GRID, "--jobs", "1")
+    return code, out, out / "search-cortex-m4"
+
+
+def _without_timings(report: dict) -> dict:
+    report = {**report, "timings": None}
+    if report["best"]:
+        report["best"] = {**report["best"], "seconds": None}
+    report["points"] = [{**p, "seconds": None} for p in report["points"]]
+    return report
+
+
+@pytest.mark.parametrize(
+    ("flag", "message"), [("--trials", "--trials: got 0"), ("--jobs", "--jobs: got 0")]
+)
+def test_zero_trials_or_jobs_exit_2_before_any_work(tmp_path, capsys, flag, message):
+    code = _search(tmp_path, tmp_path / "out", flag, "0")
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_search_writes_pareto_files_best_toml_and_best_build(searched):
+    code, _, out = searched
+    assert code == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "best",
+        "best.toml",
+        "pareto.csv",
+        "pareto.json",
+        "pareto.md",
+        "pareto.png",
+    ]
+    assert (out / "pareto.png").read_bytes().startswith(PNG_SIGNATURE)
+    names = {p.name for p in (out / "best").iterdir()}
+    assert {"model.tflite", "model_data.cc", "report.json", "report.md"} <= names
+    report = json.loads((out / "pareto.json").read_text())
+    assert len(report["points"]) == 3
+    eligible = [p for p in report["points"] if p["eligible"]]
+    assert report["best"]["flash_needed_bytes"] == min(p["flash_needed_bytes"] for p in eligible)
+    assert "<- chosen" in (out / "pareto.md").read_text()
+
+
+def test_best_toml_rebuilds_the_best_artifact_byte_for_byte(searched, inputs_dir, tmp_path):
+    from edge_prune.deploy import build_model
+    from edge_prune.runner import quiet
+
+    _, _, out = searched
+    outcome = build_model(
+        "cortex-m4",
+        load_config(out / "best.toml"),
+        data_path=inputs_dir / "small.npz",
+        out_dir=tmp_path,
+        progress=quiet,
+    )
+    rebuilt = (outcome.out_dir / "model.tflite").read_bytes()
+    assert rebuilt == (out / "best" / "model.tflite").read_bytes()
+    assert sorted(p.name for p in outcome.out_dir.iterdir()) == sorted(
+        p.name for p in (out / "best").iterdir()
+    )
+
+
+def test_rerun_resumes_from_the_points_cache_without_building(searched, inputs_dir, monkeypatch):
+    import edge_prune.search as search
+
+    _, out_root, out = searched
+    before = json.loads((out / "pareto.json").read_text())
+
+    def must_not_build(task):
+        raise AssertionError(f"rebuilt {task.spec}")
+
+    monkeypatch.setattr(search, "_build_point", must_not_build)
+    assert _search(inputs_dir, out_root, *GRID) == 0
+    after = json.loads((out / "pareto.json").read_text())
+    assert after["timings"]["reused_points"] == 3
+    assert _without_timings(after) == _without_timings(before)
+
+
+def test_two_jobs_give_the_same_pareto_as_one(searched, inputs_dir):
+    _, _, out = searched
+    other = inputs_dir / "out-jobs2"
+    assert _search(inputs_dir, other, *GRID, "--jobs", "2") == 0
+    one = json.loads((out / "pareto.json").read_text())
+    two = json.loads((other / "search-cortex-m4" / "pareto.json").read_text())
+    assert _without_timings(two) == _without_timings(one)
+
+
+def test_target_no_point_fits_exits_1_naming_the_closest(inputs_dir, target_file, capsys):
+    tight = target_file("tiny-board", flash_bytes=80_000, reserved_flash_bytes=65_536)
+    out = inputs_dir / "out-tight"
+    grid = ["--ratios", "0.5", "--sparsities", "0.5", "--clusters", "8", "--trials", "1"]
+    assert _search(inputs_dir, out, *grid, target=tight) == 1
+    printed = capsys.readouterr().out
+    assert "No point fits tiny-board" in printed and "closest: ratio 0.5" in printed
+    assert "B flash" in printed
+    report = json.loads((out / "search-tiny-board" / "pareto.json").read_text())
+    assert report["best"] is None and not (out / "search-tiny-board" / "best").exists()
+
+
+def test_iterative_and_rewind_schedules_reach_the_sparsity_as_search_points(inputs_dir):
+    out = inputs_dir / "out-schedules"
+    grid = ["--ratios", "0", "--sparsities", "0.8", "--clusters", "0", "--trials", "2"]
+    assert _search(inputs_dir, out, *grid, "--schedules", "iterative,rewind") == 0
+    report = json.loads((out / "search-cortex-m4" / "pareto.json").read_text())
+    assert [p["schedule"] for p in report["points"]] == ["iterative", "rewind"]
+    for p in report["points"]:
+        assert p["measured_sparsity"] == pytest.approx(0.8, abs=0.03)
+        assert p["deployable"] == "int8"

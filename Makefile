@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TARGET ?= cortex-m4
 
-.PHONY: venv model test lint format bench sweep clean
+.PHONY: venv model test lint format bench sweep search clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,9 @@ format: $(STAMP)
 
 sweep: $(STAMP)
 	$(BIN)/edge-prune sweep --target '$(TARGET)' $(ARGS)
+
+search: $(STAMP)
+	$(BIN)/edge-prune search --target '$(TARGET)' $(ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py

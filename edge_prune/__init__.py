@@ -22,6 +22,7 @@ _EXPORTS = {
     "SparsityHeldBackWarning": "edge_prune.prune",
     "prune": "edge_prune.prune",
     "prune_in_stages": "edge_prune.prune",
+    "record_weights": "edge_prune.rewind",
     "strip": "edge_prune.prune",
     "sparsity_report": "edge_prune.prune",
     "SparsityReport": "edge_prune.prune",

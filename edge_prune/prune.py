@@ -581,6 +581,8 @@ def prune_in_stages(
     optimizer: str = "adam",
     exclude_layers: Iterable[str] = (),
     exclude_types: Iterable[type | str] = (),
+    rewind_to_epoch: int | None = None,
+    early_weights: Sequence[np.ndarray] | None = None,
 ) -> StagedPruning:
     """Prune in stages (prune → retrain → prune ...), e.g. 50% → 70% → 85%.
 
@@ -592,9 +594,18 @@ def prune_in_stages(
     Data: either ``x``/``y`` arrays (trained with ``batch_size``, shuffled), or a ``fit``
     callable ``fit(model, callbacks, epochs)`` that calls ``model.fit(..., callbacks=callbacks,
     epochs=epochs)`` on your data, plus its ``steps_per_epoch``. Returns the stripped model.
+
+    Lottery-ticket rewinding (Frankle and Carbin, ICLR 2019; rewinding to an early epoch rather
+    than to initialisation: Frankle et al., "Linear Mode Connectivity and the Lottery Ticket
+    Hypothesis", ICML 2020): with ``rewind_to_epoch=k`` and ``early_weights`` (the model's
+    weights at the end of epoch k of its dense training, recorded by passing
+    ``ep.record_weights(k)`` to that ``fit`` and taking its ``.weights``), each stage strips,
+    resets the surviving weights to their epoch-k values and retrains them for
+    ``fine_tune_epochs`` with the pruned weights held at zero.
     """
     check_model(model)
     targets = _check_stages(stages)
+    _check_rewind(rewind_to_epoch, early_weights, fine_tune_epochs)
     fit, steps_per_epoch = _fit_function(x, y, batch_size, fit, steps_per_epoch)
     check_int("prune_epochs", prune_epochs, minimum=1)
     check_int("fine_tune_epochs", fine_tune_epochs, minimum=0)
@@ -621,14 +632,20 @@ def prune_in_stages(
             metrics=metrics,
         )
         fit(pruned.model, pruned.callbacks, prune_epochs)
-        if fine_tune_epochs:
-            pruned.model.compile(
-                optimizer=_optimizer(optimizer, fine_tune_learning_rate),
-                loss=loss,
-                metrics=metrics,
-            )
-            fit(pruned.model, pruned.callbacks, fine_tune_epochs)
-        model = strip(pruned)
+        if early_weights is not None:
+            model = _rewound_and_retrained(
+                strip(pruned), early_weights, fit, fine_tune_epochs,
+                _optimizer(optimizer, fine_tune_learning_rate), loss, metrics,
+            )  # fmt: skip
+        else:
+            if fine_tune_epochs:
+                pruned.model.compile(
+                    optimizer=_optimizer(optimizer, fine_tune_learning_rate),
+                    loss=loss,
+                    metrics=metrics,
+                )
+                fit(pruned.model, pruned.callbacks, fine_tune_epochs)
+            model = strip(pruned)
         results.append(
             StageResult(
                 target, prune_steps, fine_tune_epochs * steps_per_epoch, sparsity_report(model)
@@ -636,6 +653,27 @@ def prune_in_stages(
         )
         previous = target
     return StagedPruning(model, tuple(results))
+
+
+def _check_rewind(rewind_to_epoch, early_weights, fine_tune_epochs: int) -> None:
+    if (rewind_to_epoch is None) != (early_weights is None):
+        raise ConfigError(
+            "rewind_to_epoch and early_weights go together: record the weights with "
+            "ep.record_weights(k) in the dense fit and pass rewind_to_epoch=k, "
+            "early_weights=callback.weights"
+        )
+    if rewind_to_epoch is not None:
+        check_int("rewind_to_epoch", rewind_to_epoch, minimum=0)
+        check_int("fine_tune_epochs", fine_tune_epochs, minimum=1)
+
+
+def _rewound_and_retrained(model, early_weights, fit, epochs, optimizer, loss, metrics):
+    from edge_prune.rewind import fixed_mask_callback, rewind
+
+    rewound, masks = rewind(model, early_weights)
+    rewound.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+    fit(rewound, [fixed_mask_callback(masks)], epochs)
+    return rewound
 
 
 def _check_stages(stages: Sequence[float]) -> tuple[float, ...]:

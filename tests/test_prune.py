@@ -26,6 +26,7 @@ from edge_prune.prune import (
     sparsity_report,
     strip,
 )
+from edge_prune.rewind import record_weights
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 PRUNED_KERNELS = ("conv2d", "dense_hidden", "logits")
@@ -419,3 +420,30 @@ def test_prune_depthwise_prunes_the_depthwise_kernel_to_the_target():
     dw = sparsity_report(stripped).layer("dw", "depthwise_kernel")
     assert dw.sparsity == pytest.approx(0.8, abs=0.02)
     np.testing.assert_allclose(stripped.predict(x, verbose=0), pruned.model.predict(x, verbose=0))
+
+
+def test_prune_in_stages_with_rewinding_resets_survivors_to_their_early_values():
+    x, y = make_features(64)
+    model = compile_for_classes(make_mlp())
+    early = record_weights(1)
+    model.fit(x, y, epochs=3, batch_size=BATCH, verbose=0, callbacks=[early])
+    calls = []
+
+    def fit(m, callbacks, epochs):
+        calls.append(epochs)  # no training: the rewound weights stay visible
+
+    result = prune_in_stages(
+        model, (0.5,), loss=LOSS, fit=fit, steps_per_epoch=4, prune_epochs=1,
+        fine_tune_epochs=1, rewind_to_epoch=1, early_weights=early.weights,
+    )  # fmt: skip
+    kernel = result.model.get_layer("dense_1").get_weights()[0]
+    early_kernel = early.weights[0]
+    kept = kernel != 0
+    assert calls == [1, 1]
+    np.testing.assert_array_equal(kernel[kept], early_kernel[kept])
+
+
+def test_rewinding_needs_both_the_epoch_and_the_recorded_weights():
+    x, y = make_features(16)
+    with pytest.raises(ConfigError, match="rewind_to_epoch and early_weights go together"):
+        prune_in_stages(make_mlp(), (0.5,), loss=LOSS, x=x, y=y, rewind_to_epoch=1)

@@ -76,10 +76,10 @@ def _result(points) -> SweepResult:
     )
 
 
-def test_best_is_highest_sparsity_within_tolerance_that_fits():
+def test_best_is_least_flash_within_tolerance_that_fits():
     result = _result(
         [
-            _point(0.5, 0.970, fits=True),
+            replace(_point(0.5, 0.970, fits=True), flash_needed_bytes=195_000),
             _point(0.8, 0.965, fits=True),
             _point(0.9, 0.962, fits=False),  # within tolerance, does not fit
             _point(0.95, None, fits=False),  # no artifact within tolerance
@@ -99,7 +99,8 @@ def test_no_best_when_no_sparsity_fits():
 
 
 def test_csv_has_one_row_per_sparsity_and_flags_the_best():
-    result = _result([_point(0.5, 0.97, fits=True), _point(0.9, 0.965, fits=True)])
+    smaller = replace(_point(0.9, 0.965, fits=True), flash_needed_bytes=180_000)
+    result = _result([_point(0.5, 0.97, fits=True), smaller])
     rows = list(csv.DictReader(render_csv(result).splitlines()))
     assert [r["final_sparsity"] for r in rows] == ["0.5", "0.9"]
     assert [r["best"] for r in rows] == ["False", "True"]
@@ -194,5 +195,5 @@ def test_marked_sparsity_is_within_tolerance_and_budget(swept):
     assert best["deployable_tflm_accuracy"] >= floor
     assert best["flash_needed_bytes"] <= report["flash_budget"]["part_flash_bytes"]
     assert best["deployable_bytes"] <= report["flash_budget"]["bytes"]
-    higher = [p for p in report["points"] if p["final_sparsity"] > best["final_sparsity"]]
-    assert not any(p["within_tolerance"] and p["fits_target"] for p in higher)
+    eligible = [p for p in report["points"] if p["within_tolerance"] and p["fits_target"]]
+    assert best["flash_needed_bytes"] == min(p["flash_needed_bytes"] for p in eligible)

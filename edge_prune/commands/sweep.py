@@ -28,10 +28,11 @@ def register(subparsers) -> None:
         help="sweep final sparsities: TFLM accuracy and flash per artifact, table and plot",
         description=(
             "Train the dense model once (seeded), then for each final sparsity: magnitude-prune "
-            "(polynomial decay), strip, cluster, convert to int8 (dense storage, sparse-encoded, "
-            "LUT-compressed), run every artifact on the TFLM interpreter over the held-out set, "
-            "choose the deployable one and check it against TARGET. Marks the highest sparsity "
-            "within the accuracy tolerance that fits the target."
+            "(polynomial decay), strip, cluster, convert to int8 (dense storage, TFLM sparse "
+            "encoding, TFLM-compressed), run every artifact on the TFLM interpreter over the "
+            "held-out set, "
+            "choose the deployable one and check it against TARGET. Marks the sparsity needing "
+            "the least flash within the accuracy tolerance that fits the target."
         ),
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -58,7 +58,7 @@ FLASH_BUDGET_WHAT = (
 BASELINE_WHAT = "the dense model before pruning, as a float32 flatbuffer, run on TFLM"
 FITS_WHAT = (
     "fits = flatbuffer + TFLM runtime code + reserved flash <= part flash, and TFLM arena "
-    "(64-bit host) + reserved RAM <= part RAM"
+    "(the larger of the 64-bit host figure and the 32-bit estimate) + reserved RAM <= part RAM"
 )
 
 

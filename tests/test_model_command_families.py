@@ -35,11 +35,13 @@ tolerance_relative = 0.5
 """
 
 
-def _digits_slice(root, *, train: int = 400, flat: bool = False, labels=None):
+def _digits_slice(root, *, train: int = 400, flat: bool = False, sequence=False, labels=None):
     d = load_digits()
     x_train, x_test = d.x_train[:train], d.x_test[:120]
     if flat:
         x_train, x_test = x_train.reshape(len(x_train), -1), x_test.reshape(len(x_test), -1)
+    if sequence:  # each 8x8 digit as 8 time steps of 8 values
+        x_train, x_test = x_train[..., 0], x_test[..., 0]
     y_train, y_test = d.y_train[:train], d.y_test[:120]
     if labels == "reconstruct":
         y_train, y_test = x_train, x_test
@@ -100,6 +102,33 @@ def autoencoder() -> keras.Model:
     h = keras.layers.Dense(32, activation="relu")(h)
     outputs = keras.layers.Dense(64, activation="sigmoid")(h)
     return keras.Model(inputs, outputs, name="autoencoder")
+
+
+def conv1d_sensor() -> keras.Model:
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8))  # 8 time steps x 8 channels
+    x = keras.layers.Conv1D(16, 3, padding="same", activation="relu")(inputs)
+    x = keras.layers.MaxPooling1D(2)(x)
+    x = keras.layers.Conv1D(32, 3, padding="same", activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling1D()(x)
+    return keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(x), name="conv1d")
+
+
+def lstm() -> keras.Model:
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8))
+    x = keras.layers.LSTM(24)(inputs)
+    return keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(x), name="lstm")
+
+
+@pytest.mark.parametrize("family", [conv1d_sensor, lstm])
+def test_sequence_models_deploy_within_tolerance(tmp_path, family):
+    code, report = _build(tmp_path, family(), _digits_slice(tmp_path, sequence=True), epochs=15)
+
+    assert code in (0, 1)
+    assert report["untrustworthy"] is None, report["untrustworthy"]
+    assert report["accuracy"]["float32-dense_tflm"] > 0.5  # far above chance (about 10%)
+    assert _deployable_within_tolerance(report)
 
 
 def test_batchnorm_ds_cnn_on_a_few_hundred_samples_deploys_within_tolerance(tmp_path):

@@ -22,7 +22,7 @@ import numpy as np
 from edge_prune import tflm
 from edge_prune.errors import DataError, TFLMError
 from edge_prune.metrics import Metric, metric_for
-from edge_prune.tflite_file import check_identifier, load_bytes
+from edge_prune.tflite_file import check_identifier, load_bytes, tensor_type_dtype
 
 
 @dataclass(frozen=True)
@@ -235,19 +235,12 @@ def _io_tensors(data: bytes) -> tuple[_IoTensor, _IoTensor]:
     """Input 0 and output 0 of subgraph 0: dtype and (per-tensor) quantization."""
     from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
-    numpy_types = {
-        schema.TensorType.FLOAT32: np.float32,
-        schema.TensorType.INT8: np.int8,
-        schema.TensorType.UINT8: np.uint8,
-        schema.TensorType.INT16: np.int16,
-        schema.TensorType.INT32: np.int32,
-    }
     graph = schema.Model.GetRootAs(data, 0).Subgraphs(0)
 
     def describe(index: int) -> _IoTensor:
         tensor = graph.Tensors(index)
         shape = tuple(max(int(tensor.Shape(i)), 1) for i in range(tensor.ShapeLength()))
-        dtype = np.dtype(numpy_types.get(tensor.Type(), np.float32))
+        dtype = np.dtype(tensor_type_dtype(tensor.Type())).newbyteorder("=")
         q = tensor.Quantization()
         if q is None or q.ScaleLength() == 0 or dtype.kind == "f":
             return _IoTensor(shape, dtype, None, 0)

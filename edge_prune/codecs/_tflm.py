@@ -19,7 +19,6 @@ No TensorFlow here: only the ``tflite_micro`` package and numpy.
 from __future__ import annotations
 
 import contextlib
-import functools
 import io
 import os
 import tempfile
@@ -49,15 +48,10 @@ def dcm(decode_type: int, type_version: int, type_byte: int = 0) -> bytes:
 # ----------------------------------------------------------------------------- tensor facts
 
 
-@functools.cache
-def tensor_type_names() -> dict[int, str]:
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
-
-    return {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
-
-
 def dtype_name(tensor) -> str:
-    return tensor_type_names().get(tensor.dtype, f"TYPE_{tensor.dtype}")
+    from edge_prune.tflite_file import tensor_type_name
+
+    return tensor_type_name(tensor.dtype)
 
 
 def is_per_channel(tensor) -> bool:

@@ -20,8 +20,9 @@ every candidate on the TFLM interpreter over the held-out digits. One row per ca
   quantization of Dense layers (only built when that changes the file).
 
 Bytes are flatbuffer bytes (what is flashed). "weights" counts the kernels and biases of the
-Keras model the candidate comes from, "nonzero" those that are not 0. Arena: the smallest working
-TFLM arena on this 64-bit host, decoded weights included. The MLP reads the 8x8 digits flattened
+Keras model the candidate comes from, "nonzero" those that are not 0. Arena: the TFLM arena on
+this 64-bit host from one recorded run (an upper bound of the smallest working size, verified
+by running with it), decoded weights included. The MLP reads the 8x8 digits flattened
 to 64 inputs (the bundled data, not MNIST: Han et al.'s 784 inputs would not fit these images).
 Nothing is timed here.
 """
@@ -177,7 +178,7 @@ def main() -> int:
     print(
         "accuracy: top-1 on the held-out set; TFLM = the flatbuffer run by the TFLM interpreter; "
         "TFLite = TensorFlow Lite interpreter (int8-densify does not run on TFLM); arena: "
-        "smallest working TFLM arena on this 64-bit host."
+        "TFLM arena on this 64-bit host (one recorded run, verified)."
     )
     return 0
 

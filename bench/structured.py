@@ -18,7 +18,8 @@ The default digits CNN is trained once (seeded). Rows:
 Parameters and MACs from ``edge_prune.macs.count_costs`` (Keras layers; zeros still count: dense
 kernels multiply them). Flash = int8 flatbuffer bytes after the flatbuffer diet (names TFLM does
 not read dropped, as in every build candidate); arena = TFLM arena on this 64-bit host from
-one recorded run, verified (decoded weights included); accuracy = top-1 on the held-out set, run on TFLM.
+one recorded run, verified (decoded weights included); accuracy = top-1 on the held-out set,
+run on TFLM.
 Latency is an ESTIMATE from the target file's per-op throughput (measured on the nRF52840 by
 mcufit 0.5.2), not a measurement.
 """
@@ -151,7 +152,8 @@ def main() -> int:
     )  # fmt: skip
     print(
         "params/MACs: Keras layers (zeros counted); flash: flatbuffer; arena: TFLM arena on "
-        "this 64-bit host (one recorded run, verified); latency: ESTIMATE from the target's per-op throughput "
+        "this 64-bit host (one recorded run, verified); latency: ESTIMATE from the target's "
+        "per-op throughput "
         f"({inputs.target.throughput.source if inputs.target.throughput else 'none'})."
     )
     return 0

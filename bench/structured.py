@@ -92,6 +92,7 @@ def main() -> int:
         CHOOSE,
         CLUSTER,
         CONVERT,
+        DEAD_UNITS,
         PRUNE,
         RAM_FIT,
         SEED,
@@ -114,7 +115,7 @@ def main() -> int:
 
     def prune_and_compress(state: BuildState, **overrides):
         state = state.with_config(with_overrides(config, overrides, "bench"))
-        stages = (SEED, PRUNE, CLUSTER, CONVERT, CHECK, RAM_FIT, CHOOSE)
+        stages = (SEED, PRUNE, DEAD_UNITS, CLUSTER, CONVERT, CHECK, RAM_FIT, CHOOSE)
         return run_stages(stages, state, quiet)
 
     dense_state = run_stages((TRAIN, BASELINE), BuildState(inputs), quiet)

@@ -318,8 +318,7 @@ def prune_stage(state: BuildState, progress: Progress) -> BuildState:
     )
     pruned = strip(wrapped)
     _reestimate_batchnorm(pruned, data, progress)
-    sparsity = sparsity_report(pruned)  # what pruning reached, before dead units go
-    pruned, dead = _without_dead_units(pruned, progress)
+    sparsity = sparsity_report(pruned)
     score = keras_score(pruned, data)
     progress(
         f"  pruned: Sparsity: {sparsity.zeros}/{sparsity.total} ({sparsity.sparsity:.1%}), "
@@ -329,9 +328,30 @@ def prune_stage(state: BuildState, progress: Progress) -> BuildState:
         state,
         models={**state.models, "pruned": pruned},
         sparsity=sparsity,
-        dead_units=dead,
         scores={**state.scores, "pruned_keras": score},
     )
+
+
+def dead_units_stage(state: BuildState, progress: Progress) -> BuildState:
+    """Remove the units pruning left dead: all incoming or all outgoing weights zero. The model
+    computes the same function (a constant unit folds into the next layer's bias); the
+    sparsity report keeps what pruning reached. A model the channel analysis does not handle
+    keeps all its units."""
+    from edge_prune.errors import UnsupportedModelError
+    from edge_prune.structured import remove_dead_units
+
+    try:
+        result = remove_dead_units(state.models["pruned"])
+    except UnsupportedModelError as e:
+        progress(f"  dead units not removed: {e}")
+        return state
+    if not result.units_removed:
+        return replace(state, dead_units=result)
+    progress(
+        f"  {result.units_removed} dead unit(s) removed exactly: parameters "
+        f"{result.params_before:,} -> {result.params_after:,}"
+    )
+    return replace(state, models={**state.models, "pruned": result.model}, dead_units=result)
 
 
 def cluster_stage(state: BuildState, progress: Progress) -> BuildState:
@@ -627,6 +647,7 @@ PRUNE = Stage(
     prune_stage,
     lambda s: f"magnitude pruning to {s.config.prune.final_sparsity:.0%} (polynomial decay)",
 )
+DEAD_UNITS = Stage("dead_units", dead_units_stage, "removing units pruning left dead")
 CLUSTER = Stage("cluster", cluster_stage, _describe_cluster)
 CONVERT = Stage("convert", convert_stage, "converting to int8 (dense, sparse-encoded, LUT)")
 CHECK = Stage("check", check_stage, "running every artifact on the TFLM interpreter")
@@ -642,12 +663,24 @@ TRUST = Stage("trust", trust_stage, "checking the scores against chance level")
 FOOTPRINT = Stage("footprint", footprint_stage, lambda s: f"footprint on {s.inputs.target.name}")
 
 SHARED_STAGES = (TRAIN, BASELINE, STRUCTURED)
-POINT_STAGES = (SEED, PRUNE, CLUSTER, CONVERT, CHECK, RAM_FIT, CHOOSE, TRUST, FOOTPRINT)
+POINT_STAGES = (
+    SEED,
+    PRUNE,
+    DEAD_UNITS,
+    CLUSTER,
+    CONVERT,
+    CHECK,
+    RAM_FIT,
+    CHOOSE,
+    TRUST,
+    FOOTPRINT,
+)
 MODEL_STAGES = (
     TRAIN,
     BASELINE,
     STRUCTURED,
     PRUNE,
+    DEAD_UNITS,
     CLUSTER,
     CONVERT,
     CHECK,
@@ -701,29 +734,6 @@ def _check_artifacts(state: BuildState, progress: Progress) -> BuildState:
                 a = replace(a, verdict=verdict_on(_footprint(a), target))
         checked.append(a)
     return replace(state, artifacts=tuple(checked))
-
-
-def _without_dead_units(
-    model: tf_keras.Model, progress: Progress
-) -> tuple[tf_keras.Model, DeadUnitResult | None]:
-    """Remove the units whose weights pruning left all zero (the function is unchanged: a
-    constant unit folds into the next layer's bias). A model the channel analysis does not
-    handle keeps all its units."""
-    from edge_prune.errors import UnsupportedModelError
-    from edge_prune.structured import remove_dead_units
-
-    try:
-        result = remove_dead_units(model)
-    except UnsupportedModelError as e:
-        progress(f"  dead units not removed: {e}")
-        return model, None
-    if result.units_removed:
-        progress(
-            f"  {result.units_removed} dead unit(s) removed exactly: parameters "
-            f"{result.params_before:,} -> {result.params_after:,}"
-        )
-        return result.model, result
-    return model, result
 
 
 def _reestimate_batchnorm(model: tf_keras.Model, data: Dataset, progress: Progress) -> None:

@@ -675,20 +675,9 @@ POINT_STAGES = (
     TRUST,
     FOOTPRINT,
 )
-MODEL_STAGES = (
-    TRAIN,
-    BASELINE,
-    STRUCTURED,
-    PRUNE,
-    DEAD_UNITS,
-    CLUSTER,
-    CONVERT,
-    CHECK,
-    RAM_FIT,
-    CHOOSE,
-    TRUST,
-    FOOTPRINT,
-)
+# ``make model`` is one point after the shared stages, without the reseeding a point does (so
+# its training continues the dense model's random state, as it always has).
+MODEL_STAGES = SHARED_STAGES + tuple(stage for stage in POINT_STAGES if stage is not SEED)
 
 
 def run_pipeline(inputs: Inputs, progress: Progress = stderr_progress) -> BuildState:

@@ -36,3 +36,21 @@ def add_input_arguments(parser, *, config_help: str, out_help: str) -> None:
         action="store_true",
         help="load a model file holding Lambda layers (runs code stored in it)",
     )
+
+
+def inputs_from_args(args):
+    """Target, config (with ``--tolerance``), data and model file from the shared arguments,
+    checked before any training (:func:`edge_prune.pipeline.prepare_inputs`)."""
+    from edge_prune.config import load_config, with_overrides
+    from edge_prune.pipeline import prepare_inputs
+
+    config = with_overrides(
+        load_config(args.config), {"select.tolerance_points": args.tolerance}, "command line"
+    )
+    return prepare_inputs(
+        args.target,
+        config,
+        model_path=args.model,
+        data_path=args.data,
+        allow_lambda=args.allow_lambda,
+    )

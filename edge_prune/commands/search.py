@@ -72,7 +72,6 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from edge_prune.config import load_config, with_overrides
     from edge_prune.search import SearchOptions, SearchSpace, run_search, write_search
     from edge_prune.sweep import parse_sparsities
 
@@ -83,19 +82,11 @@ def run(args) -> int:
         schedules=tuple(s.strip() for s in args.schedules.split(",")),
     )
     options = SearchOptions(trials=args.trials, jobs=args.jobs, space=space)
-    config = with_overrides(
-        load_config(args.config), {"select.tolerance_points": args.tolerance}, "command line"
-    )
-    from edge_prune.pipeline import prepare_inputs
+    from edge_prune.commands._inputs import inputs_from_args
     from edge_prune.runner import stderr_progress
 
-    inputs = prepare_inputs(
-        args.target,
-        config,
-        model_path=args.model,
-        data_path=args.data,
-        allow_lambda=args.allow_lambda,
-    )
+    inputs = inputs_from_args(args)
+    config = inputs.config
     cache = Path(args.out) / f"search-{inputs.target.name}.cache"
     result, point_dirs = run_search(inputs, options, cache, stderr_progress)
     destination = write_search(result, point_dirs, args.out, config, stderr_progress)

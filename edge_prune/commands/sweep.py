@@ -56,22 +56,12 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from edge_prune.config import load_config, with_overrides
-    from edge_prune.pipeline import prepare_inputs
+    from edge_prune.commands._inputs import inputs_from_args
     from edge_prune.runner import stderr_progress
     from edge_prune.sweep import parse_sparsities, run_sweep, write_sweep
 
     sparsities = parse_sparsities(args.sparsities)
-    config = with_overrides(
-        load_config(args.config), {"select.tolerance_points": args.tolerance}, "command line"
-    )
-    inputs = prepare_inputs(
-        args.target,
-        config,
-        model_path=args.model,
-        data_path=args.data,
-        allow_lambda=args.allow_lambda,
-    )
+    inputs = inputs_from_args(args)
     result = run_sweep(
         inputs, sparsities, stderr_progress, stderr_progress if args.verbose else None
     )

@@ -50,6 +50,12 @@ SCRIPTS = (
     Script("codecs.py", (), ("--quick",),
            "per codec (LUT, pruning bitmask, Huffman, per-tensor choice, diet): flash, TFLM "
            "accuracy, arena on a CNN and an MLP"),
+    Script("families.py", (), ("--epochs", "8"),
+           "Conv1D, LSTM, BatchNorm DS-CNN, autoencoder through edge-prune model: exit, "
+           "deployable, bytes, TFLM metric"),
+    Script("search.py", ("targets", "--trials", "12", "--jobs", "1"),
+           ("targets", "--trials", "4", "--jobs", "1", "--targets", "cortex-m4"),
+           "edge-prune search per target: wall time, points, the chosen point"),
     Script("runtime_estimate.py", ("--check-default-ops",), (),
            "TFLM runtime code estimate per op set vs every board measurement, with ratios"),
     Script("arena_device.py", (), (),

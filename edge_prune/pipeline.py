@@ -5,7 +5,9 @@ Each stage is a function ``(BuildState, progress) -> BuildState`` wrapped in a
 The lists:
 
 - :data:`MODEL_STAGES` (``make model``): train → float32 baseline on TFLM → structured → prune →
-  cluster → convert → check every artifact on TFLM (one run each) → choose → footprint.
+  dead units → cluster → convert (candidates for the MCU, TFLM encodings, flatbuffer diet) →
+  check every artifact on TFLM (one run each) → fit decoded weights into the RAM → choose →
+  trust (chance level) → footprint.
 - :data:`SHARED_STAGES` then :data:`POINT_STAGES` (``sweep``, ``search``): the dense model,
   its baseline and the channel-pruned model are made once; each point reseeds and runs the rest
   with its own config.
@@ -649,7 +651,9 @@ PRUNE = Stage(
 )
 DEAD_UNITS = Stage("dead_units", dead_units_stage, "removing units pruning left dead")
 CLUSTER = Stage("cluster", cluster_stage, _describe_cluster)
-CONVERT = Stage("convert", convert_stage, "converting to int8 (dense, sparse-encoded, LUT)")
+CONVERT = Stage(
+    "convert", convert_stage, "converting: int8, TFLM sparse encodings, clustered + compressed"
+)
 CHECK = Stage("check", check_stage, "running every artifact on the TFLM interpreter")
 RAM_FIT = Stage(
     "ram_fit",

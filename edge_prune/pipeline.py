@@ -256,7 +256,7 @@ def baseline_stage(state: BuildState, progress: Progress) -> BuildState:
 def structured_stage(state: BuildState, progress: Progress) -> BuildState:
     """Remove whole channels/units (``structured.ratio``), then fine-tune."""
     from edge_prune.structured import prune_channels
-    from edge_prune.train import compile_for_training, fit, keras_score
+    from edge_prune.train import keras_score
 
     config, data = state.config, state.inputs.data
     if config.structured.ratio <= 0:
@@ -266,14 +266,13 @@ def structured_stage(state: BuildState, progress: Progress) -> BuildState:
     )
     progress("  " + str(result).replace("\n", "\n  "))
     smaller = result.model
-    compile_for_training(smaller, config.prune.learning_rate, data)
-    fit(
+    _fine_tune(
         smaller,
-        data,
-        batch_size=config.train.batch_size,
-        epochs=config.structured.epochs,
-        stage="structured fine-tune",
-        progress=progress,
+        state,
+        config.prune.learning_rate,
+        config.structured.epochs,
+        "structured fine-tune",
+        progress,
     )
     _reestimate_batchnorm(smaller, data, progress)
     return replace(
@@ -359,7 +358,7 @@ def dead_units_stage(state: BuildState, progress: Progress) -> BuildState:
 def cluster_stage(state: BuildState, progress: Progress) -> BuildState:
     """Sparsity-preserving clustering + a short fine-tune; keeps the stripped clustered model."""
     from edge_prune.cluster import cluster, strip_clustering
-    from edge_prune.train import compile_for_training, copy_model, fit, keras_score
+    from edge_prune.train import copy_model, keras_score
 
     config, data = state.config, state.inputs.data
     if not config.compress.enabled:
@@ -368,14 +367,13 @@ def cluster_stage(state: BuildState, progress: Progress) -> BuildState:
     clustered = cluster(
         copy_model(state.models["pruned"]), config.compress.clusters, preserve_sparsity=True
     )
-    compile_for_training(clustered, config.compress.learning_rate, data)
-    fit(
+    _fine_tune(
         clustered,
-        data,
-        batch_size=config.train.batch_size,
-        epochs=config.compress.epochs,
-        stage="cluster fine-tune",
-        progress=progress,
+        state,
+        config.compress.learning_rate,
+        config.compress.epochs,
+        "cluster fine-tune",
+        progress,
     )
     clustered = strip_clustering(clustered)
     _reestimate_batchnorm(clustered, data, progress)
@@ -727,6 +725,29 @@ def _check_artifacts(state: BuildState, progress: Progress) -> BuildState:
                 a = replace(a, verdict=verdict_on(_footprint(a), target))
         checked.append(a)
     return replace(state, artifacts=tuple(checked))
+
+
+def _fine_tune(
+    model: tf_keras.Model,
+    state: BuildState,
+    learning_rate: float,
+    epochs: int,
+    stage: str,
+    progress: Progress,
+) -> None:
+    """Compile for the data's task at ``learning_rate`` and train ``epochs`` epochs, one
+    progress line per epoch labelled ``stage``."""
+    from edge_prune.train import compile_for_training, fit
+
+    compile_for_training(model, learning_rate, state.inputs.data)
+    fit(
+        model,
+        state.inputs.data,
+        batch_size=state.config.train.batch_size,
+        epochs=epochs,
+        stage=stage,
+        progress=progress,
+    )
 
 
 def _reestimate_batchnorm(model: tf_keras.Model, data: Dataset, progress: Progress) -> None:

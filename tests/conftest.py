@@ -67,19 +67,13 @@ HELD_OUT = slice(96, 128)
 
 @pytest.fixture(scope="session")
 def cnn_artifacts():
-    import numpy as np
-    from tiny_models import trained_cnn
+    from tiny_models import trained_cnn, zero_smallest
 
     from edge_prune.convert import convert_all
     from edge_prune.metrics import top1_accuracy
 
     model, x, y = trained_cnn(seed=1, epochs=3)
-    for layer in model.layers:  # prune by hand so the sparse encoding applies
-        weights = layer.get_weights()
-        if weights:
-            kernel = weights[0]
-            kernel[np.abs(kernel) < np.quantile(np.abs(kernel), 0.8)] = 0.0
-            layer.set_weights([kernel, *weights[1:]])
+    zero_smallest(model, 0.8)  # prune by hand so the sparse encoding applies
     flatbuffers = convert_all(model, x[:96], variants=("float", "int8", "int8-sparse"))
     x_test, y_test = x[HELD_OUT], y[HELD_OUT]
     keras_outputs = model.predict(x_test, verbose=0)

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from tiny_models import compile_for_classes, trained_cnn
+from tiny_models import compile_for_classes, trained_cnn, zero_smallest
 
 from edge_prune import tflm
 from edge_prune.cluster import cluster, strip_clustering
@@ -20,21 +20,10 @@ HIDDEN_KERNEL = "dense_hidden/MatMul"  # 32x288 int8 kernel: the one tensor big 
 PRUNED_FRACTION = 0.7
 
 
-def _zero_smallest(model, fraction: float) -> None:
-    """Stand-in for a pruned + stripped model: zero the smallest kernel weights of each layer."""
-    for layer in model.layers:
-        weights = layer.get_weights()
-        if not weights:
-            continue
-        kernel = weights[0]
-        kernel[np.abs(kernel) < np.quantile(np.abs(kernel), fraction)] = 0.0
-        layer.set_weights([kernel, *weights[1:]])
-
-
 @pytest.fixture(scope="module")
 def models():
     model, x, y = trained_cnn(seed=0, epochs=2)
-    _zero_smallest(model, PRUNED_FRACTION)
+    zero_smallest(model, PRUNED_FRACTION)
     unclustered_int8 = convert(model, quantization="int8", representative_data=x).tflite_bytes
     clustered = compile_for_classes(cluster(model, number_of_clusters=16), learning_rate=1e-3)
     clustered.fit(x, y, batch_size=32, epochs=1, verbose=0, shuffle=False)

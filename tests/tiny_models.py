@@ -152,3 +152,14 @@ def make_mobilenet_block(seed: int = 0) -> keras.Model:
     x = layers.GlobalAveragePooling2D(name="gap")(x)
     outputs = layers.Dense(4, name="logits")(x)
     return keras.Model(inputs, outputs, name="mobilenet_block")
+
+
+def zero_smallest(model, fraction: float) -> None:
+    """Stand-in for a pruned + stripped model: zero the smallest kernel weights of each layer."""
+    for layer in model.layers:
+        weights = layer.get_weights()
+        if not weights:
+            continue
+        kernel = weights[0]
+        kernel[np.abs(kernel) < np.quantile(np.abs(kernel), fraction)] = 0.0
+        layer.set_weights([kernel, *weights[1:]])

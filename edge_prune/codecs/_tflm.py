@@ -127,6 +127,30 @@ def register(codecs: Iterable) -> None:
 # --------------------------------------------------------------------------------- build
 
 
+def read_dense_editable(tflite, needs: str):
+    """``(bytes, label, editable model)`` of a flatbuffer (bytes or path) that holds no
+    sparse-encoded tensor; ``needs`` says in the error what wants the dense model."""
+    from edge_prune.tflite_file import load_bytes, read_model
+
+    data, label = load_bytes(tflite)
+    sparse = read_model(data).sparse_tensors
+    if sparse:
+        names = ", ".join(repr(t.name) for t in sparse[:3])
+        raise ConversionError(
+            f"{label}: tensors {names} are sparse-encoded; {needs} (convert without sparse "
+            "encoding)"
+        )
+    return data, label, read_editable(data, label)
+
+
+def constant_tensors(model) -> Iterator[tuple[int, object, object]]:
+    """``(subgraph index, subgraph, tensor)`` for every tensor that has constant data."""
+    for sg_index, subgraph in enumerate(model.subgraphs):
+        for tensor in subgraph.tensors:
+            if tensor.buffer is not None and len(tensor.buffer.data):
+                yield sg_index, subgraph, tensor
+
+
 def read_editable(data: bytes, label: str):
     from tflite_micro.tensorflow.lite.micro.compression import model_editor
 

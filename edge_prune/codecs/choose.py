@@ -29,7 +29,6 @@ from edge_prune.codecs.lut import DEFAULT_MIN_TENSOR_BYTES, LutCodec, describe
 from edge_prune.codecs.pruning import PruningCodec
 from edge_prune.errors import ConfigError, ConversionError
 from edge_prune.tables import table_lines
-from edge_prune.tflite_file import load_bytes, read_model
 
 CODECS = {"lut": LutCodec(), "pruning": PruningCodec(), "huffman": HuffmanCodec()}
 
@@ -207,28 +206,19 @@ def compress_for_mcu(
     Deterministic: the same input gives the same bytes.
     """
     selected = _check_arguments(codecs, arena_limit_bytes, min_tensor_bytes)
-    data, label = load_bytes(int8_tflite_bytes)
-    info = read_model(data)
-    if info.sparse_tensors:
-        names = ", ".join(repr(t.name) for t in info.sparse_tensors[:3])
-        raise ConversionError(
-            f"{label}: tensors {names} are sparse-encoded; compress_for_mcu needs the dense "
-            "model (convert without sparse encoding)"
-        )
+    data, label, model = _tflm.read_dense_editable(
+        int8_tflite_bytes, "compress_for_mcu needs the dense model"
+    )
     _tflm.register(CODECS.values())
-    model = _tflm.read_editable(data, label)
 
     encodings: dict[tuple[int, int], TensorEncoding] = {}
     choices: list[_Choice] = []
-    for sg_index, subgraph in enumerate(model.subgraphs):
-        for tensor in subgraph.tensors:
-            if tensor.buffer is None or not len(tensor.buffer.data):
-                continue
-            planned = _plan(sg_index, subgraph, tensor, selected, min_tensor_bytes)
-            if isinstance(planned, _Choice):
-                choices.append(planned)
-            else:
-                encodings[(sg_index, tensor.index)] = planned
+    for sg_index, subgraph, tensor in _tflm.constant_tensors(model):
+        planned = _plan(sg_index, subgraph, tensor, selected, min_tensor_bytes)
+        if isinstance(planned, _Choice):
+            choices.append(planned)
+        else:
+            encodings[(sg_index, tensor.index)] = planned
 
     accepted, current = _tflm.keep_what_shrinks_the_file(
         data,

@@ -21,7 +21,6 @@ import numpy as np
 
 from edge_prune.codecs import _tflm
 from edge_prune.errors import ConfigError, ConversionError
-from edge_prune.tflite_file import load_bytes, read_model
 
 LUT_BITWIDTHS = (2, 3, 4)  # index widths edge-prune uses; TFLM's DCM field allows 1-7
 DEFAULT_MIN_TENSOR_BYTES = 512
@@ -224,27 +223,18 @@ def lut_compress(
     Deterministic: the same input gives the same bytes.
     """
     _check_arguments(bitwidth, min_tensor_bytes)
-    data, label = load_bytes(int8_tflite_bytes)
-    info = read_model(data)
-    if info.sparse_tensors:
-        names = ", ".join(repr(t.name) for t in info.sparse_tensors[:3])
-        raise ConversionError(
-            f"{label}: tensors {names} are sparse-encoded; LUT compression needs the dense int8 "
-            "model (convert without sparse encoding)"
-        )
-    model = _tflm.read_editable(data, label)
+    data, label, model = _tflm.read_dense_editable(
+        int8_tflite_bytes, "LUT compression needs the dense int8 model"
+    )
 
     decisions: dict[tuple[int, int], TensorDecision] = {}
     candidates: list[_Candidate] = []
-    for sg_index, subgraph in enumerate(model.subgraphs):
-        for tensor in subgraph.tensors:
-            if tensor.buffer is None or not len(tensor.buffer.data):
-                continue
-            planned = _plan(sg_index, subgraph, tensor, bitwidth, min_tensor_bytes, strict)
-            if isinstance(planned, _Candidate):
-                candidates.append(planned)
-            else:
-                decisions[(planned.subgraph, planned.index)] = planned
+    for sg_index, subgraph, tensor in _tflm.constant_tensors(model):
+        planned = _plan(sg_index, subgraph, tensor, bitwidth, min_tensor_bytes, strict)
+        if isinstance(planned, _Candidate):
+            candidates.append(planned)
+        else:
+            decisions[(planned.subgraph, planned.index)] = planned
 
     accepted, current = _tflm.keep_what_shrinks_the_file(
         data,

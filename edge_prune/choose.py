@@ -1,7 +1,8 @@
 """Choose the artifact to flash among those checked on TFLM.
 
 :func:`choose_deployable` picks, among the artifacts TFLM runs whose metric on TFLM is within a
-tolerance of the dense model's, the smallest (or, by ``select.objective``, the one with the
+tolerance of the dense model's, the one that costs the least flash, flatbuffer + runtime code for
+its own op set (or, by ``select.objective``, the one with the
 least arena or the lowest share of the tighter budget); :func:`choose_for_target` first keeps
 those that also fit the target's flash and RAM (a compressed model trades flash for arena: the
 smallest flatbuffer need not fit the RAM). A sparse-encoded (DENSIFY) model never qualifies.
@@ -71,8 +72,10 @@ def choose_deployable(
 
     Scores are the task's metric on TFLM (``ArtifactCheck.score``): top-1 accuracy as a fraction
     with ``tolerance`` in percentage points (1.0 = one point), or a mean squared error with
-    ``tolerance`` a relative increase (0.1 = 10%). ``objective``: ``flash`` = least flatbuffer
-    bytes; ``ram`` = least tensor arena; ``balanced`` = lowest share of the tighter budget
+    ``tolerance`` a relative increase (0.1 = 10%). ``objective``: ``flash`` = least flash the
+    candidate costs, flatbuffer + TFLM runtime code of its own op set (from ``verdicts``, so a
+    DECODE kernel counts against the bytes its codecs save; the flatbuffer alone without a
+    verdict); ``ram`` = least tensor arena; ``balanced`` = lowest share of the tighter budget
     (flash or RAM needed / available, from ``verdicts``; flash where a verdict is missing).
     Ties go to the earlier candidate. A candidate that TFLM cannot run, or whose score was not
     measured, is never chosen. Raises NoDeployableArtifactError when none qualifies, listing
@@ -101,6 +104,11 @@ def choose_deployable(
     reason = (
         f"{_best(objective)} that runs on TFLM within {metric.format_tolerance(tolerance)} of "
         f"the dense model: {chosen.flash_bytes:,} B flatbuffer"
+        + (
+            f" + {verdicts[chosen.name].runtime_flash.total_bytes:,} B runtime code"
+            if verdicts.get(chosen.name)
+            else ""
+        )
         + (f", arena {chosen.arena_bytes:,} B" if chosen.arena_bytes else "")
         + f", TFLM {metric.name} {metric.format(chosen.score)} vs dense "
         f"{metric.format(dense_score)} (loss {metric.format_loss(loss)})"
@@ -112,7 +120,7 @@ def choose_deployable(
 
 def _objective_cost(objective: str, verdicts: Mapping[str, Verdict | None]):
     def flash(c: ArtifactCheck) -> float:
-        return c.flash_bytes
+        return total_flash_bytes(c, verdicts.get(c.name))
 
     def ram(c: ArtifactCheck) -> float:
         return c.arena_bytes if c.arena_bytes is not None else float("inf")
@@ -128,9 +136,17 @@ def _objective_cost(objective: str, verdicts: Mapping[str, Verdict | None]):
     return {"flash": flash, "ram": ram, "balanced": balanced}[objective]
 
 
+def total_flash_bytes(c: ArtifactCheck, verdict: Verdict | None) -> int:
+    """Flash the candidate itself costs: its flatbuffer plus the TFLM runtime code of its own op
+    set (a DECODE kernel included) from its verdict; the flatbuffer alone without a verdict."""
+    if verdict is None:
+        return c.flash_bytes
+    return verdict.flatbuffer_bytes + verdict.runtime_flash.total_bytes
+
+
 def _best(objective: str) -> str:
     return {
-        "flash": "smallest artifact",
+        "flash": "least flash (flatbuffer + runtime code of its ops)",
         "ram": "artifact with the smallest arena",
         "balanced": "artifact with the lowest share of the tighter budget",
     }[objective]
@@ -138,7 +154,7 @@ def _best(objective: str) -> str:
 
 def _worse(objective: str, c: ArtifactCheck, chosen: ArtifactCheck, cost) -> str:
     if objective == "flash":
-        return f"larger: {c.flash_bytes:,} B > {chosen.flash_bytes:,} B"
+        return f"more flash: {cost(c):,.0f} B > {cost(chosen):,.0f} B (flatbuffer + runtime code)"
     if objective == "ram":
         return f"larger arena: {c.arena_bytes:,} B > {chosen.arena_bytes:,} B"
     return f"uses more of the tighter budget: {cost(c):.1%} > {cost(chosen):.1%}"

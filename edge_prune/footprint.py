@@ -25,11 +25,11 @@ import hashlib
 import math
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
-from edge_prune import tflm
+from edge_prune import runtime_tables, tflm
 from edge_prune.errors import TFLMError
 from edge_prune.targets import Target
 from edge_prune.tflite_file import load_bytes, read_model
@@ -87,10 +87,13 @@ class RuntimeFlash:
     measured: bool
     source: str
     bound_rule: str = ""
+    from_table: bool = False  # from a Cortex-M build table (edge_prune.runtime_tables)
 
     @property
     def kind(self) -> str:
-        return "measured on device (target file)" if self.measured else "upper bound"
+        if not self.measured:
+            return "upper bound"
+        return "measured on a Cortex-M build" if self.from_table else "measured (target file)"
 
     def to_dict(self) -> dict:
         return {
@@ -372,13 +375,14 @@ def check(footprint: Footprint, target: Target) -> Verdict:
 
 
 def runtime_flash(ops: tuple[str, ...] | list[str], target: Target | None = None) -> RuntimeFlash:
-    """TFLM runtime code for ``ops``: the target's device figure where it has one, else the
-    calibrated upper bound of the per-op estimate (the estimate itself is kept as the low end).
+    """TFLM runtime code in flash for ``ops`` (framework + the kernels of the ops).
 
-    A target that gives the framework and every op used (``[runtime]`` per-op figures) counts
-    as measured: their sum is used as is.
+    In order: the target file's own ``[runtime]`` figures (the user's measurement); the table
+    measured on a Cortex-M build of the target's core, kernel set and build type
+    (:mod:`edge_prune.runtime_tables`; an op it lacks is counted at its largest single-op cost,
+    a labelled bound); for a core no build covers (or no target), the largest figure of this op
+    set over every shipped build (a labelled bound); else the per-op estimate's upper bound.
     """
-    table = kernel_table()
     overrides = target.runtime if target else None
     if overrides and overrides.runtime_flash_bytes is not None:
         measured = overrides.runtime_flash_bytes
@@ -392,6 +396,64 @@ def runtime_flash(ops: tuple[str, ...] | list[str], target: Target | None = None
             measured=True,
             source=overrides.source or f"target file {target.path}",
         )
+    if overrides and (overrides.framework_flash_bytes is not None or overrides.kernel_flash_bytes):
+        return _estimated_runtime(ops, target)
+    table = _target_table(target)
+    if table is not None:
+        return _table_runtime(table, ops)
+    tables = runtime_tables.shipped_tables()
+    if tables:
+        largest = max(tables, key=lambda t: t.runtime_bytes(ops)[0])
+        figure = _table_runtime(largest, ops)
+        core = f"the core of {target.name} ({target.core})" if target else "an unnamed target"
+        return replace(
+            figure,
+            measured=False,
+            bound_rule=(
+                f"no build covers {core}: the largest figure of this op set over the "
+                f"{len(tables)} measured Cortex-M builds ({largest.key})"
+                + (f"; {figure.bound_rule}" if figure.bound_rule else "")
+            ),
+        )
+    return _estimated_runtime(ops, target)
+
+
+def _target_table(target: Target | None) -> runtime_tables.RuntimeTable | None:
+    if target is None or target.tflm_arch is None:
+        return None
+    return runtime_tables.load_table(target.tflm_arch, target.tflm_kernels, target.tflm_build_type)
+
+
+def _table_runtime(table: runtime_tables.RuntimeTable, ops) -> RuntimeFlash:
+    total, uncovered = table.runtime_bytes(ops)
+    covered = [op for op in dict.fromkeys(ops) if op not in uncovered]
+    kernels = {op: table.op_bytes(op) for op in covered}
+    kernels |= {op: table.largest_op_bytes() for op in uncovered}
+    rule = ""
+    if uncovered:
+        rule = (
+            f"{', '.join(uncovered)} not in the table: counted at its largest single-op cost, "
+            f"{table.largest_op_bytes():,} B each"
+        )
+    return RuntimeFlash(
+        total_bytes=total,
+        estimate_bytes=total,
+        upper_bound_bytes=total,
+        framework_bytes=table.framework_bytes,
+        kernel_bytes=kernels,
+        defaulted_ops=uncovered,
+        measured=not uncovered,
+        source=table.source(),
+        bound_rule=rule,
+        from_table=True,
+    )
+
+
+def _estimated_runtime(ops, target: Target | None) -> RuntimeFlash:
+    """The per-op estimate from host symbol sizes and its calibrated upper bound, with the
+    target file's per-op overrides: only where no Cortex-M build was measured."""
+    table = kernel_table()
+    overrides = target.runtime if target else None
     custom = overrides.kernel_flash_bytes if overrides else {}
     framework = table.framework_bytes
     if overrides and overrides.framework_flash_bytes is not None:

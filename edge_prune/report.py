@@ -391,7 +391,7 @@ def _summary(report: Report) -> str:
 
 
 def _runtime_phrase(v: Verdict) -> str:
-    return "device" if v.runtime_flash.measured else "bound"
+    return "measured" if v.runtime_flash.measured else "bound"
 
 
 def _accounting_rows(report: Report) -> list[list[str]]:
@@ -470,13 +470,16 @@ def _runtime_notes(report: Report) -> list[str]:
     groups: dict[tuple, list[str]] = {}
     for v in report.verdicts:
         r = v.runtime_flash
-        key = (r.measured, r.total_bytes, r.estimate_bytes, r.source, r.bound_rule)
+        key = (r.measured, r.from_table, r.total_bytes, r.estimate_bytes, r.source, r.bound_rule)
         groups.setdefault(key, []).append(v.target.name)
     notes = []
-    for (measured, total, estimate, source, rule), names in groups.items():
+    for (measured, from_table, total, estimate, source, rule), names in groups.items():
         who = ", ".join(names)
         if measured:
-            notes.append(f"runtime code on {who}: {total:,} B, measured on the device ({source})")
+            notes.append(f"runtime code on {who}: {total:,} B, measured ({source})")
+            continue
+        if from_table:
+            notes.append(f"runtime code on {who}: {total:,} B, a BOUND: {rule} ({source})")
             continue
         notes.append(
             f"runtime code on {who}: the verdict uses the UPPER BOUND {total:,} B of the range "

@@ -29,6 +29,21 @@ _REQUIRED_INTS = ("clock_hz", "flash_bytes", "ram_bytes", "reserved_flash_bytes"
                   "reserved_ram_bytes")  # fmt: skip
 _REQUIRED_STRS = ("part", "board", "core")
 _OPTIONAL_STRS = ("source", "notes")
+_TFLM_CHOICES = {
+    "tflm_kernels": ("reference", "cmsis-nn"),
+    "tflm_build_type": ("default", "release"),
+}
+# TFLM's cortex_m_generic TARGET_ARCH for a target's core. A Cortex-M7 is built with its FPU
+# (+fp): the M7 parts in the catalogue have one.
+TFLM_ARCH_BY_CORE = {
+    "Cortex-M0+": "cortex-m0plus",
+    "Cortex-M3": "cortex-m3",
+    "Cortex-M4": "cortex-m4",
+    "Cortex-M4F": "cortex-m4+fp",
+    "Cortex-M7": "cortex-m7+fp",
+    "Cortex-M33": "cortex-m33",
+    "Cortex-M55": "cortex-m55",
+}
 _TABLES = ("runtime", "throughput")
 _RUNTIME_INTS = ("framework_flash_bytes", "runtime_flash_bytes")
 _RUNTIME_KEYS = (*_RUNTIME_INTS, "kernel_flash_bytes", "source")
@@ -93,6 +108,13 @@ class Target:
     notes: str = ""
     runtime: RuntimeFlash | None = None
     throughput: Throughput | None = None
+    tflm_kernels: str = "reference"  # the TFLM kernel set a firmware for this part builds
+    tflm_build_type: str = "default"  # TFLM's BUILD_TYPE
+
+    @property
+    def tflm_arch(self) -> str | None:
+        """TFLM's TARGET_ARCH for this core, None for a core TFLM's Cortex-M build lacks."""
+        return TFLM_ARCH_BY_CORE.get(self.core)
 
     @property
     def available_flash_bytes(self) -> int:
@@ -119,6 +141,9 @@ class Target:
             "source": self.source,
             "notes": self.notes,
             "runtime": self.runtime.to_dict() if self.runtime else None,
+            "tflm_arch": self.tflm_arch,
+            "tflm_kernels": self.tflm_kernels,
+            "tflm_build_type": self.tflm_build_type,
             "throughput": self.throughput.to_dict() if self.throughput else None,
         }
 
@@ -194,7 +219,7 @@ def _read_toml(path: Path) -> dict:
 def parse_target(data: dict, name: str, path: str | Path = "<dict>") -> Target:
     """Validate the contents of a target file and build the :class:`Target`."""
     where = str(path)
-    allowed = (*_REQUIRED_INTS, *_REQUIRED_STRS, *_OPTIONAL_STRS, *_TABLES)
+    allowed = (*_REQUIRED_INTS, *_REQUIRED_STRS, *_OPTIONAL_STRS, *_TFLM_CHOICES, *_TABLES)
     _reject_unknown(data, allowed, where, "")
     for key in (*_REQUIRED_STRS, *_REQUIRED_INTS):
         if key not in data:
@@ -203,6 +228,7 @@ def parse_target(data: dict, name: str, path: str | Path = "<dict>") -> Target:
     values = {key: _string(data, key, where) for key in _REQUIRED_STRS}
     values |= {key: _size(data, key, where) for key in _REQUIRED_INTS}
     values |= {key: _string(data, key, where) for key in _OPTIONAL_STRS if key in data}
+    values |= {key: _choice(data, key, where) for key in _TFLM_CHOICES if key in data}
     if values["clock_hz"] == 0:
         raise ConfigError(f"{where}: key 'clock_hz' is 0; expected the core clock in Hz")
     for kind in ("flash", "ram"):
@@ -218,6 +244,15 @@ def parse_target(data: dict, name: str, path: str | Path = "<dict>") -> Target:
         throughput=_throughput(data["throughput"], where) if "throughput" in data else None,
         **values,
     )
+
+
+def _choice(data: dict, key: str, where: str) -> str:
+    value = _string(data, key, where)
+    if value not in _TFLM_CHOICES[key]:
+        raise ConfigError(
+            f"{where}: key '{key}' is {value!r}; expected one of {', '.join(_TFLM_CHOICES[key])}"
+        )
+    return value
 
 
 def _runtime(table, where: str) -> RuntimeFlash:

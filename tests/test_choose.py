@@ -31,7 +31,7 @@ def test_chooser_never_picks_a_model_tflm_cannot_run_even_if_smallest(cnn_checks
     assert choice.chosen.name == "int8"
     rejected = dict(choice.rejected)
     assert "does not run on TFLM (no kernel for DENSIFY)" in rejected["int8-sparse"]
-    assert rejected["float"].startswith("larger")
+    assert rejected["float"].startswith("more flash")
 
 
 def test_chooser_refuses_when_only_unrunnable_models_are_left():
@@ -53,7 +53,7 @@ def test_chooser_takes_the_smallest_within_tolerance():
     assert "2,500 B" in choice.reason and "within 1 points" in choice.reason
     rejected = dict(choice.rejected)
     assert "4.00 points below" in rejected["lut-2bit"]
-    assert rejected["int8"].startswith("larger: 4,000 B")
+    assert rejected["int8"].startswith("more flash: 4,000 B")
 
 
 def test_a_wider_tolerance_admits_the_smaller_model():
@@ -132,3 +132,41 @@ def _arena(total: int):
         allocation_lines=(),
         categories=(),
     )
+
+
+def _verdict(target, flatbuffer_bytes, ops):
+    from edge_prune.footprint import Verdict, runtime_flash
+
+    runtime = runtime_flash(ops, target)
+    return Verdict(
+        target=target,
+        runs_on_tflm=True,
+        missing_op=None,
+        flatbuffer_bytes=flatbuffer_bytes,
+        runtime_flash=runtime,
+        flash_needed_bytes=flatbuffer_bytes + runtime.total_bytes + target.reserved_flash_bytes,
+        ram_needed_bytes=4096 + target.reserved_ram_bytes,
+        arena_bytes=4096,
+        fits_flash=True,
+        fits_ram=True,
+    )
+
+
+def test_a_compressed_candidate_must_still_win_after_its_decoder_code():
+    from edge_prune.targets import load_target
+
+    target = load_target("cortex-m4")
+    ops = ("CONV_2D", "FULLY_CONNECTED", "SOFTMAX", "RESHAPE")
+    plain = _verdict(target, 13_000, ops)
+    compressed = _verdict(target, 7_000, (*ops, "DECODE"))
+    decoder_bytes = compressed.runtime_flash.total_bytes - plain.runtime_flash.total_bytes
+    assert decoder_bytes > 6_000, "the DECODE kernel costs code on the device"
+    candidates = [_report("int8", 13_000, 0.98), _report("int8-compressed", 7_000, 0.98)]
+    verdicts = {"int8": plain, "int8-compressed": compressed}
+
+    choice = choose_deployable(candidates, dense_score=0.98, verdicts=verdicts)
+
+    saved = 13_000 - 7_000
+    expected = "int8" if decoder_bytes > saved else "int8-compressed"
+    assert choice.chosen.name == expected
+    assert "runtime code" in choice.reason

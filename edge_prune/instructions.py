@@ -1,0 +1,193 @@
+"""Instructions per inference of a ``.tflite`` on a Cortex-M build of TFLM: measured or estimated.
+
+Measured: ``edge-prune device`` counts the instructions QEMU executes for one ``Invoke()``
+(``-icount``: instructions, not cycles). Estimated, where no device run covers the model: per
+operator, a fixed cost per call plus a cost per unit of work, calibrated by
+``bench/device_tables.py`` on per-operator counts that a device run profiles (TFLM's
+``MicroProfilerInterface`` around every kernel's Eval). Costs are per op and input type
+(``FULLY_CONNECTED:int8``) and per decoder (``DECODE:huffman``). The unit of work is the
+multiply-accumulates of CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED and TRANSPOSE_CONV (the gate
+weights times the steps of an LSTM), the output elements of a DECODE and of every other op.
+
+Not counted: the application around ``Invoke()`` (input copy, output reading), interrupts.
+This module does not import TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from edge_prune.targets import Target
+
+COSTS_PATH = Path(__file__).resolve().parent / "data" / "tflm_instructions.json"
+DECODERS = {0: "DECODE:lut", 1: "DECODE:huffman", 2: "DECODE:pruning"}
+_MAC_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV")
+
+
+@dataclass(frozen=True)
+class OpWork:
+    """One kernel call of an inference: its cost key (op name, or DECODE:<decoder>) and work."""
+
+    key: str
+    work: int
+
+
+@dataclass(frozen=True)
+class InstructionEstimate:
+    """Instructions per inference: ``total`` of the ops the calibration covers, and which not."""
+
+    total: int
+    per_key: dict[str, int]
+    not_estimated: tuple[str, ...]
+    measured: bool
+    source: str
+
+    @property
+    def kind(self) -> str:
+        return "measured (QEMU -icount)" if self.measured else "estimate"
+
+    def to_dict(self) -> dict:
+        return {
+            "instructions_per_inference": self.total,
+            "what": "emulated instructions per Invoke() on the target's TFLM build (not cycles)",
+            "kind": self.kind,
+            "per_op": dict(self.per_key),
+            "not_estimated": list(self.not_estimated),
+            "source": self.source,
+        }
+
+
+def operator_work(model: bytes) -> list[list[OpWork]]:
+    """Per operator of ``model`` (all subgraphs, in order), its kernel work: one entry, or one
+    per output of a DECODE operator (each output has its own decoder)."""
+    from tflite_micro.tensorflow.lite.micro.compression import model_editor
+
+    return [
+        _op_work(op)
+        for subgraph in model_editor.read(bytes(model)).subgraphs
+        for op in subgraph.operators
+    ]
+
+
+def _op_work(op) -> list[OpWork]:
+    name = op.opcode_name if op.custom_code is None else op.custom_code
+    if name == "TFLM_DECODE":
+        return [
+            OpWork(DECODERS.get(int(op.inputs[2 * k + 1].buffer.data[0]), "DECODE"), _count(out))
+            for k, out in enumerate(op.outputs)
+        ]
+    name = f"{name}:{_dtype(op)}"
+    output = max((_count(t) for t in op.outputs), default=0)
+    if name.split(":")[0] in _MAC_OPS and len(op.inputs) > 1 and op.inputs[1] is not None:
+        shape = [int(d) for d in op.inputs[1].shape]
+        if name.startswith("DEPTHWISE_CONV_2D"):
+            per_output = int(np.prod(shape[1:3])) if len(shape) == 4 else 1
+        elif name.startswith("TRANSPOSE_CONV"):
+            per_output = int(np.prod(shape[1:3])) * shape[0] if len(shape) == 4 else 1
+            output = max((_count(t) for t in op.inputs if t is not None), default=0)
+        else:
+            per_output = int(np.prod(shape[1:])) if shape else 1
+        return [OpWork(name, output * per_output)]
+    if name.startswith("UNIDIRECTIONAL_SEQUENCE_LSTM") and len(op.inputs) > 8:
+        # per step, one MAC per element of the eight gate weight matrices (inputs 1-8)
+        steps = int(np.prod([int(d) for d in op.inputs[0].shape][:-1]))
+        weights = sum(_count(t) for t in op.inputs[1:9] if t is not None)
+        return [OpWork(name, steps * weights)]
+    inputs = max((_count(t) for t in op.inputs if t is not None), default=0)
+    return [OpWork(name, max(output, inputs))]
+
+
+def _dtype(op) -> str:
+    """The type a kernel computes in: its first input's (float32, int8, int16...)."""
+    first = next((t for t in op.inputs if t is not None), None)
+    first = first if first is not None else next(iter(op.outputs), None)
+    return str(np.dtype(first.numpy_dtype)) if first is not None else "none"
+
+
+def _count(tensor) -> int:
+    return int(np.prod([int(d) for d in tensor.shape])) if tensor is not None else 0
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """Calibrated per-key costs for one TFLM build: instructions = per_call + per_unit x work."""
+
+    config: str
+    per_call: dict[str, float]
+    per_unit: dict[str, float]
+    source: str
+
+    def estimate(self, calls: list[list[OpWork]]) -> InstructionEstimate:
+        per_key: dict[str, int] = {}
+        missing = []
+        for call in (c for op in calls for c in op):
+            if call.key not in self.per_unit:
+                missing.append(call.key)
+                continue
+            cost = self.per_call[call.key] + self.per_unit[call.key] * call.work
+            per_key[call.key] = per_key.get(call.key, 0) + round(cost)
+        return InstructionEstimate(
+            total=sum(per_key.values()),
+            per_key=per_key,
+            not_estimated=tuple(dict.fromkeys(missing)),
+            measured=False,
+            source=self.source,
+        )
+
+
+@lru_cache(maxsize=1)
+def _cost_data() -> dict:
+    if not COSTS_PATH.is_file():
+        return {}
+    return json.loads(COSTS_PATH.read_text())
+
+
+def cost_model(target: Target) -> CostModel | None:
+    """The calibrated costs of the target's TFLM build; None when no device run calibrated it."""
+    from edge_prune.runtime_tables import config_key
+
+    if target.tflm_arch is None:
+        return None
+    key = config_key(target.tflm_arch, target.tflm_kernels, target.tflm_build_type)
+    entry = _cost_data().get("configs", {}).get(key)
+    if entry is None:
+        return None
+    return CostModel(
+        config=key,
+        per_call={k: float(v[0]) for k, v in entry["costs"].items()},
+        per_unit={k: float(v[1]) for k, v in entry["costs"].items()},
+        source=f"calibrated on QEMU runs of {key} ({_cost_data().get('source', '')})",
+    )
+
+
+def estimate(model: bytes, target: Target) -> InstructionEstimate | None:
+    """Estimated instructions per inference of ``model`` on the target's build, or None."""
+    model_costs = cost_model(target)
+    if model_costs is None:
+        return None
+    return model_costs.estimate(operator_work(model))
+
+
+def fit_costs(samples: list[tuple[str, int, float]]) -> dict[str, tuple[float, float]]:
+    """Per key, (per_call, per_unit) from (key, work, instructions) samples of profiled calls:
+    least squares with both terms kept >= 0 (one sample, or one work size: all per unit)."""
+    by_key: dict[str, list[tuple[int, float]]] = {}
+    for key, work, count in samples:
+        by_key.setdefault(key, []).append((work, count))
+    costs = {}
+    for key, rows in sorted(by_key.items()):
+        work = np.array([w for w, _ in rows], dtype=float)
+        count = np.array([c for _, c in rows], dtype=float)
+        if len(set(work)) < 2:
+            costs[key] = (0.0, float(count.sum() / max(work.sum(), 1.0)))
+            continue
+        slope, intercept = np.polyfit(work, count, 1)
+        if intercept < 0 or slope < 0:
+            intercept, slope = 0.0, float(count.sum() / max(work.sum(), 1.0))
+        costs[key] = (float(intercept), float(slope))
+    return costs

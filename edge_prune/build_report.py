@@ -94,24 +94,35 @@ def _artifact_dict(a: Artifact, target: Target) -> dict[str, Any]:
     }
     if a.compression is not None:
         record["compression"] = a.compression.to_dict()
-        record["decode"] = _decode_estimate(a.compression, target)
+    record["cost"] = candidate_cost(a, target)
     return record
 
 
-def _decode_estimate(compression, target: Target) -> dict[str, Any] | None:
-    """Time the DECODE operators take per inference: ESTIMATE from decoded elements per codec x
-    cycles per element (``edge_prune.codecs.choose.DECODE_CYCLES_PER_ELEMENT``), at the
-    target's clock."""
-    cycles = getattr(compression, "estimated_decode_cycles", None)
-    if cycles is None:
-        return None
+def candidate_cost(a: Artifact, target: Target) -> dict[str, Any]:
+    """Flash, RAM and time of one candidate on ``target``, side by side, each saying what it is.
+
+    flash = flatbuffer + TFLM runtime code of the candidate's own op set (a DECODE kernel
+    included); RAM = its tensor arena as the verdict counts it; time = instructions per
+    inference on the target's TFLM build (an estimate calibrated on device runs; None where no
+    calibration covers the build or an op).
+    """
+    from edge_prune import instructions
+
+    v = a.verdict
+    estimate = instructions.estimate(a.tflite_bytes, target) if a.check.runs_on_tflm else None
+    runtime = v.runtime_flash if v else None
     return {
-        "what": "ESTIMATE of the DECODE time per inference (decoded elements x cycles per "
-        "element per codec, from the decoder loops; not measured)",
-        "decoded_elements": compression.decoded_elements,
-        "cycles": cycles,
-        "us": round(cycles / target.clock_hz * 1e6, 1),
-        "clock_hz": target.clock_hz,
+        "flatbuffer_bytes": len(a.tflite_bytes),
+        "runtime_code_bytes": runtime.total_bytes if runtime else None,
+        "runtime_code_kind": runtime.kind if runtime else None,
+        "total_flash_bytes": len(a.tflite_bytes) + runtime.total_bytes if runtime else None,
+        "total_flash_what": "flatbuffer + TFLM runtime code of this candidate's op set",
+        "arena_bytes": v.arena_bytes if v else None,
+        "arena_what": "tensor arena the verdict counts (decoded weights included)",
+        "instructions_per_inference": (
+            estimate.total if estimate and not estimate.not_estimated else None
+        ),
+        "instructions": estimate.to_dict() if estimate else None,
     }
 
 
@@ -158,16 +169,36 @@ def _artifact_rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
     rows = []
     for a in report["artifacts"]:
         runs = "yes" if a["runs_on_tflm"] else f"no ({a.get('missing_op') or 'failed'})"
-        arena = f"{a['arena_bytes']:,}" if a.get("arena_bytes") else "-"
+        cost = a["cost"]
         score = a.get("accuracy") if a.get("accuracy") is not None else a.get("error")
-        accuracy = _format_score(report, score)
-        chosen = (
-            " (deployed as model.tflite)" if a["name"] == report["deployable"]["artifact"] else ""
+        chosen = " (deployed)" if a["name"] == report["deployable"]["artifact"] else ""
+        rows.append(
+            (
+                a["file"] + chosen,
+                f"{cost['flatbuffer_bytes']:,}",
+                _bytes_or_dash(cost["runtime_code_bytes"]),
+                _bytes_or_dash(cost["total_flash_bytes"]),
+                _bytes_or_dash(cost["arena_bytes"]),
+                _instructions(cost),
+                runs,
+                _format_score(report, score),
+            )
         )
-        decode = a.get("decode")
-        decode_us = f"{decode['us']:,.0f}" if decode else "-"
-        rows.append((a["file"] + chosen, f"{a['flash_bytes']:,}", runs, arena, accuracy, decode_us))
     return rows
+
+
+def _bytes_or_dash(n: int | None) -> str:
+    return "-" if n is None else f"{n:,}"
+
+
+def _instructions(cost: dict[str, Any]) -> str:
+    estimate = cost.get("instructions")
+    if not estimate:
+        return "-"
+    figure = f"{estimate['instructions_per_inference'] / 1e6:.2f} M"
+    if estimate["not_estimated"]:
+        return f">= {figure} (not estimated: {', '.join(estimate['not_estimated'])})"
+    return figure
 
 
 def _short(name: str, width: int = 32) -> str:
@@ -275,15 +306,23 @@ def _render(report: dict[str, Any], footprint: Report, markdown: bool) -> str:
         *table_lines(
             (
                 "file",
-                "flatbuffer bytes",
+                "flatbuffer B",
+                "runtime code B",
+                "= flash B",
+                "arena B",
+                "instructions",
                 "runs on TFLM",
-                "arena bytes (64-bit host)",
                 f"TFLM {report['metric']['name']}",
-                "decode us (estimate)",
             ),
             _artifact_rows(report),
             markdown=markdown,
         ),
+        "",
+        "Per candidate: flash = flatbuffer + TFLM runtime code of its own op set (the DECODE "
+        "kernel of a compressed candidate included; the choice ranks by it), arena = tensor "
+        "arena with decoded weights, instructions = per inference on the target's TFLM build, "
+        "an ESTIMATE from per-op costs calibrated on QEMU runs (`edge-prune device` measures "
+        "them).",
         "",
         *_tensor_lines(report, heading, markdown),
         *_cost_lines(report, heading, markdown),

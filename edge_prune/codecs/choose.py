@@ -38,7 +38,6 @@ CODECS = {"lut": LutCodec(), "pruning": PruningCodec(), "huffman": HuffmanCodec(
 # bit-field extract + table load + store; pruning = mask bit test + branch + load/store;
 # Huffman = one or two table levels of GetNextBits + lookup + PutBackBits. Multiply by
 # McuCompressionResult.decoded_elements for a per-inference decode time.
-DECODE_CYCLES_PER_ELEMENT = {"lut": 10, "pruning": 8, "huffman": 30}
 RAW = "raw"
 
 
@@ -100,7 +99,7 @@ class McuCompressionResult:
     ``size_bytes`` is the whole output flatbuffer (what is flashed), ``original_size_bytes`` the
     input. ``arena_bytes``: the output's arena on TFLM as a verdict counts it (``verdict_bytes``),
     only when an arena limit was given. ``decoded_elements``: elements each codec expands per
-    inference (times :data:`DECODE_CYCLES_PER_ELEMENT` for an estimated decode cost).
+    inference (their time: :mod:`edge_prune.instructions`, calibrated on device runs).
     """
 
     tflite_bytes: bytes
@@ -125,11 +124,6 @@ class McuCompressionResult:
         return counts
 
     @property
-    def estimated_decode_cycles(self) -> int:
-        """ESTIMATE from :data:`DECODE_CYCLES_PER_ELEMENT`, not a measurement."""
-        return sum(DECODE_CYCLES_PER_ELEMENT[c] * n for c, n in self.decoded_elements.items())
-
-    @property
     def weight_bytes_before(self) -> int:
         return sum(t.bytes_before for t in self.tensors)
 
@@ -146,8 +140,6 @@ class McuCompressionResult:
             "arena_limit_bytes": self.arena_limit_bytes,
             "arena_bytes": self.arena_bytes,
             "decoded_elements": self.decoded_elements,
-            "estimated_decode_cycles": self.estimated_decode_cycles,
-            "decode_cycles_per_element_estimate": DECODE_CYCLES_PER_ELEMENT,
             "tensors": [t.to_dict() for t in self.tensors],
         }
 

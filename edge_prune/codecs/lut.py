@@ -36,7 +36,6 @@ class LutCodec:
     """
 
     name = "lut"
-    cycles_per_element = 10  # estimate, see edge_prune.codecs.choose.DECODE_CYCLES_PER_ELEMENT
 
     @property
     def method_type(self):

@@ -66,3 +66,15 @@ class TFLMTimeoutError(TFLMError):
 
 class NoDeployableArtifactError(EdgePruneError):
     """No candidate both runs on TFLM and stays within the accuracy tolerance."""
+
+
+class ToolchainError(EdgePruneError):
+    """The Arm GNU toolchain or QEMU is not installed (``edge-prune device`` needs both)."""
+
+
+class TflmTreeError(ConfigError):
+    """The TFLM source tree given for a device build is missing or incomplete."""
+
+
+class DeviceBuildError(EdgePruneError):
+    """Compiling or linking a firmware against TFLM failed (the compiler's message is kept)."""

@@ -8,11 +8,10 @@ What is measured and what is estimated:
   this 64-bit host (and a 32-bit estimate when the measurement gives one; the verdict uses the
   larger), and the head (non-persistent, same on a 32-bit MCU) / tail (persistent) split
   that TFLM's recording allocator prints.
-- TFLM runtime code: the target's own figure measured on the device (``[runtime]`` in its TOML
-  file), else a range: low = an ESTIMATE (framework + one kernel per op used, from
-  ``edge_prune/data/tflm_kernel_flash.toml``, derived in ``bench/kernel_flash_table.py``),
-  high = an UPPER BOUND calibrated against runtime code measured on a board (that estimate
-  came out several times too low). The verdict uses the upper bound.
+- TFLM runtime code: the target's own figure (``[runtime]`` in its TOML file), else the table
+  measured on a real Cortex-M build of TFLM for the target's core, kernel set and build type
+  (:mod:`edge_prune.runtime_tables`): framework + the kernels of the model's own op set, a
+  DECODE kernel included. A core no build covers gets a labelled bound.
 
 A model that TFLM cannot run (no kernel for one of its ops, e.g. DENSIFY of a sparse-encoded
 model; an op that fails to prepare; an interpreter abort or crash; the time limit) is measured
@@ -22,11 +21,8 @@ at rest only, says why, and never fits.
 from __future__ import annotations
 
 import hashlib
-import math
 import re
-import tomllib
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
 from pathlib import Path
 
 from edge_prune import runtime_tables, tflm
@@ -34,48 +30,16 @@ from edge_prune.errors import TFLMError
 from edge_prune.targets import Target
 from edge_prune.tflite_file import load_bytes, read_model
 
-KERNEL_TABLE_PATH = Path(__file__).resolve().parent / "data" / "tflm_kernel_flash.toml"
-TABLE_SOURCE = (
-    "edge-prune estimate: TFLM framework 9,732 B on Cortex-M3 (TFLM examples/memory_footprint/"
-    "README.md) + per-op kernel sizes from tflite_micro's x86-64 symbols scaled to Cortex-M "
-    "(bench/kernel_flash_table.py)"
-)
-
-
-@dataclass(frozen=True)
-class UpperBound:
-    """Calibration of the runtime estimate against runtime code measured on a device.
-
-    bound = max(estimate x ``ratio``, ``floor_bytes``): ``ratio`` is the largest measured /
-    estimate seen on the calibration op sets, ``floor_bytes`` the measured figure itself.
-    """
-
-    ratio: float
-    floor_bytes: int
-    measured_on: str
-    source: str
-
-    def bound_bytes(self, estimate_bytes: int) -> int:
-        return max(math.ceil(estimate_bytes * self.ratio), self.floor_bytes)
-
-
-@dataclass(frozen=True)
-class KernelTable:
-    framework_bytes: int
-    default_kernel_bytes: int
-    kernel_bytes: dict[str, int]
-    source: str
-    upper_bound: UpperBound
-
 
 @dataclass(frozen=True)
 class RuntimeFlash:
-    """TFLM runtime code in flash for one model: framework + one kernel per op type used.
+    """TFLM runtime code in flash for one model: framework + the kernels of its op set.
 
-    ``total_bytes`` is the one figure a verdict uses: the device measurement when the target
-    file gives one (``measured``), otherwise the calibrated UPPER BOUND. ``estimate_bytes``
-    (per-op estimate from host symbol sizes, the low end) and ``upper_bound_bytes`` (the high
-    end) give the range; with a device measurement all three are that measurement.
+    ``total_bytes`` is the one figure a verdict uses. ``measured``: from a Cortex-M build table
+    (``from_table``) or the target file, with every op covered; otherwise a bound and
+    ``bound_rule`` says how it was made. ``estimate_bytes`` and ``upper_bound_bytes`` equal
+    ``total_bytes`` (kept for readers of older reports). ``kernel_bytes``: what each op adds to
+    the framework alone.
     """
 
     total_bytes: int
@@ -377,11 +341,11 @@ def check(footprint: Footprint, target: Target) -> Verdict:
 def runtime_flash(ops: tuple[str, ...] | list[str], target: Target | None = None) -> RuntimeFlash:
     """TFLM runtime code in flash for ``ops`` (framework + the kernels of the ops).
 
-    In order: the target file's own ``[runtime]`` figures (the user's measurement); the table
-    measured on a Cortex-M build of the target's core, kernel set and build type
-    (:mod:`edge_prune.runtime_tables`; an op it lacks is counted at its largest single-op cost,
-    a labelled bound); for a core no build covers (or no target), the largest figure of this op
-    set over every shipped build (a labelled bound); else the per-op estimate's upper bound.
+    In order: the target file's own ``[runtime]`` figures (the user's measurement, whole or per
+    op); the table measured on a Cortex-M build of the target's core, kernel set and build type
+    (:mod:`edge_prune.runtime_tables`; an op it lacks is counted at the table's largest
+    single-op cost, a labelled bound); for a core no build covers (or no target), the largest
+    figure of this op set over every shipped build (a labelled bound).
     """
     overrides = target.runtime if target else None
     if overrides and overrides.runtime_flash_bytes is not None:
@@ -396,26 +360,32 @@ def runtime_flash(ops: tuple[str, ...] | list[str], target: Target | None = None
             measured=True,
             source=overrides.source or f"target file {target.path}",
         )
-    if overrides and (overrides.framework_flash_bytes is not None or overrides.kernel_flash_bytes):
-        return _estimated_runtime(ops, target)
+    if overrides:
+        return _overridden_runtime(ops, target)
+    return _table_or_bound(ops, target)
+
+
+def _table_or_bound(ops, target: Target | None) -> RuntimeFlash:
     table = _target_table(target)
     if table is not None:
         return _table_runtime(table, ops)
     tables = runtime_tables.shipped_tables()
-    if tables:
-        largest = max(tables, key=lambda t: t.runtime_bytes(ops)[0])
-        figure = _table_runtime(largest, ops)
-        core = f"the core of {target.name} ({target.core})" if target else "an unnamed target"
-        return replace(
-            figure,
-            measured=False,
-            bound_rule=(
-                f"no build covers {core}: the largest figure of this op set over the "
-                f"{len(tables)} measured Cortex-M builds ({largest.key})"
-                + (f"; {figure.bound_rule}" if figure.bound_rule else "")
-            ),
+    if not tables:
+        raise runtime_tables.RuntimeTableError(
+            f"no TFLM runtime table in {runtime_tables.TABLES_DIR}: the package is incomplete"
         )
-    return _estimated_runtime(ops, target)
+    largest = max(tables, key=lambda t: t.runtime_bytes(ops)[0])
+    figure = _table_runtime(largest, ops)
+    core = f"the core of {target.name} ({target.core})" if target else "an unnamed target"
+    return replace(
+        figure,
+        measured=False,
+        bound_rule=(
+            f"no build covers {core}: the largest figure of this op set over the "
+            f"{len(tables)} measured Cortex-M builds ({largest.key})"
+            + (f"; {figure.bound_rule}" if figure.bound_rule else "")
+        ),
+    )
 
 
 def _target_table(target: Target | None) -> runtime_tables.RuntimeTable | None:
@@ -449,70 +419,32 @@ def _table_runtime(table: runtime_tables.RuntimeTable, ops) -> RuntimeFlash:
     )
 
 
-def _estimated_runtime(ops, target: Target | None) -> RuntimeFlash:
-    """The per-op estimate from host symbol sizes and its calibrated upper bound, with the
-    target file's per-op overrides: only where no Cortex-M build was measured."""
-    table = kernel_table()
-    overrides = target.runtime if target else None
-    custom = overrides.kernel_flash_bytes if overrides else {}
-    framework = table.framework_bytes
-    if overrides and overrides.framework_flash_bytes is not None:
-        framework = overrides.framework_flash_bytes
-    kernels = {
-        op: custom.get(op, table.kernel_bytes.get(op, table.default_kernel_bytes)) for op in ops
-    }
-    defaulted = tuple(op for op in ops if op not in custom and op not in table.kernel_bytes)
-    source = table.source
-    if overrides and (custom or overrides.framework_flash_bytes is not None):
-        source += f"; overridden by {target.path}" + (
-            f" ({overrides.source})" if overrides.source else ""
-        )
-    if defaulted:
-        source += f"; {', '.join(defaulted)} not in the table: {table.default_kernel_bytes} B each"
-    estimate = framework + sum(kernels.values())
-    all_given = bool(
-        overrides and overrides.framework_flash_bytes is not None and set(ops) <= set(custom)
-    )
-    bound = table.upper_bound
-    upper = estimate if all_given else bound.bound_bytes(estimate)
+def _overridden_runtime(ops, target: Target) -> RuntimeFlash:
+    """The target file's own per-op figures (``[runtime]`` framework/kernel bytes) over the
+    measured table's (or bound's) per-op figures. Summed per op, shared helpers count once per
+    op that links them: on the safe side. Measured when the file gives the framework and every
+    op."""
+    base = _table_or_bound(ops, target)
+    overrides = target.runtime
+    framework = overrides.framework_flash_bytes
+    framework = base.framework_bytes if framework is None else framework
+    custom = overrides.kernel_flash_bytes
+    kernels = {op: custom.get(op, base.kernel_bytes.get(op, 0)) for op in dict.fromkeys(ops)}
+    all_given = overrides.framework_flash_bytes is not None and set(ops) <= set(custom)
+    total = framework + sum(kernels.values())
     return RuntimeFlash(
-        total_bytes=upper,
-        estimate_bytes=estimate,
-        upper_bound_bytes=upper,
+        total_bytes=total,
+        estimate_bytes=total,
+        upper_bound_bytes=total,
         framework_bytes=framework,
         kernel_bytes=kernels,
-        defaulted_ops=defaulted,
-        measured=all_given,
-        source=source,
-        bound_rule="" if all_given else bound_rule(bound),
-    )
-
-
-def bound_rule(bound: UpperBound) -> str:
-    return (
-        f"max(estimate x {bound.ratio:.2f}, {bound.floor_bytes:,} B): {bound.ratio:.2f} is the "
-        f"largest ratio of the runtime measured on the {bound.measured_on} "
-        f"({bound.floor_bytes:,} B, {bound.source}) to the estimate of the same op sets"
-    )
-
-
-@lru_cache(maxsize=1)
-def kernel_table() -> KernelTable:
-    """The per-op kernel flash ESTIMATE shipped with edge-prune, and its calibrated bound."""
-    with open(KERNEL_TABLE_PATH, "rb") as f:
-        data = tomllib.load(f)
-    bound = data["upper_bound"]
-    return KernelTable(
-        framework_bytes=int(data["framework_bytes"]),
-        default_kernel_bytes=int(data["default_kernel_bytes"]),
-        kernel_bytes={op: int(n) for op, n in data["kernel_bytes"].items()},
-        source=TABLE_SOURCE,
-        upper_bound=UpperBound(
-            ratio=float(bound["ratio"]),
-            floor_bytes=int(bound["floor_bytes"]),
-            measured_on=str(bound["measured_on"]),
-            source=str(bound["measured_source"]),
-        ),
+        defaulted_ops=() if all_given else base.defaulted_ops,
+        measured=all_given or base.measured,
+        source=f"{target.path} [runtime]"
+        + (f" ({overrides.source})" if overrides.source else "")
+        + ("" if all_given else f" over {base.source}"),
+        bound_rule="" if all_given else base.bound_rule,
+        from_table=not all_given and base.from_table,
     )
 
 

@@ -335,12 +335,7 @@ def _verdict_word(v: Verdict) -> str:
         return f"DOES NOT RUN ON TFLM ({v.failure_reason or v.missing_op})"
     if v.fits:
         return "FITS"
-    word = v.status.replace("does not fit", "DOES NOT FIT")
-    r = v.runtime_flash
-    low_needed = v.flash_needed_bytes - r.total_bytes + r.estimate_bytes
-    if not v.fits_flash and not r.measured and low_needed <= v.target.flash_bytes:
-        word += " with the runtime upper bound (the low estimate would fit)"
-    return word
+    return v.status.replace("does not fit", "DOES NOT FIT")
 
 
 def _verdict_lines(v: Verdict) -> list[str]:
@@ -470,22 +465,15 @@ def _runtime_notes(report: Report) -> list[str]:
     groups: dict[tuple, list[str]] = {}
     for v in report.verdicts:
         r = v.runtime_flash
-        key = (r.measured, r.from_table, r.total_bytes, r.estimate_bytes, r.source, r.bound_rule)
+        key = (r.measured, r.total_bytes, r.source, r.bound_rule)
         groups.setdefault(key, []).append(v.target.name)
     notes = []
-    for (measured, from_table, total, estimate, source, rule), names in groups.items():
+    for (measured, total, source, rule), names in groups.items():
         who = ", ".join(names)
         if measured:
             notes.append(f"runtime code on {who}: {total:,} B, measured ({source})")
-            continue
-        if from_table:
+        else:
             notes.append(f"runtime code on {who}: {total:,} B, a BOUND: {rule} ({source})")
-            continue
-        notes.append(
-            f"runtime code on {who}: the verdict uses the UPPER BOUND {total:,} B of the range "
-            f"{estimate:,}-{total:,} B. Low end: per-op estimate, framework + one kernel per op "
-            f"type ({source}). Upper bound: {rule}."
-        )
     return notes
 
 

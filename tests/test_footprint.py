@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 import struct
 import subprocess
@@ -19,7 +18,6 @@ from tflite_micro.python.tflite_micro import runtime
 from edge_prune import footprint, tflm
 from edge_prune.errors import DataError, EdgePruneError, ModelFileError, TFLMError
 from edge_prune.targets import load_target
-from edge_prune.tflite_file import read_model
 
 REPO = Path(__file__).resolve().parent.parent
 GOOD_MODELS = ("mlp_float_path", "cnn_int8_path")
@@ -89,42 +87,15 @@ def test_sparse_encoded_model_does_not_run_on_tflm_and_never_fits(sparse_float_p
     assert verdict.status == "does not run on TFLM: DENSIFY"
 
 
-def test_runtime_estimate_is_framework_plus_one_kernel_per_op_type(measured):
-    table = footprint.kernel_table()
-    estimate = measured["cnn_int8"].runtime_flash
-    expected = table.framework_bytes + sum(table.kernel_bytes[op] for op in estimate.kernel_bytes)
-    assert estimate.estimate_bytes == expected
-    assert table.framework_bytes == 9_732
-    assert not estimate.measured
-
-
-def test_without_a_device_figure_the_verdict_uses_the_calibrated_upper_bound(measured):
-    bound = footprint.kernel_table().upper_bound
-    runtime = measured["cnn_int8"].runtime_flash
-    assert runtime.total_bytes == runtime.upper_bound_bytes
-    assert runtime.upper_bound_bytes == max(
-        math.ceil(runtime.estimate_bytes * bound.ratio), bound.floor_bytes
-    )
-    assert runtime.upper_bound_bytes >= 84_528 > runtime.estimate_bytes
-    assert runtime.kind == "upper bound"
-    verdict = footprint.check(measured["cnn_int8"], load_target("cortex-m7"))
+def test_without_a_target_figure_the_verdict_uses_the_measured_build_of_its_core(measured):
+    target = load_target("cortex-m7")
+    verdict = footprint.check(measured["cnn_int8"], target)
+    runtime = verdict.runtime_flash
+    assert runtime.measured and runtime.from_table and runtime.kind.startswith("measured")
+    assert "cortex-m7+fp" in runtime.source and "reference kernels" in runtime.source
     assert verdict.flash_needed_bytes == (
-        measured["cnn_int8"].flatbuffer_bytes + runtime.upper_bound_bytes + 32_768
+        measured["cnn_int8"].flatbuffer_bytes + runtime.total_bytes + target.reserved_flash_bytes
     )
-
-
-def test_upper_bound_covers_the_board_measurement_for_every_committed_model():
-    """The per-op estimate is several times below the runtime measured on the Nano 33 BLE
-    (84,528 B); the bound's ratio is the largest such ratio, so it is never below it."""
-    table = footprint.kernel_table()
-    ratios = []
-    for path in sorted((REPO / "tests" / "data").glob("*.tflite")):
-        runtime = footprint.runtime_flash(read_model(path).op_types)
-        ratios.append(84_528 / runtime.estimate_bytes)
-        assert runtime.upper_bound_bytes >= 84_528
-    assert max(ratios) > 2
-    assert table.upper_bound.ratio >= max(ratios) - 1e-4
-    assert table.upper_bound.floor_bytes == 84_528
 
 
 def test_a_target_giving_framework_and_every_kernel_counts_as_measured(target_file, measured):
@@ -175,18 +146,12 @@ def test_a_timeout_is_reported_as_does_not_run(cnn_int8_path):
     assert "did not finish within 0.001 s" in result.tflm_failure
 
 
-def test_op_missing_from_the_kernel_table_gets_the_stated_default():
-    estimate = footprint.runtime_flash(("FULLY_CONNECTED", "CUSTOM:my_op"))
-    assert estimate.kernel_bytes["CUSTOM:my_op"] == footprint.kernel_table().default_kernel_bytes
-    assert estimate.defaulted_ops == ("CUSTOM:my_op",)
-    assert "CUSTOM:my_op not in the table" in estimate.source
-
-
-def test_target_runtime_figure_replaces_the_estimate(measured):
-    verdict = footprint.check(measured["mlp_float"], load_target("cortex-m4"))
-    assert verdict.runtime_flash.measured
-    assert verdict.runtime_flash.total_bytes == 84_528
-    assert verdict.runtime_flash.estimate_bytes == verdict.runtime_flash.upper_bound_bytes
+def test_an_op_no_build_measured_is_counted_at_the_largest_op_and_labelled():
+    runtime = footprint.runtime_flash(("FULLY_CONNECTED", "CUSTOM:my_op"), load_target("cortex-m4"))
+    assert runtime.defaulted_ops == ("CUSTOM:my_op",)
+    assert not runtime.measured
+    assert "CUSTOM:my_op not in the table" in runtime.bound_rule
+    assert runtime.kernel_bytes["CUSTOM:my_op"] == max(runtime.kernel_bytes.values())
 
 
 def test_target_can_override_single_kernels(target_file, measured):
@@ -194,7 +159,7 @@ def test_target_can_override_single_kernels(target_file, measured):
     path.write_text(path.read_text() + "[runtime.kernel_flash_bytes]\nSOFTMAX = 100\n")
     runtime_flash = footprint.runtime_flash(measured["mlp_float"].ops, load_target(str(path)))
     assert runtime_flash.kernel_bytes["SOFTMAX"] == 100
-    assert "overridden by" in runtime_flash.source
+    assert "[runtime]" in runtime_flash.source and "over TFLM" in runtime_flash.source
 
 
 def test_verdict_adds_model_runtime_and_reserved_against_the_part(measured, target_file):
@@ -297,15 +262,6 @@ def test_report_path_never_imports_tensorflow(cnn_int8_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith("no tensorflow")
-
-
-def test_committed_kernel_table_matches_the_installed_tflite_micro():
-    done = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "kernel_flash_table.py"), "--check"],
-        capture_output=True,
-        text=True,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_arena_search_goes_on_when_a_too_small_arena_crashes_tflm():

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from edge_prune.cli import main
+from edge_prune.targets import load_target
 
 EDGE_PRUNE = str(Path(sys.executable).with_name("edge-prune"))
 
@@ -60,7 +61,7 @@ def test_json_report_says_what_each_figure_counts(capsys, mlp_float_path):
     assert "64-bit host" in arena["what"]
     assert report["footprint"]["runtime_flash"]["kind"] == "upper bound"
     cortex_m4 = next(t for t in report["targets"] if t["target"] == "cortex-m4")
-    assert cortex_m4["flash"]["runtime_kind"] == "measured on device (target file)"
+    assert cortex_m4["flash"]["runtime_kind"] == "measured on a Cortex-M build"
 
 
 def test_markdown_report_is_appended_to_github_step_summary(
@@ -76,7 +77,11 @@ def test_markdown_report_is_appended_to_github_step_summary(
     written = summary.read_text()
     assert written.startswith("earlier step\n### edge-prune footprint")
     assert "cortex-m4 (nRF52840, Cortex-M4F): FITS" in written
-    assert "| cortex-m4 | 4,012 | 84,528 (device) |" in written
+    from edge_prune.footprint import runtime_flash
+    from edge_prune.tflite_file import read_model
+
+    runtime = runtime_flash(read_model(mlp_float_path).op_types, load_target("cortex-m4"))
+    assert f"| cortex-m4 | 4,012 | {runtime.total_bytes:,} (measured) |" in written
 
 
 def test_missing_model_file_exits_2(capsys, tmp_path):
@@ -291,31 +296,37 @@ def test_bar_shows_the_part_used_and_marks_overflow():
 
 
 def test_one_runtime_figure_per_target(capsys, cnn_int8_path):
-    """cortex-m4 has a device figure: the per-op estimate must not appear beside it."""
+    """cortex-m4's figure comes from its measured CMSIS-NN build, cortex-m7's from its own."""
     from edge_prune.footprint import runtime_flash
     from edge_prune.tflite_file import read_model
 
-    estimate = runtime_flash(read_model(cnn_int8_path).op_types)
+    ops = read_model(cnn_int8_path).op_types
+    m4 = runtime_flash(ops, load_target("cortex-m4"))
+    m7 = runtime_flash(ops, load_target("cortex-m7"))
+    assert m4.total_bytes != m7.total_bytes
     for fmt in ("text", "markdown"):
         _, out, _ = run_cli(capsys, "report", cnn_int8_path, "--target", "cortex-m4",
                             "--format", fmt)  # fmt: skip
-        assert "84,528" in out
-        assert f"{estimate.estimate_bytes:,}" not in out
-        assert f"{estimate.upper_bound_bytes:,}" not in out
+        assert f"{m4.total_bytes:,} (measured)" in out
+        assert f"{m7.total_bytes:,}" not in out
+        assert "cmsis-nn kernels" in " ".join(out.split())
 
 
-def test_target_without_device_figure_shows_the_range_and_uses_the_upper_bound(
-    capsys, cnn_int8_path
-):
+def test_a_core_without_a_build_gets_a_labelled_bound(capsys, cnn_int8_path, tmp_path):
     from edge_prune.footprint import runtime_flash
     from edge_prune.tflite_file import read_model
 
-    r = runtime_flash(read_model(cnn_int8_path).op_types)
-    _, out, _ = run_cli(capsys, "report", cnn_int8_path, "--target", "cortex-m7")
+    path = tmp_path / "m85.toml"
+    path.write_text(
+        'part = "x"\nboard = "y"\ncore = "Cortex-M85"\nclock_hz = 1\n'
+        "flash_bytes = 2_000_000\nram_bytes = 500_000\n"
+        "reserved_flash_bytes = 0\nreserved_ram_bytes = 0\n"
+    )
+    r = runtime_flash(read_model(cnn_int8_path).op_types, load_target(str(path)))
+    _, out, _ = run_cli(capsys, "report", cnn_int8_path, "--target", str(path))
     flat = " ".join(out.split())
-    assert f"the verdict uses the UPPER BOUND {r.upper_bound_bytes:,} B" in flat
-    assert f"range {r.estimate_bytes:,}-{r.upper_bound_bytes:,} B" in flat
-    assert f"{r.upper_bound_bytes:,} (bound)" in out
+    assert f"{r.total_bytes:,} (bound)" in out
+    assert f"runtime code on m85: {r.total_bytes:,} B, a BOUND: no build covers" in flat
 
 
 # --- Baseline and growth limit ------------------------------------------------------------------

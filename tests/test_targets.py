@@ -160,16 +160,15 @@ def test_targets_command_lists_the_small_parts(capsys):
     assert "8,192 / 4,096 B" in by_name["samd21"]
 
 
-def test_the_runtime_bound_decides_the_nrf52810_verdict(mlp_float_path):
-    """With the SoftDevice, the upper bound of the runtime code does not fit, although the
-    low estimate would: the report says so rather than claiming a fit."""
+def test_the_nrf52810_verdict_uses_its_measured_build(mlp_float_path):
+    """nRF52810 (Cortex-M4 without FPU, SoftDevice reserved): the runtime code is measured on
+    TFLM built for cortex-m4 with reference kernels, not a bound."""
     from edge_prune.footprint import check, measure
-    from edge_prune.report import Report, render_text
 
     footprint = measure(mlp_float_path)
-    nrf, samd = check(footprint, load_target("nrf52810")), check(footprint, load_target("samd21"))
-    low = nrf.flash_needed_bytes - nrf.runtime_flash.total_bytes + nrf.runtime_flash.estimate_bytes
-    assert low <= nrf.target.flash_bytes < nrf.flash_needed_bytes
-    assert not nrf.fits and samd.fits
-    text = " ".join(render_text(Report(footprint, (nrf, samd))).split())
-    assert "DOES NOT FIT (flash) with the runtime upper bound (the low estimate would fit)" in text
+    nrf = check(footprint, load_target("nrf52810"))
+    assert nrf.runtime_flash.measured and "cortex-m4 built" in nrf.runtime_flash.source
+    assert nrf.flash_needed_bytes == (
+        footprint.flatbuffer_bytes + nrf.runtime_flash.total_bytes + 102_400
+    )
+    assert nrf.fits == (nrf.flash_needed_bytes <= 196_608 and nrf.fits_ram)

@@ -1,0 +1,196 @@
+"""Measure the TFLM runtime code tables shipped in edge_prune/data/tflm_runtime/ on real builds.
+
+Per TFLM build configuration (Cortex-M core x kernel set x build type) it links, with
+arm-none-eabi-gcc and ``--gc-sections``, one firmware that registers no op (the framework) and
+one per op (that op alone), splits each GNU ld map into the runtime group (TFLM objects and the
+toolchain objects linked only because of TFLM, see :mod:`edge_prune.device`), and writes the
+sections each link keeps (:mod:`edge_prune.runtime_tables`).
+
+``--check`` links whole firmwares for op sets of real models (edge-prune's own builds and TFLM's
+example models) and compares the runtime code each link measures with the table's union of the
+single-op links: the table is good when every op set is within 5%.
+
+    python bench/device_tables.py --tflm DIR [--config cortex-m4+fp:cmsis-nn:default ...]
+    python bench/device_tables.py --tflm DIR --check
+
+Needs the toolchain (Debian: gcc-arm-none-eabi libnewlib-arm-none-eabi
+libstdc++-arm-none-eabi-newlib) and a TFLM tree; the first build of a configuration compiles
+the kernels it links (minutes on 2 cores), later runs reuse the objects.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from edge_prune import device, runtime_tables  # noqa: E402
+from edge_prune.device import build  # noqa: E402
+from edge_prune.errors import EdgePruneError  # noqa: E402
+from edge_prune.tflite_file import read_model  # noqa: E402
+
+# The configurations the shipped targets use, then the others the device command supports.
+DEFAULT_CONFIGS = (
+    "cortex-m4+fp:cmsis-nn:default",
+    "cortex-m4+fp:reference:default",
+    "cortex-m4+fp:cmsis-nn:release",
+    "cortex-m4+fp:reference:release",
+    "cortex-m0plus:reference:default",
+    "cortex-m4:reference:default",
+    "cortex-m7+fp:reference:default",
+    "cortex-m33:reference:default",
+    "cortex-m55:reference:default",
+)
+# The ops measured by default: what the model families edge-prune is tested on convert to
+# (CNNs, DS-CNNs, MobileNets, Conv1D, LSTM/GRU, autoencoders), TFLM's example models use, and
+# DECODE. ``--ops all`` measures every op the resolver registers (two hours per build on 2
+# cores). An op a table lacks is counted at the table's largest single-op cost, labelled.
+COMMON_OPS = (
+    "ADD", "ARG_MAX", "AVERAGE_POOL_2D", "BATCH_MATMUL", "CAST", "CONCATENATION", "CONV_2D",
+    "CUSTOM:TFLM_DECODE", "DEPTHWISE_CONV_2D", "DEQUANTIZE", "DIV", "EXPAND_DIMS",
+    "FULLY_CONNECTED", "GATHER", "HARD_SWISH", "LEAKY_RELU", "LOGISTIC", "MAXIMUM",
+    "MAX_POOL_2D", "MEAN", "MINIMUM", "MUL", "PACK", "PAD", "PADV2", "QUANTIZE", "REDUCE_MAX",
+    "RELU", "RELU6", "RESHAPE", "RESIZE_NEAREST_NEIGHBOR", "SHAPE", "SOFTMAX", "SPLIT",
+    "SPLIT_V", "SQUEEZE", "STRIDED_SLICE", "SUB", "SUM", "SVDF", "TANH", "TRANSPOSE",
+    "TRANSPOSE_CONV", "UNIDIRECTIONAL_SEQUENCE_LSTM", "UNPACK",
+)  # fmt: skip
+
+
+def resolver_ops(tree) -> dict[str, str]:
+    """Every op the tree's MicroMutableOpResolver registers, named as ``read_model`` names it
+    (``CONV_2D``; ``CUSTOM:<code>`` for custom ops) -> the key the device build takes."""
+    header = (tree.path / build.RESOLVER_HEADER).read_text()
+    custom = set(re.findall(r'AddCustom\(\s*"([^"]+)"', header))
+    return {
+        (f"CUSTOM:{key}" if key in custom else key): key for key in build.resolver_methods(tree)
+    }
+
+
+def parse_config(text: str) -> device.DeviceConfig:
+    arch, kernels, build_type = text.split(":")
+    return device.DeviceConfig(arch, kernels, build_type)
+
+
+def measure_table(tree, config, ops: dict[str, str], progress) -> runtime_tables.RuntimeTable:
+    framework = device.runtime_flash_for_ops(tree, config, [])
+    per_op = {}
+    for i, (op, key) in enumerate(ops.items(), 1):
+        try:
+            link = device.runtime_flash_for_ops(tree, config, [key])
+        except EdgePruneError as e:
+            progress(f"  [{i}/{len(ops)}] {op}: not measured: {' '.join(str(e).split())[:200]}")
+            continue
+        added = link.runtime_flash_bytes - framework.runtime_flash_bytes
+        progress(f"  [{i}/{len(ops)}] {op}: {added:+,} B")
+        per_op[op] = [(s.object, s.name, s.size) for s in link.sections if s.flash_bytes]
+    return runtime_tables.table_from_links(
+        [(s.object, s.name, s.size) for s in framework.sections if s.flash_bytes],
+        per_op,
+        arch=config.core,
+        kernels=config.kernels,
+        build_type=config.build_type,
+        tflm_commit=tree.commit or "unknown",
+        compiler=framework.compiler_version,
+        flags=" ".join(framework.flags),
+        generated=datetime.date.today().isoformat(),
+    )
+
+
+def write_table(table: runtime_tables.RuntimeTable) -> Path:
+    path = runtime_tables.table_path(table.arch, table.kernels, table.build_type)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(table.to_json(), separators=(",", ":"), sort_keys=True) + "\n"
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False) as f:
+        f.write(text)
+    os.replace(f.name, path)
+    return path
+
+
+def check_op_sets(tree, configs, models: list[Path], progress) -> list[dict]:
+    """Whole-firmware links of each model's op set vs the table's union."""
+    rows = []
+    for config in configs:
+        table = runtime_tables.load_table(config.arch, config.kernels, config.build_type)
+        if table is None:
+            progress(f"{config}: no table, skipped")
+            continue
+        for model in models:
+            known = resolver_ops(tree)
+            ops = [op for op in read_model(model).op_types if op in known]
+            linked = device.runtime_flash_for_ops(
+                tree, config, [known[op] for op in ops]
+            ).runtime_flash_bytes
+            union, uncovered = table.runtime_bytes(ops)
+            rows.append(
+                {
+                    "config": table.key,
+                    "model": model.name,
+                    "ops": len(ops),
+                    "linked_bytes": linked,
+                    "table_bytes": union,
+                    "error_percent": round(100 * (union - linked) / linked, 2),
+                    "uncovered": list(uncovered),
+                }
+            )
+            progress(
+                f"{table.key} {model.name}: linked {linked:,} B, table {union:,} B "
+                f"({rows[-1]['error_percent']:+.2f}%)"
+            )
+    return rows
+
+
+def example_models(tree) -> list[Path]:
+    """TFLM's own example models in the tree, and edge-prune's build of the default model."""
+    root = Path(tree.path) / "tensorflow" / "lite" / "micro" / "examples"
+    found = sorted(root.rglob("*.tflite"))
+    build = REPO / "build" / "cortex-m4"
+    found += sorted(build.glob("model_*.tflite")) if build.is_dir() else []
+    return found
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tflm", default=os.environ.get("EDGE_PRUNE_TFLM"), required=False)
+    parser.add_argument("--config", action="append", help="ARCH:KERNELS:BUILD_TYPE")
+    parser.add_argument("--ops", help="comma-separated ops, or 'all' (default: COMMON_OPS)")
+    parser.add_argument("--check", action="store_true", help="compare with whole-firmware links")
+    parser.add_argument("--out", type=Path, help="write the check rows as JSON here")
+    args = parser.parse_args(argv)
+
+    tree = device.TflmTree.from_path(args.tflm)
+    configs = [parse_config(c) for c in (args.config or DEFAULT_CONFIGS)]
+
+    def progress(message: str) -> None:
+        print(message, flush=True)
+
+    if args.check:
+        rows = check_op_sets(tree, configs, example_models(tree), progress)
+        worst = max((abs(r["error_percent"]) for r in rows), default=0.0)
+        progress(f"{len(rows)} op sets, largest error {worst:.2f}%")
+        if args.out:
+            args.out.write_text(json.dumps(rows, indent=1) + "\n")
+        return 0 if worst <= 5.0 else 1
+    known = resolver_ops(tree)
+    names = COMMON_OPS if not args.ops else known if args.ops == "all" else args.ops.split(",")
+    ops = {op: known[op] for op in names}
+    for config in configs:
+        progress(f"{config}: framework + {len(ops)} ops")
+        table = measure_table(tree, config, ops, progress)
+        path = write_table(table)
+        progress(
+            f"{table.key}: framework {table.framework_bytes:,} B, {len(table.ops)} ops, "
+            f"largest op {table.largest_op_bytes():,} B -> {path.relative_to(REPO)}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

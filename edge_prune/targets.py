@@ -28,7 +28,8 @@ _REPO_TARGETS_DIR = Path(__file__).resolve().parent.parent / "targets"
 _REQUIRED_INTS = ("clock_hz", "flash_bytes", "ram_bytes", "reserved_flash_bytes",
                   "reserved_ram_bytes")  # fmt: skip
 _REQUIRED_STRS = ("part", "board", "core")
-_OPTIONAL_STRS = ("source", "notes")
+_OPTIONAL_STRS = ("source", "notes", "tflm_kernels")
+TFLM_KERNELS = ("reference", "cmsis-nn")  # `edge-prune device` builds TFLM with these
 _TABLES = ("runtime", "throughput")
 _RUNTIME_INTS = ("framework_flash_bytes", "runtime_flash_bytes")
 _RUNTIME_KEYS = (*_RUNTIME_INTS, "kernel_flash_bytes", "source")
@@ -91,6 +92,7 @@ class Target:
     reserved_ram_bytes: int
     source: str = ""
     notes: str = ""
+    tflm_kernels: str = ""  # TFLM kernel set of the board's build: reference | cmsis-nn
     runtime: RuntimeFlash | None = None
     throughput: Throughput | None = None
 
@@ -118,6 +120,7 @@ class Target:
             "reserved_ram_bytes": self.reserved_ram_bytes,
             "source": self.source,
             "notes": self.notes,
+            "tflm_kernels": self.tflm_kernels,
             "runtime": self.runtime.to_dict() if self.runtime else None,
             "throughput": self.throughput.to_dict() if self.throughput else None,
         }
@@ -203,6 +206,11 @@ def parse_target(data: dict, name: str, path: str | Path = "<dict>") -> Target:
     values = {key: _string(data, key, where) for key in _REQUIRED_STRS}
     values |= {key: _size(data, key, where) for key in _REQUIRED_INTS}
     values |= {key: _string(data, key, where) for key in _OPTIONAL_STRS if key in data}
+    if values.get("tflm_kernels", "reference") not in TFLM_KERNELS:
+        raise ConfigError(
+            f"{where}: key 'tflm_kernels' is {values['tflm_kernels']!r}; expected one of "
+            f"{', '.join(TFLM_KERNELS)}"
+        )
     if values["clock_hz"] == 0:
         raise ConfigError(f"{where}: key 'clock_hz' is 0; expected the core clock in Hz")
     for kind in ("flash", "ram"):

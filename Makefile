@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TARGET ?= cortex-m4
 
-.PHONY: venv model test lint format bench sweep search clean
+.PHONY: venv model device test lint format bench sweep search clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,12 @@ model: $(STAMP)
 	$(BIN)/edge-prune model --target '$(TARGET)' \
 		$(if $(MODEL),--model '$(MODEL)') $(if $(DATA),--data '$(DATA)') \
 		$(if $(CONFIG),--config '$(CONFIG)') $(if $(OUT),--out '$(OUT)') $(ARGS)
+
+# The model on a real TFLM build for the target's core, in QEMU (README "On the device").
+device: $(STAMP)
+	$(BIN)/edge-prune device '$(or $(MODEL),build/$(TARGET))' --target '$(TARGET)' \
+		$(if $(TFLM),--tflm '$(TFLM)') $(if $(KERNELS),--kernels '$(KERNELS)') \
+		$(if $(BUILD),--build '$(BUILD)') $(if $(DATA),--data '$(DATA)') $(ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

@@ -20,7 +20,7 @@ from edge_prune.errors import EdgePruneError
 
 # One module per command in edge_prune/commands/, each with register(subparsers). Importing
 # them must stay cheap: heavy imports (TensorFlow) happen inside each command's run().
-COMMANDS = ("model", "report", "targets", "sweep", "search")
+COMMANDS = ("model", "report", "targets", "sweep", "search", "device")
 
 
 def build_parser() -> argparse.ArgumentParser:

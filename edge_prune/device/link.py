@@ -178,11 +178,17 @@ class Workspace:
         return path
 
     def _sections(self, map_path: Path) -> list[Section]:
+        """The map's sections; TFLM objects (thin-archive members, listed by their path) are
+        named ``libtflm.a(<path under the build's obj/>)``."""
         gen = str(self.directory / "gen" / "obj") + "/"
         out = []
         for s in read_map(map_path):
-            obj = s.object.replace(gen, "")
-            out.append(Section(obj, s.name, s.size, s.region) if obj != s.object else s)
+            name = s.object
+            if name.startswith(f"{ARCHIVE}({gen}"):
+                name = f"{ARCHIVE}({name[len(ARCHIVE) + 1 + len(gen) :]}"
+            elif name.startswith(gen):
+                name = f"{ARCHIVE}({name[len(gen) :]})"
+            out.append(Section(name, s.name, s.size, s.region))
         return out
 
     # ------------------------------------------------------------------ the baseline

@@ -1,0 +1,165 @@
+// edge-prune device harness: runs the model through FIRMWARE.md's code (compiled from the
+// generated firmware_md.cc) on QEMU and prints what the host compares, one fact per line:
+//   calibration <ticks of a 2,000,002-instruction loop>
+//   arena_used_bytes <n> | setup failed
+//   sample <i> status <s> ticks <t> out <hex bytes of output 0> <hex of output 1> ...
+//   probe arena_min <n> used <arena_used_bytes with it> | probe failed
+//   DONE
+// device_glue.h (generated) names the model's functions and holds the samples.
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <new>
+
+#include "device_glue.h"
+#include "tensorflow/lite/micro/cortex_m_generic/debug_log_callback.h"
+#include "tensorflow/lite/micro/micro_interpreter.h"
+
+tflite::MicroInterpreter* EP_SETUP();
+TfLiteStatus EP_RUN(tflite::MicroInterpreter* interpreter, const float* values);
+
+namespace {
+
+bool g_quiet = false;
+void Log(const char* text) {
+  if (!g_quiet) fputs(text, stdout);
+}
+
+// CMSDK APB TIMER0 of the MPS2/MPS3 boards: a 32-bit down-counter at the board's clock. With
+// QEMU's `-icount shift=0` virtual time advances 1 ns per emulated instruction, so ticks count
+// instructions; the calibration loop gives the ratio.
+#ifdef EP_TIMER_BASE
+volatile uint32_t* const kTimer = reinterpret_cast<volatile uint32_t*>(EP_TIMER_BASE);
+void TimerStart() {
+  kTimer[2] = 0xFFFFFFFFu;  // RELOAD
+  kTimer[1] = 0xFFFFFFFFu;  // VALUE
+  kTimer[0] = 1;            // CTRL: enable
+}
+uint32_t TimerRead() { return 0xFFFFFFFFu - kTimer[1]; }
+#else
+void TimerStart() {}
+uint32_t TimerRead() { return 0; }
+#endif
+
+TfLiteStatus RunSample(tflite::MicroInterpreter* interpreter, int s) {
+#if EP_FLOAT_INPUT
+  return EP_RUN(interpreter, kEpSampleValues[s]);
+#else
+  const unsigned char* bytes = kEpSampleBytes[s];
+  for (size_t i = 0; i < interpreter->inputs_size(); ++i) {
+    TfLiteTensor* input = interpreter->input(i);
+    memcpy(input->data.raw, bytes, input->bytes);
+    bytes += input->bytes;
+  }
+  return interpreter->Invoke();
+#endif
+}
+
+void PrintOutputs(tflite::MicroInterpreter* interpreter) {
+  for (size_t o = 0; o < interpreter->outputs_size(); ++o) {
+    const TfLiteTensor* out = interpreter->output(o);
+    putchar(' ');
+    for (size_t i = 0; i < out->bytes; ++i) printf("%02x", out->data.uint8[i]);
+  }
+  putchar('\n');
+}
+
+size_t OutputBytes(tflite::MicroInterpreter* interpreter, unsigned char* copy, size_t room) {
+  size_t n = 0;
+  for (size_t o = 0; o < interpreter->outputs_size(); ++o) {
+    const TfLiteTensor* out = interpreter->output(o);
+    if (n + out->bytes > room) return 0;
+    memcpy(copy + n, out->data.raw, out->bytes);
+    n += out->bytes;
+  }
+  return n;
+}
+
+// Smallest arena with which a plain MicroInterpreter (what FIRMWARE.md uses) allocates and
+// gives sample 0's outputs: bisection over the probe buffer, in this one run.
+alignas(16) uint8_t g_probe_arena[EP_PROBE_ARENA_BYTES];
+alignas(tflite::MicroInterpreter) uint8_t g_interpreter[sizeof(tflite::MicroInterpreter)];
+unsigned char g_reference[EP_MAX_OUTPUT_BYTES];
+unsigned char g_outputs[EP_MAX_OUTPUT_BYTES];
+size_t g_reference_bytes = 0;
+
+bool TryArena(EP_RESOLVER& resolver, size_t size, size_t* used) {
+  auto* it = new (g_interpreter)
+      tflite::MicroInterpreter(tflite::GetModel(EP_MODEL), resolver, g_probe_arena, size);
+  bool ok = it->AllocateTensors() == kTfLiteOk;
+  if (ok) {
+    *used = it->arena_used_bytes();
+    ok = RunSample(it, 0) == kTfLiteOk;
+    size_t n = ok ? OutputBytes(it, g_outputs, sizeof(g_outputs)) : 0;
+    if (ok && g_reference_bytes == 0) {
+      memcpy(g_reference, g_outputs, n);
+      g_reference_bytes = n;
+    }
+    ok = ok && n == g_reference_bytes && memcmp(g_outputs, g_reference, n) == 0;
+  }
+  it->~MicroInterpreter();
+  return ok;
+}
+
+void Probe() {
+  static EP_RESOLVER resolver;
+  if (EP_REGISTER(resolver) != kTfLiteOk) {
+    printf("probe failed\n");
+    return;
+  }
+  size_t used = 0;
+  g_quiet = true;
+  bool fits = TryArena(resolver, sizeof(g_probe_arena), &used);
+  size_t lo = 0, hi = sizeof(g_probe_arena);  // lo fails, hi works
+  while (fits && hi - lo > 1) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (TryArena(resolver, mid, &used)) {
+      hi = mid;
+    } else {
+      lo = mid;
+    }
+  }
+  if (fits) TryArena(resolver, hi, &used);
+  g_quiet = false;
+  if (!fits) {
+    printf("probe failed\n");
+  } else {
+    printf("probe arena_min %u used %u\n", static_cast<unsigned>(hi),
+           static_cast<unsigned>(used));
+  }
+}
+
+}  // namespace
+
+int main() {
+  RegisterDebugLogCallback(Log);
+  TimerStart();
+  uint32_t c0 = TimerRead();
+  __asm__ volatile(
+      ".syntax unified\n"
+      " ldr r0, =1000000\n"
+      "1: subs r0, r0, #1\n"
+      " bne 1b\n" ::
+          : "r0", "cc");
+  uint32_t c1 = TimerRead();
+  printf("calibration %u\n", static_cast<unsigned>(c1 - c0));
+  tflite::MicroInterpreter* interpreter = EP_SETUP();
+  if (interpreter == nullptr) {
+    printf("setup failed\n");
+  } else {
+    printf("arena_used_bytes %u\n", static_cast<unsigned>(interpreter->arena_used_bytes()));
+    for (int s = 0; s < kEpSamples; ++s) {
+      TimerStart();
+      uint32_t t0 = TimerRead();
+      TfLiteStatus status = RunSample(interpreter, s);
+      uint32_t t1 = TimerRead();
+      if (s == 0) g_reference_bytes = OutputBytes(interpreter, g_reference, sizeof(g_reference));
+      printf("sample %d status %d ticks %u out", s, static_cast<int>(status),
+             static_cast<unsigned>(t1 - t0));
+      PrintOutputs(interpreter);
+    }
+  }
+  Probe();
+  printf("DONE\n");
+  return 0;
+}

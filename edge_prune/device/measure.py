@@ -92,6 +92,8 @@ class DeviceResult:
     instructions_per_inference: int | None
     instructions_per_sample: list[int] = field(default_factory=list)
     instructions_per_tick: float | None = None
+    # Per operator of one inference (sample 0): (op name, instructions); default builds only.
+    instructions_per_op: list[tuple[str, int]] = field(default_factory=list)
     available_flash_bytes: int = 0
     available_ram_bytes: int = 0
     fits: bool = False
@@ -134,6 +136,7 @@ class DeviceResult:
             "instructions_per_inference": self.instructions_per_inference,
             "instructions_per_sample": self.instructions_per_sample,
             "instructions_per_tick": self.instructions_per_tick,
+            "instructions_per_op": [[op, n] for op, n in self.instructions_per_op],
             "instructions_note": "instructions emulated by QEMU (-icount shift=0), not cycles",
             "available_flash_bytes": self.available_flash_bytes,
             "available_ram_bytes": self.available_ram_bytes,
@@ -471,6 +474,7 @@ class QemuRun:
     probe_used_bytes: int | None
     done: bool
     problem: str | None
+    profile: list[tuple[str, int]] = field(default_factory=list)  # (op name, ticks) per op
 
 
 def qemu_command(space: Workspace, elf: Path) -> list[str]:
@@ -501,6 +505,10 @@ def parse_harness(text: str, problem: str | None = None) -> QemuRun:
         for m in re.finditer(r"^sample \d+ status (-?\d+) ticks (\d+) out(.*)$", text, re.M)
     ]
     probe = re.search(r"^probe arena_min (\d+) used (\d+)$", text, re.M)
+    profile = [
+        (m.group(1), int(m.group(2)))
+        for m in re.finditer(r"^profile \d+ (\S+) (\d+)$", text, re.M)
+    ]
     done = bool(re.search(r"^DONE$", text, re.M))
     if problem is None and "setup failed" in text:
         problem = "FIRMWARE.md's SetUp returned nullptr (arena too small or an op missing)"
@@ -514,6 +522,7 @@ def parse_harness(text: str, problem: str | None = None) -> QemuRun:
         probe_used_bytes=int(probe.group(2)) if probe else None,
         done=done,
         problem=problem,
+        profile=profile,
     )
 
 
@@ -573,6 +582,7 @@ def _result(model, target, space, config, samples, host, totals, run, elf) -> De
         instructions_per_inference=round(sum(per_sample) / len(per_sample)) if per_sample else None,
         instructions_per_sample=per_sample,
         instructions_per_tick=round(ratio, 3) if ratio else None,
+        instructions_per_op=[(op, round(t * ratio)) for op, t in run.profile] if ratio else [],
         fits=fits and run.arena_min_bytes is not None,
         ran=run.done and bool(run.samples),
         problem=run.problem,

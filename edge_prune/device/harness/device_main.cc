@@ -3,6 +3,8 @@
 //   calibration <ticks of a 2,000,002-instruction loop>
 //   arena_used_bytes <n> | setup failed
 //   sample <i> status <s> ticks <t> out <hex bytes of output 0> <hex of output 1> ...
+//   profile <i> <op name> <ticks>   (sample 0 once more, per operator; not in release builds,
+//                                     whose interpreter calls no profiler)
 //   probe arena_min <n> used <arena_used_bytes with it> | probe failed
 //   DONE
 // device_glue.h (generated) names the model's functions and holds the samples.
@@ -14,6 +16,7 @@
 #include "device_glue.h"
 #include "tensorflow/lite/micro/cortex_m_generic/debug_log_callback.h"
 #include "tensorflow/lite/micro/micro_interpreter.h"
+#include "tensorflow/lite/micro/micro_profiler_interface.h"
 
 tflite::MicroInterpreter* EP_SETUP();
 TfLiteStatus EP_RUN(tflite::MicroInterpreter* interpreter, const float* values);
@@ -101,12 +104,52 @@ bool TryArena(EP_RESOLVER& resolver, size_t size, size_t* used) {
   return ok;
 }
 
-void Probe() {
-  static EP_RESOLVER resolver;
-  if (EP_REGISTER(resolver) != kTfLiteOk) {
-    printf("probe failed\n");
-    return;
+EP_RESOLVER g_resolver;
+
+// Timer ticks of every operator of one Invoke(): TFLM's interpreter opens one event per
+// operator, tagged with the op name (micro_interpreter_graph.cc).
+class TickProfiler : public tflite::MicroProfilerInterface {
+ public:
+  uint32_t BeginEvent(const char* tag) override {
+    if (count_ >= kMaxEvents) return kMaxEvents;
+    tags_[count_] = tag;
+    begin_[count_] = TimerRead();
+    return count_++;
   }
+  void EndEvent(uint32_t handle) override {
+    if (handle < kMaxEvents) ticks_[handle] = TimerRead() - begin_[handle];
+  }
+  void Print() const {
+    for (uint32_t i = 0; i < count_; ++i) {
+      printf("profile %u %s %u\n", static_cast<unsigned>(i), tags_[i],
+             static_cast<unsigned>(ticks_[i]));
+    }
+  }
+
+ private:
+  static constexpr uint32_t kMaxEvents = 512;
+  const char* tags_[kMaxEvents] = {};
+  uint32_t begin_[kMaxEvents] = {};
+  uint32_t ticks_[kMaxEvents] = {};
+  uint32_t count_ = 0;
+};
+
+void Profile() {
+  static TickProfiler profiler;
+  auto* it = new (g_interpreter)
+      tflite::MicroInterpreter(tflite::GetModel(EP_MODEL), g_resolver, g_probe_arena,
+                               sizeof(g_probe_arena), nullptr, &profiler);
+  g_quiet = true;
+  bool ok = it->AllocateTensors() == kTfLiteOk;
+  TimerStart();
+  ok = ok && RunSample(it, 0) == kTfLiteOk;
+  g_quiet = false;
+  if (ok) profiler.Print();
+  it->~MicroInterpreter();
+}
+
+void Probe() {
+  EP_RESOLVER& resolver = g_resolver;
   size_t used = 0;
   g_quiet = true;
   bool fits = TryArena(resolver, sizeof(g_probe_arena), &used);
@@ -159,7 +202,12 @@ int main() {
       PrintOutputs(interpreter);
     }
   }
-  Probe();
+  if (EP_REGISTER(g_resolver) == kTfLiteOk) {
+    Profile();
+    Probe();
+  } else {
+    printf("probe failed\n");
+  }
   printf("DONE\n");
   return 0;
 }

@@ -1,0 +1,166 @@
+"""Calibrate the per-operator instruction costs in edge_prune/data/tflm_instructions.json.
+
+Runs models on QEMU with ``edge-prune device`` (:func:`edge_prune.device.measure`, default
+build type: TFLM's interpreter calls the profiler per operator), pairs each operator's
+instructions with its work (:func:`edge_prune.instructions.operator_work`: MACs, or elements),
+fits per op and input type (and per DECODE decoder) a cost per call and per unit of work, and
+prints, per model, the measured instructions per inference against the fitted estimate.
+
+Models: the committed test fixtures, TFLM's example models in the tree, and compressed
+variants of the codec fixtures (one per decoder: LUT, Huffman, pruning bitmask).
+
+    python bench/instruction_costs.py --tflm DIR [--target cortex-m4 ...] [--write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from edge_prune import device, instructions  # noqa: E402
+from edge_prune.device.measure import measure  # noqa: E402
+from edge_prune.errors import EdgePruneError  # noqa: E402
+from edge_prune.runtime_tables import config_key  # noqa: E402
+from edge_prune.targets import load_target  # noqa: E402
+
+FIXTURES = ("cnn_int8", "mlp_float", "mlp_int8_lenet_trained", "codecs_cnn_per_tensor")
+EXAMPLES = (
+    "hello_world/models/hello_world_int8.tflite",
+    "hello_world/models/hello_world_float.tflite",
+    "micro_speech/models/micro_speech_quantized.tflite",
+    "mnist_lstm/trained_lstm_int8.tflite",
+)
+DECODERS = ("lut", "huffman", "pruning")
+
+
+def models(tree, workdir: Path) -> list[Path]:
+    found = [REPO / "tests" / "data" / f"{name}.tflite" for name in FIXTURES]
+    examples = Path(tree.path) / "tensorflow" / "lite" / "micro" / "examples"
+    found += [examples / p for p in EXAMPLES if (examples / p).is_file()]
+    return found + compressed_models(workdir)
+
+
+def compressed_models(workdir: Path) -> list[Path]:
+    """The per-tensor codec fixture compressed with each decoder alone."""
+    from edge_prune.codecs.choose import compress_for_mcu
+
+    source = REPO / "tests" / "data" / "codecs_cnn_per_tensor.tflite"
+    paths = []
+    for codec in DECODERS:
+        result = compress_for_mcu(source, codecs=(codec,), min_tensor_bytes=64)
+        if not result.compressed:
+            continue
+        path = workdir / f"codecs_cnn_{codec}.tflite"
+        path.write_bytes(result.tflite_bytes)
+        paths.append(path)
+    return paths
+
+
+def samples_of(model: Path, result) -> list[tuple[str, int, float]]:
+    """(cost key, work, instructions) per operator of one profiled inference."""
+    calls = instructions.operator_work(model.read_bytes())
+    profile = result.instructions_per_op
+    if len(profile) != len(calls):
+        return []  # control flow or a profile cut short: no pairing
+    rows = []
+    for (_, count), op_calls in zip(profile, calls, strict=True):
+        keys = {c.key for c in op_calls}
+        if len(keys) == 1:
+            rows.append((op_calls[0].key, sum(c.work for c in op_calls), float(count)))
+    return rows
+
+
+def calibrate(tree, target_name: str, workdir: Path, progress) -> tuple[str, dict, list]:
+    target = load_target(target_name)
+    samples, per_model = [], []
+    for model in models(tree, workdir):
+        try:
+            result = measure(model, target, tree, samples=2, build_type="default")
+        except EdgePruneError as e:
+            progress(f"  {model.name}: not measured: {' '.join(str(e).split())[:160]}")
+            continue
+        rows = samples_of(model, result)
+        progress(
+            f"  {model.name}: {result.instructions_per_inference or 0:,} instructions, "
+            f"{len(rows)} operators profiled, outputs equal host: {result.outputs_equal_host}"
+        )
+        samples += rows
+        per_model.append((model, result))
+    costs = instructions.fit_costs(samples)
+    key = config_key(target.tflm_arch, target.tflm_kernels, target.tflm_build_type)
+    model_costs = instructions.CostModel(
+        key,
+        {k: v[0] for k, v in costs.items()},
+        {k: v[1] for k, v in costs.items()},
+        "calibration run",
+    )
+    table = []
+    for model, result in per_model:
+        estimate = model_costs.estimate(instructions.operator_work(model.read_bytes()))
+        measured = result.instructions_per_inference
+        if measured:
+            error = 100 * (estimate.total - measured) / measured
+            table.append((model.name, measured, estimate.total, error))
+            progress(f"  {model.name}: measured {measured:,}, estimate {estimate.total:,} "
+                     f"({error:+.1f}%)")  # fmt: skip
+    return key, costs, table
+
+
+def write(data: dict) -> Path:
+    path = instructions.COSTS_PATH
+    text = json.dumps(data, indent=1, sort_keys=True) + "\n"
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False) as f:
+        f.write(text)
+    os.replace(f.name, path)
+    return path
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tflm", default=os.environ.get("EDGE_PRUNE_TFLM"))
+    parser.add_argument("--target", action="append", help="targets to calibrate (cortex-m4)")
+    parser.add_argument("--write", action="store_true", help="write the shipped cost file")
+    args = parser.parse_args(argv)
+    tree = device.TflmTree.from_path(args.tflm)
+
+    def progress(message: str) -> None:
+        print(message, flush=True)
+
+    existing = (
+        json.loads(instructions.COSTS_PATH.read_text())
+        if instructions.COSTS_PATH.is_file()
+        else {"configs": {}}
+    )
+    with tempfile.TemporaryDirectory() as work:
+        for name in args.target or ["cortex-m4"]:
+            progress(f"{name}:")
+            key, costs, table = calibrate(tree, name, Path(work), progress)
+            existing["configs"][key] = {
+                "costs": {k: [round(a, 2), round(b, 4)] for k, (a, b) in costs.items()},
+                "models": [
+                    {"model": m, "measured": n, "estimate": e, "error_percent": round(p, 1)}
+                    for m, n, e, p in table
+                ],
+            }
+    existing["source"] = (
+        f"bench/instruction_costs.py, TFLM {tree.commit or 'unknown'}, QEMU -icount, "
+        f"{datetime.date.today().isoformat()}"
+    )
+    existing["what"] = (
+        "per op and input type (and DECODE decoder): [instructions per call, per unit of work]"
+    )
+    if args.write:
+        progress(f"wrote {write(existing).relative_to(REPO)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

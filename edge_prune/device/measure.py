@@ -506,8 +506,7 @@ def parse_harness(text: str, problem: str | None = None) -> QemuRun:
     ]
     probe = re.search(r"^probe arena_min (\d+) used (\d+)$", text, re.M)
     profile = [
-        (m.group(1), int(m.group(2)))
-        for m in re.finditer(r"^profile \d+ (\S+) (\d+)$", text, re.M)
+        (m.group(1), int(m.group(2))) for m in re.finditer(r"^profile \d+ (\S+) (\d+)$", text, re.M)
     ]
     done = bool(re.search(r"^DONE$", text, re.M))
     if problem is None and "setup failed" in text:

@@ -21,6 +21,7 @@ This module does not import TensorFlow.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -172,7 +173,8 @@ def table_from_links(
 ) -> RuntimeTable:
     """Build a table from link results: ``framework_sections`` and, per op, a list of
     ``(object, section name, size)`` of the runtime group. Sections are identified by object
-    and name; the same section must have the same size in every link."""
+    and name; the same section must have the same size in every link (merged string sections
+    excepted: the largest is kept)."""
     index: dict[tuple[str, str], int] = {}
     sizes: list[int] = []
     objects: dict[str, int] = {}
@@ -186,6 +188,8 @@ def table_from_links(
                 index[key] = len(sizes)
                 sizes.append(int(size))
                 owners.append(objects.setdefault(obj, len(objects)))
+            elif sizes[index[key]] != int(size) and _merged_strings(name):
+                sizes[index[key]] = max(sizes[index[key]], int(size))
             elif sizes[index[key]] != int(size):
                 raise RuntimeTableError(
                     f"section {name} of {obj} is {size} B in one link, {sizes[index[key]]} B in "
@@ -207,6 +211,12 @@ def table_from_links(
         ops=ops,
         **meta,
     )
+
+
+def _merged_strings(name: str) -> bool:
+    """A mergeable string section (``.rodata...str1.1``): the linker folds equal strings across
+    inputs, so its kept size depends on what else is linked. The table keeps the largest."""
+    return bool(re.search(r"\.str\d+\.\d+$", name))
 
 
 def shipped_tables() -> list[RuntimeTable]:

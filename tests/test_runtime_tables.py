@@ -74,6 +74,19 @@ def test_a_damaged_table_is_refused(damage, message):
         table_from_json(data)
 
 
+def test_merged_strings_keep_their_largest_size():
+    framework = [("a.o", ".rodata.f.str1.1", 10)]
+    table = table_from_links(
+        framework,
+        {"ADD": [("a.o", ".rodata.f.str1.1", 14)]},
+        arch="cortex-m4",
+        kernels="reference",
+        build_type="default",
+        **META,
+    )
+    assert table.runtime_bytes(["ADD"])[0] == 14
+
+
 def test_sections_of_one_name_with_two_sizes_mean_two_builds_were_mixed():
     framework = [("a.o", ".text", 10)]
     with pytest.raises(RuntimeTableError, match="not of one build"):

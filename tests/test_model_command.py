@@ -73,6 +73,7 @@ def test_default_model_builds_every_artifact_and_fits_cortex_m4(built):
             "FIRMWARE.md",
             "report.md",
             "report.json",
+            "heldout.npz",
         ]
     )
 

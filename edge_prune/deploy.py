@@ -17,6 +17,8 @@ Files written:
   model_ops.h             an op resolver registering exactly the ops model.tflite uses
   FIRMWARE.md             the lines of C++ that set up the TFLM interpreter with these files
   report.md, report.json  what was measured, for people and for CI
+  heldout.npz             the first held-out samples (x_test, y_test), float32 as the model
+                          takes them: what `edge-prune device` runs on the device
 """
 
 from __future__ import annotations
@@ -86,5 +88,21 @@ def write_artifacts(directory: Path, result: BuildState, report: dict[str, Any])
         arena_bytes=deployable.verdict.arena_bytes,
         arena_note=HOST_ARENA_NOTE,
     )
+    _write_heldout(directory / HELDOUT_FILE, result)
     (directory / "report.md").write_text(report_markdown(report, result.footprint))
     (directory / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+
+
+HELDOUT_FILE = "heldout.npz"
+HELDOUT_SAMPLES = 64  # small: a few KB for the default model, enough for a device check
+
+
+def _write_heldout(path: Path, result: BuildState) -> None:
+    """The first held-out samples the build scored, for ``edge-prune device``."""
+    import numpy as np
+
+    data = result.inputs.data
+    x = np.asarray(data.x_test[:HELDOUT_SAMPLES], dtype=np.float32)
+    y = np.asarray(data.y_test[:HELDOUT_SAMPLES])
+    with path.open("wb") as handle:
+        np.savez_compressed(handle, x_test=x, y_test=y)

@@ -73,8 +73,17 @@ def test_default_model_builds_every_artifact_and_fits_cortex_m4(built):
             "FIRMWARE.md",
             "report.md",
             "report.json",
+            "heldout.npz",
         ]
     )
+
+
+def test_build_dir_holds_the_held_out_samples_the_device_command_runs(built):
+    _, out = built
+    with np.load(out / "heldout.npz") as saved:
+        x, y = saved["x_test"], saved["y_test"]
+    assert x.dtype == np.float32 and 0 < len(x) <= 64 and len(y) == len(x)
+    assert x.shape[1:] == (8, 8, 1)
 
 
 def test_report_json_records_accuracy_sparsity_footprint_and_versions(built):

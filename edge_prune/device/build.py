@@ -82,7 +82,7 @@ def config_dir(tree: TflmTree, config: DeviceConfig) -> Path:
 
 @contextmanager
 def config_lock(directory: Path):
-    """Hold an exclusive lock on ``directory`` (one builder per configuration at a time)."""
+    """Hold an exclusive lock on ``directory`` (one process builds or links there at a time)."""
     directory.mkdir(parents=True, exist_ok=True)
     with open(directory / ".lock", "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)

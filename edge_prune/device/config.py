@@ -42,7 +42,10 @@ class Machine:
     Application notes: MPS2 AN385/AN386/AN500 put 4 MB of SSRAM1 at 0x0 (used as flash here)
     and SSRAM2/3 at 0x20000000; AN505 (TrustZone, boots secure) has its code SRAM's secure
     alias at 0x10000000, SSRAM2/3 at 0x38000000 and the timers' secure alias at 0x50000000;
-    AN547 has 512 KB ITCM at 0x0 and 512 KB DTCM at 0x20000000.
+    AN547 has 512 KB ITCM at 0x0 and 512 KB DTCM at 0x20000000, and its SSE-300 system
+    timers are not the CMSDK timer the harness reads: no instruction counts on it (yet).
+    The harness calibrates ticks to instructions on every run (AN385/386/500: 25 MHz, 40
+    instructions per tick; AN505: 20 MHz, 50).
     """
 
     name: str

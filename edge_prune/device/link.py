@@ -196,10 +196,11 @@ class Workspace:
     def baseline(self) -> LinkResult:
         """The harness without TFLM (same start-up, semihosting and C library calls)."""
         directory = self.directory / "baseline"
-        script = self.linker_script(directory)
-        main = self.compile_cxx(harness_file("baseline_main.cc"), directory / "main.o")
-        objects = [self.startup_object(directory), main]
-        return self.link(objects, directory / "baseline.elf", script)
+        with build.config_lock(directory):
+            script = self.linker_script(directory)
+            main = self.compile_cxx(harness_file("baseline_main.cc"), directory / "main.o")
+            objects = [self.startup_object(directory), main]
+            return self.link(objects, directory / "baseline.elf", script)
 
 
 # --------------------------------------------------------------------------- map split

@@ -99,6 +99,7 @@ class DeviceResult:
     fits: bool = False
     ran: bool = False
     problem: str | None = None
+    arena_probe_note: str | None = None
     tflm_commit: str | None = None
     compiler_version: str = ""
     flags: tuple[str, ...] = ()
@@ -143,6 +144,7 @@ class DeviceResult:
             "fits": self.fits,
             "ran": self.ran,
             "problem": self.problem,
+            "arena_probe_note": self.arena_probe_note,
             "tflm_commit": self.tflm_commit,
             "compiler_version": self.compiler_version,
             "flags": list(self.flags),
@@ -192,7 +194,8 @@ def measure(
     space.ensure_ops(source.info.op_types)
     directory = space.directory / "models" / digest(source.data, *sorted(source.files.values()),
                                                     _samples_key(chosen))  # fmt: skip
-    elf = _build_firmware(space, directory, source, chosen, host.arena_bytes)
+    with build.config_lock(directory):  # one process per firmware directory
+        elf = _build_firmware(space, directory, source, chosen, host.arena_bytes)
     baseline = space.baseline()
     groups = split_sections(elf.sections, baseline.sections, [DATA_SOURCE.replace(".cc", ".o")])
     totals = group_totals(groups)
@@ -475,6 +478,7 @@ class QemuRun:
     done: bool
     problem: str | None
     profile: list[tuple[str, int]] = field(default_factory=list)  # (op name, ticks) per op
+    probe_asserts: str | None = None
 
 
 def qemu_command(space: Workspace, elf: Path) -> list[str]:
@@ -509,6 +513,10 @@ def parse_harness(text: str, problem: str | None = None) -> QemuRun:
         (m.group(1), int(m.group(2))) for m in re.finditer(r"^profile \d+ (\S+) (\d+)$", text, re.M)
     ]
     done = bool(re.search(r"^DONE$", text, re.M))
+    asserts = re.search(r"^probe asserts (\d+) first (.*)$", text, re.M)
+    failed = re.search(r"^assertion failed: (.*)$", text, re.M)
+    if problem is None and failed:
+        problem = f"TFLM assertion failed: {failed.group(1)}"
     if problem is None and "setup failed" in text:
         problem = "FIRMWARE.md's SetUp returned nullptr (arena too small or an op missing)"
     if problem is None and not done:
@@ -522,6 +530,12 @@ def parse_harness(text: str, problem: str | None = None) -> QemuRun:
         done=done,
         problem=problem,
         profile=profile,
+        probe_asserts=(
+            f"{asserts.group(1)} arena sizes tried by the probe hit an assert (first: "
+            f"{asserts.group(2)}); counted as not working"
+            if asserts
+            else None
+        ),
     )
 
 
@@ -585,6 +599,7 @@ def _result(model, target, space, config, samples, host, totals, run, elf) -> De
         fits=fits and run.arena_min_bytes is not None,
         ran=run.done and bool(run.samples),
         problem=run.problem,
+        arena_probe_note=run.probe_asserts,
     )
 
 

@@ -54,6 +54,8 @@ def _rows(r: DeviceResult) -> list[tuple[str, str]]:
         ),  # fmt: skip
         ("TFLM", f"commit {r.tflm_commit or 'unknown'}; {r.compiler_version}"),
     ]
+    if r.arena_probe_note:
+        rows.append(("arena probe", r.arena_probe_note))
     if r.problem:
         rows.append(("problem", r.problem))
     return rows

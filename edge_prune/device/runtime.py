@@ -77,14 +77,15 @@ def runtime_flash_for_ops(
     space = Workspace(tree, config, toolchain, progress)
     space.ensure_ops(ops)
     directory = space.directory / "runtime" / digest(*ops)
-    directory.mkdir(parents=True, exist_ok=True)
-    _write_ops_header(directory / "runtime_ops.h", build.resolver_methods(tree), ops)
-    script = space.linker_script(directory)
-    objects = [
-        space.startup_object(directory),
-        space.compile_cxx(harness_file("runtime_main.cc"), directory / "main.o", [directory]),
-    ]
-    linked = space.link(objects, directory / "runtime.elf", script)
+    with build.config_lock(directory):  # one process per link directory
+        _write_ops_header(directory / "runtime_ops.h", build.resolver_methods(tree), ops)
+        script = space.linker_script(directory)
+        main = harness_file("runtime_main.cc")
+        objects = [
+            space.startup_object(directory),
+            space.compile_cxx(main, directory / "main.o", [directory]),
+        ]
+        linked = space.link(objects, directory / "runtime.elf", script)
     baseline = space.baseline()
     runtime = split_sections(linked.sections, baseline.sections)["runtime"]
     totals = group_totals({"runtime": runtime})["runtime"]

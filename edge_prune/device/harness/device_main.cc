@@ -6,10 +6,15 @@
 //   profile <i> <op name> <ticks>   (sample 0 once more, per operator; not in release builds,
 //                                     whose interpreter calls no profiler)
 //   probe arena_min <n> used <arena_used_bytes with it> | probe failed
+//   probe asserts <count> first <file>:<line> <expression>   (when some sizes hit an assert)
 //   DONE
+// An assert() that fires while the probe tries an arena size counts as that size failing (the
+// harness's __assert_func jumps back to the probe); anywhere else it ends the run.
 // device_glue.h (generated) names the model's functions and holds the samples.
+#include <csetjmp>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <new>
 
@@ -24,6 +29,33 @@ TfLiteStatus EP_RUN(tflite::MicroInterpreter* interpreter, const float* values);
 namespace {
 
 bool g_quiet = false;
+bool g_in_probe = false;
+jmp_buf g_probe_jump;
+int g_probe_asserts = 0;
+const char* g_assert_file = "";
+const char* g_assert_expression = "";
+int g_assert_line = 0;
+
+}  // namespace
+
+// newlib's assert() calls this; the harness's definition replaces the C library's.
+extern "C" [[noreturn]] void __assert_func(const char* file, int line, const char* function,
+                                           const char* expression) {
+  (void)function;
+  if (g_in_probe) {
+    if (g_probe_asserts++ == 0) {
+      g_assert_file = file;
+      g_assert_line = line;
+      g_assert_expression = expression;
+    }
+    longjmp(g_probe_jump, 1);
+  }
+  printf("assertion failed: %s:%d %s\n", file, line, expression);
+  exit(3);
+}
+
+namespace {
+
 void Log(const char* text) {
   if (!g_quiet) fputs(text, stdout);
 }
@@ -87,6 +119,11 @@ unsigned char g_outputs[EP_MAX_OUTPUT_BYTES];
 size_t g_reference_bytes = 0;
 
 bool TryArena(EP_RESOLVER& resolver, size_t size, size_t* used) {
+  if (setjmp(g_probe_jump) != 0) {  // an assert fired: this size does not work
+    g_in_probe = false;
+    return false;
+  }
+  g_in_probe = true;
   auto* it = new (g_interpreter)
       tflite::MicroInterpreter(tflite::GetModel(EP_MODEL), resolver, g_probe_arena, size);
   bool ok = it->AllocateTensors() == kTfLiteOk;
@@ -101,6 +138,7 @@ bool TryArena(EP_RESOLVER& resolver, size_t size, size_t* used) {
     ok = ok && n == g_reference_bytes && memcmp(g_outputs, g_reference, n) == 0;
   }
   it->~MicroInterpreter();
+  g_in_probe = false;
   return ok;
 }
 
@@ -169,6 +207,10 @@ void Probe() {
   } else {
     printf("probe arena_min %u used %u\n", static_cast<unsigned>(hi),
            static_cast<unsigned>(used));
+  }
+  if (g_probe_asserts > 0) {
+    printf("probe asserts %d first %s:%d %s\n", g_probe_asserts, g_assert_file, g_assert_line,
+           g_assert_expression);
   }
 }
 

@@ -1,0 +1,377 @@
+"""``edge-prune device`` and the edge_prune.device library.
+
+The parsing tests (map file, make output, resolver header, harness output) and the argument
+errors run everywhere. The device tests build TFLM and run QEMU: they need the Arm GNU
+toolchain, qemu-system-arm and a TFLM tree named by $EDGE_PRUNE_TFLM, and are skipped, with the
+reason, otherwise. Their objects go to the device cache (~/.cache/edge-prune or
+$EDGE_PRUNE_DEVICE_CACHE): a cold cache costs a few minutes (cortex-m4 CMSIS-NN and
+cortex-m0plus reference, default build type), a warm one seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+from conftest import DATA_DIR
+
+from edge_prune.cli import main
+from edge_prune.device import build
+from edge_prune.device.config import DeviceConfig, core_from_target
+from edge_prune.device.link import split_sections
+from edge_prune.device.mapfile import Section, parse_map
+from edge_prune.device.measure import parse_harness, quantize_like_firmware
+from edge_prune.device.toolchain import APT_COMMAND, TflmTree, resolve_toolchain
+from edge_prune.errors import ConfigError, TflmTreeError, ToolchainError
+
+# --------------------------------------------------------------------------- map files
+
+MAP = """\
+Archive member included to satisfy reference by file (symbol)
+
+Discarded input sections
+
+ .text.unused   0x00000000       0x40 main.o
+
+Memory Configuration
+
+Linker script and memory map
+
+.text           0x00000000     0x1000
+ *(.isr_vector)
+ .isr_vector    0x00000000       0x40 startup.o
+                0x00000000                g_vectors
+ .text.main     0x00000040       0x20 main.o
+ .text._ZN6tflite23MicroMutableOpResolverILj2EE9AddConv2DERK16TFLMRegistration
+                0x00000060       0x30 main.o
+ .text.arm_convolve_s8
+                0x00000090      0x100 /c/tflm-x/cfg/gen/obj/third_party_kernels/a/arm_convolve_s8.o
+ .text          0x00000190       0x80 /usr/lib/gcc/arm-none-eabi/12.2.1/libc.a(lib_a-memcpy.o)
+ *fill*         0x00000210        0x2
+ .rodata.g_model_data
+                0x00000220      0x200 model_data.o
+.data           0x20000000        0x8 load address 0x00001000
+ .data.impure   0x20000000        0x8 /usr/lib/libc.a(lib_a-impure.o)
+.bss            0x20000008       0x10
+ .bss.arena     0x20000008       0x10 main.o
+ COMMON         0x20000018        0x4 /usr/lib/libc.a(lib_a-reent.o)
+.debug_info     0x00000000     0x5000
+ .debug_info    0x00000000     0x5000 main.o
+"""
+
+
+def test_map_parser_keeps_every_placed_section_with_its_region():
+    sections = parse_map(MAP)
+    by_name = {s.name: s for s in sections}
+    assert by_name[".isr_vector"] == Section("startup.o", ".isr_vector", 0x40, "flash")
+    wrapped = ".text._ZN6tflite23MicroMutableOpResolverILj2EE9AddConv2DERK16TFLMRegistration"
+    assert by_name[wrapped].size == 0x30 and by_name[wrapped].object == "main.o"
+    assert by_name[".text"].object == "libc.a(lib_a-memcpy.o)"
+    assert by_name[".data.impure"].region == "data"
+    assert by_name[".data.impure"].flash_bytes == 8 and by_name[".data.impure"].ram_bytes == 8
+    assert by_name["COMMON"].region == "ram" and by_name["COMMON"].flash_bytes == 0
+    assert ".text.unused" not in by_name  # discarded by --gc-sections
+    assert ".debug_info" not in by_name  # not in the image
+    assert "*fill*" not in by_name
+
+
+def test_map_split_puts_tflm_template_code_and_toolchain_code_only_tflm_needs_in_runtime():
+    sections = [
+        Section("libtflm.a(kernels/conv.o)", ".text.Eval", 100, "flash"),
+        Section("main.o", ".text._ZN6tflite23MicroMutableOpResolverILj2EE3AddEv", 30, "flash"),
+        Section("main.o", ".text.main", 20, "flash"),
+        Section("model_data.o", ".rodata.g_m_model_data", 500, "flash"),
+        Section("libc.a(lib_a-memcpy.o)", ".text", 40, "flash"),
+        Section("libm.a(lib_a-sf_exp.o)", ".text", 60, "flash"),
+    ]
+    baseline = [Section("libc.a(lib_a-memcpy.o)", ".text", 40, "flash")]
+    groups = split_sections(sections, baseline, ["model_data.o"])
+    assert [s.size for s in groups["model"]] == [500]
+    assert sorted(s.size for s in groups["runtime"]) == [30, 60, 100]
+    assert sorted(s.size for s in groups["harness"]) == [20, 40]
+
+
+def test_map_parser_refuses_a_file_that_is_not_a_map():
+    with pytest.raises(ValueError, match="not a GNU ld map"):
+        parse_map("hello")
+
+
+# --------------------------------------------------------------------------- TFLM's commands
+
+MAKE_N = """\
+mkdir -p /c/gen/obj/core/tensorflow/lite/micro/
+/usr/bin/arm-none-eabi-g++ -std=c++17 -mcpu=cortex-m4 -mthumb -mfloat-abi=hard -MD \
+-DCMSIS_DEVICE_ARM_CORTEX_M_XX_HEADER_FILE=\\""ARMCM4".h\\" -Os -I. \
+-c tensorflow/lite/micro/micro_interpreter.cc \
+-o /c/gen/obj/core/tensorflow/lite/micro/micro_interpreter.o
+/usr/bin/arm-none-eabi-gcc -std=c17 -mcpu=cortex-m4 -c x/arm_convolve_s8.c \
+-o /c/gen/obj/third_party_kernels/x/arm_convolve_s8.o
+/usr/bin/arm-none-eabi-ar rcs /c/gen/lib/libtensorflow-microlite.a
+"""
+
+
+def test_make_output_gives_one_command_per_object_with_its_group(tmp_path):
+    from pathlib import Path
+
+    commands = build.parse_make_output(MAKE_N, Path("/c/gen"))
+    assert set(commands) == {"tensorflow/lite/micro/micro_interpreter.cc", "x/arm_convolve_s8.c"}
+    interpreter = commands["tensorflow/lite/micro/micro_interpreter.cc"]
+    assert interpreter.group == "core"
+    assert '-DCMSIS_DEVICE_ARM_CORTEX_M_XX_HEADER_FILE="ARMCM4.h"' in interpreter.argv
+    assert commands["x/arm_convolve_s8.c"].group == "third_party_kernels"
+    flags = build.harness_flags(commands)
+    assert "-c" not in flags.cxx and "-MD" not in flags.cxx and "-Os" in flags.cxx
+    assert flags.arch == ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard")
+
+
+RESOLVER = """\
+template <unsigned int tOpCount>
+class MicroMutableOpResolver : public MicroOpResolver {
+ public:
+  TfLiteStatus AddConv2D(
+      const TFLMRegistration& registration = Register_CONV_2D()) {
+    return AddBuiltin(BuiltinOperator_CONV_2D, registration, ParseConv2D);
+  }
+
+  TfLiteStatus AddDecode() {
+    const TFLMRegistration& registration = tflite::Register_DECODE();
+    return AddCustom("TFLM_DECODE", &registration);
+  }
+
+  TfLiteStatus AddWindow() {
+    return AddCustom("SignalWindow", tflite::tflm_signal::Register_WINDOW());
+  }
+
+  TfLiteStatus AddBuiltin(tflite::BuiltinOperator op, const TFLMRegistration& registration,
+                          TfLiteBridgeBuiltinParseFunction parser) {
+    return kTfLiteOk;
+  }
+"""
+
+
+def test_resolver_header_maps_builtin_and_custom_ops_to_methods_and_registrations(tmp_path):
+    header = tmp_path / build.RESOLVER_HEADER
+    header.parent.mkdir(parents=True)
+    header.write_text(RESOLVER)
+    methods = build.resolver_methods(TflmTree(tmp_path, None))
+    assert methods == {
+        "CONV_2D": ("AddConv2D", "Register_CONV_2D"),
+        "TFLM_DECODE": ("AddDecode", "Register_DECODE"),
+        "SignalWindow": ("AddWindow", "Register_WINDOW"),
+    }
+    assert build.op_key("CUSTOM:TFLM_DECODE") == build.op_key("DECODE") == "TFLM_DECODE"
+
+
+# --------------------------------------------------------------------------- configurations
+
+
+@pytest.mark.parametrize(
+    ("core", "arch"),
+    [("Cortex-M4F", "cortex-m4+fp"), ("Cortex-M0+", "cortex-m0plus"), ("Cortex-M33", "cortex-m33"),
+     ("Cortex-M7", "cortex-m7"), ("cortex-m55", "cortex-m55")],
+)  # fmt: skip
+def test_target_core_names_map_to_tflm_arch(core, arch):
+    assert core_from_target(core) == arch
+
+
+def test_xtensa_core_is_refused_with_a_clear_message():
+    with pytest.raises(ConfigError, match="Xtensa LX7.*no Arm Cortex-M toolchain"):
+        core_from_target("Xtensa LX7")
+
+
+def test_device_config_checks_its_fields():
+    assert DeviceConfig("cortex-m4+fp", "cmsis-nn", "release").name == (
+        "cortex-m4+fp_cmsis-nn_release"
+    )
+    assert DeviceConfig("cortex-m0plus").machine is None
+    assert DeviceConfig("cortex-m7").machine.name == "mps2-an500"
+    with pytest.raises(ConfigError, match="kernels"):
+        DeviceConfig("cortex-m4", "cmsis_nn")
+    with pytest.raises(ConfigError, match="build_type"):
+        DeviceConfig("cortex-m4", "reference", "debug")
+
+
+def test_tflm_tree_commit_comes_from_git_or_a_commit_file(tmp_path, monkeypatch):
+    monkeypatch.delenv("EDGE_PRUNE_TFLM_COMMIT", raising=False)
+    make = tmp_path / "tensorflow/lite/micro/tools/make"
+    for name in ("flatbuffers", "gemmlowp", "ruy"):
+        (make / "downloads" / name).mkdir(parents=True)
+    (tmp_path / "tensorflow/lite/micro/tools/make/Makefile").write_text("")
+    assert TflmTree.from_path(tmp_path).commit is None
+    (tmp_path / "TFLM_COMMIT").write_text("90b983c2b3f1480642e040bbd2ddb37b998f3424\n")
+    assert TflmTree.from_path(tmp_path).commit.startswith("90b983c2")
+    git = tmp_path / ".git"
+    (git / "refs/heads").mkdir(parents=True)
+    (git / "HEAD").write_text("ref: refs/heads/main\n")
+    (git / "refs/heads/main").write_text("a" * 40 + "\n")
+    assert TflmTree.from_path(tmp_path).commit == "a" * 40
+
+
+def test_missing_tflm_tree_says_how_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.delenv("EDGE_PRUNE_TFLM", raising=False)
+    with pytest.raises(TflmTreeError, match="git clone https://github.com/tensorflow/tflite-micro"):
+        TflmTree.from_path(None)
+    with pytest.raises(TflmTreeError, match="not a TFLM tree"):
+        TflmTree.from_path(tmp_path)
+
+
+def test_missing_toolchain_gives_the_apt_command(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(ToolchainError, match="apt-get install -y gcc-arm-none-eabi"):
+        resolve_toolchain()
+
+
+# --------------------------------------------------------------------------- CLI errors
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    return err
+
+
+def test_cli_without_toolchain_exits_2_with_the_apt_command(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    code = main(["device", str(DATA_DIR / "cnn_int8.tflite"), "--target", "cortex-m4"])
+    assert code == 2
+    assert APT_COMMAND in _one_line_error(capsys)
+
+
+def test_cli_without_tflm_tree_exits_2_saying_how_to_get_it(monkeypatch, tmp_path, capsys):
+    import edge_prune.device.toolchain as toolchain
+
+    monkeypatch.setattr(toolchain, "resolve_toolchain", lambda: None)
+    monkeypatch.delenv("EDGE_PRUNE_TFLM", raising=False)
+    code = main(["device", str(DATA_DIR / "cnn_int8.tflite"), "--target", "cortex-m4"])
+    assert code == 2
+    assert "git clone" in _one_line_error(capsys)
+
+
+def test_cli_refuses_an_xtensa_target_and_bad_sample_counts(capsys):
+    model = str(DATA_DIR / "cnn_int8.tflite")
+    assert main(["device", model, "--target", "esp32-s3"]) == 2
+    assert "esp32-s3" in _one_line_error(capsys)
+    assert main(["device", model, "--target", "cortex-m4", "--samples", "0"]) == 2
+    assert "--samples" in _one_line_error(capsys)
+
+
+# --------------------------------------------------------------------------- the harness
+
+HARNESS_OUTPUT = """\
+calibration 50000
+arena_used_bytes 1812
+sample 0 status 0 ticks 12444 out 80ff7f 0102
+sample 1 status 0 ticks 12446 out 807f00 0304
+probe arena_min 1816 used 1812
+DONE
+"""
+
+
+def test_harness_output_is_parsed_into_samples_arena_and_ticks():
+    run = parse_harness(HARNESS_OUTPUT)
+    assert run.calibration_ticks == 50000 and run.arena_used_bytes == 1812
+    assert run.samples[0] == (0, 12444, [bytes([0x80, 0xFF, 0x7F]), bytes([1, 2])])
+    assert run.arena_min_bytes == 1816 and run.done and run.problem is None
+
+
+def test_harness_output_without_done_is_a_problem():
+    run = parse_harness("calibration 50000\nsetup failed\n")
+    assert "SetUp returned nullptr" in run.problem
+    assert parse_harness("calibration 1\n", "QEMU did not finish within 5 s").problem.startswith(
+        "QEMU did not finish"
+    )
+
+
+def test_host_quantization_rounds_half_away_from_zero_like_lround():
+    values = np.array([0.5, -0.5, 1.5, 0.49999997, 1000.0, -1000.0], dtype=np.float32)
+    assert quantize_like_firmware(values, 1.0, 0).tolist() == [1, -1, 2, 0, 127, -128]
+    assert quantize_like_firmware(np.array([0.0], np.float32), 0.5, -128).tolist() == [-128]
+
+
+# --------------------------------------------------------------------------- on the device
+
+
+def _device_reason() -> str | None:
+    missing = [t for t in ("arm-none-eabi-gcc", "qemu-system-arm") if shutil.which(t) is None]
+    if missing:
+        return f"{', '.join(missing)} not installed ({APT_COMMAND})"
+    if not os.environ.get("EDGE_PRUNE_TFLM"):
+        return "EDGE_PRUNE_TFLM does not name a TFLM source tree (README 'On the device')"
+    try:
+        TflmTree.from_path(os.environ["EDGE_PRUNE_TFLM"])
+    except TflmTreeError as e:
+        return str(e)
+    return None
+
+
+REASON = _device_reason()
+needs_device = pytest.mark.skipif(REASON is not None, reason=f"device tests: {REASON}")
+
+
+def _device_json(capsys, *args) -> tuple[int, dict]:
+    code = main(["device", *map(str, args), "--format", "json"])
+    out = capsys.readouterr().out
+    return code, json.loads(out)
+
+
+@needs_device
+def test_int8_cnn_on_cortex_m4_cmsis_nn_equals_host_and_its_smallest_arena_works(capsys):
+    code, result = _device_json(capsys, DATA_DIR / "cnn_int8.tflite", "--target", "cortex-m4")
+    assert code == 0
+    assert result["machine"] == "mps2-an386" and result["kernels"] == "cmsis-nn"
+    assert result["outputs_equal_host"] is True and result["max_abs_score_diff"] == 0
+    assert result["samples"] == 8
+    # The probe found an arena that allocates and gives the same outputs, no larger than the
+    # one FIRMWARE.md's code ran with; arena_used_bytes() is at most that.
+    assert 0 < result["arena_used_bytes"] <= result["arena_min_bytes"]
+    assert result["arena_min_bytes"] <= result["configured_arena_bytes"]
+    assert result["instructions_per_inference"] > 0
+    assert result["instructions_per_tick"] == pytest.approx(40, rel=0.01)  # 25 MHz timer
+    assert result["model_flash_bytes"] >= (DATA_DIR / "cnn_int8.tflite").stat().st_size
+    assert result["runtime_flash_bytes"] > 10_000
+    assert set(result["groups"]) == {"model", "runtime", "harness"}
+
+
+@needs_device
+def test_lenet_mlp_equals_host_and_a_second_run_compiles_nothing(capsys):
+    model = DATA_DIR / "mlp_int8_lenet_trained.tflite"
+    code, first = _device_json(capsys, model, "--target", "cortex-m4", "--samples", "4")
+    assert code == 0 and first["outputs_equal_host"] is True
+    code, again = _device_json(capsys, model, "--target", "cortex-m4", "--samples", "4")
+    assert code == 0
+    assert again["compiled_objects"] == 0  # every TFLM object came from the cache
+    assert again["runtime_flash_bytes"] == first["runtime_flash_bytes"]
+
+
+@needs_device
+def test_cortex_m0plus_is_measured_for_size_only(capsys):
+    code, result = _device_json(capsys, DATA_DIR / "cnn_int8.tflite", "--target", "cortex-m0plus")
+    assert code == 0
+    assert result["machine"] is None and "no machine" in result["size_only_reason"]
+    assert result["instructions_per_inference"] is None and result["outputs_equal_host"] is None
+    assert result["runtime_flash_bytes"] > 10_000
+
+
+@needs_device
+def test_a_model_that_does_not_fit_a_tiny_target_exits_1(capsys, target_file):
+    tiny = target_file("tiny", core="Cortex-M0+", flash_bytes=16_384, reserved_flash_bytes=0)
+    code, result = _device_json(capsys, DATA_DIR / "cnn_int8.tflite", "--target", tiny)
+    assert code == 1
+    assert result["fits"] is False
+
+
+@needs_device
+def test_runtime_of_one_op_is_part_of_the_runtime_of_an_op_set():
+    from edge_prune.device import runtime_flash_for_ops
+
+    tree = TflmTree.from_path(os.environ["EDGE_PRUNE_TFLM"])
+    config = DeviceConfig("cortex-m0plus")
+    framework = runtime_flash_for_ops(tree, config, [])
+    conv = runtime_flash_for_ops(tree, config, ["CONV_2D"])
+    both = runtime_flash_for_ops(tree, config, ["CONV_2D", "FULLY_CONNECTED"])
+    assert 0 < framework.runtime_flash_bytes < conv.runtime_flash_bytes < both.runtime_flash_bytes
+    assert any("conv" in s.object for s in conv.sections)
+    assert conv.compiler_version.startswith("arm-none-eabi-gcc")

@@ -41,8 +41,10 @@ EXAMPLES = (
 DECODERS = ("lut", "huffman", "pruning")
 
 
-def models(tree, workdir: Path) -> list[Path]:
+def models(tree, workdir: Path, builds: list[Path]) -> list[Path]:
     found = [REPO / "tests" / "data" / f"{name}.tflite" for name in FIXTURES]
+    for build in builds:  # edge-prune build directories: every candidate TFLM runs
+        found += [p for p in sorted(build.glob("model_*.tflite")) if "densify" not in p.name]
     examples = Path(tree.path) / "tensorflow" / "lite" / "micro" / "examples"
     found += [examples / p for p in EXAMPLES if (examples / p).is_file()]
     return found + compressed_models(workdir)
@@ -91,14 +93,15 @@ def samples_of(model: Path, result) -> list[tuple[str, int, float]]:
     for (_, count), op_calls in zip(profile, calls, strict=True):
         keys = {c.key for c in op_calls}
         if len(keys) == 1:
-            rows.append((op_calls[0].key, sum(c.work for c in op_calls), float(count)))
+            work = sum(c.work for c in op_calls)
+            rows.append((op_calls[0].key, work, float(count), sum(c.outputs for c in op_calls)))
     return rows
 
 
-def calibrate(tree, target_name: str, workdir: Path, progress) -> tuple[str, dict, list]:
+def calibrate(tree, target_name: str, workdir: Path, builds, progress) -> tuple[str, dict, list]:
     target = load_target(target_name)
     samples, per_model = [], []
-    for model in models(tree, workdir):
+    for model in models(tree, workdir, builds):
         try:
             result = measure(model, target, tree, samples=2, build_type="default")
         except EdgePruneError as e:
@@ -110,7 +113,7 @@ def calibrate(tree, target_name: str, workdir: Path, progress) -> tuple[str, dic
             outside = result.instructions_per_inference - sum(
                 n for _, n in result.instructions_per_op
             )
-            rows.append((instructions.INVOKE, 1, float(max(outside, 0))))
+            rows.append((instructions.INVOKE, 1, float(max(outside, 0)), 0))
         progress(
             f"  {model.name}: {result.instructions_per_inference or 0:,} instructions, "
             f"{len(rows)} operators profiled, outputs equal host: {result.outputs_equal_host}"
@@ -124,6 +127,7 @@ def calibrate(tree, target_name: str, workdir: Path, progress) -> tuple[str, dic
         {k: v[0] for k, v in costs.items()},
         {k: v[1] for k, v in costs.items()},
         "calibration run",
+        {k: v[2] for k, v in costs.items()},
     )
     table = []
     for model, result in per_model:
@@ -150,6 +154,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tflm", default=os.environ.get("EDGE_PRUNE_TFLM"))
     parser.add_argument("--target", action="append", help="targets to calibrate (cortex-m4)")
+    parser.add_argument("--build", action="append", type=Path, default=[],
+                        help="an edge-prune build directory whose candidates to run too")  # fmt: skip
     parser.add_argument("--write", action="store_true", help="write the shipped cost file")
     args = parser.parse_args(argv)
     tree = device.TflmTree.from_path(args.tflm)
@@ -165,9 +171,9 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as work:
         for name in args.target or ["cortex-m4"]:
             progress(f"{name}:")
-            key, costs, table = calibrate(tree, name, Path(work), progress)
+            key, costs, table = calibrate(tree, name, Path(work), args.build, progress)
             existing["configs"][key] = {
-                "costs": {k: [round(a, 2), round(b, 4)] for k, (a, b) in costs.items()},
+                "costs": {k: [round(v, 4) for v in c] for k, c in costs.items()},
                 "models": [
                     {"model": m, "measured": n, "estimate": e, "error_percent": round(p, 1)}
                     for m, n, e, p in table
@@ -178,7 +184,8 @@ def main(argv=None) -> int:
         f"{datetime.date.today().isoformat()}"
     )
     existing["what"] = (
-        "per op and input type (and DECODE decoder): [instructions per call, per unit of work]"
+        "per op and input type (and DECODE decoder): [instructions per call, per unit of work, "
+        "per output element]"
     )
     if args.write:
         progress(f"wrote {write(existing).relative_to(REPO)}")

@@ -16,7 +16,7 @@ This module does not import TensorFlow.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -36,6 +36,7 @@ class OpWork:
 
     key: str
     work: int
+    outputs: int = 0  # output elements of the call
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,11 @@ def _op_work(op) -> list[OpWork]:
     name = op.opcode_name if op.custom_code is None else op.custom_code
     if name == "TFLM_DECODE":
         return [
-            OpWork(DECODERS.get(int(op.inputs[2 * k + 1].buffer.data[0]), "DECODE"), _count(out))
+            OpWork(
+                DECODERS.get(int(op.inputs[2 * k + 1].buffer.data[0]), "DECODE"),
+                _count(out),
+                _count(out),
+            )
             for k, out in enumerate(op.outputs)
         ]
     name = f"{name}:{_dtype(op)}"
@@ -93,14 +98,14 @@ def _op_work(op) -> list[OpWork]:
             output = max((_count(t) for t in op.inputs if t is not None), default=0)
         else:
             per_output = int(np.prod(shape[1:])) if shape else 1
-        return [OpWork(name, output * per_output)]
+        return [OpWork(name, output * per_output, output)]
     if name.startswith("UNIDIRECTIONAL_SEQUENCE_LSTM") and len(op.inputs) > 8:
         # per step, one MAC per element of the eight gate weight matrices (inputs 1-8)
         steps = int(np.prod([int(d) for d in op.inputs[0].shape][:-1]))
         weights = sum(_count(t) for t in op.inputs[1:9] if t is not None)
-        return [OpWork(name, steps * weights)]
+        return [OpWork(name, steps * weights, max((_count(t) for t in op.outputs), default=0))]
     inputs = max((_count(t) for t in op.inputs if t is not None), default=0)
-    return [OpWork(name, max(output, inputs))]
+    return [OpWork(name, max(output, inputs), output)]
 
 
 def _dtype(op) -> str:
@@ -116,12 +121,14 @@ def _count(tensor) -> int:
 
 @dataclass(frozen=True)
 class CostModel:
-    """Calibrated per-key costs for one TFLM build: instructions = per_call + per_unit x work."""
+    """Calibrated per-key costs for one TFLM build: instructions = per_call + per_unit x work
+    + per_output x output elements."""
 
     config: str
     per_call: dict[str, float]
     per_unit: dict[str, float]
     source: str
+    per_output: dict[str, float] = field(default_factory=dict)
 
     def estimate(self, calls: list[list[OpWork]]) -> InstructionEstimate:
         per_key: dict[str, int] = {}
@@ -132,7 +139,11 @@ class CostModel:
             if call.key not in self.per_unit:
                 missing.append(call.key)
                 continue
-            cost = self.per_call[call.key] + self.per_unit[call.key] * call.work
+            cost = (
+                self.per_call[call.key]
+                + self.per_unit[call.key] * call.work
+                + self.per_output.get(call.key, 0.0) * call.outputs
+            )
             per_key[call.key] = per_key.get(call.key, 0) + round(cost)
         return InstructionEstimate(
             total=sum(per_key.values()),
@@ -164,6 +175,7 @@ def cost_model(target: Target) -> CostModel | None:
         config=key,
         per_call={k: float(v[0]) for k, v in entry["costs"].items()},
         per_unit={k: float(v[1]) for k, v in entry["costs"].items()},
+        per_output={k: float(v[2]) if len(v) > 2 else 0.0 for k, v in entry["costs"].items()},
         source=f"calibrated on QEMU runs of {key} ({_cost_data().get('source', '')})",
     )
 
@@ -176,21 +188,31 @@ def estimate(model: bytes, target: Target) -> InstructionEstimate | None:
     return model_costs.estimate(operator_work(model))
 
 
-def fit_costs(samples: list[tuple[str, int, float]]) -> dict[str, tuple[float, float]]:
-    """Per key, (per_call, per_unit) from (key, work, instructions) samples of profiled calls:
-    least squares with both terms kept >= 0 (one sample, or one work size: all per unit)."""
-    by_key: dict[str, list[tuple[int, float]]] = {}
-    for key, work, count in samples:
-        by_key.setdefault(key, []).append((work, count))
-    costs = {}
-    for key, rows in sorted(by_key.items()):
-        work = np.array([w for w, _ in rows], dtype=float)
-        count = np.array([c for _, c in rows], dtype=float)
-        if len(set(work)) < 2:
-            costs[key] = (0.0, float(count.sum() / max(work.sum(), 1.0)))
+def fit_costs(samples: list[tuple]) -> dict[str, tuple[float, float, float]]:
+    """Per key, (per_call, per_unit, per_output) from ``(key, work, instructions)`` or
+    ``(key, work, instructions, outputs)`` samples of profiled calls: least squares on as many
+    of the terms as the samples tell apart, every term kept >= 0 (with one sample, or one work
+    size, all of it per unit of work)."""
+    by_key: dict[str, list[tuple[float, float, float]]] = {}
+    for key, work, count, *outputs in samples:
+        by_key.setdefault(key, []).append((work, outputs[0] if outputs else 0, count))
+    return {key: _fit(np.array(rows, dtype=float)) for key, rows in sorted(by_key.items())}
+
+
+def _fit(rows: np.ndarray) -> tuple[float, float, float]:
+    work, outputs, count = rows[:, 0], rows[:, 1], rows[:, 2]
+    ones = np.ones_like(work)
+    for columns, slots in (
+        ((ones, work, outputs), (0, 1, 2)),
+        ((ones, work), (0, 1)),
+    ):
+        design = np.stack(columns, axis=1)
+        if len(rows) < len(columns) or np.linalg.matrix_rank(design) < len(columns):
             continue
-        slope, intercept = np.polyfit(work, count, 1)
-        if intercept < 0 or slope < 0:
-            intercept, slope = 0.0, float(count.sum() / max(work.sum(), 1.0))
-        costs[key] = (float(intercept), float(slope))
-    return costs
+        coefficients = np.linalg.lstsq(design, count, rcond=None)[0]
+        if (coefficients >= 0).all():
+            fitted = [0.0, 0.0, 0.0]
+            for slot, value in zip(slots, coefficients, strict=True):
+                fitted[slot] = float(value)
+            return tuple(fitted)
+    return 0.0, float(count.sum() / max(work.sum(), 1.0)), 0.0

@@ -46,8 +46,18 @@ def test_fit_recovers_a_cost_per_call_and_per_unit():
 
     costs = instructions.fit_costs(samples)
 
-    per_call, per_unit = costs["ADD:int8"]
+    per_call, per_unit, per_output = costs["ADD:int8"]
     assert per_call == pytest.approx(300, abs=1e-6) and per_unit == pytest.approx(2.5)
+    assert per_output == 0
+
+
+def test_fit_separates_the_cost_per_mac_from_the_cost_per_output():
+    shapes = [(100, 10), (400, 10), (400, 40), (1600, 100)]
+    samples = [("CONV_2D:int8", w, 50 + 2 * w + 30 * o, o) for w, o in shapes]
+
+    per_call, per_unit, per_output = instructions.fit_costs(samples)["CONV_2D:int8"]
+
+    assert (per_call, per_unit, per_output) == pytest.approx((50, 2, 30))
 
 
 def test_an_op_without_calibration_is_listed_not_guessed():

@@ -154,8 +154,13 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tflm", default=os.environ.get("EDGE_PRUNE_TFLM"))
     parser.add_argument("--target", action="append", help="targets to calibrate (cortex-m4)")
-    parser.add_argument("--build", action="append", type=Path, default=[],
-                        help="an edge-prune build directory whose candidates to run too")  # fmt: skip
+    parser.add_argument(
+        "--build",
+        action="append",
+        type=Path,
+        default=[],
+        help="an edge-prune build directory whose candidates to run too",
+    )
     parser.add_argument("--write", action="store_true", help="write the shipped cost file")
     args = parser.parse_args(argv)
     tree = device.TflmTree.from_path(args.tflm)

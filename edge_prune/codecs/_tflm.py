@@ -240,7 +240,8 @@ def aligned(model_bytes: bytes) -> bytes:
 class DecodedTensor:
     """One output of a DECODE operator: its encoded and ancillary bytes and the output tensor."""
 
-    name: str  # the original tensor's name (the "_decoded" suffix removed)
+    name: str  # the original tensor's name (the "_decoded" suffix removed), "" if stripped
+    key: tuple[int, int]  # (subgraph, index) of the encoded tensor: the original tensor's index
     decode_type: int
     encoded: bytes
     ancillary: bytes
@@ -248,10 +249,14 @@ class DecodedTensor:
 
 
 def decoded_tensors(model_bytes: bytes) -> Iterator[DecodedTensor]:
-    """Every DECODE output of a compressed model, in operator order."""
+    """Every DECODE output of a compressed model, in operator order.
+
+    TFLM's ``compress()`` rewrites each compressed tensor in place into the encoded tensor, so
+    ``key`` is the index the tensor had in the uncompressed model: match by it, not by name
+    (:func:`edge_prune.codecs.strip_for_mcu` drops the names)."""
     from tflite_micro.tensorflow.lite.micro.compression import model_editor
 
-    for subgraph in model_editor.read(model_bytes).subgraphs:
+    for sg_index, subgraph in enumerate(model_editor.read(model_bytes).subgraphs):
         for op in subgraph.operators:
             if op.custom_code != DECODE_OP:
                 continue
@@ -260,6 +265,7 @@ def decoded_tensors(model_bytes: bytes) -> Iterator[DecodedTensor]:
                 ancillary_bytes = bytes(ancillary.buffer.data)
                 yield DecodedTensor(
                     name=(out.name or "").removesuffix("_decoded"),
+                    key=(sg_index, encoded.index),
                     decode_type=ancillary_bytes[0],
                     encoded=bytes(encoded.buffer.data),
                     ancillary=ancillary_bytes,

@@ -139,9 +139,17 @@ class TensorDecision:
         return f"kept: {self.reason}"
 
     def to_dict(self) -> dict:
+        """The fields, plus the keys a :class:`~edge_prune.codecs.choose.TensorEncoding` has
+        (``codec``, ``detail``, ``bits_per_weight``, ``decoded_arena_bytes``), so that a build
+        report reads either result the same way."""
         out = asdict(self)
         out["shape"] = list(self.shape)
         out["decision"] = self.decision
+        elements = math.prod(self.shape)
+        out["codec"] = "lut" if self.compressed else "raw"
+        out["detail"] = self.decision if self.compressed else ""
+        out["bits_per_weight"] = round(8 * self.bytes_after / elements, 3) if elements else 0.0
+        out["decoded_arena_bytes"] = elements if self.compressed else 0  # INT8 only
         return out
 
 
@@ -395,20 +403,21 @@ def _left_as_is(candidate: _Candidate, reason: str) -> TensorDecision:
 
 def _verify_decodes_to_original(compressed: bytes, accepted: list[_Candidate], label: str):
     """Decode every DECODE output of ``compressed`` and compare it with the input weights."""
-    expected = {c.decision.name: c for c in accepted}
-    seen: set[str] = set()
+    expected = {c.key: c for c in accepted}
+    seen: set[tuple[int, int]] = set()
     for decoded in _tflm.decoded_tensors(compressed):
         values = decode_lut(decoded.encoded, decoded.ancillary, decoded.output)
-        if decoded.name not in expected or not _matches(values, expected[decoded.name]):
+        if decoded.key not in expected or not _matches(values, expected[decoded.key]):
             raise ConversionError(
                 f"{label}: LUT compression produced tensor {decoded.output.name!r} that does not "
                 "decode to the original weights; no model was written"
             )
-        seen.add(decoded.name)
+        seen.add(decoded.key)
     missing = sorted(set(expected) - seen)
     if missing:
+        names = [expected[key].decision.name or f"#{key[1]}" for key in missing]
         raise ConversionError(
-            f"{label}: LUT compression left tensors {missing} without a DECODE operator; "
+            f"{label}: LUT compression left tensors {names} without a DECODE operator; "
             "no model was written"
         )
 

@@ -109,6 +109,12 @@ class PipelineConfig:
 
 _SECTIONS = tuple(f for f in fields(PipelineConfig) if f.name != "explicit")
 
+# Above this, pruning leaves layers of fewer than 100 weights (the first conv of a small CNN)
+# without a single weight; clustering and the codecs then have nothing to work on.
+MAX_FINAL_SPARSITY = 0.99
+_RANGE_NOTES = {
+    "prune.final_sparsity": "; higher sparsity leaves small layers with no weight at all",
+}
 # Allowed range per key, checked after the type: (lowest, highest, highest is inclusive).
 _RANGES: dict[str, tuple[float, float, bool]] = {
     "train.epochs": (0, 10_000, True),
@@ -116,7 +122,7 @@ _RANGES: dict[str, tuple[float, float, bool]] = {
     "train.learning_rate": (1e-9, 10, True),
     "train.seed": (0, 2**31 - 1, True),
     "prune.initial_sparsity": (0, 1, False),
-    "prune.final_sparsity": (0, 1, False),
+    "prune.final_sparsity": (0, MAX_FINAL_SPARSITY, True),
     "prune.begin_epoch": (0, 10_000, True),
     "prune.end_epoch": (1, 10_000, True),
     "prune.epochs": (1, 10_000, True),
@@ -215,7 +221,10 @@ def _checked_value(key: str, value: Any, expected: type, source: str) -> Any:
         low, high, inclusive = _RANGES[key]
         if not (low <= value <= high) or (not inclusive and value >= high):
             bracket = "]" if inclusive else ")"
-            raise ConfigError(f"{source}: '{key}' = {value!r} is outside [{low}, {high}{bracket}")
+            raise ConfigError(
+                f"{source}: '{key}' = {value!r} is outside [{low}, {high}{bracket}"
+                + _RANGE_NOTES.get(key, "")
+            )
     if key in _CHOICES and value not in _CHOICES[key]:
         raise ConfigError(f"{source}: '{key}' = {value!r}; expected one of {_CHOICES[key]}")
     return value

@@ -22,6 +22,7 @@ from edge_prune.tables import table_lines
 from edge_prune.targets import Target, load_target
 
 if TYPE_CHECKING:
+    from edge_prune.codecs.verify import DecodeCheck
     from edge_prune.convert import TFLiteModel
 
 FORMATS = ("text", "markdown", "json")
@@ -110,6 +111,7 @@ class Report:
     accuracy: Accuracy | None = None
     baseline: Baseline | None = None
     growth_limit_percent: float | None = None
+    decode: DecodeCheck | None = None  # what was checked of the DECODE operators, if any
     changes: tuple[Change, ...] = field(init=False, default=())
 
     def __post_init__(self):
@@ -147,7 +149,8 @@ class Report:
             "footprint": self.footprint.to_dict(),
             "accuracy": self.accuracy.to_dict() if self.accuracy else None,
             "targets": [v.to_dict() for v in self.verdicts],
-            "notes": [_HOST_NOTE, _FORMULA],
+            "decode_check": self.decode.to_dict() if self.decode else None,
+            "notes": [*_decode_notes(self), _HOST_NOTE, _FORMULA],
         }
         if self.baseline:
             data["baseline"] = {
@@ -438,6 +441,8 @@ def _model_facts(report: Report) -> list[tuple[str, str, str]]:
     if report.accuracy:
         a = report.accuracy
         rows.append(("accuracy", f"{a.top1:.2%}", f"top-1, {a.source}"))
+    if report.decode:
+        rows.append(("DECODE", f"{len(report.decode.tensors)} tensors", report.decode.summary))
     if f.arena is None:
         rows.append(("runs on TFLM", "no", f.tflm_failure or f"no kernel for op {f.missing_op}"))
         return rows
@@ -463,6 +468,12 @@ def _model_facts(report: Report) -> list[tuple[str, str, str]]:
         ("  tail", _b(a.recorded_tail_bytes), "persistent structures; differ on a 32-bit MCU"),
     ]
     return rows
+
+
+def _decode_notes(report: Report) -> list[str]:
+    """The one line saying what of the DECODE operators could not be verified, if anything."""
+    unverified = report.decode.unverified if report.decode else None
+    return [unverified] if unverified else []
 
 
 def _runtime_notes(report: Report) -> list[str]:
@@ -549,7 +560,7 @@ def render_text(report: Report) -> str:
     lines.append("")
     lines += ["  " + line for line in table_lines(_ACCOUNTING_HEADER, _accounting_rows(report))]
     lines.append("")
-    for note in [*_runtime_notes(report), _FORMULA, _HOST_NOTE]:
+    for note in [*_decode_notes(report), *_runtime_notes(report), _FORMULA, _HOST_NOTE]:
         lines += _wrap(note, indent="  ", first="- ")
     return "\n".join(lines) + "\n"
 
@@ -586,6 +597,12 @@ def render_markdown(report: Report) -> str:
         for what, figure, how in _model_facts(report)
         if len(_md_row([what.strip(), figure, how])) > WIDTH
     ]
-    for note in [*long_facts, *_runtime_notes(report), _FORMULA, _HOST_NOTE]:
+    for note in [
+        *long_facts,
+        *_decode_notes(report),
+        *_runtime_notes(report),
+        _FORMULA,
+        _HOST_NOTE,
+    ]:
         lines += _wrap(note, indent="  ", first="- ")
     return "\n".join(lines) + "\n"

@@ -83,6 +83,9 @@ class LutCodec:
     def decode(self, encoded: bytes, ancillary: bytes, output) -> np.ndarray:
         return decode_lut(encoded, ancillary, output)
 
+    def decode_checked(self, encoded: bytes, ancillary: bytes, output) -> np.ndarray:
+        return decode_checked(encoded, ancillary, output)
+
 
 def describe(sg_index: int, tensor) -> dict:
     """The identifying fields of a constant tensor, as :class:`TensorDecision` takes them."""
@@ -448,6 +451,48 @@ def decode_lut(encoded: bytes, ancillary: bytes, out) -> np.ndarray:
     # indices are stored in the tensor's own element order; put the channel axis first.
     ordered = np.moveaxis(indices.reshape(shape), axis, 0).reshape(-1)
     return np.moveaxis(per_channel[channels, ordered].reshape(moved_shape), 0, axis)
+
+
+# Output types TFLM's LUT decoder expands (decode_state_lut.cc, DecodeStateLut::Decode).
+RUNTIME_TYPES = ("BOOL", "FLOAT32", "INT8", "INT16", "INT32", "INT64")
+_MAX_BITS, _MAX_STRIDE = 7, 128  # decode_state_lut.h: kMaxBitWidth, kMaxValueTableChannelStride
+
+
+def decode_checked(encoded: bytes, ancillary: bytes, out) -> np.ndarray:
+    """The tensor TFLM's LUT decoder gives for this layout, or :class:`_tflm.BadLayout`.
+
+    Mirrors the runtime, not the compressor: the channel count comes from the output's
+    quantization (the axis nibble of byte 5 is not read), byte 5 bits 0-2 are the index width,
+    byte 6 the value-table stride; every index must fall within its channel's table.
+    """
+    _tflm.require(_tflm.dtype_name(out) in RUNTIME_TYPES, f"{_tflm.dtype_name(out)} output")
+    dtype = _tflm.output_dtype(out)
+    _tflm.require(ancillary[4] == 1, f"LUT format version {ancillary[4]}, TFLM reads 1")
+    bits, stride = ancillary[5] & 0x7, ancillary[6]
+    _tflm.require(1 <= bits <= _MAX_BITS, f"LUT index width {bits} bits, TFLM takes 1-7")
+    _tflm.require(1 <= stride <= _MAX_STRIDE, f"LUT table stride {stride}, TFLM takes 1-128")
+    channels, alternate = _tflm.runtime_channels(out)
+    count = math.prod(int(n) for n in out.shape)
+    channel = _tflm.element_channels(count, channels, alternate)
+    needed = -(-count * bits // 8)
+    _tflm.require(
+        len(encoded) == needed,
+        f"{len(encoded)} B of indices, {count} elements of {bits} bits need {needed} B",
+    )
+    table_bytes = channels * stride * dtype.itemsize
+    _tflm.require(
+        len(ancillary) - _tflm.DCM_BYTES == table_bytes,
+        f"{len(ancillary) - _tflm.DCM_BYTES} B of value tables, {channels} channel(s) x "
+        f"{stride} values of {dtype.itemsize} B need {table_bytes} B",
+    )
+    stream = np.unpackbits(np.frombuffer(encoded, dtype=np.uint8))[: count * bits]
+    indices = stream.reshape(count, bits) @ (1 << np.arange(bits - 1, -1, -1))
+    _tflm.require(
+        count == 0 or int(indices.max()) < stride,
+        f"LUT index {int(indices.max()) if count else 0} beyond the table of {stride} values",
+    )
+    tables = np.frombuffer(ancillary[_tflm.DCM_BYTES :], dtype=dtype.newbyteorder("<"))
+    return tables[channel * stride + indices].astype(dtype).reshape(tuple(map(int, out.shape)))
 
 
 def _clip(text: str, width: int) -> str:

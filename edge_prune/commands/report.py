@@ -94,10 +94,12 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    from edge_prune.codecs.verify import check_decode
     from edge_prune.errors import ConfigError
     from edge_prune.footprint import check, measure
     from edge_prune.report import Report, read_baseline, read_build_accuracy, render
     from edge_prune.targets import list_targets, load_target, targets_dir
+    from edge_prune.tflite_file import read_model
 
     names = list(args.target)
     if args.all_targets:
@@ -109,8 +111,11 @@ def run(args) -> int:
     targets = [load_target(name, args.targets_dir) for name in names]
     _check_arguments(args)
     baseline = read_baseline(args.baseline) if args.baseline else None
+    read_model(args.model)  # an unreadable flatbuffer is refused before its DECODE data
+    decode = check_decode(args.model)
     footprint = measure(args.model, timeout_s=_number(args.timeout, "--timeout"))
     report = Report(
+        decode=decode,
         footprint=footprint,
         verdicts=tuple(check(footprint, t) for t in targets),
         accuracy=read_build_accuracy(args.accuracy_from, footprint) if args.accuracy_from else None,

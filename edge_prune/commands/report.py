@@ -19,10 +19,12 @@ examples:
 exit codes:
   0  the model fits every target asked (and grew no more than --fail-on-growth)
   1  it does not fit a target, or TFLM cannot run it (missing op, an op that fails to prepare,
-     an abort or crash of the interpreter, --timeout), or flash/RAM needed grew more than
-     --fail-on-growth: the full report says why, in every --format
-  2  unreadable input (missing file, not a TFLite flatbuffer, truncated or corrupted) or bad
-     arguments (unknown target, bad target file, bad --timeout, bad --baseline): one line
+     an abort or crash of the interpreter, --timeout), or its flatbuffer, runtime code or
+     arena grew more than --fail-on-growth: the full report says why, in every --format
+  2  unreadable input (missing file, not a TFLite flatbuffer, truncated or corrupted, an
+     impossible DECODE layout or encoded weights that differ from the uncompressed model
+     beside it) or bad arguments (unknown target, bad target file, bad --timeout, bad
+     --baseline, a baseline with nothing to compare for a target asked): one line
 With $GITHUB_STEP_SUMMARY set, the markdown report is appended to that file too.
 """
 
@@ -74,8 +76,16 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--fail-on-growth",
         metavar="PERCENT",
-        help="with --baseline: exit 1 when flash needed or RAM needed grows by more than "
-        "PERCENT on any target",
+        help="with --baseline: exit 1 when what the model adds grows by more than PERCENT: "
+        "its flatbuffer, or on any target its TFLM runtime code or tensor arena (the target's "
+        "reserved flash and RAM are not part of the comparison). A baseline without an entry "
+        "or with a zero figure for a target asked is bad input (exit 2)",
+    )
+    parser.add_argument(
+        "--allow-missing-baseline",
+        action="store_true",
+        help="with --fail-on-growth: compare what the baseline has instead of refusing one "
+        "that lacks a target asked or a figure",
     )
     parser.add_argument(
         "--accuracy-from",
@@ -97,7 +107,13 @@ def run(args) -> int:
     from edge_prune.codecs.verify import check_decode
     from edge_prune.errors import ConfigError
     from edge_prune.footprint import check, measure
-    from edge_prune.report import Report, read_baseline, read_build_accuracy, render
+    from edge_prune.report import (
+        Report,
+        check_baseline_covers,
+        read_baseline,
+        read_build_accuracy,
+        render,
+    )
     from edge_prune.targets import list_targets, load_target, targets_dir
     from edge_prune.tflite_file import read_model
 
@@ -111,6 +127,8 @@ def run(args) -> int:
     targets = [load_target(name, args.targets_dir) for name in names]
     _check_arguments(args)
     baseline = read_baseline(args.baseline) if args.baseline else None
+    if baseline and args.fail_on_growth is not None and not args.allow_missing_baseline:
+        check_baseline_covers(baseline, [t.name for t in targets])
     read_model(args.model)  # an unreadable flatbuffer is refused before its DECODE data
     decode = check_decode(args.model)
     footprint = measure(args.model, timeout_s=_number(args.timeout, "--timeout"))

@@ -81,6 +81,7 @@ class Ending:
     code: int | None  # None: did not end within the time limit
     one_line: bool  # exit 2 with exactly one "edge-prune: error:" line
     outputs_changed: bool | None  # exit 0/1 only: TFLM outputs differ from the seed model's
+    error: str = ""  # exit 2: the error line, without the file name
 
 
 # --------------------------------------------------------------------------------- mutants
@@ -203,7 +204,8 @@ def run_all(mutants, workdir: Path, command, env, jobs: int, timeout: float, pro
             if code in (0, 1):
                 got = outputs_of(m.data, x)
                 changed = got is None or not np.array_equal(got, original)
-            return Ending(code, one_line, changed)
+            error = lines[-1].replace(str(path), "FILE")[:160] if code == 2 and lines else ""
+            return Ending(code, one_line, changed, error)
         finally:
             path.unlink()
 
@@ -290,7 +292,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps([
             {"mutation": m.mutation, "codec": m.codec, "seed_model": m.seed_model,
-             "code": e.code, "one_line": e.one_line, "outputs_changed": e.outputs_changed}
+             "code": e.code, "one_line": e.one_line, "outputs_changed": e.outputs_changed,
+             "error": e.error}
             for m, e in zip(mutants, endings, strict=True)
         ], indent=1))  # fmt: skip
     return 0

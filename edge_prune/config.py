@@ -151,9 +151,11 @@ def load_config(path: str | Path | None) -> PipelineConfig:
     """Read a pipeline TOML file; ``None`` gives the defaults. Raises ``ConfigError``."""
     if path is None:
         return PipelineConfig()
+    from edge_prune.input_files import MAX_TEXT_BYTES, read_input
+
     path = Path(path)
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = read_input(path, limit=MAX_TEXT_BYTES, error=ConfigError).decode("utf-8")
         raw = tomllib.loads(text)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
@@ -165,6 +167,8 @@ def load_config(path: str | Path | None) -> PipelineConfig:
         raise ConfigError(
             f"{path}: TOML nested too deeply; expected flat [section] tables"
         ) from None
+    except ValueError as e:  # an integer of more than 4,300 digits (sys.int_info)
+        raise ConfigError(f"{path}: unreadable TOML value ({str(e)[:80]})") from None
     except OSError as e:
         raise ConfigError(f"{path}: cannot read config ({e.strerror})") from None
     return config_from_dict(raw, source=str(path))

@@ -229,16 +229,11 @@ def read_baseline(path: str | Path) -> Baseline:
     Anything else is a :class:`ConfigError` naming the file and what was expected.
     """
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = read_json(path, f"--baseline {path}")
     except FileNotFoundError:
         raise ConfigError(f"--baseline {path}: no such file; {_EXPECTED_BASELINE}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"--baseline {path}: cannot read it ({e}); {_EXPECTED_BASELINE}") from e
-    except json.JSONDecodeError as e:
-        raise ConfigError(
-            f"--baseline {path}: not JSON (line {e.lineno} column {e.colno}); "
-            f"{_EXPECTED_BASELINE}"
-        ) from e
+    except ConfigError as e:
+        raise ConfigError(f"{e}; {_EXPECTED_BASELINE}") from None
     try:
         return _baseline_from(data, str(path))
     except (KeyError, TypeError, ValueError, AttributeError) as e:
@@ -246,6 +241,27 @@ def read_baseline(path: str | Path) -> Baseline:
             f"--baseline {path}: no footprint report in it (missing or malformed {e}); "
             f"{_EXPECTED_BASELINE}"
         ) from e
+
+
+def read_json(path: str | Path, label: str):
+    """Parse a JSON file the user names; ConfigError starting with ``label`` when it is not a
+    readable regular file of JSON (nested too deeply and integers too long for Python
+    included). FileNotFoundError is raised as it is."""
+    from edge_prune.input_files import MAX_TEXT_BYTES, read_input
+
+    try:
+        raw = read_input(path, limit=MAX_TEXT_BYTES, error=ConfigError, label=label)
+        return json.loads(raw.decode("utf-8"))
+    except IsADirectoryError:
+        raise ConfigError(f"{label}: is a directory") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{label}: not UTF-8 text (byte {e.start})") from None
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{label}: not JSON (line {e.lineno} column {e.colno})") from None
+    except RecursionError:
+        raise ConfigError(f"{label}: JSON nested too deeply") from None
+    except ValueError as e:  # an integer of more than 4,300 digits (sys.int_info)
+        raise ConfigError(f"{label}: unreadable JSON value ({str(e)[:80]})") from None
 
 
 def _baseline_from(data: dict, path: str) -> Baseline:
@@ -333,16 +349,25 @@ def compare(report: Report, baseline: Baseline) -> tuple[Change, ...]:
 def read_build_accuracy(path: str | Path, footprint: Footprint) -> Accuracy:
     """The TFLM accuracy of ``footprint``'s model from the ``report.json`` of ``edge-prune
     model`` that built it; refused when that report describes another model."""
+    expected = "expected the report.json of `edge-prune model` with the deployable's TFLM accuracy"
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = read_json(path, f"--accuracy-from {path}")
         artifact = data["deployable"]["artifact"]
         top1 = data["accuracy"][f"{artifact}_tflm"]
         built = data["footprint"]["footprint"]
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as e:
+        if not isinstance(built, dict):
+            raise TypeError("'footprint.footprint' is not a table")
+    except FileNotFoundError:
+        raise ConfigError(f"--accuracy-from {path}: no such file; {expected}") from None
+    except ConfigError as e:
+        raise ConfigError(f"{e}; {expected}") from None
+    except (KeyError, TypeError, AttributeError) as e:
+        raise ConfigError(f"--accuracy-from {path}: {expected} ({type(e).__name__}: {e})") from e
+    if isinstance(top1, bool) or not isinstance(top1, (int, float)) or not 0 <= top1 <= 1:
         raise ConfigError(
-            f"--accuracy-from {path}: expected the report.json of `edge-prune model` with the "
-            f"deployable's TFLM accuracy ({type(e).__name__}: {e})"
-        ) from e
+            f"--accuracy-from {path}: accuracy '{artifact}_tflm' = {str(top1)[:40]}; expected a "
+            "fraction in [0, 1]"
+        )
     same = built.get("sha256") == footprint.sha256 if built.get("sha256") else (
         built.get("flatbuffer_bytes") == footprint.flatbuffer_bytes
     )  # fmt: skip

@@ -141,7 +141,7 @@ def run(args) -> int:
         growth_limit_percent=_growth_limit(args),
     )
     sys.stdout.write(render(report, args.format))
-    if args.emit_c:
+    if args.emit_c is not None:
         from edge_prune.firmware import write_report_firmware
 
         write_report_firmware(args.emit_c, args.model, footprint)
@@ -153,6 +153,8 @@ def _check_arguments(args) -> None:
     """Bad --timeout / --fail-on-growth values are one-line errors (exit 2)."""
     from edge_prune.errors import ConfigError
 
+    if args.emit_c is not None and not args.emit_c.strip():
+        raise ConfigError("--emit-c: empty directory name; give the directory for the files")
     timeout = _number(args.timeout, "--timeout")
     if not timeout > 0:
         raise ConfigError(f"--timeout {args.timeout}: expected a finite number of seconds > 0")

@@ -331,3 +331,37 @@ def test_converter_scratch_dirs_of_dead_processes_are_swept():
         assert inner.parent == scratch
         assert re.fullmatch(rf"edge-prune-convert-{os.getpid()}-.*", scratch.name)
     assert not scratch.exists() and tempfile.gettempdir() == str(orphan.parent)
+
+
+# ------------------------------------------------------------------- --bitwidth through the CLI
+
+FAST = """
+[train]
+epochs = 2
+[prune]
+final_sparsity = 0.5
+end_epoch = 1
+epochs = 2
+[structured]
+ratio = 0.5
+epochs = 1
+[compress]
+clusters = 8
+epochs = 1
+[select]
+tolerance_points = 100.0
+"""
+
+
+def test_model_with_a_fixed_lut_bitwidth_writes_its_build(capsys, tmp_path):
+    config = tmp_path / "fast.toml"
+    config.write_text(FAST)
+    code, _, err = run_cli(capsys, "model", "--target", "cortex-m4", "--config", config,
+                           "--bitwidth", "4", "--out", tmp_path / "build")  # fmt: skip
+    assert code == 0, err
+    out = tmp_path / "build" / "cortex-m4"
+    report = json.loads((out / "report.json").read_text())
+    compressed = [a for a in report["artifacts"] if a["name"] == "int8-clustered-compressed"][0]
+    luts = [t for t in compressed["compression"]["tensors"] if t["codec"] == "lut"]
+    assert luts and all(t["bitwidth"] == 4 for t in luts)
+    assert "4-bit LUT" in (out / "report.md").read_text()

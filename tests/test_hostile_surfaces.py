@@ -244,6 +244,15 @@ def test_disk_full_names_the_path(capsys, tmp_path, monkeypatch):
     assert not list((tmp_path / "out").iterdir())
 
 
+def test_os_error_with_a_path_is_one_line_naming_it(capsys, monkeypatch, cnn_int8_path):
+    def full(args):
+        raise OSError(errno.ENOSPC, "No space left on device", "/out/build/report.json")
+
+    monkeypatch.setattr("edge_prune.commands.report.run", full)
+    err = one_line_error(capsys, "report", cnn_int8_path, "--target", "cortex-m4")
+    assert err == "edge-prune: error: /out/build/report.json: No space left on device\n"
+
+
 # ------------------------------------------------------------- files that are not sane input
 
 

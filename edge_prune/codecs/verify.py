@@ -121,8 +121,13 @@ def _read(data: bytes, label: str):
         raise ModelFileError(f"{label}: corrupted TFLite flatbuffer ({type(e).__name__})") from e
 
 
-def _tensor_label(sg_index: int, index: int) -> str:
-    return f"tensor #{index}" + (f" of subgraph {sg_index}" if sg_index else "")
+def _tensor_label(sg_index: int, index: int, name: str | None) -> str:
+    """The weights by the index they have in the uncompressed model (the encoded tensor keeps
+    it; a build's ``model_tensor_names.json`` maps it to the Keras name), and their name if the
+    file still has one."""
+    label = f"tensor #{index}" + (f" of subgraph {sg_index}" if sg_index else "")
+    shown = (name or "").removesuffix("_decoded")
+    return label + (f" ({shown[:60]})" if shown else "")
 
 
 def _decode_all(model, label: str) -> tuple[list[_Decoded], set[tuple[int, int]]]:
@@ -143,7 +148,7 @@ def _decode_all(model, label: str) -> tuple[list[_Decoded], set[tuple[int, int]]
                 )
             for k, out in enumerate(op.outputs):
                 encoded, ancillary = op.inputs[2 * k], op.inputs[2 * k + 1]
-                name = _tensor_label(sg_index, out.index)
+                name = _tensor_label(sg_index, encoded.index, out.name)
                 codec, values = _decode_one(encoded, ancillary, out, CODECS, f"{where}, {name}")
                 key = (sg_index, encoded.index)
                 encoded_keys |= {key, (sg_index, ancillary.index)}

@@ -21,6 +21,7 @@ No TensorFlow here: ``tflite_micro``'s model editor and numpy.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,12 +104,10 @@ def check_decode(model: str | Path | bytes) -> DecodeCheck | None:
     decoded, encoded_keys = _decode_all(editable, label)
     raw = _raw_constants(editable, encoded_keys)
     path = None if isinstance(model, (bytes, bytearray, memoryview)) else Path(model)
-    reference = _find_reference(path, data, raw) if path else None
-    if reference is not None:
-        _compare(decoded, reference, label)
+    reference = _reference(path, data, raw, decoded, label) if path else None
     return DecodeCheck(
         tensors=tuple((d.label, d.codec) for d in decoded),
-        reference=str(reference[0]) if reference else None,
+        reference=str(reference) if reference else None,
     )
 
 
@@ -184,13 +183,33 @@ def _raw_constants(model, skip: set[tuple[int, int]]) -> dict[tuple[int, int], b
     }
 
 
-def _find_reference(path: Path, data: bytes, raw: dict) -> tuple[Path, object] | None:
-    """``(file, editable model)`` of the first sibling .tflite without DECODE operators that
-    holds the same raw constants at the same indices, or None."""
+def _reference(path: Path, data: bytes, raw: dict, decoded: list, label: str) -> Path | None:
+    """The sibling whose weights the decoded tensors equal, or None.
+
+    A sibling holding the model's raw constants at the same indices is its source: decoded
+    weights that differ from it are corrupted data (:class:`ModelFileError`). A model with no
+    raw constant identifies no source: a sibling then counts only when every decoded tensor
+    equals it."""
+    for sibling, model in _candidates(path, data, raw):
+        mismatch = _first_mismatch(decoded, model)
+        if mismatch is None:
+            return sibling
+        if raw:
+            raise ModelFileError(
+                f"{label}: DECODE output {mismatch.label} ({mismatch.codec}) decodes to weights "
+                f"that differ from the uncompressed source {sibling.name} beside it: corrupted "
+                "encoded data"
+            )
+    return None
+
+
+def _candidates(path: Path, data: bytes, raw: dict) -> Iterator[tuple[Path, object]]:
+    """``(file, editable model)`` of each sibling .tflite without DECODE operators that holds
+    the same raw constants at the same indices."""
     try:
         siblings = sorted(p for p in path.parent.glob("*.tflite") if p.is_file())
     except OSError:
-        return None
+        return
     for sibling in siblings[:MAX_SIBLINGS]:
         try:
             if sibling.stat().st_size > MAX_SIBLING_BYTES:
@@ -202,8 +221,7 @@ def _find_reference(path: Path, data: bytes, raw: dict) -> tuple[Path, object] |
             continue
         candidate = _candidate(other, raw)
         if candidate is not None:
-            return sibling, candidate
-    return None
+            yield sibling, candidate
 
 
 def _candidate(other: bytes, raw: dict):
@@ -225,19 +243,19 @@ def _candidate(other: bytes, raw: dict):
     return model
 
 
-def _compare(decoded: list[_Decoded], reference: tuple[Path, object], label: str) -> None:
-    path, model = reference
+def _first_mismatch(decoded: list[_Decoded], model) -> _Decoded | None:
+    """The first decoded tensor that differs from ``model``'s tensor at its index, or None."""
     for d in decoded:
         sg_index, index = d.key
-        tensors = model.subgraphs[sg_index].tensors
-        expected = tensors[index].array if index < len(tensors) else None
+        try:
+            expected = model.subgraphs[sg_index].tensors[index].array
+        except Exception:  # no such tensor, or one without readable data
+            return d
         if (
             expected is None
             or expected.dtype != d.values.dtype
             or expected.shape != d.values.shape
             or expected.tobytes() != d.values.tobytes()
         ):
-            raise ModelFileError(
-                f"{label}: DECODE output {d.label} ({d.codec}) decodes to weights that differ "
-                f"from the uncompressed source {path.name} beside it: corrupted encoded data"
-            )
+            return d
+    return None

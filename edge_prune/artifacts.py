@@ -26,9 +26,10 @@ def write_atomic(path: str | Path, data: bytes | str) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     raw = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with named(path):
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
+        with named(path), os.fdopen(fd, "wb") as f:
             f.write(raw)
             f.flush()
             os.fsync(f.fileno())
@@ -39,6 +40,43 @@ def write_atomic(path: str | Path, data: bytes | str) -> Path:
             os.unlink(tmp)
         raise
     return path
+
+
+@contextlib.contextmanager
+def named(path: str | Path) -> Iterator[None]:
+    """Give an OSError without a file name (a failed ``write``: disk full, quota) ``path``, so
+    that the one-line error says where."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is None and e.errno is not None:
+            raise OSError(e.errno, e.strerror, str(path)) from e
+        raise
+
+
+def emit_files(destination: str | Path, files: dict[str, str | bytes]) -> list[Path]:
+    """Write ``files`` (name -> content) into ``destination`` as one set: staged beside it with
+    whatever else the directory holds, and swapped in (:func:`staged_directory`), so that a
+    failure leaves the previous set, never a mix."""
+    destination = Path(destination).absolute()
+    if destination.exists() and not destination.is_dir():
+        raise NotADirectoryError(20, "exists and is not a directory", str(destination))
+    if Path.cwd().is_relative_to(destination.resolve()):
+        # swapping the working directory (or a parent) would leave this process in the old one
+        return [write_atomic(destination / name, files[name]) for name in sorted(files)]
+    with staged_directory(destination) as staging:
+        if destination.is_dir():
+            for entry in destination.iterdir():
+                if entry.name in files:
+                    continue
+                with named(staging / entry.name):
+                    if entry.is_dir() and not entry.is_symlink():
+                        shutil.copytree(entry, staging / entry.name, symlinks=True)
+                    else:
+                        shutil.copy2(entry, staging / entry.name, follow_symlinks=False)
+        for name, content in files.items():
+            write_atomic(staging / name, content)
+    return [destination / name for name in sorted(files)]
 
 
 def _umask() -> int:
@@ -101,6 +139,38 @@ def recover_interrupted_swap(destination: Path) -> None:
         os.rename(old, destination)
     for stale in destination.parent.glob(f".{destination.name}.staging-*"):
         shutil.rmtree(stale, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def scratch_tempdir(kind: str) -> Iterator[Path]:
+    """Point Python's ``tempfile`` at a fresh ``edge-prune-<kind>-<pid>-*`` directory while
+    foreign code runs (the TFLite converter writes a SavedModel to ``tempfile.mkdtemp()``), and
+    remove it after. On entry, such directories of processes that no longer exist (SIGKILLed
+    mid-conversion) are removed, as :mod:`edge_prune.tflm` does with its job directories."""
+    prefix = f"edge-prune-{kind}-"
+    root = Path(tempfile.gettempdir())
+    for path in root.glob(f"{prefix}*-*"):
+        pid = path.name[len(prefix) :].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=root))
+    previous = tempfile.tempdir
+    tempfile.tempdir = str(scratch)
+    try:
+        yield scratch
+    finally:
+        tempfile.tempdir = previous
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 _RENAME_EXCHANGE = 2

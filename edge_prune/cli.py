@@ -75,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # a bug or a foreign library failing: one line, traceback on request
         if os.environ.get("EDGE_PRUNE_DEBUG"):
             raise
+        if isinstance(e, OSError) and e.filename:  # disk full, read-only: name the path
+            print(f"edge-prune: error: {e.filename}: {e.strerror or e}", file=sys.stderr)
+            return 2
         print(
             f"edge-prune: internal error: {type(e).__name__}: {_one_line(str(e))[:500]} "
             "(set EDGE_PRUNE_DEBUG=1 for the traceback)",

@@ -73,18 +73,20 @@ def _clustered_layer(layer, parameters: dict, cluster_weights):
     With sparsity preserved, tfmot splits the centroids between the positive and the negative
     weights and fails when one side has fewer weights than its share (seen: a 72-weight conv
     kernel pruned to 95%: "num_to_sample <= points.rows(). 7 vs 4"). Such a layer gets the
-    largest cluster count that works, so its zeros stay preserved; layers without a kernel
-    (pooling, reshapes) are returned as they are, as tfmot does.
+    largest cluster count that works, so its zeros stay preserved; a layer where none works
+    (almost every weight pruned) and layers without a kernel (pooling, reshapes) are returned
+    as they are, as tfmot does.
     """
     from edge_prune._tf import tf
 
     if not any("kernel" in w.name for w in layer.weights):
         return layer
     for clusters in range(parameters["number_of_clusters"], 1, -1):
-        wrapped = cluster_weights(layer, **{**parameters, "number_of_clusters": clusters})
         try:
+            wrapped = cluster_weights(layer, **{**parameters, "number_of_clusters": clusters})
             wrapped.build(layer.input_shape)  # centroids are placed here
-        except tf.errors.InvalidArgumentError:
+        except (tf.errors.InvalidArgumentError, ValueError):
+            # tfmot refuses 2 clusters with sparsity preserved ("must be greater than 2")
             continue
         return wrapped
     return layer

@@ -109,6 +109,12 @@ class PipelineConfig:
 
 _SECTIONS = tuple(f for f in fields(PipelineConfig) if f.name != "explicit")
 
+# Above this, pruning leaves layers of fewer than 100 weights (the first conv of a small CNN)
+# without a single weight; clustering and the codecs then have nothing to work on.
+MAX_FINAL_SPARSITY = 0.99
+_RANGE_NOTES = {
+    "prune.final_sparsity": "; higher sparsity leaves small layers with no weight at all",
+}
 # Allowed range per key, checked after the type: (lowest, highest, highest is inclusive).
 _RANGES: dict[str, tuple[float, float, bool]] = {
     "train.epochs": (0, 10_000, True),
@@ -116,7 +122,7 @@ _RANGES: dict[str, tuple[float, float, bool]] = {
     "train.learning_rate": (1e-9, 10, True),
     "train.seed": (0, 2**31 - 1, True),
     "prune.initial_sparsity": (0, 1, False),
-    "prune.final_sparsity": (0, 1, False),
+    "prune.final_sparsity": (0, MAX_FINAL_SPARSITY, True),
     "prune.begin_epoch": (0, 10_000, True),
     "prune.end_epoch": (1, 10_000, True),
     "prune.epochs": (1, 10_000, True),
@@ -145,9 +151,11 @@ def load_config(path: str | Path | None) -> PipelineConfig:
     """Read a pipeline TOML file; ``None`` gives the defaults. Raises ``ConfigError``."""
     if path is None:
         return PipelineConfig()
+    from edge_prune.input_files import MAX_TEXT_BYTES, read_input
+
     path = Path(path)
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = read_input(path, limit=MAX_TEXT_BYTES, error=ConfigError).decode("utf-8")
         raw = tomllib.loads(text)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
@@ -159,6 +167,8 @@ def load_config(path: str | Path | None) -> PipelineConfig:
         raise ConfigError(
             f"{path}: TOML nested too deeply; expected flat [section] tables"
         ) from None
+    except ValueError as e:  # an integer of more than 4,300 digits (sys.int_info)
+        raise ConfigError(f"{path}: unreadable TOML value ({str(e)[:80]})") from None
     except OSError as e:
         raise ConfigError(f"{path}: cannot read config ({e.strerror})") from None
     return config_from_dict(raw, source=str(path))
@@ -215,7 +225,10 @@ def _checked_value(key: str, value: Any, expected: type, source: str) -> Any:
         low, high, inclusive = _RANGES[key]
         if not (low <= value <= high) or (not inclusive and value >= high):
             bracket = "]" if inclusive else ")"
-            raise ConfigError(f"{source}: '{key}' = {value!r} is outside [{low}, {high}{bracket}")
+            raise ConfigError(
+                f"{source}: '{key}' = {value!r} is outside [{low}, {high}{bracket}"
+                + _RANGE_NOTES.get(key, "")
+            )
     if key in _CHOICES and value not in _CHOICES[key]:
         raise ConfigError(f"{source}: '{key}' = {value!r}; expected one of {_CHOICES[key]}")
     return value

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from edge_prune._tf import keras, tf
-from edge_prune.artifacts import write_atomic
+from edge_prune.artifacts import scratch_tempdir, write_atomic
 from edge_prune.errors import ConfigError, ConversionError, DataError
 from edge_prune.prune import check_model, is_pruning_wrapped, strip
 from edge_prune.tflite_file import read_model
@@ -305,7 +305,11 @@ def _run_converter(
             converter._experimental_disable_per_channel_quantization_for_dense_layers = (
                 not options.per_channel_dense
             )
-        with warnings.catch_warnings(), _native_stderr_without(_CONVERTER_CHATTER):
+        with (
+            warnings.catch_warnings(),
+            _native_stderr_without(_CONVERTER_CHATTER),
+            scratch_tempdir("convert"),  # its SavedModel is swept if this process is killed
+        ):
             # TF warns about missing input statistics for every int8-in/out conversion; the
             # representative dataset supplies them.
             warnings.filterwarnings("ignore", message="Statistics for quantized inputs")

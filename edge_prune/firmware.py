@@ -25,7 +25,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge_prune.artifacts import TFLM_ALIGNMENT_BYTES, write_atomic
+from edge_prune.artifacts import TFLM_ALIGNMENT_BYTES, emit_files, write_atomic
 from edge_prune.errors import ConfigError, UnsupportedModelError
 from edge_prune.tflite_file import ModelInfo, TensorInfo, load_bytes, read_model
 
@@ -194,22 +194,20 @@ class FirmwareSources:
 
 
 def c_identifier(name: str) -> str:
-    """A C/C++ identifier made from a model name: ``digits-cnn v2`` → ``digits_cnn_v2``.
+    """A C/C++ identifier made from a model name, distinct for distinct names.
 
-    Lower case, ASCII, no leading digit, no keyword, no ``__``. Accents are dropped
-    (``modèle`` → ``modele``); when other non-ASCII characters had to go, a short hash of the
-    name is appended so that two such names stay distinct.
+    A name that is already one (lower case, ASCII, no leading digit, no keyword, no ``__``,
+    e.g. ``digits_cnn``) is kept. Any other name is folded the same way (accents dropped,
+    other characters to ``_``) and gets 8 hex digits of its SHA-256 appended, so that names
+    folding alike stay apart: ``digits-cnn`` → ``digits_cnn_<hash>``, never ``digits_cnn``.
     """
     folded = unicodedata.normalize("NFKD", name)
     ascii_only = "".join(c for c in folded if not unicodedata.combining(c))
-    lossy = any(ord(c) > 127 for c in ascii_only)
-    ident = re.sub(r"[^0-9a-z]+", "_", ascii_only.lower()).strip("_")
-    if lossy:
-        digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:8]
-        ident = f"{ident}_{digest}" if ident else f"model_{digest}"
-    ident = ident or "model"
+    ident = re.sub(r"[^0-9a-z]+", "_", ascii_only.lower()).strip("_") or "model"
     if ident[0].isdigit() or ident in _CXX_KEYWORDS or keyword.iskeyword(ident):
         ident = f"m_{ident}"
+    if ident != name:
+        ident = f"{ident}_{hashlib.sha256(name.encode('utf-8')).hexdigest()[:8]}"
     return ident
 
 
@@ -354,9 +352,13 @@ def write_report_firmware(directory: str | Path, model: str | Path, footprint) -
         data, Path(model).stem, arena_bytes=footprint.arena_bytes, arena_note=HOST_ARENA_NOTE
     )
     try:
-        paths = write_sources(directory, sources)
+        paths = emit_files(directory, sources.files)
     except OSError as e:
-        raise ConfigError(f"--emit-c {directory}: cannot write the firmware files ({e})") from e
+        where = e.filename or directory
+        raise ConfigError(
+            f"--emit-c {directory}: cannot write the firmware files ({where}: {e.strerror}); "
+            "the directory is as it was"
+        ) from e
     print(
         f"firmware files for {sources.prefix!r} written to {directory}: "
         + ", ".join(p.name for p in paths),

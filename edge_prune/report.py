@@ -22,6 +22,7 @@ from edge_prune.tables import table_lines
 from edge_prune.targets import Target, load_target
 
 if TYPE_CHECKING:
+    from edge_prune.codecs.verify import DecodeCheck
     from edge_prune.convert import TFLiteModel
 
 FORMATS = ("text", "markdown", "json")
@@ -37,6 +38,15 @@ _FORMULA = (
     "RAM needed = tensor arena + reserved RAM; headroom = part size - needed"
 )
 _EXPECTED_BASELINE = "expected a report written by `edge-prune report --format json`"
+# What --fail-on-growth compares: what the model adds, not the target's fixed reservations
+# (a 57% larger flatbuffer is a few percent of "flash needed").
+GATED_FIGURES = ("flatbuffer", "runtime code", "arena")
+
+
+def runtime_code_bytes(verdict: Verdict) -> int:
+    """The TFLM runtime code the report counts for the model's op set on one target: the one
+    place the growth gate reads it."""
+    return verdict.runtime_flash.total_bytes
 
 
 @dataclass(frozen=True)
@@ -57,6 +67,7 @@ class TargetFigures:
     flash_needed_bytes: int
     ram_needed_bytes: int | None
     arena_bytes: int | None
+    runtime_bytes: int | None = None  # None: a report from before the figure was written
 
 
 @dataclass(frozen=True)
@@ -110,6 +121,7 @@ class Report:
     accuracy: Accuracy | None = None
     baseline: Baseline | None = None
     growth_limit_percent: float | None = None
+    decode: DecodeCheck | None = None  # what was checked of the DECODE operators, if any
     changes: tuple[Change, ...] = field(init=False, default=())
 
     def __post_init__(self):
@@ -123,13 +135,13 @@ class Report:
 
     @property
     def growth_failures(self) -> tuple[Change, ...]:
-        """Flash or RAM needed that grew by more than the limit, on any target."""
+        """What the model adds (:data:`GATED_FIGURES`) that grew by more than the limit."""
         if self.growth_limit_percent is None:
             return ()
         return tuple(
             c
             for c in self.changes
-            if c.figure in ("flash needed", "RAM needed")
+            if c.figure in GATED_FIGURES
             and c.percent is not None
             and c.percent > self.growth_limit_percent
         )
@@ -147,7 +159,8 @@ class Report:
             "footprint": self.footprint.to_dict(),
             "accuracy": self.accuracy.to_dict() if self.accuracy else None,
             "targets": [v.to_dict() for v in self.verdicts],
-            "notes": [_HOST_NOTE, _FORMULA],
+            "decode_check": self.decode.to_dict() if self.decode else None,
+            "notes": [*_decode_notes(self), _HOST_NOTE, _FORMULA],
         }
         if self.baseline:
             data["baseline"] = {
@@ -216,16 +229,11 @@ def read_baseline(path: str | Path) -> Baseline:
     Anything else is a :class:`ConfigError` naming the file and what was expected.
     """
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = read_json(path, f"--baseline {path}")
     except FileNotFoundError:
         raise ConfigError(f"--baseline {path}: no such file; {_EXPECTED_BASELINE}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"--baseline {path}: cannot read it ({e}); {_EXPECTED_BASELINE}") from e
-    except json.JSONDecodeError as e:
-        raise ConfigError(
-            f"--baseline {path}: not JSON (line {e.lineno} column {e.colno}); "
-            f"{_EXPECTED_BASELINE}"
-        ) from e
+    except ConfigError as e:
+        raise ConfigError(f"{e}; {_EXPECTED_BASELINE}") from None
     try:
         return _baseline_from(data, str(path))
     except (KeyError, TypeError, ValueError, AttributeError) as e:
@@ -233,6 +241,27 @@ def read_baseline(path: str | Path) -> Baseline:
             f"--baseline {path}: no footprint report in it (missing or malformed {e}); "
             f"{_EXPECTED_BASELINE}"
         ) from e
+
+
+def read_json(path: str | Path, label: str):
+    """Parse a JSON file the user names; ConfigError starting with ``label`` when it is not a
+    readable regular file of JSON (nested too deeply and integers too long for Python
+    included). FileNotFoundError is raised as it is."""
+    from edge_prune.input_files import MAX_TEXT_BYTES, read_input
+
+    try:
+        raw = read_input(path, limit=MAX_TEXT_BYTES, error=ConfigError, label=label)
+        return json.loads(raw.decode("utf-8"))
+    except IsADirectoryError:
+        raise ConfigError(f"{label}: is a directory") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{label}: not UTF-8 text (byte {e.start})") from None
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{label}: not JSON (line {e.lineno} column {e.colno})") from None
+    except RecursionError:
+        raise ConfigError(f"{label}: JSON nested too deeply") from None
+    except ValueError as e:  # an integer of more than 4,300 digits (sys.int_info)
+        raise ConfigError(f"{label}: unreadable JSON value ({str(e)[:80]})") from None
 
 
 def _baseline_from(data: dict, path: str) -> Baseline:
@@ -248,6 +277,9 @@ def _baseline_from(data: dict, path: str) -> Baseline:
             flash_needed_bytes=_whole(entry["flash"]["needed_bytes"], "flash.needed_bytes"),
             ram_needed_bytes=_optional_whole(entry["ram"]["needed_bytes"], "ram.needed_bytes"),
             arena_bytes=_optional_whole(entry["ram"]["arena_bytes"], "ram.arena_bytes"),
+            runtime_bytes=_optional_whole(
+                entry["flash"].get("runtime_bytes"), "flash.runtime_bytes"
+            ),
         )
     flatbuffer = _whole(data["footprint"]["flatbuffer_bytes"], "footprint.flatbuffer_bytes")
     if accuracy is not None and not (isinstance(accuracy, (int, float)) and 0 <= accuracy <= 1):
@@ -265,9 +297,34 @@ def _optional_whole(value, key: str) -> int | None:
     return None if value is None else _whole(value, key)
 
 
+def check_baseline_covers(baseline: Baseline, target_names: list[str]) -> None:
+    """Refuse a baseline that leaves a gated figure of a target asked with nothing to compare:
+    no entry for the target, or a figure that is missing or zero (ConfigError naming it)."""
+    where = f"--baseline {baseline.path}"
+    hint = "; pass --allow-missing-baseline to compare what there is"
+    if baseline.flatbuffer_bytes <= 0:
+        raise ConfigError(f"{where}: footprint.flatbuffer_bytes is 0, nothing to compare{hint}")
+    missing = [name for name in target_names if name not in baseline.targets]
+    if missing:
+        have = ", ".join(sorted(baseline.targets)) or "none"
+        raise ConfigError(
+            f"{where}: no entry for target {', '.join(missing)} (it has: {have}){hint}"
+        )
+    for name in target_names:
+        figures = baseline.targets[name]
+        for key, value in (
+            ("flash.needed_bytes", figures.flash_needed_bytes),
+            ("flash.runtime_bytes", figures.runtime_bytes),
+            ("ram.arena_bytes", figures.arena_bytes),
+        ):
+            if not value:
+                state = "missing" if value is None else "0"
+                raise ConfigError(f"{where}: target {name}: {key} is {state}{hint}")
+
+
 def compare(report: Report, baseline: Baseline) -> tuple[Change, ...]:
-    """The change of flatbuffer, accuracy and, per target in both reports, flash needed, RAM
-    needed and arena."""
+    """The change of flatbuffer, accuracy and, per target in both reports, runtime code, flash
+    needed, arena and RAM needed."""
     changes = [
         Change("", "flatbuffer", baseline.flatbuffer_bytes, report.footprint.flatbuffer_bytes)
     ]
@@ -281,6 +338,7 @@ def compare(report: Report, baseline: Baseline) -> tuple[Change, ...]:
             continue
         name = v.target.name
         changes += [
+            Change(name, "runtime code", before.runtime_bytes, runtime_code_bytes(v)),
             Change(name, "flash needed", before.flash_needed_bytes, v.flash_needed_bytes),
             Change(name, "RAM needed", before.ram_needed_bytes, v.ram_needed_bytes),
             Change(name, "arena", before.arena_bytes, v.arena_bytes),
@@ -291,16 +349,25 @@ def compare(report: Report, baseline: Baseline) -> tuple[Change, ...]:
 def read_build_accuracy(path: str | Path, footprint: Footprint) -> Accuracy:
     """The TFLM accuracy of ``footprint``'s model from the ``report.json`` of ``edge-prune
     model`` that built it; refused when that report describes another model."""
+    expected = "expected the report.json of `edge-prune model` with the deployable's TFLM accuracy"
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = read_json(path, f"--accuracy-from {path}")
         artifact = data["deployable"]["artifact"]
         top1 = data["accuracy"][f"{artifact}_tflm"]
         built = data["footprint"]["footprint"]
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as e:
+        if not isinstance(built, dict):
+            raise TypeError("'footprint.footprint' is not a table")
+    except FileNotFoundError:
+        raise ConfigError(f"--accuracy-from {path}: no such file; {expected}") from None
+    except ConfigError as e:
+        raise ConfigError(f"{e}; {expected}") from None
+    except (KeyError, TypeError, AttributeError) as e:
+        raise ConfigError(f"--accuracy-from {path}: {expected} ({type(e).__name__}: {e})") from e
+    if isinstance(top1, bool) or not isinstance(top1, (int, float)) or not 0 <= top1 <= 1:
         raise ConfigError(
-            f"--accuracy-from {path}: expected the report.json of `edge-prune model` with the "
-            f"deployable's TFLM accuracy ({type(e).__name__}: {e})"
-        ) from e
+            f"--accuracy-from {path}: accuracy '{artifact}_tflm' = {str(top1)[:40]}; expected a "
+            "fraction in [0, 1]"
+        )
     same = built.get("sha256") == footprint.sha256 if built.get("sha256") else (
         built.get("flatbuffer_bytes") == footprint.flatbuffer_bytes
     )  # fmt: skip
@@ -433,6 +500,8 @@ def _model_facts(report: Report) -> list[tuple[str, str, str]]:
     if report.accuracy:
         a = report.accuracy
         rows.append(("accuracy", f"{a.top1:.2%}", f"top-1, {a.source}"))
+    if report.decode:
+        rows.append(("DECODE", f"{len(report.decode.tensors)} tensors", report.decode.summary))
     if f.arena is None:
         rows.append(("runs on TFLM", "no", f.tflm_failure or f"no kernel for op {f.missing_op}"))
         return rows
@@ -458,6 +527,12 @@ def _model_facts(report: Report) -> list[tuple[str, str, str]]:
         ("  tail", _b(a.recorded_tail_bytes), "persistent structures; differ on a 32-bit MCU"),
     ]
     return rows
+
+
+def _decode_notes(report: Report) -> list[str]:
+    """The one line saying what of the DECODE operators could not be verified, if anything."""
+    unverified = report.decode.unverified if report.decode else None
+    return [unverified] if unverified else []
 
 
 def _runtime_notes(report: Report) -> list[str]:
@@ -540,7 +615,7 @@ def render_text(report: Report) -> str:
     lines.append("")
     lines += ["  " + line for line in table_lines(_ACCOUNTING_HEADER, _accounting_rows(report))]
     lines.append("")
-    for note in [*_runtime_notes(report), _FORMULA, _HOST_NOTE]:
+    for note in [*_decode_notes(report), *_runtime_notes(report), _FORMULA, _HOST_NOTE]:
         lines += _wrap(note, indent="  ", first="- ")
     return "\n".join(lines) + "\n"
 
@@ -577,6 +652,12 @@ def render_markdown(report: Report) -> str:
         for what, figure, how in _model_facts(report)
         if len(_md_row([what.strip(), figure, how])) > WIDTH
     ]
-    for note in [*long_facts, *_runtime_notes(report), _FORMULA, _HOST_NOTE]:
+    for note in [
+        *long_facts,
+        *_decode_notes(report),
+        *_runtime_notes(report),
+        _FORMULA,
+        _HOST_NOTE,
+    ]:
         lines += _wrap(note, indent="  ", first="- ")
     return "\n".join(lines) + "\n"

@@ -63,11 +63,14 @@ FITS_WHAT = (
 
 
 def parse_sparsities(text: str, argument: str = "--sparsities") -> tuple[float, ...]:
-    """``"0,0.5,0.9"`` → ``(0.0, 0.5, 0.9)``: each in [0, 1), no repeats, sorted ascending."""
+    """``"0,0.5,0.9"`` → ``(0.0, 0.5, 0.9)``: each in [0, 0.99] (the range of
+    ``prune.final_sparsity``), no repeats, sorted ascending."""
+    from edge_prune.config import MAX_FINAL_SPARSITY as top
+
     items = [item.strip() for item in str(text).split(",")]
     if not text or not all(items):
         raise ConfigError(
-            f"{argument}: got {text!r}; expected comma-separated fractions in [0, 1), "
+            f"{argument}: got {text!r}; expected comma-separated fractions in [0, {top}], "
             "e.g. 0,0.5,0.8,0.9"
         )
     values = []
@@ -76,13 +79,13 @@ def parse_sparsities(text: str, argument: str = "--sparsities") -> tuple[float, 
             value = float(item)
         except ValueError:
             raise ConfigError(
-                f"{argument}: {item!r} is not a number; expected fractions in [0, 1) "
+                f"{argument}: {item!r} is not a number; expected fractions in [0, {top}] "
                 "separated by commas, e.g. 0,0.5,0.8,0.9"
             ) from None
-        if not 0.0 <= value < 1.0:
+        if not 0.0 <= value <= top:
             raise ConfigError(
-                f"{argument}: {item} is outside [0, 1); a final sparsity is the fraction of "
-                "weights set to zero (0.9 = 90%)"
+                f"{argument}: {item} is outside [0, {top}]; a final sparsity is the fraction of "
+                "weights set to zero (0.9 = 90%), and beyond 0.99 small layers keep none"
             )
         values.append(value)
     if len(set(values)) != len(values):

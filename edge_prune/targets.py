@@ -202,8 +202,10 @@ def _resolve(name_or_path: str, directory: str | Path | None) -> Path:
 
 
 def _read_toml(path: Path) -> dict:
+    from edge_prune.input_files import MAX_TEXT_BYTES, read_input
+
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = read_input(path, limit=MAX_TEXT_BYTES, error=ConfigError).decode("utf-8")
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}); save it as UTF-8") from e
     except OSError as e:
@@ -214,6 +216,8 @@ def _read_toml(path: Path) -> dict:
         raise ConfigError(f"{path}: TOML syntax error: {e}") from e
     except RecursionError:  # tomllib parses nested arrays and inline tables recursively
         raise ConfigError(f"{path}: TOML nested too deeply; expected a flat target file") from None
+    except ValueError as e:  # an integer of more than 4,300 digits (sys.int_info)
+        raise ConfigError(f"{path}: unreadable TOML value ({str(e)[:80]})") from None
 
 
 def parse_target(data: dict, name: str, path: str | Path = "<dict>") -> Target:

@@ -75,9 +75,11 @@ def load_bytes(model: bytes | bytearray | memoryview | str | Path) -> tuple[byte
         return bytes(model.tflite_bytes), "<converted model>"
     if isinstance(model, (bytes, bytearray, memoryview)):
         return bytes(model), "<bytes>"
+    from edge_prune.input_files import MAX_MODEL_BYTES, read_input
+
     path = Path(model)
     try:
-        return path.read_bytes(), str(path)
+        return read_input(path, limit=MAX_MODEL_BYTES, error=ModelFileError), str(path)
     except FileNotFoundError:
         raise ModelFileError(f"{path}: no such file") from None
     except IsADirectoryError:

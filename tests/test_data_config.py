@@ -94,7 +94,7 @@ def test_config_file_overrides_only_given_keys(tmp_path):
     ("text", "message"),
     [
         ("[prune\nfinal_sparsity = 0.9", "TOML syntax error"),
-        ("[prune]\nfinal_sparsity = 1.5", r"'prune.final_sparsity' = 1.5 is outside \[0, 1\)"),
+        ("[prune]\nfinal_sparsity = 1.5", r"'prune.final_sparsity' = 1.5 is outside \[0, 0.99\]"),
         ("[prune]\nfinal_sparsity = 'high'", "'prune.final_sparsity' must be float, got str"),
         ("[prune]\nsparsity = 0.5", "unknown key 'prune.sparsity'"),
         ("[pruning]\nfinal_sparsity = 0.5", r"unknown section \[pruning\]"),

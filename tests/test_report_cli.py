@@ -365,17 +365,17 @@ def test_baseline_shows_the_change_per_target_in_every_format(capsys, mlp_baseli
 
 
 def test_fail_on_growth_exits_1_and_names_the_target(capsys, mlp_baseline, cnn_int8_path):
-    # mlp_float -> cnn_int8: the runtime upper bound grows with the op set (+50% flash needed
-    # on cortex-m7); on cortex-m4 the device figure is fixed and flash needed shrinks.
+    # mlp_float -> cnn_int8: the runtime upper bound grows with the op set (+69% runtime code
+    # on cortex-m7); on cortex-m4 the device figure is fixed; the arena grows 28% on both.
     args = ("report", cnn_int8_path, "--target", "cortex-m7", "--target", "cortex-m4",
             "--baseline", mlp_baseline)  # fmt: skip
-    code, out, _ = run_cli(capsys, *args, "--fail-on-growth", "10")
+    code, out, _ = run_cli(capsys, *args, "--fail-on-growth", "30")
     assert code == 1
-    assert "FAILS the growth limit: grew more than 10% on cortex-m7 (flash needed)" in " ".join(
+    assert "FAILS the growth limit: grew more than 30% on cortex-m7 (runtime code)" in " ".join(
         out.split()
     )
-    assert "cortex-m4 (flash needed)" not in out
-    code, out, _ = run_cli(capsys, *args, "--fail-on-growth", "60", "--format", "json")
+    assert "cortex-m4 (runtime code)" not in out and "(flash needed)" not in out
+    code, out, _ = run_cli(capsys, *args, "--fail-on-growth", "70", "--format", "json")
     assert code == 0 and json.loads(out)["delta"]["grown_beyond_limit"] == []
 
 

@@ -116,7 +116,8 @@ def test_plot_is_a_png_even_with_missing_values():
     ("text", "message"),
     [
         ("0.5,abc", "'abc' is not a number"),
-        ("0.5,1.0", "outside \\[0, 1\\)"),
+        ("0.5,1.0", "outside \\[0, 0.99\\]"),
+        ("0.995", "outside \\[0, 0.99\\]"),
         ("-0.1", "outside"),
         ("0.5,0.5", "more than once"),
         ("0.5,,0.9", "comma-separated"),
@@ -135,7 +136,7 @@ def test_sparsities_are_sorted():
 def test_bad_sparsities_exit_2_before_any_work(tmp_path, capsys):
     code = main(["sweep", "--target", "cortex-m4", "--sparsities", "0.5,2", "--out", str(tmp_path)])
     assert code == 2
-    assert "--sparsities: 2 is outside [0, 1)" in capsys.readouterr().err
+    assert "--sparsities: 2 is outside [0, 0.99]" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
 
 

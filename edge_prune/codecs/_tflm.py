@@ -38,6 +38,51 @@ class Unsuitable(ValueError):
     """A codec cannot encode this tensor (type, too many symbols ...); the message says why."""
 
 
+class BadLayout(ValueError):
+    """An encoded tensor or its ancillary data that TFLM's decoder cannot expand into the output
+    tensor (unknown version, sizes that do not add up, table indices out of range ...)."""
+
+
+def require(condition: bool, message: str) -> None:
+    """Raise :class:`BadLayout` with ``message`` unless ``condition``."""
+    if not condition:
+        raise BadLayout(message)
+
+
+def runtime_channels(output) -> tuple[int, bool]:
+    """``(channels, alternate axis)`` as TFLM's LUT and pruning decoders take them from the
+    output tensor's quantization (``decode_state_lut.cc``/``decode_state_prune.cc``, Setup):
+    one channel per scale, along axis 0, or interleaved when quantized along the last axis."""
+    q = output.quantization
+    if q is None or np.size(q.scales) == 0:
+        return 1, False
+    channels = int(np.size(q.scales))
+    require(
+        np.size(q.zero_points) == channels,
+        f"{channels} scales but {np.size(q.zero_points)} zero points",
+    )
+    axis = int(q.axis or 0)
+    if axis == len(output.shape) - 1 and channels > 1:
+        return channels, True
+    require(axis == 0, f"quantized along axis {axis}; TFLM's decoder takes 0 or the last axis")
+    return channels, False
+
+
+def element_channels(count: int, channels: int, alternate: bool) -> np.ndarray:
+    """The channel of each element in row-major order, as TFLM's decoders walk them."""
+    require(count % channels == 0, f"{count} elements do not split into {channels} channels evenly")
+    if alternate:
+        return np.tile(np.arange(channels), count // channels)
+    return np.arange(channels).repeat(count // channels)
+
+
+def output_dtype(output) -> np.dtype:
+    try:
+        return np.dtype(output.numpy_dtype)
+    except (ValueError, TypeError, KeyError) as e:
+        raise BadLayout(f"output type {dtype_name(output)} has no decoder") from e
+
+
 def dcm(decode_type: int, type_version: int, type_byte: int = 0) -> bytes:
     """The 16-byte DECODE common metadata: type, DCM version 1, type-specific version and byte 5."""
     header = bytearray(DCM_BYTES)
@@ -240,7 +285,8 @@ def aligned(model_bytes: bytes) -> bytes:
 class DecodedTensor:
     """One output of a DECODE operator: its encoded and ancillary bytes and the output tensor."""
 
-    name: str  # the original tensor's name (the "_decoded" suffix removed)
+    name: str  # the original tensor's name (the "_decoded" suffix removed), "" if stripped
+    key: tuple[int, int]  # (subgraph, index) of the encoded tensor: the original tensor's index
     decode_type: int
     encoded: bytes
     ancillary: bytes
@@ -248,10 +294,14 @@ class DecodedTensor:
 
 
 def decoded_tensors(model_bytes: bytes) -> Iterator[DecodedTensor]:
-    """Every DECODE output of a compressed model, in operator order."""
+    """Every DECODE output of a compressed model, in operator order.
+
+    TFLM's ``compress()`` rewrites each compressed tensor in place into the encoded tensor, so
+    ``key`` is the index the tensor had in the uncompressed model: match by it, not by name
+    (:func:`edge_prune.codecs.strip_for_mcu` drops the names)."""
     from tflite_micro.tensorflow.lite.micro.compression import model_editor
 
-    for subgraph in model_editor.read(model_bytes).subgraphs:
+    for sg_index, subgraph in enumerate(model_editor.read(model_bytes).subgraphs):
         for op in subgraph.operators:
             if op.custom_code != DECODE_OP:
                 continue
@@ -260,6 +310,7 @@ def decoded_tensors(model_bytes: bytes) -> Iterator[DecodedTensor]:
                 ancillary_bytes = bytes(ancillary.buffer.data)
                 yield DecodedTensor(
                     name=(out.name or "").removesuffix("_decoded"),
+                    key=(sg_index, encoded.index),
                     decode_type=ancillary_bytes[0],
                     encoded=bytes(encoded.buffer.data),
                     ancillary=ancillary_bytes,

@@ -336,10 +336,10 @@ def _fit_arena(data, accepted, current, limit, encodings):
 def _verify_decodes_to_original(compressed: bytes, accepted: list[_Choice], label: str) -> None:
     """Decode every DECODE output with the reference decoders; compare with the weights."""
     by_type = {int(codec.decode_type): codec for codec in CODECS.values()}
-    expected = {c.encoding.name: c for c in accepted}
-    seen: set[str] = set()
+    expected = {c.key: c for c in accepted}
+    seen: set[tuple[int, int]] = set()
     for decoded in _tflm.decoded_tensors(compressed):
-        choice = expected.get(decoded.name)
+        choice = expected.get(decoded.key)
         codec = by_type.get(decoded.decode_type)
         values = (
             None
@@ -355,9 +355,10 @@ def _verify_decodes_to_original(compressed: bytes, accepted: list[_Choice], labe
                 f"{label}: tensor {decoded.output.name!r} (decode type {decoded.decode_type}) "
                 "does not decode to the original weights; no model was written"
             )
-        seen.add(decoded.name)
+        seen.add(decoded.key)
     if missing := sorted(set(expected) - seen):
+        names = [expected[key].encoding.name or f"#{key[1]}" for key in missing]
         raise ConversionError(
-            f"{label}: tensors {missing} have no DECODE operator after compression; "
+            f"{label}: tensors {names} have no DECODE operator after compression; "
             "no model was written"
         )

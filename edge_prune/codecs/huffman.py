@@ -279,6 +279,72 @@ def decode(encoded: bytes, ancillary: bytes, count: int, dtype) -> np.ndarray:
     return raw.astype(np.uint8 if dtype.itemsize == 1 else np.uint16).view(dtype)
 
 
+def decode_checked(encoded: bytes, ancillary: bytes, output) -> np.ndarray:
+    """The tensor TFLM's Huffman decoder gives for this layout, or :class:`_tflm.BadLayout`.
+
+    Every table lookup must stay within the tables, every symbol entry consume 1 to its table
+    width bits, every read stay within the code stream (whole 32-bit words; at most one word
+    beyond the last read), as in ``decode_state_huffman.cc``.
+    """
+    type_name = _tflm.dtype_name(output)
+    _tflm.require(type_name in ("INT8", "INT16"), f"{type_name} output, the decoder takes "
+                  "INT8 or INT16")  # fmt: skip
+    _tflm.require(
+        ancillary[4] == FORMAT_VERSION,
+        f"Huffman format version {ancillary[4]}, TFLM reads {FORMAT_VERSION}",
+    )
+    wide, root = bool(ancillary[5] & 1), (ancillary[5] >> 4) + 1
+    _tflm.require(wide or type_name == "INT8", "16-bit tables for an INT16 output")
+    entry_bytes = 4 if wide else 2
+    table_bytes = len(ancillary) - _tflm.DCM_BYTES
+    _tflm.require(
+        table_bytes % entry_bytes == 0 and table_bytes // entry_bytes >= 1 << root,
+        f"{table_bytes} B of tables, a {root}-bit root table of {entry_bytes}-byte entries "
+        f"needs {(1 << root) * entry_bytes} B",
+    )
+    _tflm.require(len(encoded) % 4 == 0, f"{len(encoded)} B of codes, not whole 32-bit words")
+    tables = np.frombuffer(ancillary[_tflm.DCM_BYTES :], dtype="<u4" if wide else "<u2")
+    count = int(np.prod([int(n) for n in output.shape], dtype=np.int64))
+    symbols, furthest = _walk(encoded, tables.astype(np.int64).tolist(), root, wide, count)
+    words = -(-furthest // 32)
+    _tflm.require(
+        len(encoded) <= 4 * (words + 1),
+        f"{len(encoded)} B of codes, the {count} elements read {4 * words} B",
+    )
+    dtype = _tflm.output_dtype(output)
+    raw = np.asarray(symbols, dtype=np.int64) & (0xFF if dtype.itemsize == 1 else 0xFFFF)
+    values = raw.astype(np.uint8 if dtype.itemsize == 1 else np.uint16).view(dtype)
+    return values.reshape(tuple(int(n) for n in output.shape))
+
+
+def _walk(encoded: bytes, tables: list[int], root: int, wide: bool, count: int):
+    """``(symbols, furthest bit read)``; :class:`_tflm.BadLayout` on any lookup out of range."""
+    layout = _entry_format(wide)
+    found, shift, value_mask = layout["found"], layout["count_shift"], layout["value_mask"]
+    bits = np.unpackbits(np.frombuffer(encoded, dtype=np.uint8)).tolist()
+    out, position, furthest = [], 0, 0
+    for n in range(count):
+        width, index, entry = root, 0, None
+        while True:
+            end = position + width
+            _tflm.require(end <= len(bits), f"code stream ends within element {n} of {count}")
+            chunk = 0
+            for bit in bits[position:end]:
+                chunk = chunk << 1 | bit
+            furthest, position = max(furthest, end), end
+            index = chunk if entry is None else index + (entry & value_mask) + chunk
+            _tflm.require(index < len(tables), f"table index {index} beyond {len(tables)} entries")
+            entry = tables[index]
+            if entry & found:
+                break
+            width = ((entry >> shift) & 0xF) + 1
+        used = (entry >> shift) & 0xF
+        _tflm.require(1 <= used <= width, f"symbol entry uses {used} bits of a {width}-bit table")
+        position -= width - used
+        out.append(entry & value_mask)
+    return out, furthest
+
+
 # ---------------------------------------------------------------------------------- codec
 
 
@@ -326,3 +392,6 @@ class HuffmanCodec:
         shape = tuple(int(n) for n in output.shape)
         count = int(np.prod(shape, dtype=np.int64))
         return decode(encoded, ancillary, count, output.numpy_dtype).reshape(shape)
+
+    def decode_checked(self, encoded: bytes, ancillary: bytes, output) -> np.ndarray:
+        return decode_checked(encoded, ancillary, output)

@@ -82,6 +82,9 @@ class LutCodec:
     def decode(self, encoded: bytes, ancillary: bytes, output) -> np.ndarray:
         return decode_lut(encoded, ancillary, output)
 
+    def decode_checked(self, encoded: bytes, ancillary: bytes, output) -> np.ndarray:
+        return decode_checked(encoded, ancillary, output)
+
 
 def describe(sg_index: int, tensor) -> dict:
     """The identifying fields of a constant tensor, as :class:`TensorDecision` takes them."""
@@ -138,9 +141,17 @@ class TensorDecision:
         return f"kept: {self.reason}"
 
     def to_dict(self) -> dict:
+        """The fields, plus the keys a :class:`~edge_prune.codecs.choose.TensorEncoding` has
+        (``codec``, ``detail``, ``bits_per_weight``, ``decoded_arena_bytes``), so that a build
+        report reads either result the same way."""
         out = asdict(self)
         out["shape"] = list(self.shape)
         out["decision"] = self.decision
+        elements = math.prod(self.shape)
+        out["codec"] = "lut" if self.compressed else "raw"
+        out["detail"] = self.decision if self.compressed else ""
+        out["bits_per_weight"] = round(8 * self.bytes_after / elements, 3) if elements else 0.0
+        out["decoded_arena_bytes"] = elements if self.compressed else 0  # INT8 only
         return out
 
 
@@ -394,20 +405,21 @@ def _left_as_is(candidate: _Candidate, reason: str) -> TensorDecision:
 
 def _verify_decodes_to_original(compressed: bytes, accepted: list[_Candidate], label: str):
     """Decode every DECODE output of ``compressed`` and compare it with the input weights."""
-    expected = {c.decision.name: c for c in accepted}
-    seen: set[str] = set()
+    expected = {c.key: c for c in accepted}
+    seen: set[tuple[int, int]] = set()
     for decoded in _tflm.decoded_tensors(compressed):
         values = decode_lut(decoded.encoded, decoded.ancillary, decoded.output)
-        if decoded.name not in expected or not _matches(values, expected[decoded.name]):
+        if decoded.key not in expected or not _matches(values, expected[decoded.key]):
             raise ConversionError(
                 f"{label}: LUT compression produced tensor {decoded.output.name!r} that does not "
                 "decode to the original weights; no model was written"
             )
-        seen.add(decoded.name)
+        seen.add(decoded.key)
     missing = sorted(set(expected) - seen)
     if missing:
+        names = [expected[key].decision.name or f"#{key[1]}" for key in missing]
         raise ConversionError(
-            f"{label}: LUT compression left tensors {missing} without a DECODE operator; "
+            f"{label}: LUT compression left tensors {names} without a DECODE operator; "
             "no model was written"
         )
 
@@ -438,6 +450,48 @@ def decode_lut(encoded: bytes, ancillary: bytes, out) -> np.ndarray:
     # indices are stored in the tensor's own element order; put the channel axis first.
     ordered = np.moveaxis(indices.reshape(shape), axis, 0).reshape(-1)
     return np.moveaxis(per_channel[channels, ordered].reshape(moved_shape), 0, axis)
+
+
+# Output types TFLM's LUT decoder expands (decode_state_lut.cc, DecodeStateLut::Decode).
+RUNTIME_TYPES = ("BOOL", "FLOAT32", "INT8", "INT16", "INT32", "INT64")
+_MAX_BITS, _MAX_STRIDE = 7, 128  # decode_state_lut.h: kMaxBitWidth, kMaxValueTableChannelStride
+
+
+def decode_checked(encoded: bytes, ancillary: bytes, out) -> np.ndarray:
+    """The tensor TFLM's LUT decoder gives for this layout, or :class:`_tflm.BadLayout`.
+
+    Mirrors the runtime, not the compressor: the channel count comes from the output's
+    quantization (the axis nibble of byte 5 is not read), byte 5 bits 0-2 are the index width,
+    byte 6 the value-table stride; every index must fall within its channel's table.
+    """
+    _tflm.require(_tflm.dtype_name(out) in RUNTIME_TYPES, f"{_tflm.dtype_name(out)} output")
+    dtype = _tflm.output_dtype(out)
+    _tflm.require(ancillary[4] == 1, f"LUT format version {ancillary[4]}, TFLM reads 1")
+    bits, stride = ancillary[5] & 0x7, ancillary[6]
+    _tflm.require(1 <= bits <= _MAX_BITS, f"LUT index width {bits} bits, TFLM takes 1-7")
+    _tflm.require(1 <= stride <= _MAX_STRIDE, f"LUT table stride {stride}, TFLM takes 1-128")
+    channels, alternate = _tflm.runtime_channels(out)
+    count = math.prod(int(n) for n in out.shape)
+    channel = _tflm.element_channels(count, channels, alternate)
+    needed = -(-count * bits // 8)
+    _tflm.require(
+        len(encoded) == needed,
+        f"{len(encoded)} B of indices, {count} elements of {bits} bits need {needed} B",
+    )
+    table_bytes = channels * stride * dtype.itemsize
+    _tflm.require(
+        len(ancillary) - _tflm.DCM_BYTES == table_bytes,
+        f"{len(ancillary) - _tflm.DCM_BYTES} B of value tables, {channels} channel(s) x "
+        f"{stride} values of {dtype.itemsize} B need {table_bytes} B",
+    )
+    stream = np.unpackbits(np.frombuffer(encoded, dtype=np.uint8))[: count * bits]
+    indices = stream.reshape(count, bits) @ (1 << np.arange(bits - 1, -1, -1))
+    _tflm.require(
+        count == 0 or int(indices.max()) < stride,
+        f"LUT index {int(indices.max()) if count else 0} beyond the table of {stride} values",
+    )
+    tables = np.frombuffer(ancillary[_tflm.DCM_BYTES :], dtype=dtype.newbyteorder("<"))
+    return tables[channel * stride + indices].astype(dtype).reshape(tuple(map(int, out.shape)))
 
 
 def _clip(text: str, width: int) -> str:

@@ -51,6 +51,39 @@ def decode(encoded: bytes, ancillary: bytes, shape, dtype, zero_points: np.ndarr
     return out.reshape(shape)
 
 
+def decode_checked(encoded: bytes, ancillary: bytes, output) -> np.ndarray:
+    """The tensor TFLM's pruning decoder gives for this layout, or :class:`_tflm.BadLayout`:
+    the mask must hold one bit per element (no more bytes), the values one per set bit."""
+    type_name = _tflm.dtype_name(output)
+    _tflm.require(type_name in SUPPORTED_TYPES, f"{type_name} output, the decoder takes "
+                  f"{', '.join(SUPPORTED_TYPES)}")  # fmt: skip
+    dtype = _tflm.output_dtype(output)
+    _tflm.require(
+        ancillary[4] == FORMAT_VERSION,
+        f"pruning format version {ancillary[4]}, TFLM reads {FORMAT_VERSION}",
+    )
+    channels, _ = _tflm.runtime_channels(output)
+    shape = tuple(int(n) for n in output.shape)
+    count = int(np.prod(shape, dtype=np.int64))
+    zero_points = _tflm.zero_points(output)
+    _tflm.require(
+        type_name == "INT8" or not np.any(zero_points != 0),
+        f"{type_name} output with non-zero zero points (TFLM: all zero points must be zero)",
+    )
+    _tflm.element_channels(count, channels, False)
+    _tflm.require(
+        len(encoded) == -(-count // 8),
+        f"{len(encoded)} B of mask, {count} elements need {-(-count // 8)} B",
+    )
+    kept = int(np.unpackbits(np.frombuffer(encoded, dtype=np.uint8))[:count].sum())
+    values = len(ancillary) - _tflm.DCM_BYTES
+    _tflm.require(
+        values == kept * dtype.itemsize,
+        f"{values} B of kept values, the mask marks {kept} of {dtype.itemsize} B",
+    )
+    return decode(encoded, ancillary, shape, dtype, zero_points)
+
+
 class PruningCodec:
     """Pruning bitmask, for :mod:`edge_prune.codecs.choose` and TFLM's ``compress()``."""
 
@@ -93,6 +126,9 @@ class PruningCodec:
     def decode(self, encoded: bytes, ancillary: bytes, output) -> np.ndarray:
         shape = tuple(int(n) for n in output.shape)
         return decode(encoded, ancillary, shape, output.numpy_dtype, _tflm.zero_points(output))
+
+    def decode_checked(self, encoded: bytes, ancillary: bytes, output) -> np.ndarray:
+        return decode_checked(encoded, ancillary, output)
 
 
 def _check(tensor) -> None:

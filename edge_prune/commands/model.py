@@ -39,7 +39,10 @@ def register(subparsers) -> None:
         out_help="artifacts go to DIR/<target>/ (default: build)",
     )
     parser.add_argument(
-        "--final-sparsity", type=float, metavar="S", help="override prune.final_sparsity, in [0, 1)"
+        "--final-sparsity",
+        type=float,
+        metavar="S",
+        help="override prune.final_sparsity, in [0, 0.99]",
     )
     parser.add_argument(
         "--structured-ratio",

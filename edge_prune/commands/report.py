@@ -19,10 +19,12 @@ examples:
 exit codes:
   0  the model fits every target asked (and grew no more than --fail-on-growth)
   1  it does not fit a target, or TFLM cannot run it (missing op, an op that fails to prepare,
-     an abort or crash of the interpreter, --timeout), or flash/RAM needed grew more than
-     --fail-on-growth: the full report says why, in every --format
-  2  unreadable input (missing file, not a TFLite flatbuffer, truncated or corrupted) or bad
-     arguments (unknown target, bad target file, bad --timeout, bad --baseline): one line
+     an abort or crash of the interpreter, --timeout), or its flatbuffer, runtime code or
+     arena grew more than --fail-on-growth: the full report says why, in every --format
+  2  unreadable input (missing file, not a TFLite flatbuffer, truncated or corrupted, an
+     impossible DECODE layout or encoded weights that differ from the uncompressed model
+     beside it) or bad arguments (unknown target, bad target file, bad --timeout, bad
+     --baseline, a baseline with nothing to compare for a target asked): one line
 With $GITHUB_STEP_SUMMARY set, the markdown report is appended to that file too.
 """
 
@@ -74,8 +76,16 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--fail-on-growth",
         metavar="PERCENT",
-        help="with --baseline: exit 1 when flash needed or RAM needed grows by more than "
-        "PERCENT on any target",
+        help="with --baseline: exit 1 when what the model adds grows by more than PERCENT: "
+        "its flatbuffer, or on any target its TFLM runtime code or tensor arena (the target's "
+        "reserved flash and RAM are not part of the comparison). A baseline without an entry "
+        "or with a zero figure for a target asked is bad input (exit 2)",
+    )
+    parser.add_argument(
+        "--allow-missing-baseline",
+        action="store_true",
+        help="with --fail-on-growth: compare what the baseline has instead of refusing one "
+        "that lacks a target asked or a figure",
     )
     parser.add_argument(
         "--accuracy-from",
@@ -94,10 +104,18 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    from edge_prune.codecs.verify import check_decode
     from edge_prune.errors import ConfigError
     from edge_prune.footprint import check, measure
-    from edge_prune.report import Report, read_baseline, read_build_accuracy, render
+    from edge_prune.report import (
+        Report,
+        check_baseline_covers,
+        read_baseline,
+        read_build_accuracy,
+        render,
+    )
     from edge_prune.targets import list_targets, load_target, targets_dir
+    from edge_prune.tflite_file import read_model
 
     names = list(args.target)
     if args.all_targets:
@@ -109,8 +127,13 @@ def run(args) -> int:
     targets = [load_target(name, args.targets_dir) for name in names]
     _check_arguments(args)
     baseline = read_baseline(args.baseline) if args.baseline else None
+    if baseline and args.fail_on_growth is not None and not args.allow_missing_baseline:
+        check_baseline_covers(baseline, [t.name for t in targets])
+    read_model(args.model)  # an unreadable flatbuffer is refused before its DECODE data
+    decode = check_decode(args.model)
     footprint = measure(args.model, timeout_s=_number(args.timeout, "--timeout"))
     report = Report(
+        decode=decode,
         footprint=footprint,
         verdicts=tuple(check(footprint, t) for t in targets),
         accuracy=read_build_accuracy(args.accuracy_from, footprint) if args.accuracy_from else None,
@@ -118,7 +141,7 @@ def run(args) -> int:
         growth_limit_percent=_growth_limit(args),
     )
     sys.stdout.write(render(report, args.format))
-    if args.emit_c:
+    if args.emit_c is not None:
         from edge_prune.firmware import write_report_firmware
 
         write_report_firmware(args.emit_c, args.model, footprint)
@@ -130,6 +153,8 @@ def _check_arguments(args) -> None:
     """Bad --timeout / --fail-on-growth values are one-line errors (exit 2)."""
     from edge_prune.errors import ConfigError
 
+    if args.emit_c is not None and not args.emit_c.strip():
+        raise ConfigError("--emit-c: empty directory name; give the directory for the files")
     timeout = _number(args.timeout, "--timeout")
     if not timeout > 0:
         raise ConfigError(f"--timeout {args.timeout}: expected a finite number of seconds > 0")

@@ -47,7 +47,7 @@ def register(subparsers) -> None:
         "--sparsities",
         default="0,0.5,0.7,0.8,0.9,0.95",
         metavar="LIST",
-        help="comma-separated final sparsities in [0, 1) (default: 0,0.5,0.7,0.8,0.9,0.95)",
+        help="comma-separated final sparsities in [0, 0.99] (default: 0,0.5,0.7,0.8,0.9,0.95)",
     )
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="also print every epoch and TFLM check"

@@ -110,6 +110,7 @@ def write_table(table: runtime_tables.RuntimeTable) -> Path:
     text = json.dumps(table.to_json(), separators=(",", ":"), sort_keys=True) + "\n"
     with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False) as f:
         f.write(text)
+    os.chmod(f.name, 0o644)
     os.replace(f.name, path)
     return path
 

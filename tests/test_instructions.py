@@ -77,7 +77,8 @@ def test_the_shipped_costs_reproduce_their_calibration_runs():
     assert instructions.cost_model(target) is not None
     for run in config["models"]:
         assert run["measured"] > 0
-        assert abs(run["error_percent"]) < 35, run
+        # per-call overheads dominate models of a few thousand instructions
+        assert abs(run["error_percent"]) < (25 if run["measured"] > 100_000 else 60), run
     decoders = {k for k in config["costs"] if k.startswith("DECODE:")}
     assert decoders >= {"DECODE:huffman", "DECODE:pruning"}
     # decoding a weight costs tens of instructions, not the handful a loop count suggests

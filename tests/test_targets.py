@@ -160,14 +160,15 @@ def test_targets_command_lists_the_small_parts(capsys):
     assert "8,192 / 4,096 B" in by_name["samd21"]
 
 
-def test_the_nrf52810_verdict_uses_its_measured_build(mlp_float_path):
-    """nRF52810 (Cortex-M4 without FPU, SoftDevice reserved): the runtime code is measured on
-    TFLM built for cortex-m4 with reference kernels, not a bound."""
+def test_the_nrf52810_verdict_counts_its_build_and_the_softdevice(mlp_float_path):
+    """nRF52810 (Cortex-M4 without FPU, SoftDevice reserved): the runtime code is the one of
+    TFLM built for cortex-m4 (no FPU) with reference kernels."""
     from edge_prune.footprint import check, measure
 
     footprint = measure(mlp_float_path)
-    nrf = check(footprint, load_target("nrf52810"))
-    assert nrf.runtime_flash.measured and "cortex-m4 built" in nrf.runtime_flash.source
+    target = load_target("nrf52810")
+    nrf = check(footprint, target)
+    assert (target.tflm_arch, target.tflm_kernels) == ("cortex-m4", "reference")
     assert nrf.flash_needed_bytes == (
         footprint.flatbuffer_bytes + nrf.runtime_flash.total_bytes + 102_400
     )

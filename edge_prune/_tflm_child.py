@@ -125,8 +125,9 @@ def _die_with_parent(job: Path, parent_pid: int) -> None:
         on_term(signal.SIGTERM, None)
 
 
-def _model_counts(model: bytes) -> tuple[int, int, int]:
-    """``(inputs of subgraph 0, tensors, tensors without constant data)`` (all subgraphs)."""
+def _model_counts(model: bytes) -> tuple[int, int, int, int, int]:
+    """``(inputs of subgraph 0, tensors, tensors without constant data, outputs of subgraph
+    0, subgraphs)`` (tensors of all subgraphs)."""
     from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
     root = schema.Model.GetRootAs(model, 0)
@@ -139,7 +140,7 @@ def _model_counts(model: bytes) -> tuple[int, int, int]:
         return 0 < b < buffers and (root.Buffers(b).DataLength() > 0 or root.Buffers(b).Size() > 1)
 
     planned = sum(not constant(t) for t in tensors)
-    return graphs[0].InputsLength(), len(tensors), planned
+    return graphs[0].InputsLength(), len(tensors), planned, graphs[0].OutputsLength(), len(graphs)
 
 
 def _details(details: dict) -> dict:
@@ -306,7 +307,8 @@ def execute(model: bytes, job: Path, request: dict, log: _Log) -> dict:
     import numpy as np
 
     _stage("read flatbuffer")
-    n_inputs, *counts = _model_counts(model)
+    n_inputs, tensors, planned, n_outputs, subgraphs = _model_counts(model)
+    counts = (tensors, planned)
     try:
         if request.get("arena_bytes"):
             interpreter = _try_arena(model, int(request["arena_bytes"]), n_inputs, log)
@@ -334,6 +336,13 @@ def execute(model: bytes, job: Path, request: dict, log: _Log) -> dict:
         "recorded_arena_bytes": recorded["arena"],
         "allocation_lines": recorded["lines"],
         "categories": recorded["categories"],
+        "model_counts": {
+            "tensors": tensors,
+            "planned": planned,
+            "inputs": n_inputs,
+            "outputs": n_outputs,
+            "subgraphs": subgraphs,
+        },
     }
 
 

@@ -38,9 +38,10 @@ OPS_HEADER = "model_ops.h"
 GUIDE = "FIRMWARE.md"
 DECODE_OP = "CUSTOM:TFLM_DECODE"  # how tflite_file names the custom op compressed models use
 HOST_ARENA_NOTE = (
-    "the tensor arena edge-prune's verdict uses: the larger of the arena_size with which the "
-    "TFLM interpreter allocated and ran this model on a 64-bit host and the 32-bit estimate "
-    "from TFLM's recorded allocations; it holds non-persistent tensors (head, including "
+    "the tensor arena edge-prune's verdict uses: the smallest arena a MicroInterpreter needs on "
+    "a 32-bit Cortex-M with TFLM's reference kernels, derived from the allocations TFLM "
+    "recorded on the host with measured 32-bit struct sizes (CMSIS-NN kernels may need up to "
+    "a few hundred bytes more scratch); it holds non-persistent tensors (head, including "
     "decoded weights of compressed tensors) and persistent structures (tail)"
 )
 
@@ -508,9 +509,16 @@ def _guide(
             "```",
             "",
             f"Tensor arena: `{n.constant('TensorArenaSize')}` = {arena:,} bytes, {note}. It "
-            "leaves out the application's own buffers, stack and heap. On the board, "
-            "`interpreter.arena_used_bytes()` after `AllocateTensors()` gives the figure for "
-            "that build; keep a margin.",
+            "leaves out the application's own buffers, stack and heap.",
+            "",
+            "On the board, `interpreter.arena_used_bytes()` after `AllocateTensors()` reads the "
+            "head and tail the model keeps (measured on a Cortex-M4 with TFLM 90b983c2: 12 to "
+            "396 B below the smallest arena with which `AllocateTensors()` succeeds), not that "
+            "smallest arena: while it plans the memory, TFLM also holds the planner's working "
+            "data in the arena. Do not size the arena from `arena_used_bytes()`; the constant "
+            "above is the smallest arena estimated for a 32-bit build with reference kernels, "
+            "at or above the measured one; CMSIS-NN kernels can need a few hundred bytes more "
+            "scratch, so keep a margin.",
         ]
     if DECODE_OP in registered:
         lines += [

@@ -81,7 +81,7 @@ _QUANTIZATION_CATEGORY = "Persistent TfLiteTensor quantization data"
 _KERNEL_BUFFER_CATEGORY = "Persistent buffer data"
 # Kernels' persistent buffers (OpData structs, per-channel arrays) hold pointers and ints that
 # no recorded line separates. Per allocation, the 32-bit build used 7.4-16 B less than the host
-# on every model of bench/arena_32bit.py (QEMU mps2-an386, reference kernels); the smallest
+# on every model of tests/test_arena_32bit.py (QEMU mps2-an386, reference kernels); the smallest
 # saving is taken, so the figure stays at or above the device's.
 KERNEL_BUFFER_SAVING_BYTES = 7
 # GreedyMemoryPlanner::per_buffer_size() (memory_planner/greedy_memory_planner.h): 9 ints per
@@ -198,7 +198,7 @@ class ArenaMeasurement:
     :data:`KERNEL_BUFFER_SAVING_BYTES` each; plus the head, or, when larger, what planning holds
     in the head (scratch requests, one ``AllocationInfo`` per tensor, the greedy planner's
     per-buffer arrays) before the interpreter adds its input and output tensors to the tail.
-    Checked on QEMU against the smallest working arena of 7 models (``bench/arena_32bit.py``):
+    Checked on QEMU against the smallest working arena of 7 models (tests/test_arena_32bit.py):
     never below it. :attr:`verdict_bytes` is this figure (the host's is larger: 64-bit tail).
     """
 

@@ -22,7 +22,13 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "edge_prune" / "data" / "tflm_struct_sizes.toml"
 DEVICE_FLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"]
 COMMON_FLAGS = ["-std=c++17", "-fno-rtti", "-fno-exceptions", "-DTF_LITE_STATIC_MEMORY", "-c"]
-COMPILERS = {"host": ["g++"], "device": ["arm-none-eabi-g++", *DEVICE_FLAGS]}
+# The host side is tflite_micro's Python runtime (PyPI), built with USE_TFLM_COMPRESSION (its
+# _runtime.so holds "Persistent compression data"); TFLM's Makefile builds for Cortex-M
+# (cortex_m_generic) do not define it.
+COMPILERS = {
+    "host": ["g++", "-DUSE_TFLM_COMPRESSION"],
+    "device": ["arm-none-eabi-g++", *DEVICE_FLAGS],
+}
 
 # name -> (C++ type, where TFLM defines it). What lives in the arena tail: the allocator objects
 # MicroAllocator::Create puts there (plain interpreter on the device, RecordingMicroAllocator in
@@ -56,6 +62,39 @@ TYPES = {
         "micro_allocator.cc (class local to that file: same bases and members here)",
     ),
 }
+# op -> (the OpData a reference kernel allocates once per node with AllocatePersistentBuffer in
+# its Init, header). Per-channel arrays (int32) are the same on both word sizes.
+KERNEL_OP_DATA = {
+    "CONV_2D": ("tflite::OpDataConv", "tensorflow/lite/micro/kernels/conv.h"),
+    "DEPTHWISE_CONV_2D": ("tflite::OpDataConv", "tensorflow/lite/micro/kernels/conv.h"),
+    "FULLY_CONNECTED": (
+        "tflite::OpDataFullyConnected",
+        "tensorflow/lite/micro/kernels/fully_connected.h",
+    ),
+    "AVERAGE_POOL_2D": ("tflite::OpDataPooling", "tensorflow/lite/micro/kernels/pooling.h"),
+    "MAX_POOL_2D": ("tflite::OpDataPooling", "tensorflow/lite/micro/kernels/pooling.h"),
+    "SOFTMAX": ("tflite::SoftmaxParams", "tensorflow/lite/kernels/internal/types.h"),
+    "SVDF": ("tflite::OpDataSvdf", "tensorflow/lite/micro/kernels/svdf.h"),
+    "ADD": ("tflite::OpDataAdd", "tensorflow/lite/micro/kernels/add.h"),
+    "MUL": ("tflite::OpDataMul", "tensorflow/lite/micro/kernels/mul.h"),
+    "SUB": ("tflite::OpDataSub", "tensorflow/lite/micro/kernels/sub.h"),
+    "QUANTIZE": ("tflite::OpDataQuantizeReference", "tensorflow/lite/micro/kernels/quantize.h"),
+    "DEQUANTIZE": ("tflite::DequantizeOpData", "tensorflow/lite/micro/kernels/dequantize.h"),
+    "LOGISTIC": ("tflite::OpDataLogistic", "tensorflow/lite/micro/kernels/logistic.h"),
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": (
+        "tflite::OpDataLSTM",
+        "tensorflow/lite/micro/kernels/lstm_shared.h",
+    ),
+    "STRIDED_SLICE": ("tflite::StridedSliceParams", "tensorflow/lite/kernels/internal/types.h"),
+    "LEAKY_RELU": ("tflite::LeakyReluOpData", "tensorflow/lite/micro/kernels/leaky_relu.h"),
+    "RELU": ("tflite::ReluOpData", "tensorflow/lite/micro/kernels/activations.h"),
+    "RELU6": ("tflite::Relu6OpData", "tensorflow/lite/micro/kernels/activations.h"),
+    "HARD_SWISH": ("tflite::HardSwishParams", "tensorflow/lite/kernels/internal/types.h"),
+    "PRELU": ("tflite::PreluParams", "tensorflow/lite/kernels/internal/types.h"),
+    "MEAN": ("tflite::OpDataReduce", "tensorflow/lite/micro/kernels/reduce.h"),
+    "SUM": ("tflite::OpDataReduce", "tensorflow/lite/micro/kernels/reduce.h"),
+    "REDUCE_MAX": ("tflite::OpDataReduce", "tensorflow/lite/micro/kernels/reduce.h"),
+}
 PROBE = """
 #include "tensorflow/lite/c/common.h"
 #include "tensorflow/lite/core/api/flatbuffer_conversions.h"
@@ -66,6 +105,21 @@ PROBE = """
 #include "tensorflow/lite/micro/micro_allocation_info.h"
 #include "tensorflow/lite/micro/micro_allocator.h"
 #include "tensorflow/lite/micro/recording_micro_allocator.h"
+#include "tensorflow/lite/kernels/internal/types.h"
+#include "tensorflow/lite/micro/kernels/activations.h"
+#include "tensorflow/lite/micro/kernels/add.h"
+#include "tensorflow/lite/micro/kernels/conv.h"
+#include "tensorflow/lite/micro/kernels/dequantize.h"
+#include "tensorflow/lite/micro/kernels/fully_connected.h"
+#include "tensorflow/lite/micro/kernels/leaky_relu.h"
+#include "tensorflow/lite/micro/kernels/logistic.h"
+#include "tensorflow/lite/micro/kernels/lstm_shared.h"
+#include "tensorflow/lite/micro/kernels/mul.h"
+#include "tensorflow/lite/micro/kernels/pooling.h"
+#include "tensorflow/lite/micro/kernels/quantize.h"
+#include "tensorflow/lite/micro/kernels/reduce.h"
+#include "tensorflow/lite/micro/kernels/sub.h"
+#include "tensorflow/lite/micro/kernels/svdf.h"
 
 // MicroBuiltinDataAllocator of micro_allocator.cc: a TfLiteBridgeBuiltinDataAllocator with one
 // IPersistentBufferAllocator* member.
@@ -99,13 +153,15 @@ def measure(tree: Path, which: str) -> dict[str, tuple[int, int]]:
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp) / "probe.cc"
         lines = [PROBE] + [f"PROBE({name}, {cxx})" for name, (cxx, _) in TYPES.items()]
+        lines += [f"PROBE(op_{op}, {cxx})" for op, (cxx, _) in KERNEL_OP_DATA.items()]
         source.write_text("\n".join(lines) + "\n")
         obj = Path(tmp) / "probe.o"
         cmd = [*compiler, *COMMON_FLAGS, *_include_flags(tree), str(source), "-o", str(obj)]
         subprocess.run(cmd, check=True)
         symbols = subprocess.run([nm, "-S", str(obj)], capture_output=True, text=True, check=True)
     found = {m[2]: int(m[1], 16) for m in re.findall(r"(\S+) (\S+) [A-Za-z] (\S+)", symbols.stdout)}
-    return {name: (found[f"sizeof_{name}"], found[f"alignof_{name}"]) for name in TYPES}
+    names = [*TYPES, *(f"op_{op}" for op in KERNEL_OP_DATA)]
+    return {name: (found[f"sizeof_{name}"], found[f"alignof_{name}"]) for name in names}
 
 
 def render(tree: Path, commit: str) -> str:
@@ -134,6 +190,15 @@ def render(tree: Path, commit: str) -> str:
             f"host_align = {host[name][1]}",
             f"device = {device[name][0]}",
             f"device_align = {device[name][1]}",
+        ]
+    for op, (cxx, where) in KERNEL_OP_DATA.items():
+        lines += [
+            "",
+            f"[kernel_op_data.{op}]",
+            f'type = "{cxx}"',
+            f'defined_in = "{where}"',
+            f"host = {host['op_' + op][0]}",
+            f"device = {device['op_' + op][0]}",
         ]
     return "\n".join(lines) + "\n"
 

@@ -143,6 +143,24 @@ def _model_counts(model: bytes) -> tuple[int, int, int, int, int]:
     return graphs[0].InputsLength(), len(tensors), planned, graphs[0].OutputsLength(), len(graphs)
 
 
+def _op_nodes(model: bytes) -> dict[str, int]:
+    """Operators per op name (builtin name, or CUSTOM:<custom code>), all subgraphs."""
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    root = schema.Model.GetRootAs(model, 0)
+    nodes: dict[str, int] = {}
+    for g in range(root.SubgraphsLength()):
+        graph = root.Subgraphs(g)
+        for i in range(graph.OperatorsLength()):
+            code = root.OperatorCodes(graph.Operators(i).OpcodeIndex())
+            name = names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "?")
+            if name == "CUSTOM":
+                name = f"CUSTOM:{(code.CustomCode() or b'').decode('utf-8', 'replace')}"
+            nodes[name] = nodes.get(name, 0) + 1
+    return nodes
+
+
 def _details(details: dict) -> dict:
     import numpy as np
 
@@ -342,6 +360,7 @@ def execute(model: bytes, job: Path, request: dict, log: _Log) -> dict:
             "inputs": n_inputs,
             "outputs": n_outputs,
             "subgraphs": subgraphs,
+            "op_nodes": _op_nodes(model),
         },
     }
 

@@ -78,12 +78,6 @@ _STRUCT_CATEGORIES = {
 # Two allocations per tensor: a TfLiteAffineQuantization and a zero-point TfLiteIntArray (ints
 # only, the same size on both).
 _QUANTIZATION_CATEGORY = "Persistent TfLiteTensor quantization data"
-_KERNEL_BUFFER_CATEGORY = "Persistent buffer data"
-# Kernels' persistent buffers (OpData structs, per-channel arrays) hold pointers and ints that
-# no recorded line separates. Per allocation, the 32-bit build used 7.4-16 B less than the host
-# on every model of tests/test_arena_32bit.py (QEMU mps2-an386, reference kernels); the smallest
-# saving is taken, so the figure stays at or above the device's.
-KERNEL_BUFFER_SAVING_BYTES = 7
 # GreedyMemoryPlanner::per_buffer_size() (memory_planner/greedy_memory_planner.h): 9 ints per
 # planned buffer, the same on both word sizes.
 _PLANNER_BYTES_PER_BUFFER = 36
@@ -103,9 +97,18 @@ class StructSizes:
     device_compiler: str
     host: dict
     device: dict
+    kernel_op_data: dict  # op -> (host bytes, device bytes) of the OpData its kernel allocates
 
     def saving(self, name: str) -> int:
         return self.host[name] - self.device[name]
+
+    def kernel_saving(self, op: str) -> int:
+        """Bytes one node of ``op`` saves on the device in its kernel's OpData (0: op not in
+        the table, counted at its host size). The OpData is a persistent buffer aligned to 16
+        bytes: the saving is at most the difference of the sizes and at most that of the
+        aligned sizes (CONV_2D: 80 -> 56 B saves 16, not 24)."""
+        host, device = self.kernel_op_data.get(op, (0, 0))
+        return min(host - device, _align(host) - _align(device))
 
 
 @lru_cache(maxsize=1)
@@ -119,6 +122,9 @@ def struct_sizes() -> StructSizes:
         device_compiler=data["compilers"]["device"]["version"],
         host={name: int(s["host"]) for name, s in sizes.items()},
         device={name: int(s["device"]) for name, s in sizes.items()},
+        kernel_op_data={
+            op: (int(s["host"]), int(s["device"])) for op, s in data["kernel_op_data"].items()
+        },
     )
 
 
@@ -133,15 +139,13 @@ class AllocationCategory:
 
     def device_saving_bytes(self) -> int:
         """Bytes this category takes on the 64-bit host and not on a 32-bit Cortex-M: its
-        structures at their measured 32-bit size; kernel buffers by the smallest per-buffer
-        saving seen on the device (:data:`KERNEL_BUFFER_SAVING_BYTES`)."""
+        structures at their measured 32-bit size (kernel buffers: see
+        :meth:`ArenaMeasurement.device_tail_bytes`)."""
         sizes = struct_sizes()
         if self.name in _STRUCT_CATEGORIES:
             return self.count * sizes.saving(_STRUCT_CATEGORIES[self.name])
         if self.name == _QUANTIZATION_CATEGORY:
             return (self.count // 2) * sizes.saving("TfLiteAffineQuantization")
-        if self.name == _KERNEL_BUFFER_CATEGORY:
-            return self.count * KERNEL_BUFFER_SAVING_BYTES
         return 0
 
 
@@ -155,6 +159,7 @@ class ModelCounts:
     inputs: int
     outputs: int
     subgraphs: int
+    op_nodes: tuple[tuple[str, int], ...] = ()  # operators per op name
 
 
 def _align(n: int) -> int:
@@ -194,12 +199,13 @@ class ArenaMeasurement:
     ``device_total_bytes`` is the arena a firmware's ``MicroInterpreter`` needs on a 32-bit
     Cortex-M (TFLM reference kernels), derived from the recorded allocations: the tail with each
     counted structure at its 32-bit size (measured, ``edge_prune/data/tflm_struct_sizes.toml``),
-    the plain allocator objects instead of the recording ones, and kernel buffers less
-    :data:`KERNEL_BUFFER_SAVING_BYTES` each; plus the head, or, when larger, what planning holds
-    in the head (scratch requests, one ``AllocationInfo`` per tensor, the greedy planner's
-    per-buffer arrays) before the interpreter adds its input and output tensors to the tail.
-    Checked on QEMU against the smallest working arena of 7 models (tests/test_arena_32bit.py):
-    never below it. :attr:`verdict_bytes` is this figure (the host's is larger: 64-bit tail).
+    the plain allocator objects instead of the recording ones, and each kernel's OpData at its
+    measured 32-bit size (ops not in the table at their host size); plus the head and one
+    alignment unit, or, when larger, what planning holds in the head (scratch requests, one
+    ``AllocationInfo`` per tensor, the greedy planner's per-buffer arrays) before the
+    interpreter adds its input and output tensors to the tail. Checked on QEMU against the
+    smallest working arena of 9 models (tests/test_arena_32bit.py): never below it, within
+    5% + 64 B of it. :attr:`verdict_bytes` is this figure (the host's is larger: 64-bit tail).
     """
 
     arena_bytes: int
@@ -217,12 +223,14 @@ class ArenaMeasurement:
     @property
     def device_tail_bytes(self) -> int:
         """The persistent tail of a firmware's MicroInterpreter on a 32-bit Cortex-M."""
-        pointer = struct_sizes().saving("pointer")
+        sizes = struct_sizes()
         counts = self.counts or ModelCounts(0, 0, 0, 0, 1)
         saving = (
             sum(c.device_saving_bytes() for c in self.categories)
             + _framework_saving(counts.subgraphs)
-            + (counts.inputs + counts.outputs) * pointer  # the interpreter's tensor arrays
+            # kernel buffers: the interpreter's input/output pointer arrays, kernels' OpData
+            + (counts.inputs + counts.outputs) * sizes.saving("pointer")
+            + sum(n * sizes.kernel_saving(op) for op, n in counts.op_nodes)
         )
         return self.recorded_tail_bytes - saving
 
@@ -255,7 +263,9 @@ class ArenaMeasurement:
     @property
     def device_total_bytes(self) -> int:
         """The smallest arena estimated to work on a 32-bit Cortex-M (reference kernels)."""
-        final = _align(self.device_tail_bytes) + _align(self.recorded_head_bytes)
+        # + one alignment unit: the allocator aligns the tail's end down to 16 bytes, and the
+        # smallest working arena was 8-12 B above arena_used_bytes() on every model measured.
+        final = _align(self.device_tail_bytes) + _align(self.recorded_head_bytes) + _ARENA_ALIGNMENT
         return max(final, self.device_planning_bytes())
 
     @property
@@ -375,8 +385,16 @@ def _arena(result: dict, label: str) -> ArenaMeasurement:
         recorded_with_arena_bytes=int(result["recorded_with_arena_bytes"]),
         allocation_lines=tuple(result["allocation_lines"]),
         categories=tuple(AllocationCategory(**c) for c in result["categories"]),
-        counts=ModelCounts(**result["model_counts"]) if "model_counts" in result else None,
+        counts=_model_counts(result),
     )
+
+
+def _model_counts(result: dict) -> ModelCounts | None:
+    if "model_counts" not in result:
+        return None
+    counts = dict(result["model_counts"])
+    counts["op_nodes"] = tuple(sorted(counts.get("op_nodes", {}).items()))
+    return ModelCounts(**counts)
 
 
 class _job_dir:  # noqa: N801 - used like tempfile.TemporaryDirectory

@@ -132,16 +132,18 @@ def test_device_tail_counts_32_bit_structs_measured_against_tflm(cnn_int8_path):
     assert eval_tensors.requested_bytes == sizes.host["TfLiteEvalTensor"] * eval_tensors.count
     nodes = by_name["NodeAndRegistration struct"]
     assert nodes.requested_bytes == sizes.host["NodeAndRegistration"] * nodes.count
-    kernel_buffers = by_name["Persistent buffer data"]
     counts = arena.counts
     assert (counts.inputs, counts.outputs, counts.subgraphs) == (1, 1, 1)
+    nodes_per_op = dict(counts.op_nodes)
+    assert sum(nodes_per_op.values()) == nodes.count
+    assert sizes.kernel_saving("CONV_2D") == 16  # OpDataConv 80 -> 56 B, 16-aligned buffers
     expected_saving = (
         sizes.saving("TfLiteEvalTensor") * eval_tensors.count
         + sizes.saving("NodeAndRegistration") * nodes.count
         + sizes.saving("TfLiteTensor") * by_name["Persistent TfLiteTensor data"].count
         + sizes.saving("TfLiteAffineQuantization")
         * (by_name["Persistent TfLiteTensor quantization data"].count // 2)
-        + tflm.KERNEL_BUFFER_SAVING_BYTES * kernel_buffers.count
+        + sum(n * sizes.kernel_saving(op) for op, n in nodes_per_op.items())
         + tflm._framework_saving(1)
         + 2 * sizes.saving("pointer")
     )

@@ -214,7 +214,7 @@ def test_verdict_adds_model_runtime_and_reserved_against_the_part(measured, targ
 
 def test_model_over_a_tiny_target_does_not_fit_with_negative_headroom(measured, target_file):
     cnn = measured["cnn_int8"]
-    tiny = target_file("tiny", flash_bytes=16_384, ram_bytes=2_048, reserved_flash_bytes=0,
+    tiny = target_file("tiny", flash_bytes=16_384, ram_bytes=1_024, reserved_flash_bytes=0,
                        reserved_ram_bytes=0)  # fmt: skip
     verdict = footprint.check(cnn, load_target(str(tiny)))
     assert not verdict.fits and not verdict.fits_flash and not verdict.fits_ram

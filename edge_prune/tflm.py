@@ -204,7 +204,7 @@ class ArenaMeasurement:
     alignment unit, or, when larger, what planning holds in the head (scratch requests, one
     ``AllocationInfo`` per tensor, the greedy planner's per-buffer arrays) before the
     interpreter adds its input and output tensors to the tail. Checked on QEMU against the
-    smallest working arena of 9 models (tests/test_arena_32bit.py): never below it, within
+    smallest working arena of 12 models (tests/test_arena_32bit.py): never below it, within
     5% + 64 B of it. :attr:`verdict_bytes` is this figure (the host's is larger: 64-bit tail).
     """
 
@@ -216,6 +216,7 @@ class ArenaMeasurement:
     allocation_lines: tuple[str, ...]
     categories: tuple[AllocationCategory, ...] = ()
     counts: ModelCounts | None = None
+    arena_bisected: bool = False  # arena_bytes is the host's smallest working size (16 B)
 
     def _category(self, name: str) -> AllocationCategory | None:
         return next((c for c in self.categories if c.name == name), None)
@@ -248,17 +249,31 @@ class ArenaMeasurement:
         return io
 
     def device_planning_bytes(self) -> int:
-        """Arena in use while TFLM plans the memory on a 32-bit Cortex-M (0: counts unknown)."""
+        """Arena in use while TFLM plans the memory on a 32-bit Cortex-M (0: counts unknown).
+
+        Planning holds in the head the scratch requests, one ``AllocationInfo`` per tensor and
+        the greedy planner's per-buffer arrays. When the host's planning needed more than that
+        estimate (its first arena candidate failed; ``arena_bytes`` is then the host's
+        smallest working size, bisected), the figure is the host's smallest size less the
+        32-bit savings of the tail and of the per-tensor planning structures."""
         if self.counts is None:
             return 0
-        sizes, counts = struct_sizes().device, self.counts
+        sizes, counts = struct_sizes(), self.counts
+        device_tail = self.device_tail_bytes
+        if self.arena_bisected:
+            return (
+                self.arena_bytes
+                - (self.recorded_tail_bytes - device_tail)
+                - counts.tensors * sizes.saving("AllocationInfo")
+                - _MAX_SCRATCH_BUFFERS_PER_OP * sizes.saving("ScratchBufferRequest")
+            )
         head = (
-            _MAX_SCRATCH_BUFFERS_PER_OP * sizes["ScratchBufferRequest"]
-            + counts.subgraphs * sizes["pointer"]
-            + counts.tensors * sizes["AllocationInfo"]
+            _MAX_SCRATCH_BUFFERS_PER_OP * sizes.device["ScratchBufferRequest"]
+            + counts.subgraphs * sizes.device["pointer"]
+            + counts.tensors * sizes.device["AllocationInfo"]
             + counts.planned * _PLANNER_BYTES_PER_BUFFER
         )
-        return _align(self.device_tail_bytes - self._device_io_tail_bytes()) + _align(head)
+        return _align(device_tail - self._device_io_tail_bytes()) + _align(head)
 
     @property
     def device_total_bytes(self) -> int:
@@ -333,7 +348,13 @@ def execute(
     with _job_dir() as job:
         if x is not None:
             np.savez(job / "input.npz", x=np.asarray(x))
+        deadline = time.monotonic() + timeout_s
         result = _run_verified(job, request, data, label, timeout_s)
+        if result.get("arena_failed_bytes"):
+            result["arena_bytes"] = _bisect_arena(
+                job, data, label, result["arena_failed_bytes"], result["arena_bytes"], deadline
+            )
+            result["arena_bisected"] = True
         outputs = None
         if x is not None:
             with np.load(job / "output.npz") as saved:
@@ -370,6 +391,28 @@ def run(
     return result.outputs
 
 
+MAX_BISECT_STEPS = 8
+
+
+def _bisect_arena(job: Path, data: bytes, label: str, failed: int, works: int, deadline) -> int:
+    """The smallest working arena between ``failed`` and ``works`` (to 16 bytes), one child per
+    size: TFLM can crash, not fail cleanly, on an arena just too small (seen: SIGSEGV on a
+    per-channel int8 MLP 16 bytes below its smallest size), and a crash counts as too small."""
+    for _ in range(MAX_BISECT_STEPS):
+        middle = -(-((failed + works) // 2) // 16) * 16
+        left = deadline - time.monotonic()
+        if works - failed <= 16 or middle >= works or left <= 0:
+            break
+        request = {"arena_bytes": middle, "probe_only": True}
+        try:
+            _run_child_in(job, request, data, label, left)
+            works = middle
+        except TFLMError:
+            failed = middle
+        (job / "log.txt").unlink(missing_ok=True)
+    return works
+
+
 def _arena(result: dict, label: str) -> ArenaMeasurement:
     recorded = result["recorded_arena_bytes"]
     if set(recorded) != {"total", "head", "tail"} or "arena_bytes" not in result:
@@ -386,6 +429,7 @@ def _arena(result: dict, label: str) -> ArenaMeasurement:
         allocation_lines=tuple(result["allocation_lines"]),
         categories=tuple(AllocationCategory(**c) for c in result["categories"]),
         counts=_model_counts(result),
+        arena_bisected=bool(result.get("arena_bisected", False)),
     )
 
 

@@ -7,9 +7,10 @@ model's kernels with edge-prune's model_ops.h, ran it once with a RecordingMicro
 (reference output), then bisected the smallest ``arena_size`` with which a plain
 ``MicroInterpreter`` allocates, and checked that it runs with the same output there (and not
 one byte below; keyword_scrambled_8bit, trained_lstm_int8 and mlp_int8_lenet_trained by one
-firmware per size, as the bisection harness crashed or hung on them). ``used`` is ``arena_used_bytes()`` there. The
-models: edge-prune's test models (tests/data; ``cnn_lut`` is test_firmware's LUT-compressed
-CNN, with DECODE operators) and TFLM's own examples (with a TFLM tree in EDGE_PRUNE_TFLM).
+firmware per size, as the bisection harness crashed or hung on them). ``used`` is
+``arena_used_bytes()`` there. The models: edge-prune's test models (tests/data; ``cnn_lut`` is
+test_firmware's LUT-compressed CNN, with DECODE operators) and TFLM's own examples (with a TFLM
+tree in EDGE_PRUNE_TFLM).
 """
 
 from __future__ import annotations

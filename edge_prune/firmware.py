@@ -512,8 +512,8 @@ def _guide(
             "leaves out the application's own buffers, stack and heap.",
             "",
             "On the board, `interpreter.arena_used_bytes()` after `AllocateTensors()` reads the "
-            "head and tail the model keeps (measured on a Cortex-M4 with TFLM 90b983c2: 12 to "
-            "396 B below the smallest arena with which `AllocateTensors()` succeeds), not that "
+            "head and tail the model keeps (measured on a Cortex-M4 with TFLM 90b983c2: 12 B to "
+            "2.3 KB below the smallest arena with which `AllocateTensors()` succeeds), not that "
             "smallest arena: while it plans the memory, TFLM also holds the planner's working "
             "data in the arena. Do not size the arena from `arena_used_bytes()`; the constant "
             "above is the smallest arena estimated for a 32-bit build with reference kernels, "

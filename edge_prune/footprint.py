@@ -466,6 +466,7 @@ def _arena_dict(arena: tflm.ArenaMeasurement | None) -> dict | None:
         "device_total_what": "arena a firmware's MicroInterpreter needs on a 32-bit Cortex-M, "
         "TFLM reference kernels: the recorded allocations with measured 32-bit struct sizes "
         "(never below the device minimum on the models checked on QEMU)",
+        "device_kernels": tflm.TARGET_KERNELS,
         "verdict_bytes": arena.verdict_bytes,
         "verdict_what": "the arena the verdict uses: the 32-bit figure",
         "recorded_total_bytes": arena.recorded_total_bytes,

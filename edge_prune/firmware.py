@@ -41,7 +41,7 @@ HOST_ARENA_NOTE = (
     "the tensor arena edge-prune's verdict uses: the smallest arena a MicroInterpreter needs on "
     "a 32-bit Cortex-M with TFLM's reference kernels, derived from the allocations TFLM "
     "recorded on the host with measured 32-bit struct sizes (CMSIS-NN kernels needed up to "
-    "164 B more on the models measured); it holds non-persistent tensors (head, including "
+    "372 B more on the models measured); it holds non-persistent tensors (head, including "
     "decoded weights of compressed tensors) and persistent structures (tail)"
 )
 
@@ -517,7 +517,7 @@ def _guide(
             "smallest arena: while it plans the memory, TFLM also holds the planner's working "
             "data in the arena. Do not size the arena from `arena_used_bytes()`; the constant "
             "above is the smallest arena estimated for a 32-bit build with reference kernels, "
-            "at or above the measured one. CMSIS-NN kernels needed 20 to 164 B more than the "
+            "at or above the measured one. CMSIS-NN kernels needed 20 to 372 B more than the "
             "reference kernels on the same models (larger OpData, scratch buffers): with them, "
             "add that margin.",
         ]

@@ -125,8 +125,9 @@ def _die_with_parent(job: Path, parent_pid: int) -> None:
         on_term(signal.SIGTERM, None)
 
 
-def _model_counts(model: bytes) -> tuple[int, int, int]:
-    """``(inputs of subgraph 0, tensors, tensors without constant data)`` (all subgraphs)."""
+def _model_counts(model: bytes) -> tuple[int, int, int, int, int]:
+    """``(inputs of subgraph 0, tensors, tensors without constant data, outputs of subgraph
+    0, subgraphs)`` (tensors of all subgraphs)."""
     from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
     root = schema.Model.GetRootAs(model, 0)
@@ -139,7 +140,25 @@ def _model_counts(model: bytes) -> tuple[int, int, int]:
         return 0 < b < buffers and (root.Buffers(b).DataLength() > 0 or root.Buffers(b).Size() > 1)
 
     planned = sum(not constant(t) for t in tensors)
-    return graphs[0].InputsLength(), len(tensors), planned
+    return graphs[0].InputsLength(), len(tensors), planned, graphs[0].OutputsLength(), len(graphs)
+
+
+def _op_nodes(model: bytes) -> dict[str, int]:
+    """Operators per op name (builtin name, or CUSTOM:<custom code>), all subgraphs."""
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    root = schema.Model.GetRootAs(model, 0)
+    nodes: dict[str, int] = {}
+    for g in range(root.SubgraphsLength()):
+        graph = root.Subgraphs(g)
+        for i in range(graph.OperatorsLength()):
+            code = root.OperatorCodes(graph.Operators(i).OpcodeIndex())
+            name = names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "?")
+            if name == "CUSTOM":
+                name = f"CUSTOM:{(code.CustomCode() or b'').decode('utf-8', 'replace')}"
+            nodes[name] = nodes.get(name, 0) + 1
+    return nodes
 
 
 def _details(details: dict) -> dict:
@@ -250,10 +269,14 @@ def _first_candidate(recorded: dict, counts: tuple[int, int], scale: int) -> int
     return _align_up(recorded["tail"]) + head + ARENA_ALIGNMENT_BYTES
 
 
-def _enough_arena(model, n_inputs: int, recorded: dict, counts, scale: int, log: _Log) -> int:
+def _enough_arena(
+    model, n_inputs: int, recorded: dict, counts, scale: int, log: _Log
+) -> tuple[int, int | None]:
     """The first candidate, checked by allocating and running with exactly that size; grown by
-    a quarter (at most a few times) if TFLM says it is too small."""
+    a quarter (at most a few times) if TFLM says it is too small. Returns the size that worked
+    and the last size that failed (None when the first candidate worked)."""
     candidate = _first_candidate(recorded, counts, scale)
+    failed = None
     for _ in range(MAX_VERIFY_STEPS):
         _stage(f"verify arena_size={candidate}")
         if scale == 1 and os.environ.get(ABORT_VERIFY_ENV):
@@ -261,16 +284,26 @@ def _enough_arena(model, n_inputs: int, recorded: dict, counts, scale: int, log:
         try:
             interpreter = _try_arena(model, candidate, n_inputs, log)
             del interpreter
-            return candidate
+            return candidate, failed
         except _AllocationFailed:
             # The model allocated and ran with a larger arena, so any failure here is the size:
             # a kernel that cannot get its persistent buffers says so as a failed prepare (seen
             # with per-channel FULLY_CONNECTED: "kernel_util.cc ... failed to prepare").
-            pass
+            failed = candidate
         candidate = _align_up(candidate + candidate // 4)
     raise _AllocationFailed(
         "other", None, f"no arena up to {candidate} bytes worked ({recorded} recorded)"
     )
+
+
+def probe(model: bytes, arena_bytes: int, log: _Log) -> dict:
+    """Only: does the model allocate and run one all-zero inference with ``arena_bytes``?"""
+    n_inputs = _model_counts(model)[0]
+    try:
+        _try_arena(model, arena_bytes, n_inputs, log)
+    except _AllocationFailed as failure:
+        return _failure_result(failure)
+    return {"status": "ok"}
 
 
 def _failure_result(failure: _AllocationFailed) -> dict:
@@ -306,7 +339,8 @@ def execute(model: bytes, job: Path, request: dict, log: _Log) -> dict:
     import numpy as np
 
     _stage("read flatbuffer")
-    n_inputs, *counts = _model_counts(model)
+    n_inputs, tensors, planned, n_outputs, subgraphs = _model_counts(model)
+    counts = (tensors, planned)
     try:
         if request.get("arena_bytes"):
             interpreter = _try_arena(model, int(request["arena_bytes"]), n_inputs, log)
@@ -324,7 +358,7 @@ def execute(model: bytes, job: Path, request: dict, log: _Log) -> dict:
             np.savez(job / "output.npz", y=y)
         del interpreter
         if set(recorded["arena"]) == {"total", "head", "tail"}:
-            result["arena_bytes"] = _enough_arena(
+            result["arena_bytes"], result["arena_failed_bytes"] = _enough_arena(
                 model, n_inputs, recorded["arena"], counts, int(request.get("scale", 1)), log
             )
     except _AllocationFailed as failure:
@@ -334,6 +368,14 @@ def execute(model: bytes, job: Path, request: dict, log: _Log) -> dict:
         "recorded_arena_bytes": recorded["arena"],
         "allocation_lines": recorded["lines"],
         "categories": recorded["categories"],
+        "model_counts": {
+            "tensors": tensors,
+            "planned": planned,
+            "inputs": n_inputs,
+            "outputs": n_outputs,
+            "subgraphs": subgraphs,
+            "op_nodes": _op_nodes(model),
+        },
     }
 
 
@@ -365,7 +407,10 @@ def main(argv: list[str]) -> int:
     from tflite_micro.python.tflite_micro import runtime  # noqa: F401
 
     try:
-        result = execute(model, job, request, log)
+        if request.get("probe_only"):
+            result = probe(model, int(request["arena_bytes"]), log)
+        else:
+            result = execute(model, job, request, log)
     except _FLATBUFFER_ERRORS as e:
         # The Python flatbuffer reader of tflite_micro (used before the C++ interpreter) hit
         # an offset or length outside the file.

@@ -27,6 +27,9 @@ from pathlib import Path
 
 from edge_prune.artifacts import TFLM_ALIGNMENT_BYTES, emit_files, write_atomic
 from edge_prune.errors import ConfigError, UnsupportedModelError
+from edge_prune.op_resolver import HEADER as RESOLVER_HEADER
+from edge_prune.op_resolver import firmware_methods
+from edge_prune.op_resolver import load as load_resolver_table
 from edge_prune.tflite_file import ModelInfo, TensorInfo, load_bytes, read_model
 
 DATA_HEADER = "model_data.h"
@@ -35,112 +38,20 @@ OPS_HEADER = "model_ops.h"
 GUIDE = "FIRMWARE.md"
 DECODE_OP = "CUSTOM:TFLM_DECODE"  # how tflite_file names the custom op compressed models use
 HOST_ARENA_NOTE = (
-    "the tensor arena edge-prune's verdict uses: the larger of the arena_size with which the "
-    "TFLM interpreter allocated and ran this model on a 64-bit host and the 32-bit estimate "
-    "from TFLM's recorded allocations; it holds non-persistent tensors (head, including "
+    "the tensor arena edge-prune's verdict uses: the smallest arena a MicroInterpreter needs on "
+    "a 32-bit Cortex-M with TFLM's reference kernels, derived from the allocations TFLM "
+    "recorded on the host with measured 32-bit struct sizes (CMSIS-NN kernels needed up to "
+    "372 B more on the models measured); it holds non-persistent tensors (head, including "
     "decoded weights of compressed tensors) and persistent structures (tail)"
 )
 
-# One table from the flatbuffer's op name to the MicroMutableOpResolver method that registers
-# its kernel. Method names from tflite-micro's
-# tensorflow/lite/micro/micro_mutable_op_resolver.h; AddDecode registers the TFLM_DECODE
-# custom op (kernel tensorflow/lite/micro/kernels/decode.cc, method added to the op resolvers
-# with it in tflite-micro PR 3132) that LUT-, pruning- and Huffman-compressed models use.
-# Custom ops are keyed "CUSTOM:<custom code>".
-TFLM_ADD_METHODS: dict[str, str] = {
-    "ABS": "AddAbs",
-    "ADD": "AddAdd",
-    "ADD_N": "AddAddN",
-    "ARG_MAX": "AddArgMax",
-    "ARG_MIN": "AddArgMin",
-    "ASSIGN_VARIABLE": "AddAssignVariable",
-    "AVERAGE_POOL_2D": "AddAveragePool2D",
-    "BATCH_TO_SPACE_ND": "AddBatchToSpaceNd",
-    "BROADCAST_ARGS": "AddBroadcastArgs",
-    "BROADCAST_TO": "AddBroadcastTo",
-    "CALL_ONCE": "AddCallOnce",
-    "CAST": "AddCast",
-    "CEIL": "AddCeil",
-    "CONCATENATION": "AddConcatenation",
-    "CONV_2D": "AddConv2D",
-    "COS": "AddCos",
-    "CUMSUM": "AddCumSum",
-    "DEPTH_TO_SPACE": "AddDepthToSpace",
-    "DEPTHWISE_CONV_2D": "AddDepthwiseConv2D",
-    "DEQUANTIZE": "AddDequantize",
-    "ELU": "AddElu",
-    "EQUAL": "AddEqual",
-    "EXP": "AddExp",
-    "EXPAND_DIMS": "AddExpandDims",
-    "FILL": "AddFill",
-    "FLOOR": "AddFloor",
-    "FLOOR_DIV": "AddFloorDiv",
-    "FLOOR_MOD": "AddFloorMod",
-    "FULLY_CONNECTED": "AddFullyConnected",
-    "GATHER": "AddGather",
-    "GATHER_ND": "AddGatherNd",
-    "GREATER": "AddGreater",
-    "GREATER_EQUAL": "AddGreaterEqual",
-    "HARD_SWISH": "AddHardSwish",
-    "IF": "AddIf",
-    "L2_NORMALIZATION": "AddL2Normalization",
-    "L2_POOL_2D": "AddL2Pool2D",
-    "LEAKY_RELU": "AddLeakyRelu",
-    "LESS": "AddLess",
-    "LESS_EQUAL": "AddLessEqual",
-    "LOG": "AddLog",
-    "LOGICAL_AND": "AddLogicalAnd",
-    "LOGICAL_NOT": "AddLogicalNot",
-    "LOGICAL_OR": "AddLogicalOr",
-    "LOGISTIC": "AddLogistic",
-    "MAX_POOL_2D": "AddMaxPool2D",
-    "MAXIMUM": "AddMaximum",
-    "MEAN": "AddMean",
-    "MINIMUM": "AddMinimum",
-    "MIRROR_PAD": "AddMirrorPad",
-    "MUL": "AddMul",
-    "NEG": "AddNeg",
-    "NOT_EQUAL": "AddNotEqual",
-    "PACK": "AddPack",
-    "PAD": "AddPad",
-    "PADV2": "AddPadV2",
-    "PRELU": "AddPrelu",
-    "QUANTIZE": "AddQuantize",
-    "READ_VARIABLE": "AddReadVariable",
-    "REDUCE_MAX": "AddReduceMax",
-    "RELU": "AddRelu",
-    "RELU6": "AddRelu6",
-    "RESHAPE": "AddReshape",
-    "RESIZE_BILINEAR": "AddResizeBilinear",
-    "RESIZE_NEAREST_NEIGHBOR": "AddResizeNearestNeighbor",
-    "ROUND": "AddRound",
-    "RSQRT": "AddRsqrt",
-    "SHAPE": "AddShape",
-    "SIN": "AddSin",
-    "SLICE": "AddSlice",
-    "SOFTMAX": "AddSoftmax",
-    "SPACE_TO_BATCH_ND": "AddSpaceToBatchNd",
-    "SPACE_TO_DEPTH": "AddSpaceToDepth",
-    "SPLIT": "AddSplit",
-    "SPLIT_V": "AddSplitV",
-    "SQRT": "AddSqrt",
-    "SQUARE": "AddSquare",
-    "SQUEEZE": "AddSqueeze",
-    "STRIDED_SLICE": "AddStridedSlice",
-    "SUB": "AddSub",
-    "SVDF": "AddSvdf",
-    "TANH": "AddTanh",
-    "TRANSPOSE": "AddTranspose",
-    "TRANSPOSE_CONV": "AddTransposeConv",
-    "UNIDIRECTIONAL_SEQUENCE_LSTM": "AddUnidirectionalSequenceLSTM",
-    "UNPACK": "AddUnpack",
-    "VAR_HANDLE": "AddVarHandle",
-    "WHILE": "AddWhile",
-    "ZEROS_LIKE": "AddZerosLike",
-    "CUSTOM:CIRCULAR_BUFFER": "AddCircularBuffer",
-    "CUSTOM:TFLite_Detection_PostProcess": "AddDetectionPostprocess",
-    DECODE_OP: "AddDecode",
-}
+# The flatbuffer's op name -> the MicroMutableOpResolver method that registers its kernel:
+# generated from tflite-micro's tensorflow/lite/micro/micro_mutable_op_resolver.h into
+# edge_prune/data/tflm_op_resolver.toml (see edge_prune/op_resolver.py), builtin ops by name and
+# custom ops as "CUSTOM:<custom code>" (AddDecode registers TFLM_DECODE, the custom op that
+# LUT-, pruning- and Huffman-compressed models use; the Signal library's ops are custom ops too).
+TFLM_ADD_METHODS: dict[str, str] = firmware_methods()
+RESOLVER_SOURCE = f"tflite-micro {load_resolver_table().tflm_commit}, {RESOLVER_HEADER}"
 
 # TensorType names of the flatbuffer schema -> TfLiteType enumerators
 # (tensorflow/lite/core/c/c_api_types.h).
@@ -366,8 +277,8 @@ def write_report_firmware(directory: str | Path, model: str | Path, footprint) -
     )
     if sources.unsupported_ops:
         print(
-            "model_ops.h: not registered, TFLM has no kernel for "
-            + ", ".join(sources.unsupported_ops),
+            f"model_ops.h: not registered, the op resolver of {RESOLVER_SOURCE} has no Add "
+            "method for " + ", ".join(sources.unsupported_ops),
             file=sys.stderr,
         )
     return paths
@@ -515,7 +426,7 @@ def _ops_header(
     lines = [
         f"// Generated by edge-prune: the TFLM kernels the {_comment(name)} model uses, and",
         "// nothing else (each kernel registered costs flash).",
-        "// Method names: tflite-micro, tensorflow/lite/micro/micro_mutable_op_resolver.h.",
+        f"// Method names: {RESOLVER_SOURCE}.",
         f"#ifndef {guard}",
         f"#define {guard}",
         "",
@@ -525,9 +436,11 @@ def _ops_header(
     if unsupported:
         lines += [
             "// NOT REGISTERED, TFLM has no kernel method for: " + ", ".join(unsupported) + ".",
-            "// The interpreter will fail on them at start-up unless you register your own.",
+            f"// ({RESOLVER_SOURCE} has no Add method for them.) The interpreter will fail",
+            "// on them at start-up unless you register your own kernels.",
             "",
         ]
+    lines += _conditional_lines(registered)
     if DECODE_OP in registered:
         lines += [
             "// The model holds compressed weights: AddDecode() registers TFLM_DECODE, which",
@@ -549,6 +462,21 @@ def _ops_header(
         )
     lines += ["  return status;", "}", "", f"#endif  // {guard}"]
     return "\n".join(lines) + "\n"
+
+
+def _conditional_lines(registered: tuple[str, ...]) -> list[str]:
+    """A note for each method that registers its op only in some TFLM builds (AddEthosU)."""
+    methods = load_resolver_table().by_op()
+    lines = []
+    for op in registered:
+        if methods[op].registers_only_if:
+            lines += _wrap_comment(
+                f"{methods[op].method}() registers {op} only when "
+                f"{methods[op].registers_only_if} (a TFLM built with that kernel); otherwise "
+                "it registers nothing and the interpreter fails on the op at start-up.",
+                width=88,
+            ) + [""]
+    return lines
 
 
 # --------------------------------------------------------------------------- FIRMWARE.md
@@ -583,9 +511,17 @@ def _guide(
             "```",
             "",
             f"Tensor arena: `{n.constant('TensorArenaSize')}` = {arena:,} bytes, {note}. It "
-            "leaves out the application's own buffers, stack and heap. On the board, "
-            "`interpreter.arena_used_bytes()` after `AllocateTensors()` gives the figure for "
-            "that build; keep a margin.",
+            "leaves out the application's own buffers, stack and heap.",
+            "",
+            "On the board, `interpreter.arena_used_bytes()` after `AllocateTensors()` reads the "
+            "head and tail the model keeps (measured on a Cortex-M4 with TFLM 90b983c2: 12 B to "
+            "2.3 KB below the smallest arena with which `AllocateTensors()` succeeds), not that "
+            "smallest arena: while it plans the memory, TFLM also holds the planner's working "
+            "data in the arena. Do not size the arena from `arena_used_bytes()`; the constant "
+            "above is the smallest arena estimated for a 32-bit build with reference kernels, "
+            "at or above the measured one. CMSIS-NN kernels needed 20 to 372 B more than the "
+            "reference kernels on the same models (larger OpData, scratch buffers): with them, "
+            "add that margin.",
         ]
     if DECODE_OP in registered:
         lines += [

@@ -5,9 +5,9 @@ What is measured and what is estimated:
 - flatbuffer bytes: measured (the file as it is flashed).
 - tensor arena: measured with the real TFLM interpreter in a child process
   (:mod:`edge_prune.tflm`): the smallest ``arena_size`` that allocates and runs one inference on
-  this 64-bit host (and a 32-bit estimate when the measurement gives one; the verdict uses the
-  larger), and the head (non-persistent, same on a 32-bit MCU) / tail (persistent) split
-  that TFLM's recording allocator prints.
+  this 64-bit host, the arena a firmware's MicroInterpreter needs on a 32-bit Cortex-M derived
+  from TFLM's recorded allocations (what the verdict uses), and the head (non-persistent, same
+  on a 32-bit MCU) / tail (persistent) split that TFLM's recording allocator prints.
 - TFLM runtime code: the target's own figure (``[runtime]`` in its TOML file), else the table
   measured on a real Cortex-M build of TFLM for the target's core, kernel set and build type
   (:mod:`edge_prune.runtime_tables`): framework + the kernels of the model's own op set, a
@@ -113,7 +113,7 @@ class Footprint:
 
     @property
     def arena_bytes(self) -> int | None:
-        """The arena a verdict uses: the larger of the host and the 32-bit figure."""
+        """The arena a verdict uses: the 32-bit figure (reference kernels)."""
         if self.arena is None:
             return None
         return self.arena.verdict_bytes
@@ -148,9 +148,9 @@ class Verdict:
     """Does the model fit ``target``: flash and RAM needed against what the part has.
 
     flash needed = flatbuffer + TFLM runtime code (device measurement, else the upper bound) +
-    reserved flash; RAM needed = tensor arena (the larger of the host measurement and the
-    32-bit estimate) + reserved RAM. Headroom = part size - needed (negative when it does not
-    fit); percent of the part size.
+    reserved flash; RAM needed = tensor arena on a 32-bit Cortex-M (derived from the host's
+    recorded allocations) + reserved RAM. Headroom = part size - needed (negative when it does
+    not fit); percent of the part size.
     """
 
     target: Target
@@ -235,8 +235,8 @@ class Verdict:
                 "fits": self.fits_flash,
             },
             "ram": {
-                "what": "tensor arena (the larger of the host measurement and the 32-bit "
-                "estimate) + reserved RAM, vs the part's RAM",
+                "what": "tensor arena on a 32-bit Cortex-M (derived from TFLM's recorded "
+                "allocations, reference kernels) + reserved RAM, vs the part's RAM",
                 "arena_bytes": self.arena_bytes,
                 "arena_host_bytes": self.arena_host_bytes,
                 "arena_device_bytes": self.arena_device_bytes,
@@ -457,9 +457,12 @@ def _arena_dict(arena: tflm.ArenaMeasurement | None) -> dict | None:
         "arena_what": "an arena_size with which TFLM allocated and ran the model, from one "
         "recorded run (recorded total + planning space + alignment; verified by running it)",
         "device_total_bytes": arena.device_total_bytes,
-        "device_total_what": "estimate of the arena on a 32-bit MCU (None: not computed)",
+        "device_total_what": "arena a firmware's MicroInterpreter needs on a 32-bit Cortex-M, "
+        "TFLM reference kernels: the recorded allocations with measured 32-bit struct sizes "
+        "(never below the device minimum on the models checked on QEMU)",
+        "device_kernels": tflm.TARGET_KERNELS,
         "verdict_bytes": arena.verdict_bytes,
-        "verdict_what": "the arena the verdict uses: the larger of host and 32-bit figures",
+        "verdict_what": "the arena the verdict uses: the 32-bit figure",
         "recorded_total_bytes": arena.recorded_total_bytes,
         "recorded_head_bytes": arena.recorded_head_bytes,
         "recorded_head_what": "non-persistent tensors (memory plan); same on a 32-bit MCU",

@@ -30,8 +30,8 @@ WIDTH = 100
 BAR_WIDTH = 30
 _HOST_NOTE = (
     "arena: measured by the TFLM interpreter on a 64-bit host; head (non-persistent tensors) "
-    "is the same on a 32-bit MCU, tail (persistent structures) differs there; when a 32-bit "
-    "estimate is given the verdict uses the larger of the two"
+    "is the same on a 32-bit MCU, tail (persistent structures) is smaller there; the verdict "
+    "uses the 32-bit figure derived from the recorded allocations"
 )
 _FORMULA = (
     "flash needed = flatbuffer + TFLM runtime code + reserved flash; "
@@ -518,8 +518,8 @@ def _model_facts(report: Report) -> list[tuple[str, str, str]]:
             (
                 "  32-bit",
                 _b(f.arena_device_bytes),
-                "estimate for a 32-bit MCU; the verdict uses "
-                f"{f.arena_bytes:,} B, the larger of the two",
+                "32-bit Cortex-M (reference kernels), from the recorded allocations with "
+                "measured 32-bit struct sizes; the verdict uses it",
             )
         )
     rows += [

@@ -114,6 +114,33 @@ class MicroMutableOpResolver : public MicroOpResolver {
   TfLiteStatus AddCircularBuffer() { return Register("CUSTOM:CIRCULAR_BUFFER"); }
   TfLiteStatus AddDetectionPostprocess() { return Register("CUSTOM:TFLite_Detection_PostProcess"); }
   TfLiteStatus AddDecode() { return Register("CUSTOM:TFLM_DECODE"); }
+  // The rest of tflite-micro 90b983c2's methods (Signal library ops, ETHOSU, DIV, SUM, ...):
+  TfLiteStatus AddBatchMatMul() { return Register("BATCH_MATMUL"); }
+  TfLiteStatus AddDelay() { return Register("CUSTOM:SignalDelay"); }
+  TfLiteStatus AddDiv() { return Register("DIV"); }
+  TfLiteStatus AddDynamicUpdateSlice() { return Register("DYNAMIC_UPDATE_SLICE"); }
+  TfLiteStatus AddEmbeddingLookup() { return Register("EMBEDDING_LOOKUP"); }
+  TfLiteStatus AddEnergy() { return Register("CUSTOM:SignalEnergy"); }
+  TfLiteStatus AddEthosU() { return Register("CUSTOM:ethos-u"); }
+  TfLiteStatus AddFftAutoScale() { return Register("CUSTOM:SignalFftAutoScale"); }
+  TfLiteStatus AddFilterBank() { return Register("CUSTOM:SignalFilterBank"); }
+  TfLiteStatus AddFilterBankLog() { return Register("CUSTOM:SignalFilterBankLog"); }
+  TfLiteStatus AddFilterBankSpectralSubtraction() { return Register("CUSTOM:SignalFilterBankSpectralSubtraction"); }
+  TfLiteStatus AddFilterBankSquareRoot() { return Register("CUSTOM:SignalFilterBankSquareRoot"); }
+  TfLiteStatus AddFramer() { return Register("CUSTOM:SignalFramer"); }
+  TfLiteStatus AddIrfft() { return Register("CUSTOM:SignalIrfft"); }
+  TfLiteStatus AddLogSoftmax() { return Register("LOG_SOFTMAX"); }
+  TfLiteStatus AddOverlapAdd() { return Register("CUSTOM:SignalOverlapAdd"); }
+  TfLiteStatus AddPCAN() { return Register("CUSTOM:SignalPCAN"); }
+  TfLiteStatus AddReduceAll() { return Register("REDUCE_ALL"); }
+  TfLiteStatus AddReduceMin() { return Register("REDUCE_MIN"); }
+  TfLiteStatus AddReverseV2() { return Register("REVERSE_V2"); }
+  TfLiteStatus AddRfft() { return Register("CUSTOM:SignalRfft"); }
+  TfLiteStatus AddSelectV2() { return Register("SELECT_V2"); }
+  TfLiteStatus AddSquaredDifference() { return Register("SQUARED_DIFFERENCE"); }
+  TfLiteStatus AddStacker() { return Register("CUSTOM:SignalStacker"); }
+  TfLiteStatus AddSum() { return Register("SUM"); }
+  TfLiteStatus AddWindow() { return Register("CUSTOM:SignalWindow"); }
 
   unsigned int GetRegistrationLength() const override { return registrations_len_; }
   const char* GetRegisteredOp(unsigned int i) const override { return names_[i]; }

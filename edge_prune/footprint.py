@@ -315,11 +315,22 @@ def _failure_kind(error: TFLMError) -> str:
     return "could not allocate or run"
 
 
+# The 32-bit arena is derived for TFLM's reference kernels. CMSIS-NN kernels keep larger
+# per-op data and ask for scratch buffers: their smallest working arena was 20-372 B above the
+# reference kernels' on the models run on a Cortex-M4 in QEMU
+# (bench/results/arena-32bit-2026-12-04.txt). A target built with them gets the largest.
+KERNEL_ARENA_MARGIN_BYTES = {"reference": 0, "cmsis-nn": 372}
+
+
 def check(footprint: Footprint, target: Target) -> Verdict:
-    """The verdict of ``footprint`` on ``target``."""
+    """The verdict of ``footprint`` on ``target``: flash = flatbuffer + runtime code of its op
+    set for the target's TFLM build + reserved flash; RAM = the 32-bit arena (plus the measured
+    CMSIS-NN margin when the target builds those kernels) + reserved RAM."""
     runtime = runtime_flash(footprint.ops, target)
     flash_needed = footprint.flatbuffer_bytes + runtime.total_bytes + target.reserved_flash_bytes
     arena = footprint.arena_bytes
+    if arena is not None:
+        arena += KERNEL_ARENA_MARGIN_BYTES[target.tflm_kernels]
     ram_needed = None if arena is None else arena + target.reserved_ram_bytes
     return Verdict(
         target=target,

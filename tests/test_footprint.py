@@ -284,3 +284,15 @@ def test_arena_search_goes_on_when_a_too_small_arena_crashes_tflm():
     assert arena.recorded_total_bytes <= arena.arena_bytes
     x = np.zeros((1, 64), dtype=np.int8)
     assert tflm.run(path, x, arena_bytes=arena.arena_bytes).shape[0] == 1
+
+
+def test_a_cmsis_nn_target_counts_the_larger_arena_those_kernels_need(measured):
+    cnn = measured["cnn_int8"]
+    cortex_m4, cortex_m7 = load_target("cortex-m4"), load_target("cortex-m7")
+    assert (cortex_m4.tflm_kernels, cortex_m7.tflm_kernels) == ("cmsis-nn", "reference")
+
+    m4, m7 = footprint.check(cnn, cortex_m4), footprint.check(cnn, cortex_m7)
+
+    assert m7.arena_bytes == cnn.arena_bytes
+    assert m4.arena_bytes == cnn.arena_bytes + footprint.KERNEL_ARENA_MARGIN_BYTES["cmsis-nn"]
+    assert m4.ram_needed_bytes == m4.arena_bytes + cortex_m4.reserved_ram_bytes

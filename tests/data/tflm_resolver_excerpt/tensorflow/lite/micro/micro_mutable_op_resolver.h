@@ -1,19 +1,7 @@
-/* Copyright 2025 The TensorFlow Authors. All Rights Reserved.
-
-Licensed under the Apache License, Version 2.0 (the "License");
-you may not use this file except in compliance with the License.
-You may obtain a copy of the License at
-
-    http://www.apache.org/licenses/LICENSE-2.0
-
-Unless required by applicable law or agreed to in writing, software
-distributed under the License is distributed on an "AS IS" BASIS,
-WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
-See the License for the specific language governing permissions and
-limitations under the License.
-==============================================================================*/
-// Excerpt of tflite-micro 90b983c2 tensorflow/lite/micro/micro_mutable_op_resolver.h for
-// edge-prune's tests (tests/test_op_resolver.py): a few methods of each shape, verbatim.
+// Test fixture for tests/test_op_resolver.py, written for edge-prune: the shapes of Add*
+// method that TFLM's micro_mutable_op_resolver.h (tflite-micro 90b983c2) uses, one or two of
+// each, so that the table generator is tested without a TFLM tree. Not TFLM's code: only the
+// method names, parameters and registration calls the generator reads are the same.
 namespace tflite {
 
 template <unsigned int tOpCount>
@@ -21,52 +9,37 @@ class MicroMutableOpResolver : public MicroOpResolver {
  public:
   TfLiteStatus AddCustom(const char* name,
                          const TFLMRegistration* registration) {
-    if (registrations_len_ >= tOpCount) {
-      MicroPrintf(
-          "Couldn't register custom op '%s', resolver size is too"
-          "small (%d)",
-          name, tOpCount);
-      return kTfLiteError;
-    }
-
-    if (FindOp(name) != nullptr) {
-      MicroPrintf("Calling AddCustom for the same op more than once ");
-      MicroPrintf("is not supported (Op: %s).", name);
-      return kTfLiteError;
-    }
-
-    TFLMRegistration* new_registration = &registrations_[registrations_len_];
-    registrations_len_ += 1;
-
-    *new_registration = *registration;
-    new_registration->builtin_code = BuiltinOperator_CUSTOM;
-    new_registration->custom_name = name;
-    return kTfLiteOk;
+    return Store(name, registration);
   }
 
+  // A builtin op with a defaulted registration parameter.
   TfLiteStatus AddAbs(const TFLMRegistration& registration = Register_ABS()) {
     return AddBuiltin(BuiltinOperator_ABS, registration, ParseAbs);
   }
 
+  // The signature split over two lines.
   TfLiteStatus AddAveragePool2D(
       const TFLMRegistration& registration = Register_AVERAGE_POOL_2D()) {
     return AddBuiltin(BuiltinOperator_AVERAGE_POOL_2D, registration, ParsePool);
   }
 
+  // A custom op registered under a string literal.
   TfLiteStatus AddCircularBuffer() {
     return AddCustom("CIRCULAR_BUFFER", tflite::Register_CIRCULAR_BUFFER());
   }
 
+  // A custom op whose registration is a local first.
   TfLiteStatus AddDecode() {
     const TFLMRegistration& registration = tflite::Register_DECODE();
     return AddCustom("TFLM_DECODE", &registration);
   }
 
+  // A Signal library op: the custom name differs from the method name.
   TfLiteStatus AddDelay() {
-    // TODO(b/286250473): change back name to "Delay" and remove namespace
     return AddCustom("SignalDelay", tflite::tflm_signal::Register_DELAY());
   }
 
+  // A custom name from a function defined in a kernel source.
   TfLiteStatus AddEthosU() {
     TFLMRegistration* registration = tflite::Register_ETHOSU();
     if (registration) {
@@ -75,15 +48,16 @@ class MicroMutableOpResolver : public MicroOpResolver {
     return kTfLiteOk;
   }
 
+  // The registration passed inline, the call split over lines.
   TfLiteStatus AddResizeNearestNeighbor() {
     return AddBuiltin(BuiltinOperator_RESIZE_NEAREST_NEIGHBOR,
                       Register_RESIZE_NEAREST_NEIGHBOR(),
                       ParseResizeNearestNeighbor);
   }
 
+  // A pointer parameter with a default split over lines.
   TfLiteStatus AddRfft(const TFLMRegistration* registration =
                            tflite::tflm_signal::Register_RFFT()) {
-    // TODO(b/286250473): change back name and remove namespace
     return AddCustom("SignalRfft", registration);
   }
 
@@ -95,35 +69,7 @@ class MicroMutableOpResolver : public MicroOpResolver {
   TfLiteStatus AddBuiltin(tflite::BuiltinOperator op,
                           const TFLMRegistration& registration,
                           TfLiteBridgeBuiltinParseFunction parser) {
-    if (op == BuiltinOperator_CUSTOM) {
-      MicroPrintf("Invalid parameter BuiltinOperator_CUSTOM to the ");
-      MicroPrintf("AddBuiltin function.");
-      return kTfLiteError;
-    }
-
-    if (FindOp(op) != nullptr) {
-      MicroPrintf("Calling AddBuiltin with the same op more than ");
-      MicroPrintf("once is not supported (Op: #%d).", op);
-      return kTfLiteError;
-    }
-
-    if (registrations_len_ >= tOpCount) {
-      MicroPrintf("Couldn't register builtin op #%d, resolver size ", op);
-      MicroPrintf("is too small (%d).", tOpCount);
-      return kTfLiteError;
-    }
-
-    registrations_[registrations_len_] = registration;
-    // Strictly speaking, the builtin_code is not necessary for TFLM but
-    // filling it in regardless.
-    registrations_[registrations_len_].builtin_code = op;
-    registrations_len_++;
-
-    builtin_codes_[num_buitin_ops_] = op;
-    builtin_parsers_[num_buitin_ops_] = parser;
-    num_buitin_ops_++;
-
-    return kTfLiteOk;
+    return Store(op, registration, parser);
   }
 };
 

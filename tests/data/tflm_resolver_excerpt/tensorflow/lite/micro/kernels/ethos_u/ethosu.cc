@@ -1,16 +1,3 @@
-/* Copyright 2022 The TensorFlow Authors. All Rights Reserved.
-
-Licensed under the Apache License, Version 2.0 (the "License");
-you may not use this file except in compliance with the License.
-You may obtain a copy of the License at
-
-    http://www.apache.org/licenses/LICENSE-2.0
-
-Unless required by applicable law or agreed to in writing, software
-distributed under the License is distributed on an "AS IS" BASIS,
-WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
-See the License for the specific language governing permissions and
-limitations under the License.
-==============================================================================*/
-// Excerpt of tflite-micro 90b983c2 tensorflow/lite/micro/kernels/ethos_u/ethosu.cc.
+// Test fixture for tests/test_op_resolver.py, written for edge-prune: where TFLM's AddEthosU
+// takes its custom name from (tflite-micro 90b983c2 kernels/ethos_u/ethosu.cc).
 const char* GetString_ETHOSU() { return "ethos-u"; }

@@ -42,6 +42,7 @@ __all__ = [
     "DEFAULT_SPARSITIES",
     "SweepPoint",
     "SweepResult",
+    "parse_fractions",
     "parse_sparsities",
     "render_csv",
     "render_plot",
@@ -64,6 +65,18 @@ FITS_WHAT = (
 
 def parse_sparsities(text: str, argument: str = "--sparsities") -> tuple[float, ...]:
     """``"0,0.5,0.9"`` → ``(0.0, 0.5, 0.9)``: each in [0, 1), no repeats, sorted ascending."""
+    return parse_fractions(text, argument)
+
+
+def parse_fractions(
+    text: str, argument: str, what: str = "a final sparsity", *, sort: bool = True
+) -> tuple[float, ...]:
+    """Comma-separated fractions in [0, 1), no repeats (sorted ascending when ``sort``);
+    errors name ``argument`` and say what the value is (``what``)."""
+    explain = {
+        "a final sparsity": "a final sparsity is the fraction of weights set to zero (0.9 = 90%)",
+        "a channel ratio": "a channel ratio is the fraction of channels removed (0.5 = half)",
+    }.get(what, f"each value is {what}")
     items = [item.strip() for item in str(text).split(",")]
     if not text or not all(items):
         raise ConfigError(
@@ -80,15 +93,12 @@ def parse_sparsities(text: str, argument: str = "--sparsities") -> tuple[float, 
                 "separated by commas, e.g. 0,0.5,0.8,0.9"
             ) from None
         if not 0.0 <= value < 1.0:
-            raise ConfigError(
-                f"{argument}: {item} is outside [0, 1); a final sparsity is the fraction of "
-                "weights set to zero (0.9 = 90%)"
-            )
+            raise ConfigError(f"{argument}: {item} is outside [0, 1); {explain}")
         values.append(value)
     if len(set(values)) != len(values):
         repeated = sorted({v for v in values if values.count(v) > 1})
         raise ConfigError(f"{argument}: {', '.join(map(str, repeated))} given more than once")
-    return tuple(sorted(values))
+    return tuple(sorted(values)) if sort else tuple(values)
 
 
 # ------------------------------------------------------------------------------- results

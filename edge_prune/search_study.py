@@ -2,7 +2,8 @@
 
 - **Objectives and constraints.** Each trial samples a :class:`~edge_prune.search.PointSpec`
   and builds it (:class:`~edge_prune.search.Workshop`); its values are (flash needed, loss)
-  to minimise; its constraints (``constraints_func``, feasible when all <= 0) are the flash and
+  to minimise; its constraints (``Trial.set_constraint``, Optuna 5's form of ``constraints_func``;
+  feasible when all <= 0) are the flash and
   RAM excess over the part, each relative to the part, the loss beyond the tolerance (in
   accuracy points / 100, or relative error) and 1 when the score is at chance level. Optuna's
   constrained TPE ranks infeasible trials by their total violation, so the search walks toward
@@ -30,6 +31,7 @@ import ctypes
 import os
 import signal
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -73,13 +75,18 @@ class _Job:
     study: str
     seed: int
     worker: int = 0
+    factory: type = Workshop  # builds the points (tests pass a stand-in)
 
 
 # ------------------------------------------------------------------------------- running
 
 
 def run_study(
-    inputs: Inputs, options: SearchOptions, cache: Path, progress: Progress = stderr_progress
+    inputs: Inputs,
+    options: SearchOptions,
+    cache: Path,
+    progress: Progress = stderr_progress,
+    factory: type = Workshop,
 ) -> tuple[SearchResult, dict[str, Path]]:
     """Create or resume the study, run the workers until ``options.trials`` points are in it,
     read the result back. Returns the result and the local directory of the chosen point."""
@@ -87,7 +94,7 @@ def run_study(
     context = _context(inputs, options)
     storage = options.storage or _journal_url(cache)
     name = options.study or f"search-{inputs.target.name}-{context[:12]}"
-    job = _Job(inputs, options, cache, storage, name, inputs.config.train.seed)
+    job = _Job(inputs, options, cache, storage, name, inputs.config.train.seed, factory=factory)
     study = _open(job, progress, create=True)
     _check_context(study, context)
     if options.storage is None:
@@ -115,7 +122,7 @@ def work(job: _Job, progress: Progress = stderr_progress, start: float | None = 
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = _open(job, progress)
-    workshop = Workshop(job.inputs, job.cache, progress)
+    workshop = job.factory(job.inputs, job.cache, progress)
     options, start = job.options, start or time.perf_counter()
     size = len(options.space.specs())
     built_here = 0
@@ -291,13 +298,13 @@ def _open(job: _Job, progress: Progress, create: bool = False):
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    sampler = optuna.samplers.TPESampler(
-        seed=job.seed + job.worker,
-        n_startup_trials=max(4, job.options.trials // 4),
-        multivariate=True,
-        group=True,
-        warn_independent_sampling=False,
-    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        sampler = optuna.samplers.TPESampler(
+            seed=job.seed + job.worker,
+            n_startup_trials=max(4, job.options.trials // 4),
+            multivariate=True,
+        )
     try:
         storage = _storage(job.storage)
         if create:
@@ -339,6 +346,8 @@ def _shown(url: str) -> str:
     if not at:
         return url
     scheme, _, credentials = head.partition("://")
+    if ":" not in credentials:
+        return url
     return f"{scheme}://{credentials.split(':')[0]}:***@{tail}"
 
 
@@ -549,7 +558,7 @@ def _result(
 
     numbered = _points_of(study.get_trials(deepcopy=False))
     points = tuple(p for _, p in numbered)
-    workshop = Workshop(inputs, cache, progress)
+    workshop = job.factory(inputs, cache, progress)
     dirs: dict[str, Path] = {}
     best = choose_point(points)
     if best is not None:

@@ -198,11 +198,13 @@ def _constraints_of(record: dict[str, Any], job: _Job) -> dict[str, float]:
 
 def _suggest(trial: optuna.Trial, space: SearchSpace) -> PointSpec:
     schedule = trial.suggest_categorical("schedule", list(space.schedules))
-    ratios = [r for r in space.ratios if schedule != "rewind" or r == 0]
-    ratio = trial.suggest_categorical("structured_ratio", ratios) if len(ratios) > 1 else 0.0
+    # Choices never depend on another parameter (Optuna keeps one distribution per name):
+    # rewinding has no ratio to choose, a width too narrow for the clusters means "auto".
+    ratio = 0.0
+    if schedule != "rewind":
+        ratio = trial.suggest_categorical("structured_ratio", list(space.ratios))
     clusters = trial.suggest_categorical("clusters", list(space.clusters))
-    widths = [b for b in space.bitwidths if b == 0 or (clusters and clusters <= 2**b)]
-    bitwidth = trial.suggest_categorical("bitwidth", widths) if clusters and len(widths) > 1 else 0
+    bitwidth = trial.suggest_categorical("bitwidth", list(space.bitwidths)) if clusters else 0
     sparsity = trial.suggest_categorical("final_sparsity", list(space.sparsities))
     return PointSpec(ratio, sparsity, clusters, schedule, bitwidth if clusters else 0)
 
@@ -218,12 +220,10 @@ def spec_from_params(params: dict[str, Any]) -> PointSpec:
 
 
 def _params(spec: PointSpec) -> dict[str, Any]:
-    params = {
-        "schedule": spec.schedule,
-        "structured_ratio": spec.structured_ratio,
-        "clusters": spec.clusters,
-        "final_sparsity": spec.final_sparsity,
-    }
+    params: dict[str, Any] = {"schedule": spec.schedule}
+    if spec.schedule != "rewind":
+        params["structured_ratio"] = spec.structured_ratio
+    params |= {"clusters": spec.clusters, "final_sparsity": spec.final_sparsity}
     if spec.clusters:
         params["bitwidth"] = spec.bitwidth
     return params
@@ -306,7 +306,9 @@ def _open(job: _Job, progress: Progress, create: bool = False):
             multivariate=True,
         )
     try:
-        storage = _storage(job.storage)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            storage = _storage(job.storage)
         if create:
             return optuna.create_study(
                 storage=storage,

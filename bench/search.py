@@ -312,7 +312,7 @@ def schedules(args) -> None:
                         f"{p['final_sparsity']:g}",
                         f"{p['measured_sparsity']:.1%}",
                         _score(report, p["int8_tflm_score"]),
-                        p["deployable"],
+                        p.get("artifact") or p.get("deployable"),
                         _score(report, report["baseline_score"]),
                     ]
                 )

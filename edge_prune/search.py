@@ -524,13 +524,15 @@ def search_point(state: BuildState, spec: PointSpec, key: str, seconds: float) -
 class SearchOptions:
     """How much to build and how: ``trials`` points, ``jobs`` local worker processes;
     ``storage``: an Optuna storage URL (None: the embedded journal under the cache directory);
-    ``study``: the study name (None: one derived from the inputs, target, config and space)."""
+    ``study``: the study name (None: one derived from the inputs, target, config and space);
+    ``grid``: build every point of the space (``sweep``) instead of sampling it."""
 
     trials: int = 20
     jobs: int = 1
     space: SearchSpace = field(default_factory=SearchSpace)
     storage: str | None = None
     study: str | None = None
+    grid: bool = False  # every point of the space, in a seeded order (Optuna's GridSampler)
 
     def __post_init__(self):
         for name in ("trials", "jobs"):
@@ -576,6 +578,7 @@ class SearchResult:
     reused_points: int = 0
     seconds: float = 0.0
     study: dict[str, Any] = field(default_factory=dict)  # name, storage, trials by state
+    kind: str = "search"  # or "sweep": every point of a fixed grid
 
     @property
     def best(self) -> SearchPoint | None:
@@ -711,7 +714,7 @@ def render_markdown(result: SearchResult) -> str:
         for p in ordered
     ]
     lines = [
-        f"# edge-prune search: {result.model_name} on {result.target_name}",
+        f"# edge-prune {result.kind}: {result.model_name} on {result.target_name}",
         "",
         f"**{result.conclusion()}**",
         "",
@@ -789,7 +792,7 @@ def render_plot(result: SearchResult) -> bytes:
         unit = " (%)" if metric.key == "accuracy" else ""
         axis.set_ylabel(f"{metric.name} on TFLM{unit}")
     figure.legend(list(handles.values()), list(handles), loc="lower center", ncol=4, fontsize=8)
-    figure.suptitle(f"edge-prune search: {result.model_name} on {result.target_name}")
+    figure.suptitle(f"edge-prune {result.kind}: {result.model_name} on {result.target_name}")
     figure.subplots_adjust(bottom=0.26, wspace=0.25)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
@@ -866,18 +869,20 @@ def write_search(
     base_config: PipelineConfig,
     progress: Progress = stderr_progress,
 ) -> Path:
-    """Write ``out_dir/search-<target>/`` in one swap; returns it. ``base_config``: the config
-    the search started from (``best.toml`` is it with the chosen point's values)."""
-    destination = Path(out_dir) / f"search-{result.target_name}"
+    """Write ``out_dir/<kind>-<target>/`` in one swap; returns it. ``base_config``: the config
+    the search started from (``best.toml`` is it with the chosen point's values). A search
+    writes ``pareto.*``, a sweep ``sweep.*``."""
+    destination = Path(out_dir) / f"{result.kind}-{result.target_name}"
+    stem = "pareto" if result.kind == "search" else result.kind
     best = result.best
     with staged_directory(destination) as staging:
-        (staging / "pareto.md").write_text(render_markdown(result))
-        (staging / "pareto.csv").write_text(render_csv(result))
-        (staging / "pareto.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+        (staging / f"{stem}.md").write_text(render_markdown(result))
+        (staging / f"{stem}.csv").write_text(render_csv(result))
+        (staging / f"{stem}.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
         try:
-            (staging / "pareto.png").write_bytes(render_plot(result))
+            (staging / f"{stem}.png").write_bytes(render_plot(result))
         except ImportError:
-            progress("pareto.png skipped: matplotlib is not installed (pip install matplotlib)")
+            progress(f"{stem}.png skipped: matplotlib is not installed (pip install matplotlib)")
         if best is not None:
             (staging / "best.toml").write_text(config_toml(best.spec.config(base_config)))
             shutil.copytree(point_dirs[best.key], staging / "best")

@@ -100,7 +100,7 @@ def run_study(
     if options.storage is None:
         _fail_stale(study, progress)
     _requeue_bad_records(study, options.space, progress)
-    if not study.trials:
+    if not study.trials and not options.grid:
         for anchor in _anchors(options.space):
             study.enqueue_trial(_params(anchor), skip_if_exists=True)
     before = _points(study, quiet=True)
@@ -161,6 +161,8 @@ def _objective(trial: optuna.Trial, job: _Job, workshop: Workshop) -> tuple[floa
     twin = _twin(trial, spec)
     if twin is not None and twin.state.name == "RUNNING":
         raise optuna.TrialPruned(f"trial {twin.number} is building {spec.label}")
+    if twin is not None and twin.state.name == "FAIL":  # the build refused it: not again
+        raise optuna.TrialPruned(f"trial {twin.number} failed on {spec.label}")
     if twin is not None:  # already in the study: its values, nothing built
         record = twin.user_attrs[_POINT]
         trial.set_user_attr(_TWIN, twin.number)
@@ -233,10 +235,12 @@ def _twin(trial: optuna.Trial, spec: PointSpec):
     """An earlier trial of the same point that is running or complete (not a twin itself)."""
     from optuna.trial import TrialState
 
-    states = (TrialState.RUNNING, TrialState.COMPLETE)
+    states = (TrialState.RUNNING, TrialState.COMPLETE, TrialState.FAIL)
     for other in trial.study.get_trials(deepcopy=False, states=states):
         if other.number >= trial.number or _TWIN in other.user_attrs:
             continue
+        if other.state == TrialState.FAIL and "error" not in other.user_attrs:
+            continue  # interrupted, not refused: built again
         if other.state == TrialState.COMPLETE and _record(other) is None:
             continue
         with contextlib.suppress(KeyError, ValueError, TypeError):
@@ -293,18 +297,34 @@ def _storage(url: str):
     )
 
 
+def _sampler(job: _Job):
+    import optuna
+
+    space = job.options.space
+    if job.options.grid:
+        grid: dict[str, list] = {"schedule": list(space.schedules)}
+        if space.schedules != ("rewind",):
+            grid["structured_ratio"] = list(space.ratios)
+        grid["clusters"] = list(space.clusters)
+        if any(space.clusters):
+            grid["bitwidth"] = list(space.bitwidths)
+        grid["final_sparsity"] = list(space.sparsities)
+        return optuna.samplers.GridSampler(grid, seed=job.seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(
+            seed=job.seed + job.worker,
+            n_startup_trials=max(4, job.options.trials // 4),
+            multivariate=True,
+        )
+
+
 def _open(job: _Job, progress: Progress, create: bool = False):
     """The study (created when ``create``), with the sampler of the options."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        sampler = optuna.samplers.TPESampler(
-            seed=job.seed + job.worker,
-            n_startup_trials=max(4, job.options.trials // 4),
-            multivariate=True,
-        )
+    sampler = _sampler(job)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -408,12 +428,17 @@ def _requeue_bad_records(study, space: SearchSpace, progress: Progress) -> None:
 
 
 def _counts(study) -> tuple[int, int]:
-    """(points in the study, trials running)."""
+    """(points in the study + points the build refused, trials running)."""
     from optuna.trial import TrialState
 
-    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
+    trials = study.get_trials(deepcopy=False)
     running = sum(t.state == TrialState.RUNNING for t in trials)
-    return len(_points_of(trials)), running
+    refused = set()
+    for t in trials:
+        if t.state == TrialState.FAIL and "error" in t.user_attrs:
+            with contextlib.suppress(KeyError, ValueError, TypeError):
+                refused.add(spec_from_params(t.params))
+    return len(_points_of(trials)) + len(refused), running
 
 
 def _points_of(trials) -> list[tuple[int, SearchPoint]]:
@@ -593,6 +618,7 @@ def _result(
             "trials_by_state": by_state,
             "trial_of_point": {p.key: n for n, p in numbered},
         },
+        kind="sweep" if options.grid else "search",
     )
     return result, dirs
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,6 @@ from edge_prune.search import (
     choose_point,
     config_toml,
 )
-from edge_prune.sweep import SweepResult
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -84,19 +82,6 @@ def test_choice_ties_on_flash_go_to_less_ram():
         60_000
     )
     assert choose_point([_point(200_000, fits=False)]) is None
-
-
-def test_sweep_marks_the_point_the_search_rule_chooses():
-    from test_sweep import _point as sweep_point
-    from test_sweep import _result as sweep_result
-
-    points = [
-        replace(sweep_point(0.5, 0.97, fits=True, size=10_352), flash_needed_bytes=182_000),
-        replace(sweep_point(0.7, 0.965, fits=True, size=15_344), flash_needed_bytes=187_000),
-    ]
-    result: SweepResult = sweep_result(points)
-    assert result.best.final_sparsity == 0.5
-    assert result.best is choose_point(result.points)
 
 
 @pytest.mark.parametrize(

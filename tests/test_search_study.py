@@ -294,3 +294,27 @@ def test_postgres_url_password_is_not_shown_in_errors(tmp_path, target_file):
     with pytest.raises(ConfigError, match=r"--storage postgresql://me:\*\*\*@") as caught:
         _run(tight_inputs(target_file), tmp_path, 1, storage=url, study="x")
     assert "secret" not in str(caught.value) and time.perf_counter() - start < 30
+
+
+class RefusingWorkshop(FakeWorkshop):
+    """Refuses every point without clustering, as the build refuses a model it cannot handle."""
+
+    def point(self, spec: PointSpec):
+        from edge_prune.errors import UnsupportedModelError
+
+        if not spec.clusters:
+            with open(self.cache / "refused.log", "a") as log:
+                log.write(f"{self.point_key(spec)}\n")
+            raise UnsupportedModelError("cannot handle this point")
+        return super().point(spec)
+
+
+def test_a_point_the_build_refuses_is_tried_once_and_counts(target_file, tmp_path):
+    space = SearchSpace(ratios=(0.0, 0.5), sparsities=(0.5,), clusters=(0, 8))
+    opts = SearchOptions(trials=4, space=space, grid=True)
+    tmp_path.mkdir(exist_ok=True)
+    result, _ = run_study(tight_inputs(target_file), opts, tmp_path, lambda _m: None,
+                          factory=RefusingWorkshop)  # fmt: skip
+    refused = (tmp_path / "refused.log").read_text().split()
+    assert sorted(refused) == sorted(set(refused)) and len(refused) == 2
+    assert len(result.points) == 2 and all(p.clusters == 8 for p in result.points)

@@ -805,7 +805,7 @@ def _plot_panel(axis, result, attribute, budget, what, other, levels, handles) -
     fits_other = {"flash": lambda p: p.fits_flash, "RAM": lambda p: p.fits_ram}[other]
     groups = (
         ("fits", "tab:green", "o", lambda p: p.eligible),
-        (f"misses {other} (its panel)", "tab:purple", "x", lambda p: not fits_other(p)),
+        (f"misses {other} (see the {other} panel)", "tab:purple", "x", lambda p: not fits_other(p)),
         ("misses", "tab:gray", "o", lambda p: True),
     )
     left = list(result.points)

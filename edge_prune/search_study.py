@@ -250,21 +250,19 @@ def _twin(trial: optuna.Trial, spec: PointSpec):
 
 
 def _anchors(space: SearchSpace) -> list[PointSpec]:
-    """The middle of every dimension, and its compact end (3/4 along each list)."""
+    """A third of the way along the ratios and sparsities (a point that usually keeps the
+    accuracy), then halfway (a more compact one); the middle cluster count."""
     specs = []
-    for at in (0.5, 0.75):
-        pick = [v[min(len(v) - 1, int(len(v) * at))] for v in (space.ratios, space.sparsities)]
-        clusters = sorted(space.clusters)
-        spec = PointSpec(
-            pick[0],
-            pick[1],
-            clusters[min(len(clusters) - 1, int(len(clusters) * 0.5))],
-            space.schedules[0],
-            space.bitwidths[0],
+    clusters = sorted(space.clusters)
+    middle = clusters[min(len(clusters) - 1, len(clusters) // 2)]
+    for at in (1 / 3, 0.5):
+        ratio, sparsity = (
+            v[min(len(v) - 1, int(len(v) * at))] for v in (space.ratios, space.sparsities)
         )
-        if spec.schedule == "rewind":
-            spec = PointSpec(0.0, spec.final_sparsity, spec.clusters, "rewind", spec.bitwidth)
-        if spec.valid and spec not in specs:
+        schedule = space.schedules[0]
+        spec = PointSpec(0.0 if schedule == "rewind" else ratio, sparsity, middle, schedule,
+                         space.bitwidths[0])  # fmt: skip
+        if spec not in specs:
             specs.append(spec)
     return specs
 

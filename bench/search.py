@@ -4,6 +4,8 @@
     .venv/bin/python bench/search.py targets   [--trials 12] [--targets nrf52810,samd21]
     .venv/bin/python bench/search.py kws       [--trials 6] [--target samd21] [--filters 256]
     .venv/bin/python bench/search.py schedules [--sparsities 0.5,0.8,0.9]
+    .venv/bin/python bench/search.py firstfit  [--trials 12] [--targets tight,cortex-m4]
+                                               [--old /tmp/old-search] [--worker-counts 1,2]
 
 - ``timing``: the default-model search on a target with ``--jobs 1`` then ``--jobs 2``, each in
   a fresh process and a fresh output directory (nothing cached): wall time, points built, the
@@ -13,6 +15,10 @@
   Spotting on Microcontrollers", 2017; ``--filters`` channels, default 256) on the bundled
   digits: ``edge-prune model`` with the default config against ``edge-prune search`` (channel
   ratios 0.5 and 0.75 first, then their neighbours) on a small target.
+- ``firstfit``: trials and wall time to the first fitting point, the old search (``--old``: a
+  checkout of it, run with its own PYTHONPATH) against this one with 1 and 2 local workers, on
+  each target; ``tight`` is ``bench/targets/tight-m0plus.toml`` (about 8,000 B of flash and
+  6,144 B of arena left for the model).
 - ``schedules``: one-shot polynomial decay, iterative prune → fine-tune and lottery-ticket
   rewinding at equal final sparsities, on the default CNN and on a 64-300-100-10 MLP, int8 on
   TFLM (no channel removal, no clustering): a table and ``bench/results/schedules.png``.
@@ -77,7 +83,7 @@ def chosen_row(label: str, report: dict, seconds: float) -> list[str]:
         label,
         f"{seconds:.0f}",
         str(built),
-        f"{spec} {best['schedule']} ({best['deployable']})",
+        f"{spec} {best['schedule']} ({best.get('artifact') or best.get('deployable')})",
         f"{best['flatbuffer_bytes']:,}",
         f"{best['flash_needed_bytes']:,}/{report['budget']['flash_bytes']:,}",
         f"{best['ram_needed_bytes']:,}/{report['budget']['ram_bytes']:,}",
@@ -129,6 +135,64 @@ def targets(args) -> None:
         rows.append(chosen_row(Path(target).stem, report, seconds))
         print(report["conclusion"])
     print_table(HEADER, rows)
+
+
+def firstfit(args) -> None:
+    """Trials and wall time to the first fitting point: the search of another checkout
+    (``--old``, run from there with its own PYTHONPATH) against this one, 1 and 2 workers."""
+    rows = []
+    for target in args.targets.split(","):
+        path = str(TIGHT) if target == "tight" else target
+        runs = [("old", 1)] if args.old else []
+        runs += [("new", int(j)) for j in args.worker_counts.split(",")]
+        for which, jobs in runs:
+            with tempfile.TemporaryDirectory() as tmp:
+                found, wall, report = _timed_search(which, path, Path(tmp), args, jobs)
+            first = "none" if found is None else f"trial {found[0]} at {found[1]:.0f} s"
+            best = report["best"]
+            chosen = (
+                "none fits"
+                if best is None
+                else (
+                    f"r {best['structured_ratio']:g} s {best['final_sparsity']:g} "
+                    f"c {best['clusters']} {best['flash_needed_bytes']:,} B"
+                )
+            )
+            rows.append([Path(path).stem, which, str(jobs), str(len(report["points"])),
+                         f"{wall:.0f}", first, chosen])  # fmt: skip
+            print_table(["target", "search", "jobs", "points", "wall s", "first fit", "chosen"],
+                        rows)  # fmt: skip
+            sys.stdout.flush()
+
+
+TIGHT = REPO / "bench" / "targets" / "tight-m0plus.toml"
+
+
+def _timed_search(which: str, target: str, out: Path, args, jobs: int):
+    """Run one search, reading its progress lines as they come: ((trial, seconds) of the first
+    fitting point or None, wall seconds, pareto.json)."""
+    import os
+    import re
+
+    root = Path(args.old) if which == "old" else REPO
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    command = [sys.executable, "-c", CLI, "search", "--target", str(Path(target).resolve())
+               if target.endswith(".toml") else target, "--out", str(out),
+               "--trials", str(args.trials), "--jobs", str(jobs)]  # fmt: skip
+    start = time.perf_counter()
+    found = None
+    with subprocess.Popen(
+        command, cwd=root, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+    ) as child:
+        for line in child.stderr:
+            match = re.search(r"\[(\d+)/\d+\] (?:built|cached).*, fits; ", line)
+            if match and found is None:
+                found = (int(match.group(1)), time.perf_counter() - start)
+    wall = time.perf_counter() - start
+    if child.returncode not in (0, 1):
+        sys.exit(f"{which} search on {target} failed with exit code {child.returncode}")
+    report = json.loads(next(out.glob("search-*/pareto.json")).read_text())
+    return found, wall, report
 
 
 # ------------------------------------------------------------------------------- models
@@ -248,7 +312,7 @@ def schedules(args) -> None:
                         f"{p['final_sparsity']:g}",
                         f"{p['measured_sparsity']:.1%}",
                         _score(report, p["int8_tflm_score"]),
-                        p["deployable"],
+                        p.get("artifact") or p.get("deployable"),
                         _score(report, report["baseline_score"]),
                     ]
                 )
@@ -296,6 +360,12 @@ def main() -> int:
         p.add_argument("--targets", default="nrf52810,samd21")
         p.add_argument("--filters", type=int, default=256, help="DS-CNN channels (kws)")
         p.set_defaults(run=run)
+    p = sub.add_parser("firstfit")
+    p.add_argument("--trials", type=int, default=12)
+    p.add_argument("--targets", default="tight,cortex-m4")
+    p.add_argument("--old", help="checkout of the old search (git worktree add --detach DIR main)")
+    p.add_argument("--worker-counts", default="1,2")
+    p.set_defaults(run=firstfit)
     p = sub.add_parser("schedules")
     p.add_argument("--sparsities", default="0.5,0.8,0.9")
     p.add_argument("--jobs", type=int, default=2)

@@ -8,7 +8,10 @@ Example (every key optional; these are the defaults)::
     learning_rate = 0.003
     seed = 0
 
-    [prune]            # polynomial-decay magnitude pruning, then fine-tuning at a lower rate
+    [prune]            # magnitude pruning, then fine-tuning at a lower rate
+    schedule = "polynomial"  # "polynomial" (one-shot decay), "iterative", "rewind"
+    iterative_steps = 3      # iterative: prune -> fine-tune rounds of equal density ratio
+    rewind_epoch = 1         # rewind: the dense training epoch the survivors are reset to
     initial_sparsity = 0.0
     final_sparsity = 0.5
     begin_epoch = 0
@@ -56,6 +59,9 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class PruneConfig:
+    schedule: str = "polynomial"
+    iterative_steps: int = 3
+    rewind_epoch: int = 1
     initial_sparsity: float = 0.0
     final_sparsity: float = 0.5
     begin_epoch: int = 0
@@ -121,6 +127,8 @@ _RANGES: dict[str, tuple[float, float, bool]] = {
     "train.batch_size": (1, 1_000_000, True),
     "train.learning_rate": (1e-9, 10, True),
     "train.seed": (0, 2**31 - 1, True),
+    "prune.iterative_steps": (1, 20, True),
+    "prune.rewind_epoch": (0, 10_000, True),
     "prune.initial_sparsity": (0, 1, False),
     "prune.final_sparsity": (0, MAX_FINAL_SPARSITY, True),
     "prune.begin_epoch": (0, 10_000, True),
@@ -138,6 +146,7 @@ _RANGES: dict[str, tuple[float, float, bool]] = {
     "select.tolerance_relative": (0, 100, True),
 }
 _CHOICES = {
+    "prune.schedule": ("polynomial", "iterative", "rewind"),
     "structured.criterion": ("l1", "l2"),
     "compress.bitwidth": (0, 2, 3, 4),
     "select.objective": ("flash", "ram", "balanced"),
@@ -238,6 +247,17 @@ def _check_consistency(config: PipelineConfig, source: str) -> None:
     from edge_prune.schedule import check_prune_section
 
     check_prune_section(config.prune, source)
+    p = config.prune
+    if p.schedule == "rewind" and config.structured.ratio > 0:
+        raise ConfigError(
+            f"{source}: 'prune.schedule' = 'rewind' resets weights to the dense model's, so it "
+            f"needs 'structured.ratio' = 0 (got {config.structured.ratio})"
+        )
+    if p.schedule == "rewind" and p.rewind_epoch > config.train.epochs:
+        raise ConfigError(
+            f"{source}: 'prune.rewind_epoch' ({p.rewind_epoch}) must not exceed "
+            f"'train.epochs' ({config.train.epochs})"
+        )
     c = config.compress
     if c.bitwidth and c.clusters > 2**c.bitwidth:
         raise ConfigError(

@@ -293,6 +293,75 @@ def seed_stage(state: BuildState, progress: Progress) -> BuildState:
 
 
 def prune_stage(state: BuildState, progress: Progress) -> BuildState:
+    """Magnitude pruning by ``prune.schedule``: ``polynomial`` (one-shot polynomial decay with
+    fine-tuning), ``iterative`` (``prune.iterative_steps`` rounds of prune → fine-tune) or
+    ``rewind`` (polynomial, then the survivors reset to the dense model of epoch
+    ``prune.rewind_epoch`` and retrained with the mask fixed). Keeps the stripped model."""
+    schedule = state.config.prune.schedule
+    if schedule == "iterative":
+        return _iterative_prune(state, progress)
+    state = _polynomial_prune(state, progress)
+    if schedule == "rewind":
+        return _rewind(state, progress)
+    return state
+
+
+def _iterative_prune(state: BuildState, progress: Progress) -> BuildState:
+    """Prune → fine-tune in ``prune.iterative_steps`` steps of equal density ratio, in the
+    epochs the one-shot schedule uses (``prune.epochs``)."""
+    from edge_prune.prune import prune_in_stages, sparsity_report
+    from edge_prune.train import copy_model, keras_score, loss_for, metrics_for
+
+    config, data = state.config, state.inputs.data
+    p = config.prune
+    density = 1.0 - p.final_sparsity
+    steps = p.iterative_steps
+    targets = [round(1.0 - density ** ((i + 1) / steps), 4) for i in range(steps)]
+    targets = sorted(set(t for t in targets if t > 0)) or [p.final_sparsity]
+    per_step = max(2, p.epochs // len(targets))
+    staged = prune_in_stages(
+        copy_model(state.base),
+        targets,
+        loss=loss_for(state.base, data),
+        metrics=metrics_for(data),
+        x=data.x_train,
+        y=data.y_train,
+        batch_size=config.train.batch_size,
+        prune_epochs=per_step // 2,
+        fine_tune_epochs=per_step - per_step // 2,
+        learning_rate=p.learning_rate,
+        fine_tune_learning_rate=p.learning_rate / 10,
+    )
+    pruned = staged.model
+    sparsity = sparsity_report(pruned)
+    score = keras_score(pruned, data)
+    progress(
+        f"  iterative {targets}: {sparsity.sparsity:.1%} sparse, Keras {state.metric.name} "
+        f"{state.metric.format(score)}"
+    )
+    return replace(
+        state,
+        models={**state.models, "pruned": pruned},
+        sparsity=sparsity,
+        scores={**state.scores, "pruned_keras": score},
+    )
+
+
+def _rewind(state: BuildState, progress: Progress) -> BuildState:
+    """Reset the survivors to the dense model of epoch ``prune.rewind_epoch`` (``models["early"]``
+    when the caller made it, else trained here) and retrain them with the mask fixed."""
+    from edge_prune.rewind import early_model, rewind_stage
+    from edge_prune.train import seed_everything
+
+    early = state.models.get("early")
+    if early is None:
+        early = early_model(state.inputs, state.config.prune.rewind_epoch, progress)
+    # Reseeded: the retraining starts alike whether the early model was loaded or trained here.
+    seed_everything(state.config.train.seed)
+    return rewind_stage(replace(state, models={**state.models, "early": early}), progress)
+
+
+def _polynomial_prune(state: BuildState, progress: Progress) -> BuildState:
     """Polynomial-decay magnitude pruning with fine-tuning; keeps the stripped model."""
     from edge_prune._tf import keras
     from edge_prune.prune import prune, sparsity_report, strip
@@ -645,7 +714,8 @@ SEED = Stage("seed", seed_stage, "seeding")
 PRUNE = Stage(
     "prune",
     prune_stage,
-    lambda s: f"magnitude pruning to {s.config.prune.final_sparsity:.0%} (polynomial decay)",
+    lambda s: f"magnitude pruning to {s.config.prune.final_sparsity:.0%} "
+    f"({s.config.prune.schedule} schedule)",
 )
 DEAD_UNITS = Stage("dead_units", dead_units_stage, "removing units pruning left dead")
 CLUSTER = Stage("cluster", cluster_stage, _describe_cluster)

@@ -1,26 +1,33 @@
 """Search: the smallest model that fits a target within the tolerance of the dense model.
 
-The search varies the channel-removal ratio (``structured.ratio``), the final magnitude
-sparsity (``prune.final_sparsity``), the cluster count (0 = clustering and LUT compression off)
-and the pruning schedule (one-shot polynomial decay, iterative prune → fine-tune, lottery-ticket
-rewinding). Training is spent where it matters:
+Optuna drives the search (:mod:`edge_prune.search_study`): a two-objective study (flash needed,
+loss against the dense model) with the target's flash and RAM and the tolerance as constraints,
+over the channel-removal ratio (``structured.ratio``), the final magnitude sparsity
+(``prune.final_sparsity``), the cluster count (0 = clustering and LUT compression off), the
+pruning schedule (``prune.schedule``: one-shot polynomial decay, iterative prune → fine-tune,
+lottery-ticket rewinding) and the LUT index width (``compress.bitwidth``, 0 = the build weighs
+every TFLM codec per tensor). Training is spent where it matters:
 
-- the dense model and its float32 baseline are made once, each channel-removal ratio's model
-  once (saved with ``model.save`` under the cache directory, so parallel workers and a later
-  run load them instead of training again);
-- a coarse grid is built first, then rounds of neighbours (one step along each dimension's
-  ladder) of the two best points, until ``trials`` points are built or no neighbour is new.
+- the dense model, each channel-removal ratio's model and the rewinding point are made once per
+  fingerprint (model, data, library versions, the config keys they depend on) and saved in
+  Keras's own format under the cache directory (:mod:`edge_prune.search_cache`), so local
+  workers and a later run load them instead of training again;
+- each point runs the same stages as ``edge-prune model`` (:data:`edge_prune.pipeline.
+  POINT_STAGES` after seeding, every artifact checked on TFLM) with its own config, so
+  ``best.toml`` rebuilds the chosen point byte for byte.
 
-Each point runs the same stages as ``edge-prune model`` (:data:`edge_prune.pipeline.POINT_STAGES`
-after seeding, every artifact checked on TFLM) with its own config, so ``best.toml`` rebuilds the
-chosen point byte for byte. The chosen point (:func:`choose_point`, also used by ``sweep``): the
-least flash needed among the points whose deployable artifact runs on TFLM within the tolerance
-and fits the target's flash and RAM.
+A point's figures are those of its own pruned artifact (:func:`point_artifact`): the one the
+build deploys, or when the build falls back to the dense float32 model (no pruned artifact
+within the tolerance), the pruned artifact that loses least, so the table shows how far it
+missed. Flash needed, RAM needed and the fit come from that artifact's footprint verdict, the
+same figures ``edge-prune model`` and ``report`` give.
+
+The chosen point (:func:`choose_point`, also used by ``sweep``): the least flash needed among
+the points whose artifact runs on TFLM within the tolerance, scores above chance and fits the
+target's flash and RAM.
 
 Written to ``OUT/search-<target>/`` (staged, swapped in whole): ``pareto.md``, ``pareto.csv``,
-``pareto.json``, ``pareto.png``, ``best.toml`` and ``best/`` (as ``build/<target>/``). Points
-already built are kept in ``OUT/search-<target>.cache/`` keyed by their config, model, data and
-target: an interrupted search resumes where it stopped.
+``pareto.json``, ``pareto.png``, ``best.toml`` and ``best/`` (as ``build/<target>/``).
 """
 
 from __future__ import annotations
@@ -30,28 +37,36 @@ import hashlib
 import io
 import json
 import math
-import pickle
 import shutil
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from edge_prune.artifacts import staged_directory, write_atomic
+from edge_prune.artifacts import staged_directory
 from edge_prune.config import PipelineConfig, with_overrides
 from edge_prune.errors import ConfigError, NoDeployableArtifactError
 from edge_prune.metrics import Metric
 from edge_prune.pipeline import BASELINE, SEED, STRUCTURED, TRAIN
-from edge_prune.runner import Progress, Stage, quiet, run_stages, stderr_progress
+from edge_prune.runner import Progress, quiet, run_stages, stderr_progress
+from edge_prune.search_cache import (
+    BadCacheEntry,
+    load_model_entry,
+    locked,
+    read_point_entry,
+    save_model_entry,
+    write_point_entry,
+)
 from edge_prune.tables import table_lines
 
 if TYPE_CHECKING:
-    from edge_prune.pipeline import BuildState, Inputs
+    from edge_prune.pipeline import Artifact, BuildState, Inputs
 
 __all__ = [
     "SCHEDULES",
     "PointSpec",
+    "SearchOptions",
     "SearchPoint",
     "SearchResult",
     "SearchSpace",
@@ -61,12 +76,10 @@ __all__ = [
 ]
 
 SCHEDULES = ("polynomial", "iterative", "rewind")
-# Ladders the refinement steps along (sorted); the coarse grid is a subset of each.
-RATIO_LADDER = (0.0, 0.25, 0.5, 0.625, 0.75, 0.875)
-SPARSITY_LADDER = (0.0, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95)
-CLUSTER_LADDER = (0, 16, 8, 4)  # 0: clustering off; then fewer values = smaller LUT index
-REWIND_EPOCH = 1  # Frankle et al. (ICML 2020) rewind to an early epoch rather than to init
-ITERATIVE_STEPS = 3
+RATIOS = (0.0, 0.25, 0.5, 0.625, 0.75, 0.875)
+SPARSITIES = (0.0, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95)
+CLUSTERS = (0, 4, 8, 16)  # 0: clustering off
+BITWIDTHS = (0, 2, 3, 4)  # 0: the build weighs LUT, pruning bitmask and Huffman per tensor
 
 
 # ---------------------------------------------------------------------------------- points
@@ -74,31 +87,43 @@ ITERATIVE_STEPS = 3
 
 @dataclass(frozen=True, order=True)
 class PointSpec:
-    """One point of the search: what it changes in the pipeline config."""
+    """One point of the search: what it changes in the pipeline config. ``bitwidth`` is kept
+    only where it means something (clusters on, and at most ``2**bitwidth`` of them)."""
 
     structured_ratio: float
     final_sparsity: float
     clusters: int  # 0: clustering and LUT compression off
     schedule: str = "polynomial"
+    bitwidth: int = 0
+
+    def __post_init__(self):
+        if not self.clusters or self.clusters > 2**self.bitwidth:
+            object.__setattr__(self, "bitwidth", 0)
+
+    @property
+    def valid(self) -> bool:
+        # Rewinding resets to the dense model's early weights: only without channel removal.
+        return not (self.schedule == "rewind" and self.structured_ratio > 0)
 
     def config(self, base: PipelineConfig) -> PipelineConfig:
-        """``base`` with this point's values (``compress.bitwidth`` widened if it cannot hold
-        the clusters)."""
+        """``base`` with this point's values."""
         overrides: dict[str, Any] = {
             "structured.ratio": self.structured_ratio,
             "prune.final_sparsity": self.final_sparsity,
             "prune.initial_sparsity": min(base.prune.initial_sparsity, self.final_sparsity),
+            "prune.schedule": self.schedule,
             "compress.enabled": self.clusters > 0,
         }
         if self.clusters:
             overrides["compress.clusters"] = self.clusters
-            if base.compress.bitwidth and self.clusters > 2**base.compress.bitwidth:
-                overrides["compress.bitwidth"] = 0
+            overrides["compress.bitwidth"] = self.bitwidth
         return with_overrides(base, overrides, f"search point {self.label}")
 
     @property
     def label(self) -> str:
         clusters = f"{self.clusters} clusters" if self.clusters else "no clustering"
+        if self.bitwidth:
+            clusters += f" ({self.bitwidth}-bit LUT)"
         return (
             f"ratio {self.structured_ratio:g}, sparsity {self.final_sparsity:g}, {clusters}, "
             f"{self.schedule}"
@@ -107,60 +132,61 @@ class PointSpec:
 
 @dataclass(frozen=True)
 class SearchSpace:
-    """The coarse grid and the ladders refinement steps along."""
+    """The values each dimension may take (the study samples among them)."""
 
-    ratios: tuple[float, ...] = (0.0, 0.5, 0.75)
-    sparsities: tuple[float, ...] = (0.5, 0.8)
-    clusters: tuple[int, ...] = (0, 8)
+    ratios: tuple[float, ...] = RATIOS
+    sparsities: tuple[float, ...] = SPARSITIES
+    clusters: tuple[int, ...] = CLUSTERS
     schedules: tuple[str, ...] = ("polynomial",)
+    bitwidths: tuple[int, ...] = (0,)
 
     def __post_init__(self):
         for name, values, ok, expected in (
-            ("ratios", self.ratios, lambda v: 0 <= v < 1, "fractions in [0, 1)"),
-            ("sparsities", self.sparsities, lambda v: 0 <= v < 1, "fractions in [0, 1)"),
+            ("ratios", self.ratios, lambda v: 0 <= v < 1, "channel ratios in [0, 1)"),
+            ("sparsities", self.sparsities, lambda v: 0 <= v < 1, "final sparsities in [0, 1)"),
             ("clusters", self.clusters, lambda v: v == 0 or 2 <= v <= 16, "0 or 2 to 16"),
             ("schedules", self.schedules, lambda v: v in SCHEDULES, f"one of {SCHEDULES}"),
+            ("bitwidths", self.bitwidths, lambda v: v in BITWIDTHS, f"one of {BITWIDTHS}"),
         ):
             if not values or not all(ok(v) for v in values):
-                raise ConfigError(f"search {name}: got {values!r}, expected {expected}")
+                raise ConfigError(f"--{name}: got {values!r}, expected {expected}")
+            repeated = sorted({v for v in values if values.count(v) > 1})
+            if repeated:
+                raise ConfigError(f"--{name}: {', '.join(map(str, repeated))} given more than once")
+        if not self.specs():
+            raise ConfigError(
+                "--schedules rewind: rewinding needs channel ratio 0, which --ratios "
+                f"{','.join(f'{r:g}' for r in self.ratios)} does not include"
+            )
 
-    def ladder(self, name: str) -> tuple:
-        base = {"structured_ratio": RATIO_LADDER, "final_sparsity": SPARSITY_LADDER}
-        base["clusters"] = CLUSTER_LADDER
-        own = {"structured_ratio": self.ratios, "final_sparsity": self.sparsities}
-        own["clusters"] = self.clusters
-        if name == "clusters":
-            values = list(dict.fromkeys((*CLUSTER_LADDER, *self.clusters)))
-            return tuple([0, *sorted((v for v in values if v), reverse=True)])
-        return tuple(sorted(set(base[name]) | set(own[name])))
-
-    def coarse(self) -> list[PointSpec]:
-        specs = [
-            PointSpec(r, s, c, schedule)
+    def specs(self) -> list[PointSpec]:
+        """Every distinct valid point of the space."""
+        specs = {
+            PointSpec(r, s, c, schedule, b)
             for schedule in self.schedules
             for r in self.ratios
             for s in self.sparsities
             for c in self.clusters
-        ]
-        return [s for s in specs if _valid(s)]
+            for b in self.bitwidths
+        }
+        return sorted(s for s in specs if s.valid)
 
-
-def _valid(spec: PointSpec) -> bool:
-    # Rewinding resets to the dense model's early weights: only without channel removal.
-    return not (spec.schedule == "rewind" and spec.structured_ratio > 0)
+    def to_dict(self) -> dict[str, list]:
+        return {f.name: list(getattr(self, f.name)) for f in fields(self)}
 
 
 @dataclass(frozen=True)
 class SearchPoint:
-    """One built point. Sizes in bytes; accuracies are top-1 fractions on the held-out set.
+    """One built point. Sizes in bytes; scores are the data's metric on the held-out set.
 
-    ``deployable`` is the artifact chosen as ``edge-prune model`` chooses it. When no artifact
-    runs on TFLM within the tolerance, the figures are those of the best-scoring artifact that
-    runs (``within_tolerance`` False). ``tflm_score``: the data's metric on TFLM (top-1 accuracy,
-    or mean squared error for regression); ``loss``: how much worse than the dense float32 model
-    (accuracy points, or the relative error increase). ``trusted``: the pipeline's check against
-    chance level passed. ``flash_needed_bytes`` = flatbuffer + TFLM runtime code + reserved
-    flash; ``ram_needed_bytes`` = TFLM arena (64-bit host) + reserved RAM.
+    ``artifact``: the point's own pruned artifact (:func:`point_artifact`), whose figures these
+    are; ``build_deploys``: what ``edge-prune model --config`` of this point deploys ("" when
+    nothing qualifies; "float32-dense" when it falls back to the dense model). ``tflm_score``:
+    the data's metric on TFLM (top-1 accuracy, or mean squared error for regression);
+    ``loss``: how much worse than the dense float32 model (accuracy points, or the relative
+    error increase). ``trusted``: the dense model and this artifact score above chance level.
+    ``flash_needed_bytes``, ``ram_needed_bytes``, ``fits_*``: the artifact's footprint verdict
+    on the target, as ``edge-prune model`` and ``report`` compute it.
     """
 
     key: str
@@ -169,7 +195,8 @@ class SearchPoint:
     clusters: int
     schedule: str
     measured_sparsity: float
-    deployable: str
+    artifact: str
+    build_deploys: str
     flatbuffer_bytes: int
     tflm_score: float
     loss: float
@@ -181,12 +208,16 @@ class SearchPoint:
     fits_flash: bool
     fits_ram: bool
     trusted: bool
+    bitwidth: int = 0
+    baseline_score: float = 0.0  # the dense model as float32 on TFLM
     int8_tflm_score: float | None = None  # the pruned model as int8 (dense storage) on TFLM
     seconds: float = 0.0
 
     @property
     def spec(self) -> PointSpec:
-        return PointSpec(self.structured_ratio, self.final_sparsity, self.clusters, self.schedule)
+        return PointSpec(
+            self.structured_ratio, self.final_sparsity, self.clusters, self.schedule, self.bitwidth
+        )
 
     @property
     def eligible(self) -> bool:
@@ -194,6 +225,11 @@ class SearchPoint:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "eligible": self.eligible}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> SearchPoint:
+        """From a record :func:`edge_prune.search_cache.point_problem` accepted."""
+        return cls(**{f.name: raw[f.name] for f in fields(cls) if f.name in raw})
 
 
 class Choosable(Protocol):
@@ -209,6 +245,313 @@ def choose_point(points: Iterable[Choosable]) -> Choosable | None:
     if not eligible:
         return None
     return min(eligible, key=lambda p: (p.flash_needed_bytes, p.ram_needed_bytes or 0))
+
+
+# ---------------------------------------------------------------------------------- shared
+
+
+def _fingerprint(*parts: object) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        if hasattr(part, "tobytes"):
+            digest.update(str(part.shape).encode() + part.tobytes())
+        else:
+            digest.update(json.dumps(part, sort_keys=True, default=str).encode())
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]
+
+
+def inputs_fingerprint(inputs: Inputs) -> str:
+    """Model file, data and the versions of the libraries that train and convert."""
+    from edge_prune.build_report import versions
+
+    model = inputs.model_path
+    model_digest = _file_digest(model) if model else "default-cnn"
+    return _fingerprint(versions(), model_digest, inputs.allow_lambda, *inputs.data)
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    files = sorted(p for p in Path(path).rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        digest.update(f.read_bytes())
+    return digest.hexdigest()
+
+
+DENSE_STAGES = (TRAIN,)
+# Reseeded before channel removal, as each point is before pruning: a ratio's model does not
+# depend on which ratios were made before it in the same process.
+RATIO_STAGES = (SEED, STRUCTURED)
+
+
+class Workshop:
+    """Makes, saves and loads the shared models, and builds points from them.
+
+    Per process, each shared state (scores, the float32 baseline checked on TFLM, what channel
+    removal did) is made once; the Keras models are loaded fresh for every point, so a point
+    cannot change what the next one starts from.
+    """
+
+    def __init__(self, inputs: Inputs, cache: Path, progress: Progress):
+        self.inputs, self.cache, self.progress = inputs, Path(cache), progress
+        self.base_key = inputs_fingerprint(inputs)
+        self._states: dict[str, tuple[BuildState, dict[str, Path]]] = {}
+        self.model_name = ""
+
+    def point_key(self, spec: PointSpec) -> str:
+        config = spec.config(self.inputs.config)
+        return _fingerprint(self.base_key, config.to_dict(), self.inputs.target.name)
+
+    def point(self, spec: PointSpec) -> tuple[SearchPoint, str]:
+        """The point (from its valid cache entry, else built) and "cached" or "built"."""
+        key = self.point_key(spec)
+        directory = self.point_dir(key)
+        try:
+            record = read_point_entry(directory, key, need_files=False)
+        except BadCacheEntry as e:
+            self.progress(f"WARNING: cache entry {e}; rebuilding it")
+            record = None
+        if record is not None:
+            return SearchPoint.from_dict(record), "cached"
+        return self.build(spec), "built"
+
+    def point_dir(self, key: str) -> Path:
+        return self.cache / "points" / key
+
+    def build(self, spec: PointSpec) -> SearchPoint:
+        """Run one point's stages in this process; write its cache entry."""
+        from edge_prune.build_report import report_dict
+        from edge_prune.deploy import write_artifacts
+        from edge_prune.model_io import load_saved_model
+        from edge_prune.pipeline import POINT_STAGES
+
+        start = time.perf_counter()
+        config = spec.config(self.inputs.config)
+        shared, paths = self._shared(config)
+        models = {name: load_saved_model(path) for name, path in paths.items()}
+        if shared.structured is not None:
+            structured = replace(shared.structured, model=models["structured"])
+            shared = replace(shared, structured=structured)
+        state = replace(shared, models=models).with_config(config)
+        state = run_stages(POINT_STAGES, state, quiet)
+        key = self.point_key(spec)
+        point = search_point(state, spec, key, round(time.perf_counter() - start, 1))
+        with staged_directory(self.point_dir(key)) as staging:
+            if state.choice is not None:
+                write_artifacts(staging, state, report_dict(state))
+            write_point_entry(staging, point.to_dict())
+        return point
+
+    # -- shared models
+
+    def _shared(self, config: PipelineConfig) -> tuple[BuildState, dict[str, Path]]:
+        c = config
+        dense_key = _fingerprint(self.base_key, c.train)
+        ratio_key = _fingerprint(dense_key, c.structured, c.prune.learning_rate)
+        rewind = c.prune.schedule == "rewind"
+        key = f"{ratio_key}-{c.prune.rewind_epoch if rewind else ''}"
+        if key not in self._states:
+            self._states[key] = self._make_state(config, dense_key, ratio_key, rewind)
+        return self._states[key]
+
+    def _make_state(
+        self, config: PipelineConfig, dense_key: str, ratio_key: str, rewind: bool
+    ) -> tuple[BuildState, dict[str, Path]]:
+        from edge_prune.pipeline import BuildState, _costs
+        from edge_prune.train import keras_score
+
+        shared = self.cache / "shared"
+        paths = {"dense": shared / f"dense-{dense_key}.keras"}
+        dense_only = replace(config, structured=replace(config.structured, ratio=0.0))
+        dense, meta = self._entry(paths["dense"], lambda: self._train_dense(dense_only))
+        data, target = self.inputs.data, self.inputs.target
+        state = replace(
+            BuildState(self.inputs).with_config(dense_only),
+            models={"dense": dense},
+            scores={
+                "dense_keras": keras_score(dense, data),
+                "dense_keras_train": keras_score(dense, data, split="train"),
+            },
+            costs={"dense": _costs(dense, target)},
+            training=str(meta.get("training", "")),
+        )
+        state = run_stages((BASELINE,), state, quiet)
+        self.model_name = state.model_name
+        if config.structured.ratio > 0:
+            paths["structured"] = shared / f"structured-{ratio_key}.keras"
+            model, meta = self._entry(
+                paths["structured"], lambda: self._train_structured(state, config)
+            )
+            result = _structured_result(meta, model)
+            state = replace(
+                state,
+                models={**state.models, "structured": model},
+                structured=replace(result, model=None),
+                scores={**state.scores, "structured_keras": keras_score(model, data)},
+                costs={**state.costs, "structured": _costs(model, target)},
+            )
+        if rewind:
+            epoch = config.prune.rewind_epoch
+            paths["early"] = shared / f"early{epoch}-{dense_key}.keras"
+            self._entry(paths["early"], lambda: self._train_early(dense_only, epoch))
+        return replace(state, models={}), paths
+
+    def _entry(self, path: Path, make) -> tuple[Any, dict[str, Any]]:
+        """The model saved at ``path``; made by ``make() -> (model, meta)`` and saved when it
+        is missing or bad (with a warning naming it). One process makes it, others wait."""
+        with locked(path):
+            try:
+                entry = load_model_entry(path)
+            except BadCacheEntry as e:
+                self.progress(f"WARNING: cache entry {e}; making it again")
+                entry = None
+            if entry is None:
+                model, meta = make()
+                save_model_entry(path, model, meta)
+                entry = load_model_entry(path)
+        return entry
+
+    def _train_dense(self, config: PipelineConfig):
+        from edge_prune.pipeline import BuildState
+
+        self.progress("  dense model")
+        state = BuildState(self.inputs).with_config(config)
+        state = run_stages(DENSE_STAGES, state, _indented(_indented(self.progress)))
+        return state.models["dense"], {"training": state.training}
+
+    def _train_structured(self, dense: BuildState, config: PipelineConfig):
+        self.progress(f"  structured model: {config.structured.ratio:.0%} of channels removed")
+        state = run_stages(RATIO_STAGES, dense.with_config(config), _indented(self.progress))
+        return state.models["structured"], {"structured": state.structured.to_dict()}
+
+    def _train_early(self, config: PipelineConfig, epoch: int):
+        from edge_prune.rewind import early_model
+
+        self.progress(f"  dense model at epoch {epoch} (rewinding point)")
+        inputs = replace(self.inputs, config=config)
+        return early_model(inputs, epoch, quiet), {"epoch": epoch}
+
+
+def _structured_result(meta: dict[str, Any], model):
+    from edge_prune.structured import LayerChannels, SkippedLayer, StructuredPruneResult
+
+    raw = meta.get("structured")
+    try:
+        return StructuredPruneResult(
+            model=model,
+            criterion=str(raw["criterion"]),
+            layers=tuple(
+                LayerChannels(
+                    str(x["name"]),
+                    int(x["kept"]),
+                    int(x["total"]),
+                    tuple(int(i) for i in x["kept_indices"]),
+                    tuple(str(t) for t in x["tied_with"]),
+                )
+                for x in raw["layers"]
+            ),
+            skipped=tuple(SkippedLayer(str(x["name"]), str(x["reason"])) for x in raw["skipped"]),
+            params_before=int(raw["params_before"]),
+            params_after=int(raw["params_after"]),
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        raise BadCacheEntry(f"structured record: {type(e).__name__} {e}") from None
+
+
+def _indented(progress: Progress) -> Progress:
+    return lambda message: progress(f"  {message}")
+
+
+def point_artifact(state: BuildState) -> Artifact:
+    """The point's own artifact: the build's choice unless that is the dense float32 fallback;
+    then the pruned artifact TFLM runs that loses least (ties: the smaller)."""
+    if state.choice is not None and state.deployable.name != "float32-dense":
+        return state.deployable
+    runnable = [a for a in state.artifacts if a.verdict and a.name != "float32-dense"]
+    if not runnable:
+        raise NoDeployableArtifactError(f"no pruned artifact runs on TFLM: {state.no_choice}")
+    metric, baseline = state.metric, state.baseline_score
+
+    def cost(a: Artifact) -> tuple:
+        score = a.check.score
+        loss = math.inf if score is None else metric.loss(baseline, score)
+        return (loss, len(a.tflite_bytes))
+
+    return min(runnable, key=cost)
+
+
+def search_point(state: BuildState, spec: PointSpec, key: str, seconds: float) -> SearchPoint:
+    """The figures of a built point (see :class:`SearchPoint`)."""
+    from edge_prune.choose import _why_not
+
+    artifact = point_artifact(state)
+    metric, data = state.metric, state.inputs.data
+    tolerance = metric.tolerance(state.config.select)
+    verdict, score = artifact.verdict, artifact.check.score
+    chance = metric.chance(data.y_train, data.y_test)
+    at_chance = score is None or metric.no_better_than_chance(score, chance)
+    return SearchPoint(
+        key=key,
+        structured_ratio=spec.structured_ratio,
+        final_sparsity=spec.final_sparsity,
+        clusters=spec.clusters,
+        schedule=spec.schedule,
+        bitwidth=spec.bitwidth,
+        measured_sparsity=round(float(state.sparsity.sparsity), 6),
+        artifact=artifact.name,
+        build_deploys=state.deployable.name if state.choice is not None else "",
+        flatbuffer_bytes=len(artifact.tflite_bytes),
+        tflm_score=float(score) if score is not None else math.nan,
+        loss=round(float(metric.loss(state.baseline_score, score)), 6),
+        arena_bytes=verdict.arena_bytes,
+        runtime_flash_bytes=verdict.runtime_flash.total_bytes,
+        flash_needed_bytes=verdict.flash_needed_bytes,
+        ram_needed_bytes=verdict.ram_needed_bytes,
+        within_tolerance=_why_not(artifact.check, state.baseline_score, tolerance, metric) is None,
+        fits_flash=verdict.fits_flash,
+        fits_ram=verdict.fits_ram,
+        trusted=not at_chance and state.untrustworthy is None,
+        baseline_score=float(state.baseline_score),
+        int8_tflm_score=state.artifact("int8").check.score,
+        seconds=float(seconds),
+    )
+
+
+# ---------------------------------------------------------------------------------- search
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """How much to build and how: ``trials`` points, ``jobs`` local worker processes;
+    ``storage``: an Optuna storage URL (None: the embedded journal under the cache directory);
+    ``study``: the study name (None: one derived from the inputs, target, config and space);
+    ``grid``: build every point of the space (``sweep``) instead of sampling it."""
+
+    trials: int = 20
+    jobs: int = 1
+    space: SearchSpace = field(default_factory=SearchSpace)
+    storage: str | None = None
+    study: str | None = None
+    grid: bool = False  # every point of the space, in a seeded order (Optuna's GridSampler)
+
+    def __post_init__(self):
+        for name in ("trials", "jobs"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"--{name}: got {value!r}, expected an integer >= 1")
+
+
+def run_search(
+    inputs: Inputs,
+    options: SearchOptions,
+    cache_dir: str | Path,
+    progress: Progress = stderr_progress,
+) -> tuple[SearchResult, dict[str, Path]]:
+    """Run (or resume) the study until ``options.trials`` points are built; see
+    :mod:`edge_prune.search_study`. Returns the result and each point's directory by key."""
+    from edge_prune.search_study import run_study
+
+    return run_study(inputs, options, Path(cache_dir), progress)
 
 
 # ---------------------------------------------------------------------------------- result
@@ -234,22 +577,12 @@ class SearchResult:
     trials: int = 0
     reused_points: int = 0
     seconds: float = 0.0
+    study: dict[str, Any] = field(default_factory=dict)  # name, storage, trials by state
+    kind: str = "search"  # or "sweep": every point of a fixed grid
 
     @property
     def best(self) -> SearchPoint | None:
         return choose_point(self.points)
-
-    @property
-    def ram_budget_bytes(self) -> int:
-        """RAM left for the TFLM arena: part RAM - reserved RAM."""
-        return self.ram_bytes - self.reserved_ram_bytes
-
-    @property
-    def flash_budget_bytes(self) -> int:
-        """Flash left for the flatbuffer: part flash - reserved - TFLM runtime code (the largest
-        runtime figure of the points: the line is conservative)."""
-        runtime = max((p.runtime_flash_bytes for p in self.points), default=0)
-        return self.flash_bytes - self.reserved_flash_bytes - runtime
 
     @property
     def pareto(self) -> tuple[SearchPoint, ...]:
@@ -257,14 +590,13 @@ class SearchResult:
         return tuple(p for p in self.points if not any(_dominates(q, p) for q in self.points))
 
     def closest(self) -> SearchPoint | None:
-        """The point that misses least: relative flash and RAM excess plus the loss beyond the
-        tolerance (in hundredths of accuracy points, or of the relative error)."""
-        return min(self.points, key=self._miss_score, default=None)
+        """The point that misses least: distance to the budget first (relative flash and RAM
+        excess), then the loss beyond the tolerance."""
+        return min(self.points, key=self.miss_score, default=None)
 
-    def _miss_score(self, p: SearchPoint) -> float:
+    def miss_score(self, p: SearchPoint) -> tuple[float, float]:
         flash, ram, loss = self.misses(p)
-        scale = 100.0 if self.metric.key == "accuracy" else 1.0
-        return flash / self.flash_bytes + ram / self.ram_bytes + loss / scale
+        return (flash / self.flash_bytes + ram / self.ram_bytes, loss)
 
     def misses(self, p: SearchPoint) -> tuple[int, int, float]:
         """(flash bytes over, RAM bytes over, loss beyond the tolerance)."""
@@ -280,7 +612,7 @@ class SearchResult:
             return (
                 f"Smallest model for {self.target_name} within {self._tolerance_text()} of the "
                 f"dense {self._baseline_text()}: {best.spec.label} → "
-                f"{best.deployable}, {best.flatbuffer_bytes:,} B flatbuffer, flash needed "
+                f"{best.artifact}, {best.flatbuffer_bytes:,} B flatbuffer, flash needed "
                 f"{best.flash_needed_bytes:,} B of {self.flash_bytes:,}, RAM needed "
                 f"{best.ram_needed_bytes:,} B of {self.ram_bytes:,}, TFLM {self.metric.name} "
                 f"{self.metric.format(best.tflm_score)}."
@@ -292,7 +624,7 @@ class SearchResult:
         untrusted = "" if closest.trusted else "; its score is at chance level"
         return (
             f"No point fits {self.target_name} within {self._tolerance_text()} of the dense "
-            f"{self._baseline_text()}; closest: {closest.spec.label} ({closest.deployable}), "
+            f"{self._baseline_text()}; closest: {closest.spec.label} ({closest.artifact}), "
             f"which misses by {flash:,} B flash, {ram:,} B RAM and "
             f"{self.metric.format_loss(loss).lstrip('+')} of {self.metric.name}{untrusted}."
         )
@@ -324,8 +656,6 @@ class SearchResult:
                 "ram_bytes": self.ram_bytes,
                 "reserved_flash_bytes": self.reserved_flash_bytes,
                 "reserved_ram_bytes": self.reserved_ram_bytes,
-                "flash_for_flatbuffer_bytes": self.flash_budget_bytes,
-                "ram_for_arena_bytes": self.ram_budget_bytes,
             },
             "rule": "least flash needed among points within the tolerance that fit flash and RAM",
             "best": None if best is None else best.to_dict(),
@@ -333,6 +663,7 @@ class SearchResult:
             "points": [{**p.to_dict(), "pareto": p in front} for p in self.points],
             "base_config": self.base_config,
             "trials": self.trials,
+            "study": self.study,
             "timings": {"seconds": self.seconds, "reused_points": self.reused_points},
         }
 
@@ -351,433 +682,6 @@ def _dominates(q: SearchPoint, p: SearchPoint) -> bool:
     return no_worse and better
 
 
-# ---------------------------------------------------------------------------------- stages
-
-
-def _iterative_prune_stage(state: BuildState, progress: Progress) -> BuildState:
-    """Prune → fine-tune in :data:`ITERATIVE_STEPS` steps of equal density ratio, in the epochs
-    the one-shot schedule uses (``prune.epochs``)."""
-    from edge_prune.prune import prune_in_stages, sparsity_report
-    from edge_prune.train import copy_model, keras_score, loss_for, metrics_for
-
-    config, data = state.config, state.inputs.data
-    p = config.prune
-    density = 1.0 - p.final_sparsity
-    targets = [round(1.0 - density ** ((i + 1) / ITERATIVE_STEPS), 4) for i in range(3)]
-    targets = sorted(set(t for t in targets if t > 0)) or [p.final_sparsity]
-    per_step = max(2, p.epochs // len(targets))
-    staged = prune_in_stages(
-        copy_model(state.base),
-        targets,
-        loss=loss_for(state.base, data),
-        metrics=metrics_for(data),
-        x=data.x_train,
-        y=data.y_train,
-        batch_size=config.train.batch_size,
-        prune_epochs=per_step // 2,
-        fine_tune_epochs=per_step - per_step // 2,
-        learning_rate=p.learning_rate,
-        fine_tune_learning_rate=p.learning_rate / 10,
-    )
-    pruned = staged.model
-    sparsity = sparsity_report(pruned)
-    score = keras_score(pruned, data)
-    progress(
-        f"  iterative {targets}: {sparsity.sparsity:.1%} sparse, Keras {state.metric.name} "
-        f"{state.metric.format(score)}"
-    )
-    return replace(
-        state,
-        models={**state.models, "pruned": pruned},
-        sparsity=sparsity,
-        scores={**state.scores, "pruned_keras": score},
-    )
-
-
-ITERATIVE_PRUNE = Stage(
-    "prune",
-    _iterative_prune_stage,
-    lambda s: f"iterative pruning to {s.config.prune.final_sparsity:.0%} (prune → fine-tune)",
-)
-
-
-def point_stages(schedule: str) -> tuple[Stage, ...]:
-    """The stage list of one point: ``POINT_STAGES`` with the schedule's pruning stage."""
-    from edge_prune.pipeline import POINT_STAGES
-    from edge_prune.rewind import REWIND
-
-    stages = list(POINT_STAGES)
-    at = next(i for i, s in enumerate(stages) if s.name == "prune")
-    if schedule == "iterative":
-        stages[at] = ITERATIVE_PRUNE
-    elif schedule == "rewind":
-        stages.insert(at + 1, REWIND)
-    return tuple(stages)
-
-
-# ---------------------------------------------------------------------------------- shared
-
-
-@dataclass(frozen=True)
-class _Shared:
-    """What the shared stages made, without Keras models (picklable), and where they are."""
-
-    state: BuildState  # models={}, structured.model=None
-    model_paths: dict[str, str]
-
-
-def _fingerprint(*parts: object) -> str:
-    digest = hashlib.sha256()
-    for part in parts:
-        if hasattr(part, "tobytes"):
-            digest.update(str(part.shape).encode() + part.tobytes())
-        else:
-            digest.update(json.dumps(part, sort_keys=True, default=str).encode())
-        digest.update(b"\0")
-    return digest.hexdigest()[:16]
-
-
-def _inputs_fingerprint(inputs: Inputs) -> str:
-    """Model file, data and the versions of the libraries that train and convert."""
-    from edge_prune.build_report import versions
-
-    model = inputs.model_path
-    model_digest = _file_digest(model) if model else "default-cnn"
-    return _fingerprint(versions(), model_digest, inputs.allow_lambda, *inputs.data)
-
-
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    files = sorted(p for p in Path(path).rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for f in files:
-        digest.update(f.read_bytes())
-    return digest.hexdigest()
-
-
-class _Workshop:
-    """Makes and caches the shared models: the dense one once, each ratio's once."""
-
-    def __init__(self, inputs: Inputs, cache: Path, progress: Progress):
-        self.inputs, self.cache, self.progress = inputs, cache, progress
-        self.base_key = _inputs_fingerprint(inputs)
-        self._dense: BuildState | None = None
-        self._shared: dict[tuple[float, bool], _Shared] = {}
-        self.model_name = ""
-
-    def shared(self, spec: PointSpec, config: PipelineConfig) -> _Shared:
-        key = (spec.structured_ratio, spec.schedule == "rewind")
-        if key not in self._shared:
-            self._shared[key] = self._load_or_make(config, rewind=key[1])
-        return self._shared[key]
-
-    def _load_or_make(self, config: PipelineConfig, rewind: bool) -> _Shared:
-        c = config
-        dense_key = _fingerprint(self.base_key, c.train)
-        ratio_key = _fingerprint(
-            dense_key, c.structured, c.prune.learning_rate, c.select, self.inputs.target.name
-        )
-        record = self.cache / "shared" / f"{ratio_key}.pkl"
-        paths = {"dense": self.cache / "shared" / f"dense-{dense_key}.keras"}
-        if c.structured.ratio > 0:
-            paths["structured"] = self.cache / "shared" / f"structured-{ratio_key}.keras"
-        if rewind:
-            paths["early"] = self.cache / "shared" / f"early{REWIND_EPOCH}-{dense_key}.keras"
-        if not (record.exists() and all(p.exists() for p in paths.values())):
-            self._make(config, record, paths)
-        state, self.model_name = pickle.loads(record.read_bytes())
-        return _Shared(replace(state, inputs=self.inputs), {k: str(v) for k, v in paths.items()})
-
-    def _make(self, config: PipelineConfig, record: Path, paths: dict[str, Path]) -> None:
-        dense = self._dense_state(config)
-        say = _indented(self.progress)
-        if "structured" in paths:
-            say(f"structured model: {config.structured.ratio:.0%} of channels removed")
-        state = run_stages(RATIO_STAGES, dense.with_config(config), _indented(say))
-        for name in ("dense", "structured"):
-            if name in paths and not paths[name].exists():
-                _save_model(state.models[name], paths[name])
-        if "early" in paths and not paths["early"].exists():
-            from edge_prune.rewind import early_model
-
-            _save_model(early_model(state.inputs, REWIND_EPOCH, quiet), paths["early"])
-        structured = state.structured and replace(state.structured, model=None)
-        light = replace(state, models={}, structured=structured, inputs=None)
-        write_atomic(record, pickle.dumps((light, state.model_name)))
-
-    def _dense_state(self, config: PipelineConfig) -> BuildState:
-        from edge_prune.pipeline import BuildState
-
-        if self._dense is None:
-            self.progress("  dense model and float32 baseline")
-            dense_only = replace(config, structured=replace(config.structured, ratio=0.0))
-            state = BuildState(self.inputs).with_config(dense_only)
-            self._dense = run_stages(DENSE_STAGES, state, _indented(_indented(self.progress)))
-            d = self._dense
-            self.progress(
-                f"  dense {d.metric.name}: Keras {d.metric.format(d.scores['dense_keras'])}, "
-                f"float32 on TFLM {d.metric.format(d.baseline_score)}"
-            )
-        return self._dense
-
-
-DENSE_STAGES = (TRAIN, BASELINE)
-# Reseeded before channel removal, as each point is before pruning: a ratio's model does not
-# depend on which ratios were made before it in the same process.
-RATIO_STAGES = (SEED, STRUCTURED)
-
-
-def _save_model(model, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.keras")
-    model.save(tmp)
-    tmp.replace(path)
-
-
-def _indented(progress: Progress) -> Progress:
-    return lambda message: progress(f"  {message}")
-
-
-# ---------------------------------------------------------------------------------- points
-
-
-@dataclass(frozen=True)
-class _PointTask:
-    spec: PointSpec
-    config: PipelineConfig
-    key: str
-    shared: _Shared
-    inputs: Inputs
-    point_dir: str
-
-
-def _build_point(task: _PointTask) -> SearchPoint:
-    """Run one point's stages (in this process or a spawned worker); write its cache entry."""
-    from edge_prune.build_report import report_dict
-    from edge_prune.deploy import write_artifacts
-    from edge_prune.model_io import load_saved_model
-
-    start = time.perf_counter()
-    models = {name: load_saved_model(path) for name, path in task.shared.model_paths.items()}
-    shared = task.shared.state
-    if shared.structured is not None:
-        structured = replace(shared.structured, model=models["structured"])
-        shared = replace(shared, structured=structured)
-    state = replace(shared, inputs=task.inputs, models=models).with_config(task.config)
-    state = run_stages(point_stages(task.spec.schedule), state, quiet)
-    point = _search_point(state, task, round(time.perf_counter() - start, 1))
-    directory = Path(task.point_dir)
-    with staged_directory(directory) as staging:
-        if state.choice is not None:
-            write_artifacts(staging, state, report_dict(state))
-        (staging / "point.json").write_text(json.dumps(point.to_dict(), indent=2) + "\n")
-    return point
-
-
-def _search_point(state: BuildState, task: _PointTask, seconds: float) -> SearchPoint:
-    if state.choice is not None:
-        chosen = state.deployable
-    else:  # nothing within the tolerance: report the best-scoring artifact TFLM runs
-        runnable = [a for a in state.artifacts if a.verdict and a.name != "float32-dense"]
-        if not runnable:
-            raise NoDeployableArtifactError(f"search point {task.spec.label}: {state.no_choice}")
-        metric = state.metric
-        chosen = min(runnable, key=lambda a: metric.loss(state.baseline_score, a.check.score))
-    verdict = chosen.verdict
-    score = chosen.check.score
-    spec = task.spec
-    return SearchPoint(
-        key=task.key,
-        structured_ratio=spec.structured_ratio,
-        final_sparsity=spec.final_sparsity,
-        clusters=spec.clusters,
-        schedule=spec.schedule,
-        measured_sparsity=round(state.sparsity.sparsity, 6),
-        deployable=chosen.name,
-        flatbuffer_bytes=len(chosen.tflite_bytes),
-        tflm_score=score,
-        loss=round(float(state.metric.loss(state.baseline_score, score)), 6),
-        arena_bytes=verdict.arena_bytes,
-        runtime_flash_bytes=verdict.runtime_flash.total_bytes,
-        flash_needed_bytes=verdict.flash_needed_bytes,
-        ram_needed_bytes=verdict.ram_needed_bytes,
-        within_tolerance=state.choice is not None,
-        fits_flash=verdict.fits_flash,
-        fits_ram=verdict.fits_ram,
-        trusted=state.untrustworthy is None,
-        int8_tflm_score=state.artifact("int8").check.score,
-        seconds=seconds,
-    )
-
-
-def _cached_point(point_dir: Path) -> SearchPoint | None:
-    record = point_dir / "point.json"
-    if not record.exists():
-        return None
-    raw = json.loads(record.read_text())
-    return SearchPoint(**{f.name: raw[f.name] for f in fields(SearchPoint) if f.name in raw})
-
-
-# ---------------------------------------------------------------------------------- search
-
-
-@dataclass(frozen=True)
-class SearchOptions:
-    """How much to build and how: ``trials`` points at most, ``jobs`` worker processes."""
-
-    trials: int = 20
-    jobs: int = 1
-    space: SearchSpace = field(default_factory=SearchSpace)
-
-    def __post_init__(self):
-        for name in ("trials", "jobs"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"--{name}: got {value!r}, expected an integer >= 1")
-
-
-def run_search(
-    inputs: Inputs,
-    options: SearchOptions,
-    cache_dir: str | Path,
-    progress: Progress = stderr_progress,
-) -> tuple[SearchResult, dict[str, Path]]:
-    """Build up to ``options.trials`` points (coarse grid, then refinement); see the module
-    docstring. Returns the result and each point's cache directory by key."""
-    from edge_prune.metrics import metric_for
-
-    start = time.perf_counter()
-    metric = metric_for(inputs.data.y_train)
-    cache = Path(cache_dir)
-    workshop = _Workshop(inputs, cache, progress)
-    space = options.space
-    built: dict[PointSpec, SearchPoint] = {}
-    dirs: dict[str, Path] = {}
-    reused = 0
-    baseline: list[float] = []
-    progress(
-        f"edge-prune search: up to {options.trials} points on {inputs.data.source} for "
-        f"{inputs.target.name}, {options.jobs} job(s)"
-    )
-    batch = space.coarse()[: options.trials]
-    while batch:
-        tasks = [_task(inputs, workshop, spec, cache) for spec in batch]
-        baseline.append(tasks[0].shared.state.baseline_score)
-        todo = []
-        for task in tasks:
-            cached = _cached_point(Path(task.point_dir))
-            dirs[task.key] = Path(task.point_dir)
-            if cached is None:
-                todo.append(task)
-            else:
-                built[task.spec], reused = cached, reused + 1
-                _report(progress, built, cached, options.trials, start, "cached")
-        for task, point in zip(todo, _run_tasks(todo, options.jobs), strict=True):
-            built[task.spec] = point
-            _report(progress, built, point, options.trials, start, "built")
-        batch = _refine(built, space, options.trials - len(built))
-    result = SearchResult(
-        target_name=inputs.target.name,
-        flash_bytes=inputs.target.flash_bytes,
-        ram_bytes=inputs.target.ram_bytes,
-        reserved_flash_bytes=inputs.target.reserved_flash_bytes,
-        reserved_ram_bytes=inputs.target.reserved_ram_bytes,
-        model_name=workshop.model_name,
-        data_source=inputs.data.source,
-        test_samples=int(len(inputs.data.y_test)),
-        metric=metric,
-        baseline_score=baseline[0] if baseline else 0.0,
-        tolerance=metric.tolerance(inputs.config.select),
-        points=tuple(built.values()),
-        base_config=inputs.config.to_dict(),
-        trials=options.trials,
-        reused_points=reused,
-        seconds=round(time.perf_counter() - start, 1),
-    )
-    return result, dirs
-
-
-def _task(inputs: Inputs, workshop: _Workshop, spec: PointSpec, cache: Path) -> _PointTask:
-    config = spec.config(inputs.config)
-    key = _fingerprint(
-        workshop.base_key, config.to_dict(), spec.schedule, asdict(inputs.target), REWIND_EPOCH
-    )
-    shared = workshop.shared(spec, config)
-    return _PointTask(spec, config, key, shared, inputs, str(cache / "points" / key))
-
-
-def _run_tasks(tasks: Sequence[_PointTask], jobs: int) -> Iterable[SearchPoint]:
-    """Points in order; with ``jobs`` > 1 in spawned processes (each reseeds per point)."""
-    if jobs == 1 or len(tasks) <= 1:
-        return (_build_point(t) for t in tasks)
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(min(jobs, len(tasks)), mp_context=context) as pool:
-        return list(pool.map(_build_point, tasks))
-
-
-def _report(
-    progress: Progress,
-    built: dict[PointSpec, SearchPoint],
-    point: SearchPoint,
-    trials: int,
-    start: float,
-    how: str,
-) -> None:
-    best = choose_point(built.values())
-    elapsed = time.perf_counter() - start
-    left = elapsed / len(built) * (trials - len(built))
-    status = "fits" if point.eligible else "outside the tolerance or at chance level"
-    if point.within_tolerance and not point.eligible:
-        status = "does not fit " + " and ".join(
-            kind for kind, ok in (("flash", point.fits_flash), ("RAM", point.fits_ram)) if not ok
-        )
-    best_text = (
-        f"best {best.flash_needed_bytes:,} B flash ({best.spec.label})" if best else "best: none"
-    )
-    progress(
-        f"[{len(built)}/{trials}] {how} {point.spec.label}: {point.deployable} "
-        f"{point.flatbuffer_bytes:,} B, TFLM loss {point.loss:+.4g}, {status}; {best_text}; "
-        f"about {left / 60:.1f} min left at most"
-    )
-
-
-def _refine(
-    built: dict[PointSpec, SearchPoint], space: SearchSpace, budget: int
-) -> list[PointSpec]:
-    """The next round: unbuilt neighbours of the two leading points, at most ``budget``."""
-    if budget <= 0:
-        return []
-    ranked = sorted(built.values(), key=_rank)
-    batch: list[PointSpec] = []
-    for leader in ranked[:2]:
-        for spec in _neighbours(leader.spec, space):
-            if spec not in built and spec not in batch and _valid(spec):
-                batch.append(spec)
-    return batch[:budget]
-
-
-def _rank(p: SearchPoint) -> tuple:
-    """Eligible points by flash needed; then the others by how far they miss."""
-    if p.eligible:
-        return (0, p.flash_needed_bytes, p.ram_needed_bytes)
-    over_tolerance = 0 if p.within_tolerance else 1
-    return (1, over_tolerance, p.loss, p.flash_needed_bytes + p.ram_needed_bytes)
-
-
-def _neighbours(spec: PointSpec, space: SearchSpace) -> list[PointSpec]:
-    out = []
-    for name in ("structured_ratio", "final_sparsity", "clusters"):
-        ladder = space.ladder(name)
-        value = getattr(spec, name)
-        at = ladder.index(value)
-        for step in (1, -1):  # larger ratio/sparsity/fewer clusters first: the smaller side
-            if 0 <= at + step < len(ladder):
-                out.append(replace(spec, **{name: ladder[at + step]}))
-    return out
-
-
 # ---------------------------------------------------------------------------------- output
 
 
@@ -788,7 +692,7 @@ def _columns(result: SearchResult) -> tuple:
         ("sparsity", lambda p: f"{p.final_sparsity:g}"),
         ("clusters", lambda p: str(p.clusters) if p.clusters else "off"),
         ("schedule", lambda p: p.schedule),
-        ("deployable", lambda p: p.deployable),
+        ("artifact", lambda p: p.artifact),
         ("flatbuffer B", lambda p: f"{p.flatbuffer_bytes:,}"),
         ("arena B", lambda p: f"{p.arena_bytes:,}"),
         ("flash needed B", lambda p: f"{p.flash_needed_bytes:,}"),
@@ -810,7 +714,7 @@ def render_markdown(result: SearchResult) -> str:
         for p in ordered
     ]
     lines = [
-        f"# edge-prune search: {result.model_name} on {result.target_name}",
+        f"# edge-prune {result.kind}: {result.model_name} on {result.target_name}",
         "",
         f"**{result.conclusion()}**",
         "",
@@ -828,12 +732,14 @@ def render_markdown(result: SearchResult) -> str:
         "and RAM and score above chance level; pareto: no other point has less flash, less RAM "
         "and a smaller loss at once.",
         f"- {len(result.points)} points ({result.reused_points} from the cache) in "
-        f"{result.seconds:.0f} s.",
+        f"{result.seconds:.0f} s; Optuna study {result.study.get('name', '?')!r}.",
     ]
-    if any(p.deployable == "float32-dense" for p in result.points):
+    fallbacks = [p for p in result.points if p.build_deploys == "float32-dense"]
+    if fallbacks:
         lines.append(
-            "- deployable float32-dense: no pruned artifact of that point stays within the "
-            "tolerance, so its build falls back to the dense float32 model."
+            f"- {len(fallbacks)} point(s) have no pruned artifact within the tolerance: their "
+            "row shows the pruned artifact that loses least (how far it misses); "
+            "`edge-prune model` of such a point would deploy the dense float32 model instead."
         )
     return "\n".join(lines) + "\n"
 
@@ -850,12 +756,14 @@ def render_csv(result: SearchResult) -> str:
 
 
 def render_plot(result: SearchResult) -> bytes:
-    """``pareto.png``: flatbuffer vs TFLM score and arena vs TFLM score, one dot per point; the
-    feasible region (within the budget and the tolerance) shaded, the chosen point starred."""
+    """``pareto.png``: flash needed vs TFLM score and RAM needed vs TFLM score, one dot per
+    point. The feasible band (within that budget and the tolerance) is shaded in each panel; a
+    point drawn in it that misses the *other* budget is a cross labelled so; the chosen point
+    is starred. The legend sits below the panels, off the points."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(11, 4.6), dpi=110)
+    figure = Figure(figsize=(11, 5.4), dpi=110)
     FigureCanvasAgg(figure)
     metric = result.metric
     scale = 100.0 if metric.key == "accuracy" else 1.0
@@ -864,55 +772,71 @@ def render_plot(result: SearchResult) -> bytes:
     low, high = min(scores), max(scores)
     margin = (high - low) * 0.15 or 1.0
     edge = high + margin if metric.higher_is_better else max(low - margin, 0.0)
-    best = result.best
     panels = (
-        ("flatbuffer (KiB)", "flatbuffer_bytes", result.flash_budget_bytes, "flash for model"),
-        ("TFLM arena (KiB)", "arena_bytes", result.ram_budget_bytes, "RAM for arena"),
+        ("flash needed (KiB)", "flash_needed_bytes", result.flash_bytes, "flash", "RAM"),
+        ("RAM needed (KiB)", "ram_needed_bytes", result.ram_bytes, "RAM", "flash"),
     )
-    for index, (label, attribute, budget, what) in enumerate(panels, 1):
+    handles: dict[str, Any] = {}
+    for index, (label, attribute, budget, what, other) in enumerate(panels, 1):
         axis = figure.add_subplot(1, 2, index)
-        for fits, colour, name in ((True, "tab:green", "fits"), (False, "tab:gray", "misses")):
-            group = [p for p in result.points if p.eligible == fits]
-            axis.scatter(
-                [getattr(p, attribute) / 1024 for p in group],
-                [p.tflm_score * scale for p in group],
-                color=colour,
-                s=22,
-                label=name,
-            )
-        xs = [getattr(p, attribute) / 1024 for p in result.points if getattr(p, attribute)]
-        xs = xs or [1.0]
-        if budget > 0:
-            area = [min(xs) * 0.5, budget / 1024]
-            axis.fill_between(area, limit, edge, color="tab:green", alpha=0.08, label="feasible")
-            line = f"{what} {budget / 1024:,.0f} KiB"
-            axis.axvline(budget / 1024, color="tab:orange", label=line)
-        axis.axhline(limit, color="tab:red", linestyle=":", label="tolerance limit")
-        if best is not None:
-            axis.scatter(
-                [getattr(best, attribute) / 1024],
-                [best.tflm_score * scale],
-                marker="*",
-                s=220,
-                color="tab:red",
-                label="chosen",
-                zorder=3,
-            )
+        _plot_panel(axis, result, attribute, budget, what, other, (scale, limit, edge), handles)
+        xs = [getattr(p, attribute) / 1024 for p in result.points] or [1.0]
         right = max(max(xs), budget / 1024) * 1.1
         if right > 20 * min(xs):  # a roomy part: a log axis keeps the points apart
             axis.set_xscale("log")
-            axis.set_xlim(min(x for x in xs if x > 0) * 0.8, right)
+            axis.set_xlim(min(xs) * 0.8, right)
         else:
             axis.set_xlim(0, right)
         axis.set_ylim(min(low - margin, edge), max(high + margin, edge))
         axis.set_xlabel(label)
         unit = " (%)" if metric.key == "accuracy" else ""
         axis.set_ylabel(f"{metric.name} on TFLM{unit}")
-        axis.legend(fontsize=7, loc="best")
-    figure.suptitle(f"edge-prune search: {result.model_name} on {result.target_name}")
+    figure.legend(list(handles.values()), list(handles), loc="lower center", ncol=4, fontsize=8)
+    figure.suptitle(f"edge-prune {result.kind}: {result.model_name} on {result.target_name}")
+    figure.subplots_adjust(bottom=0.26, wspace=0.25)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     return buffer.getvalue()
+
+
+def _plot_panel(axis, result, attribute, budget, what, other, levels, handles) -> None:
+    scale, limit, edge = levels
+    best = result.best
+    fits_other = {"flash": lambda p: p.fits_flash, "RAM": lambda p: p.fits_ram}[other]
+    groups = (
+        ("fits", "tab:green", "o", lambda p: p.eligible),
+        (f"misses {other} (see the {other} panel)", "tab:purple", "x", lambda p: not fits_other(p)),
+        ("misses", "tab:gray", "o", lambda p: True),
+    )
+    left = list(result.points)
+    for name, colour, marker, member in groups:
+        group = [p for p in left if member(p)]
+        left = [p for p in left if p not in group]
+        if group:
+            handles[name] = axis.scatter(
+                [getattr(p, attribute) / 1024 for p in group],
+                [p.tflm_score * scale for p in group],
+                color=colour,
+                marker=marker,
+                s=26,
+            )
+    if budget > 0:
+        xs = [getattr(p, attribute) / 1024 for p in result.points] or [budget / 1024]
+        area = [min(min(xs), budget / 1024) * 0.5, budget / 1024]
+        handles["feasible band"] = axis.fill_between(
+            area, limit, edge, color="tab:green", alpha=0.08
+        )
+        handles[f"part {what}"] = axis.axvline(budget / 1024, color="tab:orange")
+    handles["tolerance limit"] = axis.axhline(limit, color="tab:red", linestyle=":")
+    if best is not None:
+        handles["chosen"] = axis.scatter(
+            [getattr(best, attribute) / 1024],
+            [best.tflm_score * scale],
+            marker="*",
+            s=220,
+            color="tab:red",
+            zorder=3,
+        )
 
 
 def config_toml(config: PipelineConfig) -> str:
@@ -945,23 +869,22 @@ def write_search(
     base_config: PipelineConfig,
     progress: Progress = stderr_progress,
 ) -> Path:
-    """Write ``out_dir/search-<target>/`` in one swap; returns it. ``base_config``: the config
-    the search started from (``best.toml`` is it with the chosen point's values)."""
-    destination = Path(out_dir) / f"search-{result.target_name}"
+    """Write ``out_dir/<kind>-<target>/`` in one swap; returns it. ``base_config``: the config
+    the search started from (``best.toml`` is it with the chosen point's values). A search
+    writes ``pareto.*``, a sweep ``sweep.*``."""
+    destination = Path(out_dir) / f"{result.kind}-{result.target_name}"
+    stem = "pareto" if result.kind == "search" else result.kind
     best = result.best
     with staged_directory(destination) as staging:
-        (staging / "pareto.md").write_text(render_markdown(result))
-        (staging / "pareto.csv").write_text(render_csv(result))
-        (staging / "pareto.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+        (staging / f"{stem}.md").write_text(render_markdown(result))
+        (staging / f"{stem}.csv").write_text(render_csv(result))
+        (staging / f"{stem}.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
         try:
-            (staging / "pareto.png").write_bytes(render_plot(result))
+            (staging / f"{stem}.png").write_bytes(render_plot(result))
         except ImportError:
-            progress("pareto.png skipped: matplotlib is not installed (pip install matplotlib)")
+            progress(f"{stem}.png skipped: matplotlib is not installed (pip install matplotlib)")
         if best is not None:
-            text = config_toml(best.spec.config(base_config))
-            if best.schedule != "polynomial":
-                text = f"# prune schedule: {best.schedule} (not a config key yet)\n" + text
-            (staging / "best.toml").write_text(text)
+            (staging / "best.toml").write_text(config_toml(best.spec.config(base_config)))
             shutil.copytree(point_dirs[best.key], staging / "best")
             (staging / "best" / "point.json").unlink()
     return destination

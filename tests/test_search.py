@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,16 +11,14 @@ import pytest
 from edge_prune import cli
 from edge_prune.config import PipelineConfig, load_config
 from edge_prune.data import load_digits
+from edge_prune.errors import ConfigError
 from edge_prune.search import (
     PointSpec,
     SearchPoint,
     SearchSpace,
-    _neighbours,
-    _refine,
     choose_point,
     config_toml,
 )
-from edge_prune.sweep import SweepResult
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -40,8 +38,9 @@ epochs = 0
 [select]
 tolerance_points = 100.0
 """
-# Two coarse points (ratio 0 and 0.5 at sparsity 0.5, 8 clusters), then one refinement point.
-GRID = ["--ratios", "0,0.5", "--sparsities", "0.5", "--clusters", "8", "--trials", "3"]
+# Three of the four points of ratio 0 or 0.5, sparsity 0.5 or 0.8, 8 clusters.
+SPACE = ["--ratios", "0,0.5", "--sparsities", "0.5,0.8", "--clusters", "8"]
+GRID = [*SPACE, "--trials", "3"]
 
 
 def _point(flash: int, ram: int = 50_000, *, fits=True, within=True, sparsity=0.5, key="k"):
@@ -52,7 +51,8 @@ def _point(flash: int, ram: int = 50_000, *, fits=True, within=True, sparsity=0.
         clusters=8,
         schedule="polynomial",
         measured_sparsity=sparsity,
-        deployable="int8",
+        artifact="int8",
+        build_deploys="int8",
         flatbuffer_bytes=flash - 180_000,
         tflm_score=0.95,
         loss=0.5 if within else 3.0,
@@ -84,41 +84,60 @@ def test_choice_ties_on_flash_go_to_less_ram():
     assert choose_point([_point(200_000, fits=False)]) is None
 
 
-def test_sweep_marks_the_point_the_search_rule_chooses():
-    from test_sweep import _point as sweep_point
-    from test_sweep import _result as sweep_result
+@pytest.mark.parametrize(
+    ("space", "message"),
+    [
+        ({"clusters": (8, 8)}, "--clusters: 8 given more than once"),
+        ({"ratios": (0.5,), "schedules": ("rewind",)}, "rewinding needs channel ratio 0"),
+        ({"ratios": (1.5,)}, r"--ratios: got \(1.5,\), expected channel ratios"),
+        ({"bitwidths": (5,)}, "--bitwidths"),
+    ],
+)
+def test_search_space_refuses_repeats_and_empty_spaces(space, message):
+    with pytest.raises(ConfigError, match=message):
+        SearchSpace(**space)
 
-    points = [
-        replace(sweep_point(0.5, 0.97, fits=True, size=10_352), flash_needed_bytes=182_000),
-        replace(sweep_point(0.7, 0.965, fits=True, size=15_344), flash_needed_bytes=187_000),
-    ]
-    result: SweepResult = sweep_result(points)
-    assert result.best.final_sparsity == 0.5
-    assert result.best is choose_point(result.points)
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--clusters", "8,8"], "--clusters: 8 given more than once"),
+        (["--schedules", "rewind", "--ratios", "0.5"], "rewinding needs channel ratio 0"),
+        (["--ratios", "2"], "--ratios: 2 is outside [0, 1); a channel ratio is"),
+    ],
+)
+def test_search_arguments_are_bad_input_exit_2(tmp_path, capsys, args, message):
+    code = _search(tmp_path, tmp_path / "out", *args)
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
 
 
-def test_refinement_steps_to_neighbours_of_the_leading_point():
-    space = SearchSpace(ratios=(0.0, 0.5), sparsities=(0.5,), clusters=(8,))
-    spec = PointSpec(0.5, 0.5, 8)
-    assert _neighbours(spec, space) == [
-        PointSpec(0.625, 0.5, 8),
-        PointSpec(0.25, 0.5, 8),
-        PointSpec(0.5, 0.6, 8),
-        PointSpec(0.5, 0.0, 8),
-        PointSpec(0.5, 0.5, 4),
-        PointSpec(0.5, 0.5, 16),
-    ]
-    built = {spec: replace(_point(190_000), structured_ratio=0.5)}
-    assert _refine(built, space, budget=2) == [PointSpec(0.625, 0.5, 8), PointSpec(0.25, 0.5, 8)]
-    assert _refine(built, space, budget=0) == []
+def test_jobs_are_capped_to_the_cores_with_a_warning(monkeypatch):
+    import os
+
+    from edge_prune.commands.search import capped_jobs
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1})
+    said: list[str] = []
+    assert capped_jobs(6, said.append) == 2 and "--jobs 6 capped to 2" in said[0]
+    assert capped_jobs(2, said.append) == 2 and len(said) == 1
+
+
+def test_a_point_spec_keeps_the_lut_width_only_where_it_means_something():
+    assert PointSpec(0.5, 0.8, 8, bitwidth=2).bitwidth == 0  # 8 clusters need 3 bits
+    assert PointSpec(0.5, 0.8, 0, bitwidth=4).bitwidth == 0
+    config = PointSpec(0.0, 0.8, 4, "rewind", 2).config(PipelineConfig())
+    assert config.compress.bitwidth == 2 and config.prune.schedule == "rewind"
 
 
 def test_best_toml_reads_back_as_the_same_config(tmp_path):
-    config = PointSpec(0.75, 0.85, 4).config(load_config(None))
+    config = PointSpec(0.75, 0.85, 4, "iterative").config(load_config(None))
     path = tmp_path / "best.toml"
     path.write_text(config_toml(config))
     assert load_config(path) == config
     assert config.compress.clusters == 4 and config.structured.ratio == 0.75
+    assert config.prune.schedule == "iterative"
 
 
 def test_point_without_clusters_switches_compression_off():
@@ -224,23 +243,42 @@ def test_rerun_resumes_from_the_points_cache_without_building(searched, inputs_d
     _, out_root, out = searched
     before = json.loads((out / "pareto.json").read_text())
 
-    def must_not_build(task):
-        raise AssertionError(f"rebuilt {task.spec}")
+    def must_not_build(self, spec):
+        raise AssertionError(f"rebuilt {spec}")
 
-    monkeypatch.setattr(search, "_build_point", must_not_build)
+    monkeypatch.setattr(search.Workshop, "build", must_not_build)
     assert _search(inputs_dir, out_root, *GRID) == 0
     after = json.loads((out / "pareto.json").read_text())
     assert after["timings"]["reused_points"] == 3
     assert _without_timings(after) == _without_timings(before)
 
 
-def test_two_jobs_give_the_same_pareto_as_one(searched, inputs_dir):
+def test_a_truncated_cached_model_is_rebuilt_with_a_warning(searched, inputs_dir, capsys):
+    _, out_root, out = searched
+    best = json.loads((out / "pareto.json").read_text())["best"]
+    cached = out_root / "search-cortex-m4.cache" / "points" / best["key"] / "model.tflite"
+    good = cached.read_bytes()
+    cached.write_bytes(good[:100])
+    (out_root / "search-cortex-m4.cache" / "shared" / "evil.pkl").write_bytes(
+        b"cos\nsystem\n(S'touch /tmp/edge-prune-pwned'\ntR."
+    )
+    assert _search(inputs_dir, out_root, *GRID) == 0
+    err = capsys.readouterr().err
+    assert f"WARNING: cache entry {cached}: contents changed" in err
+    assert cached.read_bytes() == good == (out / "best" / "model.tflite").read_bytes()
+    assert not Path("/tmp/edge-prune-pwned").exists()
+
+
+def test_two_jobs_build_the_same_points_as_one(searched, inputs_dir):
     _, _, out = searched
     other = inputs_dir / "out-jobs2"
-    assert _search(inputs_dir, other, *GRID, "--jobs", "2") == 0
-    one = json.loads((out / "pareto.json").read_text())
-    two = json.loads((other / "search-cortex-m4" / "pareto.json").read_text())
-    assert _without_timings(two) == _without_timings(one)
+    assert _search(inputs_dir, other, *SPACE, "--trials", "4", "--jobs", "2") == 0
+    one = json.loads((out / "pareto.json").read_text())["points"]
+    two = json.loads((other / "search-cortex-m4" / "pareto.json").read_text())["points"]
+    two_by_key = {p["key"]: {**p, "seconds": None, "pareto": None} for p in two}
+    assert len(two_by_key) == 4
+    for p in one:
+        assert two_by_key[p["key"]] == {**p, "seconds": None, "pareto": None}
 
 
 def test_target_no_point_fits_exits_1_naming_the_closest(inputs_dir, target_file, capsys):
@@ -255,12 +293,27 @@ def test_target_no_point_fits_exits_1_naming_the_closest(inputs_dir, target_file
     assert report["best"] is None and not (out / "search-tiny-board" / "best").exists()
 
 
-def test_iterative_and_rewind_schedules_reach_the_sparsity_as_search_points(inputs_dir):
+def test_every_schedule_reaches_the_sparsity_and_its_config_rebuilds_it(inputs_dir, tmp_path):
+    from edge_prune.deploy import build_model
+    from edge_prune.runner import quiet
+
     out = inputs_dir / "out-schedules"
     grid = ["--ratios", "0", "--sparsities", "0.8", "--clusters", "0", "--trials", "2"]
     assert _search(inputs_dir, out, *grid, "--schedules", "iterative,rewind") == 0
     report = json.loads((out / "search-cortex-m4" / "pareto.json").read_text())
-    assert [p["schedule"] for p in report["points"]] == ["iterative", "rewind"]
+    assert sorted(p["schedule"] for p in report["points"]) == ["iterative", "rewind"]
+    base = load_config(inputs_dir / "tiny.toml")
     for p in report["points"]:
         assert p["measured_sparsity"] == pytest.approx(0.8, abs=0.03)
-        assert p["deployable"] == "int8-sparse"  # at 80% the TFLM sparse encoding is smaller
+        assert p["artifact"] == "int8-sparse"  # at 80% the TFLM sparse encoding is smaller
+        toml = tmp_path / f"{p['schedule']}.toml"
+        toml.write_text(config_toml(PointSpec(0.0, 0.8, 0, p["schedule"]).config(base)))
+        outcome = build_model(
+            "cortex-m4",
+            load_config(toml),
+            data_path=inputs_dir / "small.npz",
+            out_dir=tmp_path / p["schedule"],
+            progress=quiet,
+        )
+        cached = out / "search-cortex-m4.cache" / "points" / p["key"] / "model.tflite"
+        assert (outcome.out_dir / "model.tflite").read_bytes() == cached.read_bytes()

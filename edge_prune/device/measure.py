@@ -503,7 +503,6 @@ def parse_harness(text: str, problem: str | None = None) -> QemuRun:
     ]
     probe = re.search(r"^probe arena_min (\d+) used (\d+)$", text, re.M)
     done = bool(re.search(r"^DONE$", text, re.M))
-    asserts = re.search(r"^probe asserts (\d+) first (.*)$", text, re.M)
     failed = re.search(r"^assertion failed: (.*)$", text, re.M)
     if problem is None and failed:
         problem = f"TFLM assertion failed: {failed.group(1)}"
@@ -519,13 +518,25 @@ def parse_harness(text: str, problem: str | None = None) -> QemuRun:
         probe_used_bytes=int(probe.group(2)) if probe else None,
         done=done,
         problem=problem,
-        probe_asserts=(
-            f"{asserts.group(1)} arena sizes tried by the probe hit an assert (first: "
-            f"{asserts.group(2)}); counted as not working"
-            if asserts
-            else None
-        ),
+        probe_asserts=_probe_note(text),
     )
+
+
+def _probe_note(text: str) -> str | None:
+    """What went wrong at arena sizes the probe counted as not working, if anything did."""
+    notes = []
+    null = re.search(r"^probe null_writes (\d+)$", text, re.M)
+    if null:
+        notes.append(f"{null.group(1)} wrote through a null pointer")
+    faults = re.search(r"^probe faults (\d+) first pc (0x[0-9a-f]+)$", text, re.M)
+    if faults:
+        notes.append(f"{faults.group(1)} faulted (first at pc {faults.group(2)})")
+    asserts = re.search(r"^probe asserts (\d+) first (.*)$", text, re.M)
+    if asserts:
+        notes.append(f"{asserts.group(1)} hit an assert (first: {asserts.group(2)})")
+    if not notes:
+        return None
+    return "arena sizes tried by the probe that " + " and ".join(notes) + ": counted as failing"
 
 
 def _int(pattern: str, text: str) -> int | None:

@@ -21,6 +21,7 @@ volatile uint32_t g_edge_prune_fault_pc = 0;
 
 __attribute__((naked)) static void Fault_Handler(void) {
   __asm__ volatile(
+      ".syntax unified\n"
       "ldr r0, =g_edge_prune_fault_resume\n"
       "ldr r0, [r0]\n"
       "cmp r0, #0\n"

@@ -282,7 +282,8 @@ def sources_defining(
 ) -> list[str]:
     """Kernel or third-party sources that may define ``symbol`` (a name the linker reported
     undefined): the file named after it (CMSIS-NN keeps one function per file), else the
-    files where its unqualified name is followed by a parameter list."""
+    files where its unqualified name is followed by a parameter list and a body, or is
+    initialised (a table such as ``sigmoid_table_uint16``)."""
     name = re.sub(r"\(.*$", "", symbol).split("::")[-1].strip()
     if not re.fullmatch(r"\w+", name):
         return []
@@ -290,7 +291,9 @@ def sources_defining(
     named = [s for s in candidates if Path(s).stem == name]
     if named:
         return named
-    pattern = re.compile(rf"\b{re.escape(name)}\s*\([^;]*?\)\s*(const\s*)?\{{", re.S)
+    function = rf"\b{re.escape(name)}\s*\([^;]*?\)\s*(const\s*)?\{{"
+    data = rf"\b{re.escape(name)}\s*(\[[^\]]*\]\s*)*=[^=]"  # a table with its initialiser
+    pattern = re.compile(f"{function}|{data}", re.S)
     return [s for s in candidates if pattern.search(_read(tree, s))]
 
 

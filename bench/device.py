@@ -180,6 +180,14 @@ def row(label: str, target: str, path: Path, samples: int) -> list[str]:
         return [label, target, "-", "-", "-", "-", "-", "-", "-", "-", "-", result["error"],
                 str(result["exit_code"])]  # fmt: skip
     equal = result["outputs_equal_host"]
+    if equal is None:
+        verdict = "size only"
+    elif equal:
+        verdict = "yes"
+    elif result.get("outputs_within_tolerance"):
+        verdict = f"float32 within 1e-5 (max diff {result['max_abs_score_diff']:.2g})"
+    else:
+        verdict = "NO" + (f": {result['problem'][:90]}" if result.get("problem") else "")
     return [
         label,
         target,
@@ -192,7 +200,7 @@ def row(label: str, target: str, path: Path, samples: int) -> list[str]:
         ratio(result["arena_min_bytes"], report["arena"]),
         number(result["arena_used_bytes"]),
         number(result["instructions_per_inference"]),
-        "size only" if equal is None else ("yes" if equal else "NO"),
+        verdict,
         str(result["exit_code"]),
     ]
 

@@ -278,8 +278,11 @@ def test_harness_output_is_parsed_into_samples_arena_and_ticks():
 
 
 def test_harness_output_without_done_is_a_problem():
-    run = parse_harness("calibration 50000\nsetup failed\n")
+    run = parse_harness(
+        "calibration 50000\nFailed to get registration from op code CUSTOM\nsetup failed\n"
+    )
     assert "SetUp returned nullptr" in run.problem
+    assert "TFLM said: Failed to get registration from op code CUSTOM" in run.problem
     assert parse_harness("calibration 1\n", "QEMU did not finish within 5 s").problem.startswith(
         "QEMU did not finish"
     )

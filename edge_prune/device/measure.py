@@ -514,6 +514,9 @@ def parse_harness(text: str, problem: str | None = None) -> QemuRun:
         problem = f"TFLM assertion failed: {failed.group(1)}"
     if problem is None and "setup failed" in text:
         problem = "FIRMWARE.md's SetUp returned nullptr (arena too small or an op missing)"
+        said = _tflm_log(text.split("setup failed")[0])
+        if said:
+            problem += f"; TFLM said: {said}"
     if problem is None and not done:
         problem = "the firmware stopped before DONE (a fault?)"
     return QemuRun(
@@ -526,6 +529,15 @@ def parse_harness(text: str, problem: str | None = None) -> QemuRun:
         problem=problem,
         probe_asserts=_probe_note(text),
     )
+
+
+_PROTOCOL = re.compile(r"^(calibration|arena_used_bytes|sample|probe|DONE)\b")
+
+
+def _tflm_log(text: str) -> str:
+    """The last lines TFLM logged (DebugLog goes to the console), without the harness's own."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not _PROTOCOL.match(ln)]
+    return " | ".join(lines[-3:])[:300]
 
 
 def _probe_note(text: str) -> str | None:

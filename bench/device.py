@@ -1,7 +1,7 @@
 """Models on a real TFLM build in QEMU (`edge-prune device`) against what the report says.
 
     EDGE_PRUNE_TFLM=DIR .venv/bin/python bench/device.py [--cores cortex-m4,cortex-m7]
-        [--families] [--samples 8] [--out bench/results/device-YYYY-MM-DD.txt]
+        [--models default,lenet,cnn,tflm,families] [--samples 8] [--out FILE]
 
 Per model and per target core: the TFLM runtime flash measured from the link map against the
 runtime figure the footprint report's verdict uses; the smallest arena that works on the device
@@ -118,6 +118,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cores", default="cortex-m4", help="target names, comma-separated")
     parser.add_argument("--samples", type=int, default=8)
+    parser.add_argument(
+        "--models",
+        default="default,lenet,cnn,tflm",
+        help="comma-separated: default, lenet, cnn, tflm (TFLM's examples), families",
+    )
     parser.add_argument("--families", action="store_true", help="also bench/families.py models")
     parser.add_argument("--epochs", type=int, default=5, help="training epochs of --families")
     parser.add_argument("--out", help="also write the table to this file")
@@ -128,12 +133,20 @@ def main() -> int:
         return 2
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        models = [("default build (cortex-m4)", default_build(workdir)),
-                  ("LeNet MLP 64-300-100-10", REPO / "tests/data/mlp_int8_lenet_trained.tflite"),
-                  ("tiny CNN (tests)", REPO / "tests/data/cnn_int8.tflite")]  # fmt: skip
-        models += [(f"TFLM {Path(p).stem}", Path(tree) / p) for p in TFLM_EXAMPLES
-                   if (Path(tree) / p).is_file()]  # fmt: skip
-        if args.families:
+        chosen = set(args.models.split(","))
+        models = []
+        if "default" in chosen:
+            models.append(("default build (cortex-m4)", default_build(workdir)))
+        if "lenet" in chosen:
+            models.append(
+                ("LeNet MLP 64-300-100-10", REPO / "tests/data/mlp_int8_lenet_trained.tflite")
+            )
+        if "cnn" in chosen:
+            models.append(("tiny CNN (tests)", REPO / "tests/data/cnn_int8.tflite"))
+        if "tflm" in chosen:
+            models += [(f"TFLM {Path(p).stem}", Path(tree) / p) for p in TFLM_EXAMPLES
+                       if (Path(tree) / p).is_file()]  # fmt: skip
+        if "families" in chosen or args.families:
             models += family_builds(workdir, args.epochs)
         rows = []
         for target in args.cores.split(","):
@@ -148,6 +161,7 @@ def main() -> int:
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         f"# EDGE_PRUNE_TFLM={tree} .venv/bin/python bench/device.py --cores {args.cores}"
+        + f" --models {args.models}"
         + (" --families" if args.families else ""),
         f"# {stamp}; load {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; BUILD_TYPE=default, "
         f"{args.samples} samples; instructions are QEMU -icount counts, not cycles",
@@ -166,6 +180,14 @@ def row(label: str, target: str, path: Path, samples: int) -> list[str]:
         return [label, target, "-", "-", "-", "-", "-", "-", "-", "-", "-", result["error"],
                 str(result["exit_code"])]  # fmt: skip
     equal = result["outputs_equal_host"]
+    if equal is None:
+        verdict = "size only"
+    elif equal:
+        verdict = "yes"
+    elif result.get("outputs_within_tolerance"):
+        verdict = f"float32 within 1e-5 (max diff {result['max_abs_score_diff']:.2g})"
+    else:
+        verdict = "NO" + (f": {result['problem'][:90]}" if result.get("problem") else "")
     return [
         label,
         target,
@@ -178,7 +200,7 @@ def row(label: str, target: str, path: Path, samples: int) -> list[str]:
         ratio(result["arena_min_bytes"], report["arena"]),
         number(result["arena_used_bytes"]),
         number(result["instructions_per_inference"]),
-        "size only" if equal is None else ("yes" if equal else "NO"),
+        verdict,
         str(result["exit_code"]),
     ]
 

@@ -278,8 +278,11 @@ def test_harness_output_is_parsed_into_samples_arena_and_ticks():
 
 
 def test_harness_output_without_done_is_a_problem():
-    run = parse_harness("calibration 50000\nsetup failed\n")
+    run = parse_harness(
+        "calibration 50000\nFailed to get registration from op code CUSTOM\nsetup failed\n"
+    )
     assert "SetUp returned nullptr" in run.problem
+    assert "TFLM said: Failed to get registration from op code CUSTOM" in run.problem
     assert parse_harness("calibration 1\n", "QEMU did not finish within 5 s").problem.startswith(
         "QEMU did not finish"
     )
@@ -375,3 +378,40 @@ def test_runtime_of_one_op_is_part_of_the_runtime_of_an_op_set():
     assert 0 < framework.runtime_flash_bytes < conv.runtime_flash_bytes < both.runtime_flash_bytes
     assert any("conv" in s.object for s in conv.sections)
     assert conv.compiler_version.startswith("arm-none-eabi-gcc")
+
+
+def _compared(model_file: str, host_values: np.ndarray, device_bytes: bytes):
+    import importlib
+    from pathlib import Path
+
+    from edge_prune.tflite_file import read_model
+
+    m = importlib.import_module("edge_prune.device.measure")  # the module, not measure()
+
+    info = read_model(DATA_DIR / model_file)
+    tensor = info.output_tensors[0]
+    model = m._Model(Path(model_file), b"", info, "x", {}, None)
+    host = m._Host([[host_values.tobytes()]], [[m._dequantize(host_values, tensor)]], 0)
+    run = parse_harness(
+        f"calibration 1\nsample 0 status 0 ticks 1 out {device_bytes.hex()}\nDONE\n"
+    )
+    return m._compare(run, host, model)
+
+
+def test_float_outputs_within_tolerance_pass_but_are_not_called_equal():
+    host = np.array([0.25, 0.5, 0.125, 0.125], dtype="<f4")
+    assert _compared("mlp_float.tflite", host, host.tobytes()) == (True, True, 0.0)
+    ulp = np.nextafter(host, np.float32(1)).astype("<f4")
+    equal, close, diff = _compared("mlp_float.tflite", host, ulp.tobytes())
+    assert (equal, close) == (False, True) and 0 < diff < 1e-6
+    far = (host + np.float32(0.01)).astype("<f4")
+    assert _compared("mlp_float.tflite", host, far.tobytes())[:2] == (False, False)
+
+
+def test_int8_outputs_must_be_equal_byte_for_byte():
+    host = np.array([-128, 0, 5, 127, -1, 3, 2, 1], dtype=np.int8)
+    assert _compared("cnn_int8.tflite", host, host.tobytes())[:2] == (True, True)
+    off = host.copy()
+    off[2] += 1
+    equal, close, diff = _compared("cnn_int8.tflite", host, off.tobytes())
+    assert (equal, close) == (False, False) and diff == pytest.approx(0.00390625)

@@ -19,8 +19,8 @@ libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib qemu-system-arm) and a TF
 kernels x build type into ~/.cache/edge-prune ($EDGE_PRUNE_DEVICE_CACHE).
 
 exit codes:
-  0  outputs equal the host's byte for byte and the model fits the target (size-only cores:
-     it fits)
+  0  outputs equal the host's byte for byte (float32 outputs: within 1e-5 relative) and the
+     model fits the target (size-only cores: it fits)
   1  outputs differ, the firmware does not run, or it does not fit
   2  bad input: unknown target, no toolchain, no TFLM tree, unreadable model or data
 """

@@ -282,8 +282,8 @@ def sources_defining(
 ) -> list[str]:
     """Kernel or third-party sources that may define ``symbol`` (a name the linker reported
     undefined): the file named after it (CMSIS-NN keeps one function per file), else the
-    files where its unqualified name is followed by a parameter list and a body, or defined as
-    an initialised array (CMSIS-NN's lookup tables, e.g. ``sigmoid_table_uint16``)."""
+    files where its unqualified name is followed by a parameter list and a body, or is
+    initialised (a table such as ``sigmoid_table_uint16``)."""
     name = re.sub(r"\(.*$", "", symbol).split("::")[-1].strip()
     if not re.fullmatch(r"\w+", name):
         return []
@@ -292,8 +292,8 @@ def sources_defining(
     if named:
         return named
     function = rf"\b{re.escape(name)}\s*\([^;]*?\)\s*(const\s*)?\{{"
-    table = rf"^(?!\s*(static|extern)\b)[\w \t]*\b{re.escape(name)}\s*\[[^\]]*\]\s*="
-    pattern = re.compile(f"{function}|{table}", re.S | re.M)
+    data = rf"\b{re.escape(name)}\s*(\[[^\]]*\]\s*)*=[^=]"  # a table with its initialiser
+    pattern = re.compile(f"{function}|{data}", re.S)
     return [s for s in candidates if pattern.search(_read(tree, s))]
 
 

@@ -52,6 +52,7 @@ DEFAULT_SAMPLES = 8
 QEMU_TIMEOUT_S = 300.0
 CALIBRATION_INSTRUCTIONS = 2_000_002  # the harness loop: ldr + 1,000,000 x (subs, bne) + 1
 _FLOAT_INPUT_TYPES = ("INT8", "FLOAT32")
+FLOAT_TOLERANCE = 1e-5  # relative, float32 outputs only: the device's libm is not the host's
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,8 @@ class DeviceResult:
     arena_used_bytes: int | None
     instructions_per_inference: int | None
     instructions_per_sample: list[int] = field(default_factory=list)
+    # byte for byte, or float32 outputs within FLOAT_TOLERANCE (device and host libm differ)
+    outputs_within_tolerance: bool | None = None
     instructions_per_tick: float | None = None
     # Per operator of one inference (sample 0): (op name, instructions); default builds only.
     instructions_per_op: list[tuple[str, int]] = field(default_factory=list)
@@ -108,10 +111,11 @@ class DeviceResult:
 
     @property
     def ok(self) -> bool:
-        """Exit 0: fits, and (when it runs on QEMU) ran with outputs equal to the host's."""
+        """Exit 0: fits, and (when it runs on QEMU) ran with outputs equal to the host's: byte
+        for byte, or for float32 outputs within FLOAT_TOLERANCE relative."""
         if self.machine is None:
             return self.fits and self.problem is None
-        return self.fits and bool(self.outputs_equal_host)
+        return self.fits and bool(self.outputs_equal_host or self.outputs_within_tolerance)
 
     def to_dict(self) -> dict:
         return {
@@ -125,6 +129,8 @@ class DeviceResult:
             "samples": self.samples,
             "samples_source": self.samples_source,
             "outputs_equal_host": self.outputs_equal_host,
+            "outputs_within_tolerance": self.outputs_within_tolerance,
+            "float_tolerance": FLOAT_TOLERANCE,
             "max_abs_score_diff": self.max_abs_score_diff,
             "model_flash_bytes": self.model_flash_bytes,
             "runtime_flash_bytes": self.runtime_flash_bytes,
@@ -513,12 +519,14 @@ def parse_harness(text: str, problem: str | None = None) -> QemuRun:
         (m.group(1), int(m.group(2))) for m in re.finditer(r"^profile \d+ (\S+) (\d+)$", text, re.M)
     ]
     done = bool(re.search(r"^DONE$", text, re.M))
-    asserts = re.search(r"^probe asserts (\d+) first (.*)$", text, re.M)
     failed = re.search(r"^assertion failed: (.*)$", text, re.M)
     if problem is None and failed:
         problem = f"TFLM assertion failed: {failed.group(1)}"
     if problem is None and "setup failed" in text:
         problem = "FIRMWARE.md's SetUp returned nullptr (arena too small or an op missing)"
+        said = _tflm_log(text.split("setup failed")[0])
+        if said:
+            problem += f"; TFLM said: {said}"
     if problem is None and not done:
         problem = "the firmware stopped before DONE (a fault?)"
     return QemuRun(
@@ -530,13 +538,34 @@ def parse_harness(text: str, problem: str | None = None) -> QemuRun:
         done=done,
         problem=problem,
         profile=profile,
-        probe_asserts=(
-            f"{asserts.group(1)} arena sizes tried by the probe hit an assert (first: "
-            f"{asserts.group(2)}); counted as not working"
-            if asserts
-            else None
-        ),
+        probe_asserts=_probe_note(text),
     )
+
+
+_PROTOCOL = re.compile(r"^(calibration|arena_used_bytes|sample|probe|DONE)\b")
+
+
+def _tflm_log(text: str) -> str:
+    """The last lines TFLM logged (DebugLog goes to the console), without the harness's own."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not _PROTOCOL.match(ln)]
+    return " | ".join(lines[-3:])[:300]
+
+
+def _probe_note(text: str) -> str | None:
+    """What went wrong at arena sizes the probe counted as not working, if anything did."""
+    notes = []
+    null = re.search(r"^probe null_writes (\d+)$", text, re.M)
+    if null:
+        notes.append(f"{null.group(1)} wrote through a null pointer")
+    faults = re.search(r"^probe faults (\d+) first pc (0x[0-9a-f]+)$", text, re.M)
+    if faults:
+        notes.append(f"{faults.group(1)} faulted (first at pc {faults.group(2)})")
+    asserts = re.search(r"^probe asserts (\d+) first (.*)$", text, re.M)
+    if asserts:
+        notes.append(f"{asserts.group(1)} hit an assert (first: {asserts.group(2)})")
+    if not notes:
+        return None
+    return "arena sizes tried by the probe that " + " and ".join(notes) + ": counted as failing"
 
 
 def _int(pattern: str, text: str) -> int | None:
@@ -580,7 +609,7 @@ def _result(model, target, space, config, samples, host, totals, run, elf) -> De
                             outputs_equal_host=None, max_abs_score_diff=None,
                             arena_min_bytes=None, arena_used_bytes=None,
                             instructions_per_inference=None, fits=fits)  # fmt: skip
-    equal, diff = _compare(run, host, model)
+    equal, close, diff = _compare(run, host, model)
     ratio = CALIBRATION_INSTRUCTIONS / run.calibration_ticks if run.calibration_ticks else None
     per_sample = [round(t * ratio) for _, t, _ in run.samples] if ratio else []
     ram_needed = (run.arena_min_bytes or 0) + totals["runtime"]["ram_bytes"]
@@ -589,6 +618,7 @@ def _result(model, target, space, config, samples, host, totals, run, elf) -> De
         **common,
         size_only_reason=None,
         outputs_equal_host=equal,
+        outputs_within_tolerance=close,
         max_abs_score_diff=diff,
         arena_min_bytes=run.arena_min_bytes,
         arena_used_bytes=run.arena_used_bytes,
@@ -615,18 +645,26 @@ def _configured_arena(header: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _compare(run: QemuRun, host: _Host, model: _Model) -> tuple[bool, float | None]:
+def _compare(run: QemuRun, host: _Host, model: _Model) -> tuple[bool, bool, float | None]:
+    """(byte for byte equal, equal or float32 outputs within FLOAT_TOLERANCE, max |score diff|)."""
     if len(run.samples) != len(host.outputs) or any(status != 0 for status, _, _ in run.samples):
-        return False, None
-    equal, diff = True, 0.0
+        return False, False, None
+    equal, close, diff = True, True, 0.0
     for (_, _, device), expected, scores in zip(
-        run.samples, host.outputs, host.scores, strict=False
+        run.samples, host.outputs, host.scores, strict=True
     ):
-        equal = equal and device == expected
-        for got, want, tensor in zip(device, scores, model.info.output_tensors, strict=False):
+        if len(device) != len(expected):
+            return False, False, None
+        tensors = model.info.output_tensors
+        for got, wanted, want, tensor in zip(device, expected, scores, tensors, strict=True):
             if len(got) != _tensor_bytes(tensor):
-                return False, None
+                return False, False, None
             dtype = np.dtype(_NUMPY_TYPES.get(tensor.dtype, np.int8)).newbyteorder("<")
             values = _dequantize(np.frombuffer(got, dtype), tensor)
-            diff = max(diff, float(np.max(np.abs(values - want.reshape(-1)))) if values.size else 0)
-    return equal, diff
+            error = np.abs(values - want.reshape(-1))
+            diff = max(diff, float(np.max(error)) if values.size else 0.0)
+            same = got == wanted
+            equal = equal and same
+            bound = FLOAT_TOLERANCE * np.maximum(1.0, np.abs(want.reshape(-1)))
+            close = close and (same or (tensor.dtype == "FLOAT32" and bool(np.all(error <= bound))))
+    return equal, close, diff

@@ -67,6 +67,8 @@ def _equal(r: DeviceResult) -> str:
     if r.outputs_equal_host:
         return "yes, byte for byte (max |score difference| 0)"
     diff = "n/a" if r.max_abs_score_diff is None else f"{r.max_abs_score_diff:.6g}"
+    if r.outputs_within_tolerance:
+        return f"float32 outputs within 1e-5 relative, not byte for byte (max difference {diff})"
     return f"NO (max |dequantized score difference| {diff})"
 
 
@@ -84,7 +86,7 @@ def _verdict(r: DeviceResult) -> str:
         what = "fits" if r.machine is None else "runs with the host's outputs and fits"
         return f"OK: {what} {r.target}"
     reasons = []
-    if r.machine and not r.outputs_equal_host:
+    if r.machine and not (r.outputs_equal_host or r.outputs_within_tolerance):
         reasons.append(r.problem or "outputs differ from the host TFLM")
     if not r.fits:
         reasons.append(f"does not fit {r.target}")

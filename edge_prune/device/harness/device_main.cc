@@ -6,10 +6,13 @@
 //   profile <i> <op name> <ticks>   (sample 0 once more, per operator; not in release builds,
 //                                     whose interpreter calls no profiler)
 //   probe arena_min <n> used <arena_used_bytes with it> | probe failed
+//   probe null_writes <count>     (sizes at which TFLM wrote through a null pointer)
+//   probe faults <count> first pc <address>                   (when some sizes faulted)
 //   probe asserts <count> first <file>:<line> <expression>   (when some sizes hit an assert)
 //   DONE
-// An assert() that fires while the probe tries an arena size counts as that size failing (the
-// harness's __assert_func jumps back to the probe); anywhere else it ends the run.
+// An assert() or a fault while the probe tries an arena size counts as that size failing (the
+// harness's __assert_func, and the fault handler through g_edge_prune_fault_resume, jump back
+// to the probe); anywhere else either ends the run.
 // device_glue.h (generated) names the model's functions and holds the samples.
 #include <csetjmp>
 #include <cstdint>
@@ -35,8 +38,21 @@ int g_probe_asserts = 0;
 const char* g_assert_file = "";
 const char* g_assert_expression = "";
 int g_assert_line = 0;
+int g_probe_faults = 0;
+unsigned g_first_fault_pc = 0;
+int g_probe_null_writes = 0;
 
 }  // namespace
+
+extern "C" void (*volatile g_edge_prune_fault_resume)(void);  // startup.c
+extern "C" uint8_t __edge_prune_guard_start[], __edge_prune_guard_end[];  // link.ld
+extern "C" volatile uint32_t g_edge_prune_fault_pc;
+
+// A fault while the probe tries an arena size: back to TryArena, that size does not work.
+extern "C" void EdgePruneProbeFault() {
+  if (g_probe_faults++ == 0) g_first_fault_pc = g_edge_prune_fault_pc;
+  longjmp(g_probe_jump, 2);
+}
 
 // newlib's assert() calls this; the harness's definition replaces the C library's.
 extern "C" [[noreturn]] void __assert_func(const char* file, int line, const char* function,
@@ -118,12 +134,28 @@ unsigned char g_reference[EP_MAX_OUTPUT_BYTES];
 unsigned char g_outputs[EP_MAX_OUTPUT_BYTES];
 size_t g_reference_bytes = 0;
 
+// The first 4 KB of the code memory hold nothing in use after start-up (startup.c moves the
+// vector table to RAM): a write there is a write through a null pointer, which on a board
+// would hit flash. Filled before each probe run and checked after it.
+void FillGuard() {
+  for (uint8_t* p = __edge_prune_guard_start; p < __edge_prune_guard_end; ++p) *p = 0xA5;
+}
+bool GuardIntact() {
+  for (const uint8_t* p = __edge_prune_guard_start; p < __edge_prune_guard_end; ++p) {
+    if (*p != 0xA5) return false;
+  }
+  return true;
+}
+
 bool TryArena(EP_RESOLVER& resolver, size_t size, size_t* used) {
-  if (setjmp(g_probe_jump) != 0) {  // an assert fired: this size does not work
+  FillGuard();
+  if (setjmp(g_probe_jump) != 0) {  // an assert or a fault: this size does not work
     g_in_probe = false;
+    g_edge_prune_fault_resume = nullptr;
     return false;
   }
   g_in_probe = true;
+  g_edge_prune_fault_resume = EdgePruneProbeFault;
   auto* it = new (g_interpreter)
       tflite::MicroInterpreter(tflite::GetModel(EP_MODEL), resolver, g_probe_arena, size);
   bool ok = it->AllocateTensors() == kTfLiteOk;
@@ -139,6 +171,11 @@ bool TryArena(EP_RESOLVER& resolver, size_t size, size_t* used) {
   }
   it->~MicroInterpreter();
   g_in_probe = false;
+  g_edge_prune_fault_resume = nullptr;
+  if (!GuardIntact()) {
+    ++g_probe_null_writes;
+    return false;
+  }
   return ok;
 }
 
@@ -207,6 +244,10 @@ void Probe() {
   } else {
     printf("probe arena_min %u used %u\n", static_cast<unsigned>(hi),
            static_cast<unsigned>(used));
+  }
+  if (g_probe_null_writes > 0) printf("probe null_writes %d\n", g_probe_null_writes);
+  if (g_probe_faults > 0) {
+    printf("probe faults %d first pc 0x%08x\n", g_probe_faults, g_first_fault_pc);
   }
   if (g_probe_asserts > 0) {
     printf("probe asserts %d first %s:%d %s\n", g_probe_asserts, g_assert_file, g_assert_line,

@@ -1,9 +1,9 @@
 """The op resolver table: generated from TFLM's micro_mutable_op_resolver.h, one method per op.
 
-Everywhere: the shipped table's entries regenerate from an excerpt of the header
-(tests/data/tflm_resolver_excerpt/: methods of each shape TFLM uses, written for the test), and its counts and custom
-ops are what the pinned header has. With a TFLM tree (``EDGE_PRUNE_TFLM=DIR``, e.g. laid out
-by ../shared/tflm/setup.sh style scripts at tflite-micro 90b983c2): the whole table
+Everywhere: the shipped table's entries regenerate from a fixture header in TFLM's method
+shapes (tests/data/tflm_resolver_excerpt/, written for the test), and its counts and custom
+ops are what the pinned header has. With a TFLM tree (``EDGE_PRUNE_TFLM=DIR``, tflite-micro
+90b983c2 with its third-party downloads): the whole table
 regenerates byte for byte, every method compiles against the real header, and TFLM's own
 example models get a model_ops.h that compiles and registers exactly the ops of the model.
 """

@@ -44,6 +44,7 @@ from edge_prune.firmware import (
     camel_prefix,
     firmware_sources,
 )
+from edge_prune.footprint import KERNEL_ARENA_MARGIN_BYTES
 from edge_prune.targets import Target
 from edge_prune.tflite_file import ModelInfo, read_model
 
@@ -193,7 +194,7 @@ def measure(
         kernels or target.tflm_kernels,
         build_type or target.tflm_build_type,
     )
-    source = _load_model(Path(model))
+    source = _load_model(Path(model), KERNEL_ARENA_MARGIN_BYTES[config.kernels])
     chosen = _samples(source, data, samples)
     host = _host_outputs(source, chosen)
     space = Workspace(tree, config, toolchain, progress)
@@ -213,7 +214,7 @@ def measure(
 # --------------------------------------------------------------------------- the model
 
 
-def _load_model(path: Path) -> _Model:
+def _load_model(path: Path, arena_margin_bytes: int = 0) -> _Model:
     if path.is_dir():
         tflite = path / "model.tflite"
         if not tflite.is_file():
@@ -225,14 +226,15 @@ def _load_model(path: Path) -> _Model:
         files = {n: (path / n).read_text() for n in (DATA_HEADER, DATA_SOURCE, OPS_HEADER, GUIDE)}
         name = _name_from_files(files) if present else tflite.stem
         if not present:
-            files = _generated(data, name)
+            files = _generated(data, name, arena_margin_bytes)
         heldout = path / HELDOUT_FILE
         return _Model(tflite, data, info, name, files, heldout if heldout.is_file() else None)
     if not path.is_file():
         raise ModelFileError(f"{path}: no such file or build directory")
     data = path.read_bytes()
     info = read_model(data)
-    return _Model(path, data, info, path.stem, _generated(data, path.stem), None)
+    generated = _generated(data, path.stem, arena_margin_bytes)
+    return _Model(path, data, info, path.stem, generated, None)
 
 
 def _name_from_files(files: dict[str, str]) -> str:
@@ -242,10 +244,12 @@ def _name_from_files(files: dict[str, str]) -> str:
     return match.group(1)
 
 
-def _generated(data: bytes, name: str) -> dict[str, str]:
+def _generated(data: bytes, name: str, arena_margin_bytes: int) -> dict[str, str]:
+    """The firmware files of a bare ``.tflite``, with the arena a verdict for this kernel set
+    counts (the 32-bit figure, plus the CMSIS-NN margin)."""
     from edge_prune import tflm
 
-    arena = tflm.measure_arena(data, label=name).verdict_bytes
+    arena = tflm.measure_arena(data, label=name).verdict_bytes + arena_margin_bytes
     return firmware_sources(data, name, arena_bytes=arena).files
 
 

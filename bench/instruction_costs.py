@@ -120,6 +120,13 @@ def calibrate(tree, target_name: str, workdir: Path, builds, progress) -> tuple[
         )
         samples += rows
         per_model.append((model, result))
+    return refit(
+        target, samples, [(m, r.instructions_per_inference) for m, r in per_model], progress
+    )
+
+
+def refit(target, samples: list, measured: list, progress) -> tuple[str, dict, list, list]:
+    """Fit the costs on profiled samples and compare with each model's measured total."""
     costs = instructions.fit_costs(samples)
     key = config_key(target.tflm_arch, target.tflm_kernels, target.tflm_build_type)
     model_costs = instructions.CostModel(
@@ -130,15 +137,14 @@ def calibrate(tree, target_name: str, workdir: Path, builds, progress) -> tuple[
         {k: v[2] for k, v in costs.items()},
     )
     table = []
-    for model, result in per_model:
-        estimate = model_costs.estimate(instructions.operator_work(model.read_bytes()))
-        measured = result.instructions_per_inference
-        if measured:
-            error = 100 * (estimate.total - measured) / measured
-            table.append((model.name, measured, estimate.total, error))
-            progress(f"  {model.name}: measured {measured:,}, estimate {estimate.total:,} "
+    for model, count in measured:
+        estimate = model_costs.estimate(instructions.operator_work(Path(model).read_bytes()))
+        if count:
+            error = 100 * (estimate.total - count) / count
+            table.append((str(model), count, estimate.total, error))
+            progress(f"  {Path(model).name}: measured {count:,}, estimate {estimate.total:,} "
                      f"({error:+.1f}%)")  # fmt: skip
-    return key, costs, table
+    return key, costs, table, samples
 
 
 def write(data: dict) -> Path:
@@ -176,13 +182,19 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as work:
         for name in args.target or ["cortex-m4"]:
             progress(f"{name}:")
-            key, costs, table = calibrate(tree, name, Path(work), args.build, progress)
+            key, costs, table, samples = calibrate(tree, name, Path(work), args.build, progress)
             existing["configs"][key] = {
                 "costs": {k: [round(v, 4) for v in c] for k, c in costs.items()},
                 "models": [
-                    {"model": m, "measured": n, "estimate": e, "error_percent": round(p, 1)}
+                    {
+                        "model": Path(m).name,
+                        "measured": n,
+                        "estimate": e,
+                        "error_percent": round(p, 1),
+                    }
                     for m, n, e, p in table
-                ],
+                ],  # fmt: skip
+                "samples": [[k, w, round(c), o] for k, w, c, o in samples],
             }
     existing["source"] = (
         f"bench/instruction_costs.py, TFLM {tree.commit or 'unknown'}, QEMU -icount, "

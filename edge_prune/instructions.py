@@ -26,7 +26,7 @@ from edge_prune.targets import Target
 
 COSTS_PATH = Path(__file__).resolve().parent / "data" / "tflm_instructions.json"
 DECODERS = {0: "DECODE:lut", 1: "DECODE:huffman", 2: "DECODE:pruning"}
-INVOKE = "INVOKE"  # what one Invoke() costs outside its operators
+INVOKE = "INVOKE"  # what one Invoke() costs outside its operators, per call and per operator
 _MAC_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV")
 
 
@@ -132,8 +132,8 @@ class CostModel:
 
     def estimate(self, calls: list[list[OpWork]]) -> InstructionEstimate:
         per_key: dict[str, int] = {}
-        if INVOKE in self.per_unit:
-            per_key[INVOKE] = round(self.per_call[INVOKE] + self.per_unit[INVOKE])
+        if INVOKE in self.per_unit:  # per Invoke() and per operator it walks over
+            per_key[INVOKE] = round(self.per_call[INVOKE] + self.per_unit[INVOKE] * len(calls))
         missing = []
         for call in (c for op in calls for c in op):
             if call.key not in self.per_unit:

@@ -61,6 +61,12 @@ COMMON_OPS = (
     "RELU", "RELU6", "RESHAPE", "RESIZE_NEAREST_NEIGHBOR", "SHAPE", "SOFTMAX", "SPLIT",
     "SPLIT_V", "SQUEEZE", "STRIDED_SLICE", "SUB", "SUM", "SVDF", "TANH", "TRANSPOSE",
     "TRANSPOSE_CONV", "UNIDIRECTIONAL_SEQUENCE_LSTM", "UNPACK",
+    # TFLM's Signal library (audio front ends such as TFLM's audio_preprocessor example)
+    "CUSTOM:SignalDelay", "CUSTOM:SignalEnergy", "CUSTOM:SignalFftAutoScale",
+    "CUSTOM:SignalFilterBank", "CUSTOM:SignalFilterBankLog", "CUSTOM:SignalFilterBankSquareRoot",
+    "CUSTOM:SignalFilterBankSpectralSubtraction", "CUSTOM:SignalFramer", "CUSTOM:SignalIrfft",
+    "CUSTOM:SignalOverlapAdd", "CUSTOM:SignalPCAN", "CUSTOM:SignalRfft", "CUSTOM:SignalStacker",
+    "CUSTOM:SignalWindow",
 )  # fmt: skip
 
 
@@ -119,7 +125,7 @@ def check_op_sets(tree, configs, models: list[Path], progress) -> list[dict]:
     """Whole-firmware links of each model's op set vs the table's union."""
     rows = []
     for config in configs:
-        table = runtime_tables.load_table(config.arch, config.kernels, config.build_type)
+        table = runtime_tables.load_table(config.core, config.kernels, config.build_type)
         if table is None:
             progress(f"{config}: no table, skipped")
             continue

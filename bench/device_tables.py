@@ -121,6 +121,41 @@ def write_table(table: runtime_tables.RuntimeTable) -> Path:
     return path
 
 
+def summary(table: runtime_tables.RuntimeTable) -> list[str]:
+    """Framework, its toolchain share, the DECODE kernel per decoder, the largest kernels."""
+
+    def by_object(sections) -> dict[str, int]:
+        sizes: dict[str, int] = {}
+        for i in sections:
+            obj = table.objects[table.section_object[i]]
+            sizes[obj] = sizes.get(obj, 0) + table.section_bytes[i]
+        return sizes
+
+    framework = by_object(table.framework)
+    toolchain = sum(
+        n
+        for obj, n in framework.items()
+        if not obj.startswith(("libtflm", "core/", "kernels/", "/")) and ".a(" in obj
+    )
+    lines = [f"{table.key}: framework {table.framework_bytes:,} B (toolchain library code "
+             f"{toolchain:,} B of it), {len(table.ops)} ops"]  # fmt: skip
+    decode = table.ops.get("CUSTOM:TFLM_DECODE")
+    if decode is not None:
+        parts = by_object(decode - table.framework)
+        decoders = {k: v for k, v in parts.items() if "decode_state_" in k}
+        lines.append(
+            f"  DECODE kernel {table.op_bytes('CUSTOM:TFLM_DECODE'):,} B, of which "
+            + ", ".join(
+                f"{k.rsplit('/', 1)[-1].rstrip(')')} {v:,} B" for k, v in sorted(decoders.items())
+            )
+        )
+    largest = sorted(table.ops, key=table.op_bytes, reverse=True)[:8]
+    lines.append(
+        "  largest kernels: " + ", ".join(f"{op} {table.op_bytes(op):,} B" for op in largest)
+    )
+    return lines
+
+
 def check_op_sets(tree, configs, models: list[Path], progress) -> list[dict]:
     """Whole-firmware links of each model's op set vs the table's union."""
     rows = []
@@ -155,9 +190,11 @@ def check_op_sets(tree, configs, models: list[Path], progress) -> list[dict]:
 
 
 def example_models(tree) -> list[Path]:
-    """TFLM's own example models in the tree, and edge-prune's build of the default model."""
+    """TFLM's own example models in the tree, the test fixtures, and edge-prune's build of the
+    default model."""
     root = Path(tree.path) / "tensorflow" / "lite" / "micro" / "examples"
     found = sorted(root.rglob("*.tflite"))
+    found += sorted((REPO / "tests" / "data").glob("*.tflite"))
     build = REPO / "build" / "cortex-m4"
     found += sorted(build.glob("model_*.tflite")) if build.is_dir() else []
     return found
@@ -170,8 +207,13 @@ def main(argv=None) -> int:
     parser.add_argument("--ops", help="comma-separated ops, or 'all' (default: COMMON_OPS)")
     parser.add_argument("--check", action="store_true", help="compare with whole-firmware links")
     parser.add_argument("--out", type=Path, help="write the check rows as JSON here")
+    parser.add_argument("--summary", action="store_true", help="print the shipped tables")
     args = parser.parse_args(argv)
 
+    if args.summary:
+        for table in runtime_tables.shipped_tables():
+            print("\n".join(summary(table)))
+        return 0
     tree = device.TflmTree.from_path(args.tflm)
     configs = [parse_config(c) for c in (args.config or DEFAULT_CONFIGS)]
 

@@ -22,6 +22,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
@@ -107,8 +109,11 @@ def calibrate(tree, target_name: str, workdir: Path, builds, progress) -> tuple[
         except EdgePruneError as e:
             progress(f"  {model.name}: not measured: {' '.join(str(e).split())[:160]}")
             continue
+        if result.problem or not result.instructions_per_inference:
+            progress(f"  {model.name}: left out: {result.problem or 'no instruction count'}")
+            continue
         rows = samples_of(model, result)
-        if rows and result.instructions_per_inference:
+        if rows:
             # what Invoke() spends outside the operators (graph walk, temp resets)
             outside = result.instructions_per_inference - sum(
                 n for _, n in result.instructions_per_op
@@ -128,6 +133,9 @@ def calibrate(tree, target_name: str, workdir: Path, builds, progress) -> tuple[
 def refit(target, samples: list, measured: list, progress) -> tuple[str, dict, list, list]:
     """Fit the costs on profiled samples and compare with each model's measured total."""
     costs = instructions.fit_costs(samples)
+    outside = [c for k, _, c, *_ in samples if k == instructions.INVOKE]
+    if outside:  # the median: a few runs have timer-granularity outliers
+        costs[instructions.INVOKE] = (float(np.median(outside)), 0.0, 0.0)
     key = config_key(target.tflm_arch, target.tflm_kernels, target.tflm_build_type)
     model_costs = instructions.CostModel(
         key,
@@ -145,6 +153,17 @@ def refit(target, samples: list, measured: list, progress) -> tuple[str, dict, l
             progress(f"  {Path(model).name}: measured {count:,}, estimate {estimate.total:,} "
                      f"({error:+.1f}%)")  # fmt: skip
     return key, costs, table, samples
+
+
+def refit_stored(tree, name: str, workdir: Path, builds, existing: dict, progress):
+    """:func:`refit` on the samples and measured totals the cost file already holds."""
+    target = load_target(name)
+    key = config_key(target.tflm_arch, target.tflm_kernels, target.tflm_build_type)
+    entry = existing["configs"][key]
+    paths = {p.name: p for p in models(tree, workdir, builds)}
+    measured = [(paths[m["model"]], m["measured"]) for m in entry["models"] if m["model"] in paths]
+    samples = [tuple(row) for row in entry["samples"]]
+    return refit(target, samples, measured, progress)
 
 
 def write(data: dict) -> Path:
@@ -168,6 +187,9 @@ def main(argv=None) -> int:
         help="an edge-prune build directory whose candidates to run too",
     )
     parser.add_argument("--write", action="store_true", help="write the shipped cost file")
+    parser.add_argument(
+        "--refit", action="store_true", help="fit again on the samples the cost file keeps"
+    )
     args = parser.parse_args(argv)
     tree = device.TflmTree.from_path(args.tflm)
 
@@ -182,7 +204,12 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as work:
         for name in args.target or ["cortex-m4"]:
             progress(f"{name}:")
-            key, costs, table, samples = calibrate(tree, name, Path(work), args.build, progress)
+            if args.refit:
+                key, costs, table, samples = refit_stored(
+                    tree, name, Path(work), args.build, existing, progress
+                )
+            else:
+                key, costs, table, samples = calibrate(tree, name, Path(work), args.build, progress)
             existing["configs"][key] = {
                 "costs": {k: [round(v, 4) for v in c] for k, c in costs.items()},
                 "models": [

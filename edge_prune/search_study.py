@@ -27,7 +27,6 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import signal
 import time
@@ -36,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edge_prune._process import die_with_parent
 from edge_prune.errors import ConfigError, EdgePruneError
 from edge_prune.runner import Progress, stderr_progress
 from edge_prune.search import (
@@ -59,7 +59,6 @@ if TYPE_CHECKING:
 __all__ = ["STOP_SECONDS", "run_study", "spec_from_params"]
 
 STOP_SECONDS = 4.0  # SIGTERM to SIGKILL for workers that do not stop
-_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 _POINT, _DIGEST, _TWIN = "point", "point_sha256", "twin_of"
 _CONTEXT = "edge_prune_context"
 
@@ -515,14 +514,6 @@ def _worker_main(job: _Job, parent: int) -> None:
         work(job, _prefixed(job.worker))
     except KeyboardInterrupt:
         os._exit(130)
-
-
-def die_with_parent(parent: int) -> None:
-    """``PR_SET_PDEATHSIG``: the kernel kills this process when its parent thread ends."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os._exit(1)
 
 
 def _interrupt(signum, frame):

@@ -22,6 +22,7 @@ the same float32 arithmetic (divide, ``lround``, clamp) before its interpreter.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_prune._process import die_with
 from edge_prune.artifacts import write_atomic
 from edge_prune.device import build
 from edge_prune.device.config import DeviceConfig, core_from_target
@@ -500,6 +502,7 @@ def qemu_command(space: Workspace, elf: Path) -> list[str]:
 def _run_qemu(space: Workspace, elf: Path, timeout_s: float) -> QemuRun:
     try:
         done = subprocess.run(qemu_command(space, elf), capture_output=True, text=True,
+                              preexec_fn=die_with(os.getpid()),
                               timeout=timeout_s, errors="replace")  # fmt: skip
     except subprocess.TimeoutExpired as e:
         text = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else e.stdout

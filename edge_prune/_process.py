@@ -1,0 +1,27 @@
+"""Child processes that end with the tool: ``PR_SET_PDEATHSIG`` (Linux, prctl(2)).
+
+A child started with ``preexec_fn=die_with(os.getpid())`` (or calling
+:func:`die_with_parent` first thing) is killed by the kernel when the thread that started it
+ends, so a killed edge-prune leaves no worker, emulator or interpreter behind.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def die_with_parent(parent: int, signum: int = signal.SIGKILL) -> None:
+    """In the child: be sent ``signum`` when the parent ends; exit now if it already has."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, int(signum), 0, 0, 0)
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def die_with(parent: int):
+    """A ``preexec_fn`` for :mod:`subprocess` that calls :func:`die_with_parent`."""
+    return lambda: die_with_parent(parent)

@@ -25,3 +25,14 @@ def die_with_parent(parent: int, signum: int = signal.SIGKILL) -> None:
 def die_with(parent: int):
     """A ``preexec_fn`` for :mod:`subprocess` that calls :func:`die_with_parent`."""
     return lambda: die_with_parent(parent)
+
+
+def is_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (signal 0; another user's process counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

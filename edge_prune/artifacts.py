@@ -18,6 +18,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from edge_prune._process import is_alive
+
 TFLM_ALIGNMENT_BYTES = 16  # TFLM reads the flatbuffer in place; 16-byte alignment is safe for it
 
 
@@ -151,7 +153,7 @@ def scratch_tempdir(kind: str) -> Iterator[Path]:
     root = Path(tempfile.gettempdir())
     for path in root.glob(f"{prefix}*-*"):
         pid = path.name[len(prefix) :].split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not is_alive(int(pid)):
             shutil.rmtree(path, ignore_errors=True)
     scratch = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=root))
     previous = tempfile.tempdir
@@ -161,16 +163,6 @@ def scratch_tempdir(kind: str) -> Iterator[Path]:
     finally:
         tempfile.tempdir = previous
         shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 _RENAME_EXCHANGE = 2

@@ -205,13 +205,27 @@ def _short(name: str, width: int = 32) -> str:
     return name if len(name) <= width else "…" + name[-(width - 1) :]
 
 
-def _tensor_lines(report: dict[str, Any], heading: str, markdown: bool) -> list[str]:
-    """Per weight tensor of the deployable: codec, bytes, bits per weight, decoded arena bytes."""
+def _encoded_artifact(report: dict[str, Any]) -> dict[str, Any] | None:
+    """The deployable if it has per-tensor encodings, else the compressed candidate with the
+    least flash (flatbuffer + runtime code), else None."""
+    encoded = [a for a in report["artifacts"] if "tensors" in (a.get("compression") or {})]
     chosen = report["deployable"]["artifact"]
-    artifact = next(a for a in report["artifacts"] if a["name"] == chosen)
-    compression = artifact.get("compression")
-    if not compression or "tensors" not in compression:
+    for a in encoded:
+        if a["name"] == chosen:
+            return a
+    flash = [a for a in encoded if a["cost"]["total_flash_bytes"] is not None]
+    return min(flash, key=lambda a: a["cost"]["total_flash_bytes"]) if flash else None
+
+
+def _tensor_lines(report: dict[str, Any], heading: str, markdown: bool) -> list[str]:
+    """Per weight tensor of the deployable, or when it is not compressed of the compressed
+    candidate it was weighed against: codec, bytes, bits per weight, decoded arena bytes."""
+    artifact = _encoded_artifact(report)
+    if artifact is None:
         return []
+    compression = artifact["compression"]
+    deployed = artifact["name"] == report["deployable"]["artifact"]
+    title = "model.tflite" if deployed else f"{artifact['file']} (not deployed)"
     rows = [
         (
             _short(t["name"]) or f"#{t['index']}",
@@ -225,7 +239,7 @@ def _tensor_lines(report: dict[str, Any], heading: str, markdown: bool) -> list[
         for t in compression["tensors"]
     ]
     return [
-        f"{heading}Weight encodings of model.tflite (decoded by TFLM's DECODE operator)",
+        f"{heading}Weight encodings of {title} (decoded by TFLM's DECODE operator)",
         "",
         *table_lines(
             ("tensor", "codec", "bytes", "encoded", "bits/weight", "decoded in arena", "why"),

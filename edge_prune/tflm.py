@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_prune._process import is_alive
 from edge_prune.errors import (
     ConfigError,
     DataError,
@@ -458,18 +459,8 @@ class _job_dir:  # noqa: N801 - used like tempfile.TemporaryDirectory
 def _remove_orphan_jobs() -> None:
     for path in Path(tempfile.gettempdir()).glob(f"{_JOB_PREFIX}*-*"):
         pid = path.name[len(_JOB_PREFIX) :].split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not is_alive(int(pid)):
             shutil.rmtree(path, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 MAX_VERIFY_RETRIES = 2

@@ -125,7 +125,8 @@ def test_report_markdown_says_what_it_counts(built):
     _, out = built
     text = (out / "report.md").read_text()
     assert "model_sparse.tflite" in text and "DENSIFY" in text
-    assert "Weight encodings of model.tflite" in text and "decode us (estimate)" in text
+    assert "Weight encodings of model_compressed" in text and "(not deployed)" in text
+    assert "runtime code B" in text and "instructions" in text
     assert "Sparsity" in text and "estimate" in text
     assert "Cost per inference" in text and "Channels kept (L1 norm): conv1 8/16" in text
 

@@ -91,10 +91,23 @@ def _run_and_kill(command: list[str], when_line_has: str, sig: signal.Signals) -
             if sig == signal.SIGKILL:
                 os.killpg(process.pid, sig)
             else:
-                process.send_signal(sig)
+                _signal_until_it_ends(process, sig)
             break
     code, rest = _finish(process)
     return code, "".join(seen) + rest
+
+
+def _signal_until_it_ends(process: subprocess.Popen, sig: signal.Signals) -> None:
+    """Send ``sig``, again each second while the run goes on (at most 5 times), as a user
+    presses Ctrl-C again: one signal that lands while the interpreter is starting a child
+    process or inside TensorFlow's runtime has been seen to go unnoticed."""
+    for _ in range(5):
+        process.send_signal(sig)
+        try:
+            process.wait(timeout=1.0)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 @pytest.fixture(scope="module")

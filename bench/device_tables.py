@@ -24,7 +24,6 @@ import argparse
 import datetime
 import json
 import os
-import re
 import sys
 import tempfile
 from pathlib import Path
@@ -32,7 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from edge_prune import device, runtime_tables  # noqa: E402
+from edge_prune import device, op_resolver, runtime_tables  # noqa: E402
 from edge_prune.device import build  # noqa: E402
 from edge_prune.errors import EdgePruneError  # noqa: E402
 from edge_prune.tflite_file import read_model  # noqa: E402
@@ -71,13 +70,12 @@ COMMON_OPS = (
 
 
 def resolver_ops(tree) -> dict[str, str]:
-    """Every op the tree's MicroMutableOpResolver registers, named as ``read_model`` names it
-    (``CONV_2D``; ``CUSTOM:<code>`` for custom ops) -> the key the device build takes."""
-    header = (tree.path / build.RESOLVER_HEADER).read_text()
-    custom = set(re.findall(r'AddCustom\(\s*"([^"]+)"', header))
-    return {
-        (f"CUSTOM:{key}" if key in custom else key): key for key in build.resolver_methods(tree)
-    }
+    """Every op the tree's MicroMutableOpResolver registers that the device build links, named
+    as ``read_model`` names it (``CONV_2D``, ``CUSTOM:<code>``; from :mod:`edge_prune.op_resolver`)
+    -> the key the device build takes."""
+    linked = build.resolver_methods(tree)
+    ops = (m.op for m in op_resolver.generate(tree.path).methods if m.op)
+    return {op: build.op_key(op) for op in ops if build.op_key(op) in linked}
 
 
 def parse_config(text: str) -> device.DeviceConfig:

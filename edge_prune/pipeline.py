@@ -96,6 +96,15 @@ class BuildState:
     footprint: Report | None = None
     timings_s: dict[str, float] = field(default_factory=dict)
 
+    def with_pruned(self, model, sparsity: SparsityReport, score: float) -> BuildState:
+        """The state after a pruning schedule: its stripped model, sparsity and Keras score."""
+        return replace(
+            self,
+            models={**self.models, "pruned": model},
+            sparsity=sparsity,
+            scores={**self.scores, "pruned_keras": score},
+        )
+
     @property
     def config(self) -> PipelineConfig:
         return self.inputs.config
@@ -339,12 +348,7 @@ def _iterative_prune(state: BuildState, progress: Progress) -> BuildState:
         f"  iterative {targets}: {sparsity.sparsity:.1%} sparse, Keras {state.metric.name} "
         f"{state.metric.format(score)}"
     )
-    return replace(
-        state,
-        models={**state.models, "pruned": pruned},
-        sparsity=sparsity,
-        scores={**state.scores, "pruned_keras": score},
-    )
+    return state.with_pruned(pruned, sparsity, score)
 
 
 def _rewind(state: BuildState, progress: Progress) -> BuildState:
@@ -394,12 +398,7 @@ def _polynomial_prune(state: BuildState, progress: Progress) -> BuildState:
         f"  pruned: Sparsity: {sparsity.zeros}/{sparsity.total} ({sparsity.sparsity:.1%}), "
         f"Keras {state.metric.name} {state.metric.format(score)}"
     )
-    return replace(
-        state,
-        models={**state.models, "pruned": pruned},
-        sparsity=sparsity,
-        scores={**state.scores, "pruned_keras": score},
-    )
+    return state.with_pruned(pruned, sparsity, score)
 
 
 def dead_units_stage(state: BuildState, progress: Progress) -> BuildState:

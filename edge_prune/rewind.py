@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -215,12 +214,7 @@ def rewind_stage(state: BuildState, progress: Progress) -> BuildState:
         f"  rewound and retrained: {sparsity.sparsity:.1%} sparse, Keras {state.metric.name} "
         f"{state.metric.format(score)}"
     )
-    return replace(
-        state,
-        models={**state.models, "pruned": model},
-        sparsity=sparsity,
-        scores={**state.scores, "pruned_keras": score},
-    )
+    return state.with_pruned(model, sparsity, score)
 
 
 REWIND = Stage(

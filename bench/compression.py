@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/compression.py [--quick] [--target cortex-m4]
 
-For each model the pipeline runs as ``edge-prune model`` runs it (``MODEL_STAGES`` through the
+For each model the pipeline runs as ``edge-prune model`` runs it (``plan(config).model`` through the
 runner): train dense (seeded), prune (CNN: the pipeline default, 50% of channels removed then
 50% magnitude sparsity; MLP: magnitude pruning only, 90%, near the 92% Deep Compression pruned
 LeNet-300-100 to, Han et al. ICLR 2016 Table 4), cluster (sparsity preserved), convert, and run
@@ -86,19 +86,20 @@ def tflite_accuracy(model_bytes: bytes, data) -> float:
 def measure(name: str, inputs, sparsity: float) -> tuple[list[list[str]], str]:
     """One row per candidate the build makes for ``inputs`` at ``sparsity``, and what it chose."""
     from edge_prune.config import with_overrides
-    from edge_prune.pipeline import MODEL_STAGES, BuildState
+    from edge_prune.pipeline import plan
     from edge_prune.runner import quiet, run_stages
+    from edge_prune.stages import ArtifactName, BuildState
 
     config = with_overrides(inputs.config, {"prune.final_sparsity": sparsity}, "bench")
-    state = run_stages(MODEL_STAGES, BuildState(replace(inputs, config=config)), quiet)
-    float32_bytes = len(state.artifact("float32-dense").tflite_bytes)
+    state = run_stages(plan(config).model, BuildState(replace(inputs, config=config)), quiet)
+    float32_bytes = len(state.artifact(ArtifactName.FLOAT32_DENSE).tflite_bytes)
     how = f"{config.structured.ratio:.0%} channels + " if config.structured.ratio > 0 else ""
     name = f"{name} ({how}{sparsity:.0%})"
     rows, failures = [], []
     for artifact in state.artifacts:
         report = artifact.check
         weights, nonzero = weight_counts(state.models[artifact.reference])
-        if artifact.name == "float32-dense":
+        if artifact.name == ArtifactName.FLOAT32_DENSE:
             other = f"Keras {state.scores['dense_keras']:.2%}"
         elif not report.runs_on_tflm:
             other = f"TFLite {tflite_accuracy(artifact.tflite_bytes, inputs.data):.2%}"
@@ -134,7 +135,7 @@ def main() -> int:
 
     from edge_prune.config import PipelineConfig, with_overrides
     from edge_prune.data import Dataset
-    from edge_prune.pipeline import prepare_inputs
+    from edge_prune.stages import prepare_inputs
 
     config = with_overrides(PipelineConfig(), QUICK if args.quick else {}, "bench")
     cnn_inputs = prepare_inputs(args.target, config)

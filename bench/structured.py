@@ -86,22 +86,9 @@ def main() -> int:
     from edge_prune.codecs import strip_for_mcu
     from edge_prune.config import PipelineConfig, with_overrides
     from edge_prune.convert import convert
-    from edge_prune.pipeline import (
-        BASELINE,
-        CHECK,
-        CHOOSE,
-        CLUSTER,
-        CONVERT,
-        DEAD_UNITS,
-        PRUNE,
-        RAM_FIT,
-        SEED,
-        STRUCTURED,
-        TRAIN,
-        BuildState,
-        prepare_inputs,
-    )
+    from edge_prune.pipeline import plan
     from edge_prune.runner import quiet, run_stages
+    from edge_prune.stages import BuildState, ModelKey, prepare_inputs
 
     overrides = {"structured.ratio": args.ratio, **(QUICK if args.quick else {})}
     config = with_overrides(PipelineConfig(), overrides, "bench")
@@ -114,27 +101,27 @@ def main() -> int:
         return strip_for_mcu(converted.tflite_bytes)[0]
 
     def prune_and_compress(state: BuildState, **overrides):
-        state = state.with_config(with_overrides(config, overrides, "bench"))
-        stages = (SEED, PRUNE, DEAD_UNITS, CLUSTER, CONVERT, CHECK, RAM_FIT, CHOOSE)
-        return run_stages(stages, state, quiet)
+        point_config = with_overrides(config, overrides, "bench")
+        return run_stages(plan(point_config).point, state.with_config(point_config), quiet)
 
-    dense_state = run_stages((TRAIN, BASELINE), BuildState(inputs), quiet)
-    dense = dense_state.models["dense"]
+    stages = plan(config)
+    dense_state = run_stages(stages.dense + stages.baseline, BuildState(inputs), quiet)
+    dense = dense_state.models[ModelKey.DENSE]
     rows = [row("dense", dense, int8(dense), inputs)]
 
     no_tuning = dense_state.with_config(with_overrides(config, {"structured.epochs": 0}, "bench"))
-    before = run_stages((STRUCTURED,), no_tuning, quiet).models["structured"]
+    before = run_stages(stages.channels, no_tuning, quiet).models[ModelKey.STRUCTURED]
     rows.append(row(f"structured {args.ratio:.0%}, before fine-tuning", before, int8(before),
                     inputs))  # fmt: skip
-    after_state = run_stages((SEED, STRUCTURED), dense_state, quiet)
-    after = after_state.models["structured"]
+    after_state = run_stages(stages.channels, dense_state, quiet)
+    after = after_state.models[ModelKey.STRUCTURED]
     rows.append(row(f"structured {args.ratio:.0%}, after fine-tuning", after, int8(after), inputs))
 
     alone = args.unstructured
     unstructured = prune_and_compress(
         dense_state, **{"structured.ratio": 0.0, "prune.final_sparsity": alone}
     )
-    pruned = unstructured.models["pruned"]
+    pruned = unstructured.models[ModelKey.PRUNED]
     rows.append(row(f"unstructured {alone:.0%} only, int8", pruned, int8(pruned), inputs))
     rows.append(deployed_row(f"unstructured {alone:.0%} only", unstructured, inputs))
 

@@ -17,6 +17,12 @@ import tensorflow as tf  # noqa: E402
 import tensorflow_model_optimization as tfmot  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
+# tfmot internals for per-layer wrapping and mask access, which its public names do not expose.
+from tensorflow_model_optimization.python.core.sparsity.keras import (  # noqa: E402
+    prune_registry,
+    pruning_wrapper,
+)
+
 tf.get_logger().setLevel("ERROR")
 
-__all__ = ["tf", "keras", "tfmot"]
+__all__ = ["keras", "prune_registry", "pruning_wrapper", "tf", "tfmot"]

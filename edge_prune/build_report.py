@@ -14,8 +14,8 @@ from edge_prune.tables import table_lines
 
 if TYPE_CHECKING:
     from edge_prune.metrics import Metric
-    from edge_prune.pipeline import Artifact, BuildState
     from edge_prune.report import Report
+    from edge_prune.stages import Artifact, BuildState
     from edge_prune.targets import Target
 
 

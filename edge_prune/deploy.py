@@ -32,8 +32,9 @@ from edge_prune.artifacts import staged_directory
 from edge_prune.build_report import report_dict, report_markdown, report_text
 from edge_prune.config import PipelineConfig
 from edge_prune.firmware import HOST_ARENA_NOTE, write_firmware
-from edge_prune.pipeline import BuildState, prepare_inputs, run_pipeline
+from edge_prune.pipeline import run_pipeline
 from edge_prune.runner import Progress, stderr_progress
+from edge_prune.stages import BuildState, prepare_inputs
 
 
 @dataclass(frozen=True)

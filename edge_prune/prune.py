@@ -27,18 +27,11 @@ from typing import Any
 
 import numpy as np
 
-from edge_prune._tf import keras, tf, tfmot
+from edge_prune._tf import keras, prune_registry, pruning_wrapper, tf, tfmot
 from edge_prune.errors import ConfigError, DataError, UnsupportedModelError
 from edge_prune.schedule import MByNSparsity, PruningSchedule, check_int, check_sparsity
 
 _sparsity = tfmot.sparsity.keras
-
-# tfmot internals for per-layer wrapping and mask access, which its public names do not expose.
-# Imported after edge_prune._tf, so TF_USE_LEGACY_KERAS is already set.
-from tensorflow_model_optimization.python.core.sparsity.keras import (  # noqa: E402
-    prune_registry,
-    pruning_wrapper,
-)
 
 # tfmot's m-by-n mask generator handles rank-2 (Dense) and rank-4 (Conv2D) kernels only
 # (pruning_utils.weights_rearrange).

@@ -8,12 +8,13 @@ larger networks rewinding to an early epoch k > 0 works where rewinding to initi
 
 - :func:`record_weights` gives a Keras callback that keeps the weights at the end of epoch k
   (epoch 0 = before training) during the dense training.
-- :func:`early_model` trains a fresh copy for k epochs instead, from the same seed: with op
-  determinism on, that is the dense run's state after k epochs.
+- The build's ``early`` stage (:func:`edge_prune.stages.training.early_stage`) trains a fresh
+  copy for k epochs instead, from the same seed: with op determinism on, that is the dense
+  run's state after k epochs.
 - :func:`rewind` returns the pruned model with its non-zero weights replaced by the early ones
   (a weight pruned to zero stays zero) and :func:`retrain_with_fixed_mask` retrains it with the
   zeros re-applied after every batch.
-- :data:`REWIND` is the pipeline stage (after ``prune``): it reads ``models["early"]``.
+- The build's ``rewind`` stage (:func:`edge_prune.stages.training.rewind_stage`) runs both.
 """
 
 from __future__ import annotations
@@ -25,17 +26,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edge_prune.errors import ConfigError, UnsupportedModelError
-from edge_prune.runner import Progress, Stage
+from edge_prune.runner import Progress
 
 if TYPE_CHECKING:
     import tf_keras
 
     from edge_prune.data import Dataset
-    from edge_prune.pipeline import BuildState, Inputs
 
 __all__ = [
-    "REWIND",
-    "early_model",
     "fixed_mask_callback",
     "record_weights",
     "retrain_with_fixed_mask",
@@ -76,30 +74,6 @@ def record_weights(epoch: int):
     """A Keras callback whose ``.weights`` holds ``model.get_weights()`` at the end of epoch
     ``epoch`` (0: before training), for :func:`rewind`. Pass it to the dense ``model.fit``."""
     return _record_weights_callback()(epoch)
-
-
-def early_model(inputs: Inputs, epochs: int, progress: Progress) -> tf_keras.Model:
-    """The dense model after ``epochs`` epochs of the ``train`` stage's seeded training."""
-    from edge_prune.pipeline import load_or_build_model
-    from edge_prune.train import compile_for_training, fit, seed_everything
-
-    config = inputs.config
-    if not 0 <= epochs <= config.train.epochs:
-        raise ConfigError(
-            f"rewind epoch: got {epochs}, expected 0 to train.epochs ({config.train.epochs})"
-        )
-    seed_everything(config.train.seed)
-    model = load_or_build_model(inputs)
-    compile_for_training(model, config.train.learning_rate, inputs.data)
-    fit(
-        model,
-        inputs.data,
-        batch_size=config.train.batch_size,
-        epochs=epochs,
-        stage=f"dense to epoch {epochs} (rewind point)",
-        progress=progress,
-    )
-    return model
 
 
 def rewind(
@@ -183,42 +157,3 @@ def retrain_with_fixed_mask(
         callbacks=(fixed_mask_callback(masks),),
     )
     return model
-
-
-def rewind_stage(state: BuildState, progress: Progress) -> BuildState:
-    """Rewind the pruned model's surviving weights to ``models["early"]`` and retrain them."""
-    from edge_prune.prune import sparsity_report
-    from edge_prune.train import keras_score
-
-    config, data = state.config, state.inputs.data
-    if "early" not in state.models:
-        raise ConfigError("rewind: no early model recorded (models['early']) to rewind to")
-    if "structured" in state.models:
-        raise ConfigError(
-            "rewind: the early weights are those of the dense model; rewinding after channel "
-            "removal (structured.ratio > 0) is not supported"
-        )
-    model, masks = rewind(state.models["pruned"], state.models["early"].get_weights())
-    retrain_with_fixed_mask(
-        model,
-        masks,
-        data,
-        epochs=config.prune.epochs,
-        batch_size=config.train.batch_size,
-        learning_rate=config.train.learning_rate,
-        progress=progress,
-    )
-    score = keras_score(model, data)
-    sparsity = sparsity_report(model)
-    progress(
-        f"  rewound and retrained: {sparsity.sparsity:.1%} sparse, Keras {state.metric.name} "
-        f"{state.metric.format(score)}"
-    )
-    return state.with_pruned(model, sparsity, score)
-
-
-REWIND = Stage(
-    "rewind",
-    rewind_stage,
-    "rewinding the surviving weights to the early model; retraining with the mask fixed",
-)

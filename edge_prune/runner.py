@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 Progress = Callable[[str], None]
 
@@ -34,19 +34,19 @@ State = TypeVar("State", bound=TimedState)
 
 
 @dataclass(frozen=True)
-class Stage:
+class Stage(Generic[State]):
     """One step of a pipeline: ``run(state, progress) -> state``; ``describe(state) -> str``."""
 
     name: str
-    run: Callable[..., object]
-    describe: Callable[[object], str] | str = ""
+    run: Callable[[State, Progress], State]
+    describe: Callable[[State], str] | str = ""
 
-    def title(self, state: object) -> str:
+    def title(self, state: State) -> str:
         return self.describe(state) if callable(self.describe) else (self.describe or self.name)
 
 
 def run_stages(
-    stages: Sequence[Stage], state: State, progress: Progress = stderr_progress
+    stages: Sequence[Stage[State]], state: State, progress: Progress = stderr_progress
 ) -> State:
     """Run ``stages`` in order on ``state``; returns the final state with ``timings_s`` filled.
 

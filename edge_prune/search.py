@@ -12,8 +12,8 @@ every TFLM codec per tensor). Training is spent where it matters:
   fingerprint (model, data, library versions, the config keys they depend on) and saved in
   Keras's own format under the cache directory (:mod:`edge_prune.search_cache`), so local
   workers and a later run load them instead of training again;
-- each point runs the same stages as ``edge-prune model`` (:data:`edge_prune.pipeline.
-  POINT_STAGES` after seeding, every artifact checked on TFLM) with its own config, so
+- each point runs the same stages as ``edge-prune model`` (:attr:`edge_prune.pipeline.Plan.point`,
+  reseeded first, every artifact checked on TFLM) with its own config, so
   ``best.toml`` rebuilds the chosen point byte for byte.
 
 A point's figures are those of its own pruned artifact (:func:`point_artifact`): the one the
@@ -48,7 +48,7 @@ from edge_prune.artifacts import staged_directory
 from edge_prune.config import PipelineConfig, with_overrides
 from edge_prune.errors import ConfigError, NoDeployableArtifactError
 from edge_prune.metrics import Metric
-from edge_prune.pipeline import BASELINE, SEED, STRUCTURED, TRAIN
+from edge_prune.pipeline import plan
 from edge_prune.runner import Progress, quiet, run_stages, stderr_progress
 from edge_prune.search_cache import (
     BadCacheEntry,
@@ -58,10 +58,11 @@ from edge_prune.search_cache import (
     save_model_entry,
     write_point_entry,
 )
+from edge_prune.stages.state import ArtifactName, ModelKey, keras_score_key
 from edge_prune.tables import table_lines
 
 if TYPE_CHECKING:
-    from edge_prune.pipeline import Artifact, BuildState, Inputs
+    from edge_prune.stages import Artifact, BuildState, Inputs
 
 __all__ = [
     "SCHEDULES",
@@ -71,7 +72,6 @@ __all__ = [
     "SearchResult",
     "SearchSpace",
     "choose_point",
-    "run_search",
     "write_search",
 ]
 
@@ -278,12 +278,6 @@ def _file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-DENSE_STAGES = (TRAIN,)
-# Reseeded before channel removal, as each point is before pruning: a ratio's model does not
-# depend on which ratios were made before it in the same process.
-RATIO_STAGES = (SEED, STRUCTURED)
-
-
 class Workshop:
     """Makes, saves and loads the shared models, and builds points from them.
 
@@ -323,17 +317,16 @@ class Workshop:
         from edge_prune.build_report import report_dict
         from edge_prune.deploy import write_artifacts
         from edge_prune.model_io import load_saved_model
-        from edge_prune.pipeline import POINT_STAGES
 
         start = time.perf_counter()
         config = spec.config(self.inputs.config)
         shared, paths = self._shared(config)
         models = {name: load_saved_model(path) for name, path in paths.items()}
         if shared.structured is not None:
-            structured = replace(shared.structured, model=models["structured"])
+            structured = replace(shared.structured, model=models[ModelKey.STRUCTURED])
             shared = replace(shared, structured=structured)
         state = replace(shared, models=models).with_config(config)
-        state = run_stages(POINT_STAGES, state, quiet)
+        state = run_stages(plan(config).point, state, quiet)
         key = self.point_key(spec)
         point = search_point(state, spec, key, round(time.perf_counter() - start, 1))
         with staged_directory(self.point_dir(key)) as staging:
@@ -357,43 +350,46 @@ class Workshop:
     def _make_state(
         self, config: PipelineConfig, dense_key: str, ratio_key: str, rewind: bool
     ) -> tuple[BuildState, dict[str, Path]]:
-        from edge_prune.pipeline import BuildState, _costs
+        from edge_prune.stages.state import BuildState, model_costs
         from edge_prune.train import keras_score
 
         shared = self.cache / "shared"
-        paths = {"dense": shared / f"dense-{dense_key}.keras"}
+        paths = {ModelKey.DENSE: shared / f"dense-{dense_key}.keras"}
         dense_only = replace(config, structured=replace(config.structured, ratio=0.0))
-        dense, meta = self._entry(paths["dense"], lambda: self._train_dense(dense_only))
+        dense, meta = self._entry(paths[ModelKey.DENSE], lambda: self._train_dense(dense_only))
         data, target = self.inputs.data, self.inputs.target
         state = replace(
             BuildState(self.inputs).with_config(dense_only),
-            models={"dense": dense},
+            models={ModelKey.DENSE: dense},
             scores={
-                "dense_keras": keras_score(dense, data),
-                "dense_keras_train": keras_score(dense, data, split="train"),
+                keras_score_key(ModelKey.DENSE): keras_score(dense, data),
+                keras_score_key(ModelKey.DENSE, "train"): keras_score(dense, data, split="train"),
             },
-            costs={"dense": _costs(dense, target)},
+            costs={ModelKey.DENSE: model_costs(dense, target)},
             training=str(meta.get("training", "")),
         )
-        state = run_stages((BASELINE,), state, quiet)
+        state = run_stages(plan(config).baseline, state, quiet)
         self.model_name = state.model_name
         if config.structured.ratio > 0:
-            paths["structured"] = shared / f"structured-{ratio_key}.keras"
+            paths[ModelKey.STRUCTURED] = shared / f"structured-{ratio_key}.keras"
             model, meta = self._entry(
-                paths["structured"], lambda: self._train_structured(state, config)
+                paths[ModelKey.STRUCTURED], lambda: self._train_structured(state, config)
             )
             result = _structured_result(meta, model)
             state = replace(
                 state,
-                models={**state.models, "structured": model},
+                models={**state.models, ModelKey.STRUCTURED: model},
                 structured=replace(result, model=None),
-                scores={**state.scores, "structured_keras": keras_score(model, data)},
-                costs={**state.costs, "structured": _costs(model, target)},
+                scores={
+                    **state.scores,
+                    keras_score_key(ModelKey.STRUCTURED): keras_score(model, data),
+                },
+                costs={**state.costs, ModelKey.STRUCTURED: model_costs(model, target)},
             )
         if rewind:
             epoch = config.prune.rewind_epoch
-            paths["early"] = shared / f"early{epoch}-{dense_key}.keras"
-            self._entry(paths["early"], lambda: self._train_early(dense_only, epoch))
+            paths[ModelKey.EARLY] = shared / f"early{epoch}-{dense_key}.keras"
+            self._entry(paths[ModelKey.EARLY], lambda: self._train_early(dense_only, epoch))
         return replace(state, models={}), paths
 
     def _entry(self, path: Path, make) -> tuple[Any, dict[str, Any]]:
@@ -412,24 +408,27 @@ class Workshop:
         return entry
 
     def _train_dense(self, config: PipelineConfig):
-        from edge_prune.pipeline import BuildState
+        from edge_prune.stages.state import BuildState
 
         self.progress("  dense model")
         state = BuildState(self.inputs).with_config(config)
-        state = run_stages(DENSE_STAGES, state, _indented(_indented(self.progress)))
-        return state.models["dense"], {"training": state.training}
+        state = run_stages(plan(config).dense, state, _indented(_indented(self.progress)))
+        return state.models[ModelKey.DENSE], {"training": state.training}
 
     def _train_structured(self, dense: BuildState, config: PipelineConfig):
         self.progress(f"  structured model: {config.structured.ratio:.0%} of channels removed")
-        state = run_stages(RATIO_STAGES, dense.with_config(config), _indented(self.progress))
-        return state.models["structured"], {"structured": state.structured.to_dict()}
+        state = run_stages(
+            plan(config).channels, dense.with_config(config), _indented(self.progress)
+        )
+        return state.models[ModelKey.STRUCTURED], {"structured": state.structured.to_dict()}
 
     def _train_early(self, config: PipelineConfig, epoch: int):
-        from edge_prune.rewind import early_model
+        from edge_prune.stages.state import BuildState
 
         self.progress(f"  dense model at epoch {epoch} (rewinding point)")
-        inputs = replace(self.inputs, config=config)
-        return early_model(inputs, epoch, quiet), {"epoch": epoch}
+        state = BuildState(self.inputs).with_config(config)
+        state = run_stages(plan(config).early, state, quiet)
+        return state.models[ModelKey.EARLY], {"epoch": epoch}
 
 
 def _structured_result(meta: dict[str, Any], model):
@@ -465,9 +464,9 @@ def _indented(progress: Progress) -> Progress:
 def point_artifact(state: BuildState) -> Artifact:
     """The point's own artifact: the build's choice unless that is the dense float32 fallback;
     then the pruned artifact TFLM runs that loses least (ties: the smaller)."""
-    if state.choice is not None and state.deployable.name != "float32-dense":
+    if state.choice is not None and state.deployable.name != ArtifactName.FLOAT32_DENSE:
         return state.deployable
-    runnable = [a for a in state.artifacts if a.verdict and a.name != "float32-dense"]
+    runnable = [a for a in state.artifacts if a.verdict and a.name != ArtifactName.FLOAT32_DENSE]
     if not runnable:
         raise NoDeployableArtifactError(f"no pruned artifact runs on TFLM: {state.no_choice}")
     metric, baseline = state.metric, state.baseline_score
@@ -512,7 +511,7 @@ def search_point(state: BuildState, spec: PointSpec, key: str, seconds: float) -
         fits_ram=verdict.fits_ram,
         trusted=not at_chance and state.untrustworthy is None,
         baseline_score=float(state.baseline_score),
-        int8_tflm_score=state.artifact("int8").check.score,
+        int8_tflm_score=state.artifact(ArtifactName.INT8).check.score,
         seconds=float(seconds),
     )
 
@@ -539,19 +538,6 @@ class SearchOptions:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"--{name}: got {value!r}, expected an integer >= 1")
-
-
-def run_search(
-    inputs: Inputs,
-    options: SearchOptions,
-    cache_dir: str | Path,
-    progress: Progress = stderr_progress,
-) -> tuple[SearchResult, dict[str, Path]]:
-    """Run (or resume) the study until ``options.trials`` points are built; see
-    :mod:`edge_prune.search_study`. Returns the result and each point's directory by key."""
-    from edge_prune.search_study import run_study
-
-    return run_study(inputs, options, Path(cache_dir), progress)
 
 
 # ---------------------------------------------------------------------------------- result
@@ -734,7 +720,7 @@ def render_markdown(result: SearchResult) -> str:
         f"- {len(result.points)} points ({result.reused_points} from the cache) in "
         f"{result.seconds:.0f} s; Optuna study {result.study.get('name', '?')!r}.",
     ]
-    fallbacks = [p for p in result.points if p.build_deploys == "float32-dense"]
+    fallbacks = [p for p in result.points if p.build_deploys == ArtifactName.FLOAT32_DENSE]
     if fallbacks:
         lines.append(
             f"- {len(fallbacks)} point(s) have no pruned artifact within the tolerance: their "

@@ -54,9 +54,9 @@ from edge_prune.search_cache import BadCacheEntry, point_problem, read_point_ent
 if TYPE_CHECKING:
     import optuna
 
-    from edge_prune.pipeline import Inputs
+    from edge_prune.stages import Inputs
 
-__all__ = ["STOP_SECONDS", "run_study", "spec_from_params"]
+__all__ = ["STOP_SECONDS", "run_search", "run_study", "spec_from_params"]
 
 STOP_SECONDS = 4.0  # SIGTERM to SIGKILL for workers that do not stop
 _POINT, _DIGEST, _TWIN = "point", "point_sha256", "twin_of"
@@ -78,6 +78,18 @@ class _Job:
 
 
 # ------------------------------------------------------------------------------- running
+
+
+def run_search(
+    inputs: Inputs,
+    options: SearchOptions,
+    cache_dir: str | Path,
+    progress: Progress = stderr_progress,
+) -> tuple[SearchResult, dict[str, Path]]:
+    """Run (or resume) the study until ``options.trials`` points are built (:func:`run_study`
+    with the standard :class:`~edge_prune.search.Workshop`). Returns the result and each
+    point's directory by key."""
+    return run_study(inputs, options, Path(cache_dir), progress)
 
 
 def run_study(

@@ -29,8 +29,8 @@ from edge_prune.errors import ConfigError
 from edge_prune.runner import Progress, stderr_progress
 
 if TYPE_CHECKING:
-    from edge_prune.pipeline import Inputs
     from edge_prune.search import SearchResult
+    from edge_prune.stages import Inputs
 
 __all__ = [
     "DEFAULT_SPARSITIES",
@@ -116,7 +116,8 @@ def run_sweep(
 ) -> tuple[SearchResult, dict[str, Path]]:
     """Build the config's point at every sparsity (cached in ``out_dir/sweep-<target>.cache``);
     returns the result and the chosen point's directory, for :func:`write_sweep`."""
-    from edge_prune.search import SearchOptions, run_search
+    from edge_prune.search import SearchOptions
+    from edge_prune.search_study import run_search
 
     sparsities = parse_sparsities(",".join(str(s) for s in sparsities), "sparsities")
     space = sweep_space(inputs, sparsities)

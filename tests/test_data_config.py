@@ -140,7 +140,7 @@ def test_more_clusters_than_the_lut_bitwidth_holds_is_refused():
 
 
 def test_pruning_frequency_longer_than_the_span_is_refused_before_training():
-    from edge_prune.pipeline import check_schedule_fits_data
+    from edge_prune.stages.state import check_schedule_fits_data
 
     data = load_digits()  # 1,438 training samples: 45 steps of 32 per epoch
     config = config_from_dict({"prune": {"frequency": 100, "begin_epoch": 1, "end_epoch": 3}})

@@ -44,3 +44,58 @@ def test_a_failing_stage_stops_the_run_and_its_error_reaches_the_caller():
     with pytest.raises(ValueError, match="stage broke"):
         run_stages(stages, Counter(), lambda _: None)
     assert ran == []
+
+
+# ------------------------------------------------------------------------------------- plan
+
+
+@pytest.mark.parametrize(
+    ("schedule", "pruning"),
+    [
+        ("polynomial", ["prune"]),
+        ("iterative", ["prune"]),
+        ("rewind", ["prune", "early", "rewind"]),
+    ],
+)
+def test_plan_gives_each_schedule_its_pruning_stages_in_every_list(schedule, pruning):
+    from edge_prune.config import PipelineConfig, with_overrides
+    from edge_prune.pipeline import plan
+
+    overrides = {"prune.schedule": schedule, "structured.ratio": 0.0}
+    stages = plan(with_overrides(PipelineConfig(), overrides, "test"))
+    tail = [*pruning, "dead_units", "cluster", "convert", "check", "ram_fit", "choose", "trust"]
+    tail.append("footprint")
+
+    assert [s.name for s in stages.model] == ["dense", "baseline", "structured", *tail]
+    assert [s.name for s in stages.point] == ["seed", *tail]
+    # what sweep and search share between points, then a point, is what ``model`` runs
+    shared = stages.dense + stages.baseline + stages.channels[1:]
+    assert shared + stages.point[1:] == stages.model
+    assert [s.name for s in stages.channels] == ["seed", "structured"]
+    assert [s.name for s in stages.early] == ["early"]
+
+
+def test_only_the_pipeline_module_lists_stages():
+    """Every runner takes its stage lists from ``plan``: no other module or benchmark builds a
+    Stage or imports the stage constants."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    constants = {"TRAIN", "BASELINE", "STRUCTURED", "SEED", "POLYNOMIAL", "ITERATIVE", "EARLY"}
+    constants |= {"REWIND", "DEAD_UNITS", "CLUSTER", "CONVERT", "CHECK", "RAM_FIT", "CHOOSE"}
+    constants |= {"TRUST", "FOOTPRINT", "PRUNING"}
+    offenders = []
+    for path in [*root.glob("edge_prune/**/*.py"), *root.glob("bench/*.py")]:
+        if path.name == "pipeline.py" and path.parent.name == "edge_prune":
+            continue
+        if path.name == "runner.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Stage":
+                offenders.append(f"{path.relative_to(root)}:{node.lineno} builds a Stage")
+            if isinstance(node, ast.ImportFrom) and node.module == "edge_prune.pipeline":
+                names = {a.name for a in node.names} & constants
+                if names:
+                    offenders.append(f"{path.relative_to(root)}:{node.lineno} imports {names}")
+    assert offenders == []

@@ -15,10 +15,10 @@ import pytest
 
 from edge_prune.config import PipelineConfig
 from edge_prune.data import load_digits
-from edge_prune.pipeline import Inputs
 from edge_prune.search import PointSpec, SearchOptions, SearchPoint, SearchSpace
 from edge_prune.search_cache import write_point_entry
 from edge_prune.search_study import run_study, work
+from edge_prune.stages import Inputs
 from edge_prune.targets import load_target
 
 SPACE = SearchSpace(

@@ -40,9 +40,9 @@ def add_input_arguments(parser, *, config_help: str, out_help: str) -> None:
 
 def inputs_from_args(args):
     """Target, config (with ``--tolerance``), data and model file from the shared arguments,
-    checked before any training (:func:`edge_prune.pipeline.prepare_inputs`)."""
+    checked before any training (:func:`edge_prune.stages.prepare_inputs`)."""
     from edge_prune.config import load_config, with_overrides
-    from edge_prune.pipeline import prepare_inputs
+    from edge_prune.stages import prepare_inputs
 
     config = with_overrides(
         load_config(args.config), {"select.tolerance_points": args.tolerance}, "command line"

@@ -108,7 +108,8 @@ def run(args) -> int:
 
     from edge_prune.commands._inputs import inputs_from_args
     from edge_prune.runner import stderr_progress
-    from edge_prune.search import SearchOptions, SearchSpace, run_search, write_search
+    from edge_prune.search import SearchOptions, SearchSpace, write_search
+    from edge_prune.search_study import run_search
     from edge_prune.sweep import parse_fractions
 
     space = SearchSpace(

@@ -181,9 +181,9 @@ def run_report(path: Path, command, env, timeout: float) -> tuple[int | None, st
 
 def outputs_of(data: bytes, x: np.ndarray) -> np.ndarray | None:
     """TFLM outputs over ``x`` (None: TFLM cannot run it)."""
-    from edge_prune.evaluate import check
+    from edge_prune.evaluate import check_deployable
 
-    result = check(data, x)
+    result = check_deployable(data, x)
     return result.outputs if result.runs_on_tflm else None
 
 

@@ -45,11 +45,11 @@ def print_table(header: list[str], rows: list[list[str]]) -> None:
 
 
 def row(label: str, keras_model, model_bytes: bytes, inputs) -> list[str]:
-    from edge_prune.evaluate import check
+    from edge_prune.evaluate import check_deployable
     from edge_prune.macs import count_costs, estimate_latency_for_target
 
     data = inputs.data
-    report = check(model_bytes, data.x_test, labels=data.y_test, name=label)
+    report = check_deployable(model_bytes, data.x_test, labels=data.y_test, name=label)
     cost = count_costs(keras_model)
     estimated = estimate_latency_for_target(cost, inputs.target)
     latency = "-" if estimated is None else f"{estimated.estimated_us / 1000:,.2f}"

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import platform
 import sys
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from edge_prune.tables import table_lines
 
 if TYPE_CHECKING:
-    from edge_prune.metrics import Metric
     from edge_prune.report import Report
     from edge_prune.stages import Artifact, BuildState
     from edge_prune.targets import Target
@@ -36,51 +36,129 @@ def versions() -> dict[str, str]:
     return found
 
 
-def report_dict(result: BuildState) -> dict[str, Any]:
-    """The machine-readable report of one run (``report.json``)."""
-    inputs = result.inputs
-    data = inputs.data
-    footprint = result.footprint
-    metric = result.metric
-    fits = bool(footprint.fits) and result.untrustworthy is None
-    return {
-        "target": inputs.target.name,
-        "fits": fits,
-        "verdict": _verdict(result),
-        "untrustworthy": result.untrustworthy,
-        "training": result.training,
-        "model": result.model_name,
-        "deployable": {
-            "file": "model.tflite",
-            "artifact": result.deployable.name,
-            "reason": result.choice.reason,
-        },
-        "data": {
-            "source": data.source,
-            "train_samples": int(len(data.x_train)),
-            "test_samples": int(len(data.x_test)),
-            "input_shape": list(data.input_shape),
-            "task": data.task,
-            "classes" if data.is_classification else "target_values": data.num_classes,
-        },
-        "metric": {"name": metric.name, "higher_is_better": metric.higher_is_better},
-        _scores_key(metric): {
-            "note": f"{metric.name} on the held-out test set; *_keras by tf_keras, *_tflm by "
-            "the TFLM interpreter on the flatbuffer; dense_keras_train on the training set",
-            **{k: round(v, 6) for k, v in result.scores.items()},
-        },
-        "artifacts": [_artifact_dict(a, inputs.target) for a in result.artifacts],
-        "sizes": result.sizes,
-        "choice": result.choice.to_dict(),
-        "sparsity": result.sparsity.to_dict(),
-        "structured": result.structured.to_dict() if result.structured else None,
-        "dead_units": result.dead_units.to_dict() if result.dead_units else None,
-        "macs": {k: v.to_dict() for k, v in result.costs.items()},
-        "footprint": footprint.to_dict(),
-        "config": inputs.config.to_dict(),
-        "versions": versions(),
-        "timings_s": result.timings_s,
-    }
+@dataclass(frozen=True)
+class Deployable:
+    """The file a firmware flashes, the candidate it is, and why it was chosen."""
+
+    artifact: str
+    reason: str
+    file: str = "model.tflite"
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    """The report of one run; :meth:`to_dict` is ``report.json``, :meth:`markdown` ``report.md``.
+
+    Top-level figures are typed fields; the sections made by other modules' ``to_dict``
+    (artifacts, choice, sparsity, costs, footprint, config) are kept as their JSON.
+    """
+
+    target: str
+    fits: bool  # fits the target and the scores are trustworthy
+    verdict: str
+    untrustworthy: str | None
+    training: str
+    model: str
+    deployable: Deployable
+    data: dict[str, Any]
+    metric_name: str
+    higher_is_better: bool
+    scores: dict[str, float]  # keys: stages.state.keras_score_key / tflm_score_key
+    artifacts: tuple[dict[str, Any], ...]
+    sizes: dict[str, Any]
+    choice: dict[str, Any]
+    sparsity: dict[str, Any]
+    structured: dict[str, Any] | None
+    dead_units: dict[str, Any] | None
+    macs: dict[str, dict[str, Any]]
+    footprint: dict[str, Any]
+    config: dict[str, Any]
+    versions: dict[str, str]
+    timings_s: dict[str, float]
+
+    @classmethod
+    def from_state(cls, result: BuildState) -> BuildReport:
+        inputs = result.inputs
+        data = inputs.data
+        metric = result.metric
+        return cls(
+            target=inputs.target.name,
+            fits=bool(result.footprint.fits) and result.untrustworthy is None,
+            verdict=_verdict(result),
+            untrustworthy=result.untrustworthy,
+            training=result.training,
+            model=result.model_name,
+            deployable=Deployable(result.deployable.name, result.choice.reason),
+            data={
+                "source": data.source,
+                "train_samples": int(len(data.x_train)),
+                "test_samples": int(len(data.x_test)),
+                "input_shape": list(data.input_shape),
+                "task": data.task,
+                "classes" if data.is_classification else "target_values": data.num_classes,
+            },
+            metric_name=metric.name,
+            higher_is_better=metric.higher_is_better,
+            scores={str(k): round(v, 6) for k, v in result.scores.items()},
+            artifacts=tuple(_artifact_dict(a, inputs.target) for a in result.artifacts),
+            sizes=dict(result.sizes),
+            choice=result.choice.to_dict(),
+            sparsity=result.sparsity.to_dict(),
+            structured=result.structured.to_dict() if result.structured else None,
+            dead_units=result.dead_units.to_dict() if result.dead_units else None,
+            macs={str(k): v.to_dict() for k, v in result.costs.items()},
+            footprint=result.footprint.to_dict(),
+            config=inputs.config.to_dict(),
+            versions=versions(),
+            timings_s=dict(result.timings_s),
+        )
+
+    @property
+    def scores_key(self) -> str:
+        """The JSON key of the scores: ``accuracy`` for classification, else the metric's name."""
+        return "accuracy" if self.higher_is_better else self.metric_name.replace(" ", "_")
+
+    def to_dict(self) -> dict[str, Any]:
+        """``report.json``."""
+        return {
+            "target": self.target,
+            "fits": self.fits,
+            "verdict": self.verdict,
+            "untrustworthy": self.untrustworthy,
+            "training": self.training,
+            "model": self.model,
+            "deployable": {
+                "file": self.deployable.file,
+                "artifact": self.deployable.artifact,
+                "reason": self.deployable.reason,
+            },
+            "data": self.data,
+            "metric": {"name": self.metric_name, "higher_is_better": self.higher_is_better},
+            self.scores_key: {
+                "note": f"{self.metric_name} on the held-out test set; *_keras by tf_keras, "
+                "*_tflm by the TFLM interpreter on the flatbuffer; dense_keras_train on the "
+                "training set",
+                **self.scores,
+            },
+            "artifacts": list(self.artifacts),
+            "sizes": self.sizes,
+            "choice": self.choice,
+            "sparsity": self.sparsity,
+            "structured": self.structured,
+            "dead_units": self.dead_units,
+            "macs": self.macs,
+            "footprint": self.footprint,
+            "config": self.config,
+            "versions": self.versions,
+            "timings_s": self.timings_s,
+        }
+
+    def markdown(self, footprint: Report) -> str:
+        """``report.md``; ``footprint`` is the deployable's :class:`edge_prune.report.Report`."""
+        return _render(self, footprint, markdown=True)
+
+    def text(self, footprint: Report) -> str:
+        return _render(self, footprint, markdown=False)
 
 
 def _artifact_dict(a: Artifact, target: Target) -> dict[str, Any]:
@@ -126,24 +204,19 @@ def candidate_cost(a: Artifact, target: Target) -> dict[str, Any]:
     }
 
 
-def _scores_key(metric: Metric) -> str:
-    """``accuracy`` for classification; the metric's name for regression."""
-    return "accuracy" if metric.higher_is_better else metric.name.replace(" ", "_")
-
-
 def _verdict(result: BuildState) -> str:
     if result.untrustworthy:
         return "DOES NOT PASS (the model has not learned)"
     return "FITS" if result.footprint.fits else "DOES NOT FIT"
 
 
-def _format_score(report: dict[str, Any], value: float | None) -> str:
+def _format_score(report: BuildReport, value: float | None) -> str:
     if value is None:
         return "-"
-    return f"{value:.2%}" if report["metric"]["higher_is_better"] else f"{value:.4g}"
+    return f"{value:.2%}" if report.higher_is_better else f"{value:.4g}"
 
 
-def _score_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
+def _score_rows(report: BuildReport) -> list[tuple[str, str]]:
     labels = {
         "dense_keras_train": "dense model on the training set (Keras)",
         "dense_keras": "dense model (Keras)",
@@ -152,26 +225,19 @@ def _score_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
         "clustered_keras": "pruned + clustered (Keras)",
     }
     rows = []
-    for key, value in report[_report_scores_key(report)].items():
-        if key == "note":
-            continue
+    for key, value in report.scores.items():
         label = labels.get(key, f"{key.removesuffix('_tflm')} on TFLM")
         rows.append((label, _format_score(report, value)))
     return rows
 
 
-def _report_scores_key(report: dict[str, Any]) -> str:
-    name = report["metric"]["name"]
-    return "accuracy" if report["metric"]["higher_is_better"] else name.replace(" ", "_")
-
-
-def _artifact_rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
+def _artifact_rows(report: BuildReport) -> list[tuple[str, ...]]:
     rows = []
-    for a in report["artifacts"]:
+    for a in report.artifacts:
         runs = "yes" if a["runs_on_tflm"] else f"no ({a.get('missing_op') or 'failed'})"
         cost = a["cost"]
         score = a.get("accuracy") if a.get("accuracy") is not None else a.get("error")
-        chosen = " (deployed)" if a["name"] == report["deployable"]["artifact"] else ""
+        chosen = " (deployed)" if a["name"] == report.deployable.artifact else ""
         rows.append(
             (
                 a["file"] + chosen,
@@ -205,11 +271,11 @@ def _short(name: str, width: int = 32) -> str:
     return name if len(name) <= width else "…" + name[-(width - 1) :]
 
 
-def _encoded_artifact(report: dict[str, Any]) -> dict[str, Any] | None:
+def _encoded_artifact(report: BuildReport) -> dict[str, Any] | None:
     """The deployable if it has per-tensor encodings, else the compressed candidate with the
     least flash (flatbuffer + runtime code), else None."""
-    encoded = [a for a in report["artifacts"] if "tensors" in (a.get("compression") or {})]
-    chosen = report["deployable"]["artifact"]
+    encoded = [a for a in report.artifacts if "tensors" in (a.get("compression") or {})]
+    chosen = report.deployable.artifact
     for a in encoded:
         if a["name"] == chosen:
             return a
@@ -217,14 +283,14 @@ def _encoded_artifact(report: dict[str, Any]) -> dict[str, Any] | None:
     return min(flash, key=lambda a: a["cost"]["total_flash_bytes"]) if flash else None
 
 
-def _tensor_lines(report: dict[str, Any], heading: str, markdown: bool) -> list[str]:
+def _tensor_lines(report: BuildReport, heading: str, markdown: bool) -> list[str]:
     """Per weight tensor of the deployable, or when it is not compressed of the compressed
     candidate it was weighed against: codec, bytes, bits per weight, decoded arena bytes."""
     artifact = _encoded_artifact(report)
     if artifact is None:
         return []
     compression = artifact["compression"]
-    deployed = artifact["name"] == report["deployable"]["artifact"]
+    deployed = artifact["name"] == report.deployable.artifact
     title = "model.tflite" if deployed else f"{artifact['file']} (not deployed)"
     rows = [
         (
@@ -253,16 +319,16 @@ def _tensor_lines(report: dict[str, Any], heading: str, markdown: bool) -> list[
     ]
 
 
-def _cost_lines(report: dict[str, Any], heading: str, markdown: bool) -> list[str]:
+def _cost_lines(report: BuildReport, heading: str, markdown: bool) -> list[str]:
     """Parameters, MACs and the latency estimate of the dense and channel-pruned models."""
     rows = []
-    for stage, cost in report["macs"].items():
+    for stage, cost in report.macs.items():
         latency = cost.get("latency")
         estimate = f"{latency['total_us'] / 1000:.2f} ms" if latency else "no figures"
         rows.append((stage, f"{cost['total_params']:,}", f"{cost['total_macs']:,}", estimate))
     lines = [f"{heading}Cost per inference", ""]
     lines += table_lines(("model", "params", "MACs", "latency (estimate)"), rows, markdown=markdown)
-    latency = next((c["latency"] for c in report["macs"].values() if c.get("latency")), None)
+    latency = next((c["latency"] for c in report.macs.values() if c.get("latency")), None)
     if latency:
         lines += [
             "",
@@ -270,7 +336,7 @@ def _cost_lines(report: dict[str, Any], heading: str, markdown: bool) -> list[st
             f"{latency['clock_hz'] / 1e6:g} MHz ({latency['source']}); not estimated: "
             f"{', '.join(latency['not_estimated']) or 'none'}.",
         ]
-    structured = report.get("structured")
+    structured = report.structured
     if structured:
         lines += [
             "",
@@ -281,7 +347,7 @@ def _cost_lines(report: dict[str, Any], heading: str, markdown: bool) -> list[st
             )
             + ".",
         ]
-    dead = report.get("dead_units")
+    dead = report.dead_units
     if dead and dead["units_removed"]:
         lines += [
             "",
@@ -297,23 +363,22 @@ def _cost_lines(report: dict[str, Any], heading: str, markdown: bool) -> list[st
     return [*lines, ""]
 
 
-def _render(report: dict[str, Any], footprint: Report, markdown: bool) -> str:
+def _render(report: BuildReport, footprint: Report, markdown: bool) -> str:
     from edge_prune.report import render
 
     heading = "## " if markdown else ""
     lines = [
-        f"{'# ' if markdown else ''}edge-prune build: {report['model']} for {report['target']}",
+        f"{'# ' if markdown else ''}edge-prune build: {report.model} for {report.target}",
         "",
-        f"Verdict: {report['verdict']} {report['target']}. "
-        f"Deployable: model.tflite = {report['deployable']['artifact']}: "
-        f"{report['deployable']['reason']}.",
-        *([f"Why it does not pass: {report['untrustworthy']}."] if report["untrustworthy"] else []),
-        f"Dense model: {report['training']}.",
+        f"Verdict: {report.verdict} {report.target}. "
+        f"Deployable: model.tflite = {report.deployable.artifact}: {report.deployable.reason}.",
+        *([f"Why it does not pass: {report.untrustworthy}."] if report.untrustworthy else []),
+        f"Dense model: {report.training}.",
         "",
-        f"{heading}{report['metric']['name'].capitalize()} (held-out, "
-        f"{report['data']['test_samples']} samples of {report['data']['source']})",
+        f"{heading}{report.metric_name.capitalize()} (held-out, "
+        f"{report.data['test_samples']} samples of {report.data['source']})",
         "",
-        *table_lines(("model", report["metric"]["name"]), _score_rows(report), markdown=markdown),
+        *table_lines(("model", report.metric_name), _score_rows(report), markdown=markdown),
         "",
         f"{heading}Artifacts",
         "",
@@ -326,7 +391,7 @@ def _render(report: dict[str, Any], footprint: Report, markdown: bool) -> str:
                 "arena B",
                 "instructions",
                 "runs on TFLM",
-                f"TFLM {report['metric']['name']}",
+                f"TFLM {report.metric_name}",
             ),
             _artifact_rows(report),
             markdown=markdown,
@@ -351,15 +416,15 @@ def _render(report: dict[str, Any], footprint: Report, markdown: bool) -> str:
                     "x".join(map(str, r["shape"])),
                     f"{r['zeros']}/{r['total']} ({r['sparsity']:.1%})",
                 )
-                for r in report["sparsity"]["layers"]
+                for r in report.sparsity["layers"]
             ]
             + [
                 (
                     "total",
                     "",
                     "",
-                    f"{report['sparsity']['zeros']}/{report['sparsity']['total']} "
-                    f"({report['sparsity']['sparsity']:.1%})",
+                    f"{report.sparsity['zeros']}/{report.sparsity['total']} "
+                    f"({report.sparsity['sparsity']:.1%})",
                 )
             ],
             markdown=markdown,
@@ -369,15 +434,6 @@ def _render(report: dict[str, Any], footprint: Report, markdown: bool) -> str:
         "",
         render(footprint, "markdown" if markdown else "text"),
         "",
-        "Versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()),
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in report.versions.items()),
     ]
     return "\n".join(lines) + "\n"
-
-
-def report_markdown(report: dict[str, Any], footprint: Report) -> str:
-    """``report.md``: ``report`` from :func:`report_dict`, ``footprint`` a ``report.Report``."""
-    return _render(report, footprint, markdown=True)
-
-
-def report_text(report: dict[str, Any], footprint: Report) -> str:
-    return _render(report, footprint, markdown=False)

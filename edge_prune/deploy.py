@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_prune.artifacts import staged_directory
-from edge_prune.build_report import report_dict, report_markdown, report_text
+from edge_prune.build_report import BuildReport
 from edge_prune.config import PipelineConfig
 from edge_prune.firmware import HOST_ARENA_NOTE, write_firmware
 from edge_prune.pipeline import run_pipeline
@@ -61,17 +61,17 @@ def build_model(
         target, config, model_path=model_path, data_path=data_path, allow_lambda=allow_lambda
     )
     result = run_pipeline(inputs, progress)
-    report = report_dict(result)
+    report = BuildReport.from_state(result)
     destination = Path(out_dir) / inputs.target.name
     with staged_directory(destination) as staging:
         write_artifacts(staging, result, report)
     progress("")
-    progress(report_text(report, result.footprint))
+    progress(report.text(result.footprint))
     progress(f"artifacts: {destination}/")
-    return BuildOutcome(destination, report["fits"], report)
+    return BuildOutcome(destination, report.fits, report.to_dict())
 
 
-def write_artifacts(directory: Path, result: BuildState, report: dict[str, Any]) -> None:
+def write_artifacts(directory: Path, result: BuildState, report: BuildReport) -> None:
     """Write every artifact into ``directory`` (a staging directory: plain writes suffice)."""
     deployable = result.deployable
     (directory / "model.tflite").write_bytes(deployable.tflite_bytes)
@@ -90,8 +90,9 @@ def write_artifacts(directory: Path, result: BuildState, report: dict[str, Any])
         arena_note=HOST_ARENA_NOTE,
     )
     _write_heldout(directory / HELDOUT_FILE, result)
-    (directory / "report.md").write_text(report_markdown(report, result.footprint))
-    (directory / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    (directory / "report.md").write_text(report.markdown(result.footprint))
+    report_json = json.dumps(report.to_dict(), indent=2, sort_keys=True)
+    (directory / "report.json").write_text(report_json + "\n")
 
 
 HELDOUT_FILE = "heldout.npz"

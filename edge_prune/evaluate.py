@@ -1,6 +1,6 @@
 """Run one artifact on TFLM once: does it run, how big is its arena, are its answers right?
 
-:func:`check` loads one flatbuffer in the TFLM interpreter (one child process, via
+:func:`check_deployable` loads one flatbuffer in the TFLM interpreter (one child process, via
 :func:`edge_prune.tflm.execute`): it allocates, records the arena, runs the held-out samples and
 compares the outputs with a reference: the outputs of the Keras model the artifact was made
 from, or another flatbuffer (e.g. the uncompressed int8 model) also run on TFLM. The result
@@ -133,7 +133,7 @@ def same_outputs_as(check: ArtifactCheck, source: ArtifactCheck) -> ArtifactChec
     )
 
 
-def check(
+def check_deployable(
     model_bytes,
     x_samples: np.ndarray | None = None,
     reference_outputs=None,

@@ -322,7 +322,7 @@ def _failure_kind(error: TFLMError) -> str:
 KERNEL_ARENA_MARGIN_BYTES = {"reference": 0, "cmsis-nn": 372}
 
 
-def check(footprint: Footprint, target: Target) -> Verdict:
+def verdict_for(footprint: Footprint, target: Target) -> Verdict:
     """The verdict of ``footprint`` on ``target``: flash = flatbuffer + runtime code of its op
     set for the target's TFLM build + reserved flash; RAM = the 32-bit arena (plus the measured
     CMSIS-NN margin when the target builds those kernels) + reserved RAM."""

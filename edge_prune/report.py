@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edge_prune.errors import ConfigError
-from edge_prune.footprint import Footprint, Verdict, check, measure
+from edge_prune.footprint import Footprint, Verdict, measure, verdict_for
 from edge_prune.tables import table_lines
 from edge_prune.targets import Target, load_target
 
@@ -209,7 +209,7 @@ def build_report(
     footprint = measure(model)
     return Report(
         footprint=footprint,
-        verdicts=tuple(check(footprint, t) for t in loaded),
+        verdicts=tuple(verdict_for(footprint, t) for t in loaded),
         accuracy=accuracy,
     )
 

@@ -314,7 +314,7 @@ class Workshop:
 
     def build(self, spec: PointSpec) -> SearchPoint:
         """Run one point's stages in this process; write its cache entry."""
-        from edge_prune.build_report import report_dict
+        from edge_prune.build_report import BuildReport
         from edge_prune.deploy import write_artifacts
         from edge_prune.model_io import load_saved_model
 
@@ -331,7 +331,7 @@ class Workshop:
         point = search_point(state, spec, key, round(time.perf_counter() - start, 1))
         with staged_directory(self.point_dir(key)) as staging:
             if state.choice is not None:
-                write_artifacts(staging, state, report_dict(state))
+                write_artifacts(staging, state, BuildReport.from_state(state))
             write_point_entry(staging, point.to_dict())
         return point
 

@@ -88,11 +88,11 @@ def cnn_artifacts():
 
 @pytest.fixture(scope="session")
 def cnn_checks(cnn_artifacts):
-    from edge_prune.evaluate import check
+    from edge_prune.evaluate import check_deployable
 
     fb, x, y = cnn_artifacts["flatbuffers"], cnn_artifacts["x"], cnn_artifacts["y"]
     keras_outputs = cnn_artifacts["keras_outputs"]
     return {
-        name: check(fb[name], x, keras_outputs, labels=y, name=name)
+        name: check_deployable(fb[name], x, keras_outputs, labels=y, name=name)
         for name in ("float", "int8", "int8-sparse")
     }

@@ -13,7 +13,7 @@ from edge_prune.cluster import cluster, strip_clustering
 from edge_prune.codecs.lut import LUT_BITWIDTHS, lut_compress
 from edge_prune.convert import convert
 from edge_prune.errors import ConfigError, ConversionError
-from edge_prune.evaluate import check
+from edge_prune.evaluate import check_deployable
 from edge_prune.train import copy_model
 
 HIDDEN_KERNEL = "dense_hidden/MatMul"  # 32x288 int8 kernel: the one tensor big enough to compress
@@ -49,7 +49,7 @@ def test_lut_compressed_model_runs_on_tflm_with_outputs_equal_to_uncompressed_in
     assert result.size_bytes < len(models["int8"])
     assert _decision(result, HIDDEN_KERNEL).compressed
 
-    report = check(result.tflite_bytes, models["x"][:48], models["int8"], name="lut")
+    report = check_deployable(result.tflite_bytes, models["x"][:48], models["int8"], name="lut")
 
     assert report.runs_on_tflm
     assert report.compared_as == "int8"
@@ -179,7 +179,7 @@ def test_one_table_for_the_whole_tensor_when_quantized_per_tensor(models):
     hidden = _decision(result, HIDDEN_KERNEL)
     assert hidden.mode == "per-tensor"
     assert hidden.bytes_after < _decision(models["compressed"], HIDDEN_KERNEL).bytes_after
-    report = check(result.tflite_bytes, models["x"][:16], per_tensor_int8)
+    report = check_deployable(result.tflite_bytes, models["x"][:16], per_tensor_int8)
     assert report.max_abs_difference == 0.0
 
 
@@ -201,5 +201,5 @@ def test_per_channel_quantized_tensor_with_few_values_keeps_per_channel_tables(m
 
     hidden = _decision(result, HIDDEN_KERNEL)
     assert hidden.compressed and hidden.mode.startswith("per-channel")
-    report = check(result.tflite_bytes, models["x"][:32], int8)
+    report = check_deployable(result.tflite_bytes, models["x"][:32], int8)
     assert report.max_abs_difference == 0.0 and report.top1_agreement == 1.0

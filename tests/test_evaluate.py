@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from edge_prune.errors import DataError
-from edge_prune.evaluate import check
+from edge_prune.evaluate import check_deployable
 
 HELD_OUT = slice(96, 128)
 
@@ -41,7 +41,7 @@ def test_float_model_matches_keras_closely(cnn_checks):
 
 def test_int8_models_are_compared_raw_against_an_int8_reference(cnn_artifacts):
     fb = cnn_artifacts["flatbuffers"]
-    report = check(fb["int8"], cnn_artifacts["x"], fb["int8"])
+    report = check_deployable(fb["int8"], cnn_artifacts["x"], fb["int8"])
 
     assert report.compared_as == "int8"
     assert report.max_abs_difference == 0.0
@@ -55,7 +55,7 @@ def test_tflm_accuracy_is_measured_against_the_labels(cnn_checks, cnn_artifacts)
 
 def test_reference_with_other_shape_is_a_data_error(cnn_artifacts):
     with pytest.raises(DataError, match="reference_outputs: shape"):
-        check(
+        check_deployable(
             cnn_artifacts["flatbuffers"]["int8"],
             cnn_artifacts["x"],
             cnn_artifacts["keras_outputs"][:5],

@@ -82,7 +82,7 @@ def test_sparse_encoded_model_does_not_run_on_tflm_and_never_fits(sparse_float_p
     assert not sparse.runs_on_tflm
     assert sparse.missing_op == "DENSIFY"
     assert sparse.arena is None
-    verdict = footprint.check(sparse, load_target("cortex-m55"))
+    verdict = footprint.verdict_for(sparse, load_target("cortex-m55"))
     assert not verdict.fits
     assert verdict.status == "does not run on TFLM: DENSIFY"
 
@@ -92,7 +92,7 @@ def test_without_a_target_figure_the_verdict_uses_the_build_of_its_core(measured
     from edge_prune import runtime_tables
 
     target = load_target(name)
-    verdict = footprint.check(measured["cnn_int8"], target)
+    verdict = footprint.verdict_for(measured["cnn_int8"], target)
     runtime = verdict.runtime_flash
     table = runtime_tables.load_table(target.tflm_arch, target.tflm_kernels, target.tflm_build_type)
     if table is not None:  # a build of this core was measured: the figure is its own
@@ -126,7 +126,7 @@ def test_ram_needed_uses_the_32_bit_arena_not_the_host_one(measured, target_file
     with_device = SimpleNamespace(**fields)
     with_device.device_total_bytes = host + 500
     with_device.verdict_bytes = host + 500
-    verdict = footprint.check(
+    verdict = footprint.verdict_for(
         dataclasses.replace(cnn, arena=with_device), load_target(str(target_file()))
     )
     assert verdict.arena_host_bytes == host
@@ -143,7 +143,7 @@ def test_a_tflm_abort_on_a_valid_model_is_reported_not_raised(cnn_int8_path, tmp
     assert not result.runs_on_tflm and result.arena is None
     assert result.tflm_failure_kind == "interpreter killed by SIGABRT"
     assert result.tflm_failure.startswith("TFLM interpreter was killed by SIGABRT")
-    verdict = footprint.check(result, load_target("cortex-m55"))
+    verdict = footprint.verdict_for(result, load_target("cortex-m55"))
     assert not verdict.fits
     assert verdict.status == "does not run on TFLM: interpreter killed by SIGABRT"
 
@@ -173,7 +173,7 @@ def test_target_can_override_single_kernels(target_file, measured):
 def test_verdict_adds_model_runtime_and_reserved_against_the_part(measured, target_file):
     cnn = measured["cnn_int8"]
     target = load_target(str(target_file()))
-    verdict = footprint.check(cnn, target)
+    verdict = footprint.verdict_for(cnn, target)
     flash = cnn.flatbuffer_bytes + cnn.runtime_flash.total_bytes + 65_536
     assert verdict.flash_needed_bytes == flash
     assert verdict.flash_headroom_bytes == 1_048_576 - flash
@@ -188,7 +188,7 @@ def test_model_over_a_tiny_target_does_not_fit_with_negative_headroom(measured, 
     cnn = measured["cnn_int8"]
     tiny = target_file("tiny", flash_bytes=16_384, ram_bytes=1_024, reserved_flash_bytes=0,
                        reserved_ram_bytes=0)  # fmt: skip
-    verdict = footprint.check(cnn, load_target(str(tiny)))
+    verdict = footprint.verdict_for(cnn, load_target(str(tiny)))
     assert not verdict.fits and not verdict.fits_flash and not verdict.fits_ram
     assert verdict.flash_headroom_bytes < 0
     assert verdict.status == "does not fit (flash and RAM)"
@@ -291,7 +291,7 @@ def test_a_cmsis_nn_target_counts_the_larger_arena_those_kernels_need(measured):
     cortex_m4, cortex_m7 = load_target("cortex-m4"), load_target("cortex-m7")
     assert (cortex_m4.tflm_kernels, cortex_m7.tflm_kernels) == ("cmsis-nn", "reference")
 
-    m4, m7 = footprint.check(cnn, cortex_m4), footprint.check(cnn, cortex_m7)
+    m4, m7 = footprint.verdict_for(cnn, cortex_m4), footprint.verdict_for(cnn, cortex_m7)
 
     assert m7.arena_bytes == cnn.arena_bytes
     assert m4.arena_bytes == cnn.arena_bytes + footprint.KERNEL_ARENA_MARGIN_BYTES["cmsis-nn"]

@@ -260,7 +260,7 @@ def test_bad_timeout_exits_2_with_one_line(capsys, cnn_int8_path, value):
 
 @pytest.fixture(scope="module")
 def fixture_reports(mlp_float_path, cnn_int8_path, sparse_float_path, aborting_model):
-    from edge_prune.footprint import check, measure
+    from edge_prune.footprint import measure, verdict_for
     from edge_prune.report import Report
     from edge_prune.targets import load_all_targets
 
@@ -269,7 +269,7 @@ def fixture_reports(mlp_float_path, cnn_int8_path, sparse_float_path, aborting_m
     reports = []
     for path in (mlp_float_path, cnn_int8_path, sparse_float_path, lenet, aborting_model):
         footprint = measure(path)
-        reports.append(Report(footprint, tuple(check(footprint, t) for t in targets)))
+        reports.append(Report(footprint, tuple(verdict_for(footprint, t) for t in targets)))
     return reports
 
 

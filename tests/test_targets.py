@@ -163,11 +163,11 @@ def test_targets_command_lists_the_small_parts(capsys):
 def test_the_nrf52810_verdict_counts_its_build_and_the_softdevice(mlp_float_path):
     """nRF52810 (Cortex-M4 without FPU, SoftDevice reserved): the runtime code is the one of
     TFLM built for cortex-m4 (no FPU) with reference kernels."""
-    from edge_prune.footprint import check, measure
+    from edge_prune.footprint import measure, verdict_for
 
     footprint = measure(mlp_float_path)
     target = load_target("nrf52810")
-    nrf = check(footprint, target)
+    nrf = verdict_for(footprint, target)
     assert (target.tflm_arch, target.tflm_kernels) == ("cortex-m4", "reference")
     assert nrf.flash_needed_bytes == (
         footprint.flatbuffer_bytes + nrf.runtime_flash.total_bytes + 102_400

@@ -106,7 +106,7 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from edge_prune.codecs.verify import check_decode
     from edge_prune.errors import ConfigError
-    from edge_prune.footprint import check, measure
+    from edge_prune.footprint import measure, verdict_for
     from edge_prune.report import (
         Report,
         check_baseline_covers,
@@ -135,7 +135,7 @@ def run(args) -> int:
     report = Report(
         decode=decode,
         footprint=footprint,
-        verdicts=tuple(check(footprint, t) for t in targets),
+        verdicts=tuple(verdict_for(footprint, t) for t in targets),
         accuracy=read_build_accuracy(args.accuracy_from, footprint) if args.accuracy_from else None,
         baseline=baseline,
         growth_limit_percent=_growth_limit(args),

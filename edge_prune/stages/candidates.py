@@ -230,8 +230,8 @@ def ram_fit_stage(state: BuildState, progress: Progress) -> BuildState:
 
 def _check_artifacts(state: BuildState, progress: Progress) -> BuildState:
     """Check each artifact that has no check yet: one TFLM run gives outputs and arena."""
-    from edge_prune.evaluate import check, same_outputs_as
-    from edge_prune.footprint import check as verdict_on
+    from edge_prune.evaluate import check_deployable, same_outputs_as
+    from edge_prune.footprint import verdict_for
 
     data, target = state.inputs.data, state.inputs.target
     predictions: dict[str, object] = {}
@@ -242,7 +242,7 @@ def _check_artifacts(state: BuildState, progress: Progress) -> BuildState:
                 predictions[a.reference] = state.models[a.reference].predict(
                     data.x_test, batch_size=256, verbose=0
                 )
-            result = check(
+            result = check_deployable(
                 a.tflite_bytes,
                 data.x_test,
                 predictions[a.reference],
@@ -256,7 +256,7 @@ def _check_artifacts(state: BuildState, progress: Progress) -> BuildState:
             progress(f"  {result}")
             a = replace(a, check=result)
             if result.runs_on_tflm:
-                a = replace(a, verdict=verdict_on(footprint_of(a), target))
+                a = replace(a, verdict=verdict_for(footprint_of(a), target))
         checked.append(a)
     return replace(state, artifacts=tuple(checked))
 

@@ -1,6 +1,7 @@
 """Per-layer parameters, MACs and an estimated latency of a tf_keras model.
 
-What is counted, per Keras layer, with the TFLite operator the converter turns it into:
+What is counted, per Keras layer, with the TFLite operator the converter turns it into (each
+layer class's op and formula are its entry in :mod:`edge_prune.layer_kinds`):
 
 - ``macs``: multiply-accumulates. Conv2D ``H_out·W_out·K_h·K_w·(C_in/groups)·C_out``;
   Conv1D ``L_out·K·(C_in/groups)·C_out``; DepthwiseConv2D ``H_out·W_out·K_h·K_w·C_in·multiplier``;
@@ -14,7 +15,7 @@ What is counted, per Keras layer, with the TFLite operator the converter turns i
   first (ADD), one per window element per output (pooling), one per input element (global
   pooling / MEAN), one per element (activations, SOFTMAX), two per element for a
   BatchNormalization that cannot be folded. Data movement (RESHAPE, CONCATENATION, PAD) is 0.
-- Layers of a type not listed here are not counted: their row has no op, 0 MACs and 0
+- Layers of a class not in that table are not counted: their row has no op, 0 MACs and 0
   elementwise ops (their parameters are counted), and ``ModelCost.not_counted`` names them, so
   the totals are a lower bound. Counting never fails on a layer type.
 - ``params``: Keras parameters of the layer (``count_params``), BatchNormalization moving
@@ -37,13 +38,13 @@ estimated rather than guessed.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from edge_prune.errors import ConfigError
 from edge_prune.keras_graph import GraphNode, model_nodes
+from edge_prune.layer_kinds import ACTIVATION_OPS, LayerKind, elements, kind_named
 
 if TYPE_CHECKING:
     from edge_prune._tf import keras
@@ -62,65 +63,8 @@ __all__ = [
 # Ops whose kernel takes a fused ReLU/ReLU6 (TFLite ActivationFunctionType).
 _FUSING_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD"}
 _FUSABLE_ACTIVATIONS = {"relu", "relu6"}
-_ACTIVATION_OPS = {
-    "relu": "RELU",
-    "relu6": "RELU6",
-    "softmax": "SOFTMAX",
-    "sigmoid": "LOGISTIC",
-    "tanh": "TANH",
-    "elu": "ELU",
-    "leaky_relu": "LEAKY_RELU",
-    "hard_sigmoid": "HARD_SWISH",
-}
-_NO_OP_LAYERS = {
-    "InputLayer",
-    "Dropout",
-    "SpatialDropout1D",
-    "SpatialDropout2D",
-    "GaussianNoise",
-    "GaussianDropout",
-}
-_SIMPLE_OPS = {
-    "MaxPooling1D": "MAX_POOL_2D",
-    "MaxPooling2D": "MAX_POOL_2D",
-    "AveragePooling1D": "AVERAGE_POOL_2D",
-    "AveragePooling2D": "AVERAGE_POOL_2D",
-    "GlobalAveragePooling1D": "MEAN",
-    "GlobalAveragePooling2D": "MEAN",
-    "GlobalMaxPooling1D": "REDUCE_MAX",
-    "GlobalMaxPooling2D": "REDUCE_MAX",
-    "Flatten": "RESHAPE",
-    "Reshape": "RESHAPE",
-    "Add": "ADD",
-    "Concatenate": "CONCATENATION",
-    "ZeroPadding1D": "PAD",
-    "ZeroPadding2D": "PAD",
-    "Permute": "TRANSPOSE",
-    "Multiply": "MUL",
-    "Subtract": "SUB",
-    "Softmax": "SOFTMAX",
-    "LeakyReLU": "LEAKY_RELU",
-    "ELU": "ELU",
-}
-_WEIGHTED_OPS = {
-    "Conv1D": "CONV_2D",
-    "Conv2D": "CONV_2D",
-    "DepthwiseConv2D": "DEPTHWISE_CONV_2D",
-    "Dense": "FULLY_CONNECTED",
-}
-# MACs per time step: gates x (inputs + units + biases per gate) x units.
-_RECURRENT_OPS = {
-    "LSTM": "UNIDIRECTIONAL_SEQUENCE_LSTM",
-    "GRU": "GRU",
-    "SimpleRNN": "UNIDIRECTIONAL_SEQUENCE_RNN",
-}
-SUPPORTED_LAYERS = frozenset(
-    _NO_OP_LAYERS
-    | set(_SIMPLE_OPS)
-    | set(_WEIGHTED_OPS)
-    | set(_RECURRENT_OPS)
-    | {"BatchNormalization", "ReLU", "Activation"}
-)
+# Ops a BatchNormalization after them is folded into.
+_FOLDING_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"}
 
 
 @dataclass(frozen=True)
@@ -289,20 +233,21 @@ def count_costs(model: keras.Model) -> ModelCost:
     rows: list[LayerCost] = []
     not_counted: list[UncountedLayer] = []
     for node in nodes:
-        if node.class_name not in SUPPORTED_LAYERS:
+        kind = kind_named(node.class_name)
+        if kind.cost == "not_counted":
             not_counted.append(UncountedLayer(node.name, node.class_name))
             params = int(node.layer.count_params())
             node_rows = [LayerCost(node.name, node.class_name, None, params, 0, 0)]
             ops[node.name] = f"{node.class_name} (not counted)"
         else:
-            node_rows = _node_costs(node, ops)
-            ops[node.name] = _result_op(node, node_rows, ops)
+            node_rows = _node_costs(node, kind, ops)
+            ops[node.name] = _result_op(node, kind, node_rows, ops)
         rows.extend(node_rows)
     return ModelCost(model_name=model.name, rows=tuple(rows), not_counted=tuple(not_counted))
 
 
 def _result_op(
-    node: GraphNode, node_rows: list[LayerCost], ops: dict[str, str | None]
+    node: GraphNode, kind: LayerKind, node_rows: list[LayerCost], ops: dict[str, str | None]
 ) -> str | None:
     """The op that computes this layer's output, for folding and fusion of the layers after it.
 
@@ -312,108 +257,54 @@ def _result_op(
     last = node_rows[-1].op
     if last is None:
         return _single_input_op(node, ops)
-    if node.class_name in _WEIGHTED_OPS and node.config.get("activation", "linear") != "linear":
+    if kind.cost == "weighted" and node.config.get("activation", "linear") != "linear":
         return f"{last}+activation"
     return last
 
 
-def _node_costs(node: GraphNode, ops: dict[str, str | None]) -> list[LayerCost]:
-    kind = node.class_name
+def _node_costs(node: GraphNode, kind: LayerKind, ops: dict[str, str | None]) -> list[LayerCost]:
+    """The rows of one layer, by its kind's cost rule (edge_prune.layer_kinds.COST_RULES)."""
     params = int(node.layer.count_params())
-    out_elements = _elements(node.output_shape)
+    out_elements = elements(node.output_shape)
 
     def row(op: str | None, macs: int = 0, elementwise: int = 0, p: int = params) -> LayerCost:
-        return LayerCost(node.name, kind, op, p, int(macs), int(elementwise))
+        return LayerCost(node.name, node.class_name, op, p, int(macs), int(elementwise))
 
-    if kind in _WEIGHTED_OPS:
-        rows = [row(_WEIGHTED_OPS[kind], macs=_weighted_macs(node))]
+    if kind.cost == "weighted":
+        rows = [row(kind.ops[0], macs=kind.macs(node))]
         activation = node.config.get("activation", "linear")
         if activation not in ("linear", *_FUSABLE_ACTIVATIONS):
             rows.append(row(_activation_op(activation), elementwise=out_elements, p=0))
         return rows
-    if kind in _RECURRENT_OPS:
-        return [row(_RECURRENT_OPS[kind], macs=_recurrent_macs(node))]
-    if kind in _NO_OP_LAYERS:
-        return [row(None)]
-    if kind == "BatchNormalization":
-        if _single_input_op(node, ops) in {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"}:
+    if kind.cost == "batchnorm":
+        if _single_input_op(node, ops) in _FOLDING_OPS:
             return [row(None)]  # folded into the weights of the op before it
-        return [row("MUL", elementwise=out_elements), row("ADD", elementwise=out_elements, p=0)]
-    if kind in ("ReLU", "Activation"):
-        activation = _activation_of(node)
+        return [
+            row(op, elementwise=out_elements, p=params if i == 0 else 0)
+            for i, op in enumerate(kind.ops)
+        ]
+    if kind.cost == "activation":
+        activation = kind.activation(node)
         if activation == "linear":
             return [row(None)]
         if activation in _FUSABLE_ACTIVATIONS and _single_input_op(node, ops) in _FUSING_OPS:
             return [row(None)]
         return [row(_activation_op(activation), elementwise=out_elements)]
-    return [row(_SIMPLE_OPS[kind], elementwise=_simple_elementwise(node, out_elements))]
+    return [
+        row(
+            kind.ops[0] if kind.ops else None,
+            macs=kind.macs(node) if kind.macs else 0,
+            elementwise=kind.elementwise(node) if kind.elementwise else 0,
+        )
+    ]
 
 
 def _single_input_op(node: GraphNode, ops: dict[str, str | None]) -> str | None:
     return ops.get(node.inputs[0]) if len(node.inputs) == 1 else None
 
 
-def _activation_of(node: GraphNode) -> str:
-    if node.class_name == "Activation":
-        return str(node.config["activation"])
-    max_value = node.config.get("max_value")
-    if node.config.get("negative_slope", 0) or node.config.get("threshold", 0):
-        return "leaky_relu"
-    return "relu6" if max_value == 6 else "relu"
-
-
 def _activation_op(activation: str) -> str:
-    return _ACTIVATION_OPS.get(activation, activation.upper())
-
-
-def _weighted_macs(node: GraphNode) -> int:
-    c = node.config
-    out_shape = node.output_shape
-    in_channels = node.input_shapes[0][-1]
-    if node.class_name == "Dense":
-        positions = _elements(out_shape[:-1])
-        return positions * in_channels * c["units"]
-    if node.class_name == "Conv1D":
-        (k,) = c["kernel_size"]
-        return out_shape[1] * k * (in_channels // c.get("groups", 1)) * c["filters"]
-    kh, kw = c["kernel_size"]
-    h_out, w_out = out_shape[1], out_shape[2]
-    if node.class_name == "Conv2D":
-        return h_out * w_out * kh * kw * (in_channels // c.get("groups", 1)) * c["filters"]
-    return h_out * w_out * kh * kw * in_channels * c["depth_multiplier"]
-
-
-def _recurrent_macs(node: GraphNode) -> int:
-    """Gates x (inputs + units + biases per gate) x units, per step, times the time steps."""
-    units = int(node.config["units"])
-    timesteps, inputs = node.input_shapes[0][1], node.input_shapes[0][-1]
-    if node.class_name == "LSTM":
-        gates, biases = 4, 1
-    elif node.class_name == "GRU":
-        gates, biases = 3, 2 if node.config.get("reset_after", True) else 1
-    else:
-        gates, biases = 1, 1
-    return int(timesteps) * gates * (int(inputs) + units + biases) * units
-
-
-def _simple_elementwise(node: GraphNode, out_elements: int) -> int:
-    kind = node.class_name
-    if kind == "Add":
-        return out_elements * (len(node.input_shapes) - 1)
-    if kind in ("MaxPooling1D", "MaxPooling2D", "AveragePooling1D", "AveragePooling2D"):
-        return out_elements * math.prod(node.config["pool_size"])
-    if kind.startswith("Global"):
-        return _elements(node.input_shapes[0])
-    if kind in ("Multiply", "Subtract"):
-        return out_elements * (len(node.input_shapes) - 1)
-    if kind in ("Softmax", "LeakyReLU", "ELU"):
-        return out_elements
-    return 0  # RESHAPE, CONCATENATION, PAD move data only
-
-
-def _elements(shape) -> int:
-    """Elements of one sample: the product of the non-batch dimensions."""
-    return math.prod(int(d) for d in shape[1:]) if len(shape) > 1 else 1
+    return ACTIVATION_OPS.get(activation, activation.upper())
 
 
 # --- latency estimate -----------------------------------------------------------------------

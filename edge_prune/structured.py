@@ -8,6 +8,7 @@ For a tf_keras Sequential or Functional model this module:
    1-D and 2-D pooling, activations, Dropout and channel-preserving Reshape pass them on;
    Flatten spreads them over H·W·C rows of the next Dense; Concatenate lays them side by side;
    Add (and a Concatenate on another axis) ties its inputs: their producers share one mask.
+   What each layer class does is its ``channels`` role in :mod:`edge_prune.layer_kinds`.
 2. scores each output channel by the L1 or L2 norm of its filter, times |gamma|/sqrt(var+eps) of
    a BatchNormalization that is the producer's only consumer. Tied producers are ranked by the
    sum of their scores, each divided by its layer's mean score so no layer dominates.
@@ -39,6 +40,7 @@ import numpy as np
 
 from edge_prune.errors import ConfigError, UnsupportedModelError
 from edge_prune.keras_graph import GraphNode, model_nodes
+from edge_prune.layer_kinds import LayerKind, kind_named, kinds
 
 if TYPE_CHECKING:
     from edge_prune._tf import keras
@@ -56,50 +58,7 @@ __all__ = [
 
 CRITERIA = ("l1", "l2")
 
-_PRODUCERS = {"Conv1D", "Conv2D", "Dense"}
-_CONVS = {"Conv1D", "Conv2D"}
-_RECURRENT = {"LSTM", "GRU", "SimpleRNN"}
 RECURRENT_REASON = "recurrent layer kept whole"
-# Layers that keep the last axis as it is (values may change, channel identity does not).
-_PASSTHROUGH = {
-    "Activation",
-    "ReLU",
-    "LeakyReLU",
-    "ELU",
-    "Softmax",
-    "Dropout",
-    "SpatialDropout1D",
-    "SpatialDropout2D",
-    "GaussianNoise",
-    "GaussianDropout",
-    "MaxPooling1D",
-    "MaxPooling2D",
-    "AveragePooling1D",
-    "AveragePooling2D",
-    "GlobalAveragePooling1D",
-    "GlobalAveragePooling2D",
-    "GlobalMaxPooling1D",
-    "GlobalMaxPooling2D",
-    "ZeroPadding1D",
-    "ZeroPadding2D",
-}
-# Of those, the ones that also accept a flattened tensor (elementwise on any shape).
-_ELEMENTWISE = {
-    "Activation",
-    "ReLU",
-    "LeakyReLU",
-    "ELU",
-    "Dropout",
-    "GaussianNoise",
-    "GaussianDropout",
-}
-SUPPORTED_LAYERS = frozenset(
-    _PRODUCERS
-    | _RECURRENT
-    | _PASSTHROUGH
-    | {"InputLayer", "DepthwiseConv2D", "BatchNormalization", "Flatten", "Reshape", "Add"}
-    | {"Concatenate"}
-)
 
 
 # --- results --------------------------------------------------------------------------------
@@ -267,56 +226,59 @@ class _Analysis:
         return [self.maps[name] for name in node.inputs]
 
     def _output_map(self, node: GraphNode) -> _ChannelMap:
-        kind, config = node.class_name, node.config
-        if kind not in SUPPORTED_LAYERS:
+        kind, config = kind_named(node.class_name), node.config
+        role = kind.channels
+        if role is None:
+            supported = sorted(k.name for k in kinds() if k.channels is not None)
             raise UnsupportedModelError(
-                f"layer '{node.name}' is a {kind}: structured pruning supports "
-                f"{', '.join(sorted(SUPPORTED_LAYERS))}"
+                f"layer '{node.name}' is a {node.class_name}: structured pruning supports "
+                f"{', '.join(supported)}"
             )
         if config.get("data_format", "channels_last") != "channels_last":
             raise UnsupportedModelError(
                 f"layer '{node.name}' uses data_format={config['data_format']!r}: only "
                 "channels_last is supported"
             )
-        if kind == "InputLayer":
+        if role == "input":
             return _fixed(node.output_shape[-1])
         inputs = self._input_maps(node)
-        if kind in ("Add", "Concatenate"):
-            return self._merge_map(node, inputs)
+        if role in ("adds", "concatenates"):
+            return self._merge_map(node, kind, inputs)
         (inp,) = inputs
-        if inp.positions and kind not in _ELEMENTWISE | _PRODUCERS | {"Flatten"}:
-            self._freeze(inp, f"its flattened output goes into {kind} '{node.name}'")
+        if inp.positions and not (kind.per_value or role in ("owns", "flattens")):
+            self._freeze(inp, f"its flattened output goes into {node.class_name} '{node.name}'")
             inp = _fixed(node.input_shapes[0][-1])
-        if kind in _CONVS:
-            if config.get("groups", 1) != 1:
-                self._freeze(inp, f"it feeds grouped {kind} '{node.name}'")
-                out = self._new_source(node, config["filters"])
-                self.frozen[node.name] = f"grouped {kind} (groups={config['groups']})"
-                return out
-            return self._new_source(node, config["filters"])
-        if kind in _RECURRENT:
+        if role == "owns":
+            return self._owner_map(node, kind, inp)
+        if role == "kept_whole":
             self._freeze(inp, f"it feeds recurrent layer '{node.name}' (kept whole)")
-            out = self._new_source(node, config["units"])
+            out = self._new_source(node, config[kind.size_key])
             self.frozen[node.name] = RECURRENT_REASON
             return out
-        if kind == "Dense":
-            return self._new_source(node, config["units"])
-        if kind == "DepthwiseConv2D":
+        if role == "repeats":
             multiplier = config["depth_multiplier"]
             segments = tuple(
                 _Segment(s.source, s.length, s.repeat * multiplier) for s in inp.segments
             )
             return _ChannelMap(segments)
-        if kind == "BatchNormalization":
+        if role == "normalizes":
             return self._batchnorm_map(node, inp)
-        if kind == "Flatten":
+        if role == "flattens":
             return self._flatten_map(node, inp)
-        if kind == "Reshape":
+        if role == "reshapes":
             if node.input_shapes[0][-1] == node.output_shape[-1] and not inp.positions:
                 return inp
             self._freeze(inp, f"Reshape '{node.name}' mixes its channels with other axes")
             return _fixed(node.output_shape[-1])
-        return inp  # passthrough
+        return inp  # passes
+
+    def _owner_map(self, node: GraphNode, kind: LayerKind, inp: _ChannelMap) -> _ChannelMap:
+        out = self._new_source(node, node.config[kind.size_key])
+        groups = node.config.get("groups", 1)
+        if groups != 1:
+            self._freeze(inp, f"it feeds grouped {node.class_name} '{node.name}'")
+            self.frozen[node.name] = f"grouped {node.class_name} (groups={groups})"
+        return out
 
     def _batchnorm_map(self, node: GraphNode, inp: _ChannelMap) -> _ChannelMap:
         axis = node.config["axis"]
@@ -335,9 +297,11 @@ class _Analysis:
         positions = math.prod(int(d) for d in node.input_shapes[0][1:-1])
         return _ChannelMap(inp.segments, positions=positions)
 
-    def _merge_map(self, node: GraphNode, inputs: list[_ChannelMap]) -> _ChannelMap:
+    def _merge_map(
+        self, node: GraphNode, kind: LayerKind, inputs: list[_ChannelMap]
+    ) -> _ChannelMap:
         rank = len(node.output_shape)
-        on_channels = node.class_name == "Concatenate" and node.config["axis"] % rank == rank - 1
+        on_channels = kind.channels == "concatenates" and node.config["axis"] % rank == rank - 1
         if on_channels:
             if any(m.positions for m in inputs):
                 for m in inputs:
@@ -379,12 +343,35 @@ class _Analysis:
 
 
 def _channel_scores(node: GraphNode, consumers: list[GraphNode], criterion: str) -> np.ndarray:
-    kernel = node.layer.get_weights()[0]
-    flat = kernel.reshape(-1, kernel.shape[-1])
+    flat = _output_columns(node, node.layer.get_weights()[0])
     scores = np.abs(flat).sum(axis=0) if criterion == "l1" else np.sqrt((flat**2).sum(axis=0))
-    if len(consumers) == 1 and consumers[0].class_name == "BatchNormalization":
+    if len(consumers) == 1 and _role(consumers[0]) == "normalizes":
         scores = scores * _batchnorm_scale(consumers[0])
     return scores.astype(np.float64)
+
+
+def _role(node: GraphNode) -> str | None:
+    return kind_named(node.class_name).channels
+
+
+def _is_owner(node: GraphNode) -> bool:
+    return _role(node) == "owns"
+
+
+def _size_key(node: GraphNode) -> str:
+    return kind_named(node.class_name).size_key
+
+
+def _output_columns(node: GraphNode, kernel: np.ndarray) -> np.ndarray:
+    """The kernel as a matrix with one column per output channel."""
+    out_axis = kind_named(node.class_name).kernel_axes[1]
+    moved = np.moveaxis(kernel, out_axis, -1)
+    return moved.reshape(-1, moved.shape[-1])
+
+
+def _input_first(node: GraphNode, kernel: np.ndarray) -> np.ndarray:
+    """The kernel with its input-channel axis first and its output-channel axis last."""
+    return np.moveaxis(kernel, kind_named(node.class_name).kernel_axes, (0, -1))
 
 
 def _batchnorm_scale(node: GraphNode) -> np.ndarray:
@@ -469,18 +456,15 @@ def _sliced_weights(
     node: GraphNode, kept_in: np.ndarray, kept_out: np.ndarray, weights: list | None = None
 ) -> list:
     weights = list(node.layer.get_weights() if weights is None else weights)
-    if node.class_name in _RECURRENT:
-        return weights  # kept whole, and so are the channels feeding it
-    if node.class_name == "Conv1D":
-        weights[0] = weights[0][:, kept_in, :][..., kept_out]
-    elif node.class_name == "Conv2D":
-        weights[0] = weights[0][:, :, kept_in, :][..., kept_out]
-    elif node.class_name == "DepthwiseConv2D":
-        weights[0] = weights[0][:, :, kept_in, :]
-    elif node.class_name == "Dense":
-        weights[0] = weights[0][kept_in, :][:, kept_out]
-    else:  # BatchNormalization: every weight is per channel
+    kind = kind_named(node.class_name)
+    if kind.channels == "kept_whole":
+        return weights  # and so are the channels feeding it
+    if kind.channels not in ("owns", "repeats"):  # BatchNormalization: every weight per channel
         return [w[kept_out] for w in weights]
+    in_axis, out_axis = kind.kernel_axes
+    weights[0] = np.take(weights[0], kept_in, axis=in_axis)
+    if out_axis is not None:
+        weights[0] = np.take(weights[0], kept_out, axis=out_axis)
     if len(weights) > 1:
         weights[1] = weights[1][kept_out]
     return weights
@@ -495,14 +479,15 @@ def _rebuild(
 ) -> keras.Model:
     """The model rebuilt with ``keep`` channels; ``weights`` replace a layer's own (unsliced)."""
     weights = weights or {}
+    class_names = {n.name: n.class_name for n in nodes}
     config = copy.deepcopy(model.get_config())
     for entry in config["layers"]:
         layer_config = entry["config"]
         name = layer_config["name"]
+        kind = kind_named(class_names.get(name, entry["class_name"]))
         if name in keep:
-            key = "filters" if entry["class_name"] in _CONVS else "units"
-            layer_config[key] = int(len(keep[name]))
-        elif entry["class_name"] == "Reshape":
+            layer_config[kind.size_key] = int(len(keep[name]))
+        elif kind.channels == "reshapes":
             target = list(layer_config["target_shape"])
             target[-1] = int(len(_kept_indices(maps[name], keep)))
             layer_config["target_shape"] = tuple(target)
@@ -550,7 +535,7 @@ def prune_channels(
     ConfigError for bad arguments. ``model`` is not modified.
     """
     nodes = model_nodes(model)
-    producers = [n.name for n in nodes if n.class_name in _PRODUCERS]
+    producers = [n.name for n in nodes if _is_owner(n)]
     _check_arguments(ratio, criterion, min_channels, channel_multiple, producers)
     output_names = _output_layer_names(model)
     analysis = _Analysis(nodes, output_names)
@@ -582,7 +567,7 @@ def prune_channels(
         layers=tuple(
             _layer_channels(by_name[p], keep, tied)
             for p in analysis.parent
-            if by_name[p].class_name in _PRODUCERS
+            if _is_owner(by_name[p])
         ),
         skipped=tuple(_skipped(p, analysis) for p in analysis.parent if _is_skipped(p, analysis)),
         params_before=int(model.count_params()),
@@ -599,8 +584,7 @@ def _output_layer_names(model: keras.Model) -> list[str]:
 def _layer_channels(
     node: GraphNode, keep: Mapping[str, np.ndarray], tied: Mapping[str, tuple[str, ...]]
 ) -> LayerChannels:
-    key = "filters" if node.class_name in _CONVS else "units"
-    total = int(node.config[key])
+    total = int(node.config[_size_key(node)])
     kept = keep.get(node.name, np.arange(total))
     return LayerChannels(
         name=node.name,
@@ -636,19 +620,6 @@ def _skipped(name: str, analysis: _Analysis) -> SkippedLayer:
 # constants are not folded into it (nor through DepthwiseConv2D or ZeroPadding).
 
 _SOFTMAX_REASON = "softmax mixes its channels"
-_CONSTANT_SAFE = _ELEMENTWISE | {
-    "SpatialDropout1D",
-    "SpatialDropout2D",
-    "MaxPooling1D",
-    "MaxPooling2D",
-    "AveragePooling1D",
-    "AveragePooling2D",
-    "GlobalAveragePooling1D",
-    "GlobalAveragePooling2D",
-    "GlobalMaxPooling1D",
-    "GlobalMaxPooling2D",
-    "Flatten",
-}
 _MAX_PASSES = 8  # removing units can leave earlier units dead; the graph settles in a few passes
 
 
@@ -761,7 +732,7 @@ def remove_dead_units(model: keras.Model, *, atol: float = 0.0) -> DeadUnitResul
     layers = tuple(
         _dead_layer(node, kept_total, unused, folded)
         for node in by_name.values()
-        if node.class_name in _PRODUCERS
+        if _is_owner(node)
     )
     return DeadUnitResult(
         model=current,
@@ -778,8 +749,7 @@ def _dead_layer(
     unused: Mapping[str, int],
     folded: Mapping[str, int],
 ) -> DeadUnitLayer:
-    key = "filters" if node.class_name in _CONVS else "units"
-    total = int(node.config[key])
+    total = int(node.config[_size_key(node)])
     kept = kept_total.get(node.name, np.arange(total))
     return DeadUnitLayer(
         name=node.name,
@@ -792,7 +762,8 @@ def _dead_layer(
 
 
 def _is_softmax(node: GraphNode) -> bool:
-    return node.class_name == "Softmax" or node.config.get("activation") == "softmax"
+    mixes = kind_named(node.class_name).mixes_channels
+    return mixes or node.config.get("activation") == "softmax"
 
 
 def _freeze_softmax(nodes: list[GraphNode], analysis: _Analysis) -> None:
@@ -800,7 +771,7 @@ def _freeze_softmax(nodes: list[GraphNode], analysis: _Analysis) -> None:
     for node in nodes:
         if not _is_softmax(node):
             continue
-        if node.class_name in _PRODUCERS:
+        if _is_owner(node):
             analysis.frozen.setdefault(node.name, _SOFTMAX_REASON)
         else:
             for name in node.inputs:
@@ -823,14 +794,14 @@ def _index_owners(channel_map: _ChannelMap) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _is_reader(node: GraphNode) -> bool:
-    return node.class_name in _PRODUCERS and node.config.get("groups", 1) == 1
+    return _is_owner(node) and node.config.get("groups", 1) == 1
 
 
 def _folds_constants(node: GraphNode) -> bool:
     """Whether every output of this reader sees each input channel at every kernel tap."""
     if not node.config.get("use_bias", True):
         return False
-    if node.class_name == "Dense":
+    if not kind_named(node.class_name).windowed:
         return True
     kernel_size = node.config["kernel_size"]
     return node.config["padding"] == "valid" or all(k == 1 for k in kernel_size)
@@ -874,8 +845,8 @@ class _DeadPlan:
         owner, channel = _index_owners(channel_map)
         if channel_map.positions:
             constants = np.tile(constants, channel_map.positions)
-        kernel = reader.layer.get_weights()[0]
-        rows = np.moveaxis(np.abs(kernel), -2, 0).reshape(kernel.shape[-2], -1)
+        kernel = _input_first(reader, np.abs(reader.layer.get_weights()[0]))
+        rows = kernel.reshape(kernel.shape[0], -1)
         zero = rows.max(axis=1, initial=0.0) <= self.atol
         return owner, channel, zero, constants
 
@@ -904,7 +875,7 @@ class _DeadPlan:
             if not fold.any():
                 continue
             weights = reader.layer.get_weights()
-            kernel = np.moveaxis(weights[0], -2, 0).astype(np.float64)
+            kernel = _input_first(reader, weights[0]).astype(np.float64)
             taps = kernel.reshape(kernel.shape[0], -1, kernel.shape[-1]).sum(axis=1)
             delta = constants[fold] @ taps[fold]
             weights[1] = (weights[1].astype(np.float64) + delta).astype(weights[1].dtype)
@@ -933,13 +904,13 @@ def _constant_channels(
 def _node_constants(
     node: GraphNode, inputs: list[np.ndarray], width: int, atol: float
 ) -> np.ndarray:
-    kind = node.class_name
+    kind = kind_named(node.class_name)
     unknown = np.full(width, np.nan)
     if _is_softmax(node):
         return unknown
-    if kind in ("Conv1D", "Conv2D", "Dense") and node.config.get("groups", 1) == 1:
+    if kind.channels == "owns" and node.config.get("groups", 1) == 1:
         return _producer_constants(node, atol, unknown)
-    if kind == "Concatenate":
+    if kind.channels == "concatenates":
         rank = len(node.output_shape)
         on_channels = node.config["axis"] % rank == rank - 1
         joined = np.concatenate(inputs) if inputs else unknown
@@ -947,11 +918,11 @@ def _node_constants(
     if len(inputs) != 1 or inputs[0].shape[0] != width:
         return unknown
     (inp,) = inputs
-    if kind == "BatchNormalization":
+    if kind.channels == "normalizes":
         return _batchnorm_constants(node, inp)
-    if kind in _ELEMENTWISE:
+    if kind.per_value:
         return _apply_layer(node.layer, inp)
-    if kind in _CONSTANT_SAFE or kind == "Reshape":  # a kept Reshape leaves channels as they are
+    if kind.keeps_constants:  # a kept Reshape leaves channels as they are
         return inp
     return unknown
 
@@ -959,7 +930,7 @@ def _node_constants(
 def _producer_constants(node: GraphNode, atol: float, unknown: np.ndarray) -> np.ndarray:
     weights = node.layer.get_weights()
     kernel = weights[0]
-    zero = np.abs(kernel.reshape(-1, kernel.shape[-1])).max(axis=0, initial=0.0) <= atol
+    zero = np.abs(_output_columns(node, kernel)).max(axis=0, initial=0.0) <= atol
     if not zero.any():
         return unknown
     from edge_prune._tf import keras

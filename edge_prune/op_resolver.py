@@ -42,6 +42,7 @@ _BUILTIN = re.compile(r"AddBuiltin\(\s*(?:tflite::)?BuiltinOperator_(\w+)\s*,")
 _CUSTOM_LITERAL = re.compile(r'AddCustom\(\s*"([^"]*)"')
 _CUSTOM_CALL = re.compile(r"AddCustom\(\s*((?:\w+::)*(\w+))\(\)\s*,")
 _STRING_FUNCTION = re.compile(r'const char\* (\w+)\(\)\s*\{\s*return "([^"]*)";\s*\}')
+_REGISTER = re.compile(r"(Register_\w+)\(\)")
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class ResolverMethod:
     kind: str
     params: tuple[str, ...]
     required_params: int
+    register: str = ""  # the Register_* function whose kernel it registers (its sources)
     template: str = ""
     custom_name_from: str = ""
     registers_only_if: str = ""
@@ -148,6 +150,8 @@ def _string_functions(tree: Path) -> dict[str, tuple[str, str]]:
 def _method_entry(template, name, params, body, strings) -> ResolverMethod:
     required = sum(not _has_default(p) for p in params)
     common = {"method": name, "params": params, "required_params": required}
+    register = _REGISTER.search(" ".join(params) + body)
+    common["register"] = register.group(1) if register else ""
     builtin = _BUILTIN.search(body)
     literal = _CUSTOM_LITERAL.search(body)
     call = _CUSTOM_CALL.search(body)
@@ -225,7 +229,7 @@ def render(table: ResolverTable) -> str:
             f"params = [{', '.join(_toml(p) for p in m.params)}]",
             f"required_params = {m.required_params}",
         ]
-        for key in ("template", "custom_name_from", "registers_only_if"):
+        for key in ("register", "template", "custom_name_from", "registers_only_if"):
             if getattr(m, key):
                 lines.append(f"{key} = {_toml(getattr(m, key))}")
     return "\n".join(lines) + "\n"

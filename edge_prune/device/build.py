@@ -192,25 +192,19 @@ def framework_sources(commands: dict[str, CompileCommand]) -> list[str]:
 
 def resolver_methods(tree: TflmTree) -> dict[str, tuple[str, str]]:
     """op name -> (``MicroMutableOpResolver`` method, ``Register_*`` function) for every
-    ``Add*`` method of the tree's ``micro_mutable_op_resolver.h``.
+    ``Add*`` method of the tree's ``micro_mutable_op_resolver.h`` that names one (parsed by
+    :func:`edge_prune.op_resolver.generate`, the parser of the shipped table).
 
     Builtin ops are keyed by their TFLite name (``CONV_2D``), custom ops by their custom code
     (``TFLM_DECODE``, ``SignalWindow``, ...).
     """
-    text = (tree.path / RESOLVER_HEADER).read_text()
-    table: dict[str, tuple[str, str]] = {}
-    for match in re.finditer(r"TfLiteStatus (Add\w+)\(([^{]*)\)\s*\{(.*?)\n  \}", text, re.S):
-        method, params, body = match.groups()
-        if method in ("AddBuiltin", "AddCustom"):
-            continue
-        whole = params + body
-        register = re.search(r"(Register_\w+)\(\)", whole)
-        builtin = re.search(r"BuiltinOperator_(\w+)", body)
-        custom = re.search(r'AddCustom\(\s*"([^"]+)"', body)
-        name = builtin.group(1) if builtin else custom.group(1) if custom else None
-        if name and register:
-            table[name] = (method, register.group(1))
-    return table
+    from edge_prune.op_resolver import generate
+
+    return {
+        m.op.removeprefix("CUSTOM:"): (m.method, m.register)
+        for m in generate(tree.path).methods
+        if m.register and not m.registers_only_if  # AddEthosU: no kernel without Ethos-U
+    }
 
 
 def op_key(op: str) -> str:

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     import tf_keras
 
     from edge_prune.choose import DeployableChoice
-    from edge_prune.codecs import LutCompressionResult, McuCompressionResult
+    from edge_prune.codecs import McuCompressionResult
     from edge_prune.footprint import Verdict
     from edge_prune.macs import ModelCost
     from edge_prune.prune import SparsityReport
@@ -69,7 +69,7 @@ class Artifact:
     verdict: Verdict | None = None  # on the run's target, once checked on TFLM
     # The uncompressed artifact whose TFLM outputs this one must reproduce exactly, if any.
     source: str | None = None
-    compression: McuCompressionResult | LutCompressionResult | None = None
+    compression: McuCompressionResult | None = None
     compression_codecs: tuple[str, ...] = ()
     uncompressed: bytes | None = None  # the input of the compression (names still in it)
     tensor_names: dict[tuple[int, int], str] = field(default_factory=dict)  # before the diet
@@ -558,12 +558,14 @@ def _compressed_artifact(
     reference: str,
     *,
     source: str,
-    codecs: tuple[str, ...] = ("lut", "pruning", "huffman"),
+    codecs: tuple[str, ...] | None = None,  # None: the registry's DEFAULT_CODECS
     lut_bitwidth: int | None = None,
     arena_limit_bytes: int | None = None,
 ) -> Artifact:
     """``data`` with per-tensor TFLM encodings (or LUT at a fixed width), after the diet."""
-    from edge_prune.codecs import compress_for_mcu, lut_compress
+    from edge_prune.codecs import DEFAULT_CODECS, compress_for_mcu, lut_compress
+
+    codecs = DEFAULT_CODECS if codecs is None else codecs
 
     if lut_bitwidth:  # asked for one LUT width: a tensor that needs more is an error
         compression = lut_compress(data, bitwidth=lut_bitwidth, strict=True)

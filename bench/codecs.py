@@ -116,7 +116,7 @@ def tflm_accuracy(model_bytes: bytes, x: np.ndarray, y: np.ndarray) -> float:
 
 def rows_for(ep, label, float_bytes, final_float_bytes, int8_bytes, x_test, y_test):
     from edge_prune import tflm
-    from edge_prune.codecs import compress_for_mcu, strip_for_mcu
+    from edge_prune.codecs import DEFAULT_CODECS, compress_for_mcu, strip_for_mcu
 
     chosen = compress_for_mcu(int8_bytes)
     variants = [
@@ -125,7 +125,7 @@ def rows_for(ep, label, float_bytes, final_float_bytes, int8_bytes, x_test, y_te
         ("int8", int8_bytes),
         *[
             (f"{codec} alone", compress_for_mcu(int8_bytes, codecs=(codec,)).tflite_bytes)
-            for codec in ("lut", "pruning", "huffman")
+            for codec in DEFAULT_CODECS
         ],
         ("per-tensor choice", chosen.tflite_bytes),
         ("per-tensor choice + diet", strip_for_mcu(chosen.tflite_bytes)[0]),

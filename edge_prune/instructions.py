@@ -25,7 +25,6 @@ import numpy as np
 from edge_prune.targets import Target
 
 COSTS_PATH = Path(__file__).resolve().parent / "data" / "tflm_instructions.json"
-DECODERS = {0: "DECODE:lut", 1: "DECODE:huffman", 2: "DECODE:pruning"}
 INVOKE = "INVOKE"  # what one Invoke() costs outside its operators, per call and per operator
 _MAC_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV")
 
@@ -80,11 +79,7 @@ def _op_work(op) -> list[OpWork]:
     name = op.opcode_name if op.custom_code is None else op.custom_code
     if name == "TFLM_DECODE":
         return [
-            OpWork(
-                DECODERS.get(int(op.inputs[2 * k + 1].buffer.data[0]), "DECODE"),
-                _count(out),
-                _count(out),
-            )
+            OpWork(_decode_key(int(op.inputs[2 * k + 1].buffer.data[0])), _count(out), _count(out))
             for k, out in enumerate(op.outputs)
         ]
     name = f"{name}:{_dtype(op)}"
@@ -106,6 +101,20 @@ def _op_work(op) -> list[OpWork]:
         return [OpWork(name, steps * weights, max((_count(t) for t in op.outputs), default=0))]
     inputs = max((_count(t) for t in op.inputs if t is not None), default=0)
     return [OpWork(name, max(output, inputs), output)]
+
+
+def decoder_cost_key(codec_name: str) -> str:
+    """The cost key of a codec's decoder, e.g. ``DECODE:huffman``."""
+    return f"DECODE:{codec_name}"
+
+
+def _decode_key(decode_type: int) -> str:
+    """The cost key of a DECODE output by its decode type (DCM byte 0); ``DECODE`` for a type
+    no registered codec writes."""
+    from edge_prune.codecs.registry import by_decode_type
+
+    codec = by_decode_type(decode_type)
+    return "DECODE" if codec is None else decoder_cost_key(codec.name)
 
 
 def _dtype(op) -> str:

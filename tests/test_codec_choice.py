@@ -10,7 +10,7 @@ from conftest import DATA_DIR
 from test_codecs_pruning import MODELS, model_inputs
 
 from edge_prune import tflm
-from edge_prune.codecs import compress_for_mcu, pruning
+from edge_prune.codecs import DEFAULT_CODECS, compress_for_mcu, pruning
 from edge_prune.errors import ConfigError, ConversionError
 
 HIDDEN = "dense_hidden/MatMul"  # 32x256 int8, 80% zeros: the tensor worth compressing
@@ -40,7 +40,7 @@ def test_the_smallest_candidate_wins_and_beats_every_codec_alone():
     plain = _model()
 
     chosen = compress_for_mcu(plain)
-    alone = {c: compress_for_mcu(plain, codecs=(c,)) for c in ("lut", "pruning", "huffman")}
+    alone = {c: compress_for_mcu(plain, codecs=(c,)) for c in DEFAULT_CODECS}
 
     hidden = _tensor(chosen, HIDDEN)
     sizes = [int(size.removesuffix(" B")) for _, size in hidden.candidates if size.endswith(" B")]

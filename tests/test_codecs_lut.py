@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -10,7 +11,8 @@ from tiny_models import compile_for_classes, trained_cnn, zero_smallest
 
 from edge_prune import tflm
 from edge_prune.cluster import cluster, strip_clustering
-from edge_prune.codecs.lut import LUT_BITWIDTHS, lut_compress
+from edge_prune.codecs import _tflm, lut_compress
+from edge_prune.codecs.lut import LUT_BITWIDTHS
 from edge_prune.convert import convert
 from edge_prune.errors import ConfigError, ConversionError
 from edge_prune.evaluate import check_deployable
@@ -40,14 +42,27 @@ def models():
 
 
 def _decision(result, name_part: str):
-    (decision,) = [d for d in result.decisions if name_part in d.name]
+    (decision,) = [d for d in result.tensors if name_part in d.name]
     return decision
+
+
+def _distinct_per_channel(model_bytes: bytes, name_part: str) -> int:
+    """Most distinct values in one channel of the tensor, read from the uncompressed model."""
+    from tflite_micro.tensorflow.lite.micro.compression import model_editor
+
+    (tensor,) = [
+        t for t in model_editor.read(model_bytes).subgraphs[0].tensors if t.name == name_part
+    ]
+    array = tensor.array
+    axis = _tflm.channel_axis(tensor)
+    rows = np.moveaxis(array, axis, 0).reshape(array.shape[axis], -1)
+    return max(len(np.unique(row)) for row in rows)
 
 
 def test_lut_compressed_model_runs_on_tflm_with_outputs_equal_to_uncompressed_int8(models):
     result = models["compressed"]
     assert result.size_bytes < len(models["int8"])
-    assert _decision(result, HIDDEN_KERNEL).compressed
+    assert _decision(result, HIDDEN_KERNEL).codec == "lut"
 
     report = check_deployable(result.tflite_bytes, models["x"][:48], models["int8"], name="lut")
 
@@ -103,9 +118,10 @@ def test_unclustered_weights_are_kept_when_not_strict(models):
     result = lut_compress(models["unclustered_int8"], strict=False)
 
     kernel = _decision(result, HIDDEN_KERNEL)
-    assert not kernel.compressed
-    assert kernel.distinct_values > 16
-    assert "distinct values per channel > 16" in kernel.reason
+    assert kernel.codec == "raw"
+    why = dict(kernel.candidates)["lut"]
+    assert int(re.search(r"(\d+) distinct", why).group(1)) > 16
+    assert "distinct values per channel > 16" in why
     assert result.tflite_bytes == models["unclustered_int8"]
 
 
@@ -114,24 +130,27 @@ def test_tensor_that_would_expand_is_kept_uncompressed(models):
     result = lut_compress(models["int8"], min_tensor_bytes=0)
 
     logits = _decision(result, "logits/MatMul")
-    assert not logits.compressed
+    assert logits.codec == "raw"
     assert "would expand" in logits.reason
     assert logits.bytes_after == logits.bytes_before
-    assert _decision(result, HIDDEN_KERNEL).compressed
+    assert _decision(result, HIDDEN_KERNEL).codec == "lut"
 
 
 def test_asked_bitwidth_is_used_for_every_compressed_tensor(models):
     result = lut_compress(models["int8"], bitwidth=4)
 
-    assert result.compressed_tensors
-    assert all(d.bitwidth == 4 for d in result.compressed_tensors)
+    assert result.compressed
+    assert all(dict(d.facts)["bitwidth"] == 4 for d in result.compressed)
 
 
 def test_automatic_bitwidth_is_the_smallest_that_holds_the_values(models):
-    for d in models["compressed"].compressed_tensors:
-        assert d.bitwidth in LUT_BITWIDTHS
-        assert d.distinct_values <= 2**d.bitwidth
-        assert d.bitwidth == LUT_BITWIDTHS[0] or d.distinct_values > 2 ** (d.bitwidth - 1)
+    assert models["compressed"].compressed
+    for d in models["compressed"].compressed:
+        bitwidth = dict(d.facts)["bitwidth"]
+        distinct = _distinct_per_channel(models["int8"], d.name)
+        assert bitwidth in LUT_BITWIDTHS
+        assert distinct <= 2**bitwidth
+        assert bitwidth == LUT_BITWIDTHS[0] or distinct > 2 ** (bitwidth - 1)
 
 
 def test_lut_compress_is_deterministic(models):
@@ -142,7 +161,7 @@ def test_sparse_encoded_model_is_rejected(models):
     sparse = convert(
         models["keras"], quantization="int8", sparse=True, representative_data=models["x"]
     ).tflite_bytes
-    with pytest.raises(ConversionError, match="sparse-encoded.*dense int8"):
+    with pytest.raises(ConversionError, match="sparse-encoded.*dense model"):
         lut_compress(sparse)
 
 
@@ -159,7 +178,8 @@ def test_result_reports_sizes_per_tensor_as_json_and_text(models):
     assert data["size_bytes"] == result.size_bytes < data["original_size_bytes"]
     hidden = next(t for t in data["tensors"] if HIDDEN_KERNEL in t["name"])
     assert hidden["bytes_after"] < hidden["bytes_before"]
-    assert hidden["decision"].startswith(f"{hidden['bitwidth']}-bit LUT")
+    assert hidden["codec"] == "lut"
+    assert hidden["detail"].startswith(f"{hidden['bitwidth']}-bit indices")
     assert f"{result.original_size_bytes:,} B -> {result.size_bytes:,} B" in str(result)
 
 
@@ -177,7 +197,7 @@ def test_one_table_for_the_whole_tensor_when_quantized_per_tensor(models):
     result = lut_compress(per_tensor_int8)
 
     hidden = _decision(result, HIDDEN_KERNEL)
-    assert hidden.mode == "per-tensor"
+    assert dict(hidden.facts)["mode"] == "per-tensor"
     assert hidden.bytes_after < _decision(models["compressed"], HIDDEN_KERNEL).bytes_after
     report = check_deployable(result.tflite_bytes, models["x"][:16], per_tensor_int8)
     assert report.max_abs_difference == 0.0
@@ -200,6 +220,6 @@ def test_per_channel_quantized_tensor_with_few_values_keeps_per_channel_tables(m
     result = lut_compress(int8)
 
     hidden = _decision(result, HIDDEN_KERNEL)
-    assert hidden.compressed and hidden.mode.startswith("per-channel")
+    assert hidden.codec == "lut" and dict(hidden.facts)["mode"].startswith("per-channel")
     report = check_deployable(result.tflite_bytes, models["x"][:32], int8)
     assert report.max_abs_difference == 0.0 and report.top1_agreement == 1.0

@@ -8,7 +8,7 @@ from conftest import DATA_DIR
 
 from edge_prune import tflm
 from edge_prune.codecs import _tflm, pruning
-from edge_prune.codecs.choose import CODECS
+from edge_prune.codecs.registry import CODECS
 
 MODELS = ("codecs_cnn_per_channel.tflite", "codecs_cnn_per_tensor.tflite")
 

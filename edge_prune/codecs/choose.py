@@ -1,20 +1,17 @@
-"""Per-tensor choice of weight encoding for TFLM: raw, LUT, pruning bitmask or Huffman.
+"""Per-tensor choice of weight encoding for TFLM: raw or one of the registered codecs.
 
-For each constant weight tensor every codec in :data:`CODECS` proposes its encodings; the
-smallest (encoded + ancillary bytes) wins when it is smaller than the raw data and, measured
-on the whole file, shrinks it (a DECODE operator and two tensors cost flatbuffer bytes). A
-codec that cannot take a tensor (type, too many symbols) is skipped with its reason recorded.
-Every compressed tensor of the built model is decoded with the codecs' Python reference
-decoders and compared with the original weights; nothing is returned unless they are equal.
+For each constant weight tensor every selected codec (:mod:`edge_prune.codecs.registry`)
+proposes its encodings; the smallest (encoded + ancillary bytes) wins when it is smaller than
+the raw data and, measured on the whole file, shrinks it (a DECODE operator and two tensors cost
+flatbuffer bytes). A codec that cannot take a tensor (type, too many symbols) is skipped with
+its reason recorded. Every compressed tensor of the built model is decoded with the codecs'
+Python reference decoders and compared with the original weights; nothing is returned unless
+they are equal. What a codec provides: :class:`edge_prune.codecs.protocol.Codec`.
 
 RAM: TFLM's DECODE writes each decoded tensor into the arena, where it lives until its
 consumer has run, so the arena grows by about the largest decoded tensor. With
 ``arena_limit_bytes`` the compressed model's arena is measured on TFLM and, while it is over
 the limit, the compressed tensor with the largest decoded size is left raw.
-
-Adding a format: a class with ``name``, ``method_type``, ``decode_type``, ``methods(tensor)``,
-``describe(method)``, ``compress(tensor, method)`` (TFLM's ``Compressor`` protocol) and
-``decode(encoded, ancillary, output)``, plus one entry in :data:`CODECS`.
 """
 
 from __future__ import annotations
@@ -24,20 +21,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edge_prune.codecs import _tflm
-from edge_prune.codecs.huffman import HuffmanCodec
-from edge_prune.codecs.lut import DEFAULT_MIN_TENSOR_BYTES, LutCodec, describe
-from edge_prune.codecs.pruning import PruningCodec
+from edge_prune.codecs.lut import LutCodec
+from edge_prune.codecs.registry import DEFAULT_CODECS, select
 from edge_prune.errors import ConfigError, ConversionError
 from edge_prune.tables import table_lines
 
-CODECS = {"lut": LutCodec(), "pruning": PruningCodec(), "huffman": HuffmanCodec()}
-
-# ESTIMATE, not measured: Cortex-M4 cycles per decoded element, counted from the inner loops of
-# TFLM's reference decoders (kernels/decode_state_lut.cc, decode_state_prune.cc,
-# decode_state_huffman.cc) at about one cycle per instruction plus a load/store each: LUT =
-# bit-field extract + table load + store; pruning = mask bit test + branch + load/store;
-# Huffman = one or two table levels of GetNextBits + lookup + PutBackBits. Multiply by
-# McuCompressionResult.decoded_elements for a per-inference decode time.
+DEFAULT_MIN_TENSOR_BYTES = 512
 RAW = "raw"
 
 
@@ -50,7 +39,8 @@ class TensorEncoding:
     ``bytes_before``; flatbuffer bookkeeping (DECODE operators, tensor tables) is only in the
     file sizes of the result. ``decoded_arena_bytes``: the decoded copy DECODE writes into the
     arena (0 when raw: raw weights are read from flash). ``candidates``: ``(codec, size in
-    bytes or why it could not encode)`` for every codec tried.
+    bytes or why it could not encode)`` for every codec tried. ``facts``: the chosen method's
+    parameters (``Codec.facts``, e.g. LUT's ``bitwidth`` and ``mode``), also report fields.
     """
 
     subgraph: int
@@ -58,13 +48,14 @@ class TensorEncoding:
     name: str
     shape: tuple[int, ...]
     dtype: str
-    codec: str  # "raw" or a CODECS key
+    codec: str  # "raw" or a registry name
     detail: str
     bytes_before: int
     bytes_after: int
     decoded_arena_bytes: int
     reason: str
     candidates: tuple[tuple[str, str], ...] = ()
+    facts: tuple[tuple[str, object], ...] = ()
 
     @property
     def elements(self) -> int:
@@ -89,6 +80,7 @@ class TensorEncoding:
             "decoded_arena_bytes": self.decoded_arena_bytes,
             "reason": self.reason,
             "candidates": dict(self.candidates),
+            **dict(self.facts),
         }
 
 
@@ -183,14 +175,15 @@ class _Choice:
 def compress_for_mcu(
     int8_tflite_bytes,
     *,
-    codecs: tuple[str, ...] = ("lut", "pruning", "huffman"),
+    codecs: tuple = DEFAULT_CODECS,
     arena_limit_bytes: int | None = None,
     min_tensor_bytes: int = DEFAULT_MIN_TENSOR_BYTES,
 ) -> McuCompressionResult:
     """Encode each large constant tensor of a dense TFLite model with its smallest codec.
 
     ``int8_tflite_bytes``: a flatbuffer (bytes or path) without sparse encoding.
-    ``codecs``: names from :data:`CODECS` to try, in tie-break order.
+    ``codecs``: names from :data:`~edge_prune.codecs.registry.CODECS` to try, in tie-break
+    order, or codec objects with options (``LutCodec(bitwidth=4, strict=True)``).
     ``arena_limit_bytes``: when given, the arena of the result is measured on TFLM and
     compressed tensors are left raw, largest decoded size first, until it fits (if the raw
     model alone is over the limit, nothing is compressed and ``arena_bytes`` says so).
@@ -201,7 +194,7 @@ def compress_for_mcu(
     data, label, model = _tflm.read_dense_editable(
         int8_tflite_bytes, "compress_for_mcu needs the dense model"
     )
-    _tflm.register(CODECS.values())
+    _tflm.register(selected.values())
 
     encodings: dict[tuple[int, int], TensorEncoding] = {}
     choices: list[_Choice] = []
@@ -223,7 +216,7 @@ def compress_for_mcu(
     if arena_limit_bytes is not None:
         accepted, current, arena = _fit_arena(data, accepted, current, arena_limit_bytes, encodings)
     if accepted:
-        _verify_decodes_to_original(current, accepted, label)
+        _verify_decodes_to_original(current, accepted, selected, label)
     return McuCompressionResult(
         tflite_bytes=current,
         original_size_bytes=len(data),
@@ -233,18 +226,50 @@ def compress_for_mcu(
     )
 
 
+def lut_compress(
+    int8_tflite_bytes,
+    *,
+    bitwidth: int | None = None,
+    min_tensor_bytes: int = DEFAULT_MIN_TENSOR_BYTES,
+    strict: bool = True,
+) -> McuCompressionResult:
+    """:func:`compress_for_mcu` with the LUT codec alone, for clustered int8 weights.
+
+    ``bitwidth``: index width for every compressed tensor (2, 3 or 4); ``None`` picks per
+    tensor the smallest width in 2-4 that holds its distinct values. ``strict``: a weight
+    matrix with more distinct values per channel than the width holds raises
+    :class:`~edge_prune.errors.ConversionError` naming it (no model is written); with
+    ``strict=False`` it stays raw. A single table for the whole tensor is used when smaller
+    and the tensor is quantized per tensor.
+    """
+    return compress_for_mcu(
+        int8_tflite_bytes,
+        codecs=(LutCodec(bitwidth, strict=strict),),
+        min_tensor_bytes=min_tensor_bytes,
+    )
+
+
 def _check_arguments(codecs, arena_limit_bytes, min_tensor_bytes) -> dict:
-    if isinstance(codecs, str) or not all(name in CODECS for name in codecs):
-        raise ConfigError(
-            f"codecs: got {codecs!r}, expected a tuple of names from {', '.join(CODECS)}"
-        )
+    selected = select(codecs)
     if arena_limit_bytes is not None and (
         not isinstance(arena_limit_bytes, int) or arena_limit_bytes <= 0
     ):
         raise ConfigError(f"arena_limit_bytes: got {arena_limit_bytes!r}, expected an int > 0")
     if not isinstance(min_tensor_bytes, int) or min_tensor_bytes < 0:
         raise ConfigError(f"min_tensor_bytes: got {min_tensor_bytes!r}, expected an integer >= 0")
-    return {name: CODECS[name] for name in codecs}
+    return selected
+
+
+def _identity(sg_index: int, tensor) -> dict:
+    """The identifying fields and raw size of a constant tensor, as TensorEncoding takes them."""
+    return {
+        "subgraph": sg_index,
+        "index": tensor.index,
+        "name": tensor.name or f"tensor_{tensor.index}",
+        "shape": tuple(int(n) for n in tensor.shape),
+        "dtype": _tflm.dtype_name(tensor),
+        "bytes_before": len(tensor.buffer.data),
+    }
 
 
 def _raw(base: dict, reason: str, candidates=()) -> TensorEncoding:
@@ -262,9 +287,8 @@ def _raw(base: dict, reason: str, candidates=()) -> TensorEncoding:
 def _plan(sg_index, subgraph, tensor, codecs: dict, min_tensor_bytes: int):
     """A raw :class:`TensorEncoding` with its reason, or the best :class:`_Choice`."""
     from tflite_micro.tensorflow.lite.micro.compression import constant_inputs
-    from tflite_micro.tensorflow.lite.micro.compression.compressor import CompressionError
 
-    base = describe(sg_index, tensor)
+    base = _identity(sg_index, tensor)
     if base["bytes_before"] < min_tensor_bytes:
         return _raw(base, f"below min_tensor_bytes ({base['bytes_before']} B)")
     if not subgraph.consumers_of(tensor):
@@ -273,6 +297,33 @@ def _plan(sg_index, subgraph, tensor, codecs: dict, min_tensor_bytes: int):
         return _raw(base, "must stay constant: " + "; ".join(u.describe() for u in uses))
     if _tflm.shares_buffer(subgraph, tensor):
         return _raw(base, "shares its buffer with another tensor")
+
+    candidates, best = _candidates(base, tensor, codecs)
+    if best is None:
+        return _raw(base, "no codec can encode it", candidates)
+    size, name, method = best
+    if size >= base["bytes_before"]:
+        return _raw(base, f"would expand: smallest is {name} at {size} B", candidates)
+    codec = codecs[name]
+    encoding = TensorEncoding(
+        **base,
+        codec=name,
+        detail=codec.describe(method),
+        bytes_after=size,
+        decoded_arena_bytes=codec.decoded_bytes(tensor),
+        reason="smallest encoding",
+        candidates=tuple(candidates),
+        facts=tuple(codec.facts(method).items()),
+    )
+    return _Choice(
+        key=(sg_index, tensor.index), encoding=encoding, method=method, weights=tensor.array.copy()
+    )
+
+
+def _candidates(base: dict, tensor, codecs: dict):
+    """``(candidates, (size, name, method) of the smallest or None)`` over every codec; a
+    codec's ConversionError (an option forbids leaving the tensor raw) names the tensor."""
+    from tflite_micro.tensorflow.lite.micro.compression.compressor import CompressionError
 
     candidates, best = [], None
     for name, codec in codecs.items():
@@ -285,23 +336,13 @@ def _plan(sg_index, subgraph, tensor, codecs: dict, min_tensor_bytes: int):
                 candidates.append((f"{name}: {codec.describe(method)}", f"{size} B"))
         except (_tflm.Unsuitable, CompressionError) as e:
             candidates.append((name, f"cannot encode: {e}"))
-    if best is None:
-        return _raw(base, "no codec can encode it", candidates)
-    size, name, method = best
-    if size >= base["bytes_before"]:
-        return _raw(base, f"would expand: smallest is {name} at {size} B", candidates)
-    encoding = TensorEncoding(
-        **base,
-        codec=name,
-        detail=codecs[name].describe(method),
-        bytes_after=size,
-        decoded_arena_bytes=base["bytes_before"],
-        reason="smallest encoding",
-        candidates=tuple(candidates),
-    )
-    return _Choice(
-        key=(sg_index, tensor.index), encoding=encoding, method=method, weights=tensor.array.copy()
-    )
+        except ConversionError as e:
+            shape = "x".join(map(str, base["shape"]))
+            raise ConversionError(
+                f"tensor {base['name']!r} (subgraph {base['subgraph']}, index {base['index']}, "
+                f"shape {shape}): {e}; no model was written"
+            ) from e
+    return candidates, best
 
 
 def _build(data: bytes, accepted: list[_Choice]) -> bytes:
@@ -333,9 +374,12 @@ def _fit_arena(data, accepted, current, limit, encodings):
     return accepted, current, arena
 
 
-def _verify_decodes_to_original(compressed: bytes, accepted: list[_Choice], label: str) -> None:
-    """Decode every DECODE output with the reference decoders; compare with the weights."""
-    by_type = {int(codec.decode_type): codec for codec in CODECS.values()}
+def _verify_decodes_to_original(
+    compressed: bytes, accepted: list[_Choice], codecs: dict, label: str
+) -> None:
+    """Decode every DECODE output with the codecs' reference decoders; compare with the
+    weights."""
+    by_type = {codec.decode_type: codec for codec in codecs.values()}
     expected = {c.key: c for c in accepted}
     seen: set[tuple[int, int]] = set()
     for decoded in _tflm.decoded_tensors(compressed):

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge_prune.codecs import _tflm
+from edge_prune.codecs.protocol import Codec
 
 DECODE_TYPE = 1
 FORMAT_VERSION = 1
@@ -348,22 +349,18 @@ def _walk(encoded: bytes, tables: list[int], root: int, wide: bool, count: int):
 # ---------------------------------------------------------------------------------- codec
 
 
-class HuffmanCodec:
-    """Huffman, for :mod:`edge_prune.codecs.choose` and TFLM's ``compress()``."""
+class HuffmanCodec(Codec):
+    """Huffman codes + multi-level decode tables (:class:`~edge_prune.codecs.protocol.Codec`)."""
 
     name = "huffman"
+    decode_type = DECODE_TYPE
+    decoder_source = "huffman"
 
     @property
     def method_type(self):
         from tflite_micro.tensorflow.lite.micro.compression import spec
 
         return spec.HuffmanCompression
-
-    @property
-    def decode_type(self):
-        from tflite_micro.tensorflow.lite.micro.compression import decode as tflm_decode
-
-        return tflm_decode.DecodeType.HUFFMAN
 
     def methods(self, tensor) -> list:
         from tflite_micro.tensorflow.lite.micro.compression import spec

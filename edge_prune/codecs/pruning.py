@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from edge_prune.codecs import _tflm
+from edge_prune.codecs.protocol import Codec
 
 DECODE_TYPE = 2
 FORMAT_VERSION = 1
@@ -84,22 +85,18 @@ def decode_checked(encoded: bytes, ancillary: bytes, output) -> np.ndarray:
     return decode(encoded, ancillary, shape, dtype, zero_points)
 
 
-class PruningCodec:
-    """Pruning bitmask, for :mod:`edge_prune.codecs.choose` and TFLM's ``compress()``."""
+class PruningCodec(Codec):
+    """Pruning bitmask + kept values (:class:`~edge_prune.codecs.protocol.Codec`)."""
 
     name = "pruning"
+    decode_type = DECODE_TYPE
+    decoder_source = "prune"
 
     @property
     def method_type(self):
         from tflite_micro.tensorflow.lite.micro.compression import spec
 
         return spec.PruningCompression
-
-    @property
-    def decode_type(self):
-        from tflite_micro.tensorflow.lite.micro.compression import decode
-
-        return decode.DecodeType.PRUNING
 
     def methods(self, tensor) -> list:
         from tflite_micro.tensorflow.lite.micro.compression import spec

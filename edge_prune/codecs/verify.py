@@ -6,9 +6,9 @@ elsewhere gets the same treatment where possible:
 
 1. layout: each DECODE operator has encoded/ancillary pairs of constant tensors; the ancillary
    data starts with the 16-byte DECODE common metadata (``kernels/decode_state.h``): a known
-   decode type (0 LUT, 1 Huffman, 2 pruning), DCM version 1; the codec module checks the rest
-   against its TFLM decoder (``decode_checked``). An impossible layout is unreadable input
-   (:class:`~edge_prune.errors.ModelFileError` naming the tensor);
+   decode type (one of the registered codecs': 0 LUT, 1 Huffman, 2 pruning), DCM version 1;
+   the codec checks the rest against its TFLM decoder (``decode_checked``). An impossible
+   layout is unreadable input (:class:`~edge_prune.errors.ModelFileError` naming the tensor);
 2. values: when the model lies in a directory beside its uncompressed source (a build
    directory: ``model_clustered*.tflite`` beside ``model_compressed*.tflite``, ``model_int8``
    beside ``model_sparse``), recognised because every tensor the codecs left raw is identical
@@ -28,10 +28,9 @@ from pathlib import Path
 import numpy as np
 
 from edge_prune.codecs import _tflm
+from edge_prune.codecs.registry import by_decode_type
 from edge_prune.errors import ModelFileError
 
-# Decode type (DCM byte 0) -> codec module name; the codec objects are in choose.CODECS.
-DECODE_TYPES = {0: "lut", 1: "huffman", 2: "pruning"}
 DCM_VERSION = 1
 # Sibling files read while looking for the uncompressed source: a bound on the work.
 MAX_SIBLINGS = 32
@@ -130,8 +129,6 @@ def _tensor_label(sg_index: int, index: int, name: str | None) -> str:
 
 
 def _decode_all(model, label: str) -> tuple[list[_Decoded], set[tuple[int, int]]]:
-    from edge_prune.codecs.choose import CODECS
-
     decoded, encoded_keys = [], set()
     for sg_index, subgraph in enumerate(model.subgraphs):
         for op_index, op in enumerate(subgraph.operators):
@@ -148,14 +145,14 @@ def _decode_all(model, label: str) -> tuple[list[_Decoded], set[tuple[int, int]]
             for k, out in enumerate(op.outputs):
                 encoded, ancillary = op.inputs[2 * k], op.inputs[2 * k + 1]
                 name = _tensor_label(sg_index, encoded.index, out.name)
-                codec, values = _decode_one(encoded, ancillary, out, CODECS, f"{where}, {name}")
+                codec, values = _decode_one(encoded, ancillary, out, f"{where}, {name}")
                 key = (sg_index, encoded.index)
                 encoded_keys |= {key, (sg_index, ancillary.index)}
                 decoded.append(_Decoded(key, name, codec, values))
     return decoded, encoded_keys
 
 
-def _decode_one(encoded, ancillary, out, codecs: dict, where: str) -> tuple[str, np.ndarray]:
+def _decode_one(encoded, ancillary, out, where: str) -> tuple[str, np.ndarray]:
     for role, tensor in (("encoded", encoded), ("ancillary", ancillary)):
         if tensor.buffer is None or not len(tensor.buffer.data):
             raise ModelFileError(f"{where}: the {role} input holds no constant data")
@@ -166,10 +163,10 @@ def _decode_one(encoded, ancillary, out, codecs: dict, where: str) -> tuple[str,
             f"ancillary data is {len(anc)} B, shorter than the {_tflm.DCM_BYTES}-byte "
             "DECODE header",
         )
-        _tflm.require(anc[0] in DECODE_TYPES, f"unknown decode type {anc[0]}")
+        codec = by_decode_type(anc[0])
+        _tflm.require(codec is not None, f"unknown decode type {anc[0]}")
         _tflm.require(anc[1] == DCM_VERSION, f"DECODE header version {anc[1]}, TFLM reads 1")
-        codec = DECODE_TYPES[anc[0]]
-        return codec, codecs[codec].decode_checked(enc, anc, out)
+        return codec.name, codec.decode_checked(enc, anc, out)
     except _tflm.BadLayout as e:
         raise ModelFileError(f"{where}: impossible DECODE layout: {e}") from None
 

@@ -162,12 +162,14 @@ def _compressed_artifact(
     reference: ModelKey,
     *,
     source: ArtifactName,
-    codecs: tuple[str, ...] = ("lut", "pruning", "huffman"),
+    codecs: tuple[str, ...] | None = None,  # None: the registry's DEFAULT_CODECS
     lut_bitwidth: int | None = None,
     arena_limit_bytes: int | None = None,
 ) -> Artifact:
     """``data`` with per-tensor TFLM encodings (or LUT at a fixed width), after the diet."""
-    from edge_prune.codecs import compress_for_mcu, lut_compress
+    from edge_prune.codecs import DEFAULT_CODECS, compress_for_mcu, lut_compress
+
+    codecs = DEFAULT_CODECS if codecs is None else codecs
 
     if lut_bitwidth:  # asked for one LUT width: a tensor that needs more is an error
         compression = lut_compress(data, bitwidth=lut_bitwidth, strict=True)

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     import tf_keras
 
     from edge_prune.choose import DeployableChoice
-    from edge_prune.codecs import LutCompressionResult, McuCompressionResult
+    from edge_prune.codecs import McuCompressionResult
     from edge_prune.footprint import Verdict
     from edge_prune.macs import ModelCost
     from edge_prune.prune import SparsityReport
@@ -93,7 +93,7 @@ class Artifact:
     verdict: Verdict | None = None  # on the run's target, once checked on TFLM
     # The uncompressed artifact whose TFLM outputs this one must reproduce exactly, if any.
     source: ArtifactName | None = None
-    compression: McuCompressionResult | LutCompressionResult | None = None
+    compression: McuCompressionResult | None = None
     compression_codecs: tuple[str, ...] = ()
     uncompressed: bytes | None = None  # the input of the compression (names still in it)
     tensor_names: dict[tuple[int, int], str] = field(default_factory=dict)  # before the diet

@@ -40,7 +40,13 @@ EXAMPLES = (
     "micro_speech/models/micro_speech_quantized.tflite",
     "mnist_lstm/trained_lstm_int8.tflite",
 )
-DECODERS = ("lut", "huffman", "pruning")
+
+
+def decoders() -> dict[int, str]:
+    """Decode type (DECODE metadata byte 0) -> codec name, for every registered codec."""
+    from edge_prune.codecs.registry import CODECS
+
+    return {codec.decode_type: name for name, codec in CODECS.items()}
 
 
 def models(tree, workdir: Path, builds: list[Path]) -> list[Path]:
@@ -59,7 +65,7 @@ def compressed_models(workdir: Path) -> list[Path]:
 
     source = (REPO / "tests" / "data" / "codecs_cnn_per_tensor.tflite").read_bytes()
     paths = []
-    for codec in DECODERS:
+    for codec in decoders().values():
         model = sixteen_levels(source) if codec == "lut" else source
         result = compress_for_mcu(model, codecs=(codec,), min_tensor_bytes=64)
         if not result.compressed:
@@ -227,6 +233,7 @@ def main(argv=None) -> int:
         f"bench/instruction_costs.py, TFLM {tree.commit or 'unknown'}, QEMU -icount, "
         f"{datetime.date.today().isoformat()}"
     )
+    existing["decode_types"] = {str(t): name for t, name in sorted(decoders().items())}
     existing["what"] = (
         "per op and input type (and DECODE decoder): [instructions per call, per unit of work, "
         "per output element]"

@@ -109,12 +109,11 @@ def decoder_cost_key(codec_name: str) -> str:
 
 
 def _decode_key(decode_type: int) -> str:
-    """The cost key of a DECODE output by its decode type (DCM byte 0); ``DECODE`` for a type
-    no registered codec writes."""
-    from edge_prune.codecs.registry import by_decode_type
-
-    codec = by_decode_type(decode_type)
-    return "DECODE" if codec is None else decoder_cost_key(codec.name)
+    """The cost key of a DECODE output by its decode type (DCM byte 0), named as the
+    calibration recorded it (``decode_types``: written from the codec registry by
+    ``bench/instruction_costs.py``); ``DECODE`` for a type no calibration covers."""
+    name = _cost_data().get("decode_types", {}).get(str(decode_type))
+    return "DECODE" if name is None else decoder_cost_key(name)
 
 
 def _dtype(op) -> str:

@@ -61,7 +61,7 @@ def models(tree, workdir: Path, builds: list[Path]) -> list[Path]:
 def compressed_models(workdir: Path) -> list[Path]:
     """The per-tensor codec fixture compressed with each decoder alone (for LUT, its int8
     weights first put on 16 levels: the timing, not the accuracy, is calibrated)."""
-    from edge_prune.codecs.choose import compress_for_mcu
+    from edge_prune.codecs.per_tensor import compress_for_mcu
 
     source = (REPO / "tests" / "data" / "codecs_cnn_per_tensor.tflite").read_bytes()
     paths = []

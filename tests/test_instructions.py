@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from edge_prune import instructions
-from edge_prune.codecs.choose import compress_for_mcu
+from edge_prune.codecs.per_tensor import compress_for_mcu
 from edge_prune.targets import load_target
 
 DATA = Path(__file__).parent / "data"

@@ -11,13 +11,13 @@ A codec is one module (``lut``, ``pruning``, ``huffman``) with a class following
 :data:`DEFAULT_CODECS`, :func:`register`).
 """
 
-from edge_prune.codecs.choose import (
+from edge_prune.codecs.diet import strip_for_mcu
+from edge_prune.codecs.per_tensor import (
     McuCompressionResult,
     TensorEncoding,
     compress_for_mcu,
     lut_compress,
 )
-from edge_prune.codecs.diet import strip_for_mcu
 from edge_prune.codecs.protocol import Codec
 from edge_prune.codecs.registry import CODECS, DEFAULT_CODECS, register
 

@@ -6,7 +6,7 @@ tensor is quantized per tensor), and a ``TFLM_DECODE`` operator expands it into 
 before the operator that reads it. The encoder is TFLM's own
 (``tflite_micro/tensorflow/lite/micro/compression/lut.py``); the choice per tensor, the check
 that the file shrinks and that every tensor decodes back to its weights are
-:func:`~edge_prune.codecs.choose.compress_for_mcu`'s. Weights need clustering first
+:func:`~edge_prune.codecs.per_tensor.compress_for_mcu`'s. Weights need clustering first
 (:func:`edge_prune.cluster.cluster`) to have few values.
 
 RAM cost: the decoded tensors live in the TFLM arena while their consumer runs, so the arena of

@@ -1,7 +1,7 @@
 """What a weight encoding must provide to be chosen per tensor and decoded by TFLM's DECODE.
 
 A codec is one object (see :class:`Codec`) registered in :mod:`edge_prune.codecs.registry`;
-:func:`~edge_prune.codecs.choose.compress_for_mcu` asks every selected codec for its encodings
+:func:`~edge_prune.codecs.per_tensor.compress_for_mcu` asks every selected codec for its encodings
 of each constant tensor, keeps the smallest, builds the model with TFLM's ``compress()`` and
 decodes every DECODE output with the codec's Python decoder before returning anything.
 :mod:`edge_prune.codecs.verify` decodes the DECODE operators of a model from elsewhere the same
@@ -30,7 +30,7 @@ DECODE_OP_KEY = "CUSTOM:TFLM_DECODE"  # the DECODE kernel's key in the runtime t
 class Codec(Protocol):
     """A weight encoding that TFLM's ``TFLM_DECODE`` operator expands at run time.
 
-    Encoding (what :func:`~edge_prune.codecs.choose.compress_for_mcu` calls):
+    Encoding (what :func:`~edge_prune.codecs.per_tensor.compress_for_mcu` calls):
 
     - ``name``: the registry key; it names the codec in reports (``TensorEncoding.codec``), in
       ``McuCompressionResult.decoded_elements`` and in the instruction cost keys

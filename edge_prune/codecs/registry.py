@@ -2,7 +2,7 @@
 
 :data:`CODECS` maps a codec's ``name`` to the codec (:class:`~edge_prune.codecs.protocol.Codec`),
 in tie-break order; :data:`DEFAULT_CODECS` is the names of the built-in ones, what
-:func:`~edge_prune.codecs.choose.compress_for_mcu` and ``edge-prune model`` try by default.
+:func:`~edge_prune.codecs.per_tensor.compress_for_mcu` and ``edge-prune model`` try by default.
 Adding a codec: its module (a class following the protocol) and one entry in ``_BUILT_IN``.
 """
 

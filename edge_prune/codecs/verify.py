@@ -1,7 +1,7 @@
 """Check the DECODE operators of a model someone hands to ``edge-prune report``.
 
 ``edge-prune model`` checks its own compressed models by decoding every DECODE output and
-comparing it with the weights it encoded (:mod:`edge_prune.codecs.choose`). A model from
+comparing it with the weights it encoded (:mod:`edge_prune.codecs.per_tensor`). A model from
 elsewhere gets the same treatment where possible:
 
 1. layout: each DECODE operator has encoded/ancillary pairs of constant tensors; the ancillary

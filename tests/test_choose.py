@@ -50,7 +50,7 @@ def test_chooser_takes_the_smallest_within_tolerance():
     choice = choose_deployable(candidates, dense_score=0.99, tolerance=1.0)
 
     assert choice.chosen.name == "lut-4bit"
-    assert "2,500 B" in choice.reason and "within 1 points" in choice.reason
+    assert "2,500 B" in choice.reason and "within 1 point of" in choice.reason
     rejected = dict(choice.rejected)
     assert "4.00 points below" in rejected["lut-2bit"]
     assert rejected["int8"].startswith("more flash: 4,000 B")

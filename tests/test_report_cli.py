@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import struct
 import subprocess
 import sys
@@ -289,6 +290,19 @@ def test_report_starts_with_a_verdict_line_and_bars_per_target(capsys, cnn_int8_
     assert lines[4].startswith("  flash [#") and "% of 1,048,576 B (" in lines[4]
     assert lines[5].startswith("  RAM   [#") and "% of 327,680 B (" in lines[5]
     assert out.index("Accounting") > out.index("RAM   [")
+
+
+def test_operator_count_and_op_types_are_two_rows(capsys, mlp_float_path):
+    from edge_prune.tflite_file import read_model
+
+    info = read_model(mlp_float_path)
+    assert len(info.operators) != len(info.op_types)  # the two figures differ on this model
+    for fmt, sep in (("text", r"\s+"), ("markdown", r" \| ")):
+        _, out, _ = run_cli(capsys, "report", mlp_float_path, "--target", "cortex-m4",
+                            "--format", fmt)  # fmt: skip
+        assert re.search(rf"operators{sep}{len(info.operators)}{sep}operator nodes", out)
+        types = re.escape(", ".join(info.op_types))
+        assert re.search(rf"op types{sep}{len(info.op_types)}{sep}{types}", out)
 
 
 def test_bar_shows_the_part_used_and_marks_overflow():

@@ -210,6 +210,7 @@ def aborting_model(tmp_path_factory, cnn_int8_path) -> Path:
 
 CANNOT_RUN = {
     "missing op": ((), "DENSIFY", "no kernel for op DENSIFY"),
+    "custom op": ((), "CUSTOM:ethos-u", "no kernel for custom op 'ethos-u' (CUSTOM:ethos-u)"),
     "abort": ((), "interpreter killed by SIGABRT", "killed by SIGABRT"),
     "timeout": (("--timeout", "0.001"), "timed out", "did not finish within 0.001 s"),
 }
@@ -218,6 +219,8 @@ CANNOT_RUN = {
 def _cannot_run_model(case, request):
     if case == "missing op":
         return request.getfixturevalue("sparse_float_path")
+    if case == "custom op":
+        return request.getfixturevalue("ethos_u_path")
     if case == "abort":
         return request.getfixturevalue("aborting_model")
     return request.getfixturevalue("cnn_int8_path")

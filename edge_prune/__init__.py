@@ -64,7 +64,7 @@ _EXPORTS = {
     "TFLMError": "edge_prune.errors",
     "NoDeployableArtifactError": "edge_prune.errors",
 }
-_RENAMED = {"check_deployable": "check", "fit_report": "build_report"}
+_RENAMED = {"check_deployable": "check"}
 
 __all__ = sorted(_EXPORTS)
 

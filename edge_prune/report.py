@@ -188,7 +188,7 @@ class Report:
         return render_text(self)
 
 
-def build_report(
+def fit_report(
     model: bytes | str | Path | TFLiteModel,
     targets: str | Path | Target | list[str | Path | Target],
     *,

@@ -74,7 +74,7 @@ def cnn_artifacts():
 
     model, x, y = trained_cnn(seed=1, epochs=3)
     zero_smallest(model, 0.8)  # prune by hand so the sparse encoding applies
-    flatbuffers = convert_all(model, x[:96], variants=("float", "int8", "int8-sparse"))
+    flatbuffers = convert_all(model, x[:96], variants=("float", "int8", "int8-densify"))
     x_test, y_test = x[HELD_OUT], y[HELD_OUT]
     keras_outputs = model.predict(x_test, verbose=0)
     return {
@@ -94,7 +94,7 @@ def cnn_checks(cnn_artifacts):
     keras_outputs = cnn_artifacts["keras_outputs"]
     return {
         name: check(fb[name], x, keras_outputs, labels=y, name=name)
-        for name in ("float", "int8", "int8-sparse")
+        for name in ("float", "int8", "int8-densify")
     }
 
 

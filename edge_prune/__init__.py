@@ -64,7 +64,6 @@ _EXPORTS = {
     "TFLMError": "edge_prune.errors",
     "NoDeployableArtifactError": "edge_prune.errors",
 }
-_RENAMED = {"fit_report": "build_report"}
 
 __all__ = sorted(_EXPORTS)
 
@@ -73,7 +72,7 @@ def __getattr__(name: str):
     module_name = _EXPORTS.get(name)
     if module_name is None:
         raise AttributeError(f"module 'edge_prune' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module_name), _RENAMED.get(name, name))
+    value = getattr(importlib.import_module(module_name), name)
     globals()[name] = value
     return value
 

@@ -54,6 +54,13 @@ _CATEGORY_LINE = re.compile(
     r"'([^']+)' used (\d+) bytes with alignment overhead \(requested (\d+) bytes for (\d+) "
 )
 _MISSING_OP = re.compile(r"Didn't find op for builtin opcode '([^']+)'")
+# A custom op without a registered kernel: GetRegistrationFromOpCode (micro_op_resolver.cc)
+# logs nothing, then MicroInterpreter::PrepareNodeAndRegistrationDataFromFlatbuffer
+# (micro_interpreter.cc) logs only "Failed to get registration from op code CUSTOM".
+_NO_CUSTOM_REGISTRATION = "Failed to get registration from op code CUSTOM"
+# The custom ops tflite_micro's host interpreter registers (python_ops_resolver.cc: AddDecode;
+# its AddEthosU registers nothing in a build without an Ethos-U driver).
+HOST_CUSTOM_OPS = ("TFLM_DECODE",)
 # MicroInterpreterGraph::PrepareSubgraphs (tensorflow/lite/micro/micro_interpreter_graph.cc):
 # "Node DEQUANTIZE (number 0f) failed to prepare with status 1"
 _PREPARE_FAILED = re.compile(r"Node (\S+) \(number (\d+)f?\) failed to prepare")
@@ -173,16 +180,39 @@ def _details(details: dict) -> dict:
     }
 
 
-def _classify_failure(log: str) -> _AllocationFailed:
+def _classify_failure(log: str, model: bytes | None = None) -> _AllocationFailed:
     missing = _MISSING_OP.search(log)
     if missing:
         return _AllocationFailed("missing_op", missing.group(1), log)
+    if _NO_CUSTOM_REGISTRATION in log and model is not None:
+        return _AllocationFailed("missing_op", _unregistered_custom_op(model), log)
     if any(marker in log for marker in _OUT_OF_ARENA):
         return _AllocationFailed("arena_too_small", None, log)
     prepare = _PREPARE_FAILED.search(log)
     if prepare:
         return _AllocationFailed("prepare_failed", f"{prepare.group(1)} #{prepare.group(2)}", log)
     return _AllocationFailed("other", None, log)
+
+
+def _unregistered_custom_op(model: bytes) -> str:
+    """``CUSTOM:<custom_code>`` of the first custom operator, in the order TFLM registers
+    operators (subgraph by subgraph), that the host interpreter has no kernel for."""
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    root = schema.Model.GetRootAs(model, 0)
+    for g in range(root.SubgraphsLength()):
+        graph = root.Subgraphs(g)
+        for i in range(graph.OperatorsLength()):
+            code = root.OperatorCodes(graph.Operators(i).OpcodeIndex())
+            if (
+                max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+                != schema.BuiltinOperator.CUSTOM
+            ):
+                continue
+            name = (code.CustomCode() or b"").decode("utf-8", "replace")
+            if name not in HOST_CUSTOM_OPS:
+                return f"CUSTOM:{name}"
+    return "CUSTOM:"
 
 
 def _make_interpreter(model: bytes, arena_bytes: int, log: _Log):
@@ -192,7 +222,7 @@ def _make_interpreter(model: bytes, arena_bytes: int, log: _Log):
     try:
         return runtime.Interpreter.from_bytes(model, arena_size=arena_bytes)
     except RuntimeError as e:
-        failure = _classify_failure(log.new_text() + f"\n{e}")
+        failure = _classify_failure(log.new_text() + f"\n{e}", model)
         raise failure from None
 
 

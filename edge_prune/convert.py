@@ -1,15 +1,18 @@
 """Convert a tf_keras model to a TFLite flatbuffer: float32 or full-integer int8, dense or sparse.
 
-Four variants, named ``float``, ``float-sparse``, ``int8``, ``int8-sparse``:
+Four variants, named ``float``, ``float-densify``, ``int8``, ``int8-densify``:
 
 * ``float``: float32 weights and activations, float32 input/output.
 * ``int8``: full-integer quantization (weights and activations int8, int8 input/output), with
   activation ranges calibrated on ``representative_data`` (samples of the model's input).
-* ``-sparse``: the converter's sparse tensor encoding (``tf.lite.Optimize.EXPERIMENTAL_SPARSITY``)
-  for constant weight tensors that are sparse enough; TensorFlow's ``dense_to_sparse_pass``
-  encodes a tensor when at least 30% of it is zero and adds a DENSIFY op (which TFLM does not
-  run: its op resolver, ``tensorflow/lite/micro/micro_mutable_op_resolver.h``, has no
-  ``AddDensify``). The result lists which tensors came out sparse.
+* ``-densify``: the converter's sparse tensor encoding
+  (``tf.lite.Optimize.EXPERIMENTAL_SPARSITY``) for constant weight tensors that are sparse
+  enough; TensorFlow's ``dense_to_sparse_pass`` encodes a tensor when at least 30% of it is zero
+  and adds a DENSIFY op. TFLM cannot run these files (no DENSIFY kernel: its op resolver,
+  ``tensorflow/lite/micro/micro_mutable_op_resolver.h``, has no ``AddDensify``); they are for
+  TFLite runtimes only. The result lists which tensors came out sparse. (The build's
+  ``int8-sparse`` artifact is another thing: TFLM's own DECODE encodings, see
+  :func:`edge_prune.codecs.compress_for_mcu`.)
 
 A microcontroller runs one sample at a time, so every variant converts a concrete function of
 the model with an input batch dimension of 1 (``TFLiteConverter.from_concrete_functions``).
@@ -53,7 +56,9 @@ if TYPE_CHECKING:
     ModelLike = keras.Model | PrunedModel | StagedPruning
 
 QUANTIZATIONS = ("float", "int8")
-VARIANTS = ("float", "float-sparse", "int8", "int8-sparse")
+VARIANTS = ("float", "float-densify", "int8", "int8-densify")
+# Names the variants had before: "-sparse" is the build's TFLM DECODE artifact.
+_RENAMED_VARIANTS = {"float-sparse": "float-densify", "int8-sparse": "int8-densify"}
 DEFAULT_CALIBRATION_SAMPLES = 200
 
 
@@ -122,7 +127,7 @@ class TFLiteModel:
 
 
 def variant_name(quantization: str, sparse: bool) -> str:
-    return f"{quantization}-sparse" if sparse else quantization
+    return f"{quantization}-densify" if sparse else quantization
 
 
 def convert(
@@ -140,8 +145,10 @@ def convert(
     ``quantization``: ``"float"`` or ``"int8"`` (needs ``representative_data``: an array of
     input samples shaped like the model input, or a list of arrays for a model with several
     inputs; the first ``calibration_samples`` are used). A model still wrapped for pruning is
-    stripped first. With ``sparse=True`` and ``compare_dense``, the dense variant is converted
-    too, and a warning gives both sizes when the sparse encoding is not smaller.
+    stripped first. ``sparse=True`` gives TFLite's sparse encoding (variant
+    ``<quantization>-densify``), which needs a DENSIFY kernel: TFLM has none, so the file runs
+    on TFLite runtimes only. With ``compare_dense``, the dense variant is converted too, and a
+    warning gives both sizes when the sparse encoding is not smaller.
     ``per_channel_dense=False`` quantizes int8 Dense kernels per tensor instead of per output
     channel: one scale and zero point instead of one per unit (smaller file; check accuracy).
     """
@@ -171,14 +178,19 @@ def convert_all(
 ) -> dict[str, TFLiteModel]:
     """Convert to each of ``variants`` (default: all four); keys are the variant names.
 
-    Arguments as for :func:`convert`. Each sparse variant's record carries its dense
-    counterpart's size when that one was converted too, and warns when the sparse encoding is
-    not smaller.
+    Arguments as for :func:`convert`. ``float-densify`` and ``int8-densify`` hold TFLite's
+    sparse encoding, which needs a DENSIFY kernel: TFLM has none, so they run on TFLite
+    runtimes only. Each of them carries its dense counterpart's size when that one was
+    converted too, and warns when the sparse encoding is not smaller.
     """
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
+        renamed = [
+            f"{v!r} is now {_RENAMED_VARIANTS[v]!r}" for v in unknown if v in _RENAMED_VARIANTS
+        ]
         raise ConfigError(
             f"variants: unknown {', '.join(map(repr, unknown))}; expected {', '.join(VARIANTS)}"
+            + (f" ({'; '.join(renamed)})" if renamed else "")
         )
     _check_arguments("float", False, calibration_samples, per_channel_dense)
     model = _deployable(model)
@@ -187,7 +199,7 @@ def convert_all(
         samples = check_representative_data(model, representative_data, calibration_samples)
     results: dict[str, TFLiteModel] = {}
     for name in sorted(variants, key=VARIANTS.index):  # dense before its sparse variant
-        options = _Options(name.split("-")[0], name.endswith("-sparse"), per_channel_dense)
+        options = _Options(name.split("-")[0], name.endswith("-densify"), per_channel_dense)
         data = samples if options.quantization == "int8" else None
         flatbuffer = _run_converter(model, options, data)
         dense = results.get(options.quantization) if options.sparse else None

@@ -38,14 +38,15 @@ class RuntimeFlash:
     ``total_bytes`` is the one figure a verdict uses. ``measured``: from a Cortex-M build table
     (``from_table``) or the target file, with every op covered; otherwise a bound and
     ``bound_rule`` says how it was made. ``estimate_bytes`` and ``upper_bound_bytes`` equal
-    ``total_bytes`` (kept for readers of older reports). ``kernel_bytes``: what each op adds to
-    the framework alone.
+    ``total_bytes`` (kept for readers of older reports). ``framework_bytes``: the framework
+    alone (None when only the whole runtime is known: a target file's ``runtime_flash_bytes``).
+    ``kernel_bytes``: what each op adds to the framework alone.
     """
 
     total_bytes: int
     estimate_bytes: int
     upper_bound_bytes: int
-    framework_bytes: int
+    framework_bytes: int | None
     kernel_bytes: dict[str, int]
     defaulted_ops: tuple[str, ...]
     measured: bool
@@ -64,12 +65,14 @@ class RuntimeFlash:
             "what": "TFLM runtime code in flash (framework + kernels of the ops used)",
             "kind": self.kind,
             "total_bytes": self.total_bytes,
-            "total_what": "the figure the verdict uses: "
-            + ("measured on the device" if self.measured else "the upper bound"),
+            "total_what": f"the figure the verdict uses: {self.kind}",
             "estimate_bytes": self.estimate_bytes,
             "upper_bound_bytes": self.upper_bound_bytes,
             "upper_bound_rule": self.bound_rule,
             "framework_bytes": self.framework_bytes,
+            "framework_what": "TFLM framework code alone, without kernels"
+            if self.framework_bytes is not None
+            else "not known separately: the target file gives only the whole runtime",
             "kernel_bytes": dict(self.kernel_bytes),
             "ops_given_default_size": list(self.defaulted_ops),
             "source": self.source,
@@ -212,6 +215,18 @@ class Verdict:
         ]
         return f"does not fit ({' and '.join(short)})"
 
+    def _ram_what(self) -> str:
+        if self.arena_bytes is None:
+            return "tensor arena: unknown (TFLM did not run the model) + reserved RAM"
+        margin = KERNEL_ARENA_MARGIN_BYTES[self.target.tflm_kernels]
+        kernels = "reference kernels"
+        if margin:
+            kernels += f", + {margin} B measured margin for {self.target.tflm_kernels} kernels"
+        return (
+            "tensor arena on a 32-bit Cortex-M (derived from TFLM's recorded allocations, "
+            f"{kernels}) + reserved RAM, vs the part's RAM"
+        )
+
     def to_dict(self) -> dict:
         return {
             "target": self.target.name,
@@ -235,8 +250,7 @@ class Verdict:
                 "fits": self.fits_flash,
             },
             "ram": {
-                "what": "tensor arena on a 32-bit Cortex-M (derived from TFLM's recorded "
-                "allocations, reference kernels) + reserved RAM, vs the part's RAM",
+                "what": self._ram_what(),
                 "arena_bytes": self.arena_bytes,
                 "arena_host_bytes": self.arena_host_bytes,
                 "arena_device_bytes": self.arena_device_bytes,
@@ -365,7 +379,7 @@ def runtime_flash(ops: tuple[str, ...] | list[str], target: Target | None = None
             total_bytes=measured,
             estimate_bytes=measured,
             upper_bound_bytes=measured,
-            framework_bytes=measured,
+            framework_bytes=None,  # the figure is framework + kernels together
             kernel_bytes={},
             defaulted_ops=(),
             measured=True,

@@ -69,7 +69,7 @@ class Metric:
 
     def format_tolerance(self, tolerance: float) -> str:
         if self.key == "accuracy":
-            return f"{tolerance:g} points"
+            return f"{tolerance:g} point{'' if tolerance == 1 else 's'}"
         return f"{tolerance:.0%} relative"
 
     def chance(self, y_train: np.ndarray, y_test: np.ndarray) -> float:

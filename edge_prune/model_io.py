@@ -15,6 +15,8 @@ from pathlib import Path
 from edge_prune.errors import UnsupportedModelError
 
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
+# Attribute of a loaded model: why its saved compile settings were not restored.
+COMPILE_NOT_RESTORED = "_edge_prune_compile_not_restored"
 
 
 def describe_saved_model(path: str | Path) -> dict:
@@ -57,7 +59,8 @@ def load_saved_model(path: str | Path, allow_lambda: bool = False):
 
     The model comes back compiled as it was saved (optimizer, loss) when tf_keras can restore
     that, so training can use the user's own settings; otherwise uncompiled (e.g. a custom loss
-    that is not registered): the weights and graph are what edge-prune needs.
+    that is not registered): the weights and graph are what edge-prune needs, and
+    :func:`compile_not_restored` says why the settings were dropped.
     """
     check_saved_model(path, allow_lambda)
     from edge_prune._tf import keras
@@ -65,15 +68,29 @@ def load_saved_model(path: str | Path, allow_lambda: bool = False):
     options = {"safe_mode": not allow_lambda} if Path(path).suffix == ".keras" else {}
     try:
         return keras.models.load_model(path, compile=True, **options)
-    except Exception:  # noqa: BLE001 - the compile settings are optional; retry without them
-        pass
+    except Exception as e:  # noqa: BLE001 - only the compile settings are optional
+        # Safe to go on without them: the uncompiled load below reads the same graph and
+        # weights (and fails, naming the file, if those are what is broken); the reason the
+        # settings were dropped stays on the model for the training report.
+        not_restored = _first_line(e)
     try:
-        return keras.models.load_model(path, compile=False, **options)
+        model = keras.models.load_model(path, compile=False, **options)
     except Exception as e:  # a foreign loader fails in many ways; name the file and the cause
         raise UnsupportedModelError(
-            f"{path}: tf_keras could not load the model ({type(e).__name__}: "
-            f"{str(e).splitlines()[0] if str(e) else 'no message'})"
+            f"{path}: tf_keras could not load the model ({_first_line(e)})"
         ) from e
+    setattr(model, COMPILE_NOT_RESTORED, not_restored)
+    return model
+
+
+def compile_not_restored(model) -> str | None:
+    """Why the model's saved compile settings (optimizer, loss) could not be restored by
+    :func:`load_saved_model`, or None when they were (or the model was not loaded by it)."""
+    return getattr(model, COMPILE_NOT_RESTORED, None)
+
+
+def _first_line(error: Exception) -> str:
+    return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else 'no message'}"
 
 
 def _keras_zip_config(path: Path) -> dict:

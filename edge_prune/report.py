@@ -188,7 +188,7 @@ class Report:
         return render_text(self)
 
 
-def build_report(
+def fit_report(
     model: bytes | str | Path | TFLiteModel,
     targets: str | Path | Target | list[str | Path | Target],
     *,
@@ -493,7 +493,8 @@ def _model_facts(report: Report) -> list[tuple[str, str, str]]:
     f = report.footprint
     rows = [
         ("flatbuffer", _b(f.flatbuffer_bytes), "measured: the .tflite file as flashed"),
-        ("operators", f"{f.operator_count}", "op types: " + (", ".join(f.ops) or "none")),
+        ("operators", f"{f.operator_count}", "operator nodes in the graph, all subgraphs"),
+        ("op types", f"{len(f.ops)}", ", ".join(f.ops) or "none"),
     ]
     if f.sparse_tensor_count:
         rows.append(("sparse tensors", str(f.sparse_tensor_count), "stored sparse (CSR-like)"))

@@ -712,7 +712,8 @@ def render_markdown(result: SearchResult) -> str:
         "worse than the baseline.",
         f"- flash needed = flatbuffer + TFLM runtime code + reserved flash "
         f"({result.reserved_flash_bytes:,} B) vs {result.flash_bytes:,} B; RAM needed = "
-        f"TFLM arena (64-bit host) + reserved RAM ({result.reserved_ram_bytes:,} B) vs "
+        "tensor arena on a 32-bit Cortex-M (the verdict's figure, derived from TFLM's "
+        f"recorded allocations) + reserved RAM ({result.reserved_ram_bytes:,} B) vs "
         f"{result.ram_bytes:,} B.",
         "- chosen: least flash needed among the points within the tolerance that fit flash "
         "and RAM and score above chance level; pareto: no other point has less flash, less RAM "
@@ -745,7 +746,9 @@ def render_plot(result: SearchResult) -> bytes:
     """``pareto.png``: flash needed vs TFLM score and RAM needed vs TFLM score, one dot per
     point. The feasible band (within that budget and the tolerance) is shaded in each panel; a
     point drawn in it that misses the *other* budget is a cross labelled so; the chosen point
-    is starred. The legend sits below the panels, off the points."""
+    is starred. The score axis spans the tolerance band and the points near it
+    (:func:`score_axis`); a point beyond it is drawn at its edge as an open triangle. The legend
+    sits below the panels, off the points."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -754,10 +757,8 @@ def render_plot(result: SearchResult) -> bytes:
     metric = result.metric
     scale = 100.0 if metric.key == "accuracy" else 1.0
     limit = result.score_limit() * scale
-    scores = [p.tflm_score * scale for p in result.points] + [limit]
-    low, high = min(scores), max(scores)
-    margin = (high - low) * 0.15 or 1.0
-    edge = high + margin if metric.higher_is_better else max(low - margin, 0.0)
+    low, high = score_axis(result)
+    edge = high if metric.higher_is_better else low
     panels = (
         ("flash needed (KiB)", "flash_needed_bytes", result.flash_bytes, "flash", "RAM"),
         ("RAM needed (KiB)", "ram_needed_bytes", result.ram_bytes, "RAM", "flash"),
@@ -765,7 +766,8 @@ def render_plot(result: SearchResult) -> bytes:
     handles: dict[str, Any] = {}
     for index, (label, attribute, budget, what, other) in enumerate(panels, 1):
         axis = figure.add_subplot(1, 2, index)
-        _plot_panel(axis, result, attribute, budget, what, other, (scale, limit, edge), handles)
+        levels = (scale, limit, edge, low, high)
+        _plot_panel(axis, result, attribute, budget, what, other, levels, handles)
         xs = [getattr(p, attribute) / 1024 for p in result.points] or [1.0]
         right = max(max(xs), budget / 1024) * 1.1
         if right > 20 * min(xs):  # a roomy part: a log axis keeps the points apart
@@ -773,7 +775,7 @@ def render_plot(result: SearchResult) -> bytes:
             axis.set_xlim(min(xs) * 0.8, right)
         else:
             axis.set_xlim(0, right)
-        axis.set_ylim(min(low - margin, edge), max(high + margin, edge))
+        axis.set_ylim(low, high)
         axis.set_xlabel(label)
         unit = " (%)" if metric.key == "accuracy" else ""
         axis.set_ylabel(f"{metric.name} on TFLM{unit}")
@@ -785,8 +787,29 @@ def render_plot(result: SearchResult) -> bytes:
     return buffer.getvalue()
 
 
+def score_axis(result: SearchResult) -> tuple[float, float]:
+    """The score axis of the plot (percent for accuracy): the tolerance band (baseline to the
+    tolerance limit) and the points within three band widths beyond the limit, plus a margin.
+    Points further out are drawn at the axis edge, so that one failed point does not squash
+    the band where the choice is made."""
+    scale = 100.0 if result.metric.key == "accuracy" else 1.0
+    baseline, limit = result.baseline_score * scale, result.score_limit() * scale
+    band = abs(baseline - limit) or abs(baseline) * 0.01 or 1.0
+    worse = -1.0 if result.metric.higher_is_better else 1.0
+    far = limit + worse * 3 * band
+    scores = [p.tflm_score * scale for p in result.points if math.isfinite(p.tflm_score)]
+    shown = [s for s in scores if (s - far) * worse <= 0] + [baseline, limit]
+    margin = (max(shown) - min(shown)) * 0.08 or band
+    return min(shown) - margin, max(shown) + margin
+
+
 def _plot_panel(axis, result, attribute, budget, what, other, levels, handles) -> None:
-    scale, limit, edge = levels
+    scale, limit, edge, low, high = levels
+    inset = (high - low) * 0.02
+
+    def y(p: SearchPoint) -> float:  # a score beyond the axis is drawn at its edge
+        return min(max(p.tflm_score * scale, low + inset), high - inset)
+
     best = result.best
     fits_other = {"flash": lambda p: p.fits_flash, "RAM": lambda p: p.fits_ram}[other]
     groups = (
@@ -801,11 +824,25 @@ def _plot_panel(axis, result, attribute, budget, what, other, levels, handles) -
         if group:
             handles[name] = axis.scatter(
                 [getattr(p, attribute) / 1024 for p in group],
-                [p.tflm_score * scale for p in group],
+                [y(p) for p in group],
                 color=colour,
                 marker=marker,
                 s=26,
             )
+    beyond = [
+        p
+        for p in result.points
+        if math.isfinite(p.tflm_score) and not low + inset <= p.tflm_score * scale <= high - inset
+    ]
+    if beyond:
+        handles["score off the axis (drawn at its edge)"] = axis.scatter(
+            [getattr(p, attribute) / 1024 for p in beyond],
+            [y(p) for p in beyond],
+            facecolors="none",
+            edgecolors="black",
+            marker="v" if result.metric.higher_is_better else "^",
+            s=70,
+        )
     if budget > 0:
         xs = [getattr(p, attribute) / 1024 for p in result.points] or [budget / 1024]
         area = [min(min(xs), budget / 1024) * 0.5, budget / 1024]
@@ -817,7 +854,7 @@ def _plot_panel(axis, result, attribute, budget, what, other, levels, handles) -
     if best is not None:
         handles["chosen"] = axis.scatter(
             [getattr(best, attribute) / 1024],
-            [best.tflm_score * scale],
+            [y(best)],
             marker="*",
             s=220,
             color="tab:red",

@@ -537,11 +537,7 @@ def _checked(result: dict, label: str) -> dict:
         return result
     if status == "missing_op":
         op = result["op"]
-        raise MissingOpError(
-            f"{label}: does not run on TFLM: no kernel for op {op} "
-            f"(TFLM: \"Didn't find op for builtin opcode '{op}'\")",
-            op,
-        )
+        raise MissingOpError(f"{label}: does not run on TFLM: {_missing_op_text(op)}", op)
     if status == "prepare_failed":
         op = result["op"]
         raise TFLMPrepareError(
@@ -558,6 +554,18 @@ def _checked(result: dict, label: str) -> dict:
         raise DataError(f"{label}: {result['message']}")
     detail = "; ".join(result.get("log_tail", [])[-3:]) or "no message"
     raise TFLMError(f"{label}: TFLM could not allocate or run the model: {detail}")
+
+
+def _missing_op_text(op: str) -> str:
+    """Why TFLM cannot run a model with ``op`` (a builtin name or ``CUSTOM:<custom_code>``)."""
+    if not op.startswith("CUSTOM:"):
+        return f"no kernel for op {op} (TFLM: \"Didn't find op for builtin opcode '{op}'\")"
+    code = op.removeprefix("CUSTOM:")
+    named = f"custom op {code!r} ({op})" if code else "a custom op without a custom_code"
+    return (
+        f"no kernel for {named}: TFLM's host interpreter has none for it, so the arena cannot "
+        'be measured (TFLM: "Failed to get registration from op code CUSTOM")'
+    )
 
 
 def _crash_message(job: Path, label: str, completed: subprocess.CompletedProcess) -> str:

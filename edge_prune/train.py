@@ -12,6 +12,7 @@ import numpy as np
 
 from edge_prune.data import Dataset
 from edge_prune.errors import DataError
+from edge_prune.model_io import compile_not_restored
 from edge_prune.runner import Progress
 
 if TYPE_CHECKING:
@@ -116,9 +117,11 @@ def compile_as_the_user_did(model: tf_keras.Model, learning_rate: float, data: D
     optimizer, loss = getattr(model, "optimizer", None), getattr(model, "loss", None)
     if optimizer is None or loss is None:
         compile_for_training(model, learning_rate, data)
+        why = compile_not_restored(model)
         return (
             f"edge-prune's compile settings: Adam({learning_rate:g}), "
             f"{type(loss_for(model, data)).__name__}"
+            + (f" (its own could not be restored: {why})" if why else "")
         )
     fresh = keras.optimizers.get(
         {"class_name": type(optimizer).__name__, "config": optimizer.get_config()}

@@ -74,7 +74,7 @@ def cnn_artifacts():
 
     model, x, y = trained_cnn(seed=1, epochs=3)
     zero_smallest(model, 0.8)  # prune by hand so the sparse encoding applies
-    flatbuffers = convert_all(model, x[:96], variants=("float", "int8", "int8-sparse"))
+    flatbuffers = convert_all(model, x[:96], variants=("float", "int8", "int8-densify"))
     x_test, y_test = x[HELD_OUT], y[HELD_OUT]
     keras_outputs = model.predict(x_test, verbose=0)
     return {
@@ -94,5 +94,26 @@ def cnn_checks(cnn_artifacts):
     keras_outputs = cnn_artifacts["keras_outputs"]
     return {
         name: check_deployable(fb[name], x, keras_outputs, labels=y, name=name)
-        for name in ("float", "int8", "int8-sparse")
+        for name in ("float", "int8", "int8-densify")
     }
+
+
+@pytest.fixture(scope="session")
+def ethos_u_path(tmp_path_factory, cnn_int8_path) -> Path:
+    """cnn_int8.tflite with its first operator turned into a CUSTOM op with custom_code
+    "ethos-u" (what Vela leaves for the NPU): TFLM's host interpreter has no kernel for it."""
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    from edge_prune.codecs import _tflm
+
+    model = schema.ModelT.InitFromPackedBuf(cnn_int8_path.read_bytes(), 0)
+    code = schema.OperatorCodeT()
+    code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.CUSTOM
+    code.customCode, code.version = b"ethos-u", 1
+    model.operatorCodes.append(code)
+    first = model.subgraphs[0].operators[0]
+    first.opcodeIndex = len(model.operatorCodes) - 1
+    first.builtinOptionsType, first.builtinOptions = 0, None
+    path = tmp_path_factory.mktemp("ethos_u") / "ethos_u.tflite"
+    path.write_bytes(_tflm.pack(model))
+    return path

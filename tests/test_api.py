@@ -43,3 +43,12 @@ def test_public_names_are_listed_and_resolve():
     assert {"prune", "strip", "convert", "measure", "fit_report", "load_target"} <= set(ep.__all__)
     for name in ep.__all__:
         assert getattr(ep, name) is not None
+
+
+def test_fit_report_is_the_report_modules_own_name():
+    """``edge_prune.build_report`` is the build report module; the footprint report function
+    does not share its name."""
+    import edge_prune.report as report
+
+    assert ep.fit_report is report.fit_report
+    assert not hasattr(report, "build_report")

@@ -24,19 +24,19 @@ def _report(name, flash_bytes, accuracy, runs=True, missing_op=None) -> Artifact
 
 
 def test_chooser_never_picks_a_model_tflm_cannot_run_even_if_smallest(cnn_checks, cnn_artifacts):
-    candidates = [cnn_checks["int8-sparse"], cnn_checks["float"], cnn_checks["int8"]]
+    candidates = [cnn_checks["int8-densify"], cnn_checks["float"], cnn_checks["int8"]]
 
     choice = choose_deployable(candidates, cnn_artifacts["keras_accuracy"], tolerance=100.0)
 
     assert choice.chosen.name == "int8"
     rejected = dict(choice.rejected)
-    assert "does not run on TFLM (no kernel for DENSIFY)" in rejected["int8-sparse"]
+    assert "does not run on TFLM (no kernel for DENSIFY)" in rejected["int8-densify"]
     assert rejected["float"].startswith("more flash")
 
 
 def test_chooser_refuses_when_only_unrunnable_models_are_left():
-    sparse = _report("int8-sparse", 100, None, runs=False, missing_op="DENSIFY")
-    with pytest.raises(NoDeployableArtifactError, match="int8-sparse: does not run on TFLM"):
+    sparse = _report("int8-densify", 100, None, runs=False, missing_op="DENSIFY")
+    with pytest.raises(NoDeployableArtifactError, match="int8-densify: does not run on TFLM"):
         choose_deployable([sparse], dense_score=0.9)
 
 
@@ -50,7 +50,7 @@ def test_chooser_takes_the_smallest_within_tolerance():
     choice = choose_deployable(candidates, dense_score=0.99, tolerance=1.0)
 
     assert choice.chosen.name == "lut-4bit"
-    assert "2,500 B" in choice.reason and "within 1 points" in choice.reason
+    assert "2,500 B" in choice.reason and "within 1 point of" in choice.reason
     rejected = dict(choice.rejected)
     assert "4.00 points below" in rejected["lut-2bit"]
     assert rejected["int8"].startswith("more flash: 4,000 B")
@@ -93,8 +93,8 @@ def test_choice_and_reports_are_json_ready(cnn_checks, cnn_artifacts):
 
     data = json.loads(json.dumps(choice.to_dict()))
     assert data["chosen"] == "int8"
-    assert {r["name"] for r in data["rejected"]} == {"float", "int8-sparse"}
-    assert json.loads(json.dumps(cnn_checks["int8-sparse"].to_dict()))["missing_op"] == "DENSIFY"
+    assert {r["name"] for r in data["rejected"]} == {"float", "int8-densify"}
+    assert json.loads(json.dumps(cnn_checks["int8-densify"].to_dict()))["missing_op"] == "DENSIFY"
 
 
 def test_an_artifact_with_a_problem_is_never_chosen_even_if_smallest():

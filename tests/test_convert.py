@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import warnings
 
 import numpy as np
@@ -86,7 +87,7 @@ def test_convert_all_gives_the_four_variants_with_their_io_types(variants):
 def test_float_tflite_outputs_match_keras(pruned_80, variants):
     model, x, _ = pruned_80
     expected = model.predict(x, verbose=0)
-    for name in ("float", "float-sparse"):
+    for name in ("float", "float-densify"):
         np.testing.assert_allclose(
             run_tflite(variants[name].tflite_bytes, x), expected, atol=1e-4, err_msg=name
         )
@@ -95,7 +96,7 @@ def test_float_tflite_outputs_match_keras(pruned_80, variants):
 def test_int8_tflite_outputs_agree_with_keras_within_quantization_tolerance(pruned_80, variants):
     model, x, _ = pruned_80
     expected = model.predict(x, verbose=0)
-    for name in ("int8", "int8-sparse"):
+    for name in ("int8", "int8-densify"):
         flatbuffer = variants[name].tflite_bytes
         got = run_tflite(flatbuffer, x)
         # Input, weight and activation rounding add up over 3 layers: allow 4 output steps.
@@ -105,7 +106,7 @@ def test_int8_tflite_outputs_agree_with_keras_within_quantization_tolerance(prun
 
 def test_sparse_encoding_is_smaller_than_dense_at_80_percent_and_lists_sparse_tensors(variants):
     for quantization in ("float", "int8"):
-        dense, sparse = variants[quantization], variants[f"{quantization}-sparse"]
+        dense, sparse = variants[quantization], variants[f"{quantization}-densify"]
         assert sparse.record.size_bytes < dense.record.size_bytes
         assert sparse.record.dense_size_bytes == dense.record.size_bytes
         assert dense.record.sparse_tensors == ()
@@ -125,7 +126,7 @@ def test_same_model_and_data_give_byte_identical_flatbuffers(pruned_80, variants
         calibration_samples=CALIBRATION_SAMPLES,
         compare_dense=False,
     )
-    assert again.tflite_bytes == variants["int8-sparse"].tflite_bytes
+    assert again.tflite_bytes == variants["int8-densify"].tflite_bytes
 
 
 def test_per_tensor_dense_quantization_gives_a_smaller_int8_file(pruned_80, variants):
@@ -144,12 +145,12 @@ def test_per_tensor_dense_quantization_gives_a_smaller_int8_file(pruned_80, vari
 
 
 def test_record_converts_to_a_json_ready_dict(variants):
-    data = json.loads(json.dumps(variants["int8-sparse"].to_dict()))
-    assert data["variant"] == "int8-sparse"
+    data = json.loads(json.dumps(variants["int8-densify"].to_dict()))
+    assert data["variant"] == "int8-densify"
     assert data["quantization"] == "int8" and data["sparse"] is True
     assert data["calibration_samples"] == CALIBRATION_SAMPLES
     assert data["size_bytes"] < data["dense_size_bytes"]
-    assert "int8-sparse:" in str(variants["int8-sparse"])
+    assert "int8-densify:" in str(variants["int8-densify"])
 
 
 def test_save_writes_the_flatbuffer(variants, tmp_path):
@@ -159,7 +160,7 @@ def test_save_writes_the_flatbuffer(variants, tmp_path):
 
 def test_sparse_encoding_not_smaller_warns_with_both_sizes():
     model = make_mlp()  # dense: no tensor reaches the converter's 30% zero threshold
-    with pytest.warns(UserWarning, match="float-sparse: sparse encoding is not smaller") as caught:
+    with pytest.warns(UserWarning, match="float-densify: sparse encoding is not smaller") as caught:
         result = convert(model, sparse=True)
     size, dense = result.record.size_bytes, result.record.dense_size_bytes
     assert result.record.sparse_tensors == ()
@@ -208,8 +209,22 @@ def test_bad_conversion_arguments_raise_config_error(kwargs, message):
 
 
 def test_unknown_variant_raises_config_error():
-    with pytest.raises(ConfigError, match="unknown 'int16'.*float, float-sparse"):
+    with pytest.raises(ConfigError, match="unknown 'int16'.*float, float-densify"):
         convert_all(make_cnn(), None, variants=("int16",))
+
+
+def test_the_densify_variants_former_names_say_what_they_are_now():
+    with pytest.raises(ConfigError, match="'int8-sparse' is now 'int8-densify'"):
+        convert_all(make_cnn(), None, variants=("int8-sparse",))
+
+
+def test_the_api_names_the_densify_files_as_tflite_only():
+    module = sys.modules[convert.__module__]  # edge_prune.convert is the function, by design
+
+    assert VARIANTS == ("float", "float-densify", "int8", "int8-densify")
+    for doc in (module.__doc__, module.convert_all.__doc__, module.convert.__doc__):
+        text = " ".join(doc.split())
+        assert "DENSIFY" in text and "TFLite runtimes only" in text, text
 
 
 def test_keras3_model_is_refused_by_convert():

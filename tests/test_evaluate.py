@@ -12,11 +12,11 @@ HELD_OUT = slice(96, 128)
 
 
 def test_sparse_encoded_model_does_not_run_on_tflm_for_lack_of_densify(cnn_checks, cnn_artifacts):
-    sparse = cnn_checks["int8-sparse"]
+    sparse = cnn_checks["int8-densify"]
 
     assert not sparse.runs_on_tflm
     assert sparse.missing_op == "DENSIFY"
-    assert sparse.flash_bytes == len(cnn_artifacts["flatbuffers"]["int8-sparse"])
+    assert sparse.flash_bytes == len(cnn_artifacts["flatbuffers"]["int8-densify"])
     assert sparse.flash_bytes < cnn_checks["int8"].flash_bytes
     assert "does NOT run on TFLM (no kernel for DENSIFY)" in str(sparse)
 

@@ -117,6 +117,32 @@ def test_a_target_giving_framework_and_every_kernel_counts_as_measured(target_fi
     assert runtime.measured and runtime.total_bytes == 30_000 + 2_000 * len(ops)
 
 
+def test_a_whole_runtime_figure_is_not_reported_as_the_framework(target_file, measured):
+    ops = measured["mlp_float"].ops
+    path = target_file("whole")
+    path.write_text(path.read_text() + "[runtime]\nruntime_flash_bytes = 84528\n")
+    whole = footprint.runtime_flash(ops, load_target(str(path))).to_dict()
+    assert whole["total_bytes"] == 84_528 and whole["framework_bytes"] is None
+    assert whole["framework_what"].startswith("not known separately")
+    assert whole["total_what"] == "the figure the verdict uses: measured (target file)"
+    table = footprint.runtime_flash(ops, load_target("cortex-m4")).to_dict()
+    assert 0 < table["framework_bytes"] < table["total_bytes"]
+    assert table["framework_what"] == "TFLM framework code alone, without kernels"
+    assert table["total_what"] == "the figure the verdict uses: measured on a Cortex-M build"
+
+
+def test_the_ram_text_says_what_the_arena_figure_holds(measured, sparse_float_path):
+    cnn = measured["cnn_int8"]
+    m4 = footprint.check(cnn, load_target("cortex-m4")).to_dict()["ram"]  # CMSIS-NN build
+    m7 = footprint.check(cnn, load_target("cortex-m7")).to_dict()["ram"]  # reference kernels
+    assert m4["arena_bytes"] == m4["arena_device_bytes"] + 372
+    assert "+ 372 B measured margin for cmsis-nn kernels" in m4["what"]
+    assert m7["arena_bytes"] == m7["arena_device_bytes"] and "margin" not in m7["what"]
+    cannot_run = footprint.check(footprint.measure(sparse_float_path), load_target("cortex-m7"))
+    ram = cannot_run.to_dict()["ram"]
+    assert ram["arena_bytes"] is None and ram["what"].startswith("tensor arena: unknown")
+
+
 def test_ram_needed_uses_the_32_bit_arena_not_the_host_one(measured, target_file):
     cnn = measured["cnn_int8"]
     host = cnn.arena.arena_bytes

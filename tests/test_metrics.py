@@ -50,6 +50,13 @@ def test_loss_is_in_the_units_of_the_metrics_tolerance(metric, baseline, value, 
     assert metric.tolerance(SelectConfig()) == tolerance
 
 
+@pytest.mark.parametrize(
+    ("tolerance", "text"), [(1.0, "1 point"), (0.5, "0.5 points"), (2.0, "2 points")]
+)
+def test_accuracy_tolerance_text_is_singular_for_one_point(tolerance, text):
+    assert ACCURACY.format_tolerance(tolerance) == text
+
+
 def test_a_score_near_chance_or_far_below_training_is_flagged():
     assert ACCURACY.no_better_than_chance(0.12, chance=0.10)
     assert not ACCURACY.no_better_than_chance(0.60, chance=0.10)

@@ -6,8 +6,8 @@ import pytest
 
 from edge_prune._tf import keras
 from edge_prune.errors import DataError, UnsupportedModelError
-from edge_prune.model_io import check_saved_model, load_saved_model
-from edge_prune.train import check_model_fits_data
+from edge_prune.model_io import check_saved_model, compile_not_restored, load_saved_model
+from edge_prune.train import check_model_fits_data, compile_as_the_user_did
 
 
 def _small(lambda_layer=False):
@@ -25,6 +25,36 @@ def test_tf_keras_model_file_loads(tmp_path, suffix):
     _small().save(path)
     model = load_saved_model(path)
     assert model.name == "small" and model.output_shape == (None, 10)
+
+
+def _unregistered_loss(y_true, y_pred):
+    return keras.losses.sparse_categorical_crossentropy(y_true, y_pred)
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_compile_settings_that_cannot_be_restored_are_dropped_and_the_reason_kept(tmp_path, suffix):
+    from edge_prune.data import load_digits
+
+    path = tmp_path / f"m{suffix}"
+    model = _small()
+    model.compile(optimizer="sgd", loss=_unregistered_loss)
+    model.save(path)
+    loaded = load_saved_model(path)
+    assert loaded.optimizer is None  # loaded uncompiled: graph and weights only
+    assert "_unregistered_loss" in compile_not_restored(loaded)
+    how = compile_as_the_user_did(loaded, 1e-3, load_digits())
+    assert how.startswith("edge-prune's compile settings: Adam(0.001)")
+    assert "its own could not be restored:" in how and "_unregistered_loss" in how
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_restored_compile_settings_leave_no_reason(tmp_path, suffix):
+    path = tmp_path / f"m{suffix}"
+    model = _small()
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    model.save(path)
+    loaded = load_saved_model(path)
+    assert loaded.optimizer is not None and compile_not_restored(loaded) is None
 
 
 @pytest.mark.parametrize("suffix", [".keras", ".h5"])

@@ -23,6 +23,13 @@ def test_readme_api_example_is_at_most_15_lines_and_uses_only_edge_prune():
     assert imports == ["edge_prune"]
 
 
+def test_readme_says_the_densify_files_of_the_example_are_not_for_tflm():
+    text = " ".join(README.read_text().split())
+    written = text[text.index("writes `model_float.tflite`") :][:400]
+    assert "`model_int8-densify.tflite`" in written and "TFLite runtimes only" in written
+    assert "model_int8-sparse.tflite" not in text
+
+
 def test_readme_api_example_runs_and_writes_the_four_variants(tmp_path):
     script = tmp_path / "example.py"
     script.write_text(_api_example())
@@ -31,7 +38,7 @@ def test_readme_api_example_runs_and_writes_the_four_variants(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert re.search(r"total\s+Sparsity: \d+/\d+ \(79\.\d%\)", result.stdout)
-    for variant in ("float", "float-sparse", "int8", "int8-sparse"):
+    for variant in ("float", "float-densify", "int8", "int8-densify"):
         assert (tmp_path / f"model_{variant}.tflite").stat().st_size > 0
-    sparse = (tmp_path / "model_float-sparse.tflite").stat().st_size
+    sparse = (tmp_path / "model_float-densify.tflite").stat().st_size
     assert sparse < (tmp_path / "model_float.tflite").stat().st_size

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import struct
 import subprocess
 import sys
@@ -209,6 +210,7 @@ def aborting_model(tmp_path_factory, cnn_int8_path) -> Path:
 
 CANNOT_RUN = {
     "missing op": ((), "DENSIFY", "no kernel for op DENSIFY"),
+    "custom op": ((), "CUSTOM:ethos-u", "no kernel for custom op 'ethos-u' (CUSTOM:ethos-u)"),
     "abort": ((), "interpreter killed by SIGABRT", "killed by SIGABRT"),
     "timeout": (("--timeout", "0.001"), "timed out", "did not finish within 0.001 s"),
 }
@@ -217,6 +219,8 @@ CANNOT_RUN = {
 def _cannot_run_model(case, request):
     if case == "missing op":
         return request.getfixturevalue("sparse_float_path")
+    if case == "custom op":
+        return request.getfixturevalue("ethos_u_path")
     if case == "abort":
         return request.getfixturevalue("aborting_model")
     return request.getfixturevalue("cnn_int8_path")
@@ -289,6 +293,19 @@ def test_report_starts_with_a_verdict_line_and_bars_per_target(capsys, cnn_int8_
     assert lines[4].startswith("  flash [#") and "% of 1,048,576 B (" in lines[4]
     assert lines[5].startswith("  RAM   [#") and "% of 327,680 B (" in lines[5]
     assert out.index("Accounting") > out.index("RAM   [")
+
+
+def test_operator_count_and_op_types_are_two_rows(capsys, mlp_float_path):
+    from edge_prune.tflite_file import read_model
+
+    info = read_model(mlp_float_path)
+    assert len(info.operators) != len(info.op_types)  # the two figures differ on this model
+    for fmt, sep in (("text", r"\s+"), ("markdown", r" \| ")):
+        _, out, _ = run_cli(capsys, "report", mlp_float_path, "--target", "cortex-m4",
+                            "--format", fmt)  # fmt: skip
+        assert re.search(rf"operators{sep}{len(info.operators)}{sep}operator nodes", out)
+        types = re.escape(", ".join(info.op_types))
+        assert re.search(rf"op types{sep}{len(info.op_types)}{sep}{types}", out)
 
 
 def test_bar_shows_the_part_used_and_marks_overflow():

@@ -84,6 +84,40 @@ def test_choice_ties_on_flash_go_to_less_ram():
     assert choose_point([_point(200_000, fits=False)]) is None
 
 
+def _result(scores, baseline=0.975, tolerance=1.0):
+    import dataclasses
+
+    from edge_prune.metrics import ACCURACY
+    from edge_prune.search import SearchResult
+
+    points = tuple(
+        dataclasses.replace(_point(150_000 + 10_000 * i, key=str(i)), tflm_score=score)
+        for i, score in enumerate(scores)
+    )
+    return SearchResult(
+        "part", 262_144, 65_536, 87_040, 8_192, "m", "digits", 359, ACCURACY, baseline,
+        tolerance, points,
+    )  # fmt: skip
+
+
+def test_plot_score_axis_spans_the_tolerance_band_not_a_failed_point():
+    from edge_prune.search import score_axis
+
+    low, high = score_axis(_result([0.972, 0.968, 0.95, 0.48]))
+    assert 93.0 < low < 95.0 and 97.5 < high < 98.5  # 95% shown, 48% drawn at the edge
+    low, high = score_axis(_result([0.99, 0.97]))
+    assert low < 96.5 and 99.0 < high < 99.5  # the band (96.5-97.5) and both points
+    low, high = score_axis(_result([0.975], tolerance=0.0))
+    assert low < 97.5 < high  # no band, one point: still a range
+
+
+def test_pareto_markdown_says_which_arena_the_ram_column_counts():
+    from edge_prune.search import render_markdown
+
+    text = render_markdown(_result([0.97]))
+    assert "64-bit" not in text and "tensor arena on a 32-bit Cortex-M" in text
+
+
 @pytest.mark.parametrize(
     ("space", "message"),
     [

@@ -178,6 +178,18 @@ def test_missing_op_and_timeout_keep_their_types_and_are_importable_from_tflm(
         tflm.execute(mlp_float_path, timeout_s=0.01)
 
 
+def test_a_custom_op_without_a_kernel_is_named_by_its_custom_code(ethos_u_path):
+    with pytest.raises(tflm.MissingOpError) as raised:
+        tflm.measure_arena(ethos_u_path, label="ethos_u.tflite")
+    assert raised.value.op == "CUSTOM:ethos-u"
+    message = str(raised.value)
+    assert message.startswith(
+        "ethos_u.tflite: does not run on TFLM: no kernel for custom op 'ethos-u' "
+        "(CUSTOM:ethos-u): TFLM's host interpreter has none for it"
+    )
+    assert "\n" not in message
+
+
 @pytest.mark.parametrize("text", ["nan", "inf", "-inf", "0", "-1", "", "ten", "1e999"])
 def test_parse_timeout_rejects_what_is_not_a_finite_positive_number(text):
     with pytest.raises(ConfigError, match="--timeout: expected") as e:

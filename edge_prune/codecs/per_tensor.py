@@ -290,7 +290,9 @@ def _plan(sg_index, subgraph, tensor, codecs: dict, min_tensor_bytes: int):
 
     base = _identity(sg_index, tensor)
     if base["bytes_before"] < min_tensor_bytes:
-        return _raw(base, f"below min_tensor_bytes ({base['bytes_before']} B)")
+        return _raw(
+            base, f"below min_tensor_bytes ({base['bytes_before']} B < {min_tensor_bytes} B)"
+        )
     if not subgraph.consumers_of(tensor):
         return _raw(base, "no operator reads it")
     if uses := constant_inputs.find_uses(subgraph, tensor):

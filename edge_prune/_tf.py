@@ -14,11 +14,10 @@ none but fatal ones) and without repeats.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import sys
-import tempfile
+
+from edge_prune._native_stderr import native_stderr_filtered
 
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -65,28 +64,9 @@ def _records(text: str) -> list[str]:
     return records
 
 
-@contextlib.contextmanager
-def _startup_lines_filtered():
-    """Send file descriptor 2 to a temporary file for the block, then write back to it what
-    :func:`startup_lines_kept` keeps (also when the block raises)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            captured.seek(0)
-            text = captured.read().decode("utf-8", "replace")
-            kept = startup_lines_kept(text, os.environ.get("TF_CPP_MIN_LOG_LEVEL"))
-            if kept:
-                os.write(2, kept.encode("utf-8"))
-
-
-with _startup_lines_filtered():
+with native_stderr_filtered(
+    lambda text: startup_lines_kept(text, os.environ.get("TF_CPP_MIN_LOG_LEVEL"))
+):
     import tensorflow as tf
     import tensorflow_model_optimization as tfmot
     import tf_keras as keras

@@ -31,11 +31,7 @@ identical files.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-import sys
-import tempfile
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -44,6 +40,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
+from edge_prune._native_stderr import native_stderr_filtered
 from edge_prune._tf import keras, tf
 from edge_prune.artifacts import scratch_tempdir, write_atomic
 from edge_prune.errors import ConfigError, ConversionError, DataError
@@ -319,7 +316,7 @@ def _run_converter(
             )
         with (
             warnings.catch_warnings(),
-            _native_stderr_without(_CONVERTER_CHATTER),
+            native_stderr_filtered(_without_chatter),
             scratch_tempdir("convert"),  # its SavedModel is swept if this process is killed
         ):
             # TF warns about missing input statistics for every int8-in/out conversion; the
@@ -381,23 +378,10 @@ def _needs_unroll(layer: keras.layers.Layer) -> bool:
 _CONVERTER_CHATTER = ("fully_quantize: ",)
 
 
-@contextlib.contextmanager
-def _native_stderr_without(prefixes: tuple[str, ...]):
-    """Capture file descriptor 2 (C++ code writes there directly) and pass on every line that
-    does not start with one of ``prefixes``."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            captured.seek(0)
-            for line in captured.read().decode("utf-8", errors="replace").splitlines(True):
-                if not line.startswith(prefixes):
-                    sys.stderr.write(line)
+def _without_chatter(text: str) -> str:
+    """``text`` without the lines that start with one of :data:`_CONVERTER_CHATTER`."""
+    lines = text.splitlines(keepends=True)
+    return "".join(line for line in lines if not line.startswith(_CONVERTER_CHATTER))
 
 
 _TF_OP = re.compile(r"'tf\.(\w+)' op")

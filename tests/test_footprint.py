@@ -133,12 +133,14 @@ def test_a_whole_runtime_figure_is_not_reported_as_the_framework(target_file, me
 
 def test_the_ram_text_says_what_the_arena_figure_holds(measured, sparse_float_path):
     cnn = measured["cnn_int8"]
-    m4 = footprint.check(cnn, load_target("cortex-m4")).to_dict()["ram"]  # CMSIS-NN build
-    m7 = footprint.check(cnn, load_target("cortex-m7")).to_dict()["ram"]  # reference kernels
+    m4 = footprint.verdict_for(cnn, load_target("cortex-m4")).to_dict()["ram"]  # CMSIS-NN build
+    m7 = footprint.verdict_for(cnn, load_target("cortex-m7")).to_dict()["ram"]  # reference kernels
     assert m4["arena_bytes"] == m4["arena_device_bytes"] + 372
     assert "+ 372 B measured margin for cmsis-nn kernels" in m4["what"]
     assert m7["arena_bytes"] == m7["arena_device_bytes"] and "margin" not in m7["what"]
-    cannot_run = footprint.check(footprint.measure(sparse_float_path), load_target("cortex-m7"))
+    cannot_run = footprint.verdict_for(
+        footprint.measure(sparse_float_path), load_target("cortex-m7")
+    )
     ram = cannot_run.to_dict()["ram"]
     assert ram["arena_bytes"] is None and ram["what"].startswith("tensor arena: unknown")
 

@@ -120,15 +120,6 @@ class BuildState:
     footprint: Report | None = None
     timings_s: dict[str, float] = field(default_factory=dict)
 
-    def with_pruned(self, model, sparsity: SparsityReport, score: float) -> BuildState:
-        """The state after a pruning schedule: its stripped model, sparsity and Keras score."""
-        return replace(
-            self,
-            models={**self.models, ModelKey.PRUNED: model},
-            sparsity=sparsity,
-            scores={**self.scores, keras_score_key(ModelKey.PRUNED): score},
-        )
-
     @property
     def config(self) -> PipelineConfig:
         return self.inputs.config

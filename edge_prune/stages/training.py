@@ -2,8 +2,8 @@
 remove dead units, cluster.
 
 Each is ``(BuildState, progress) -> BuildState``; :mod:`edge_prune.pipeline` names them and
-plans their order. The pruning schedules end alike (:meth:`BuildState.with_pruned`): the
-stripped model under ``ModelKey.PRUNED``, its sparsity and its Keras score.
+plans their order. The pruning schedules end alike (:func:`_with_pruned`): the stripped model
+under ``ModelKey.PRUNED``, its sparsity and its Keras score.
 """
 
 from __future__ import annotations
@@ -130,8 +130,8 @@ def seed_stage(state: BuildState, progress: Progress) -> BuildState:
 def iterative_prune_stage(state: BuildState, progress: Progress) -> BuildState:
     """Prune → fine-tune in ``prune.iterative_steps`` steps of equal density ratio, in the
     epochs the one-shot schedule uses (``prune.epochs``)."""
-    from edge_prune.prune import prune_in_stages, sparsity_report
-    from edge_prune.train import copy_model, keras_score, loss_for, metrics_for
+    from edge_prune.prune import prune_in_stages
+    from edge_prune.train import copy_model, loss_for, metrics_for
 
     config, data = state.config, state.inputs.data
     p = config.prune
@@ -153,21 +153,14 @@ def iterative_prune_stage(state: BuildState, progress: Progress) -> BuildState:
         learning_rate=p.learning_rate,
         fine_tune_learning_rate=p.learning_rate / 10,
     )
-    pruned = staged.model
-    sparsity = sparsity_report(pruned)
-    score = keras_score(pruned, data)
-    progress(
-        f"  iterative {targets}: {sparsity.sparsity:.1%} sparse, Keras {state.metric.name} "
-        f"{state.metric.format(score)}"
-    )
-    return state.with_pruned(pruned, sparsity, score)
+    return _with_pruned(state, staged.model, f"iterative {targets}", progress)
 
 
 def polynomial_prune_stage(state: BuildState, progress: Progress) -> BuildState:
     """Polynomial-decay magnitude pruning with fine-tuning; keeps the stripped model."""
     from edge_prune._tf import keras
-    from edge_prune.prune import prune, sparsity_report, strip
-    from edge_prune.train import fit, keras_score, loss_for, metrics_for
+    from edge_prune.prune import prune, strip
+    from edge_prune.train import fit, loss_for, metrics_for
 
     config, data = state.config, state.inputs.data
     p = config.prune
@@ -190,13 +183,7 @@ def polynomial_prune_stage(state: BuildState, progress: Progress) -> BuildState:
     )
     pruned = strip(wrapped)
     _reestimate_batchnorm(pruned, data, progress)
-    sparsity = sparsity_report(pruned)
-    score = keras_score(pruned, data)
-    progress(
-        f"  pruned: Sparsity: {sparsity.zeros}/{sparsity.total} ({sparsity.sparsity:.1%}), "
-        f"Keras {state.metric.name} {state.metric.format(score)}"
-    )
-    return state.with_pruned(pruned, sparsity, score)
+    return _with_pruned(state, pruned, "pruned", progress)
 
 
 def early_stage(state: BuildState, progress: Progress) -> BuildState:
@@ -235,9 +222,8 @@ def early_model(inputs: Inputs, epochs: int, progress: Progress) -> tf_keras.Mod
 def rewind_stage(state: BuildState, progress: Progress) -> BuildState:
     """Reset the pruned model's surviving weights to ``ModelKey.EARLY`` and retrain them with
     the mask fixed (:mod:`edge_prune.rewind`)."""
-    from edge_prune.prune import sparsity_report
     from edge_prune.rewind import retrain_with_fixed_mask, rewind
-    from edge_prune.train import keras_score, seed_everything
+    from edge_prune.train import seed_everything
 
     config, data = state.config, state.inputs.data
     if ModelKey.EARLY not in state.models:
@@ -259,13 +245,27 @@ def rewind_stage(state: BuildState, progress: Progress) -> BuildState:
         learning_rate=config.train.learning_rate,
         progress=progress,
     )
-    score = keras_score(model, data)
+    return _with_pruned(state, model, "rewound and retrained", progress)
+
+
+def _with_pruned(state: BuildState, model, what: str, progress: Progress) -> BuildState:
+    """The end every pruning schedule shares: the stripped model under ``ModelKey.PRUNED``, its
+    sparsity report and its Keras score, and one progress line saying them."""
+    from edge_prune.prune import sparsity_report
+    from edge_prune.train import keras_score
+
     sparsity = sparsity_report(model)
+    score = keras_score(model, state.inputs.data)
     progress(
-        f"  rewound and retrained: {sparsity.sparsity:.1%} sparse, Keras {state.metric.name} "
-        f"{state.metric.format(score)}"
+        f"  {what}: {sparsity.zeros}/{sparsity.total} weights zero ({sparsity.sparsity:.1%}), "
+        f"Keras {state.metric.name} {state.metric.format(score)}"
     )
-    return state.with_pruned(model, sparsity, score)
+    return replace(
+        state,
+        models={**state.models, ModelKey.PRUNED: model},
+        sparsity=sparsity,
+        scores={**state.scores, keras_score_key(ModelKey.PRUNED): score},
+    )
 
 
 def dead_units_stage(state: BuildState, progress: Progress) -> BuildState:
@@ -317,18 +317,6 @@ def cluster_stage(state: BuildState, progress: Progress) -> BuildState:
         models={**state.models, ModelKey.CLUSTERED: clustered},
         scores={**state.scores, keras_score_key(ModelKey.CLUSTERED): keras_score(clustered, data)},
     )
-
-
-def _describe_structured(state: BuildState) -> str:
-    ratio = state.config.structured.ratio
-    return f"structured pruning: {ratio:.0%} of channels" if ratio > 0 else "structured: off"
-
-
-def _describe_cluster(state: BuildState) -> str:
-    c = state.config.compress
-    if not c.enabled:
-        return "clustering: off"
-    return f"clustering to {c.clusters} values, sparsity preserved"
 
 
 def _fine_tune(

@@ -942,12 +942,13 @@ def _producer_constants(node: GraphNode, atol: float, unknown: np.ndarray) -> np
     zero = np.abs(_output_columns(node, kernel)).max(axis=0, initial=0.0) <= atol
     if not zero.any():
         return unknown
-    from edge_prune._tf import keras
+    from edge_prune._tf import keras, tf
 
     bias = weights[1] if len(weights) > 1 else np.zeros(kernel.shape[-1], kernel.dtype)
     activation = keras.activations.get(node.config.get("activation"))
-    activated = np.asarray(activation(bias[None, :].astype(np.float32)), dtype=np.float64)[0]
-    return np.where(zero, activated, np.nan)
+    # A tensor, not a numpy array: some activations (hard_sigmoid) read tensor attributes.
+    activated = activation(tf.constant(bias[None, :], dtype=tf.float32))
+    return np.where(zero, np.asarray(activated, dtype=np.float64)[0], np.nan)
 
 
 def _batchnorm_constants(node: GraphNode, inp: np.ndarray) -> np.ndarray:

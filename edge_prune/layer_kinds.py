@@ -12,8 +12,9 @@ Each class has one :class:`LayerKind`, found by class name (``type(layer).__name
 
 The op names are the operators of the converted flatbuffer, which the firmware's op resolver
 (:mod:`edge_prune.firmware`) registers by name; tests check that each one has a TFLM ``Add``
-method, except the cost labels of recurrent layers the converter unrolls (``GRU``,
-``UNIDIRECTIONAL_SEQUENCE_RNN``).
+method and that the converter emits it. The recurrent layers the converter unrolls over their
+time steps (GRU, SimpleRNN) are the exception: their one cost row carries the label
+``"<class> (unrolled)"``, which names no op, and ``unrolled_into`` lists the ops they become.
 
 A class that is not in the table gets the default kind: the cost counter gives its layers a
 row with no op and no work and lists them as not counted, and structured pruning refuses the
@@ -38,6 +39,7 @@ __all__ = [
     "ACTIVATION_OPS",
     "CHANNEL_ROLES",
     "COST_RULES",
+    "FOLDED_ACTIVATION_OPS",
     "KINDS",
     "LayerKind",
     "kind_named",
@@ -45,6 +47,7 @@ __all__ = [
     "kinds",
     "register",
     "unregister",
+    "unrolled_label",
     # what a kind counts with (for kinds of your own)
     "conv1d_macs",
     "conv2d_macs",
@@ -61,10 +64,13 @@ __all__ = [
 COST_RULES = {
     "op": "one row: ops[0] (no op when ops is empty) with macs(node) MACs and elementwise(node) "
     "elementwise ops (0 when None)",
-    "weighted": "a Conv/Dense row as for 'op'; its activation= runs fused (relu, relu6), as an "
-    "extra row of one op per output element, or not at all (linear)",
+    "weighted": "a Conv/Dense row as for 'op'; its activation= runs fused (relu, relu6), as "
+    "extra rows, one per op of ACTIVATION_OPS not in FOLDED_ACTIVATION_OPS, one op per output "
+    "element each, or not at all (linear)",
     "activation": "activation(node) names the function: no op when linear or when relu/relu6 "
-    "fuses into the op before; else its op from ACTIVATION_OPS, one per output element",
+    "fuses into the op before; else a row per op of ACTIVATION_OPS (but those of "
+    "FOLDED_ACTIVATION_OPS after a CONV_2D, DEPTHWISE_CONV_2D or FULLY_CONNECTED), one op per "
+    "output element each",
     "batchnorm": "folded into a CONV_2D, DEPTHWISE_CONV_2D or FULLY_CONNECTED before it (no "
     "op), else one row per op in ops, one op per output element each",
     "not_counted": "a class the counter does not know: a row with no op and no work, listed in "
@@ -87,17 +93,22 @@ CHANNEL_ROLES = {
     "concatenates": "lays its inputs' channels side by side (on another axis: as 'adds')",
 }
 
-# Keras activation names -> the TFLite op that computes them.
-ACTIVATION_OPS = {
-    "relu": "RELU",
-    "relu6": "RELU6",
-    "softmax": "SOFTMAX",
-    "sigmoid": "LOGISTIC",
-    "tanh": "TANH",
-    "elu": "ELU",
-    "leaky_relu": "LEAKY_RELU",
-    "hard_sigmoid": "HARD_SWISH",
+# Keras activation names -> the TFLite ops that compute them, in order (as TensorFlow 2.21
+# converts them). hard_sigmoid is clip(0.2·x + 0.5, 0, 1): MUL, ADD, MINIMUM(·, 1), RELU.
+ACTIVATION_OPS: dict[str, tuple[str, ...]] = {
+    "relu": ("RELU",),
+    "relu6": ("RELU6",),
+    "softmax": ("SOFTMAX",),
+    "sigmoid": ("LOGISTIC",),
+    "tanh": ("TANH",),
+    "elu": ("ELU",),
+    "leaky_relu": ("LEAKY_RELU",),
+    "hard_sigmoid": ("MUL", "ADD", "MINIMUM", "RELU"),
 }
+# The leading ops of an activation that the converter folds into the weights of a CONV_2D,
+# DEPTHWISE_CONV_2D or FULLY_CONNECTED right before it (as it folds BatchNormalization): only
+# the rest of ACTIVATION_OPS run there.
+FOLDED_ACTIVATION_OPS: dict[str, tuple[str, ...]] = {"hard_sigmoid": ("MUL", "ADD")}
 
 
 @dataclass(frozen=True)
@@ -107,7 +118,9 @@ class LayerKind:
     Counting: ``cost`` (a key of :data:`COST_RULES`), ``ops`` (the TFLite op names of its
     rows; for 'activation', the ops it may become), ``macs`` and ``elementwise`` (functions of
     the layer's :class:`~edge_prune.keras_graph.GraphNode`, None: 0), ``activation`` (for
-    'activation': the function's Keras name).
+    'activation': the function's Keras name), ``unrolled_into`` (the ops the converter unrolls
+    the layer into over its time steps; ``ops`` is then the cost label
+    ``("<name> (unrolled)",)``, which names no op).
 
     Channels: ``channels`` (a key of :data:`CHANNEL_ROLES`, None: structured pruning refuses
     the layer), ``size_key`` (config key of the channel count), ``kernel_axes`` (input, output
@@ -124,6 +137,7 @@ class LayerKind:
     macs: Callable[[GraphNode], int] | None = None
     elementwise: Callable[[GraphNode], int] | None = None
     activation: Callable[[GraphNode], str] | None = None
+    unrolled_into: tuple[str, ...] = ()
     channels: str | None = None
     size_key: str = ""
     kernel_axes: tuple[int, int | None] | None = None
@@ -143,6 +157,11 @@ class LayerKind:
         return _TABLE.get(self.name) is self
 
 
+def unrolled_label(class_name: str) -> str:
+    """The cost label of a layer the converter unrolls (it names no op)."""
+    return f"{class_name} (unrolled)"
+
+
 def _problem(kind: LayerKind) -> str:
     if not kind.name:
         return "needs the layer's class name"
@@ -154,6 +173,8 @@ def _problem(kind: LayerKind) -> str:
         return "cost 'weighted' needs its op and a macs function"
     if kind.cost == "activation" and kind.activation is None:
         return "cost 'activation' needs an activation function"
+    if kind.unrolled_into and kind.ops != (unrolled_label(kind.name),):
+        return f"an unrolled layer's ops is its cost label ({unrolled_label(kind.name)!r},)"
     if kind.cost == "batchnorm" and not kind.ops:
         return "cost 'batchnorm' needs the ops of the unfolded layer"
     if kind.channels in ("owns", "kept_whole") and not kind.size_key:
@@ -301,7 +322,9 @@ KINDS: tuple[LayerKind, ...] = (
     ),
     # Recurrent, each bias add one MAC. LSTM: input, forget, cell, output gates. GRU: update,
     # reset, candidate gates, two biases when reset_after (the Keras default). The converter
-    # unrolls GRU and SimpleRNN (edge_prune.convert): "GRU" is the counter's label, not an op.
+    # unrolls GRU and SimpleRNN (edge_prune.convert) into the ops of unrolled_into (UNPACK the
+    # steps, PACK them back with return_sequences; int8 may add QUANTIZE/DEQUANTIZE): their
+    # one row, with all their MACs, carries a label.
     LayerKind(
         "LSTM",
         ops=("UNIDIRECTIONAL_SEQUENCE_LSTM",),
@@ -311,14 +334,28 @@ KINDS: tuple[LayerKind, ...] = (
     ),
     LayerKind(
         "GRU",
-        ops=("GRU",),
+        ops=(unrolled_label("GRU"),),
+        unrolled_into=(
+            "RESHAPE",
+            "UNPACK",
+            "FULLY_CONNECTED",
+            "SPLIT",
+            "SPLIT_V",
+            "LOGISTIC",
+            "TANH",
+            "MUL",
+            "ADD",
+            "SUB",
+            "PACK",
+        ),
         macs=recurrent_macs(3, lambda c: 2 if c.get("reset_after", True) else 1),
         channels="kept_whole",
         size_key="units",
     ),
     LayerKind(
         "SimpleRNN",
-        ops=("UNIDIRECTIONAL_SEQUENCE_RNN",),
+        ops=(unrolled_label("SimpleRNN"),),
+        unrolled_into=("RESHAPE", "UNPACK", "FULLY_CONNECTED", "TANH", "ADD", "PACK"),
         macs=recurrent_macs(1, lambda c: 1),
         channels="kept_whole",
         size_key="units",
@@ -328,7 +365,7 @@ KINDS: tuple[LayerKind, ...] = (
     LayerKind(
         "Activation",
         cost="activation",
-        ops=tuple(dict.fromkeys(ACTIVATION_OPS.values())),
+        ops=tuple(dict.fromkeys(op for ops in ACTIVATION_OPS.values() for op in ops)),
         activation=configured_activation,
         channels="passes",
         per_value=True,

@@ -28,8 +28,11 @@ BatchNormalization after Conv2D/DepthwiseConv2D/Dense is folded (no op); a ReLU/
 op); GlobalAveragePooling2D/1D → MEAN (not AVERAGE_POOL_2D); Flatten/Reshape → RESHAPE;
 Conv1D and the 1-D poolings → the 2-D op on an H=1 image (between RESHAPEs, not counted);
 LSTM → UNIDIRECTIONAL_SEQUENCE_LSTM when converted with batch 1 (``edge_prune.convert``);
-``Dense(activation="softmax")`` → FULLY_CONNECTED + SOFTMAX (two rows for one layer); Dropout
-disappears at inference.
+``Dense(activation="softmax")`` → FULLY_CONNECTED + SOFTMAX (two rows for one layer);
+hard_sigmoid → MUL, ADD, MINIMUM, RELU, where the MUL and ADD fold into a Conv/Dense right
+before it (a row per op that runs); GRU and SimpleRNN → unrolled over their time steps (one
+row labelled ``GRU (unrolled)`` / ``SimpleRNN (unrolled)``, not an op, with all their MACs);
+Dropout disappears at inference.
 
 The latency is an ESTIMATE from per-operator throughput figures (MACs per cycle for an op, at a
 clock, plus a fixed cost per call), never a measurement; ops with no figure are listed as not
@@ -44,7 +47,13 @@ from typing import TYPE_CHECKING
 
 from edge_prune.errors import ConfigError
 from edge_prune.keras_graph import GraphNode, model_nodes
-from edge_prune.layer_kinds import ACTIVATION_OPS, LayerKind, elements, kind_named
+from edge_prune.layer_kinds import (
+    ACTIVATION_OPS,
+    FOLDED_ACTIVATION_OPS,
+    LayerKind,
+    elements,
+    kind_named,
+)
 
 if TYPE_CHECKING:
     from edge_prune._tf import keras
@@ -274,7 +283,8 @@ def _node_costs(node: GraphNode, kind: LayerKind, ops: dict[str, str | None]) ->
         rows = [row(kind.ops[0], macs=kind.macs(node))]
         activation = node.config.get("activation", "linear")
         if activation not in ("linear", *_FUSABLE_ACTIVATIONS):
-            rows.append(row(_activation_op(activation), elementwise=out_elements, p=0))
+            after = _activation_ops(activation, after_folding_op=kind.ops[0] in _FOLDING_OPS)
+            rows.extend(row(op, elementwise=out_elements, p=0) for op in after)
         return rows
     if kind.cost == "batchnorm":
         if _single_input_op(node, ops) in _FOLDING_OPS:
@@ -287,9 +297,13 @@ def _node_costs(node: GraphNode, kind: LayerKind, ops: dict[str, str | None]) ->
         activation = kind.activation(node)
         if activation == "linear":
             return [row(None)]
-        if activation in _FUSABLE_ACTIVATIONS and _single_input_op(node, ops) in _FUSING_OPS:
+        before = _single_input_op(node, ops)
+        if activation in _FUSABLE_ACTIVATIONS and before in _FUSING_OPS:
             return [row(None)]
-        return [row(_activation_op(activation), elementwise=out_elements)]
+        return [
+            row(op, elementwise=out_elements, p=params if i == 0 else 0)
+            for i, op in enumerate(_activation_ops(activation, before in _FOLDING_OPS))
+        ]
     return [
         row(
             kind.ops[0] if kind.ops else None,
@@ -303,8 +317,12 @@ def _single_input_op(node: GraphNode, ops: dict[str, str | None]) -> str | None:
     return ops.get(node.inputs[0]) if len(node.inputs) == 1 else None
 
 
-def _activation_op(activation: str) -> str:
-    return ACTIVATION_OPS.get(activation, activation.upper())
+def _activation_ops(activation: str, after_folding_op: bool) -> tuple[str, ...]:
+    """The ops of an activation; right after a Conv/Dense, without those folded into it."""
+    ops = ACTIVATION_OPS.get(activation, (activation.upper(),))
+    if after_folding_op:
+        ops = ops[len(FOLDED_ACTIVATION_OPS.get(activation, ())) :]
+    return ops
 
 
 # --- latency estimate -----------------------------------------------------------------------

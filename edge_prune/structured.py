@@ -20,7 +20,8 @@ For a tf_keras Sequential or Functional model this module:
 
 Channels that reach a model output, or feed a structure this module does not handle, are kept
 whole; their producers are listed in ``skipped`` with the reason. Recurrent layers (LSTM, GRU,
-SimpleRNN) are kept whole, with the channels feeding them, and listed in ``skipped`` too.
+SimpleRNN) and grouped convolutions (``groups > 1``) are kept whole, with the channels feeding
+them, and listed in ``skipped`` too.
 The input model is not changed. The returned model is not compiled: compile and fine-tune it.
 
 :func:`remove_dead_units` reuses the same analysis and rebuild to remove, without changing what
@@ -59,6 +60,10 @@ __all__ = [
 CRITERIA = ("l1", "l2")
 
 RECURRENT_REASON = "recurrent layer kept whole"
+
+
+def _grouped_reason(node: GraphNode) -> str:
+    return f"grouped convolution (groups={node.config['groups']}): channels kept whole"
 
 
 # --- results --------------------------------------------------------------------------------
@@ -274,10 +279,9 @@ class _Analysis:
 
     def _owner_map(self, node: GraphNode, kind: LayerKind, inp: _ChannelMap) -> _ChannelMap:
         out = self._new_source(node, node.config[kind.size_key])
-        groups = node.config.get("groups", 1)
-        if groups != 1:
-            self._freeze(inp, f"it feeds grouped {node.class_name} '{node.name}'")
-            self.frozen[node.name] = f"grouped {node.class_name} (groups={groups})"
+        if _is_grouped(node):
+            self._freeze(inp, f"it feeds grouped convolution '{node.name}' (kept whole)")
+            self.frozen[node.name] = _grouped_reason(node)
         return out
 
     def _batchnorm_map(self, node: GraphNode, inp: _ChannelMap) -> _ChannelMap:
@@ -356,6 +360,11 @@ def _role(node: GraphNode) -> str | None:
 
 def _is_owner(node: GraphNode) -> bool:
     return _role(node) == "owns"
+
+
+def _is_grouped(node: GraphNode) -> bool:
+    """A grouped convolution: its kernel holds C_in/groups inputs, so its channels stay whole."""
+    return node.config.get("groups", 1) != 1
 
 
 def _size_key(node: GraphNode) -> str:
@@ -457,7 +466,7 @@ def _sliced_weights(
 ) -> list:
     weights = list(node.layer.get_weights() if weights is None else weights)
     kind = kind_named(node.class_name)
-    if kind.channels == "kept_whole":
+    if kind.channels == "kept_whole" or _is_grouped(node):
         return weights  # and so are the channels feeding it
     if kind.channels not in ("owns", "repeats"):  # BatchNormalization: every weight per channel
         return [w[kept_out] for w in weights]
@@ -794,7 +803,7 @@ def _index_owners(channel_map: _ChannelMap) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _is_reader(node: GraphNode) -> bool:
-    return _is_owner(node) and node.config.get("groups", 1) == 1
+    return _is_owner(node) and not _is_grouped(node)
 
 
 def _folds_constants(node: GraphNode) -> bool:
@@ -908,7 +917,7 @@ def _node_constants(
     unknown = np.full(width, np.nan)
     if _is_softmax(node):
         return unknown
-    if kind.channels == "owns" and node.config.get("groups", 1) == 1:
+    if kind.channels == "owns" and not _is_grouped(node):
         return _producer_constants(node, atol, unknown)
     if kind.channels == "concatenates":
         rank = len(node.output_shape)
@@ -933,12 +942,13 @@ def _producer_constants(node: GraphNode, atol: float, unknown: np.ndarray) -> np
     zero = np.abs(_output_columns(node, kernel)).max(axis=0, initial=0.0) <= atol
     if not zero.any():
         return unknown
-    from edge_prune._tf import keras
+    from edge_prune._tf import keras, tf
 
     bias = weights[1] if len(weights) > 1 else np.zeros(kernel.shape[-1], kernel.dtype)
     activation = keras.activations.get(node.config.get("activation"))
-    activated = np.asarray(activation(bias[None, :].astype(np.float32)), dtype=np.float64)[0]
-    return np.where(zero, activated, np.nan)
+    # A tensor, not a numpy array: some activations (hard_sigmoid) read tensor attributes.
+    activated = activation(tf.constant(bias[None, :], dtype=tf.float32))
+    return np.where(zero, np.asarray(activated, dtype=np.float64)[0], np.nan)
 
 
 def _batchnorm_constants(node: GraphNode, inp: np.ndarray) -> np.ndarray:

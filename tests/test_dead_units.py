@@ -9,6 +9,7 @@ import pytest
 
 from edge_prune._tf import keras
 from edge_prune.errors import ConfigError
+from edge_prune.layer_kinds import ACTIVATION_OPS
 from edge_prune.structured import remove_dead_units
 
 RNG_SEED = 11
@@ -46,7 +47,7 @@ def _mlp():
 
 
 def _kill_incoming(weights, units, bias=0.7):
-    weights[0][:, units] = 0.0
+    weights[0][..., units] = 0.0  # last axis: the output units (Dense) or filters (Conv)
     weights[1][units] = bias  # relu(0.7) = 0.7: a nonzero constant that must be folded
 
 
@@ -279,3 +280,68 @@ def test_functional_concatenate_folds_a_constant_branch_unit_and_leaves_the_inpu
     np.testing.assert_allclose(_outputs(result.model, x), _outputs(model, x), atol=1e-5)
     for old, now in zip(before, model.get_weights(), strict=True):
         np.testing.assert_array_equal(old, now)
+
+
+def test_grouped_conv_and_the_channels_feeding_it_are_left_alone_with_equal_outputs():
+    keras.utils.set_random_seed(RNG_SEED)
+    model = keras.Sequential(
+        [
+            keras.Input((6, 6, 4)),
+            keras.layers.Conv2D(8, 1, activation="relu", name="feed"),
+            keras.layers.Conv2D(8, 3, groups=2, activation="relu", name="grouped"),
+            keras.layers.Conv2D(6, 1, activation="relu", name="after"),
+            keras.layers.GlobalAveragePooling2D(name="gap"),
+            keras.layers.Dense(3, name="out"),
+        ]
+    )
+
+    def grouped_constant(w):  # kernel (3, 3, 8 / 2, 8): inputs per group
+        w[0][..., 2] = 0.0
+        w[1][2] = 0.7
+
+    _set(model, "feed", lambda w: _kill_incoming(w, [1]))  # constant, but feeds 'grouped'
+    _set(model, "grouped", grouped_constant)  # constant, but grouped
+    _set(model, "after", lambda w: _kill_incoming(w, [3]))  # folded into 'out'
+    _set(model, "out", lambda w: _kill_outgoing(w, [5]))  # unused
+    x = _sample((6, 6, 4))
+
+    result = remove_dead_units(model)
+
+    skipped = {s.name: s.reason for s in result.skipped}
+    assert skipped["grouped"] == "grouped convolution (groups=2): channels kept whole"
+    assert skipped["feed"] == "it feeds grouped convolution 'grouped' (kept whole)"
+    assert _layer(result, "feed").kept == 8 and _layer(result, "grouped").kept == 8
+    after = _layer(result, "after")
+    assert after.kept_indices == (0, 1, 2, 4) and (after.unused, after.folded) == (1, 1)
+    assert result.model.get_layer("grouped").get_weights()[0].shape == (3, 3, 4, 8)
+    np.testing.assert_allclose(_outputs(result.model, x), _outputs(model, x), atol=1e-5)
+
+
+# Every activation a Conv/Dense producer may have whose constant output can fold (softmax
+# mixes its channels: never folded).
+FOLDABLE_ACTIVATIONS = sorted((set(ACTIVATION_OPS) - {"softmax"}) | {"linear"})
+
+
+@pytest.mark.parametrize("activation", FOLDABLE_ACTIVATIONS)
+def test_a_zero_filter_folds_its_activated_bias_for_every_table_activation(activation):
+    keras.utils.set_random_seed(RNG_SEED)
+    model = keras.Sequential(
+        [
+            keras.Input((6, 6, 2)),
+            keras.layers.Conv2D(5, 3, activation=activation, name="conv"),
+            keras.layers.Conv2D(4, 1, name="mix"),
+            keras.layers.Flatten(name="flat"),
+            keras.layers.Dense(6, activation=activation, name="fc"),
+            keras.layers.Dense(3, name="out"),
+        ]
+    )
+    _set(model, "conv", lambda w: _kill_incoming(w, [1], bias=-0.8))
+    _set(model, "fc", lambda w: _kill_incoming(w, [2], bias=0.6))
+    x = _sample((6, 6, 2))
+
+    result = remove_dead_units(model)
+
+    assert _layer(result, "conv").kept_indices == (0, 2, 3, 4)
+    assert _layer(result, "fc").kept_indices == (0, 1, 3, 4, 5)
+    assert _layer(result, "fc").folded == 1
+    np.testing.assert_allclose(_outputs(result.model, x), _outputs(model, x), atol=1e-5)

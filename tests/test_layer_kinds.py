@@ -10,9 +10,12 @@ import pytest
 from layer_kind_models import BUILDERS, FAMILIES, GOLDEN, summary
 
 from edge_prune._tf import keras
+from edge_prune.convert import convert
 from edge_prune.errors import ConfigError, UnsupportedModelError
 from edge_prune.firmware import TFLM_ADD_METHODS
 from edge_prune.layer_kinds import (
+    ACTIVATION_OPS,
+    FOLDED_ACTIVATION_OPS,
     KINDS,
     LayerKind,
     kind_named,
@@ -21,12 +24,16 @@ from edge_prune.layer_kinds import (
     per_output_element,
     register,
     unregister,
+    unrolled_label,
 )
 from edge_prune.macs import count_costs
 from edge_prune.structured import prune_channels
+from edge_prune.tflite_file import read_model
 
 # Cost labels of recurrent layers the converter unrolls into other ops (edge_prune.convert).
-UNROLLED_LABELS = {"GRU", "UNIDIRECTIONAL_SEQUENCE_RNN"}
+UNROLLED_LABELS = {"GRU (unrolled)", "SimpleRNN (unrolled)"}
+# Ops the int8 converter may put around an op whose int8 kernel it does not use.
+REQUANTIZE_OPS = {"QUANTIZE", "DEQUANTIZE"}
 
 
 @pytest.mark.parametrize("name", sorted(BUILDERS))
@@ -53,8 +60,71 @@ def test_an_unknown_class_gets_the_default_kind():
 
 
 def test_every_op_in_the_table_has_a_tflm_resolver_method():
-    ops = {op for kind in KINDS for op in kind.ops}
+    ops = {op for kind in KINDS for op in (*kind.ops, *kind.unrolled_into)}
     assert sorted(ops - set(TFLM_ADD_METHODS)) == sorted(UNROLLED_LABELS)
+    assert {unrolled_label(k.name) for k in KINDS if k.unrolled_into} == UNROLLED_LABELS
+
+
+def test_folded_activation_ops_lead_the_ops_of_their_activation():
+    for activation, folded in FOLDED_ACTIVATION_OPS.items():
+        assert ACTIVATION_OPS[activation][: len(folded)] == folded
+
+
+def _hard_sigmoid_model() -> keras.Model:
+    """hard_sigmoid after a Conv and a Dense (its MUL and ADD fold into them) and after pooling
+    (they run)."""
+    keras.utils.set_random_seed(6)
+    return keras.Sequential(
+        [
+            keras.Input((6, 6, 2)),
+            keras.layers.Conv2D(4, 3, activation="hard_sigmoid", name="conv"),
+            keras.layers.MaxPooling2D(2, name="pool"),
+            keras.layers.Activation("hard_sigmoid", name="act"),
+            keras.layers.Flatten(name="flat"),
+            keras.layers.Dense(3, activation="hard_sigmoid", name="fc"),
+        ]
+    )
+
+
+def _unrolled_model() -> keras.Model:
+    keras.utils.set_random_seed(6)
+    return keras.Sequential(
+        [
+            keras.Input((3, 2)),
+            keras.layers.GRU(4, return_sequences=True, name="gru"),
+            keras.layers.SimpleRNN(4, name="rnn"),
+            keras.layers.Dense(2, name="fc"),
+        ]
+    )
+
+
+def _converted_ops(model: keras.Model, quantization: str) -> tuple[str, ...]:
+    shape = model.input_shape[1:]
+    x = np.random.default_rng(0).normal(size=(8, *shape)).astype("float32")
+    data = x if quantization == "int8" else None
+    converted = convert(model, quantization=quantization, representative_data=data)
+    return read_model(converted.tflite_bytes).operators
+
+
+@pytest.mark.parametrize("quantization", ["float", "int8"])
+def test_the_counter_names_the_ops_the_converter_emits_for_hard_sigmoid(quantization):
+    cost = count_costs(_hard_sigmoid_model())
+    emitted = _converted_ops(_hard_sigmoid_model(), quantization)
+    assert tuple(r.op for r in cost.rows if r.op) == emitted
+    assert [r.op for r in cost.rows if r.layer == "act"] == ["MUL", "ADD", "MINIMUM", "RELU"]
+    assert [r.op for r in cost.rows if r.layer == "fc"] == ["FULLY_CONNECTED", "MINIMUM", "RELU"]
+
+
+@pytest.mark.parametrize("quantization", ["float", "int8"])
+def test_unrolled_recurrent_layers_are_labelled_and_list_the_ops_they_become(quantization):
+    model = _unrolled_model()
+    rows = {r.layer: r.op for r in count_costs(model).rows}
+    emitted = set(_converted_ops(model, quantization)) - REQUANTIZE_OPS
+
+    assert rows == {"gru": "GRU (unrolled)", "rnn": "SimpleRNN (unrolled)", "fc": "FULLY_CONNECTED"}
+    unrolled = set(kind_named("GRU").unrolled_into) | set(kind_named("SimpleRNN").unrolled_into)
+    assert emitted == unrolled | {"FULLY_CONNECTED"}
+    assert not UNROLLED_LABELS & emitted
 
 
 @pytest.mark.parametrize(
@@ -66,6 +136,7 @@ def test_every_op_in_the_table_has_a_tflm_resolver_method():
         ({"cost": "activation"}, "needs an activation function"),
         ({"channels": "owns", "kernel_axes": (0, 1)}, "needs the size_key"),
         ({"channels": "repeats"}, "needs the kernel_axes"),
+        ({"unrolled_into": ("FULLY_CONNECTED",)}, "its cost label"),
     ],
 )
 def test_a_kind_that_cannot_be_read_is_refused_by_field(fields, message):

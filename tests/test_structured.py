@@ -355,6 +355,37 @@ def test_recurrent_layer_is_kept_whole_with_its_inputs_and_listed_as_skipped():
     np.testing.assert_allclose(_outputs(result.model, x), _outputs(model, x), atol=1e-6)
 
 
+def test_grouped_conv_keeps_its_channels_and_those_feeding_it_while_others_go():
+    keras.utils.set_random_seed(RNG_SEED)
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 4)),
+            keras.layers.Conv2D(8, 3, groups=2, padding="same", name="grouped_in"),
+            keras.layers.Conv2D(8, 3, padding="same", name="feed"),
+            keras.layers.Conv2D(8, 3, groups=4, padding="same", name="grouped"),
+            keras.layers.ReLU(name="relu"),
+            keras.layers.Conv2D(8, 1, name="after"),
+            keras.layers.GlobalAveragePooling2D(name="gap"),
+            keras.layers.Dense(3, name="out"),
+        ]
+    )
+    _zero_channels(model, "after", None, [0, 6])
+    x = _sample((8, 8, 4))
+
+    result = prune_channels(model, 0.25)
+
+    skipped = {s.name: s.reason for s in result.skipped}
+    assert skipped["grouped_in"] == "grouped convolution (groups=2): channels kept whole"
+    assert skipped["grouped"] == "grouped convolution (groups=4): channels kept whole"
+    assert skipped["feed"] == "it feeds grouped convolution 'grouped' (kept whole)"
+    new = result.model
+    assert [new.get_layer(n).filters for n in ("grouped_in", "feed", "grouped")] == [8, 8, 8]
+    assert _kept(result, "after").kept_indices == (1, 2, 3, 4, 5, 7)
+    assert new.get_layer("after").filters == 6
+    np.testing.assert_allclose(_outputs(new, x), _outputs(model, x), atol=1e-5)
+    assert result.params_after < result.params_before
+
+
 def test_subclassed_model_is_refused():
     class Tiny(keras.Model):
         def __init__(self):

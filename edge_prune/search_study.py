@@ -59,7 +59,7 @@ if TYPE_CHECKING:
 __all__ = ["STOP_SECONDS", "run_search", "run_study", "spec_from_params"]
 
 STOP_SECONDS = 4.0  # SIGTERM to SIGKILL for workers that do not stop
-_POINT, _DIGEST, _TWIN = "point", "point_sha256", "twin_of"
+_POINT, _DIGEST, _TWIN, _CLAIM = "point", "point_sha256", "twin_of", "claims"
 _CONTEXT = "edge_prune_context"
 
 
@@ -169,6 +169,8 @@ def _objective(trial: optuna.Trial, job: _Job, workshop: Workshop) -> tuple[floa
     import optuna
 
     spec = _suggest(trial, job.options.space)
+    # Written once every parameter is: from here on other workers see which point it builds.
+    trial.set_user_attr(_CLAIM, spec.label)
     twin = _twin(trial, spec)
     if twin is not None and twin.state.name == "RUNNING":
         raise optuna.TrialPruned(f"trial {twin.number} is building {spec.label}")
@@ -243,12 +245,22 @@ def _params(spec: PointSpec) -> dict[str, Any]:
 
 
 def _twin(trial: optuna.Trial, spec: PointSpec):
-    """An earlier trial of the same point that is running or complete (not a twin itself)."""
+    """Another trial of the same point (not a twin itself): complete or refused, or running
+    with the point claimed, whatever its number.
+
+    Each trial claims its point (``claims``) before it looks. Of two trials on one point, the
+    one that claims second looks after both claims exist and steps back; so at most one
+    builds (both may step back: the point is sampled again later). A running trial counts only
+    once claimed, so its parameters are never read half-written."""
     from optuna.trial import TrialState
 
     states = (TrialState.RUNNING, TrialState.COMPLETE, TrialState.FAIL)
     for other in trial.study.get_trials(deepcopy=False, states=states):
-        if other.number >= trial.number or _TWIN in other.user_attrs:
+        if other.number == trial.number or _TWIN in other.user_attrs:
+            continue
+        if other.state == TrialState.RUNNING:
+            if other.user_attrs.get(_CLAIM) == spec.label:
+                return other
             continue
         if other.state == TrialState.FAIL and "error" not in other.user_attrs:
             continue  # interrupted, not refused: built again

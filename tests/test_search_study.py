@@ -318,3 +318,28 @@ def test_a_point_the_build_refuses_is_tried_once_and_counts(target_file, tmp_pat
     refused = (tmp_path / "refused.log").read_text().split()
     assert sorted(refused) == sorted(set(refused)) and len(refused) == 2
     assert len(result.points) == 2 and all(p.clusters == 8 for p in result.points)
+
+
+def test_a_worker_steps_back_from_a_point_another_running_trial_claimed_whatever_its_number():
+    """The race that built a point twice: trial 0 (lower number) looked before trial 1 had
+    its parameters written, and trial 1 looked only at lower-numbered trials."""
+    import optuna
+
+    from edge_prune.search_study import _CLAIM, _suggest, _twin
+
+    space = SearchSpace(ratios=(0.5,), sparsities=(0.8,), clusters=(0,))
+    study = optuna.create_study(directions=["minimize", "minimize"])
+    first, second = study.ask(), study.ask()
+    spec = _suggest(second, space)
+    second.set_user_attr(_CLAIM, spec.label)
+    assert _suggest(first, space) == spec
+    assert _twin(first, spec).number == second.number  # the lower number steps back too
+
+    third = study.ask()
+    assert _suggest(third, space) == spec  # params written, no claim yet: not counted
+    fourth = study.ask()
+    _suggest(fourth, space)
+    assert _twin(fourth, spec).number in (first.number, second.number)
+    study.tell(second, state=optuna.trial.TrialState.FAIL)
+    first.set_user_attr(_CLAIM, spec.label)
+    assert _twin(fourth, spec).number == first.number

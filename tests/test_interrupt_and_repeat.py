@@ -68,10 +68,19 @@ def _command(root: Path, out: Path) -> list[str]:
 
 
 def _start(command: list[str]) -> subprocess.Popen:
-    return subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,  # its own group: SIGKILL reaches the TFLM child too
-    )  # fmt: skip
+    # A run Ctrl-C can stop, as in a terminal: a test run started in the background by a shell
+    # without job control ignores SIGINT, and a process started while it is ignored ignores it.
+    ignored = signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    if ignored:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            start_new_session=True,  # its own group: SIGKILL reaches the TFLM child too
+        )  # fmt: skip
+    finally:
+        if ignored:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _finish(process: subprocess.Popen) -> tuple[int, str]:

@@ -28,8 +28,15 @@ device: $(STAMP)
 		$(if $(TFLM),--tflm '$(TFLM)') $(if $(KERNELS),--kernels '$(KERNELS)') \
 		$(if $(BUILD),--build '$(BUILD)') $(if $(DATA),--data '$(DATA)') $(ARGS)
 
+# The suite on one pytest-xdist worker per core (at most 4; one process on a 1-core machine):
+# tests/conftest.py says which tests run together and which start first. TEST_WORKERS=0 runs it
+# in one process; PYTEST_ARGS adds pytest options or picks tests.
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4; \
+	[ $$n -lt 2 ] && n=0; echo $$n)
+
 test: $(STAMP)
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) \
+		--dist loadscope) $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check edge_prune tests bench

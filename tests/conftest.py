@@ -6,9 +6,16 @@ The .tflite files in tests/data/ were made once by tests/data/make_models.py (Te
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Two workers on two cores: one TensorFlow thread each (the tiny models gain nothing from
+    # more); set before any test imports TensorFlow, and inherited by the CLI runs they start.
+    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
+    os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 
@@ -117,3 +124,87 @@ def ethos_u_path(tmp_path_factory, cnn_int8_path) -> Path:
     path = tmp_path_factory.mktemp("ethos_u") / "ethos_u.tflite"
     path.write_bytes(_tflm.pack(model))
     return path
+
+
+# --------------------------------------------------------------------- parallel runs (xdist)
+# `make test` runs the suite on two xdist workers with ``--dist loadscope``. A work unit runs
+# whole on one worker: by default a module, so that its module-scoped fixtures are built once;
+# the tests named below by node id prefix make units of their own (the longest prefix wins).
+# Those units start first, in this order (the slowest first, so that the two workers end
+# together; seconds alone on 2 quiet cores, cold device cache), then the other modules in file
+# order. (Not xdist_group marks: pytest-xdist 3.8 cannot rename pytest 9.2's node ids, so
+# ``--dist loadgroup`` groups nothing.)
+_DEVICE = "test_device.py::test_"
+_SEARCH = "test_search.py::test_"
+_FAMILIES = "test_model_command_families.py::test_"
+_FAMILY = f"{_FAMILIES}sequence_models_deploy_within_tolerance"
+SLOW_UNITS_FIRST = (
+    # TFLM objects for cortex-m4+fp CMSIS-NN (114, 2 compile jobs), then QEMU runs: ~80 s
+    ("device-cortex-m4", (f"{_DEVICE}int8_cnn_on_cortex_m4", f"{_DEVICE}lenet_mlp")),
+    # ... and for cortex-m0plus reference (65 objects): ~75 s
+    (
+        "device-cortex-m0plus",
+        (f"{_DEVICE}cortex_m0plus", f"{_DEVICE}runtime_of_one_op", f"{_DEVICE}a_model_that_does"),
+    ),
+    ("test_search.py", ("test_search.py",)),  # the 3-point search and the 5 tests on it: ~80 s
+    ("search-schedules", (f"{_SEARCH}every_schedule",)),  # ~43 s
+    ("interrupt", ("test_interrupt_and_repeat.py",)),  # ~33 s, two runs at a time
+    ("families-lstm", (f"{_FAMILY}[lstm]",)),  # ~32 s
+    ("search-signals", ("test_search_signals.py",)),  # ~25 s, --jobs 2
+    ("families-conv1d", (f"{_FAMILY}[conv1d_sensor]",)),
+    ("families-ds-cnn", (f"{_FAMILIES}batchnorm_ds_cnn",)),
+    ("families-cannot-learn", (f"{_FAMILIES}a_model_that_cannot_learn",)),
+    ("test_sweep.py", ("test_sweep.py",)),
+    ("sweep-regression", ("test_sweep.py::test_sweep_handles_regression",)),
+    ("search-no-point-fits", (f"{_SEARCH}target_no_point_fits",)),
+    ("test_model_command.py", ("test_model_command.py",)),
+    ("model-overflow", ("test_model_command.py::test_decoded_weights_that_would_overflow",)),
+    ("families-autoencoder", (f"{_FAMILIES}dense_autoencoder",)),
+    ("families-scores-well", (f"{_FAMILIES}a_loaded_model_that_already",)),
+    ("families-own-compile", (f"{_FAMILIES}a_loaded_model_is_trained",)),
+    ("test_readme_example.py", ("test_readme_example.py",)),
+    ("arena-regenerate", ("test_arena_32bit.py::test_struct_sizes_regenerate",)),
+    ("test_model_families.py", ("test_model_families.py",)),
+    ("test_hostile_surfaces.py", ("test_hostile_surfaces.py",)),
+    ("test_fuzz.py", ("test_fuzz.py",)),
+    ("test_convert.py", ("test_convert.py",)),
+    ("test_tflm.py", ("test_tflm.py",)),
+    ("cnn-artifacts", ("test_choose.py", "test_evaluate.py")),  # one session fixture for both
+)
+
+
+def _work_unit(nodeid: str) -> tuple[int, str]:
+    """(start rank, unit) of a test: by its longest prefix above, else after them, its module."""
+    relative = nodeid.removeprefix("tests/")
+    best = None
+    for rank, (unit, prefixes) in enumerate(SLOW_UNITS_FIRST):
+        for prefix in prefixes:
+            if relative.startswith(prefix) and (best is None or len(prefix) > best[0]):
+                best = (len(prefix), rank, unit)
+    if best is None:
+        return len(SLOW_UNITS_FIRST), nodeid.split("::", 1)[0]
+    return best[1], best[2]
+
+
+def pytest_collection_modifyitems(config, items):
+    """On an xdist worker: the units in their start order, each unit's tests in file order."""
+    if hasattr(config, "workerinput"):
+        ranked = sorted(
+            enumerate(items), key=lambda entry: (_work_unit(entry[1].nodeid)[0], entry[0])
+        )
+        items[:] = [item for _, item in ranked]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadscope`` with the units above, started in collection order."""
+    if config.getoption("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class UnitScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _work_unit(nodeid)[1]
+
+    config.option.loadscopereorder = False  # the order is the one set above
+    return UnitScheduling(config, log)

@@ -17,6 +17,8 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +50,7 @@ epochs = 1
 tolerance_points = 100.0
 """
 RUN_TIMEOUT_S = 400
+STOPPED = "no artifact was left half-written"  # what the CLI says when a signal stops it
 
 
 def _snapshot(out: Path) -> dict[str, bytes] | None:
@@ -73,8 +76,9 @@ def _start(command: list[str]) -> subprocess.Popen:
 
 
 def _sigint_as_at_a_terminal() -> None:
-    """A test run started in the background (``make test &``, a CI step) passes SIGINT on as
-    ignored, and Python then leaves it ignored; a user's shell gives the command the default."""
+    """A test run started in the background by a shell without job control (``make test &``,
+    some CI steps) passes SIGINT on as ignored, and Python then leaves it ignored; a user's
+    shell gives the command the default."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
@@ -91,29 +95,53 @@ def _finish(process: subprocess.Popen) -> tuple[int, str]:
 def _run_and_kill(command: list[str], when_line_has: str, sig: signal.Signals) -> tuple[int, str]:
     """Start a run, send ``sig`` when a progress line contains ``when_line_has``."""
     process = _start(command)
-    seen = []
-    for line in process.stderr:
-        seen.append(line)
-        if when_line_has in line:
+    lines: list[str] = []  # its stderr, read as it comes by a thread
+    reader = threading.Thread(target=_read_lines, args=(process.stderr, lines))
+    reader.start()
+    try:
+        if _wait_for_line(lines, when_line_has, reader):
             if sig == signal.SIGKILL:
                 os.killpg(process.pid, sig)
             else:
-                _signal_until_it_ends(process, sig)
-            break
-    code, rest = _finish(process)
-    return code, "".join(seen) + rest
+                _signal_until_it_ends(process, sig, lines)
+        process.wait(timeout=RUN_TIMEOUT_S)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        reader.join()
+    return process.returncode, "".join(lines)
 
 
-def _signal_until_it_ends(process: subprocess.Popen, sig: signal.Signals) -> None:
-    """Send ``sig``, again each second while the run goes on (at most 5 times), as a user
-    presses Ctrl-C again."""
+def _read_lines(stream, lines: list[str]) -> None:
+    for line in stream:
+        lines.append(line)
+
+
+def _wait_for_line(lines: list[str], text: str, reader: threading.Thread) -> bool:
+    """Whether a line with ``text`` came before the run closed its stderr."""
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while time.monotonic() < deadline:
+        finished = not reader.is_alive()
+        if any(text in line for line in lines):
+            return True
+        if finished:
+            return False
+        time.sleep(0.02)
+    return False
+
+
+def _signal_until_it_ends(process: subprocess.Popen, sig: signal.Signals, lines: list[str]):
+    """Send ``sig``, again each second (at most 5 times) until the run says it was stopped or
+    ends, as a user presses Ctrl-C again. Not again once the run said so: a second Ctrl-C while
+    it exits would kill it (exit -2 instead of 130)."""
     for _ in range(5):
         process.send_signal(sig)
-        try:
-            process.wait(timeout=1.0)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            if process.poll() is not None or any(STOPPED in line for line in lines):
+                return
+            time.sleep(0.02)
 
 
 @pytest.fixture(scope="module")

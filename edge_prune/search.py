@@ -58,7 +58,7 @@ from edge_prune.search_cache import (
     save_model_entry,
     write_point_entry,
 )
-from edge_prune.stages.state import ArtifactName, ModelKey, keras_score_key
+from edge_prune.stages.state import ArtifactName, ModelKey
 from edge_prune.tables import table_lines
 
 if TYPE_CHECKING:
@@ -350,24 +350,15 @@ class Workshop:
     def _make_state(
         self, config: PipelineConfig, dense_key: str, ratio_key: str, rewind: bool
     ) -> tuple[BuildState, dict[str, Path]]:
-        from edge_prune.stages.state import BuildState, model_costs
-        from edge_prune.train import keras_score
+        from edge_prune.stages.state import BuildState
+        from edge_prune.stages.training import with_dense, with_structured
 
         shared = self.cache / "shared"
         paths = {ModelKey.DENSE: shared / f"dense-{dense_key}.keras"}
         dense_only = replace(config, structured=replace(config.structured, ratio=0.0))
         dense, meta = self._entry(paths[ModelKey.DENSE], lambda: self._train_dense(dense_only))
-        data, target = self.inputs.data, self.inputs.target
-        state = replace(
-            BuildState(self.inputs).with_config(dense_only),
-            models={ModelKey.DENSE: dense},
-            scores={
-                keras_score_key(ModelKey.DENSE): keras_score(dense, data),
-                keras_score_key(ModelKey.DENSE, "train"): keras_score(dense, data, split="train"),
-            },
-            costs={ModelKey.DENSE: model_costs(dense, target)},
-            training=str(meta.get("training", "")),
-        )
+        state = BuildState(self.inputs).with_config(dense_only)
+        state = with_dense(state, dense, str(meta.get("training", "")))
         state = run_stages(plan(config).baseline, state, quiet)
         self.model_name = state.model_name
         if config.structured.ratio > 0:
@@ -375,17 +366,8 @@ class Workshop:
             model, meta = self._entry(
                 paths[ModelKey.STRUCTURED], lambda: self._train_structured(state, config)
             )
-            result = _structured_result(meta, model)
-            state = replace(
-                state,
-                models={**state.models, ModelKey.STRUCTURED: model},
-                structured=replace(result, model=None),
-                scores={
-                    **state.scores,
-                    keras_score_key(ModelKey.STRUCTURED): keras_score(model, data),
-                },
-                costs={**state.costs, ModelKey.STRUCTURED: model_costs(model, target)},
-            )
+            result = replace(_structured_result(meta, model), model=None)
+            state = with_structured(state, model, result)
         if rewind:
             epoch = config.prune.rewind_epoch
             paths[ModelKey.EARLY] = shared / f"early{epoch}-{dense_key}.keras"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
-from edge_prune.codecs._tflm import BadLayout, Unsuitable
+from edge_prune.codecs._tflm import DECODE_OP, BadLayout, Unsuitable
 from edge_prune.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -24,7 +24,7 @@ __all__ = ["BadLayout", "Codec", "Unsuitable", "check_codec"]
 
 # TFLM names the decoder of each format in kernels/decode_state_<source>.cc; a Cortex-M link
 # keeps it as the object ``decode_state_<source>.o`` (edge_prune/data/tflm_runtime/*.json).
-DECODE_OP_KEY = "CUSTOM:TFLM_DECODE"  # the DECODE kernel's key in the runtime tables
+DECODE_OP_KEY = f"CUSTOM:{DECODE_OP}"  # the DECODE kernel's key in the runtime tables
 
 
 class Codec(Protocol):

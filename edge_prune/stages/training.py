@@ -75,6 +75,15 @@ def train_stage(state: BuildState, progress: Progress) -> BuildState:
         progress=progress,
     )
     _reestimate_batchnorm(model, data, progress)
+    return with_dense(state, model, training)
+
+
+def with_dense(state: BuildState, model, training: str) -> BuildState:
+    """The state with the dense model, its held-out and training scores, its costs and how it
+    was obtained (``train`` stage, and the search's cached dense model)."""
+    from edge_prune.train import keras_score
+
+    data = state.inputs.data
     return replace(
         state,
         models={**state.models, ModelKey.DENSE: model},
@@ -91,7 +100,6 @@ def train_stage(state: BuildState, progress: Progress) -> BuildState:
 def structured_stage(state: BuildState, progress: Progress) -> BuildState:
     """Remove whole channels/units (``structured.ratio``), then fine-tune."""
     from edge_prune.structured import prune_channels
-    from edge_prune.train import keras_score
 
     config, data = state.config, state.inputs.data
     if config.structured.ratio <= 0:
@@ -110,12 +118,23 @@ def structured_stage(state: BuildState, progress: Progress) -> BuildState:
         progress,
     )
     _reestimate_batchnorm(smaller, data, progress)
+    return with_structured(state, smaller, result)
+
+
+def with_structured(state: BuildState, model, result) -> BuildState:
+    """The state with the channel-pruned model, what channel removal did, its Keras score and
+    its costs (``structured`` stage, and the search's cached model of a ratio)."""
+    from edge_prune.train import keras_score
+
     return replace(
         state,
-        models={**state.models, ModelKey.STRUCTURED: smaller},
+        models={**state.models, ModelKey.STRUCTURED: model},
         structured=result,
-        scores={**state.scores, keras_score_key(ModelKey.STRUCTURED): keras_score(smaller, data)},
-        costs={**state.costs, ModelKey.STRUCTURED: model_costs(smaller, state.inputs.target)},
+        scores={
+            **state.scores,
+            keras_score_key(ModelKey.STRUCTURED): keras_score(model, state.inputs.data),
+        },
+        costs={**state.costs, ModelKey.STRUCTURED: model_costs(model, state.inputs.target)},
     )
 
 

@@ -50,7 +50,6 @@ epochs = 1
 tolerance_points = 100.0
 """
 RUN_TIMEOUT_S = 400
-STOPPED = "no artifact was left half-written"  # what the CLI says when a signal stops it
 
 
 def _snapshot(out: Path) -> dict[str, bytes] | None:
@@ -102,8 +101,8 @@ def _run_and_kill(command: list[str], when_line_has: str, sig: signal.Signals) -
         if _wait_for_line(lines, when_line_has, reader):
             if sig == signal.SIGKILL:
                 os.killpg(process.pid, sig)
-            else:
-                _signal_until_it_ends(process, sig, lines)
+            else:  # one Ctrl-C must stop it: a second one while it exits would kill it (-2)
+                process.send_signal(sig)
         process.wait(timeout=RUN_TIMEOUT_S)
     finally:
         if process.poll() is None:
@@ -129,19 +128,6 @@ def _wait_for_line(lines: list[str], text: str, reader: threading.Thread) -> boo
             return False
         time.sleep(0.02)
     return False
-
-
-def _signal_until_it_ends(process: subprocess.Popen, sig: signal.Signals, lines: list[str]):
-    """Send ``sig``, again each second (at most 5 times) until the run says it was stopped or
-    ends, as a user presses Ctrl-C again. Not again once the run said so: a second Ctrl-C while
-    it exits would kill it (exit -2 instead of 130)."""
-    for _ in range(5):
-        process.send_signal(sig)
-        deadline = time.monotonic() + 1.0
-        while time.monotonic() < deadline:
-            if process.poll() is not None or any(STOPPED in line for line in lines):
-                return
-            time.sleep(0.02)
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,12 @@
 # edge-prune: the two commands a user types are `make model TARGET=...` and `make test`.
 # Both create the virtualenv (.venv) from pyproject.toml when it is missing or out of date.
 
-PYTHON ?= $(shell command -v python3.11 || command -v python3)
+# Python 3.13: the TFLM wheel built from the TFLM tree's commit (tflite-micro 0.dev20260820164721)
+# imports on 3.13 only. Taken from PATH, else from pyenv's versions.
+PYTHON ?= $(shell for p in python3.13 $$(pyenv root 2>/dev/null)/versions/3.13*/bin/python3.13 \
+	/usr/local/bin/python3.13 /usr/bin/python3.13; do \
+	"$$p" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' >/dev/null 2>&1 && \
+	{ command -v "$$p"; break; }; done)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -10,7 +15,9 @@ TARGET ?= cortex-m4
 .PHONY: venv model device test lint format bench sweep search clean
 
 $(STAMP): pyproject.toml
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@test -n '$(PYTHON)' || { echo "Python 3.13 is needed (python3.13 on PATH or in pyenv); none found" >&2; exit 2; }
+	@$(BIN)/python -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' 2>/dev/null || \
+		{ rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@touch $@

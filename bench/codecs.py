@@ -91,7 +91,7 @@ def compress_model(ep, dense, x, y, *, ratio, sparsity, clusters, epochs):
 
 
 def _input_quantization(model_bytes: bytes):
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+    from tflite_micro.tensorflow.lite.python import schema_py_generated as schema
 
     graph = schema.Model.GetRootAs(model_bytes, 0).Subgraphs(0)
     tensor = graph.Tensors(graph.Inputs(0))

@@ -135,7 +135,7 @@ def _die_with_parent(job: Path, parent_pid: int) -> None:
 def _model_counts(model: bytes) -> tuple[int, int, int, int, int]:
     """``(inputs of subgraph 0, tensors, tensors without constant data, outputs of subgraph
     0, subgraphs)`` (tensors of all subgraphs)."""
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+    from tflite_micro.tensorflow.lite.python import schema_py_generated as schema
 
     root = schema.Model.GetRootAs(model, 0)
     buffers = root.BuffersLength()
@@ -152,7 +152,7 @@ def _model_counts(model: bytes) -> tuple[int, int, int, int, int]:
 
 def _op_nodes(model: bytes) -> dict[str, int]:
     """Operators per op name (builtin name, or CUSTOM:<custom code>), all subgraphs."""
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+    from tflite_micro.tensorflow.lite.python import schema_py_generated as schema
 
     names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     root = schema.Model.GetRootAs(model, 0)
@@ -197,7 +197,7 @@ def _classify_failure(log: str, model: bytes | None = None) -> _AllocationFailed
 def _unregistered_custom_op(model: bytes) -> str:
     """``CUSTOM:<custom_code>`` of the first custom operator, in the order TFLM registers
     operators (subgraph by subgraph), that the host interpreter has no kernel for."""
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+    from tflite_micro.tensorflow.lite.python import schema_py_generated as schema
 
     root = schema.Model.GetRootAs(model, 0)
     for g in range(root.SubgraphsLength()):

@@ -233,7 +233,7 @@ class _IoTensor:
 
 def _io_tensors(data: bytes) -> tuple[_IoTensor, _IoTensor]:
     """Input 0 and output 0 of subgraph 0: dtype and (per-tensor) quantization."""
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+    from tflite_micro.tensorflow.lite.python import schema_py_generated as schema
 
     graph = schema.Model.GetRootAs(data, 0).Subgraphs(0)
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_prune.targets import Target
+from edge_prune.tflite_file import builtin_operator_name
 
 COSTS_PATH = Path(__file__).resolve().parent / "data" / "tflm_instructions.json"
 INVOKE = "INVOKE"  # what one Invoke() costs outside its operators, per call and per operator
@@ -76,7 +77,7 @@ def operator_work(model: bytes) -> list[list[OpWork]]:
 
 
 def _op_work(op) -> list[OpWork]:
-    name = op.opcode_name if op.custom_code is None else op.custom_code
+    name = builtin_operator_name(op.opcode) if op.custom_code is None else op.custom_code
     if name == "TFLM_DECODE":
         return [
             OpWork(_decode_key(int(op.inputs[2 * k + 1].buffer.data[0])), _count(out), _count(out))

@@ -129,11 +129,14 @@ def read_model(model: bytes | bytearray | memoryview | str | Path) -> ModelInfo:
 def tensor_type_name(tensor_type: int) -> str:
     """Name of a TFLite ``TensorType`` value, e.g. ``"INT8"``; ``"TYPE_<n>"`` if unknown.
 
-    The one place edge-prune maps tensor types; it reads tflite-micro's own map
-    (``tflite_micro/tensorflow/lite/micro/compression/tensor_type.py``).
+    The one place edge-prune maps tensor types to names; it reads the TFLite schema's enum.
     """
-    name = _tensor_types().name(tensor_type)
-    return f"TYPE_{tensor_type}" if name == str(tensor_type) else name
+    return _names_of(_schema().TensorType).get(tensor_type, f"TYPE_{tensor_type}")
+
+
+def builtin_operator_name(code: int) -> str:
+    """Name of a TFLite ``BuiltinOperator`` value, e.g. ``"CONV_2D"``; ``"OP_<n>"`` if unknown."""
+    return _names_of(_schema().BuiltinOperator).get(int(code), f"OP_{code}")
 
 
 def tensor_type_dtype(tensor_type: int):
@@ -157,7 +160,7 @@ def _tensor_types():
 
 
 def _schema():
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+    from tflite_micro.tensorflow.lite.python import schema_py_generated as schema
 
     return schema
 

@@ -109,7 +109,7 @@ def cnn_checks(cnn_artifacts):
 def ethos_u_path(tmp_path_factory, cnn_int8_path) -> Path:
     """cnn_int8.tflite with its first operator turned into a CUSTOM op with custom_code
     "ethos-u" (what Vela leaves for the NPU): TFLM's host interpreter has no kernel for it."""
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+    from tflite_micro.tensorflow.lite.python import schema_py_generated as schema
 
     from edge_prune.codecs import _tflm
 

@@ -83,7 +83,7 @@ def test_compressed_outputs_equal_uncompressed_on_raw_tflm_runs(models):
 
 
 def _input_quantization(model_bytes: bytes) -> tuple[float, int]:
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+    from tflite_micro.tensorflow.lite.python import schema_py_generated as schema
 
     graph = schema.Model.GetRootAs(model_bytes, 0).Subgraphs(0)
     q = graph.Tensors(graph.Inputs(0)).Quantization()

@@ -105,7 +105,7 @@ def test_every_constant_pruned_runs_on_tflm_with_identical_outputs(name):
 
 def test_tensor_quantized_along_a_middle_axis_is_unsuitable():
     from tflite_micro.tensorflow.lite.micro.compression import model_editor
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+    from tflite_micro.tensorflow.lite.python import schema_py_generated as schema
 
     tensor = model_editor.Tensor(
         shape=(2, 3, 4),

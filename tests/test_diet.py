@@ -13,7 +13,7 @@ from edge_prune.errors import ModelFileError
 
 
 def _model_t(data: bytes):
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+    from tflite_micro.tensorflow.lite.python import schema_py_generated as schema
 
     return schema.ModelT.InitFromPackedBuf(data, 0)
 
@@ -49,7 +49,7 @@ def test_names_signatures_and_conversion_metadata_are_gone():
 
 
 def test_offline_memory_plan_metadata_is_kept():
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+    from tflite_micro.tensorflow.lite.python import schema_py_generated as schema
 
     model = _model_t((DATA_DIR / MODELS[0]).read_bytes())
     plan = schema.BufferT()

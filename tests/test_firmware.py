@@ -41,7 +41,7 @@ CXXFLAGS = ["-std=c++17", "-Wall", "-Wextra", "-Werror", "-pedantic"]
 
 def lut_compressed_cnn() -> bytes:
     """cnn_int8 with each weight tensor cut to 8 values, LUT-compressed: it holds DECODE ops."""
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+    from tflite_micro.tensorflow.lite.python import schema_py_generated as schema
 
     data = (DATA / "cnn_int8.tflite").read_bytes()
     model = schema.ModelT.InitFromPackedBuf(data, 0)
@@ -295,7 +295,7 @@ def test_models_with_odd_names_compile_and_link_into_one_program(tmp_path):
 
 
 def test_every_input_and_output_gets_its_constants(tmp_path):
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+    from tflite_micro.tensorflow.lite.python import schema_py_generated as schema
 
     model = schema.ModelT.InitFromPackedBuf((DATA / "cnn_int8.tflite").read_bytes(), 0)
     graph = model.subgraphs[0]

@@ -46,7 +46,7 @@ def one_line_error(capsys, *argv) -> str:
 def coarse_int8(path: Path) -> bytes:
     """The model at ``path`` with every large int8 weight tensor reduced to 3 values (0, +-64):
     something every codec compresses."""
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+    from tflite_micro.tensorflow.lite.python import schema_py_generated as schema
 
     model = schema.ModelT.InitFromPackedBuf(path.read_bytes(), 0)
     for tensor in model.subgraphs[0].tensors:

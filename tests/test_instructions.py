@@ -11,6 +11,7 @@ import pytest
 from edge_prune import instructions
 from edge_prune.codecs.per_tensor import compress_for_mcu
 from edge_prune.targets import load_target
+from edge_prune.tflite_file import builtin_operator_name
 
 DATA = Path(__file__).parent / "data"
 
@@ -24,8 +25,8 @@ def test_work_is_the_macs_of_convolutions_and_dense_layers():
 
     assert len(calls) == len(ops)
     for op, (call,) in zip(ops, calls, strict=True):
-        assert call.key.startswith(op.opcode_name + ":")
-        if op.opcode_name == "CONV_2D":
+        assert call.key.startswith(builtin_operator_name(op.opcode) + ":")
+        if builtin_operator_name(op.opcode) == "CONV_2D":
             out = int(np.prod(op.outputs[0].shape))
             assert call.work == out * int(np.prod(op.inputs[1].shape[1:]))
             assert call.key == "CONV_2D:int8"

@@ -176,7 +176,7 @@ def flatbuffer_ops(data: bytes) -> set[str]:
     edge-prune's reader): builtin names, CUSTOM:<custom_code> for custom operators. A code no
     operator uses is left out: TFLM looks kernels up per operator (keyword_scrambled_8bit
     lists DEQUANTIZE and never uses it)."""
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+    from tflite_micro.tensorflow.lite.python import schema_py_generated as schema
 
     names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     model = schema.ModelT.InitFromPackedBuf(data, 0)

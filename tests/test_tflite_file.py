@@ -12,7 +12,7 @@ import struct
 import flatbuffers
 import numpy as np
 import pytest
-from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+from tflite_micro.tensorflow.lite.python import schema_py_generated as schema
 
 from edge_prune import tflm
 from edge_prune.cli import main

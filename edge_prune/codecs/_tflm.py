@@ -238,7 +238,7 @@ def drop_encoded_quantization(model_bytes: bytes) -> bytes:
     for int8 per-channel weights: a float32 scale and an int64 zero point). DECODE reads only
     the encoded bytes and the ancillary data; the outputs on TFLM are checked equal in tests.
     """
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+    from tflite_micro.tensorflow.lite.python import schema_py_generated as schema
 
     model = schema.ModelT.InitFromPackedBuf(model_bytes, 0)
     decode_codes = {

@@ -25,7 +25,7 @@ def strip_for_mcu(tflite_bytes) -> tuple[bytes, dict[tuple[int, int], str]]:
     The outputs on TFLM are unchanged (checked in the tests); buffers referenced only by
     dropped metadata are emptied (their table entries stay, so buffer indices do not move).
     """
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+    from tflite_micro.tensorflow.lite.python import schema_py_generated as schema
 
     data, label = load_bytes(tflite_bytes)
     try:

@@ -24,16 +24,14 @@ from edge_prune.codecs.protocol import Codec
 from edge_prune.errors import ConfigError, ConversionError
 
 LUT_BITWIDTHS = (2, 3, 4)  # index widths edge-prune uses; TFLM's DCM field allows 1-7
-_PER_TENSOR_AXIS = 0xF  # DCM axis value meaning one table for the whole tensor (lut.py)
 
 
 class LutCodec(Codec):
     """The LUT format: TFLM's own ``LutCompressor``, index widths chosen per tensor or fixed.
 
-    ``methods`` offers the per-channel table, and one table for the whole tensor when it is
-    quantized per tensor (a single table on a per-channel-quantized tensor decodes wrongly on
-    TFLM: the kernel takes the channel count from the quantization; seen here, top-1 agreement
-    with the int8 model fell to 10%). ``bitwidth``: index width of every table (2, 3 or 4);
+    ``methods`` offers the tables TFLM's compressor lays out from the tensor's quantization: one
+    per channel of a per-channel-quantized tensor, one for a per-tensor one (the decoder takes
+    the channel count from the quantization). ``bitwidth``: index width of every table (2, 3 or 4);
     None picks per table the smallest width in 2-4 that holds its values. ``strict``: a weight
     matrix (INT8, rank >= 2) with more distinct values per channel than the width holds is a
     :class:`~edge_prune.errors.ConversionError` instead of a tensor this codec cannot take.
@@ -59,29 +57,21 @@ class LutCodec(Codec):
         return spec.LookUpTableCompression
 
     def methods(self, tensor) -> list:
-        from tflite_micro.tensorflow.lite.micro.compression import spec
-
         if _tflm.dtype_name(tensor) != "INT8":
             raise _tflm.Unsuitable(f"{_tflm.dtype_name(tensor)} tensor, LUT here takes INT8 only")
         array = tensor.array
         axis = _tflm.channel_axis(tensor)
-        per_channel = _max_distinct_per_channel(array, axis)
+        per_channel = _tflm.is_per_channel(tensor)
+        # TFLM's compressor takes the tables from the quantization: one per channel of a
+        # per-channel tensor, one for a per-tensor one (lut.py, identify_compression_axis).
+        distinct = _max_distinct_per_channel(array, axis) if per_channel else np.unique(array).size
         width = self.bitwidth or LUT_BITWIDTHS[-1]
-        if per_channel > 2**width:
+        if distinct > 2**width:
             if self.strict and len(tensor.shape) >= 2:
-                raise ConversionError(self._too_many(per_channel, axis, width))
-            raise _tflm.Unsuitable(f"{per_channel} distinct values per channel > {2**width}")
-        options = [
-            spec.LookUpTableCompression(
-                _bits_for(per_channel, self.bitwidth), spec.PerChannel(axis=axis)
-            )
-        ]
-        total = int(np.unique(array).size)
-        if total <= 2**width and not _tflm.is_per_channel(tensor):
-            options.append(
-                spec.LookUpTableCompression(_bits_for(total, self.bitwidth), spec.PerTensor())
-            )
-        return options
+                raise ConversionError(self._too_many(distinct, axis, width))
+            where = "per channel" if per_channel else "in the tensor"
+            raise _tflm.Unsuitable(f"{distinct} distinct values {where} > {2**width}")
+        return [_lut_method(_bits_for(int(distinct), self.bitwidth), None if per_channel else -1)]
 
     @staticmethod
     def _too_many(per_channel: int, axis: int, width: int) -> str:
@@ -113,12 +103,21 @@ class LutCodec(Codec):
         return decode_checked(encoded, ancillary, output)
 
 
+def _lut_method(bitwidth: int, axis: int | None):
+    """TFLM's LUT method with the table layout it will get (``axis`` -1: one table)."""
+    from tflite_micro.tensorflow.lite.micro.compression import spec
+
+    method = spec.LookUpTableCompression(bitwidth)
+    method.table_axis = axis  # read back by describe() and facts(); TFLM ignores it
+    return method
+
+
 def _per_tensor(method) -> bool:
-    return method.mode.__class__.__name__ == "PerTensor"
+    return getattr(method, "table_axis", None) == -1
 
 
 def _mode(method) -> str:
-    return "per-tensor" if _per_tensor(method) else f"per-channel axis {method.mode.axis}"
+    return "per-tensor" if _per_tensor(method) else "per-channel"
 
 
 def _bits_for(distinct: int, bitwidth: int | None) -> int:
@@ -132,27 +131,9 @@ def _max_distinct_per_channel(array: np.ndarray, axis: int) -> int:
 
 
 def decode_lut(encoded: bytes, ancillary: bytes, out) -> np.ndarray:
-    """Expand LUT indices + value tables (layout of TFLM ``compression/lut.py``) into the tensor.
-
-    A Python reference of the LUT branch of TFLM's DECODE kernel, used to check a built model.
-    """
-    dtype = np.dtype(out.numpy_dtype)
-    shape = tuple(int(n) for n in out.shape)
-    params = ancillary[5]
-    axis, bits, stride = params >> 4, params & 0x7, ancillary[6]
-    count = math.prod(shape)
-    bit_stream = np.unpackbits(np.frombuffer(encoded, dtype=np.uint8))[: count * bits]
-    weights = 1 << np.arange(bits - 1, -1, -1)
-    indices = bit_stream.reshape(count, bits) @ weights
-    tables = np.frombuffer(ancillary[_tflm.DCM_BYTES :], dtype=dtype)
-    if axis == _PER_TENSOR_AXIS:
-        return tables[indices].reshape(shape)
-    moved_shape = (shape[axis], *shape[:axis], *shape[axis + 1 :])
-    channels = np.arange(shape[axis]).repeat(count // shape[axis])
-    per_channel = tables.reshape(shape[axis], stride)
-    # indices are stored in the tensor's own element order; put the channel axis first.
-    ordered = np.moveaxis(indices.reshape(shape), axis, 0).reshape(-1)
-    return np.moveaxis(per_channel[channels, ordered].reshape(moved_shape), 0, axis)
+    """Expand LUT indices + value tables into the tensor, as TFLM's DECODE kernel does (the
+    Python reference used to check a built model; see :func:`decode_checked`)."""
+    return decode_checked(encoded, ancillary, out)
 
 
 # Output types TFLM's LUT decoder expands (decode_state_lut.cc, DecodeStateLut::Decode).

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edge_prune.codecs import _tflm
+from edge_prune.codecs.constant_inputs import find_uses
 from edge_prune.codecs.lut import LutCodec
 from edge_prune.codecs.registry import DEFAULT_CODECS, select
 from edge_prune.errors import ConfigError, ConversionError
@@ -286,8 +287,6 @@ def _raw(base: dict, reason: str, candidates=()) -> TensorEncoding:
 
 def _plan(sg_index, subgraph, tensor, codecs: dict, min_tensor_bytes: int):
     """A raw :class:`TensorEncoding` with its reason, or the best :class:`_Choice`."""
-    from tflite_micro.tensorflow.lite.micro.compression import constant_inputs
-
     base = _identity(sg_index, tensor)
     if base["bytes_before"] < min_tensor_bytes:
         return _raw(
@@ -295,7 +294,7 @@ def _plan(sg_index, subgraph, tensor, codecs: dict, min_tensor_bytes: int):
         )
     if not subgraph.consumers_of(tensor):
         return _raw(base, "no operator reads it")
-    if uses := constant_inputs.find_uses(subgraph, tensor):
+    if uses := find_uses(subgraph, tensor):
         return _raw(base, "must stay constant: " + "; ".join(u.describe() for u in uses))
     if _tflm.shares_buffer(subgraph, tensor):
         return _raw(base, "shares its buffer with another tensor")

@@ -23,7 +23,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from edge_prune import tflm
+from edge_prune.measurement import tflm
 from edge_prune.tables import print_table
 
 REPO = Path(__file__).resolve().parent.parent
@@ -75,7 +75,7 @@ def wasm32_arena(runner: Path, model: Path) -> dict:
 def rows_for(model: Path, runner: Path) -> list[list[object]]:
     host = tflm.measure_arena(model)
     wasm = wasm32_arena(runner, model)
-    # a firmware MicroInterpreter's head + tail on a 32-bit Cortex-M (edge_prune.tflm)
+    # a firmware MicroInterpreter's head + tail on a 32-bit Cortex-M (edge_prune.measurement.tflm)
     recorded_device_total = host.recorded_head_bytes + host.device_tail_bytes
     rows = [
         ["one-run arena_bytes", host.arena_bytes, host.device_total_bytes, "", ""],

@@ -102,7 +102,7 @@ def _input_quantization(model_bytes: bytes):
 
 
 def tflm_accuracy(model_bytes: bytes, x: np.ndarray, y: np.ndarray) -> float:
-    from edge_prune import tflm
+    from edge_prune.measurement import tflm
 
     q = _input_quantization(model_bytes)
     if q is None:
@@ -115,8 +115,8 @@ def tflm_accuracy(model_bytes: bytes, x: np.ndarray, y: np.ndarray) -> float:
 
 
 def rows_for(ep, label, float_bytes, final_float_bytes, int8_bytes, x_test, y_test):
-    from edge_prune import tflm
-    from edge_prune.codecs import DEFAULT_CODECS, compress_for_mcu, strip_for_mcu
+    from edge_prune.measurement import tflm
+    from edge_prune.measurement.codecs import DEFAULT_CODECS, compress_for_mcu, strip_for_mcu
 
     chosen = compress_for_mcu(int8_bytes)
     variants = [

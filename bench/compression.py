@@ -47,7 +47,7 @@ QUICK = {"train.epochs": 4, "prune.epochs": 3, "prune.end_epoch": 2, "compress.e
 
 def lenet_300_100(inputs: int, classes: int):
     """LeNet-300-100 (LeCun et al. 1998; the Deep Compression reference MLP), ``inputs`` wide."""
-    from edge_prune._tf import keras
+    from edge_prune.training._tf import keras
 
     x_in = keras.Input((inputs,), name="pixels")
     x = keras.layers.Dense(300, activation="relu", name="fc300")(x_in)
@@ -64,7 +64,7 @@ def weight_counts(model) -> tuple[int, int]:
 
 def tflite_accuracy(model_bytes: bytes, data) -> float:
     """Top-1 accuracy with the TensorFlow Lite interpreter (it has a DENSIFY kernel)."""
-    from edge_prune._tf import tf
+    from edge_prune.training._tf import tf
 
     interpreter = tf.lite.Interpreter(model_content=model_bytes)
     interpreter.allocate_tensors()

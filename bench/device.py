@@ -58,7 +58,7 @@ def family_builds(workdir: Path, epochs: int) -> list[tuple[str, Path]]:
     sys.path.insert(0, str(REPO / "bench"))
     import families as fam
 
-    from edge_prune._tf import keras
+    from edge_prune.training._tf import keras
 
     builds = []
     for name, (make, kind, train) in fam.families().items():

@@ -3,8 +3,8 @@
 Per TFLM build configuration (Cortex-M core x kernel set x build type) it links, with
 arm-none-eabi-gcc and ``--gc-sections``, one firmware that registers no op (the framework) and
 one per op (that op alone), splits each GNU ld map into the runtime group (TFLM objects and the
-toolchain objects linked only because of TFLM, see :mod:`edge_prune.device`), and writes the
-sections each link keeps (:mod:`edge_prune.runtime_tables`).
+toolchain objects linked only because of TFLM, see :mod:`edge_prune.measurement.device`), and
+writes the sections each link keeps (:mod:`edge_prune.measurement.runtime_tables`).
 
 ``--check`` links whole firmwares for op sets of real models (edge-prune's own builds and TFLM's
 example models) and compares the runtime code each link measures with the table's union of the
@@ -31,10 +31,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from edge_prune import device, op_resolver, runtime_tables  # noqa: E402
-from edge_prune.device import build  # noqa: E402
 from edge_prune.errors import EdgePruneError  # noqa: E402
-from edge_prune.tflite_file import read_model  # noqa: E402
+from edge_prune.measurement import device, op_resolver, runtime_tables  # noqa: E402
+from edge_prune.measurement.device import build  # noqa: E402
+from edge_prune.measurement.tflite_file import read_model  # noqa: E402
 
 # The configurations the shipped targets use, then the others the device command supports.
 DEFAULT_CONFIGS = (
@@ -71,7 +71,8 @@ COMMON_OPS = (
 
 def resolver_ops(tree) -> dict[str, str]:
     """Every op the tree's MicroMutableOpResolver registers that the device build links, named
-    as ``read_model`` names it (``CONV_2D``, ``CUSTOM:<code>``; from :mod:`edge_prune.op_resolver`)
+    as ``read_model`` names it (``CONV_2D``, ``CUSTOM:<code>``; from
+    :mod:`edge_prune.measurement.op_resolver`)
     -> the key the device build takes."""
     linked = build.resolver_methods(tree)
     ops = (m.op for m in op_resolver.generate(tree.path).methods if m.op)

@@ -32,7 +32,7 @@ from edge_prune.tables import print_table  # noqa: E402
 
 
 def families():
-    from edge_prune._tf import keras
+    from edge_prune.training._tf import keras
 
     layers = keras.layers
 
@@ -89,7 +89,7 @@ def dataset(kind: str, train: int | None) -> dict[str, np.ndarray]:
 
 
 def run_family(name, build, kind, train, target: str, epochs: int, work: Path) -> list[str]:
-    from edge_prune._tf import keras
+    from edge_prune.training._tf import keras
 
     keras.utils.set_random_seed(0)
     model_path, data_path = work / f"{name}.keras", work / f"{name}.npz"

@@ -100,7 +100,7 @@ def seed_models(build: Path) -> dict[str, tuple[str, bytes]]:
 def _decode_buffers(data: bytes) -> list[tuple[int, int, int, int]]:
     """``(encoded start, encoded length, ancillary start, ancillary length)`` per DECODE output,
     positions of the data in the file (the uint32 length prefix is 4 bytes before)."""
-    from edge_prune.codecs import _tflm
+    from edge_prune.measurement.codecs import _tflm
 
     found = []
     for decoded in _tflm.decoded_tensors(data):
@@ -181,7 +181,7 @@ def run_report(path: Path, command, env, timeout: float) -> tuple[int | None, st
 
 def outputs_of(data: bytes, x: np.ndarray) -> np.ndarray | None:
     """TFLM outputs over ``x`` (None: TFLM cannot run it)."""
-    from edge_prune.evaluate import check_deployable
+    from edge_prune.measurement.evaluate import check_deployable
 
     result = check_deployable(data, x)
     return result.outputs if result.runs_on_tflm else None

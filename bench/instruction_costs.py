@@ -1,10 +1,10 @@
 """Calibrate the per-operator instruction costs in edge_prune/data/tflm_instructions.json.
 
-Runs models on QEMU with ``edge-prune device`` (:func:`edge_prune.device.measure`, default
-build type: TFLM's interpreter calls the profiler per operator), pairs each operator's
-instructions with its work (:func:`edge_prune.instructions.operator_work`: MACs, or elements),
-fits per op and input type (and per DECODE decoder) a cost per call and per unit of work, and
-prints, per model, the measured instructions per inference against the fitted estimate.
+Runs models on QEMU with ``edge-prune device`` (:func:`edge_prune.measurement.device.measure`,
+default build type: TFLM's interpreter calls the profiler per operator), pairs each operator's
+instructions with its work (:func:`edge_prune.measurement.instructions.operator_work`: MACs, or
+elements), fits per op and input type (and per DECODE decoder) a cost per call and per unit of
+work, and prints, per model, the measured instructions per inference against the fitted estimate.
 
 Models: the committed test fixtures, TFLM's example models in the tree, and compressed
 variants of the codec fixtures (one per decoder: LUT, Huffman, pruning bitmask).
@@ -27,11 +27,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from edge_prune import device, instructions  # noqa: E402
-from edge_prune.device.measure import measure  # noqa: E402
 from edge_prune.errors import EdgePruneError  # noqa: E402
-from edge_prune.runtime_tables import config_key  # noqa: E402
-from edge_prune.targets import load_target  # noqa: E402
+from edge_prune.measurement import device, instructions  # noqa: E402
+from edge_prune.measurement.device.measure import measure  # noqa: E402
+from edge_prune.measurement.runtime_tables import config_key  # noqa: E402
+from edge_prune.measurement.targets import load_target  # noqa: E402
 
 FIXTURES = ("cnn_int8", "mlp_float", "mlp_int8_lenet_trained", "codecs_cnn_per_tensor")
 EXAMPLES = (
@@ -44,7 +44,7 @@ EXAMPLES = (
 
 def decoders() -> dict[int, str]:
     """Decode type (DECODE metadata byte 0) -> codec name, for every registered codec."""
-    from edge_prune.codecs.registry import CODECS
+    from edge_prune.measurement.codecs.registry import CODECS
 
     return {codec.decode_type: name for name, codec in CODECS.items()}
 
@@ -61,7 +61,7 @@ def models(tree, workdir: Path, builds: list[Path]) -> list[Path]:
 def compressed_models(workdir: Path) -> list[Path]:
     """The per-tensor codec fixture compressed with each decoder alone (for LUT, its int8
     weights first put on 16 levels: the timing, not the accuracy, is calibrated)."""
-    from edge_prune.codecs.per_tensor import compress_for_mcu
+    from edge_prune.measurement.codecs.per_tensor import compress_for_mcu
 
     source = (REPO / "tests" / "data" / "codecs_cnn_per_tensor.tflite").read_bytes()
     paths = []

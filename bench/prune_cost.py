@@ -4,7 +4,7 @@
 
 On the bundled digits (1,438 training samples, batch 32), for the default CNN and the
 LeNet-300-100 MLP: the same seeded model trained for ``--epochs`` epochs as it is (Keras) and
-wrapped by ``edge_prune.prune.prune`` (polynomial decay to 80% over the epochs, tfmot's
+wrapped by ``edge_prune.training.prune.prune`` (polynomial decay to 80% over the epochs, tfmot's
 ``UpdatePruningStep`` callback). Per-epoch wall time by a Keras callback. The first epoch
 includes graph tracing and is shown apart; the median is over the other epochs.
 """
@@ -28,7 +28,7 @@ BATCH_SIZE = 32
 
 
 def epoch_times(model, x, y, epochs: int, callbacks=()) -> list[float]:
-    from edge_prune._tf import keras
+    from edge_prune.training._tf import keras
 
     times: list[float] = []
 
@@ -46,7 +46,7 @@ def epoch_times(model, x, y, epochs: int, callbacks=()) -> list[float]:
 
 def build(kind: str, data):
     from bench.compression import lenet_300_100
-    from edge_prune.train import default_model
+    from edge_prune.training.train import default_model
 
     if kind == "cnn":
         return default_model(data.input_shape, data.num_classes), data.x_train
@@ -55,10 +55,10 @@ def build(kind: str, data):
 
 
 def measure(kind: str, data, epochs: int) -> list[list[str]]:
-    from edge_prune._tf import keras
-    from edge_prune.prune import prune
-    from edge_prune.schedule import PruningSchedule
-    from edge_prune.train import seed_everything
+    from edge_prune.training._tf import keras
+    from edge_prune.training.prune import prune
+    from edge_prune.training.schedule import PruningSchedule
+    from edge_prune.training.train import seed_everything
 
     rows = []
     for wrapped in (False, True):

@@ -51,7 +51,7 @@ REPO = Path(__file__).resolve().parent.parent
 FIXTURES = ("cnn_int8.tflite", "mlp_int8_lenet.tflite", "mlp_float.tflite")
 MAKE_MODEL = """
 import sys
-from edge_prune._tf import keras, tf
+from edge_prune.training._tf import keras, tf
 keras.utils.set_random_seed(0)
 model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(320, activation="relu"),
                           keras.layers.Dense(10, activation="softmax")])
@@ -117,8 +117,8 @@ def floor_commands(mcufit: list[str] | None) -> dict[str, list[str]]:
         "python -c pass (project venv)": [python, "-c", "pass"],
         "python -c 'import numpy'": [python, "-c", "import numpy"],
         "python -c 'import tflite_micro'": [python, "-c", "import tflite_micro"],
-        "python -c 'import edge_prune.cli, edge_prune.footprint'": [
-            python, "-c", "import edge_prune.cli, edge_prune.footprint"],
+        "python -c 'import edge_prune.cli, edge_prune.measurement.footprint'": [
+            python, "-c", "import edge_prune.cli, edge_prune.measurement.footprint"],
     }  # fmt: skip
     if mcufit:
         venv_python = str(Path(mcufit[0]).with_name("python"))

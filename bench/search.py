@@ -210,7 +210,7 @@ def ds_cnn(path: Path, filters: int) -> None:
     """A depthwise-separable CNN in the keyword-spotting style (Zhang et al., "Hello Edge:
     Keyword Spotting on Microcontrollers", 2017): a 3x3 convolution and three depthwise-
     separable blocks of ``filters`` channels, each convolution followed by BatchNorm and ReLU."""
-    from edge_prune._tf import keras
+    from edge_prune.training._tf import keras
 
     layers = keras.layers
 
@@ -230,7 +230,7 @@ def ds_cnn(path: Path, filters: int) -> None:
 
 def mlp(path: Path) -> None:
     """LeCun et al.'s 300-100 MLP on the 64 pixels of the 8x8 digits: 64-300-100-10."""
-    from edge_prune._tf import keras
+    from edge_prune.training._tf import keras
 
     layers = keras.layers
     inputs = keras.Input((8, 8, 1), name="image")

@@ -15,9 +15,9 @@ The default digits CNN is trained once (seeded). Rows:
   ``prune.final_sparsity`` (the pipeline default, 50%), clustering and TFLM compression: the
   candidate ``make model`` deploys (the row names it).
 
-Parameters and MACs from ``edge_prune.macs.count_costs`` (Keras layers; zeros still count: dense
-kernels multiply them). Flash = int8 flatbuffer bytes after the flatbuffer diet (names TFLM does
-not read dropped, as in every build candidate); arena = TFLM arena on this 64-bit host from
+Parameters and MACs from ``edge_prune.training.macs.count_costs`` (Keras layers; zeros still count:
+dense kernels multiply them). Flash = int8 flatbuffer bytes after the flatbuffer diet (names TFLM
+does not read dropped, as in every build candidate); arena = TFLM arena on this 64-bit host from
 one recorded run, verified (decoded weights included); accuracy = top-1 on the held-out set,
 run on TFLM.
 Latency is an ESTIMATE from the target file's per-op throughput (measured on the nRF52840 by
@@ -45,8 +45,8 @@ def print_table(header: list[str], rows: list[list[str]]) -> None:
 
 
 def row(label: str, keras_model, model_bytes: bytes, inputs) -> list[str]:
-    from edge_prune.evaluate import check_deployable
-    from edge_prune.macs import count_costs, estimate_latency_for_target
+    from edge_prune.measurement.evaluate import check_deployable
+    from edge_prune.training.macs import count_costs, estimate_latency_for_target
 
     data = inputs.data
     report = check_deployable(model_bytes, data.x_test, labels=data.y_test, name=label)
@@ -83,12 +83,12 @@ def main() -> int:
     parser.add_argument("--target", default="cortex-m4")
     args = parser.parse_args()
 
-    from edge_prune.codecs import strip_for_mcu
     from edge_prune.config import PipelineConfig, with_overrides
-    from edge_prune.convert import convert
+    from edge_prune.measurement.codecs import strip_for_mcu
     from edge_prune.pipeline import plan
     from edge_prune.runner import quiet, run_stages
     from edge_prune.stages import BuildState, ModelKey, prepare_inputs
+    from edge_prune.training.convert import convert
 
     overrides = {"structured.ratio": args.ratio, **(QUICK if args.quick else {})}
     config = with_overrides(PipelineConfig(), overrides, "bench")

@@ -4,7 +4,8 @@ Compiles one small C++ file against a TFLM tree twice, with the host ``g++`` and
 ``arm-none-eabi-g++ -mcpu=cortex-m4 -mthumb -mfloat-abi=hard``, and reads ``sizeof`` and
 ``alignof`` of each structure from the object's symbol sizes (``nm -S``: each probe is a
 ``const char`` array of exactly that many bytes). Writes ``edge_prune/data/tflm_struct_sizes.toml``,
-which :mod:`edge_prune.tflm` uses to turn the host's recorded arena into the 32-bit figure.
+which :mod:`edge_prune.measurement.tflm` uses to turn the host's recorded arena into the 32-bit
+figure.
 
     python bench/tflm_struct_sizes.py TFLM_DIR [--commit C] [--check]
 """

@@ -148,7 +148,8 @@ def scratch_tempdir(kind: str) -> Iterator[Path]:
     """Point Python's ``tempfile`` at a fresh ``edge-prune-<kind>-<pid>-*`` directory while
     foreign code runs (the TFLite converter writes a SavedModel to ``tempfile.mkdtemp()``), and
     remove it after. On entry, such directories of processes that no longer exist (SIGKILLed
-    mid-conversion) are removed, as :mod:`edge_prune.tflm` does with its job directories."""
+    mid-conversion) are removed, as :mod:`edge_prune.measurement.tflm` does with its job
+    directories."""
     prefix = f"edge-prune-{kind}-"
     root = Path(tempfile.gettempdir())
     for path in root.glob(f"{prefix}*-*"):

@@ -244,7 +244,7 @@ def _checked_value(key: str, value: Any, expected: type, source: str) -> Any:
 
 
 def _check_consistency(config: PipelineConfig, source: str) -> None:
-    from edge_prune.schedule import check_prune_section
+    from edge_prune.training.schedule import check_prune_section
 
     check_prune_section(config.prune, source)
     p = config.prune

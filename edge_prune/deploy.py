@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from edge_prune.artifacts import staged_directory
-from edge_prune.build_report import BuildReport
 from edge_prune.config import PipelineConfig
-from edge_prune.firmware import HOST_ARENA_NOTE, write_firmware
+from edge_prune.measurement.build_report import BuildReport
+from edge_prune.measurement.firmware import HOST_ARENA_NOTE, write_firmware
 from edge_prune.pipeline import run_pipeline
 from edge_prune.runner import Progress, stderr_progress
 from edge_prune.stages import BuildState, prepare_inputs

@@ -76,8 +76,8 @@ HELD_OUT = slice(96, 128)
 def cnn_artifacts():
     from tiny_models import trained_cnn, zero_smallest
 
-    from edge_prune.convert import convert_all
-    from edge_prune.metrics import top1_accuracy
+    from edge_prune.measurement.metrics import top1_accuracy
+    from edge_prune.training.convert import convert_all
 
     model, x, y = trained_cnn(seed=1, epochs=3)
     zero_smallest(model, 0.8)  # prune by hand so the sparse encoding applies
@@ -95,7 +95,7 @@ def cnn_artifacts():
 
 @pytest.fixture(scope="session")
 def cnn_checks(cnn_artifacts):
-    from edge_prune.evaluate import check_deployable
+    from edge_prune.measurement.evaluate import check_deployable
 
     fb, x, y = cnn_artifacts["flatbuffers"], cnn_artifacts["x"], cnn_artifacts["y"]
     keras_outputs = cnn_artifacts["keras_outputs"]
@@ -111,7 +111,7 @@ def ethos_u_path(tmp_path_factory, cnn_int8_path) -> Path:
     "ethos-u" (what Vela leaves for the NPU): TFLM's host interpreter has no kernel for it."""
     from tflite_micro.tensorflow.lite.python import schema_py_generated as schema
 
-    from edge_prune.codecs import _tflm
+    from edge_prune.measurement.codecs import _tflm
 
     model = schema.ModelT.InitFromPackedBuf(cnn_int8_path.read_bytes(), 0)
     code = schema.OperatorCodeT()

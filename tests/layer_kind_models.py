@@ -1,5 +1,6 @@
-"""Models that together hold every layer class of :mod:`edge_prune.layer_kinds`, and a summary
-of what the cost counter and structured pruning make of them (tests/data/layer_kinds_golden.json).
+"""Models that together hold every layer class of :mod:`edge_prune.training.layer_kinds`, and a
+summary of what the cost counter and structured pruning make of them
+(tests/data/layer_kinds_golden.json).
 
 The summary leaves out what depends on weight values (kept indices, float outputs) and keeps
 what depends on the layer kinds only: per row the layer type, op, parameters, MACs and
@@ -21,10 +22,10 @@ if __name__ == "__main__":
 
 import tiny_models  # noqa: E402
 
-from edge_prune._tf import keras  # noqa: E402
 from edge_prune.errors import UnsupportedModelError  # noqa: E402
-from edge_prune.macs import count_costs  # noqa: E402
-from edge_prune.structured import prune_channels  # noqa: E402
+from edge_prune.training._tf import keras  # noqa: E402
+from edge_prune.training.macs import count_costs  # noqa: E402
+from edge_prune.training.structured import prune_channels  # noqa: E402
 
 GOLDEN = Path(__file__).resolve().parent / "data" / "layer_kinds_golden.json"
 L = keras.layers

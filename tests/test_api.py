@@ -46,9 +46,9 @@ def test_public_names_are_listed_and_resolve():
 
 
 def test_fit_report_is_the_report_modules_own_name():
-    """``edge_prune.build_report`` is the build report module; the footprint report function
-    does not share its name."""
-    import edge_prune.report as report
+    """``edge_prune.measurement.build_report`` is the build report module; the footprint report
+    function does not share its name."""
+    import edge_prune.measurement.report as report
 
     assert ep.fit_report is report.fit_report
     assert not hasattr(report, "build_report")

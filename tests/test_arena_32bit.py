@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_prune import tflm
+from edge_prune.measurement import tflm
 
 DATA = Path(__file__).resolve().parent / "data"
 TREE_ENV = "EDGE_PRUNE_TFLM"

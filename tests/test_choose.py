@@ -7,10 +7,10 @@ from dataclasses import replace
 
 import pytest
 
-from edge_prune.choose import choose_deployable
 from edge_prune.errors import ConfigError, NoDeployableArtifactError
-from edge_prune.evaluate import ArtifactCheck
-from edge_prune.metrics import MSE
+from edge_prune.measurement.choose import choose_deployable
+from edge_prune.measurement.evaluate import ArtifactCheck
+from edge_prune.measurement.metrics import MSE
 
 
 def _report(name, flash_bytes, accuracy, runs=True, missing_op=None) -> ArtifactCheck:
@@ -121,7 +121,7 @@ def test_regression_scores_use_a_relative_tolerance():
 
 
 def _arena(total: int):
-    from edge_prune.tflm import ArenaMeasurement
+    from edge_prune.measurement.tflm import ArenaMeasurement
 
     return ArenaMeasurement(
         arena_bytes=total,
@@ -135,7 +135,7 @@ def _arena(total: int):
 
 
 def _verdict(target, flatbuffer_bytes, ops):
-    from edge_prune.footprint import Verdict, runtime_flash
+    from edge_prune.measurement.footprint import Verdict, runtime_flash
 
     runtime = runtime_flash(ops, target)
     return Verdict(
@@ -153,7 +153,7 @@ def _verdict(target, flatbuffer_bytes, ops):
 
 
 def test_a_compressed_candidate_must_still_win_after_its_decoder_code():
-    from edge_prune.targets import load_target
+    from edge_prune.measurement.targets import load_target
 
     target = load_target("cortex-m4")
     ops = ("CONV_2D", "FULLY_CONNECTED", "SOFTMAX", "RESHAPE")

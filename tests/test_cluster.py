@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from tiny_models import compile_for_classes, trained_cnn, zero_smallest
 
-from edge_prune.cluster import cluster, strip_clustering
 from edge_prune.errors import ConfigError
-from edge_prune.train import copy_model
+from edge_prune.training.cluster import cluster, strip_clustering
+from edge_prune.training.train import copy_model
 
 PRUNED_FRACTION = 0.7
 

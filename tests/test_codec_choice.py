@@ -9,9 +9,9 @@ import pytest
 from conftest import DATA_DIR
 from test_codecs_pruning import MODELS, model_inputs
 
-from edge_prune import tflm
-from edge_prune.codecs import DEFAULT_CODECS, compress_for_mcu, pruning
 from edge_prune.errors import ConfigError, ConversionError
+from edge_prune.measurement import tflm
+from edge_prune.measurement.codecs import DEFAULT_CODECS, compress_for_mcu, pruning
 
 HIDDEN = "dense_hidden/MatMul"  # 32x256 int8, 80% zeros: the tensor worth compressing
 

@@ -11,13 +11,20 @@ import numpy as np
 import pytest
 from conftest import DATA_DIR
 
-from edge_prune import instructions, runtime_tables
-from edge_prune.codecs import CODECS, DEFAULT_CODECS, Codec, _tflm, compress_for_mcu, register
-from edge_prune.codecs.lut import LutCodec
-from edge_prune.codecs.protocol import check_codec
-from edge_prune.codecs.verify import check_decode
 from edge_prune.errors import ConfigError, ConversionError
-from edge_prune.targets import load_target
+from edge_prune.measurement import instructions, runtime_tables
+from edge_prune.measurement.codecs import (
+    CODECS,
+    DEFAULT_CODECS,
+    Codec,
+    _tflm,
+    compress_for_mcu,
+    register,
+)
+from edge_prune.measurement.codecs.lut import LutCodec
+from edge_prune.measurement.codecs.protocol import check_codec
+from edge_prune.measurement.codecs.verify import check_decode
+from edge_prune.measurement.targets import load_target
 
 HIDDEN = "dense_hidden/MatMul"  # 32x256 int8, 80% zeros
 ZLIB_DECODE_TYPE = 200  # an application decode type (128-255): TFLM itself has no decoder

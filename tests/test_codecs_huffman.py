@@ -12,8 +12,8 @@ import pytest
 from conftest import DATA_DIR
 from test_codecs_pruning import MODELS, compress_every_constant, model_inputs
 
-from edge_prune import tflm
-from edge_prune.codecs import _tflm, huffman
+from edge_prune.measurement import tflm
+from edge_prune.measurement.codecs import _tflm, huffman
 
 UPSTREAM_STREAM = bytes.fromhex("f00d79fc9c1a6e4c32af29b35df6360250158ca795db29683fbab7edb119e2e0")
 UPSTREAM_TEXT = "nmmacnanefdacopjomeckifookhbdbdmjjdmjgojfecpbiibmanbbjbnlgjafejp"

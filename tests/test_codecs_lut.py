@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 from tiny_models import compile_for_classes, trained_cnn, zero_smallest
 
-from edge_prune import tflm
-from edge_prune.cluster import cluster, strip_clustering
-from edge_prune.codecs import _tflm, lut_compress
-from edge_prune.codecs.lut import LUT_BITWIDTHS
-from edge_prune.convert import convert
 from edge_prune.errors import ConfigError, ConversionError
-from edge_prune.evaluate import check_deployable
-from edge_prune.train import copy_model
+from edge_prune.measurement import tflm
+from edge_prune.measurement.codecs import _tflm, lut_compress
+from edge_prune.measurement.codecs.lut import LUT_BITWIDTHS
+from edge_prune.measurement.evaluate import check_deployable
+from edge_prune.training.cluster import cluster, strip_clustering
+from edge_prune.training.convert import convert
+from edge_prune.training.train import copy_model
 
 HIDDEN_KERNEL = "dense_hidden/MatMul"  # 32x288 int8 kernel: the one tensor big enough to compress
 PRUNED_FRACTION = 0.7
@@ -184,7 +184,7 @@ def test_result_reports_sizes_per_tensor_as_json_and_text(models):
 
 
 def test_one_table_for_the_whole_tensor_when_quantized_per_tensor(models):
-    from edge_prune._tf import tf
+    from edge_prune.training._tf import tf
 
     converter = tf.lite.TFLiteConverter.from_keras_model(models["keras"])
     converter.optimizations = [tf.lite.Optimize.DEFAULT]

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from conftest import DATA_DIR
 
-from edge_prune import tflm
-from edge_prune.codecs import _tflm, pruning
-from edge_prune.codecs.registry import CODECS
+from edge_prune.measurement import tflm
+from edge_prune.measurement.codecs import _tflm, pruning
+from edge_prune.measurement.codecs.registry import CODECS
 
 MODELS = ("codecs_cnn_per_channel.tflite", "codecs_cnn_per_tensor.tflite")
 

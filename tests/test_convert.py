@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from tiny_models import make_cnn, make_images, make_mlp
 
-from edge_prune._tf import keras, tf
-from edge_prune.convert import VARIANTS, convert, convert_all
 from edge_prune.errors import ConfigError, ConversionError, DataError, UnsupportedModelError
-from edge_prune.prune import prune, strip
-from edge_prune.schedule import PruningSchedule
-from edge_prune.tflite_file import read_model
+from edge_prune.measurement.tflite_file import read_model
+from edge_prune.training._tf import keras, tf
+from edge_prune.training.convert import VARIANTS, convert, convert_all
+from edge_prune.training.prune import prune, strip
+from edge_prune.training.schedule import PruningSchedule
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
@@ -219,7 +219,9 @@ def test_the_densify_variants_former_names_say_what_they_are_now():
 
 
 def test_the_api_names_the_densify_files_as_tflite_only():
-    module = sys.modules[convert.__module__]  # edge_prune.convert is the function, by design
+    module = sys.modules[
+        convert.__module__
+    ]  # edge_prune.training.convert is the function, by design
 
     assert VARIANTS == ("float", "float-densify", "int8", "int8-densify")
     for doc in (module.__doc__, module.convert_all.__doc__, module.convert.__doc__):
@@ -277,7 +279,7 @@ def _recurrent_and_3d_models():
 
 @pytest.mark.parametrize("index", [0, 1])
 def test_gru_and_dense_on_3d_convert_with_batch_one_to_builtin_ops_tflm_runs(index):
-    from edge_prune import tflm
+    from edge_prune.measurement import tflm
 
     model = _recurrent_and_3d_models()[index]
     x = np.random.default_rng(0).random((16, 6, 3)).astype(np.float32)
@@ -296,7 +298,7 @@ def test_gru_and_dense_on_3d_convert_with_batch_one_to_builtin_ops_tflm_runs(ind
 
 
 def test_tensor_list_failure_names_the_tf_ops_without_the_select_tf_ops_advice():
-    from edge_prune.convert import _converter_message
+    from edge_prune.training.convert import _converter_message
 
     # The last lines of TF 2.21's error for an LSTM converted with a dynamic batch.
     text = (

@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from edge_prune._tf import keras
 from edge_prune.errors import ConfigError
-from edge_prune.layer_kinds import ACTIVATION_OPS
-from edge_prune.structured import remove_dead_units
+from edge_prune.training._tf import keras
+from edge_prune.training.layer_kinds import ACTIVATION_OPS
+from edge_prune.training.structured import remove_dead_units
 
 RNG_SEED = 11
 

@@ -1,4 +1,4 @@
-"""``edge-prune device`` and the edge_prune.device library.
+"""``edge-prune device`` and the edge_prune.measurement.device library.
 
 The parsing tests (map file, make output, resolver header, harness output) and the argument
 errors run everywhere. The device tests build TFLM and run QEMU: they need the Arm GNU
@@ -19,13 +19,13 @@ import pytest
 from conftest import DATA_DIR
 
 from edge_prune.cli import main
-from edge_prune.device import build
-from edge_prune.device.config import DeviceConfig, core_from_target
-from edge_prune.device.link import split_sections
-from edge_prune.device.mapfile import Section, parse_map
-from edge_prune.device.measure import parse_harness, quantize_like_firmware
-from edge_prune.device.toolchain import APT_COMMAND, TflmTree, resolve_toolchain
 from edge_prune.errors import ConfigError, TflmTreeError, ToolchainError
+from edge_prune.measurement.device import build
+from edge_prune.measurement.device.config import DeviceConfig, core_from_target
+from edge_prune.measurement.device.link import split_sections
+from edge_prune.measurement.device.mapfile import Section, parse_map
+from edge_prune.measurement.device.measure import parse_harness, quantize_like_firmware
+from edge_prune.measurement.device.toolchain import APT_COMMAND, TflmTree, resolve_toolchain
 
 # --------------------------------------------------------------------------- map files
 
@@ -241,7 +241,7 @@ def test_cli_without_toolchain_exits_2_with_the_apt_command(monkeypatch, tmp_pat
 
 
 def test_cli_without_tflm_tree_exits_2_saying_how_to_get_it(monkeypatch, tmp_path, capsys):
-    import edge_prune.device.toolchain as toolchain
+    import edge_prune.measurement.device.toolchain as toolchain
 
     monkeypatch.setattr(toolchain, "resolve_toolchain", lambda: None)
     monkeypatch.delenv("EDGE_PRUNE_TFLM", raising=False)
@@ -373,7 +373,7 @@ def test_a_model_that_does_not_fit_a_tiny_target_exits_1(capsys, target_file):
 
 @needs_device
 def test_runtime_of_one_op_is_part_of_the_runtime_of_an_op_set():
-    from edge_prune.device import runtime_flash_for_ops
+    from edge_prune.measurement.device import runtime_flash_for_ops
 
     tree = TflmTree.from_path(os.environ["EDGE_PRUNE_TFLM"])
     config = DeviceConfig("cortex-m0plus")
@@ -389,9 +389,11 @@ def _compared(model_file: str, host_values: np.ndarray, device_bytes: bytes):
     import importlib
     from pathlib import Path
 
-    from edge_prune.tflite_file import read_model
+    from edge_prune.measurement.tflite_file import read_model
 
-    m = importlib.import_module("edge_prune.device.measure")  # the module, not measure()
+    m = importlib.import_module(
+        "edge_prune.measurement.device.measure"
+    )  # the module, not measure()
 
     info = read_model(DATA_DIR / model_file)
     tensor = info.output_tensors[0]

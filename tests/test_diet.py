@@ -7,9 +7,9 @@ import pytest
 from conftest import DATA_DIR
 from test_codecs_pruning import MODELS, model_inputs
 
-from edge_prune import tflm
-from edge_prune.codecs import _tflm, compress_for_mcu, strip_for_mcu
 from edge_prune.errors import ModelFileError
+from edge_prune.measurement import tflm
+from edge_prune.measurement.codecs import _tflm, compress_for_mcu, strip_for_mcu
 
 
 def _model_t(data: bytes):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from edge_prune.errors import DataError
-from edge_prune.evaluate import check_deployable
+from edge_prune.measurement.evaluate import check_deployable
 
 HELD_OUT = slice(96, 128)
 
@@ -65,7 +65,7 @@ def test_reference_with_other_shape_is_a_data_error(cnn_artifacts):
 def test_an_artifact_whose_outputs_differ_from_its_source_gets_a_problem(cnn_checks):
     from dataclasses import replace
 
-    from edge_prune.evaluate import same_outputs_as
+    from edge_prune.measurement.evaluate import same_outputs_as
 
     source = cnn_checks["int8"]
     assert same_outputs_as(source, source).problem is None

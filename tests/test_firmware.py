@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 
 from edge_prune.cli import main
-from edge_prune.codecs import lut_compress
 from edge_prune.errors import ConfigError
-from edge_prune.firmware import (
+from edge_prune.measurement.codecs import lut_compress
+from edge_prune.measurement.firmware import (
     _CXX_KEYWORDS,
     DECODE_OP,
     TFLM_ADD_METHODS,
@@ -31,7 +31,7 @@ from edge_prune.firmware import (
     guide_code,
     write_firmware,
 )
-from edge_prune.tflite_file import read_model
+from edge_prune.measurement.tflite_file import read_model
 
 DATA = Path(__file__).resolve().parent / "data"
 STUB = DATA / "tflm_stub"

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from tflite_micro.python.tflite_micro import runtime
 
-from edge_prune import footprint, tflm
 from edge_prune.errors import DataError, EdgePruneError, ModelFileError, TFLMError
-from edge_prune.targets import load_target
+from edge_prune.measurement import footprint, tflm
+from edge_prune.measurement.targets import load_target
 
 REPO = Path(__file__).resolve().parent.parent
 GOOD_MODELS = ("mlp_float_path", "cnn_int8_path")
@@ -89,7 +89,7 @@ def test_sparse_encoded_model_does_not_run_on_tflm_and_never_fits(sparse_float_p
 
 @pytest.mark.parametrize("name", ["cortex-m7", "cortex-m0plus", "nrf52810", "cortex-m55"])
 def test_without_a_target_figure_the_verdict_uses_the_build_of_its_core(measured, name):
-    from edge_prune import runtime_tables
+    from edge_prune.measurement import runtime_tables
 
     target = load_target(name)
     verdict = footprint.verdict_for(measured["cnn_int8"], target)
@@ -244,7 +244,8 @@ def test_tflm_run_names_the_missing_op(sparse_float_path):
 
 
 def _fake_child(tmp_path, monkeypatch, body: str) -> None:
-    """Point edge_prune.tflm at a stand-in child process module (crash or hang on purpose)."""
+    """Point edge_prune.measurement.tflm at a stand-in child process module (crash or hang on
+    purpose)."""
     (tmp_path / "fake_tflm_child.py").write_text(textwrap.dedent(body))
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
     monkeypatch.setattr(tflm, "_CHILD_MODULE", "fake_tflm_child")
@@ -305,7 +306,7 @@ def test_arena_search_goes_on_when_a_too_small_arena_crashes_tflm():
     # committed) on which TFLM segfaults instead of failing cleanly at some arena sizes below
     # the working one (5,232 B with the pinned tflite-micro). The search must treat such a
     # crash as "too small" and go on.
-    from edge_prune import tflm
+    from edge_prune.measurement import tflm
 
     path = Path(__file__).parent / "data" / "mlp_int8_lenet.tflite"
     arena = tflm.measure_arena(path)

@@ -24,10 +24,10 @@ from pathlib import Path
 
 import pytest
 
-from edge_prune import tflm
 from edge_prune.cli import main
 from edge_prune.errors import ModelFileError
-from edge_prune.tflite_file import read_model
+from edge_prune.measurement import tflm
+from edge_prune.measurement.tflite_file import read_model
 
 SEED = 7
 CASES = 300

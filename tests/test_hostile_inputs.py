@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from edge_prune.cli import main
 from edge_prune.config import PipelineConfig, config_from_dict, load_config
 from edge_prune.errors import ConfigError
-from edge_prune.targets import Target, load_target, parse_target
+from edge_prune.measurement.targets import Target, load_target, parse_target
 
 GOOD_TARGET = toml_text(VALID_TARGET)
 
@@ -404,7 +404,7 @@ def test_keras_model_given_to_report_is_not_a_tflite_flatbuffer(capsys, tmp_path
 
 def _model_with_side_effect_lambda(path: Path, marker: Path, outputs: int = 3) -> None:
     """A tf_keras model whose Lambda writes ``marker`` whenever its code runs."""
-    from edge_prune._tf import keras
+    from edge_prune.training._tf import keras
 
     # Stored as bytecode with its default argument; runs when the model is rebuilt on load.
     touch = keras.layers.Lambda(lambda t, p=str(marker): (open(p, "w").close(), t)[1],  # noqa: SIM115

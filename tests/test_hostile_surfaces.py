@@ -24,7 +24,7 @@ import pytest
 
 import edge_prune as ep
 from edge_prune.cli import main
-from edge_prune.codecs import _tflm
+from edge_prune.measurement.codecs import _tflm
 
 
 def run_cli(capsys, *argv) -> tuple[int, str, str]:

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_prune import instructions
-from edge_prune.codecs.per_tensor import compress_for_mcu
-from edge_prune.targets import load_target
-from edge_prune.tflite_file import builtin_operator_name
+from edge_prune.measurement import instructions
+from edge_prune.measurement.codecs.per_tensor import compress_for_mcu
+from edge_prune.measurement.targets import load_target
+from edge_prune.measurement.tflite_file import builtin_operator_name
 
 DATA = Path(__file__).parent / "data"
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from edge_prune._tf import keras
 from edge_prune.errors import UnsupportedModelError
-from edge_prune.keras_graph import model_nodes
+from edge_prune.training._tf import keras
+from edge_prune.training.keras_graph import model_nodes
 
 
 def test_functional_model_gives_nodes_in_order_with_their_inputs_and_shapes():

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 from layer_kind_models import BUILDERS, FAMILIES, GOLDEN, summary
 
-from edge_prune._tf import keras
-from edge_prune.convert import convert
 from edge_prune.errors import ConfigError, UnsupportedModelError
-from edge_prune.firmware import TFLM_ADD_METHODS
-from edge_prune.layer_kinds import (
+from edge_prune.measurement.firmware import TFLM_ADD_METHODS
+from edge_prune.measurement.tflite_file import read_model
+from edge_prune.training._tf import keras
+from edge_prune.training.convert import convert
+from edge_prune.training.layer_kinds import (
     ACTIVATION_OPS,
     FOLDED_ACTIVATION_OPS,
     KINDS,
@@ -26,11 +27,11 @@ from edge_prune.layer_kinds import (
     unregister,
     unrolled_label,
 )
-from edge_prune.macs import count_costs
-from edge_prune.structured import prune_channels
-from edge_prune.tflite_file import read_model
+from edge_prune.training.macs import count_costs
+from edge_prune.training.structured import prune_channels
 
-# Cost labels of recurrent layers the converter unrolls into other ops (edge_prune.convert).
+# Cost labels of recurrent layers the converter unrolls into other ops
+# (edge_prune.training.convert).
 UNROLLED_LABELS = {"GRU (unrolled)", "SimpleRNN (unrolled)"}
 # Ops the int8 converter may put around an op whose int8 kernel it does not use.
 REQUANTIZE_OPS = {"QUANTIZE", "DEQUANTIZE"}

@@ -7,10 +7,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from edge_prune._tf import keras
 from edge_prune.errors import ConfigError, UnsupportedModelError
-from edge_prune.macs import count_costs, estimate_latency, estimate_latency_for_target
-from edge_prune.structured import prune_channels
+from edge_prune.training._tf import keras
+from edge_prune.training.macs import count_costs, estimate_latency, estimate_latency_for_target
+from edge_prune.training.structured import prune_channels
 
 
 def _small_cnn():

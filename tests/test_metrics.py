@@ -7,7 +7,7 @@ import pytest
 
 from edge_prune.config import SelectConfig
 from edge_prune.errors import DataError
-from edge_prune.metrics import ACCURACY, MSE, metric_for, top1_accuracy
+from edge_prune.measurement.metrics import ACCURACY, MSE, metric_for, top1_accuracy
 
 
 def test_class_ids_are_scored_by_top1_and_float_targets_by_mean_squared_error():

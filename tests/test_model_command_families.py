@@ -12,9 +12,9 @@ import json
 import numpy as np
 import pytest
 
-from edge_prune._tf import keras
 from edge_prune.cli import main
 from edge_prune.data import load_digits
+from edge_prune.training._tf import keras
 
 FAST = """
 [train]

@@ -18,8 +18,8 @@ from tiny_models import (
 )
 
 import edge_prune as ep
-from edge_prune import tflm
-from edge_prune._tf import keras
+from edge_prune.measurement import tflm
+from edge_prune.training._tf import keras
 
 SAMPLES = 32
 SPARSITY = 0.5

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from edge_prune._tf import keras
 from edge_prune.errors import DataError, UnsupportedModelError
-from edge_prune.model_io import check_saved_model, compile_not_restored, load_saved_model
-from edge_prune.train import check_model_fits_data, compile_as_the_user_did
+from edge_prune.training._tf import keras
+from edge_prune.training.model_io import check_saved_model, compile_not_restored, load_saved_model
+from edge_prune.training.train import check_model_fits_data, compile_as_the_user_did
 
 
 def _small(lambda_layer=False):

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_prune import op_resolver
-from edge_prune.firmware import TFLM_ADD_METHODS, firmware_sources, write_sources
+from edge_prune.measurement import op_resolver
+from edge_prune.measurement.firmware import TFLM_ADD_METHODS, firmware_sources, write_sources
 
 DATA = Path(__file__).resolve().parent / "data"
 EXCERPT = DATA / "tflm_resolver_excerpt"
@@ -141,7 +141,7 @@ def test_table_text_is_what_render_writes():
 
 
 def test_signal_ops_of_tflms_audio_preprocessor_are_registered_not_left_out():
-    # The audio preprocessor's custom op codes, as edge_prune.tflite_file names them.
+    # The audio preprocessor's custom op codes, as edge_prune.measurement.tflite_file names them.
     ops = ["CUSTOM:SignalEnergy", "CUSTOM:SignalFftAutoScale", "CUSTOM:SignalFilterBank",
            "CUSTOM:SignalFilterBankLog", "CUSTOM:SignalFilterBankSpectralSubtraction",
            "CUSTOM:SignalFilterBankSquareRoot", "CUSTOM:SignalPCAN", "CUSTOM:SignalRfft",

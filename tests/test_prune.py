@@ -15,9 +15,9 @@ from tiny_models import (
     make_mlp,
 )
 
-from edge_prune._tf import keras, tf
 from edge_prune.errors import ConfigError, UnsupportedModelError
-from edge_prune.prune import (
+from edge_prune.training._tf import keras, tf
+from edge_prune.training.prune import (
     PruningSchedule,
     SparsityHeldBackWarning,
     is_pruning_wrapped,
@@ -26,7 +26,7 @@ from edge_prune.prune import (
     sparsity_report,
     strip,
 )
-from edge_prune.rewind import record_weights
+from edge_prune.training.rewind import record_weights
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 PRUNED_KERNELS = ("conv2d", "dense_hidden", "logits")

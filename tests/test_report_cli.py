@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from edge_prune.cli import main
-from edge_prune.targets import load_target
+from edge_prune.measurement.targets import load_target
 
 EDGE_PRUNE = str(Path(sys.executable).with_name("edge-prune"))
 
@@ -82,8 +82,8 @@ def test_markdown_report_is_appended_to_github_step_summary(
     written = summary.read_text()
     assert written.startswith("earlier step\n### edge-prune footprint")
     assert "cortex-m4 (nRF52840, Cortex-M4F): FITS" in written
-    from edge_prune.footprint import runtime_flash
-    from edge_prune.tflite_file import read_model
+    from edge_prune.measurement.footprint import runtime_flash
+    from edge_prune.measurement.tflite_file import read_model
 
     runtime = runtime_flash(read_model(mlp_float_path).op_types, load_target("cortex-m4"))
     assert f"| cortex-m4 | 4,012 | {runtime.total_bytes:,} (measured) |" in written
@@ -264,9 +264,9 @@ def test_bad_timeout_exits_2_with_one_line(capsys, cnn_int8_path, value):
 
 @pytest.fixture(scope="module")
 def fixture_reports(mlp_float_path, cnn_int8_path, sparse_float_path, aborting_model):
-    from edge_prune.footprint import measure, verdict_for
-    from edge_prune.report import Report
-    from edge_prune.targets import load_all_targets
+    from edge_prune.measurement.footprint import measure, verdict_for
+    from edge_prune.measurement.report import Report
+    from edge_prune.measurement.targets import load_all_targets
 
     lenet = mlp_float_path.parent / "mlp_int8_lenet.tflite"
     targets = load_all_targets()
@@ -279,7 +279,7 @@ def fixture_reports(mlp_float_path, cnn_int8_path, sparse_float_path, aborting_m
 
 @pytest.mark.parametrize("fmt", ["text", "markdown"])
 def test_every_line_is_at_most_100_columns_on_all_fixtures_and_targets(fixture_reports, fmt):
-    from edge_prune.report import render
+    from edge_prune.measurement.report import render
 
     for report in fixture_reports:
         for line in render(report, fmt).splitlines():
@@ -296,7 +296,7 @@ def test_report_starts_with_a_verdict_line_and_bars_per_target(capsys, cnn_int8_
 
 
 def test_operator_count_and_op_types_are_two_rows(capsys, mlp_float_path):
-    from edge_prune.tflite_file import read_model
+    from edge_prune.measurement.tflite_file import read_model
 
     info = read_model(mlp_float_path)
     assert len(info.operators) != len(info.op_types)  # the two figures differ on this model
@@ -309,7 +309,7 @@ def test_operator_count_and_op_types_are_two_rows(capsys, mlp_float_path):
 
 
 def test_bar_shows_the_part_used_and_marks_overflow():
-    from edge_prune.report import bar
+    from edge_prune.measurement.report import bar
 
     assert bar(61.2, width=10) == "[#######...]"
     assert bar(0.0, width=4) == "[....]"
@@ -318,8 +318,8 @@ def test_bar_shows_the_part_used_and_marks_overflow():
 
 def test_one_runtime_figure_per_target(capsys, cnn_int8_path):
     """cortex-m4's figure comes from its measured CMSIS-NN build, and only that one shows."""
-    from edge_prune.footprint import runtime_flash
-    from edge_prune.tflite_file import read_model
+    from edge_prune.measurement.footprint import runtime_flash
+    from edge_prune.measurement.tflite_file import read_model
 
     ops = read_model(cnn_int8_path).op_types
     m4 = runtime_flash(ops, load_target("cortex-m4"))
@@ -333,8 +333,8 @@ def test_one_runtime_figure_per_target(capsys, cnn_int8_path):
 
 
 def test_a_core_without_a_build_gets_a_labelled_bound(capsys, cnn_int8_path, tmp_path):
-    from edge_prune.footprint import runtime_flash
-    from edge_prune.tflite_file import read_model
+    from edge_prune.measurement.footprint import runtime_flash
+    from edge_prune.measurement.tflite_file import read_model
 
     path = tmp_path / "m85.toml"
     path.write_text(
@@ -389,8 +389,8 @@ def test_fail_on_growth_exits_1_and_names_the_target(
 ):
     # mlp_float -> cnn_int8: the runtime code grows with the op set (CONV_2D, DEPTHWISE_CONV_2D,
     # MAX_POOL_2D, RESHAPE beside FULLY_CONNECTED and SOFTMAX), measured per target's build.
-    from edge_prune.footprint import runtime_flash
-    from edge_prune.tflite_file import read_model
+    from edge_prune.measurement.footprint import runtime_flash
+    from edge_prune.measurement.tflite_file import read_model
 
     m4 = load_target("cortex-m4")
     before = runtime_flash(read_model(mlp_float_path).op_types, m4)

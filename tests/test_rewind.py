@@ -7,13 +7,13 @@ import pytest
 
 from edge_prune.data import Dataset
 from edge_prune.errors import UnsupportedModelError
-from edge_prune.rewind import record_weights, retrain_with_fixed_mask, rewind
 from edge_prune.runner import quiet
+from edge_prune.training.rewind import record_weights, retrain_with_fixed_mask, rewind
 
 
 def _mlp(seed: int = 0, hidden: int = 12):
-    from edge_prune._tf import keras
-    from edge_prune.train import seed_everything
+    from edge_prune.training._tf import keras
+    from edge_prune.training.train import seed_everything
 
     seed_everything(seed)
     inputs = keras.Input((6,))
@@ -42,7 +42,7 @@ def _pruned(model, fraction: float = 0.6):
 
 
 def test_record_weights_keeps_the_weights_after_epoch_k():
-    from edge_prune.train import compile_for_training
+    from edge_prune.training.train import compile_for_training
 
     data, model = _data(), _mlp()
     compile_for_training(model, 0.01, data)

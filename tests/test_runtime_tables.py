@@ -6,9 +6,13 @@ import json
 
 import pytest
 
-from edge_prune import footprint, runtime_tables
-from edge_prune.runtime_tables import RuntimeTableError, table_from_json, table_from_links
-from edge_prune.targets import load_target
+from edge_prune.measurement import footprint, runtime_tables
+from edge_prune.measurement.runtime_tables import (
+    RuntimeTableError,
+    table_from_json,
+    table_from_links,
+)
+from edge_prune.measurement.targets import load_target
 
 META = {
     "tflm_commit": "90b983c2b3f1480642e040bbd2ddb37b998f3424",
@@ -125,7 +129,7 @@ def test_the_cortex_m4_verdict_uses_the_measured_cmsis_nn_build():
 
 
 def test_a_core_no_build_covers_gets_a_labelled_bound():
-    from edge_prune.targets import parse_target
+    from edge_prune.measurement.targets import parse_target
 
     data = {
         "part": "imaginary part",

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from edge_prune.errors import ConfigError
-from edge_prune.schedule import (
+from edge_prune.training.schedule import (
     ConstantSparsity,
     MByNSparsity,
     PolynomialDecay,

@@ -12,13 +12,8 @@ from edge_prune import cli
 from edge_prune.config import PipelineConfig, load_config
 from edge_prune.data import load_digits
 from edge_prune.errors import ConfigError
-from edge_prune.search import (
-    PointSpec,
-    SearchPoint,
-    SearchSpace,
-    choose_point,
-    config_toml,
-)
+from edge_prune.search.point import PointSpec, SearchPoint, SearchSpace, choose_point
+from edge_prune.search.render import config_toml
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -87,8 +82,8 @@ def test_choice_ties_on_flash_go_to_less_ram():
 def _result(scores, baseline=0.975, tolerance=1.0):
     import dataclasses
 
-    from edge_prune.metrics import ACCURACY
-    from edge_prune.search import SearchResult
+    from edge_prune.measurement.metrics import ACCURACY
+    from edge_prune.search.result import SearchResult
 
     points = tuple(
         dataclasses.replace(_point(150_000 + 10_000 * i, key=str(i)), tflm_score=score)
@@ -101,7 +96,7 @@ def _result(scores, baseline=0.975, tolerance=1.0):
 
 
 def test_plot_score_axis_spans_the_tolerance_band_not_a_failed_point():
-    from edge_prune.search import score_axis
+    from edge_prune.search.render import score_axis
 
     low, high = score_axis(_result([0.972, 0.968, 0.95, 0.48]))
     assert 93.0 < low < 95.0 and 97.5 < high < 98.5  # 95% shown, 48% drawn at the edge
@@ -112,7 +107,7 @@ def test_plot_score_axis_spans_the_tolerance_band_not_a_failed_point():
 
 
 def test_pareto_markdown_says_which_arena_the_ram_column_counts():
-    from edge_prune.search import render_markdown
+    from edge_prune.search.render import render_markdown
 
     text = render_markdown(_result([0.97]))
     assert "64-bit" not in text and "tensor arena on a 32-bit Cortex-M" in text

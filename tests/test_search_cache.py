@@ -11,22 +11,22 @@ from test_search_study import fake_point
 
 from edge_prune.config import config_from_dict
 from edge_prune.errors import ConfigError
-from edge_prune.metrics import ACCURACY
-from edge_prune.search import point_artifact
-from edge_prune.search_cache import (
+from edge_prune.measurement.metrics import ACCURACY
+from edge_prune.search.cache import (
     BadCacheEntry,
     load_model_entry,
     point_problem,
     read_point_entry,
     write_point_entry,
 )
+from edge_prune.search.workshop import point_artifact
 
 KEY = "k1"
 
 
 @pytest.fixture
 def entry(tmp_path):
-    from edge_prune.search import PointSpec
+    from edge_prune.search.point import PointSpec
 
     directory = tmp_path / KEY
     directory.mkdir()
@@ -90,7 +90,7 @@ def test_a_swapped_shared_model_is_refused_before_it_is_loaded(tmp_path):
 
 
 def test_point_problem_accepts_the_records_a_search_writes():
-    from edge_prune.search import PointSpec
+    from edge_prune.search.point import PointSpec
 
     assert point_problem(fake_point(PointSpec(0.0, 0.5, 0), "k", 10).to_dict()) is None
     assert "missing" in point_problem({"key": "k"})

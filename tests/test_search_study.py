@@ -15,11 +15,11 @@ import pytest
 
 from edge_prune.config import PipelineConfig
 from edge_prune.data import load_digits
-from edge_prune.search import PointSpec, SearchOptions, SearchPoint, SearchSpace
-from edge_prune.search_cache import write_point_entry
-from edge_prune.search_study import run_study, work
+from edge_prune.measurement.targets import load_target
+from edge_prune.search.cache import write_point_entry
+from edge_prune.search.point import PointSpec, SearchOptions, SearchPoint, SearchSpace
+from edge_prune.search.study import run_study, work
 from edge_prune.stages import Inputs
-from edge_prune.targets import load_target
 
 SPACE = SearchSpace(
     ratios=(0.0, 0.25, 0.5, 0.625, 0.75, 0.875),
@@ -250,7 +250,7 @@ def _has_user(name: str) -> bool:
 def test_two_workers_on_one_postgres_study_build_each_point_once(postgres, target_file, tmp_path):
     import multiprocessing
 
-    from edge_prune.search_study import _Job, _open
+    from edge_prune.search.study import _Job, _open
 
     inputs = tight_inputs(target_file, flash_bytes=20_000)
     space = SearchSpace(ratios=(0.0, 0.5, 0.75), sparsities=(0.5, 0.8), clusters=(0, 8))
@@ -325,7 +325,7 @@ def test_a_worker_steps_back_from_a_point_another_running_trial_claimed_whatever
     its parameters written, and trial 1 looked only at lower-numbered trials."""
     import optuna
 
-    from edge_prune.search_study import _CLAIM, _suggest, _twin
+    from edge_prune.search.study import _CLAIM, _suggest, _twin
 
     space = SearchSpace(ratios=(0.5,), sparsities=(0.8,), clusters=(0,))
     study = optuna.create_study(directions=["minimize", "minimize"])

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_prune._tflm_child import SLEEP_ENV
+from edge_prune.measurement._tflm_child import SLEEP_ENV
 
 REPO = Path(__file__).resolve().parent.parent
 WAIT_S = 20.0
@@ -113,7 +113,7 @@ def test_a_job_dir_left_by_a_dead_process_is_removed_on_the_next_run(
 ):
     import tempfile
 
-    from edge_prune import tflm
+    from edge_prune.measurement import tflm
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     dead = subprocess.run(

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_prune._tf import keras
 from edge_prune.errors import ConfigError, UnsupportedModelError
-from edge_prune.structured import prune_channels
+from edge_prune.training._tf import keras
+from edge_prune.training.structured import prune_channels
 
 RNG_SEED = 7
 

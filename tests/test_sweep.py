@@ -12,8 +12,8 @@ import pytest
 from edge_prune.cli import main
 from edge_prune.data import load_digits
 from edge_prune.errors import ConfigError
-from edge_prune.search import choose_point
-from edge_prune.sweep import parse_sparsities
+from edge_prune.search.point import choose_point
+from edge_prune.search.sweep import parse_sparsities
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -110,7 +110,7 @@ def test_sweep_writes_the_search_files_for_every_sparsity(swept):
 
 
 def test_sweep_points_reach_their_sparsity_and_the_chosen_one_follows_the_search_rule(swept):
-    from edge_prune.search import SearchPoint
+    from edge_prune.search.point import SearchPoint
 
     _, out = swept
     report = json.loads((out / "sweep.json").read_text())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from edge_prune.errors import ConfigError, TargetNotFoundError
-from edge_prune.targets import TARGETS_DIR_ENV, list_targets, load_target
+from edge_prune.measurement.targets import TARGETS_DIR_ENV, list_targets, load_target
 
 REQUIRED_TARGETS = ("cortex-m0plus", "cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55",
                     "esp32-s3", "nrf52810", "samd21")  # fmt: skip
@@ -163,7 +163,7 @@ def test_targets_command_lists_the_small_parts(capsys):
 def test_the_nrf52810_verdict_counts_its_build_and_the_softdevice(mlp_float_path):
     """nRF52810 (Cortex-M4 without FPU, SoftDevice reserved): the runtime code is the one of
     TFLM built for cortex-m4 (no FPU) with reference kernels."""
-    from edge_prune.footprint import measure, verdict_for
+    from edge_prune.measurement.footprint import measure, verdict_for
 
     footprint = measure(mlp_float_path)
     target = load_target("nrf52810")

@@ -1,5 +1,5 @@
-"""Importing TensorFlow through edge_prune._tf: its start-up log lines at most once, none by
-default."""
+"""Importing TensorFlow through edge_prune.training._tf: its start-up log lines at most once, none
+by default."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from edge_prune._tf import startup_lines_kept
+from edge_prune.training._tf import startup_lines_kept
 
 # What importing TensorFlow 2.21 printed on a host without a GPU: the block came twice.
 BLOCK = (
@@ -43,7 +43,7 @@ def _import_stderr(level: str | None) -> str:
     if level is not None:
         env["TF_CPP_MIN_LOG_LEVEL"] = level
     done = subprocess.run(
-        [sys.executable, "-c", "import edge_prune._tf"],
+        [sys.executable, "-c", "import edge_prune.training._tf"],
         env=env,
         capture_output=True,
         text=True,

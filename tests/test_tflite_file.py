@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from tflite_micro.tensorflow.lite.python import schema_py_generated as schema
 
-from edge_prune import tflm
 from edge_prune.cli import main
 from edge_prune.errors import ModelFileError
-from edge_prune.tflite_file import (
+from edge_prune.measurement import tflm
+from edge_prune.measurement.tflite_file import (
     read_model,
     tensor_type_dtype,
     tensor_type_name,

@@ -1,7 +1,7 @@
 """The one-run TFLM child: arena figure, outputs, 32-bit estimate, typed errors, timeout parser.
 
-The arena figure of :func:`edge_prune.tflm.execute` comes from one recorded run; the oracle
-here is the old search: the smallest ``arena_size`` with which the model allocates and runs,
+The arena figure of :func:`edge_prune.measurement.tflm.execute` comes from one recorded run; the
+oracle here is the old search: the smallest ``arena_size`` with which the model allocates and runs,
 found by bisection with one child per probe (TFLM can crash on an arena just too small).
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_prune import tflm
 from edge_prune.errors import ConfigError, TFLMError, TFLMPrepareError
+from edge_prune.measurement import tflm
 from tests.conftest import DATA_DIR
 
 FIXTURES = ("cnn_int8", "mlp_int8_lenet", "mlp_float")
@@ -40,7 +40,7 @@ def _smallest_working_arena(model: bytes, failing: int, working: int) -> int:
 def tiny_models() -> dict[str, bytes]:
     """A tiny float MLP, its int8 version, a float16-weight version (DEQUANTIZE), and a deep
     narrow MLP (many tensors, small activations: planning needs more than the recorded total)."""
-    from edge_prune._tf import keras, tf
+    from edge_prune.training._tf import keras, tf
 
     keras.utils.set_random_seed(3)
     model = keras.Sequential(
@@ -108,7 +108,7 @@ def test_execute_runs_every_sample_in_the_same_child_as_the_arena(mlp_float_path
 def test_a_crash_while_checking_the_arena_figure_is_retried_with_a_larger_margin(
     cnn_int8_path, monkeypatch
 ):
-    from edge_prune._tflm_child import ABORT_VERIFY_ENV
+    from edge_prune.measurement._tflm_child import ABORT_VERIFY_ENV
 
     plain = tflm.measure_arena(cnn_int8_path)
     monkeypatch.setenv(ABORT_VERIFY_ENV, "1")

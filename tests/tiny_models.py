@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge_prune._tf import keras
+from edge_prune.training._tf import keras
 
 INPUT_SHAPE = (8, 8, 1)
 NUM_CLASSES = 10

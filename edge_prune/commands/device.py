@@ -71,13 +71,13 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from edge_prune.artifacts import write_atomic
-    from edge_prune.device.config import core_from_target
-    from edge_prune.device.measure import measure
-    from edge_prune.device.report import render
-    from edge_prune.device.toolchain import TflmTree, resolve_toolchain
     from edge_prune.errors import ConfigError
-    from edge_prune.targets import load_target
-    from edge_prune.tflm import parse_timeout
+    from edge_prune.measurement.device.config import core_from_target
+    from edge_prune.measurement.device.measure import measure
+    from edge_prune.measurement.device.report import render
+    from edge_prune.measurement.device.toolchain import TflmTree, resolve_toolchain
+    from edge_prune.measurement.targets import load_target
+    from edge_prune.measurement.tflm import parse_timeout
 
     samples = _count(args.samples)
     timeout = parse_timeout(args.timeout)

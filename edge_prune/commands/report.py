@@ -104,18 +104,18 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from edge_prune.codecs.verify import check_decode
     from edge_prune.errors import ConfigError
-    from edge_prune.footprint import measure, verdict_for
-    from edge_prune.report import (
+    from edge_prune.measurement.codecs.verify import check_decode
+    from edge_prune.measurement.footprint import measure, verdict_for
+    from edge_prune.measurement.report import (
         Report,
         check_baseline_covers,
         read_baseline,
         read_build_accuracy,
         render,
     )
-    from edge_prune.targets import list_targets, load_target, targets_dir
-    from edge_prune.tflite_file import read_model
+    from edge_prune.measurement.targets import list_targets, load_target, targets_dir
+    from edge_prune.measurement.tflite_file import read_model
 
     names = list(args.target)
     if args.all_targets:
@@ -142,7 +142,7 @@ def run(args) -> int:
     )
     sys.stdout.write(render(report, args.format))
     if args.emit_c is not None:
-        from edge_prune.firmware import write_report_firmware
+        from edge_prune.measurement.firmware import write_report_firmware
 
         write_report_firmware(args.emit_c, args.model, footprint)
     _append_step_summary(report.to_markdown())

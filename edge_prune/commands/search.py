@@ -108,9 +108,10 @@ def run(args) -> int:
 
     from edge_prune.commands._inputs import inputs_from_args
     from edge_prune.runner import stderr_progress
-    from edge_prune.search import SearchOptions, SearchSpace, write_search
-    from edge_prune.search_study import run_search
-    from edge_prune.sweep import parse_fractions
+    from edge_prune.search.point import SearchOptions, SearchSpace
+    from edge_prune.search.render import write_search
+    from edge_prune.search.study import run_search
+    from edge_prune.search.sweep import parse_fractions
 
     space = SearchSpace(
         ratios=parse_fractions(args.ratios, "--ratios", "a channel ratio", sort=False),

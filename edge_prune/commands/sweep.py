@@ -55,8 +55,8 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from edge_prune.commands._inputs import inputs_from_args
     from edge_prune.runner import stderr_progress
-    from edge_prune.search import render_markdown
-    from edge_prune.sweep import parse_sparsities, run_sweep, write_sweep
+    from edge_prune.search.render import render_markdown
+    from edge_prune.search.sweep import parse_sparsities, run_sweep, write_sweep
 
     sparsities = parse_sparsities(args.sparsities)
     inputs = inputs_from_args(args)

@@ -36,7 +36,7 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from edge_prune.errors import ConfigError
-    from edge_prune.targets import load_all_targets, targets_dir
+    from edge_prune.measurement.targets import load_all_targets, targets_dir
 
     targets = load_all_targets(args.targets_dir)
     if not targets:

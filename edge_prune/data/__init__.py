@@ -14,7 +14,8 @@ import numpy as np
 
 from edge_prune.errors import DataError
 
-DIGITS_PATH = Path(__file__).with_name("digits.npz")
+DATA_DIR = Path(__file__).resolve().parent  # the package data every layer reads
+DIGITS_PATH = DATA_DIR / "digits.npz"
 NPZ_ARRAYS = ("x_train", "y_train", "x_test", "y_test")
 # The classifier gets one output per class id. 65,536 outputs behind even a 64-unit layer are
 # 4 MiB of int8 weights, more flash than any shipped target has; a larger id is a broken file.

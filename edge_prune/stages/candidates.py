@@ -21,7 +21,7 @@ from edge_prune.stages.state import (
 
 def baseline_stage(state: BuildState, progress: Progress) -> BuildState:
     """The dense model as float32, run on TFLM: the accuracy every artifact is held to."""
-    from edge_prune.convert import convert
+    from edge_prune.training.convert import convert
 
     artifact = Artifact(
         ArtifactName.FLOAT32_DENSE,
@@ -55,7 +55,7 @@ def convert_stage(state: BuildState, progress: Progress) -> BuildState:
     Every TFLM candidate is put on the flatbuffer diet (names, signature defs and metadata TFLM
     does not read are dropped; the name map is kept for the report).
     """
-    from edge_prune.convert import convert
+    from edge_prune.training.convert import convert
 
     config, x = state.config, state.inputs.data.x_train
     pruned = state.models[ModelKey.PRUNED]
@@ -99,7 +99,7 @@ def convert_stage(state: BuildState, progress: Progress) -> BuildState:
 
 
 def _clustered_artifacts(clustered, x, config: PipelineConfig) -> list[Artifact]:
-    from edge_prune.convert import convert
+    from edge_prune.training.convert import convert
 
     what = f"pruned, clustered ({config.compress.clusters} values), int8"
     per_channel = convert(clustered, quantization="int8", representative_data=x).tflite_bytes
@@ -148,7 +148,7 @@ def _mcu_artifact(
     name: ArtifactName, file_name: str, data: bytes, what: str, reference: ModelKey
 ) -> Artifact:
     """An artifact for TFLM, after the flatbuffer diet."""
-    from edge_prune.codecs import strip_for_mcu
+    from edge_prune.measurement.codecs import strip_for_mcu
 
     lean, names = strip_for_mcu(data)
     return Artifact(name, file_name, lean, what, reference, tensor_names=names)
@@ -167,7 +167,7 @@ def _compressed_artifact(
     arena_limit_bytes: int | None = None,
 ) -> Artifact:
     """``data`` with per-tensor TFLM encodings (or LUT at a fixed width), after the diet."""
-    from edge_prune.codecs import DEFAULT_CODECS, compress_for_mcu, lut_compress
+    from edge_prune.measurement.codecs import DEFAULT_CODECS, compress_for_mcu, lut_compress
 
     codecs = DEFAULT_CODECS if codecs is None else codecs
 
@@ -232,8 +232,8 @@ def ram_fit_stage(state: BuildState, progress: Progress) -> BuildState:
 
 def _check_artifacts(state: BuildState, progress: Progress) -> BuildState:
     """Check each artifact that has no check yet: one TFLM run gives outputs and arena."""
-    from edge_prune.evaluate import check_deployable, same_outputs_as
-    from edge_prune.footprint import verdict_for
+    from edge_prune.measurement.evaluate import check_deployable, same_outputs_as
+    from edge_prune.measurement.footprint import verdict_for
 
     data, target = state.inputs.data, state.inputs.target
     predictions: dict[str, object] = {}
@@ -265,7 +265,7 @@ def _check_artifacts(state: BuildState, progress: Progress) -> BuildState:
 
 def footprint_of(artifact: Artifact):
     """The artifact's footprint from the arena its TFLM check recorded (no second run)."""
-    from edge_prune.footprint import measure
+    from edge_prune.measurement.footprint import measure
 
     c = artifact.check
     return measure(artifact.tflite_bytes, arena=c.arena, label=artifact.name)

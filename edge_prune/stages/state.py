@@ -17,22 +17,22 @@ from typing import TYPE_CHECKING
 
 from edge_prune.config import PipelineConfig
 from edge_prune.data import Dataset, load_digits, load_npz
-from edge_prune.evaluate import ArtifactCheck
-from edge_prune.metrics import Metric, metric_for
-from edge_prune.model_io import check_saved_model
-from edge_prune.targets import Target
+from edge_prune.measurement.evaluate import ArtifactCheck
+from edge_prune.measurement.metrics import Metric, metric_for
+from edge_prune.measurement.targets import Target
+from edge_prune.training.model_io import check_saved_model
 
 if TYPE_CHECKING:
     import tf_keras
 
-    from edge_prune.choose import DeployableChoice
-    from edge_prune.codecs import McuCompressionResult
-    from edge_prune.footprint import Verdict
-    from edge_prune.macs import ModelCost
-    from edge_prune.prune import SparsityReport
-    from edge_prune.report import Report
-    from edge_prune.schedule import PolynomialDecay
-    from edge_prune.structured import DeadUnitResult, StructuredPruneResult
+    from edge_prune.measurement.choose import DeployableChoice
+    from edge_prune.measurement.codecs import McuCompressionResult
+    from edge_prune.measurement.footprint import Verdict
+    from edge_prune.measurement.report import Report
+    from edge_prune.training.macs import ModelCost
+    from edge_prune.training.prune import SparsityReport
+    from edge_prune.training.schedule import PolynomialDecay
+    from edge_prune.training.structured import DeadUnitResult, StructuredPruneResult
 
 
 class ModelKey(StrEnum):
@@ -164,7 +164,7 @@ def prepare_inputs(
     allow_lambda: bool = False,
 ) -> Inputs:
     """Load and check target, data and model file; raises ``EdgePruneError`` subclasses."""
-    from edge_prune.targets import load_target
+    from edge_prune.measurement.targets import load_target
 
     loaded_target = target if isinstance(target, Target) else load_target(target)
     data = load_npz(data_path) if data_path else load_digits(seed=config.train.seed)
@@ -181,17 +181,18 @@ def steps_per_epoch(config: PipelineConfig, data: Dataset) -> int:
 
 def check_schedule_fits_data(config: PipelineConfig, data: Dataset) -> PolynomialDecay:
     """The pruning schedule of ``config`` with the data's steps per epoch, every rule checked
-    (:func:`edge_prune.schedule.schedule_from_config`); raises ConfigError naming the key."""
-    from edge_prune.schedule import schedule_from_config
+    (:func:`edge_prune.training.schedule.schedule_from_config`); raises ConfigError naming the
+    key."""
+    from edge_prune.training.schedule import schedule_from_config
 
     return schedule_from_config(config.prune, steps_per_epoch(config, data), data.source)
 
 
 def load_or_build_model(inputs: Inputs) -> tf_keras.Model:
     """The user's model (checked against the data) or the bundled default CNN."""
-    from edge_prune.model_io import load_saved_model
-    from edge_prune.prune import check_model
-    from edge_prune.train import check_model_fits_data, default_model
+    from edge_prune.training.model_io import load_saved_model
+    from edge_prune.training.prune import check_model
+    from edge_prune.training.train import check_model_fits_data, default_model
 
     data = inputs.data
     if inputs.model_path is None:
@@ -204,7 +205,7 @@ def load_or_build_model(inputs: Inputs) -> tf_keras.Model:
 
 def model_costs(model: tf_keras.Model, target: Target) -> ModelCost:
     """Parameters and MACs per layer, with the target's latency estimate where it has figures."""
-    from edge_prune.macs import count_costs, estimate_latency_for_target
+    from edge_prune.training.macs import count_costs, estimate_latency_for_target
 
     cost = count_costs(model)
     return estimate_latency_for_target(cost, target) or cost

@@ -33,11 +33,11 @@ def train_stage(state: BuildState, progress: Progress) -> BuildState:
     """Build and train the bundled model, or load the user's.
 
     A loaded model that already scores well on the held-out data (halfway from chance level to
-    perfect, :meth:`~edge_prune.metrics.Metric.clearly_learned`) is taken as trained: it is
-    not trained again unless ``train.epochs`` is set. When it is trained, its
+    perfect, :meth:`~edge_prune.measurement.metrics.Metric.clearly_learned`) is taken as trained:
+    it is not trained again unless ``train.epochs`` is set. When it is trained, its
     own compile settings (optimizer, loss) are used if it was saved compiled.
     """
-    from edge_prune.train import (
+    from edge_prune.training.train import (
         compile_as_the_user_did,
         compile_for_training,
         fit,
@@ -81,7 +81,7 @@ def train_stage(state: BuildState, progress: Progress) -> BuildState:
 def with_dense(state: BuildState, model, training: str) -> BuildState:
     """The state with the dense model, its held-out and training scores, its costs and how it
     was obtained (``train`` stage, and the search's cached dense model)."""
-    from edge_prune.train import keras_score
+    from edge_prune.training.train import keras_score
 
     data = state.inputs.data
     return replace(
@@ -99,7 +99,7 @@ def with_dense(state: BuildState, model, training: str) -> BuildState:
 
 def structured_stage(state: BuildState, progress: Progress) -> BuildState:
     """Remove whole channels/units (``structured.ratio``), then fine-tune."""
-    from edge_prune.structured import prune_channels
+    from edge_prune.training.structured import prune_channels
 
     config, data = state.config, state.inputs.data
     if config.structured.ratio <= 0:
@@ -124,7 +124,7 @@ def structured_stage(state: BuildState, progress: Progress) -> BuildState:
 def with_structured(state: BuildState, model, result) -> BuildState:
     """The state with the channel-pruned model, what channel removal did, its Keras score and
     its costs (``structured`` stage, and the search's cached model of a ratio)."""
-    from edge_prune.train import keras_score
+    from edge_prune.training.train import keras_score
 
     return replace(
         state,
@@ -140,7 +140,7 @@ def with_structured(state: BuildState, model, result) -> BuildState:
 
 def seed_stage(state: BuildState, progress: Progress) -> BuildState:
     """Reset the random state, so that each point of a sweep starts alike."""
-    from edge_prune.train import seed_everything
+    from edge_prune.training.train import seed_everything
 
     seed_everything(state.config.train.seed)
     return state
@@ -149,8 +149,8 @@ def seed_stage(state: BuildState, progress: Progress) -> BuildState:
 def iterative_prune_stage(state: BuildState, progress: Progress) -> BuildState:
     """Prune → fine-tune in ``prune.iterative_steps`` steps of equal density ratio, in the
     epochs the one-shot schedule uses (``prune.epochs``)."""
-    from edge_prune.prune import prune_in_stages
-    from edge_prune.train import copy_model, loss_for, metrics_for
+    from edge_prune.training.prune import prune_in_stages
+    from edge_prune.training.train import copy_model, loss_for, metrics_for
 
     config, data = state.config, state.inputs.data
     p = config.prune
@@ -177,9 +177,9 @@ def iterative_prune_stage(state: BuildState, progress: Progress) -> BuildState:
 
 def polynomial_prune_stage(state: BuildState, progress: Progress) -> BuildState:
     """Polynomial-decay magnitude pruning with fine-tuning; keeps the stripped model."""
-    from edge_prune._tf import keras
-    from edge_prune.prune import prune, strip
-    from edge_prune.train import fit, loss_for, metrics_for
+    from edge_prune.training._tf import keras
+    from edge_prune.training.prune import prune, strip
+    from edge_prune.training.train import fit, loss_for, metrics_for
 
     config, data = state.config, state.inputs.data
     p = config.prune
@@ -217,7 +217,7 @@ def early_stage(state: BuildState, progress: Progress) -> BuildState:
 def early_model(inputs: Inputs, epochs: int, progress: Progress) -> tf_keras.Model:
     """The dense model after ``epochs`` epochs of the ``train`` stage's seeded training: with
     op determinism on, the dense run's state after that many epochs."""
-    from edge_prune.train import compile_for_training, fit, seed_everything
+    from edge_prune.training.train import compile_for_training, fit, seed_everything
 
     config = inputs.config
     if not 0 <= epochs <= config.train.epochs:
@@ -240,9 +240,9 @@ def early_model(inputs: Inputs, epochs: int, progress: Progress) -> tf_keras.Mod
 
 def rewind_stage(state: BuildState, progress: Progress) -> BuildState:
     """Reset the pruned model's surviving weights to ``ModelKey.EARLY`` and retrain them with
-    the mask fixed (:mod:`edge_prune.rewind`)."""
-    from edge_prune.rewind import retrain_with_fixed_mask, rewind
-    from edge_prune.train import seed_everything
+    the mask fixed (:mod:`edge_prune.training.rewind`)."""
+    from edge_prune.training.rewind import retrain_with_fixed_mask, rewind
+    from edge_prune.training.train import seed_everything
 
     config, data = state.config, state.inputs.data
     if ModelKey.EARLY not in state.models:
@@ -270,8 +270,8 @@ def rewind_stage(state: BuildState, progress: Progress) -> BuildState:
 def _with_pruned(state: BuildState, model, what: str, progress: Progress) -> BuildState:
     """The end every pruning schedule shares: the stripped model under ``ModelKey.PRUNED``, its
     sparsity report and its Keras score, and one progress line saying them."""
-    from edge_prune.prune import sparsity_report
-    from edge_prune.train import keras_score
+    from edge_prune.training.prune import sparsity_report
+    from edge_prune.training.train import keras_score
 
     sparsity = sparsity_report(model)
     score = keras_score(model, state.inputs.data)
@@ -293,7 +293,7 @@ def dead_units_stage(state: BuildState, progress: Progress) -> BuildState:
     sparsity report keeps what pruning reached. A model the channel analysis does not handle
     keeps all its units."""
     from edge_prune.errors import UnsupportedModelError
-    from edge_prune.structured import remove_dead_units
+    from edge_prune.training.structured import remove_dead_units
 
     try:
         result = remove_dead_units(state.models[ModelKey.PRUNED])
@@ -311,8 +311,8 @@ def dead_units_stage(state: BuildState, progress: Progress) -> BuildState:
 
 def cluster_stage(state: BuildState, progress: Progress) -> BuildState:
     """Sparsity-preserving clustering + a short fine-tune; keeps the stripped clustered model."""
-    from edge_prune.cluster import cluster, strip_clustering
-    from edge_prune.train import copy_model, keras_score
+    from edge_prune.training.cluster import cluster, strip_clustering
+    from edge_prune.training.train import copy_model, keras_score
 
     config, data = state.config, state.inputs.data
     if not config.compress.enabled:
@@ -348,7 +348,7 @@ def _fine_tune(
 ) -> None:
     """Compile for the data's task at ``learning_rate`` and train ``epochs`` epochs, one
     progress line per epoch labelled ``stage``."""
-    from edge_prune.train import compile_for_training, fit
+    from edge_prune.training.train import compile_for_training, fit
 
     compile_for_training(model, learning_rate, state.inputs.data)
     fit(
@@ -362,7 +362,7 @@ def _fine_tune(
 
 
 def _reestimate_batchnorm(model: tf_keras.Model, data: Dataset, progress: Progress) -> None:
-    from edge_prune.train import reestimate_batchnorm
+    from edge_prune.training.train import reestimate_batchnorm
 
     count = reestimate_batchnorm(model, data.x_train)
     if count:

@@ -18,7 +18,7 @@ def choose_stage(state: BuildState, progress: Progress) -> BuildState:
     When none fits the target, the choice is made among all of them and the verdict says it
     does not fit. When none qualifies at all, ``no_choice`` says why and ``choice`` stays None.
     """
-    from edge_prune.choose import choose_for_target
+    from edge_prune.measurement.choose import choose_for_target
 
     try:
         choice = choose_for_target(
@@ -75,7 +75,7 @@ def trust_stage(state: BuildState, progress: Progress) -> BuildState:
 
 def footprint_stage(state: BuildState, progress: Progress) -> BuildState:
     """The footprint report of the chosen artifact, from the measurement its check made."""
-    from edge_prune.report import Report
+    from edge_prune.measurement.report import Report
 
     if state.choice is None:
         return state

@@ -1,0 +1,498 @@
+"""Flash and RAM of a ``.tflite`` model on a microcontroller, and whether it fits a target.
+
+What is measured and what is estimated:
+
+- flatbuffer bytes: measured (the file as it is flashed).
+- tensor arena: measured with the real TFLM interpreter in a child process
+  (:mod:`edge_prune.measurement.tflm`): the smallest ``arena_size`` that allocates and runs one
+  inference on this 64-bit host, the arena a firmware's MicroInterpreter needs on a 32-bit Cortex-M
+  derived from TFLM's recorded allocations (what the verdict uses), and the head (non-persistent,
+  same on a 32-bit MCU) / tail (persistent) split that TFLM's recording allocator prints.
+- TFLM runtime code: the target's own figure (``[runtime]`` in its TOML file), else the table
+  measured on a real Cortex-M build of TFLM for the target's core, kernel set and build type
+  (:mod:`edge_prune.measurement.runtime_tables`): framework + the kernels of the model's own op
+  set, a DECODE kernel included. A core no build covers gets a labelled bound.
+
+A model that TFLM cannot run (no kernel for one of its ops, e.g. DENSIFY of a sparse-encoded
+model; an op that fails to prepare; an interpreter abort or crash; the time limit) is measured
+at rest only, says why, and never fits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from edge_prune.errors import TFLMError
+from edge_prune.measurement import runtime_tables, tflm
+from edge_prune.measurement.targets import Target
+from edge_prune.measurement.tflite_file import load_bytes, read_model
+
+
+@dataclass(frozen=True)
+class RuntimeFlash:
+    """TFLM runtime code in flash for one model: framework + the kernels of its op set.
+
+    ``total_bytes`` is the one figure a verdict uses. ``measured``: from a Cortex-M build table
+    (``from_table``) or the target file, with every op covered; otherwise a bound and
+    ``bound_rule`` says how it was made. ``estimate_bytes`` and ``upper_bound_bytes`` equal
+    ``total_bytes`` (kept for readers of older reports). ``framework_bytes``: the framework
+    alone (None when only the whole runtime is known: a target file's ``runtime_flash_bytes``).
+    ``kernel_bytes``: what each op adds to the framework alone.
+    """
+
+    total_bytes: int
+    estimate_bytes: int
+    upper_bound_bytes: int
+    framework_bytes: int | None
+    kernel_bytes: dict[str, int]
+    defaulted_ops: tuple[str, ...]
+    measured: bool
+    source: str
+    bound_rule: str = ""
+    from_table: bool = False  # from a Cortex-M build table (edge_prune.measurement.runtime_tables)
+
+    @property
+    def kind(self) -> str:
+        if not self.measured:
+            return "upper bound"
+        return "measured on a Cortex-M build" if self.from_table else "measured (target file)"
+
+    def to_dict(self) -> dict:
+        return {
+            "what": "TFLM runtime code in flash (framework + kernels of the ops used)",
+            "kind": self.kind,
+            "total_bytes": self.total_bytes,
+            "total_what": f"the figure the verdict uses: {self.kind}",
+            "estimate_bytes": self.estimate_bytes,
+            "upper_bound_bytes": self.upper_bound_bytes,
+            "upper_bound_rule": self.bound_rule,
+            "framework_bytes": self.framework_bytes,
+            "framework_what": "TFLM framework code alone, without kernels"
+            if self.framework_bytes is not None
+            else "not known separately: the target file gives only the whole runtime",
+            "kernel_bytes": dict(self.kernel_bytes),
+            "ops_given_default_size": list(self.defaulted_ops),
+            "source": self.source,
+        }
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """What a model needs, independent of any target.
+
+    ``flatbuffer_bytes`` is the file; ``arena`` is None when TFLM cannot run the model, and then
+    ``tflm_failure`` says why (``missing_op`` names the op TFLM has no kernel for, if that was
+    the reason). ``runtime_flash`` is the estimate and bound for a target without a device
+    measurement.
+    """
+
+    source: str
+    flatbuffer_bytes: int
+    ops: tuple[str, ...]
+    operator_count: int
+    sparse_tensor_count: int
+    runs_on_tflm: bool
+    missing_op: str | None
+    arena: tflm.ArenaMeasurement | None
+    runtime_flash: RuntimeFlash
+    tflm_failure: str | None = None
+    tflm_failure_kind: str | None = None
+    sha256: str = ""
+
+    @property
+    def arena_host_bytes(self) -> int | None:
+        """The arena figure measured on this host: an ``arena_size`` with which the model
+        allocated and ran (see :class:`~edge_prune.measurement.tflm.ArenaMeasurement`); None if
+        TFLM cannot run it."""
+        return self.arena.arena_bytes if self.arena else None
+
+    @property
+    def arena_device_bytes(self) -> int | None:
+        """The arena estimated for a 32-bit MCU, when the measurement gives one."""
+        return self.arena.device_total_bytes if self.arena else None
+
+    @property
+    def arena_bytes(self) -> int | None:
+        """The arena a verdict uses: the 32-bit figure (reference kernels)."""
+        if self.arena is None:
+            return None
+        return self.arena.verdict_bytes
+
+    @property
+    def failure_reason(self) -> str | None:
+        """Why TFLM cannot run the model, short enough for a verdict line."""
+        if self.runs_on_tflm:
+            return None
+        return self.missing_op or self.tflm_failure_kind or "failed"
+
+    def to_dict(self) -> dict:
+        return {
+            "model": self.source,
+            "sha256": self.sha256,
+            "flatbuffer_bytes": self.flatbuffer_bytes,
+            "flatbuffer_what": "the .tflite file as flashed (measured)",
+            "ops": list(self.ops),
+            "operator_count": self.operator_count,
+            "sparse_tensor_count": self.sparse_tensor_count,
+            "runs_on_tflm": self.runs_on_tflm,
+            "missing_op": self.missing_op,
+            "tflm_failure": self.tflm_failure,
+            "tflm_failure_kind": self.tflm_failure_kind,
+            "arena": _arena_dict(self.arena),
+            "runtime_flash": self.runtime_flash.to_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Does the model fit ``target``: flash and RAM needed against what the part has.
+
+    flash needed = flatbuffer + TFLM runtime code (device measurement, else the upper bound) +
+    reserved flash; RAM needed = tensor arena on a 32-bit Cortex-M (derived from the host's
+    recorded allocations) + reserved RAM. Headroom = part size - needed (negative when it does
+    not fit); percent of the part size.
+    """
+
+    target: Target
+    runs_on_tflm: bool
+    missing_op: str | None
+    flatbuffer_bytes: int
+    runtime_flash: RuntimeFlash
+    flash_needed_bytes: int
+    ram_needed_bytes: int | None
+    arena_bytes: int | None
+    fits_flash: bool
+    fits_ram: bool
+    failure_reason: str | None = None
+    arena_host_bytes: int | None = None
+    arena_device_bytes: int | None = None
+    fits: bool = field(init=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "fits", self.runs_on_tflm and self.fits_flash and self.fits_ram)
+
+    @property
+    def flash_headroom_bytes(self) -> int:
+        return self.target.flash_bytes - self.flash_needed_bytes
+
+    @property
+    def ram_headroom_bytes(self) -> int | None:
+        if self.ram_needed_bytes is None:
+            return None
+        return self.target.ram_bytes - self.ram_needed_bytes
+
+    @property
+    def flash_headroom_percent(self) -> float:
+        return 100.0 * self.flash_headroom_bytes / self.target.flash_bytes
+
+    @property
+    def ram_headroom_percent(self) -> float | None:
+        if self.ram_headroom_bytes is None:
+            return None
+        return 100.0 * self.ram_headroom_bytes / self.target.ram_bytes
+
+    @property
+    def flash_used_percent(self) -> float:
+        return 100.0 * self.flash_needed_bytes / self.target.flash_bytes
+
+    @property
+    def ram_used_percent(self) -> float | None:
+        if self.ram_needed_bytes is None:
+            return None
+        return 100.0 * self.ram_needed_bytes / self.target.ram_bytes
+
+    @property
+    def status(self) -> str:
+        if not self.runs_on_tflm:
+            return f"does not run on TFLM: {self.failure_reason or self.missing_op}"
+        if self.fits:
+            return "fits"
+        short = [
+            kind for kind, ok in (("flash", self.fits_flash), ("RAM", self.fits_ram)) if not ok
+        ]
+        return f"does not fit ({' and '.join(short)})"
+
+    def _ram_what(self) -> str:
+        if self.arena_bytes is None:
+            return "tensor arena: unknown (TFLM did not run the model) + reserved RAM"
+        margin = KERNEL_ARENA_MARGIN_BYTES[self.target.tflm_kernels]
+        kernels = "reference kernels"
+        if margin:
+            kernels += f", + {margin} B measured margin for {self.target.tflm_kernels} kernels"
+        return (
+            "tensor arena on a 32-bit Cortex-M (derived from TFLM's recorded allocations, "
+            f"{kernels}) + reserved RAM, vs the part's RAM"
+        )
+
+    def to_dict(self) -> dict:
+        return {
+            "target": self.target.name,
+            "part": self.target.part,
+            "status": self.status,
+            "fits": self.fits,
+            "runs_on_tflm": self.runs_on_tflm,
+            "missing_op": self.missing_op,
+            "flash": {
+                "what": "flatbuffer + TFLM runtime code + reserved flash, vs the part's flash",
+                "flatbuffer_bytes": self.flatbuffer_bytes,
+                "runtime_bytes": self.runtime_flash.total_bytes,
+                "runtime_kind": self.runtime_flash.kind,
+                "runtime_estimate_bytes": self.runtime_flash.estimate_bytes,
+                "runtime_upper_bound_bytes": self.runtime_flash.upper_bound_bytes,
+                "reserved_bytes": self.target.reserved_flash_bytes,
+                "needed_bytes": self.flash_needed_bytes,
+                "available_bytes": self.target.flash_bytes,
+                "headroom_bytes": self.flash_headroom_bytes,
+                "headroom_percent": round(self.flash_headroom_percent, 2),
+                "fits": self.fits_flash,
+            },
+            "ram": {
+                "what": self._ram_what(),
+                "arena_bytes": self.arena_bytes,
+                "arena_host_bytes": self.arena_host_bytes,
+                "arena_device_bytes": self.arena_device_bytes,
+                "reserved_bytes": self.target.reserved_ram_bytes,
+                "needed_bytes": self.ram_needed_bytes,
+                "available_bytes": self.target.ram_bytes,
+                "headroom_bytes": self.ram_headroom_bytes,
+                "headroom_percent": (
+                    None
+                    if self.ram_headroom_percent is None
+                    else round(self.ram_headroom_percent, 2)
+                ),
+                "fits": self.fits_ram,
+            },
+            "runtime_flash": self.runtime_flash.to_dict(),
+        }
+
+
+def measure(
+    model: bytes | bytearray | str | Path,
+    *,
+    timeout_s: float = tflm.MEASURE_TIMEOUT_S,
+    arena: tflm.ArenaMeasurement | None = None,
+    label: str | None = None,
+) -> Footprint:
+    """Measure a model (bytes or path): flatbuffer, ops, arena in TFLM, runtime estimate.
+
+    ``arena``: a measurement TFLM already made of this model (e.g. while checking its outputs);
+    given, TFLM is not run again. An unreadable file raises
+    :class:`~edge_prune.errors.ModelFileError`. A readable model that TFLM cannot run (no kernel
+    for an op, an op that fails to prepare, an abort or crash of the interpreter, the time
+    limit) is measured at rest and says why in ``tflm_failure``.
+    """
+    info = read_model(model)  # rejects what is not a readable TFLite flatbuffer, naming the file
+    data, default_label = load_bytes(model)
+    label = label or default_label
+    missing_op, failure, kind = None, None, None
+    if arena is None:
+        try:
+            arena = tflm.measure_arena(data, timeout_s=timeout_s, label=label)
+        except tflm.MissingOpError as e:
+            missing_op, failure, kind = e.op, _without_label(str(e), label), "missing op"
+        except TFLMError as e:
+            failure, kind = _without_label(str(e), label), _failure_kind(e)
+    return Footprint(
+        source=label,
+        flatbuffer_bytes=info.size_bytes,
+        ops=info.op_types,
+        operator_count=len(info.operators),
+        sparse_tensor_count=len(info.sparse_tensors),
+        runs_on_tflm=arena is not None,
+        missing_op=missing_op,
+        arena=arena,
+        runtime_flash=runtime_flash(info.op_types),
+        tflm_failure=failure,
+        tflm_failure_kind=kind,
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
+
+
+def _without_label(message: str, label: str) -> str:
+    return message.removeprefix(f"{label}: ")
+
+
+def _failure_kind(error: TFLMError) -> str:
+    """A few words for a verdict line: timeout, the signal, op prepare failure, or refusal."""
+    if isinstance(error, tflm.TFLMTimeoutError):
+        return "timed out"
+    if type(error).__name__ == "TFLMPrepareError":
+        return "an op failed to prepare"
+    signal_name = re.search(r"killed by (SIG[A-Z]+|signal \d+)", str(error))
+    if signal_name:
+        return f"interpreter killed by {signal_name.group(1)}"
+    if "exited with code" in str(error):
+        return "interpreter exited abnormally"
+    return "could not allocate or run"
+
+
+# The 32-bit arena is derived for TFLM's reference kernels. CMSIS-NN kernels keep larger
+# per-op data and ask for scratch buffers: their smallest working arena was 20-372 B above the
+# reference kernels' on the models run on a Cortex-M4 in QEMU
+# (bench/results/arena-32bit-2026-12-04.txt). A target built with them gets the largest.
+KERNEL_ARENA_MARGIN_BYTES = {"reference": 0, "cmsis-nn": 372}
+
+
+def verdict_for(footprint: Footprint, target: Target) -> Verdict:
+    """The verdict of ``footprint`` on ``target``: flash = flatbuffer + runtime code of its op
+    set for the target's TFLM build + reserved flash; RAM = the 32-bit arena (plus the measured
+    CMSIS-NN margin when the target builds those kernels) + reserved RAM."""
+    runtime = runtime_flash(footprint.ops, target)
+    flash_needed = footprint.flatbuffer_bytes + runtime.total_bytes + target.reserved_flash_bytes
+    arena = footprint.arena_bytes
+    if arena is not None:
+        arena += KERNEL_ARENA_MARGIN_BYTES[target.tflm_kernels]
+    ram_needed = None if arena is None else arena + target.reserved_ram_bytes
+    return Verdict(
+        target=target,
+        runs_on_tflm=footprint.runs_on_tflm,
+        missing_op=footprint.missing_op,
+        flatbuffer_bytes=footprint.flatbuffer_bytes,
+        runtime_flash=runtime,
+        flash_needed_bytes=flash_needed,
+        ram_needed_bytes=ram_needed,
+        arena_bytes=arena,
+        fits_flash=flash_needed <= target.flash_bytes,
+        fits_ram=ram_needed is not None and ram_needed <= target.ram_bytes,
+        failure_reason=footprint.failure_reason,
+        arena_host_bytes=footprint.arena_host_bytes,
+        arena_device_bytes=footprint.arena_device_bytes,
+    )
+
+
+def runtime_flash(ops: tuple[str, ...] | list[str], target: Target | None = None) -> RuntimeFlash:
+    """TFLM runtime code in flash for ``ops`` (framework + the kernels of the ops).
+
+    In order: the target file's own ``[runtime]`` figures (the user's measurement, whole or per
+    op); the table measured on a Cortex-M build of the target's core, kernel set and build type
+    (:mod:`edge_prune.measurement.runtime_tables`; an op it lacks is counted at the table's largest
+    single-op cost, a labelled bound); for a core no build covers (or no target), the largest
+    figure of this op set over every shipped build (a labelled bound).
+    """
+    overrides = target.runtime if target else None
+    if overrides and overrides.runtime_flash_bytes is not None:
+        measured = overrides.runtime_flash_bytes
+        return RuntimeFlash(
+            total_bytes=measured,
+            estimate_bytes=measured,
+            upper_bound_bytes=measured,
+            framework_bytes=None,  # the figure is framework + kernels together
+            kernel_bytes={},
+            defaulted_ops=(),
+            measured=True,
+            source=overrides.source or f"target file {target.path}",
+        )
+    if overrides:
+        return _overridden_runtime(ops, target)
+    return _table_or_bound(ops, target)
+
+
+def _table_or_bound(ops, target: Target | None) -> RuntimeFlash:
+    table = _target_table(target)
+    if table is not None:
+        return _table_runtime(table, ops)
+    tables = runtime_tables.shipped_tables()
+    if not tables:
+        raise runtime_tables.RuntimeTableError(
+            f"no TFLM runtime table in {runtime_tables.TABLES_DIR}: the package is incomplete"
+        )
+    largest = max(tables, key=lambda t: t.runtime_bytes(ops)[0])
+    figure = _table_runtime(largest, ops)
+    core = f"the core of {target.name} ({target.core})" if target else "an unnamed target"
+    return replace(
+        figure,
+        measured=False,
+        bound_rule=(
+            f"no build covers {core}: the largest figure of this op set over the "
+            f"{len(tables)} measured Cortex-M builds ({largest.key})"
+            + (f"; {figure.bound_rule}" if figure.bound_rule else "")
+        ),
+    )
+
+
+def _target_table(target: Target | None) -> runtime_tables.RuntimeTable | None:
+    if target is None or target.tflm_arch is None:
+        return None
+    return runtime_tables.load_table(target.tflm_arch, target.tflm_kernels, target.tflm_build_type)
+
+
+def _table_runtime(table: runtime_tables.RuntimeTable, ops) -> RuntimeFlash:
+    total, uncovered = table.runtime_bytes(ops)
+    covered = [op for op in dict.fromkeys(ops) if op not in uncovered]
+    kernels = {op: table.op_bytes(op) for op in covered}
+    kernels |= {op: table.largest_op_bytes() for op in uncovered}
+    rule = ""
+    if uncovered:
+        rule = (
+            f"{', '.join(uncovered)} not in the table: counted at its largest single-op cost, "
+            f"{table.largest_op_bytes():,} B each"
+        )
+    return RuntimeFlash(
+        total_bytes=total,
+        estimate_bytes=total,
+        upper_bound_bytes=total,
+        framework_bytes=table.framework_bytes,
+        kernel_bytes=kernels,
+        defaulted_ops=uncovered,
+        measured=not uncovered,
+        source=table.source(),
+        bound_rule=rule,
+        from_table=True,
+    )
+
+
+def _overridden_runtime(ops, target: Target) -> RuntimeFlash:
+    """The target file's own per-op figures (``[runtime]`` framework/kernel bytes) over the
+    measured table's (or bound's) per-op figures. Summed per op, shared helpers count once per
+    op that links them: on the safe side. Measured when the file gives the framework and every
+    op."""
+    base = _table_or_bound(ops, target)
+    overrides = target.runtime
+    framework = overrides.framework_flash_bytes
+    framework = base.framework_bytes if framework is None else framework
+    custom = overrides.kernel_flash_bytes
+    kernels = {op: custom.get(op, base.kernel_bytes.get(op, 0)) for op in dict.fromkeys(ops)}
+    all_given = overrides.framework_flash_bytes is not None and set(ops) <= set(custom)
+    total = framework + sum(kernels.values())
+    return RuntimeFlash(
+        total_bytes=total,
+        estimate_bytes=total,
+        upper_bound_bytes=total,
+        framework_bytes=framework,
+        kernel_bytes=kernels,
+        defaulted_ops=() if all_given else base.defaulted_ops,
+        measured=all_given or base.measured,
+        source=f"{target.path} [runtime]"
+        + (f" ({overrides.source})" if overrides.source else "")
+        + ("" if all_given else f" over {base.source}"),
+        bound_rule="" if all_given else base.bound_rule,
+        from_table=not all_given and base.from_table,
+    )
+
+
+def _arena_dict(arena: tflm.ArenaMeasurement | None) -> dict | None:
+    if arena is None:
+        return None
+    return {
+        "what": "TFLM tensor arena, measured on this 64-bit host",
+        "arena_bytes": arena.arena_bytes,
+        "arena_what": "an arena_size with which TFLM allocated and ran the model, from one "
+        "recorded run (recorded total + planning space + alignment; verified by running it)",
+        "device_total_bytes": arena.device_total_bytes,
+        "device_total_what": "arena a firmware's MicroInterpreter needs on a 32-bit Cortex-M, "
+        "TFLM reference kernels: the recorded allocations with measured 32-bit struct sizes "
+        "(never below the device minimum on the models checked on QEMU)",
+        "device_kernels": tflm.TARGET_KERNELS,
+        "verdict_bytes": arena.verdict_bytes,
+        "verdict_what": "the arena the verdict uses: the 32-bit figure",
+        "recorded_total_bytes": arena.recorded_total_bytes,
+        "recorded_head_bytes": arena.recorded_head_bytes,
+        "recorded_head_what": "non-persistent tensors (memory plan); same on a 32-bit MCU",
+        "recorded_tail_bytes": arena.recorded_tail_bytes,
+        "recorded_tail_what": "persistent structures; differs on a 32-bit MCU",
+        "recorded_by": "TFLM RecordingMicroAllocator (print_allocations)",
+        "recorded_with_arena_bytes": arena.recorded_with_arena_bytes,
+    }

@@ -1,0 +1,227 @@
+"""Instructions per inference of a ``.tflite`` on a Cortex-M build of TFLM: measured or estimated.
+
+Measured: ``edge-prune device`` counts the instructions QEMU executes for one ``Invoke()``
+(``-icount``: instructions, not cycles). Estimated, where no device run covers the model: per
+operator, a fixed cost per call plus a cost per unit of work, calibrated by
+``bench/device_tables.py`` on per-operator counts that a device run profiles (TFLM's
+``MicroProfilerInterface`` around every kernel's Eval). Costs are per op and input type
+(``FULLY_CONNECTED:int8``) and per decoder (``DECODE:huffman``). The unit of work is the
+multiply-accumulates of CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED and TRANSPOSE_CONV (the gate
+weights times the steps of an LSTM), the output elements of a DECODE and of every other op.
+
+Not counted: the application around ``Invoke()`` (input copy, output reading), interrupts.
+This module does not import TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+
+from edge_prune.data import DATA_DIR
+from edge_prune.measurement.targets import Target
+from edge_prune.measurement.tflite_file import builtin_operator_name
+
+COSTS_PATH = DATA_DIR / "tflm_instructions.json"
+INVOKE = "INVOKE"  # what one Invoke() costs outside its operators, per call and per operator
+_MAC_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV")
+
+
+@dataclass(frozen=True)
+class OpWork:
+    """One kernel call of an inference: its cost key (op name, or DECODE:<decoder>) and work."""
+
+    key: str
+    work: int
+    outputs: int = 0  # output elements of the call
+
+
+@dataclass(frozen=True)
+class InstructionEstimate:
+    """Instructions per inference: ``total`` of the ops the calibration covers, and which not."""
+
+    total: int
+    per_key: dict[str, int]
+    not_estimated: tuple[str, ...]
+    measured: bool
+    source: str
+
+    @property
+    def kind(self) -> str:
+        return "measured (QEMU -icount)" if self.measured else "estimate"
+
+    def to_dict(self) -> dict:
+        return {
+            "instructions_per_inference": self.total,
+            "what": "emulated instructions per Invoke() on the target's TFLM build (not cycles)",
+            "kind": self.kind,
+            "per_op": dict(self.per_key),
+            "not_estimated": list(self.not_estimated),
+            "source": self.source,
+        }
+
+
+def operator_work(model: bytes) -> list[list[OpWork]]:
+    """Per operator of ``model`` (all subgraphs, in order), its kernel work: one entry, or one
+    per output of a DECODE operator (each output has its own decoder)."""
+    from tflite_micro.tensorflow.lite.micro.compression import model_editor
+
+    return [
+        _op_work(op)
+        for subgraph in model_editor.read(bytes(model)).subgraphs
+        for op in subgraph.operators
+    ]
+
+
+def _op_work(op) -> list[OpWork]:
+    name = builtin_operator_name(op.opcode) if op.custom_code is None else op.custom_code
+    if name == "TFLM_DECODE":
+        return [
+            OpWork(_decode_key(int(op.inputs[2 * k + 1].buffer.data[0])), _count(out), _count(out))
+            for k, out in enumerate(op.outputs)
+        ]
+    name = f"{name}:{_dtype(op)}"
+    output = max((_count(t) for t in op.outputs), default=0)
+    if name.split(":")[0] in _MAC_OPS and len(op.inputs) > 1 and op.inputs[1] is not None:
+        shape = [int(d) for d in op.inputs[1].shape]
+        if name.startswith("DEPTHWISE_CONV_2D"):
+            per_output = int(np.prod(shape[1:3])) if len(shape) == 4 else 1
+        elif name.startswith("TRANSPOSE_CONV"):
+            per_output = int(np.prod(shape[1:3])) * shape[0] if len(shape) == 4 else 1
+            output = max((_count(t) for t in op.inputs if t is not None), default=0)
+        else:
+            per_output = int(np.prod(shape[1:])) if shape else 1
+        return [OpWork(name, output * per_output, output)]
+    if name.startswith("UNIDIRECTIONAL_SEQUENCE_LSTM") and len(op.inputs) > 8:
+        # per step, one MAC per element of the eight gate weight matrices (inputs 1-8)
+        steps = int(np.prod([int(d) for d in op.inputs[0].shape][:-1]))
+        weights = sum(_count(t) for t in op.inputs[1:9] if t is not None)
+        return [OpWork(name, steps * weights, max((_count(t) for t in op.outputs), default=0))]
+    inputs = max((_count(t) for t in op.inputs if t is not None), default=0)
+    return [OpWork(name, max(output, inputs), output)]
+
+
+def decoder_cost_key(codec_name: str) -> str:
+    """The cost key of a codec's decoder, e.g. ``DECODE:huffman``."""
+    return f"DECODE:{codec_name}"
+
+
+def _decode_key(decode_type: int) -> str:
+    """The cost key of a DECODE output by its decode type (DCM byte 0), named as the
+    calibration recorded it (``decode_types``: written from the codec registry by
+    ``bench/instruction_costs.py``); ``DECODE`` for a type no calibration covers."""
+    name = _cost_data().get("decode_types", {}).get(str(decode_type))
+    return "DECODE" if name is None else decoder_cost_key(name)
+
+
+def _dtype(op) -> str:
+    """The type a kernel computes in: its first input's (float32, int8, int16...)."""
+    first = next((t for t in op.inputs if t is not None), None)
+    first = first if first is not None else next(iter(op.outputs), None)
+    return str(np.dtype(first.numpy_dtype)) if first is not None else "none"
+
+
+def _count(tensor) -> int:
+    return int(np.prod([int(d) for d in tensor.shape])) if tensor is not None else 0
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """Calibrated per-key costs for one TFLM build: instructions = per_call + per_unit x work
+    + per_output x output elements."""
+
+    config: str
+    per_call: dict[str, float]
+    per_unit: dict[str, float]
+    source: str
+    per_output: dict[str, float] = field(default_factory=dict)
+
+    def estimate(self, calls: list[list[OpWork]]) -> InstructionEstimate:
+        per_key: dict[str, int] = {}
+        if INVOKE in self.per_unit:  # per Invoke() and per operator it walks over
+            per_key[INVOKE] = round(self.per_call[INVOKE] + self.per_unit[INVOKE] * len(calls))
+        missing = []
+        for call in (c for op in calls for c in op):
+            if call.key not in self.per_unit:
+                missing.append(call.key)
+                continue
+            cost = (
+                self.per_call[call.key]
+                + self.per_unit[call.key] * call.work
+                + self.per_output.get(call.key, 0.0) * call.outputs
+            )
+            per_key[call.key] = per_key.get(call.key, 0) + round(cost)
+        return InstructionEstimate(
+            total=sum(per_key.values()),
+            per_key=per_key,
+            not_estimated=tuple(dict.fromkeys(missing)),
+            measured=False,
+            source=self.source,
+        )
+
+
+@lru_cache(maxsize=1)
+def _cost_data() -> dict:
+    if not COSTS_PATH.is_file():
+        return {}
+    return json.loads(COSTS_PATH.read_text())
+
+
+def cost_model(target: Target) -> CostModel | None:
+    """The calibrated costs of the target's TFLM build; None when no device run calibrated it."""
+    from edge_prune.measurement.runtime_tables import config_key
+
+    if target.tflm_arch is None:
+        return None
+    key = config_key(target.tflm_arch, target.tflm_kernels, target.tflm_build_type)
+    entry = _cost_data().get("configs", {}).get(key)
+    if entry is None:
+        return None
+    return CostModel(
+        config=key,
+        per_call={k: float(v[0]) for k, v in entry["costs"].items()},
+        per_unit={k: float(v[1]) for k, v in entry["costs"].items()},
+        per_output={k: float(v[2]) if len(v) > 2 else 0.0 for k, v in entry["costs"].items()},
+        source=f"calibrated on QEMU runs of {key} ({_cost_data().get('source', '')})",
+    )
+
+
+def estimate(model: bytes, target: Target) -> InstructionEstimate | None:
+    """Estimated instructions per inference of ``model`` on the target's build, or None."""
+    model_costs = cost_model(target)
+    if model_costs is None:
+        return None
+    return model_costs.estimate(operator_work(model))
+
+
+def fit_costs(samples: list[tuple]) -> dict[str, tuple[float, float, float]]:
+    """Per key, (per_call, per_unit, per_output) from ``(key, work, instructions)`` or
+    ``(key, work, instructions, outputs)`` samples of profiled calls: least squares on as many
+    of the terms as the samples tell apart, every term kept >= 0 (with one sample, or one work
+    size, all of it per unit of work)."""
+    by_key: dict[str, list[tuple[float, float, float]]] = {}
+    for key, work, count, *outputs in samples:
+        by_key.setdefault(key, []).append((work, outputs[0] if outputs else 0, count))
+    return {key: _fit(np.array(rows, dtype=float)) for key, rows in sorted(by_key.items())}
+
+
+def _fit(rows: np.ndarray) -> tuple[float, float, float]:
+    work, outputs, count = rows[:, 0], rows[:, 1], rows[:, 2]
+    ones = np.ones_like(work)
+    for columns, slots in (
+        ((ones, work, outputs), (0, 1, 2)),
+        ((ones, work), (0, 1)),
+    ):
+        design = np.stack(columns, axis=1)
+        if len(rows) < len(columns) or np.linalg.matrix_rank(design) < len(columns):
+            continue
+        coefficients = np.linalg.lstsq(design, count, rcond=None)[0]
+        if (coefficients >= 0).all():
+            fitted = [0.0, 0.0, 0.0]
+            for slot, value in zip(slots, coefficients, strict=True):
+                fitted[slot] = float(value)
+            return tuple(fitted)
+    return 0.0, float(count.sum() / max(work.sum(), 1.0)), 0.0

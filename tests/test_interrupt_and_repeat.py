@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from processes import CLI
 
 from edge_prune.artifacts import staged_directory
 from edge_prune.cli import main
@@ -61,7 +62,7 @@ def _snapshot(out: Path) -> dict[str, bytes] | None:
 
 
 def _command(root: Path, out: Path) -> list[str]:
-    return [sys.executable, "-m", "edge_prune.cli", "model", "--target", TARGET,
+    return [*CLI, "model", "--target", TARGET,
             "--config", str(root / "fast.toml"), "--data", str(root / "small.npz"),
             "--out", str(out)]  # fmt: skip
 

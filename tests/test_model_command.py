@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from processes import run_cli
 
 from edge_prune.cli import main
 
@@ -29,16 +28,6 @@ epochs = 1
 [select]
 tolerance_points = 100.0
 """
-
-
-def _cli(*args, cwd=None):
-    return subprocess.run(
-        [sys.executable, "-m", "edge_prune.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=300,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +121,7 @@ def test_report_markdown_says_what_it_counts(built):
 
 
 def test_unknown_target_is_refused_before_training_and_writes_nothing(tmp_path):
-    result = _cli("model", "--target", "cortex-m5", "--out", str(tmp_path / "build"))
+    result = run_cli("model", "--target", "cortex-m5", "--out", str(tmp_path / "build"))
     assert result.returncode == 2
     assert "cortex-m55" in result.stderr or "cortex-m4" in result.stderr
     assert result.stderr.count("\n") == 1
@@ -142,7 +131,7 @@ def test_unknown_target_is_refused_before_training_and_writes_nothing(tmp_path):
 def test_data_with_missing_array_is_refused_with_exit_2(tmp_path):
     data = tmp_path / "d.npz"
     np.savez(data, x_train=np.zeros((4, 8, 8, 1)), y_train=np.zeros(4))
-    result = _cli(
+    result = run_cli(
         "model", "--target", "cortex-m4", "--data", str(data), "--out", str(tmp_path / "build")
     )
     assert result.returncode == 2
@@ -153,7 +142,7 @@ def test_data_with_missing_array_is_refused_with_exit_2(tmp_path):
 def test_bad_config_is_refused_with_exit_2(tmp_path):
     config = tmp_path / "c.toml"
     config.write_text("[prune]\nfinal_sparsity = 2\n")
-    result = _cli("model", "--target", "cortex-m4", "--config", str(config))
+    result = run_cli("model", "--target", "cortex-m4", "--config", str(config))
     assert result.returncode == 2
     assert "prune.final_sparsity" in result.stderr
 

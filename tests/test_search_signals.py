@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from processes import alive, descendants, wait_for
 
 from edge_prune.data import load_digits
 
@@ -57,40 +58,6 @@ def _start(root: Path, out: Path, log: Path) -> subprocess.Popen:
         return subprocess.Popen([sys.executable, "-c", CLI, *args], stderr=stderr)
 
 
-def _descendants(pid: int) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = set(), [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.add(child)
-            todo.append(child)
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
-def _wait_for(condition, seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.2)
-
-
 def _complete_trials(out: Path) -> int:
     import optuna
 
@@ -108,9 +75,9 @@ def test_sigterm_stops_workers_within_5_s_keeping_finished_trials(inputs, tmp_pa
     log = tmp_path / "stderr"
     process = _start(inputs, tmp_path / "out", log)
     try:
-        _wait_for(lambda: b"[worker" in log.read_bytes() and b"] [1/" in log.read_bytes(), 300,
-                  "a finished trial")  # fmt: skip
-        workers = _descendants(process.pid)
+        finished = b"[worker", b"] [1/"
+        wait_for(lambda: all(m in log.read_bytes() for m in finished), "a finished trial", 300)
+        workers = descendants(process.pid)
         start = time.monotonic()
         process.send_signal(signal.SIGTERM)
         code = process.wait(timeout=30)
@@ -118,7 +85,7 @@ def test_sigterm_stops_workers_within_5_s_keeping_finished_trials(inputs, tmp_pa
     finally:
         process.kill()
     assert code == 143 and took < 5.0, (code, took, log.read_text()[-2000:])
-    _wait_for(lambda: not any(_alive(p) for p in workers), 5, "the workers to end")
+    wait_for(lambda: not any(alive(p) for p in workers), "the workers to end", 5)
     assert _complete_trials(tmp_path / "out") >= 1
 
 
@@ -126,11 +93,11 @@ def test_sigkill_of_the_parent_takes_the_workers_with_it(inputs, tmp_path):
     log = tmp_path / "stderr"
     process = _start(inputs, tmp_path / "out", log)
     try:
-        _wait_for(lambda: len(_descendants(process.pid)) >= 2, 120, "two workers")
+        wait_for(lambda: len(descendants(process.pid)) >= 2, "two workers", 120)
         time.sleep(8)  # the workers are importing TensorFlow or training by now
-        family = _descendants(process.pid)
+        family = descendants(process.pid)
         os.kill(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
     finally:
         process.kill()
-    _wait_for(lambda: not any(_alive(p) for p in family), 5, f"{family} to end")
+    wait_for(lambda: not any(alive(p) for p in family), f"{family} to end", 5)

@@ -13,10 +13,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from processes import CLI, alive, children, wait_for
 
 from edge_prune.measurement._tflm_child import SLEEP_ENV
 
@@ -24,50 +24,12 @@ REPO = Path(__file__).resolve().parent.parent
 WAIT_S = 20.0
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:  # fields: state, ppid, ...
-            found.append(int(stat.parent.name))
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
-def _wait_for(condition, what: str, limit_s: float = WAIT_S):
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _start_report(tmp_path: Path, cnn_int8_path: Path):
     tmpdir = tmp_path / "tmp"
     tmpdir.mkdir()
     env = dict(os.environ, TMPDIR=str(tmpdir), PYTHONPATH=str(REPO), **{SLEEP_ENV: "60"})
     parent = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "edge_prune.cli",
-            "report",
-            str(cnn_int8_path),
-            "--target",
-            "cortex-m4",
-        ],
+        [*CLI, "report", str(cnn_int8_path), "--target", "cortex-m4"],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,
@@ -77,10 +39,10 @@ def _start_report(tmp_path: Path, cnn_int8_path: Path):
     def sleeping_child():
         logs = list(tmpdir.glob("edge-prune-tflm-*/log.txt"))
         if logs and "test sleep" in logs[0].read_text():
-            return _children(parent.pid)
+            return children(parent.pid)
         return None
 
-    child = _wait_for(sleeping_child, "the TFLM child to start")[0]
+    child = wait_for(sleeping_child, "the TFLM child to start", WAIT_S)[0]
     return parent, child, tmpdir
 
 
@@ -96,7 +58,7 @@ def test_sigterm_and_sighup_end_the_run_in_one_line_and_leave_nothing(
     assert lines == [
         f"edge-prune: ended by {signal.Signals(signum).name}; no artifact was left half-written"
     ]
-    _wait_for(lambda: not _alive(child), "the TFLM child to end", 5)
+    wait_for(lambda: not alive(child), "the TFLM child to end", 5)
     assert list(tmpdir.iterdir()) == []
 
 
@@ -104,8 +66,8 @@ def test_sigkill_of_the_parent_ends_the_child_and_removes_its_job_dir(tmp_path, 
     parent, child, tmpdir = _start_report(tmp_path, cnn_int8_path)
     parent.kill()
     parent.wait(timeout=WAIT_S)
-    _wait_for(lambda: not _alive(child), "the TFLM child to die with its parent", 5)
-    _wait_for(lambda: list(tmpdir.iterdir()) == [], "the job directory to be removed", 5)
+    wait_for(lambda: not alive(child), "the TFLM child to die with its parent", 5)
+    wait_for(lambda: list(tmpdir.iterdir()) == [], "the job directory to be removed", 5)
 
 
 def test_a_job_dir_left_by_a_dead_process_is_removed_on_the_next_run(

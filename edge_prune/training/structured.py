@@ -132,21 +132,14 @@ class StructuredPruneResult:
         }
 
     def __str__(self) -> str:
-        lines = [
+        title = (
             f"Structured pruning ({self.criterion.upper()} norm): parameters "
             f"{self.params_before:,} -> {self.params_after:,}, channels "
             f"{self.channels_kept:,}/{self.channels_total:,} kept"
-        ]
-        width = max((len(layer.name) for layer in self.layers), default=5)
-        lines.append(f"  {'layer'.ljust(width)}  kept/total  tied with")
-        for layer in self.layers:
-            ratio = f"{layer.kept}/{layer.total}"
-            lines.append(
-                f"  {layer.name.ljust(width)}  {ratio.rjust(10)}  {', '.join(layer.tied_with)}"
-            )
-        if self.skipped:
-            lines.append("Left alone:")
-            lines.extend(f"  {s.name}: {s.reason}" for s in self.skipped)
+        )
+        lines = _layer_table(
+            title, self.layers, "tied with", lambda layer: ", ".join(layer.tied_with), self.skipped
+        )
         return "\n".join(line.rstrip() for line in lines)
 
 
@@ -680,22 +673,32 @@ class DeadUnitResult:
         }
 
     def __str__(self) -> str:
-        lines = [
+        title = (
             f"Dead units: {self.units_removed:,} removed, parameters "
             f"{self.params_before:,} -> {self.params_after:,}"
-        ]
-        width = max((len(layer.name) for layer in self.layers), default=5)
-        lines.append(f"  {'layer'.ljust(width)}  kept/total  unused  folded")
-        for layer in self.layers:
-            ratio = f"{layer.kept}/{layer.total}"
-            lines.append(
-                f"  {layer.name.ljust(width)}  {ratio.rjust(10)}  {layer.unused:6d}  "
-                f"{layer.folded:6d}"
-            )
-        if self.skipped:
-            lines.append("Left alone:")
-            lines.extend(f"  {s.name}: {s.reason}" for s in self.skipped)
+        )
+        lines = _layer_table(
+            title,
+            self.layers,
+            "unused  folded",
+            lambda layer: f"{layer.unused:6d}  {layer.folded:6d}",
+            self.skipped,
+        )
         return "\n".join(lines)
+
+
+def _layer_table(title: str, layers, header: str, cells, skipped) -> list[str]:
+    """A result's text: the title, one row a layer (kept/total, then ``cells(layer)``), and
+    the layers left alone with why."""
+    width = max((len(layer.name) for layer in layers), default=5)
+    lines = [title, f"  {'layer'.ljust(width)}  kept/total  {header}"]
+    for layer in layers:
+        ratio = f"{layer.kept}/{layer.total}"
+        lines.append(f"  {layer.name.ljust(width)}  {ratio.rjust(10)}  {cells(layer)}")
+    if skipped:
+        lines.append("Left alone:")
+        lines.extend(f"  {s.name}: {s.reason}" for s in skipped)
+    return lines
 
 
 def remove_dead_units(model: keras.Model, *, atol: float = 0.0) -> DeadUnitResult:

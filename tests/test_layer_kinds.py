@@ -107,6 +107,33 @@ def _converted_ops(model: keras.Model, quantization: str) -> tuple[str, ...]:
     return read_model(converted.tflite_bytes).operators
 
 
+def _elu_model() -> keras.Model:
+    keras.utils.set_random_seed(7)
+    return keras.Sequential(
+        [
+            keras.Input((6,)),
+            keras.layers.Dense(5, name="hidden"),
+            keras.layers.ELU(name="elu"),
+            keras.layers.Dense(3, activation="elu", name="fc"),
+        ]
+    )
+
+
+@pytest.mark.parametrize("quantization", ["float", "int8"])
+def test_the_counter_names_the_ops_the_converter_emits_for_elu(quantization):
+    """TensorFlow 2.21 has no int8 ELU: the int8 model runs it in float between a DEQUANTIZE
+    and a QUANTIZE, and the counter says so."""
+    cost = count_costs(_elu_model(), quantization=quantization)
+    assert tuple(r.op for r in cost.rows if r.op) == _converted_ops(_elu_model(), quantization)
+    expected = ["DEQUANTIZE", "ELU", "QUANTIZE"] if quantization == "int8" else ["ELU"]
+    assert [r.op for r in cost.rows if r.layer == "elu"] == expected
+
+
+def test_the_counter_refuses_an_unknown_quantization():
+    with pytest.raises(ConfigError, match="quantization"):
+        count_costs(_elu_model(), quantization="int4")
+
+
 @pytest.mark.parametrize("quantization", ["float", "int8"])
 def test_the_counter_names_the_ops_the_converter_emits_for_hard_sigmoid(quantization):
     cost = count_costs(_hard_sigmoid_model())

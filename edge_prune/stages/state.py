@@ -204,8 +204,9 @@ def load_or_build_model(inputs: Inputs) -> tf_keras.Model:
 
 
 def model_costs(model: tf_keras.Model, target: Target) -> ModelCost:
-    """Parameters and MACs per layer, with the target's latency estimate where it has figures."""
+    """Parameters and MACs per layer, with the ops of the int8 model the build deploys and the
+    target's latency estimate where it has figures."""
     from edge_prune.training.macs import count_costs, estimate_latency_for_target
 
-    cost = count_costs(model)
+    cost = count_costs(model, quantization="int8")
     return estimate_latency_for_target(cost, target) or cost

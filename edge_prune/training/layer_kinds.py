@@ -110,6 +110,9 @@ ACTIVATION_OPS: dict[str, tuple[str, ...]] = {
 # DEPTHWISE_CONV_2D or FULLY_CONNECTED right before it (as it folds BatchNormalization): only
 # the rest of ACTIVATION_OPS run there.
 FOLDED_ACTIVATION_OPS: dict[str, tuple[str, ...]] = {"hard_sigmoid": ("MUL", "ADD")}
+# Activations the int8 converter keeps in float (TensorFlow 2.21 emits no int8 ELU): in an int8
+# model they run as DEQUANTIZE, the float op(s), QUANTIZE.
+FLOAT_IN_INT8_ACTIVATIONS = frozenset({"elu"})
 
 
 @dataclass(frozen=True)
@@ -387,7 +390,12 @@ KINDS: tuple[LayerKind, ...] = (
         per_value=True,
     ),
     LayerKind(
-        "ELU", ops=("ELU",), elementwise=per_output_element, channels="passes", per_value=True
+        "ELU",
+        cost="activation",
+        ops=("ELU",),
+        activation=lambda node: "elu",
+        channels="passes",
+        per_value=True,
     ),
     LayerKind(
         "Softmax",

@@ -49,6 +49,7 @@ from edge_prune.errors import ConfigError
 from edge_prune.training.keras_graph import GraphNode, model_nodes
 from edge_prune.training.layer_kinds import (
     ACTIVATION_OPS,
+    FLOAT_IN_INT8_ACTIVATIONS,
     FOLDED_ACTIVATION_OPS,
     LayerKind,
     elements,
@@ -230,13 +231,17 @@ def _format_us(row: LayerCost, latency: LatencyBasis | None) -> str:
 # --- counting -------------------------------------------------------------------------------
 
 
-def count_costs(model: keras.Model) -> ModelCost:
-    """Per-layer parameters, MACs and elementwise ops of ``model`` (see the module docstring).
+def count_costs(model: keras.Model, quantization: str = "float") -> ModelCost:
+    """Per-layer parameters, MACs and elementwise ops of ``model`` (see the module docstring),
+    with the ops the converter emits for ``quantization`` ("float" or "int8": an activation
+    without an int8 kernel runs between a DEQUANTIZE and a QUANTIZE).
 
     Best effort: a layer of a type the counter does not know gets a row without op, MACs or
     elementwise ops and is listed in ``not_counted``. Raises UnsupportedModelError only for a
     model it cannot read as a graph (subclassed, unbuilt, Keras 3, shared layers).
     """
+    if quantization not in ("float", "int8"):
+        raise ConfigError(f"quantization: got {quantization!r}, expected 'float' or 'int8'")
     nodes = model_nodes(model)
     ops: dict[str, str | None] = {}  # layer name -> op that runs its result (for fusion checks)
     rows: list[LayerCost] = []
@@ -249,7 +254,7 @@ def count_costs(model: keras.Model) -> ModelCost:
             node_rows = [LayerCost(node.name, node.class_name, None, params, 0, 0)]
             ops[node.name] = f"{node.class_name} (not counted)"
         else:
-            node_rows = _node_costs(node, kind, ops)
+            node_rows = _node_costs(node, kind, ops, quantization)
             ops[node.name] = _result_op(node, kind, node_rows, ops)
         rows.extend(node_rows)
     return ModelCost(model_name=model.name, rows=tuple(rows), not_counted=tuple(not_counted))
@@ -271,7 +276,9 @@ def _result_op(
     return last
 
 
-def _node_costs(node: GraphNode, kind: LayerKind, ops: dict[str, str | None]) -> list[LayerCost]:
+def _node_costs(
+    node: GraphNode, kind: LayerKind, ops: dict[str, str | None], quantization: str
+) -> list[LayerCost]:
     """The rows of one layer, by its kind's cost rule
     (edge_prune.training.layer_kinds.COST_RULES)."""
     params = int(node.layer.count_params())
@@ -284,7 +291,7 @@ def _node_costs(node: GraphNode, kind: LayerKind, ops: dict[str, str | None]) ->
         rows = [row(kind.ops[0], macs=kind.macs(node))]
         activation = node.config.get("activation", "linear")
         if activation not in ("linear", *_FUSABLE_ACTIVATIONS):
-            after = _activation_ops(activation, after_folding_op=kind.ops[0] in _FOLDING_OPS)
+            after = _activation_ops(activation, kind.ops[0] in _FOLDING_OPS, quantization)
             rows.extend(row(op, elementwise=out_elements, p=0) for op in after)
         return rows
     if kind.cost == "batchnorm":
@@ -303,7 +310,9 @@ def _node_costs(node: GraphNode, kind: LayerKind, ops: dict[str, str | None]) ->
             return [row(None)]
         return [
             row(op, elementwise=out_elements, p=params if i == 0 else 0)
-            for i, op in enumerate(_activation_ops(activation, before in _FOLDING_OPS))
+            for i, op in enumerate(
+                _activation_ops(activation, before in _FOLDING_OPS, quantization)
+            )
         ]
     return [
         row(
@@ -318,11 +327,14 @@ def _single_input_op(node: GraphNode, ops: dict[str, str | None]) -> str | None:
     return ops.get(node.inputs[0]) if len(node.inputs) == 1 else None
 
 
-def _activation_ops(activation: str, after_folding_op: bool) -> tuple[str, ...]:
-    """The ops of an activation; right after a Conv/Dense, without those folded into it."""
+def _activation_ops(activation: str, after_folding_op: bool, quantization: str) -> tuple[str, ...]:
+    """The ops of an activation; right after a Conv/Dense, without those folded into it; in an
+    int8 model, between a DEQUANTIZE and a QUANTIZE when it has no int8 kernel."""
     ops = ACTIVATION_OPS.get(activation, (activation.upper(),))
     if after_folding_op:
         ops = ops[len(FOLDED_ACTIVATION_OPS.get(activation, ())) :]
+    if quantization == "int8" and activation in FLOAT_IN_INT8_ACTIVATIONS:
+        ops = ("DEQUANTIZE", *ops, "QUANTIZE")
     return ops
 
 

@@ -12,7 +12,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TARGET ?= cortex-m4
 
-.PHONY: venv model device test lint format bench sweep search clean
+.PHONY: venv model device test check lint format bench sweep search clean
 
 $(STAMP): pyproject.toml
 	@test -n '$(PYTHON)' || { echo "Python 3.13 is needed (python3.13 on PATH or in pyenv); none found" >&2; exit 2; }
@@ -44,6 +44,13 @@ TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4;
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) \
 		--dist loadscope) $(PYTEST_ARGS)
+
+# The inner loop: lint and the quick tier (no TensorFlow training or conversion, no toolchain;
+# tests/conftest.py says which tests that is). `make test` runs every test and is what CI runs.
+check: $(STAMP)
+	@$(MAKE) --no-print-directory lint
+	$(BIN)/python -m pytest -q -m 'not slow and not device' \
+		$(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS)) $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check edge_prune tests bench

@@ -186,8 +186,55 @@ def _work_unit(nodeid: str) -> tuple[int, str]:
     return best[1], best[2]
 
 
+# --------------------------------------------------------------------------------- tiers
+# `make check` runs the quick tier: `-m "not slow and not device"`. Quick modules need neither
+# TensorFlow (no training, no conversion: their models are the committed .tflite files) nor the
+# Arm toolchain; a test in them that does is marked `slow` or `device` by hand. Every other
+# module is `slow`, test_device.py is `device`. `make test` runs every tier.
+QUICK_MODULES = frozenset(
+    {
+        "test_artifacts.py",
+        "test_codec_choice.py",
+        "test_codec_registry.py",
+        "test_codecs_huffman.py",
+        "test_codecs_pruning.py",
+        "test_diet.py",
+        "test_firmware.py",
+        "test_footprint.py",
+        "test_fuzz.py",
+        "test_instructions.py",
+        "test_metrics.py",
+        "test_report_cli.py",
+        "test_runtime_tables.py",
+        "test_targets.py",
+        "test_tflite_file.py",
+    }
+)
+DEVICE_MODULES = frozenset({"test_device.py"})
+
+
+def pytest_ignore_collect(collection_path, config):
+    """With ``-m "not slow ..."``, the modules outside the quick tier are not even imported
+    (several import TensorFlow at module level: seconds per worker)."""
+    quick_only = "not slow" in (config.getoption("markexpr") or "")
+    name = collection_path.name
+    if quick_only and name.startswith("test_") and name.endswith(".py"):
+        return name not in QUICK_MODULES or None
+    return None
+
+
+def _tier_marks(items) -> None:
+    for item in items:
+        if item.path.name in DEVICE_MODULES:
+            item.add_marker(pytest.mark.device)
+        elif item.path.name not in QUICK_MODULES:
+            item.add_marker(pytest.mark.slow)
+
+
 def pytest_collection_modifyitems(config, items):
-    """On an xdist worker: the units in their start order, each unit's tests in file order."""
+    """Tier marks; on an xdist worker, the units in their start order, each unit's tests in
+    file order."""
+    _tier_marks(items)
     if hasattr(config, "workerinput"):
         ranked = sorted(
             enumerate(items), key=lambda entry: (_work_unit(entry[1].nodeid)[0], entry[0])

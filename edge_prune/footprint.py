@@ -53,6 +53,13 @@ class RuntimeFlash:
     source: str
     bound_rule: str = ""
     from_table: bool = False  # from a Cortex-M build table (edge_prune.runtime_tables)
+    # How far linked firmwares were from the table the figure comes from; None: not known.
+    error: runtime_tables.TableError | None = None
+
+    @property
+    def error_bytes(self) -> int:
+        """How many bytes more a linked firmware's runtime may take than ``total_bytes``."""
+        return self.error.above_bytes(self.total_bytes) if self.error else 0
 
     @property
     def kind(self) -> str:
@@ -76,6 +83,11 @@ class RuntimeFlash:
             "kernel_bytes": dict(self.kernel_bytes),
             "ops_given_default_size": list(self.defaulted_ops),
             "source": self.source,
+            "error": self.error.to_dict() if self.error else None,
+            "error_bytes": self.error_bytes,
+            "error_what": "bytes a linked firmware's runtime may take beyond total_bytes"
+            if self.error
+            else "not known: the figure is not from a measured table",
         }
 
 
@@ -101,6 +113,7 @@ class Footprint:
     tflm_failure: str | None = None
     tflm_failure_kind: str | None = None
     sha256: str = ""
+    computes_in_float: bool = False  # operators compute in float32 (ModelInfo.computes_in_float)
 
     @property
     def arena_host_bytes(self) -> int | None:
@@ -169,6 +182,8 @@ class Verdict:
     failure_reason: str | None = None
     arena_host_bytes: int | None = None
     arena_device_bytes: int | None = None
+    # What the verdict must say beside fits / does not fit (software float, thin margins).
+    warnings: tuple[str, ...] = ()
     fits: bool = field(init=False)
 
     def __post_init__(self):
@@ -233,6 +248,7 @@ class Verdict:
             "part": self.target.part,
             "status": self.status,
             "fits": self.fits,
+            "warnings": list(self.warnings),
             "runs_on_tflm": self.runs_on_tflm,
             "missing_op": self.missing_op,
             "flash": {
@@ -308,6 +324,7 @@ def measure(
         tflm_failure=failure,
         tflm_failure_kind=kind,
         sha256=hashlib.sha256(data).hexdigest(),
+        computes_in_float=info.computes_in_float,
     )
 
 
@@ -346,7 +363,12 @@ def verdict_for(footprint: Footprint, target: Target) -> Verdict:
     if arena is not None:
         arena += KERNEL_ARENA_MARGIN_BYTES[target.tflm_kernels]
     ram_needed = None if arena is None else arena + target.reserved_ram_bytes
+    flash_headroom = target.flash_bytes - flash_needed
     return Verdict(
+        warnings=(
+            *_float_warning(footprint, target),
+            *_margin_warning(runtime, flash_headroom),
+        ),
         target=target,
         runs_on_tflm=footprint.runs_on_tflm,
         missing_op=footprint.missing_op,
@@ -361,6 +383,27 @@ def verdict_for(footprint: Footprint, target: Target) -> Verdict:
         arena_host_bytes=footprint.arena_host_bytes,
         arena_device_bytes=footprint.arena_device_bytes,
     )
+
+
+def _float_warning(footprint: Footprint, target: Target) -> list[str]:
+    if not footprint.computes_in_float or target.has_fpu:
+        return []
+    return [
+        f"software floating point: the model computes in float32 and the {target.core} of "
+        f"{target.part} has no FPU, so every float operation is a library call (many times "
+        "slower than int8); deploy an int8 model"
+    ]
+
+
+def _margin_warning(runtime: RuntimeFlash, flash_headroom: int) -> list[str]:
+    error = runtime.error_bytes
+    if flash_headroom < 0 or flash_headroom >= error:
+        return []
+    return [
+        f"flash headroom {flash_headroom:,} B is inside the runtime code figure's error: a "
+        f"linked firmware took up to {error:,} B more ({runtime.error.describe()}); measure "
+        "it with `edge-prune device`"
+    ]
 
 
 def runtime_flash(ops: tuple[str, ...] | list[str], target: Target | None = None) -> RuntimeFlash:
@@ -441,6 +484,7 @@ def _table_runtime(table: runtime_tables.RuntimeTable, ops) -> RuntimeFlash:
         source=table.source(),
         bound_rule=rule,
         from_table=True,
+        error=runtime_tables.table_error(table.key),
     )
 
 

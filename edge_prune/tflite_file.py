@@ -64,6 +64,17 @@ class ModelInfo:
         return tuple(sorted(set(self.operators)))
 
     @property
+    def computes_in_float(self) -> bool:
+        """True when operators compute in float32: a float32 tensor other than the graph's own
+        inputs and outputs, or float32 inputs/outputs with no QUANTIZE/DEQUANTIZE (an int8
+        model with float32 I/O only converts at its edges)."""
+        edges = {(0, i) for i in (*self.inputs, *self.outputs)}
+        floats = [t for t in self.tensors if t.dtype == "FLOAT32"]
+        if any((t.subgraph, t.index) not in edges for t in floats):
+            return True
+        return bool(floats) and not {"QUANTIZE", "DEQUANTIZE"} & set(self.operators)
+
+    @property
     def sparse_tensors(self) -> tuple[TensorInfo, ...]:
         return tuple(t for t in self.tensors if t.is_sparse)
 

@@ -47,6 +47,7 @@ from edge_prune.firmware import (
     firmware_sources,
 )
 from edge_prune.footprint import KERNEL_ARENA_MARGIN_BYTES
+from edge_prune.measure.host_tflm import HostTflm, host_tflm
 from edge_prune.targets import Target
 from edge_prune.tflite_file import ModelInfo, read_model
 
@@ -107,10 +108,21 @@ class DeviceResult:
     problem: str | None = None
     arena_probe_note: str | None = None
     tflm_commit: str | None = None
+    # The host interpreter the outputs are compared with: the tflite-micro wheel and its commit.
+    host_tflm: HostTflm = HostTflm(version=None, commit=None)
+    # Why instructions_per_inference is None (None when it was counted).
+    instructions_missing: str | None = None
     compiler_version: str = ""
     flags: tuple[str, ...] = ()
     elf: str = ""
     compiled_objects: int = 0
+
+    @property
+    def tflm_commits_differ(self) -> bool | None:
+        """True when the device's TFLM tree and the host's wheel were built from different
+        commits (outputs are then compared across two TFLM versions); None when one is unknown."""
+        same = self.host_tflm.same_commit(self.tflm_commit)
+        return None if same is None else not same
 
     @property
     def ok(self) -> bool:
@@ -148,6 +160,7 @@ class DeviceResult:
             "instructions_per_tick": self.instructions_per_tick,
             "instructions_per_op": [[op, n] for op, n in self.instructions_per_op],
             "instructions_note": "instructions emulated by QEMU (-icount shift=0), not cycles",
+            "instructions_missing": self.instructions_missing,
             "available_flash_bytes": self.available_flash_bytes,
             "available_ram_bytes": self.available_ram_bytes,
             "fits": self.fits,
@@ -155,6 +168,9 @@ class DeviceResult:
             "problem": self.problem,
             "arena_probe_note": self.arena_probe_note,
             "tflm_commit": self.tflm_commit,
+            "host_tflm_version": self.host_tflm.version,
+            "host_tflm_commit": self.host_tflm.commit,
+            "tflm_commits_differ": self.tflm_commits_differ,
             "compiler_version": self.compiler_version,
             "flags": list(self.flags),
             "elf": self.elf,
@@ -530,10 +546,13 @@ def parse_harness(text: str, problem: str | None = None) -> QemuRun:
     if problem is None and failed:
         problem = f"TFLM assertion failed: {failed.group(1)}"
     if problem is None and "setup failed" in text:
-        problem = "FIRMWARE.md's SetUp returned nullptr (arena too small or an op missing)"
+        problem = "SetUp failed: FIRMWARE.md's SetUp returned nullptr, no inference ran"
         said = _tflm_log(text.split("setup failed")[0])
-        if said:
-            problem += f"; TFLM said: {said}"
+        problem += (
+            f"; TFLM said: {said}"
+            if said
+            else " (arena too small, an op not registered, or a kernel's Prepare failed)"
+        )
     if problem is None and not done:
         problem = "the firmware stopped before DONE (a fault?)"
     return QemuRun(
@@ -602,6 +621,7 @@ def _result(model, target, space, config, samples, host, totals, run, elf) -> De
         available_flash_bytes=target.available_flash_bytes,
         available_ram_bytes=target.available_ram_bytes,
         tflm_commit=space.tree.commit,
+        host_tflm=host_tflm(),
         compiler_version=space.toolchain.gcc_version,
         flags=space.flags.cxx,
         elf=str(elf.elf),
@@ -615,7 +635,8 @@ def _result(model, target, space, config, samples, host, totals, run, elf) -> De
         return DeviceResult(**common, size_only_reason=_size_only_reason(config),
                             outputs_equal_host=None, max_abs_score_diff=None,
                             arena_min_bytes=None, arena_used_bytes=None,
-                            instructions_per_inference=None, fits=fits)  # fmt: skip
+                            instructions_per_inference=None, fits=fits,
+                            instructions_missing="size only: not run")  # fmt: skip
     equal, close, diff = _compare(run, host, model)
     ratio = CALIBRATION_INSTRUCTIONS / run.calibration_ticks if run.calibration_ticks else None
     per_sample = [round(t * ratio) for _, t, _ in run.samples] if ratio else []
@@ -632,12 +653,25 @@ def _result(model, target, space, config, samples, host, totals, run, elf) -> De
         instructions_per_inference=round(sum(per_sample) / len(per_sample)) if per_sample else None,
         instructions_per_sample=per_sample,
         instructions_per_tick=round(ratio, 3) if ratio else None,
+        instructions_missing=None if per_sample else _instructions_missing(run, config),
         instructions_per_op=[(op, round(t * ratio)) for op, t in run.profile] if ratio else [],
         fits=fits and run.arena_min_bytes is not None,
         ran=run.done and bool(run.samples),
         problem=run.problem,
         arena_probe_note=run.probe_asserts,
     )
+
+
+def _instructions_missing(run: QemuRun, config: DeviceConfig) -> str:
+    """Why a run on QEMU counted no instructions per inference."""
+    if config.machine.timer_base is None:
+        return (
+            f"QEMU machine {config.machine.name}: the harness reads no timer on it "
+            "(its SSE-300 timers are not the CMSDK APB timer of the MPS2 boards)"
+        )
+    if not run.samples:
+        return "no inference ran" + (f" ({run.problem})" if run.problem else "")
+    return "the timer calibration read no ticks"
 
 
 def _size_only_reason(config: DeviceConfig) -> str:

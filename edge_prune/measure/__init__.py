@@ -1,0 +1,1 @@
+"""TensorFlow-free measurement: the host and device TFLM, flatbuffers, footprints."""

@@ -35,6 +35,7 @@ class TensorInfo:
     is_sparse: bool
     scale: tuple[float, ...] = ()
     zero_point: tuple[int, ...] = ()
+    is_variable: bool = False  # state kept between Invoke() calls (an LSTM's hidden and cell)
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,11 @@ class ModelInfo:
     def op_types(self) -> tuple[str, ...]:
         """Distinct operator names, sorted: the kernels a TFLM op resolver must register."""
         return tuple(sorted(set(self.operators)))
+
+    @property
+    def has_state(self) -> bool:
+        """True when variable tensors keep state between Invoke() calls (a converted LSTM)."""
+        return any(t.is_variable for t in self.tensors)
 
     @property
     def computes_in_float(self) -> bool:
@@ -252,6 +258,7 @@ def _parse(data: bytes, label: str) -> ModelInfo:
                     dtype=tensor_type_name(t.Type()),
                     data_bytes=buffer_sizes[buffer_index] if buffer_count else 0,
                     is_sparse=t.Sparsity() is not None,
+                    is_variable=bool(t.IsVariable()),
                     **_quantization(t, budget, label),
                 )
             )

@@ -545,6 +545,9 @@ def parse_harness(text: str, problem: str | None = None) -> QemuRun:
     failed = re.search(r"^assertion failed: (.*)$", text, re.M)
     if problem is None and failed:
         problem = f"TFLM assertion failed: {failed.group(1)}"
+    halted = re.search(r"^TFLM halted: (.*)$", text, re.M)
+    if problem is None and halted:
+        problem = f"TFLM halted: {halted.group(1)}"
     if problem is None and "setup failed" in text:
         problem = "SetUp failed: FIRMWARE.md's SetUp returned nullptr, no inference ran"
         said = _tflm_log(text.split("setup failed")[0])

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from edge_prune import runtime_tables, tflm
 from edge_prune.errors import TFLMError
+from edge_prune.measure import cmsis_nn_lstm
 from edge_prune.targets import Target
 from edge_prune.tflite_file import load_bytes, read_model
 
@@ -114,6 +115,8 @@ class Footprint:
     tflm_failure_kind: str | None = None
     sha256: str = ""
     computes_in_float: bool = False  # operators compute in float32 (ModelInfo.computes_in_float)
+    # Arena a CMSIS-NN build needs for its LSTM kernel sums (measure.cmsis_nn_lstm).
+    cmsis_nn_lstm_bytes: int = 0
 
     @property
     def arena_host_bytes(self) -> int | None:
@@ -184,6 +187,7 @@ class Verdict:
     arena_device_bytes: int | None = None
     # What the verdict must say beside fits / does not fit (software float, thin margins).
     warnings: tuple[str, ...] = ()
+    lstm_kernel_sums_bytes: int = 0  # in arena_bytes: CMSIS-NN LSTM kernel sums (cmsis_nn_lstm)
     fits: bool = field(init=False)
 
     def __post_init__(self):
@@ -237,6 +241,11 @@ class Verdict:
         kernels = "reference kernels"
         if margin:
             kernels += f", + {margin} B measured margin for {self.target.tflm_kernels} kernels"
+        if self.lstm_kernel_sums_bytes:
+            kernels += (
+                f", + {self.lstm_kernel_sums_bytes} B of CMSIS-NN LSTM kernel sums, allocated "
+                "while its temporaries are alive"
+            )
         return (
             "tensor arena on a 32-bit Cortex-M (derived from TFLM's recorded allocations, "
             f"{kernels}) + reserved RAM, vs the part's RAM"
@@ -325,6 +334,7 @@ def measure(
         tflm_failure_kind=kind,
         sha256=hashlib.sha256(data).hexdigest(),
         computes_in_float=info.computes_in_float,
+        cmsis_nn_lstm_bytes=cmsis_nn_lstm.kernel_sum_bytes(info),
     )
 
 
@@ -360,11 +370,14 @@ def verdict_for(footprint: Footprint, target: Target) -> Verdict:
     runtime = runtime_flash(footprint.ops, target)
     flash_needed = footprint.flatbuffer_bytes + runtime.total_bytes + target.reserved_flash_bytes
     arena = footprint.arena_bytes
+    lstm_sums = footprint.cmsis_nn_lstm_bytes if target.tflm_kernels == "cmsis-nn" else 0
     if arena is not None:
         arena += KERNEL_ARENA_MARGIN_BYTES[target.tflm_kernels]
+        arena += lstm_sums
     ram_needed = None if arena is None else arena + target.reserved_ram_bytes
     flash_headroom = target.flash_bytes - flash_needed
     return Verdict(
+        lstm_kernel_sums_bytes=lstm_sums if arena is not None else 0,
         warnings=(
             *_float_warning(footprint, target),
             *_margin_warning(runtime, flash_headroom),

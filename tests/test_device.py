@@ -281,11 +281,74 @@ def test_harness_output_without_done_is_a_problem():
     run = parse_harness(
         "calibration 50000\nFailed to get registration from op code CUSTOM\nsetup failed\n"
     )
-    assert "SetUp returned nullptr" in run.problem
+    assert run.problem.startswith("SetUp failed") and "SetUp returned nullptr" in run.problem
     assert "TFLM said: Failed to get registration from op code CUSTOM" in run.problem
     assert parse_harness("calibration 1\n", "QEMU did not finish within 5 s").problem.startswith(
         "QEMU did not finish"
     )
+
+
+def test_a_tflm_halt_ends_the_run_with_what_tflm_logged():
+    run = parse_harness(
+        "calibration 1\nNode X failed\nTFLM halted: a TFLITE_DCHECK failed (TFLITE_ABORT)\n"
+    )
+    assert run.problem.startswith("TFLM halted: a TFLITE_DCHECK failed")
+    faulted = parse_harness("calibration 1\nAll temp buffers must be freed\n", "QEMU exited")
+    assert faulted.problem == "QEMU exited; TFLM said: All temp buffers must be freed"
+
+
+def _result(**changes):
+    from edge_prune.device.config import DeviceConfig
+    from edge_prune.device.measure import DeviceResult
+    from edge_prune.measure.host_tflm import HostTflm
+
+    values = dict(
+        model="m.tflite", target="cortex-m4", config=DeviceConfig("cortex-m4+fp", "cmsis-nn",
+        "default"), machine="mps2-an386", size_only_reason=None, samples=1,
+        samples_source="x", outputs_equal_host=False, max_abs_score_diff=None,
+        model_flash_bytes=1, runtime_flash_bytes=1, runtime_ram_bytes=1, harness_flash_bytes=1,
+        groups={}, configured_arena_bytes=1, arena_min_bytes=None, arena_used_bytes=None,
+        instructions_per_inference=None, tflm_commit="90b983c2b3f1480642e040bbd2ddb37b998f3424",
+        host_tflm=HostTflm("0.dev20260820164721-g90b983c", "90b983c"),
+    )  # fmt: skip
+    return DeviceResult(**(values | changes))
+
+
+def test_the_device_report_says_setup_failed_not_no_timer():
+    from edge_prune.device.report import render
+
+    result = _result(
+        problem="SetUp failed: FIRMWARE.md's SetUp returned nullptr, no inference ran",
+        instructions_missing="no inference ran (SetUp failed)",
+    )
+    text = render(result, "text")
+    assert "no timer" not in text and "n/a (no inference ran (SetUp failed))" in text
+    assert "FAIL: SetUp failed" in text
+    data = json.loads(render(result, "json"))
+    assert data["instructions_missing"] == "no inference ran (SetUp failed)"
+
+
+def test_the_device_report_names_both_tflm_commits_and_says_when_they_differ():
+    from edge_prune.device.report import render
+    from edge_prune.measure.host_tflm import HostTflm
+
+    same = _result()
+    assert same.tflm_commits_differ is False
+    assert "the device tree's commit" in render(same, "text")
+    other = _result(host_tflm=HostTflm("0.dev20261023182759-g8f6596d", "8f6596d"))
+    assert other.tflm_commits_differ is True
+    assert "NOT the device tree's commit" in render(other, "text")
+    assert json.loads(render(other, "json"))["host_tflm_commit"] == "8f6596d"
+
+
+def test_a_machine_without_timer_says_why_instructions_are_missing():
+    from edge_prune.device.config import DeviceConfig
+    from edge_prune.device.measure import _instructions_missing
+
+    m55 = DeviceConfig("cortex-m55", "reference", "default")
+    run = parse_harness("calibration 0\nsample 0 status 0 ticks 0 out 00\nDONE\n")
+    assert "mps3-an547" in _instructions_missing(run, m55)
+    assert "no timer" in _instructions_missing(run, m55)
 
 
 def test_host_quantization_rounds_half_away_from_zero_like_lround():

@@ -47,6 +47,7 @@ from edge_prune.firmware import (
     firmware_sources,
 )
 from edge_prune.footprint import KERNEL_ARENA_MARGIN_BYTES
+from edge_prune.measure.cmsis_nn_lstm import kernel_sum_bytes
 from edge_prune.measure.host_tflm import HostTflm, host_tflm
 from edge_prune.targets import Target
 from edge_prune.tflite_file import ModelInfo, read_model
@@ -212,7 +213,7 @@ def measure(
         kernels or target.tflm_kernels,
         build_type or target.tflm_build_type,
     )
-    source = _load_model(Path(model), KERNEL_ARENA_MARGIN_BYTES[config.kernels])
+    source = _load_model(Path(model), config.kernels)
     chosen = _samples(source, data, samples)
     host = _host_outputs(source, chosen)
     space = Workspace(tree, config, toolchain, progress)
@@ -232,7 +233,7 @@ def measure(
 # --------------------------------------------------------------------------- the model
 
 
-def _load_model(path: Path, arena_margin_bytes: int = 0) -> _Model:
+def _load_model(path: Path, kernels: str = "reference") -> _Model:
     if path.is_dir():
         tflite = path / "model.tflite"
         if not tflite.is_file():
@@ -244,14 +245,14 @@ def _load_model(path: Path, arena_margin_bytes: int = 0) -> _Model:
         files = {n: (path / n).read_text() for n in (DATA_HEADER, DATA_SOURCE, OPS_HEADER, GUIDE)}
         name = _name_from_files(files) if present else tflite.stem
         if not present:
-            files = _generated(data, name, arena_margin_bytes)
+            files = _generated(data, name, kernels)
         heldout = path / HELDOUT_FILE
         return _Model(tflite, data, info, name, files, heldout if heldout.is_file() else None)
     if not path.is_file():
         raise ModelFileError(f"{path}: no such file or build directory")
     data = path.read_bytes()
     info = read_model(data)
-    generated = _generated(data, path.stem, arena_margin_bytes)
+    generated = _generated(data, path.stem, kernels)
     return _Model(path, data, info, path.stem, generated, None)
 
 
@@ -262,12 +263,14 @@ def _name_from_files(files: dict[str, str]) -> str:
     return match.group(1)
 
 
-def _generated(data: bytes, name: str, arena_margin_bytes: int) -> dict[str, str]:
+def _generated(data: bytes, name: str, kernels: str) -> dict[str, str]:
     """The firmware files of a bare ``.tflite``, with the arena a verdict for this kernel set
-    counts (the 32-bit figure, plus the CMSIS-NN margin)."""
+    counts (the 32-bit figure, plus the CMSIS-NN margin and LSTM kernel sums)."""
     from edge_prune import tflm
 
-    arena = tflm.measure_arena(data, label=name).verdict_bytes + arena_margin_bytes
+    arena = tflm.measure_arena(data, label=name).verdict_bytes + KERNEL_ARENA_MARGIN_BYTES[kernels]
+    if kernels == "cmsis-nn":
+        arena += kernel_sum_bytes(read_model(data))
     return firmware_sources(data, name, arena_bytes=arena).files
 
 
@@ -524,6 +527,8 @@ def _run_qemu(space: Workspace, elf: Path, timeout_s: float) -> QemuRun:
         text = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else e.stdout
         return parse_harness(text or "", f"QEMU did not finish within {timeout_s:g} s")
     problem = None if done.returncode == 0 else f"QEMU exited with code {done.returncode}"
+    if done.returncode == 1:  # startup.c's fault handler: semihosting exit, RunTimeErrorUnknown
+        problem += " (the firmware faulted)"
     if done.returncode != 0 and done.stderr.strip():
         problem += ": " + done.stderr.strip().splitlines()[-1]
     return parse_harness(done.stdout, problem)
@@ -558,6 +563,10 @@ def parse_harness(text: str, problem: str | None = None) -> QemuRun:
         )
     if problem is None and not done:
         problem = "the firmware stopped before DONE (a fault?)"
+    if problem is not None and "TFLM said" not in problem and not samples:
+        said = _tflm_log(text)
+        if said:
+            problem += f"; TFLM said: {said}"
     return QemuRun(
         calibration_ticks=calibration,
         arena_used_bytes=used,

@@ -1,0 +1,52 @@
+"""The arena a CMSIS-NN LSTM needs beyond the reference kernels': its kernel sums."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from edge_prune.measure.cmsis_nn_lstm import kernel_sum_bytes
+from edge_prune.tflite_file import ModelInfo, TensorInfo
+
+LSTM_EXAMPLE = "tensorflow/lite/micro/examples/mnist_lstm/trained_lstm_int8.tflite"
+
+
+def _state(index, dtype, units=24, variable=True):
+    return TensorInfo(0, index, "", (1, units), dtype, 0, False, is_variable=variable)
+
+
+def _model(*tensors, ops=("UNIDIRECTIONAL_SEQUENCE_LSTM",)):
+    return ModelInfo("m", 0, 3, 1, ops, tensors)
+
+
+def test_an_int8_lstm_needs_eight_int32_sums_per_unit():
+    assert kernel_sum_bytes(_model(_state(0, "INT8"), _state(1, "INT16"))) == 8 * 24 * 4
+
+
+def test_an_int16_lstm_needs_int64_sums_and_two_lstms_twice_as_many():
+    assert kernel_sum_bytes(_model(_state(0, "INT16"), _state(1, "INT16"))) == 8 * 24 * 8
+    two = _model(_state(0, "INT8"), _state(1, "INT16"), _state(2, "INT8"), _state(3, "INT16"))
+    assert kernel_sum_bytes(two) == 2 * 8 * 24 * 4
+
+
+def test_a_float_lstm_or_a_model_without_lstm_needs_none():
+    assert kernel_sum_bytes(_model(_state(0, "FLOAT32"), _state(1, "FLOAT32"))) == 0
+    assert kernel_sum_bytes(_model(_state(0, "INT8"), _state(1, "INT16"), ops=("ADD",))) == 0
+
+
+def test_the_cmsis_nn_verdict_counts_the_lstm_sums_and_the_reference_one_does_not():
+    from edge_prune.footprint import measure, verdict_for
+    from edge_prune.targets import load_target
+
+    model = Path(os.environ.get("EDGE_PRUNE_TFLM") or "-") / LSTM_EXAMPLE
+    if not model.is_file():
+        pytest.skip("needs a TFLM tree (EDGE_PRUNE_TFLM) for its int8 LSTM example")
+    footprint = measure(model)
+    assert footprint.cmsis_nn_lstm_bytes == 8 * 20 * 4  # 20 units
+    cmsis = verdict_for(footprint, load_target("cortex-m4"))
+    reference = verdict_for(footprint, load_target("cortex-m7"))
+    assert cmsis.lstm_kernel_sums_bytes == 640 and reference.lstm_kernel_sums_bytes == 0
+    assert cmsis.arena_bytes >= footprint.arena_bytes + 640
+    assert "CMSIS-NN LSTM kernel sums" in cmsis.to_dict()["ram"]["what"]

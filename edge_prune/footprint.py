@@ -267,6 +267,10 @@ class Verdict:
                 "runtime_kind": self.runtime_flash.kind,
                 "runtime_estimate_bytes": self.runtime_flash.estimate_bytes,
                 "runtime_upper_bound_bytes": self.runtime_flash.upper_bound_bytes,
+                "runtime_error": (
+                    self.runtime_flash.error.to_dict() if self.runtime_flash.error else None
+                ),
+                "runtime_error_bytes": self.runtime_flash.error_bytes,
                 "reserved_bytes": self.target.reserved_flash_bytes,
                 "needed_bytes": self.flash_needed_bytes,
                 "available_bytes": self.target.flash_bytes,

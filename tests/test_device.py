@@ -25,7 +25,7 @@ from edge_prune.device.link import split_sections
 from edge_prune.device.mapfile import Section, parse_map
 from edge_prune.device.measure import parse_harness, quantize_like_firmware
 from edge_prune.device.toolchain import APT_COMMAND, TflmTree, resolve_toolchain
-from edge_prune.errors import ConfigError, TflmTreeError, ToolchainError
+from edge_prune.errors import ConfigError, ModelFileError, TflmTreeError, ToolchainError
 
 # --------------------------------------------------------------------------- map files
 
@@ -483,3 +483,28 @@ def test_int8_outputs_must_be_equal_byte_for_byte():
     off[2] += 1
     equal, close, diff = _compared("cnn_int8.tflite", host, off.tobytes())
     assert (equal, close) == (False, False) and diff == pytest.approx(0.00390625)
+
+
+def test_an_emit_c_folder_is_a_model_the_device_command_reads(tmp_path):
+    """`edge-prune report MODEL --emit-c DIR` writes no .tflite: the model is model_data.cc's
+    array."""
+    from edge_prune.device.measure import _load_folder
+    from edge_prune.firmware import firmware_sources
+
+    data = (DATA_DIR / "cnn_int8.tflite").read_bytes()
+    for name, text in firmware_sources(data, "cnn", arena_bytes=4096).files.items():
+        (tmp_path / name).write_text(text)
+    model = _load_folder(tmp_path, "reference")
+    assert model.data == data and model.name == "cnn"
+    (tmp_path / "model_data.cc").write_text(
+        (tmp_path / "model_data.cc").read_text().replace("0x", "0x0, 0x", 1)
+    )
+    with pytest.raises(ModelFileError, match="the array holds .* its _len says"):
+        _load_folder(tmp_path, "reference")
+
+
+def test_a_folder_without_model_or_firmware_files_is_refused_naming_both(tmp_path):
+    from edge_prune.device.measure import _load_folder
+
+    with pytest.raises(ModelFileError, match="model.tflite .* or model_data.cc"):
+        _load_folder(tmp_path, "reference")

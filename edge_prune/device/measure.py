@@ -235,25 +235,55 @@ def measure(
 
 def _load_model(path: Path, kernels: str = "reference") -> _Model:
     if path.is_dir():
-        tflite = path / "model.tflite"
-        if not tflite.is_file():
-            raise ModelFileError(f"{path}: a build directory holds model.tflite; none found")
-        data = tflite.read_bytes()
-        info = read_model(data)
-        present = all((path / name).is_file() for name in (DATA_HEADER, DATA_SOURCE, OPS_HEADER,
-                                                            GUIDE))  # fmt: skip
-        files = {n: (path / n).read_text() for n in (DATA_HEADER, DATA_SOURCE, OPS_HEADER, GUIDE)}
-        name = _name_from_files(files) if present else tflite.stem
-        if not present:
-            files = _generated(data, name, kernels)
-        heldout = path / HELDOUT_FILE
-        return _Model(tflite, data, info, name, files, heldout if heldout.is_file() else None)
+        return _load_folder(path, kernels)
     if not path.is_file():
         raise ModelFileError(f"{path}: no such file or build directory")
     data = path.read_bytes()
     info = read_model(data)
     generated = _generated(data, path.stem, kernels)
     return _Model(path, data, info, path.stem, generated, None)
+
+
+def _load_folder(path: Path, kernels: str) -> _Model:
+    """A build directory (model.tflite beside the firmware files) or an ``--emit-c`` folder
+    (the firmware files alone: the model is the array in model_data.cc)."""
+    names = (DATA_HEADER, DATA_SOURCE, OPS_HEADER, GUIDE)
+    present = all((path / name).is_file() for name in names)
+    tflite = path / "model.tflite"
+    if tflite.is_file():
+        data = tflite.read_bytes()
+    elif (path / DATA_SOURCE).is_file():
+        tflite = path / DATA_SOURCE
+        data = model_bytes_from_source(tflite.read_text(errors="replace"), tflite)
+    else:
+        raise ModelFileError(
+            f"{path}: expected model.tflite (a build directory) or {DATA_SOURCE} (an --emit-c "
+            "folder); found neither"
+        )
+    info = read_model(data)
+    files = {n: (path / n).read_text() for n in names} if present else {}
+    name = _name_from_files(files) if present else path.name
+    if not present:
+        files = _generated(data, name, kernels)
+    heldout = path / HELDOUT_FILE
+    return _Model(tflite, data, info, name, files, heldout if heldout.is_file() else None)
+
+
+_ARRAY = re.compile(r"_model_data\[\]\s*=\s*\{(.*?)\};", re.S)
+_ARRAY_LEN = re.compile(r"_model_data_len\s*=\s*(\d+)\s*;")
+
+
+def model_bytes_from_source(text: str, where: Path | str = DATA_SOURCE) -> bytes:
+    """The flatbuffer held by a generated model_data.cc (its ``g_<name>_model_data`` array)."""
+    array, length = _ARRAY.search(text), _ARRAY_LEN.search(text)
+    if array is None or length is None:
+        raise ModelFileError(f"{where}: no g_<name>_model_data array and _len in it")
+    data = bytes(int(h, 16) for h in re.findall(r"0x([0-9a-fA-F]{1,2})\b", array.group(1)))
+    if len(data) != int(length.group(1)):
+        raise ModelFileError(
+            f"{where}: the array holds {len(data)} bytes, its _len says {length.group(1)}"
+        )
+    return data
 
 
 def _name_from_files(files: dict[str, str]) -> str:

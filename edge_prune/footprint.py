@@ -418,8 +418,8 @@ def _margin_warning(runtime: RuntimeFlash, flash_headroom: int) -> list[str]:
         return []
     return [
         f"flash headroom {flash_headroom:,} B is inside the runtime code figure's error: a "
-        f"linked firmware took up to {error:,} B more ({runtime.error.describe()}); measure "
-        "it with `edge-prune device`"
+        f"linked firmware may take up to {error:,} B more (linked vs table: "
+        f"{runtime.error.describe()}); measure it with `edge-prune device`"
     ]
 
 

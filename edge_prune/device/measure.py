@@ -262,7 +262,7 @@ def _load_folder(path: Path, kernels: str) -> _Model:
         )
     info = read_model(data)
     files = {n: (path / n).read_text() for n in names} if present else {}
-    name = _name_from_files(files) if present else path.name
+    name = _name_from_files(files) if present else "model"
     if not present:
         files = _generated(data, name, kernels)
     heldout = path / HELDOUT_FILE

@@ -117,6 +117,8 @@ class Footprint:
     computes_in_float: bool = False  # operators compute in float32 (ModelInfo.computes_in_float)
     # Arena a CMSIS-NN build needs for its LSTM kernel sums (measure.cmsis_nn_lstm).
     cmsis_nn_lstm_bytes: int = 0
+    # DECODE outputs a CMSIS-NN kernel reads in Prepare: such a build stops in SetUp on them.
+    cmsis_nn_decoded_reads: tuple[str, ...] = ()
 
     @property
     def arena_host_bytes(self) -> int | None:
@@ -159,6 +161,7 @@ class Footprint:
             "tflm_failure_kind": self.tflm_failure_kind,
             "arena": _arena_dict(self.arena),
             "runtime_flash": self.runtime_flash.to_dict(),
+            "cmsis_nn_decoded_reads": list(self.cmsis_nn_decoded_reads),
         }
 
 
@@ -339,7 +342,16 @@ def measure(
         sha256=hashlib.sha256(data).hexdigest(),
         computes_in_float=info.computes_in_float,
         cmsis_nn_lstm_bytes=cmsis_nn_lstm.kernel_sum_bytes(info),
+        cmsis_nn_decoded_reads=_cmsis_nn_decoded_reads(data, info.op_types),
     )
+
+
+def _cmsis_nn_decoded_reads(data: bytes, ops: tuple[str, ...]) -> tuple[str, ...]:
+    if not any(op.endswith("TFLM_DECODE") for op in ops):
+        return ()
+    from edge_prune.codecs.constant_inputs import cmsis_nn_decoded_reads
+
+    return cmsis_nn_decoded_reads(data)
 
 
 def _without_label(message: str, label: str) -> str:
@@ -380,6 +392,9 @@ def verdict_for(footprint: Footprint, target: Target) -> Verdict:
         arena += lstm_sums
     ram_needed = None if arena is None else arena + target.reserved_ram_bytes
     flash_headroom = target.flash_bytes - flash_needed
+    runs, failure = footprint.runs_on_tflm, footprint.failure_reason
+    if runs and target.tflm_kernels == "cmsis-nn" and footprint.cmsis_nn_decoded_reads:
+        runs, failure = False, _cmsis_nn_failure(footprint.cmsis_nn_decoded_reads)
     return Verdict(
         lstm_kernel_sums_bytes=lstm_sums if arena is not None else 0,
         warnings=(
@@ -387,7 +402,7 @@ def verdict_for(footprint: Footprint, target: Target) -> Verdict:
             *_margin_warning(runtime, flash_headroom),
         ),
         target=target,
-        runs_on_tflm=footprint.runs_on_tflm,
+        runs_on_tflm=runs,
         missing_op=footprint.missing_op,
         flatbuffer_bytes=footprint.flatbuffer_bytes,
         runtime_flash=runtime,
@@ -396,9 +411,17 @@ def verdict_for(footprint: Footprint, target: Target) -> Verdict:
         arena_bytes=arena,
         fits_flash=flash_needed <= target.flash_bytes,
         fits_ram=ram_needed is not None and ram_needed <= target.ram_bytes,
-        failure_reason=footprint.failure_reason,
+        failure_reason=failure,
         arena_host_bytes=footprint.arena_host_bytes,
         arena_device_bytes=footprint.arena_device_bytes,
+    )
+
+
+def _cmsis_nn_failure(reads: tuple[str, ...]) -> str:
+    more = f" (and {len(reads) - 1} more)" if len(reads) > 1 else ""
+    return (
+        "not with this target's cmsis-nn kernels, which read compressed tensors in Prepare and "
+        f"stop in SetUp: {reads[0]}{more}"
     )
 
 

@@ -441,13 +441,16 @@ def _summary(report: Report) -> str:
         )
     else:
         fitting = [v.target.name for v in report.verdicts if v.fits]
-        failing = [v.target.name for v in report.verdicts if not v.fits]
-        if not failing:
+        failing = [v.target.name for v in report.verdicts if v.runs_on_tflm and not v.fits]
+        kernels = [v.target.name for v in report.verdicts if not v.runs_on_tflm]
+        parts = [
+            *([f"does not run with the kernels of {', '.join(kernels)}"] if kernels else []),
+            *([f"does not fit {', '.join(failing)}"] if failing else []),
+        ]
+        if not parts:
             text = f"fits every target asked ({', '.join(fitting)})"
         else:
-            text = f"does not fit {', '.join(failing)}" + (
-                f"; fits {', '.join(fitting)}" if fitting else ""
-            )
+            text = "; ".join(parts) + (f"; fits {', '.join(fitting)}" if fitting else "")
     grown = report.growth_failures
     if grown:
         where = dict.fromkeys(f"{c.target} ({c.figure})" for c in grown)

@@ -96,3 +96,29 @@ def find_uses(subgraph, tensor) -> list[ConstantUse]:
             if requirement is not None:
                 uses.append(ConstantUse(operator_index, name, position, *requirement))
     return uses
+
+
+def cmsis_nn_decoded_reads(model_bytes: bytes) -> tuple[str, ...]:
+    """The DECODE outputs of a compressed model that a CMSIS-NN kernel reads in Prepare: the
+    reference kernels (the host's) run the model, a CMSIS-NN build stops in SetUp on each."""
+    from edge_prune.codecs import _tflm
+
+    found = []
+    for subgraph in _tflm.read_editable(model_bytes, "model").subgraphs:
+        decoded = {
+            id(out) for op in subgraph.operators if op.custom_code == _tflm.DECODE_OP
+            for out in op.outputs
+        }  # fmt: skip
+        if not decoded:
+            continue
+        for index, operator in enumerate(subgraph.operators):
+            name = builtin_operator_name(operator.opcode)
+            for position, operand in enumerate(operator.inputs):
+                requirement = _READ_IN_PREPARE.get((name, position))
+                if (
+                    id(operand) in decoded
+                    and requirement
+                    and requirement[1].startswith("cmsis_nn/")
+                ):
+                    found.append(ConstantUse(index, name, position, *requirement).describe())
+    return tuple(found)

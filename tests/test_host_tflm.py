@@ -27,3 +27,16 @@ def test_the_installed_wheel_is_the_tflm_tree_commit():
     assert host.version and host.version.startswith("0.dev20260820164721")
     assert host.commit == "90b983c"
     assert "commit 90b983c" in host.describe()
+
+
+def test_the_footprint_and_build_reports_name_the_host_tflm_commit(cnn_int8_path):
+    from edge_prune.build_report import versions
+    from edge_prune.report import fit_report
+
+    report = fit_report(cnn_int8_path, "cortex-m4")
+    assert report.to_dict()["host_tflm"] == {
+        "version": "0.dev20260820164721-g90b983c",
+        "commit": "90b983c",
+    }
+    assert "host TFLM" in report.to_text() and "90b983c" in report.to_markdown()
+    assert versions()["tflite-micro commit"] == "90b983c"

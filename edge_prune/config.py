@@ -26,10 +26,10 @@ Example (every key optional; these are the defaults)::
     criterion = "l1"
     epochs = 4
 
-    [compress]         # sparsity-preserving clustering + TFLM LUT compression
+    [compress]         # sparsity-preserving clustering + TFLM compression per tensor
     enabled = true
     clusters = 8
-    bitwidth = 0       # LUT index bits: 2, 3 or 4; 0 = the smallest that holds the values
+    bitwidth = 0       # 2-4: LUT only, with indices this wide; 0 = LUT/pruning/Huffman per tensor
     epochs = 3
     learning_rate = 0.0005
 

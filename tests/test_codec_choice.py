@@ -129,3 +129,23 @@ def test_choice_is_deterministic():
 def test_bad_arguments_are_config_errors(kwargs, field):
     with pytest.raises(ConfigError, match=field):
         compress_for_mcu(_model(), **kwargs)
+
+
+def test_lstm_gate_weights_stay_constant_for_the_cmsis_nn_kernel():
+    """CMSIS-NN's LSTM reads its gate weights and biases in Prepare (IsConstantTensor, TFLM
+    kernels/cmsis_nn/unidirectional_sequence_lstm.cc): encoded, SetUp stops there."""
+    import os
+    from pathlib import Path
+
+    tree = os.environ.get("EDGE_PRUNE_TFLM")
+    model = Path(tree or "-") / "tensorflow/lite/micro/examples/mnist_lstm/trained_lstm_int8.tflite"
+    if not model.is_file():
+        pytest.skip("needs a TFLM tree (EDGE_PRUNE_TFLM) for its int8 LSTM example")
+    result = compress_for_mcu(model.read_bytes(), min_tensor_bytes=0)
+    kept = [t for t in result.tensors if "must stay constant" in t.reason]
+    assert kept and all("cmsis_nn/unidirectional_sequence_lstm.cc" in t.reason for t in kept)
+    assert {t.reason.split("reads '")[1].split("'")[0] for t in kept} >= {
+        "input_to_forget_weights",
+        "recurrent_to_output_weights",
+        "output_gate_bias",
+    }

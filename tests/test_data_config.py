@@ -149,3 +149,35 @@ def test_pruning_frequency_longer_than_the_span_is_refused_before_training():
     ):
         check_schedule_fits_data(config, data)
     check_schedule_fits_data(config_from_dict({"prune": {"frequency": 90}}), data)
+
+
+def _one_hot(ids, classes=3, dtype=np.float32):
+    return np.eye(classes, dtype=dtype)[ids]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.uint8])
+def test_one_hot_labels_are_class_ids_judged_by_top1(tmp_path, dtype):
+    good = _good()
+    arrays = good | {
+        "y_train": _one_hot(good["y_train"], dtype=dtype),
+        "y_test": _one_hot(good["y_test"], dtype=dtype),
+    }
+    d = load_npz(_npz(tmp_path, **arrays))
+    assert d.is_classification and d.num_classes == 3
+    assert np.array_equal(d.y_train, good["y_train"]) and d.y_train.dtype == np.int64
+    assert "one-hot rows of 3 values" in d.describe() and "top-1" in d.labels_note
+
+
+def test_probability_rows_are_classification_by_their_argmax(tmp_path):
+    rows = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.2, 0.5, 0.3]] * 2, np.float32)
+    arrays = _good() | {"y_train": rows, "y_test": rows[:2]}
+    d = load_npz(_npz(tmp_path, **arrays))
+    assert d.task == "classification"
+    assert list(d.y_train) == [0, 2, 1, 0, 2, 1]
+    assert d.labels_note.startswith("y_train and y_test are probability rows")
+
+
+def test_float_rows_that_do_not_sum_to_one_stay_regression(tmp_path):
+    rows = np.full((6, 3), 0.5, np.float32)  # e.g. a reconstruction target
+    d = load_npz(_npz(tmp_path, **(_good() | {"y_train": rows, "y_test": rows[:2]})))
+    assert d.task == "regression" and d.labels_note is None

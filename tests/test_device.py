@@ -19,7 +19,7 @@ import pytest
 from conftest import DATA_DIR
 
 from edge_prune.cli import main
-from edge_prune.errors import ConfigError, TflmTreeError, ToolchainError
+from edge_prune.errors import ConfigError, ModelFileError, TflmTreeError, ToolchainError
 from edge_prune.measurement.device import build
 from edge_prune.measurement.device.config import DeviceConfig, core_from_target
 from edge_prune.measurement.device.link import split_sections
@@ -281,11 +281,74 @@ def test_harness_output_without_done_is_a_problem():
     run = parse_harness(
         "calibration 50000\nFailed to get registration from op code CUSTOM\nsetup failed\n"
     )
-    assert "SetUp returned nullptr" in run.problem
+    assert run.problem.startswith("SetUp failed") and "SetUp returned nullptr" in run.problem
     assert "TFLM said: Failed to get registration from op code CUSTOM" in run.problem
     assert parse_harness("calibration 1\n", "QEMU did not finish within 5 s").problem.startswith(
         "QEMU did not finish"
     )
+
+
+def test_a_tflm_halt_ends_the_run_with_what_tflm_logged():
+    run = parse_harness(
+        "calibration 1\nNode X failed\nTFLM halted: a TFLITE_DCHECK failed (TFLITE_ABORT)\n"
+    )
+    assert run.problem.startswith("TFLM halted: a TFLITE_DCHECK failed")
+    faulted = parse_harness("calibration 1\nAll temp buffers must be freed\n", "QEMU exited")
+    assert faulted.problem == "QEMU exited; TFLM said: All temp buffers must be freed"
+
+
+def _result(**changes):
+    from edge_prune.measurement.device.config import DeviceConfig
+    from edge_prune.measurement.device.measure import DeviceResult
+    from edge_prune.measurement.host_tflm import HostTflm
+
+    values = dict(
+        model="m.tflite", target="cortex-m4", config=DeviceConfig("cortex-m4+fp", "cmsis-nn",
+        "default"), machine="mps2-an386", size_only_reason=None, samples=1,
+        samples_source="x", outputs_equal_host=False, max_abs_score_diff=None,
+        model_flash_bytes=1, runtime_flash_bytes=1, runtime_ram_bytes=1, harness_flash_bytes=1,
+        groups={}, configured_arena_bytes=1, arena_min_bytes=None, arena_used_bytes=None,
+        instructions_per_inference=None, tflm_commit="90b983c2b3f1480642e040bbd2ddb37b998f3424",
+        host_tflm=HostTflm("0.dev20260820164721-g90b983c", "90b983c"),
+    )  # fmt: skip
+    return DeviceResult(**(values | changes))
+
+
+def test_the_device_report_says_setup_failed_not_no_timer():
+    from edge_prune.measurement.device.report import render
+
+    result = _result(
+        problem="SetUp failed: FIRMWARE.md's SetUp returned nullptr, no inference ran",
+        instructions_missing="no inference ran (SetUp failed)",
+    )
+    text = render(result, "text")
+    assert "no timer" not in text and "n/a (no inference ran (SetUp failed))" in text
+    assert "FAIL: SetUp failed" in text
+    data = json.loads(render(result, "json"))
+    assert data["instructions_missing"] == "no inference ran (SetUp failed)"
+
+
+def test_the_device_report_names_both_tflm_commits_and_says_when_they_differ():
+    from edge_prune.measurement.device.report import render
+    from edge_prune.measurement.host_tflm import HostTflm
+
+    same = _result()
+    assert same.tflm_commits_differ is False
+    assert "the device tree's commit" in render(same, "text")
+    other = _result(host_tflm=HostTflm("0.dev20261023182759-g8f6596d", "8f6596d"))
+    assert other.tflm_commits_differ is True
+    assert "NOT the device tree's commit" in render(other, "text")
+    assert json.loads(render(other, "json"))["host_tflm_commit"] == "8f6596d"
+
+
+def test_a_machine_without_timer_says_why_instructions_are_missing():
+    from edge_prune.measurement.device.config import DeviceConfig
+    from edge_prune.measurement.device.measure import _instructions_missing
+
+    m55 = DeviceConfig("cortex-m55", "reference", "default")
+    run = parse_harness("calibration 0\nsample 0 status 0 ticks 0 out 00\nDONE\n")
+    assert "mps3-an547" in _instructions_missing(run, m55)
+    assert "no timer" in _instructions_missing(run, m55)
 
 
 def test_host_quantization_rounds_half_away_from_zero_like_lround():
@@ -422,3 +485,28 @@ def test_int8_outputs_must_be_equal_byte_for_byte():
     off[2] += 1
     equal, close, diff = _compared("cnn_int8.tflite", host, off.tobytes())
     assert (equal, close) == (False, False) and diff == pytest.approx(0.00390625)
+
+
+def test_an_emit_c_folder_is_a_model_the_device_command_reads(tmp_path):
+    """`edge-prune report MODEL --emit-c DIR` writes no .tflite: the model is model_data.cc's
+    array."""
+    from edge_prune.measurement.device.measure import _load_folder
+    from edge_prune.measurement.firmware import firmware_sources
+
+    data = (DATA_DIR / "cnn_int8.tflite").read_bytes()
+    for name, text in firmware_sources(data, "cnn", arena_bytes=4096).files.items():
+        (tmp_path / name).write_text(text)
+    model = _load_folder(tmp_path, "reference")
+    assert model.data == data and model.name == "cnn"
+    (tmp_path / "model_data.cc").write_text(
+        (tmp_path / "model_data.cc").read_text().replace("0x", "0x0, 0x", 1)
+    )
+    with pytest.raises(ModelFileError, match="the array holds .* its _len says"):
+        _load_folder(tmp_path, "reference")
+
+
+def test_a_folder_without_model_or_firmware_files_is_refused_naming_both(tmp_path):
+    from edge_prune.measurement.device.measure import _load_folder
+
+    with pytest.raises(ModelFileError, match="model.tflite .* or model_data.cc"):
+        _load_folder(tmp_path, "reference")

@@ -16,6 +16,7 @@ from pathlib import Path
 import flatbuffers
 import numpy as np
 import pytest
+from conftest import DATA_DIR
 
 from edge_prune.cli import main
 from edge_prune.errors import ConfigError
@@ -410,3 +411,21 @@ def test_c_identifier_is_valid_c(name, ident):
 def test_names_that_fold_alike_give_different_c_identifiers():
     assert c_identifier("digits-cnn") != c_identifier("digits_cnn") == "digits_cnn"
     assert c_identifier("été") != c_identifier("ete!") != c_identifier("ete")
+
+
+def test_run_starts_a_stateful_model_from_zero_state_and_a_stateless_one_as_before():
+    """A converted LSTM keeps state in variable tensors across Invoke(); the host resets it
+    before each sample, so FIRMWARE.md's Run must too (else the device differs from sample 2)."""
+    import dataclasses
+
+    from edge_prune.measurement.firmware import guide_code
+    from edge_prune.measurement.tflite_file import read_model
+
+    info = read_model(DATA_DIR / "cnn_int8.tflite")
+    assert "Reset()" not in "\n".join(guide_code("cnn", info))
+    state = dataclasses.replace(info.tensors[0], is_variable=True)
+    stateful = dataclasses.replace(info, tensors=(state, *info.tensors[1:]))
+    assert stateful.has_state
+    code = "\n".join(guide_code("cnn", stateful))
+    assert "if (interpreter->Reset() != kTfLiteOk) return kTfLiteError;" in code
+    assert code.index("interpreter->Reset()") < code.index("return interpreter->Invoke();")

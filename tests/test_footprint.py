@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import struct
 import subprocess
@@ -325,3 +326,35 @@ def test_a_cmsis_nn_target_counts_the_larger_arena_those_kernels_need(measured):
     assert m7.arena_bytes == cnn.arena_bytes
     assert m4.arena_bytes == cnn.arena_bytes + footprint.KERNEL_ARENA_MARGIN_BYTES["cmsis-nn"]
     assert m4.ram_needed_bytes == m4.arena_bytes + cortex_m4.reserved_ram_bytes
+
+
+def test_headroom_inside_the_runtime_figures_error_is_said_and_points_to_device(
+    mlp_float_path, target_file
+):
+    from edge_prune.measurement.footprint import measure, verdict_for
+    from edge_prune.measurement.targets import load_target
+
+    footprint = measure(mlp_float_path)
+    wide = verdict_for(footprint, load_target("cortex-m4"))  # CMSIS-NN table, checked
+    error = wide.runtime_flash.error
+    assert error.checked and error.high_percent > 0
+    assert wide.runtime_flash.error_bytes == math.ceil(
+        wide.runtime_flash.total_bytes * error.high_percent / 100
+    )
+    assert not [w for w in wide.warnings if "headroom" in w]
+    reserved = wide.target.reserved_flash_bytes
+    tight = target_file("tight", tflm_kernels="cmsis-nn", reserved_flash_bytes=reserved,
+                        flash_bytes=wide.flash_needed_bytes + 100)  # fmt: skip
+    verdict = verdict_for(footprint, load_target(str(tight)))
+    assert verdict.fits and verdict.flash_headroom_bytes == 100
+    (warning,) = [w for w in verdict.warnings if "headroom" in w]
+    assert "flash headroom 100 B is inside" in warning and "edge-prune device" in warning
+    assert verdict.to_dict()["warnings"] == [warning]
+
+
+def test_a_build_never_checked_carries_a_labelled_bound():
+    from edge_prune.measurement.runtime_tables import table_error
+
+    bound = table_error("cortex-m4_reference_default")
+    assert not bound.checked and "BOUND" in bound.describe() and "not checked" in bound.how
+    assert bound.high_percent >= table_error("cortex-m4+fp_cmsis-nn_default").high_percent

@@ -71,3 +71,13 @@ def test_a_trained_model_is_told_from_a_lucky_untrained_one():
     assert not ACCURACY.clearly_learned(0.198, chance=0.10)
     assert ACCURACY.clearly_learned(0.60, chance=0.10)
     assert MSE.clearly_learned(0.01, chance=0.05) and not MSE.clearly_learned(0.04, chance=0.05)
+
+
+def test_one_hot_and_probability_rows_are_judged_by_top1():
+    one_hot = np.eye(3, dtype=np.float32)[[0, 1, 2, 1]]
+    soft = np.array([[0.8, 0.1, 0.1], [0.2, 0.7, 0.1]], dtype=np.float32)
+    assert metric_for(one_hot) is ACCURACY and metric_for(soft) is ACCURACY
+    assert metric_for(np.full((4, 3), 0.5, np.float32)) is MSE
+    outputs = np.array([[3, 1, 0], [0, 2, 1], [0, 1, 5], [1, 0, 0]], np.float32)
+    assert ACCURACY.score(outputs, one_hot) == 0.75
+    assert ACCURACY.chance(one_hot, one_hot) == 0.5  # always class 1 (most frequent)

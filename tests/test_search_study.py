@@ -343,3 +343,29 @@ def test_a_worker_steps_back_from_a_point_another_running_trial_claimed_whatever
     study.tell(second, state=optuna.trial.TrialState.FAIL)
     first.set_user_attr(_CLAIM, spec.label)
     assert _twin(fourth, spec).number == first.number
+
+
+class InterruptedWorkshop(FakeWorkshop):
+    """Ctrl-C while it builds its second point (the second anchor)."""
+
+    calls = 0
+
+    def point(self, spec: PointSpec):
+        InterruptedWorkshop.calls += 1
+        if InterruptedWorkshop.calls == 2:
+            raise KeyboardInterrupt
+        return super().point(spec)
+
+
+def test_a_search_resumed_after_ctrl_c_builds_the_same_points_in_the_same_order(
+    target_file, tmp_path
+):
+    inputs = tight_inputs(target_file)
+    _run(inputs, tmp_path / "clean", 6)
+    opts = SearchOptions(trials=6, space=SPACE)
+    InterruptedWorkshop.calls = 0
+    with pytest.raises(KeyboardInterrupt):
+        run_study(inputs, opts, tmp_path / "cut", lambda _m: None, factory=InterruptedWorkshop)
+    assert len(_built(tmp_path / "cut")) == 1
+    _run(inputs, tmp_path / "cut", 6)
+    assert _built(tmp_path / "cut") == _built(tmp_path / "clean")

@@ -173,3 +173,42 @@ def test_the_nrf52810_verdict_counts_its_build_and_the_softdevice(mlp_float_path
         footprint.flatbuffer_bytes + nrf.runtime_flash.total_bytes + 102_400
     )
     assert nrf.fits == (nrf.flash_needed_bytes <= 196_608 and nrf.fits_ram)
+
+
+@pytest.mark.parametrize(
+    ("name", "fpu"),
+    [("samd21", False), ("nrf52810", False), ("cortex-m0plus", False), ("cortex-m4", True),
+     ("cortex-m7", True)],
+)  # fmt: skip
+def test_the_fpu_follows_the_core(name, fpu):
+    assert load_target(name).has_fpu is fpu
+
+
+def test_a_target_file_can_say_its_core_has_no_fpu(target_file):
+    path = target_file("m33-no-fpu", core="Cortex-M33")
+    path.write_text(path.read_text() + "fpu = false\n")
+    target = load_target(str(path))
+    assert target.has_fpu is False and target.to_dict()["fpu"] is False
+
+
+def test_fpu_must_be_true_or_false(target_file):
+    with pytest.raises(ConfigError, match="key 'fpu' must be true or false"):
+        load_target(str(target_file("bad-fpu", fpu="yes")))
+
+
+def test_a_float_model_on_a_core_without_fpu_is_flagged_in_the_verdict(
+    mlp_float_path, cnn_int8_path
+):
+    from edge_prune.measurement.footprint import measure, verdict_for
+    from edge_prune.measurement.report import Report
+
+    float_model = measure(mlp_float_path)
+    assert float_model.computes_in_float
+    flagged = verdict_for(float_model, load_target("samd21"))
+    assert any(w.startswith("software floating point") for w in flagged.warnings)
+    assert not verdict_for(float_model, load_target("cortex-m4")).warnings
+    text = Report(footprint=float_model, verdicts=(flagged,)).to_text()
+    assert "WARNING: software floating point" in text
+    int8_model = measure(cnn_int8_path)
+    assert not int8_model.computes_in_float
+    assert not verdict_for(int8_model, load_target("samd21")).warnings

@@ -99,6 +99,13 @@ def run(args) -> int:
         toolchain=toolchain,
         timeout_s=timeout,
     )
+    if result.tflm_commits_differ:
+        print(
+            f"edge-prune device: warning: the TFLM tree is commit {result.tflm_commit}, the host "
+            f"interpreter {result.host_tflm.describe()}: outputs are compared across two TFLM "
+            "versions",
+            file=sys.stderr,
+        )
     text = render(result, args.format)
     sys.stdout.write(text)
     if args.out:

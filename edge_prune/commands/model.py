@@ -61,11 +61,11 @@ def register(subparsers) -> None:
         "--bitwidth",
         type=int,
         metavar="BITS",
-        help="override compress.bitwidth: LUT index bits (2, 3 or 4; 0 = the smallest that "
-        "holds the cluster values)",
+        help="override compress.bitwidth: 2, 3 or 4 = LUT only, with indices this wide; 0 = "
+        "per tensor the smallest of LUT, pruning bitmask and Huffman",
     )
     parser.add_argument(
-        "--no-compress", action="store_true", help="skip clustering and LUT compression"
+        "--no-compress", action="store_true", help="skip clustering and TFLM compression"
     )
     parser.add_argument("--epochs", type=int, metavar="N", help="override train.epochs")
     parser.add_argument("--seed", type=int, help="override train.seed")

@@ -32,6 +32,8 @@ class Dataset:
     x_test: np.ndarray
     y_test: np.ndarray
     source: str
+    # How class ids were read from the file when it held one-hot or probability rows, one line.
+    labels_note: str | None = None
 
     def __iter__(self):
         return iter((self.x_train, self.y_train, self.x_test, self.y_test))
@@ -62,7 +64,8 @@ class Dataset:
     def describe(self) -> str:
         sizes = f"{len(self.x_train)} train / {len(self.x_test)} test, input {self.input_shape}"
         if self.is_classification:
-            return f"{self.source} ({sizes}, {self.num_classes} classes)"
+            rows = f"; {self.labels_note}" if self.labels_note else ""
+            return f"{self.source} ({sizes}, {self.num_classes} classes{rows})"
         return f"{self.source} ({sizes}, float targets of shape {self.target_shape}: regression)"
 
 
@@ -93,13 +96,26 @@ def load_npz(path: str | Path) -> Dataset:
 
     ``x_*`` must be numeric with the same per-sample shape, finite and non-empty. ``y_*``: 1-D
     integer class ids (floats holding only whole numbers count as class ids) for classification,
-    or float targets (non-integer values, or more than one value per sample, e.g. ``y = x`` for
-    an autoencoder) for regression; one per sample, the same kind in both splits.
+    one-hot or probability rows (2-D, values in [0, 1], each row summing to 1: the class is the
+    row's argmax, also classification), or float targets (non-integer values, or more than one
+    value per sample, e.g. ``y = x`` for an autoencoder) for regression; one per sample, the
+    same kind in both splits.
     """
     path = Path(path)
     arrays = _read_npz(path)
     x_train, x_test = (_features(path, n, arrays[n]) for n in ("x_train", "x_test"))
-    y_train, y_test = (_targets(path, n, arrays[n]) for n in ("y_train", "y_test"))
+    rows = class_rows(arrays["y_train"], arrays["y_test"])
+    if rows is not None:
+        y_train, y_test = (
+            _labels(path, n, arrays[n].argmax(axis=1)) for n in ("y_train", "y_test")
+        )
+        note = (
+            f"y_train and y_test are {rows} rows of {arrays['y_train'].shape[1]} values: "
+            "classification, class = argmax of each row, judged by top-1 accuracy"
+        )
+    else:
+        y_train, y_test = (_targets(path, n, arrays[n]) for n in ("y_train", "y_test"))
+        note = None
     if y_train.dtype != y_test.dtype or y_train.shape[1:] != y_test.shape[1:]:
         raise DataError(
             f"{path}: y_train is {_kind(y_train)} but y_test is {_kind(y_test)}; both must be "
@@ -116,7 +132,31 @@ def load_npz(path: str | Path) -> Dataset:
     ):
         if len(x) != len(y):
             raise DataError(f"{path}: {x_name} has {len(x)} samples but {y_name} has {len(y)}")
-    return Dataset(x_train, y_train, x_test, y_test, source=str(path))
+    return Dataset(x_train, y_train, x_test, y_test, source=str(path), labels_note=note)
+
+
+# A row of class probabilities sums to 1 within this (float32 softmax outputs saved as labels).
+_ROW_SUM_TOLERANCE = 1e-3
+
+
+def class_rows(y_train: np.ndarray, y_test: np.ndarray) -> str | None:
+    """ "one-hot" or "probability" when both label arrays are 2-D rows of at least two values
+    in [0, 1] summing to 1 (a class per row: the largest value), else None."""
+    kinds = {_row_kind(y) for y in (y_train, y_test)}
+    if None in kinds or np.shape(y_train)[1:] != np.shape(y_test)[1:]:
+        return None
+    return "one-hot" if kinds == {"one-hot"} else "probability"
+
+
+def _row_kind(y: np.ndarray) -> str | None:
+    if y.ndim != 2 or y.shape[1] < 2 or len(y) == 0 or y.dtype.kind not in "iuf":
+        return None
+    values = y.astype(np.float64)
+    if not np.isfinite(values).all() or values.min() < 0 or values.max() > 1:
+        return None
+    if not np.allclose(values.sum(axis=1), 1.0, rtol=0, atol=_ROW_SUM_TOLERANCE):
+        return None
+    return "one-hot" if np.isin(values, (0.0, 1.0)).all() else "probability"
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
@@ -172,7 +212,8 @@ def _targets(path: Path, name: str, y: np.ndarray) -> np.ndarray:
     """Class ids (int64) or regression targets (float32)."""
     if y.ndim < 1 or y.dtype.kind not in "iuf" or (y.ndim > 1 and y.dtype.kind != "f"):
         raise DataError(
-            f"{path}: {name} must be 1-D integer class ids or float targets, got dtype "
+            f"{path}: {name} must be 1-D integer class ids, one-hot or probability rows, or "
+            "float targets, got dtype "
             f"{y.dtype} shape {y.shape}"
         )
     if len(y) == 0:

@@ -11,6 +11,7 @@ import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from edge_prune.measurement.host_tflm import host_tflm
 from edge_prune.tables import table_lines
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ def versions() -> dict[str, str]:
         "numpy",
     )
     found = {name: version(name) for name in names}
+    found["tflite-micro commit"] = host_tflm().commit or "not stated"
     found["python"] = platform.python_version()
     found["platform"] = f"{sys.platform}-{platform.machine()}"
     return found
@@ -59,6 +61,7 @@ class BuildReport:
     untrustworthy: str | None
     training: str
     model: str
+    warnings: tuple[str, ...]  # what the verdict says beside it (software float, thin margins)
     deployable: Deployable
     data: dict[str, Any]
     metric_name: str
@@ -85,6 +88,7 @@ class BuildReport:
             target=inputs.target.name,
             fits=bool(result.footprint.fits) and result.untrustworthy is None,
             verdict=_verdict(result),
+            warnings=tuple(w for v in result.footprint.verdicts for w in v.warnings),
             untrustworthy=result.untrustworthy,
             training=result.training,
             model=result.model_name,
@@ -96,6 +100,7 @@ class BuildReport:
                 "input_shape": list(data.input_shape),
                 "task": data.task,
                 "classes" if data.is_classification else "target_values": data.num_classes,
+                "labels": data.labels_note,
             },
             metric_name=metric.name,
             higher_is_better=metric.higher_is_better,
@@ -124,6 +129,7 @@ class BuildReport:
             "target": self.target,
             "fits": self.fits,
             "verdict": self.verdict,
+            "warnings": list(self.warnings),
             "untrustworthy": self.untrustworthy,
             "training": self.training,
             "model": self.model,
@@ -374,7 +380,9 @@ def _render(report: BuildReport, footprint: Report, markdown: bool) -> str:
         f"Verdict: {report.verdict} {report.target}. "
         f"Deployable: model.tflite = {report.deployable.artifact}: {report.deployable.reason}.",
         *([f"Why it does not pass: {report.untrustworthy}."] if report.untrustworthy else []),
+        *(f"Warning: {w}." for w in report.warnings),
         f"Dense model: {report.training}.",
+        *([f"Labels: {report.data['labels']}."] if report.data.get("labels") else []),
         "",
         f"{heading}{report.metric_name.capitalize()} (held-out, "
         f"{report.data['test_samples']} samples of {report.data['source']})",

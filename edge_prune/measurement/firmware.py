@@ -603,4 +603,17 @@ def _run_function(n: _Names, info: ModelInfo) -> list[str]:
         if out == "INT8"
         else ["  // After Invoke, the result is in interpreter->output(0)."]
     )
-    return [*head, *fill, *read, "  return interpreter->Invoke();", "}"]
+    return [*head, *_reset(info), *fill, *read, "  return interpreter->Invoke();", "}"]
+
+
+def _reset(info: ModelInfo) -> list[str]:
+    """A model with variable tensors (a converted LSTM's hidden and cell state) keeps them
+    across Invoke() calls; each call here is one inference from a zero state, as in Keras and
+    on the host (MicroInterpreter::Reset() zeroes them, micro_interpreter.h)."""
+    if not info.has_state:
+        return []
+    return [
+        "  // The model keeps state between Invoke() calls (variable tensors): start each",
+        "  // inference from a zero state. Drop this to carry the state over a stream.",
+        "  if (interpreter->Reset() != kTfLiteOk) return kTfLiteError;",
+    ]

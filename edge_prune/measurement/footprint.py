@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from edge_prune.errors import TFLMError
-from edge_prune.measurement import runtime_tables, tflm
+from edge_prune.measurement import cmsis_nn_lstm, runtime_tables, tflm
 from edge_prune.measurement.targets import Target
 from edge_prune.measurement.tflite_file import load_bytes, read_model
 
@@ -53,6 +53,13 @@ class RuntimeFlash:
     source: str
     bound_rule: str = ""
     from_table: bool = False  # from a Cortex-M build table (edge_prune.measurement.runtime_tables)
+    # How far linked firmwares were from the table the figure comes from; None: not known.
+    error: runtime_tables.TableError | None = None
+
+    @property
+    def error_bytes(self) -> int:
+        """How many bytes more a linked firmware's runtime may take than ``total_bytes``."""
+        return self.error.above_bytes(self.total_bytes) if self.error else 0
 
     @property
     def kind(self) -> str:
@@ -76,6 +83,11 @@ class RuntimeFlash:
             "kernel_bytes": dict(self.kernel_bytes),
             "ops_given_default_size": list(self.defaulted_ops),
             "source": self.source,
+            "error": self.error.to_dict() if self.error else None,
+            "error_bytes": self.error_bytes,
+            "error_what": "bytes a linked firmware's runtime may take beyond total_bytes"
+            if self.error
+            else "not known: the figure is not from a measured table",
         }
 
 
@@ -101,6 +113,11 @@ class Footprint:
     tflm_failure: str | None = None
     tflm_failure_kind: str | None = None
     sha256: str = ""
+    computes_in_float: bool = False  # operators compute in float32 (ModelInfo.computes_in_float)
+    # Arena a CMSIS-NN build needs for its LSTM kernel sums (measure.cmsis_nn_lstm).
+    cmsis_nn_lstm_bytes: int = 0
+    # DECODE outputs a CMSIS-NN kernel reads in Prepare: such a build stops in SetUp on them.
+    cmsis_nn_decoded_reads: tuple[str, ...] = ()
 
     @property
     def arena_host_bytes(self) -> int | None:
@@ -143,6 +160,7 @@ class Footprint:
             "tflm_failure_kind": self.tflm_failure_kind,
             "arena": _arena_dict(self.arena),
             "runtime_flash": self.runtime_flash.to_dict(),
+            "cmsis_nn_decoded_reads": list(self.cmsis_nn_decoded_reads),
         }
 
 
@@ -169,6 +187,9 @@ class Verdict:
     failure_reason: str | None = None
     arena_host_bytes: int | None = None
     arena_device_bytes: int | None = None
+    # What the verdict must say beside fits / does not fit (software float, thin margins).
+    warnings: tuple[str, ...] = ()
+    lstm_kernel_sums_bytes: int = 0  # in arena_bytes: CMSIS-NN LSTM kernel sums (cmsis_nn_lstm)
     fits: bool = field(init=False)
 
     def __post_init__(self):
@@ -222,6 +243,11 @@ class Verdict:
         kernels = "reference kernels"
         if margin:
             kernels += f", + {margin} B measured margin for {self.target.tflm_kernels} kernels"
+        if self.lstm_kernel_sums_bytes:
+            kernels += (
+                f", + {self.lstm_kernel_sums_bytes} B of CMSIS-NN LSTM kernel sums, allocated "
+                "while its temporaries are alive"
+            )
         return (
             "tensor arena on a 32-bit Cortex-M (derived from TFLM's recorded allocations, "
             f"{kernels}) + reserved RAM, vs the part's RAM"
@@ -233,6 +259,7 @@ class Verdict:
             "part": self.target.part,
             "status": self.status,
             "fits": self.fits,
+            "warnings": list(self.warnings),
             "runs_on_tflm": self.runs_on_tflm,
             "missing_op": self.missing_op,
             "flash": {
@@ -242,6 +269,10 @@ class Verdict:
                 "runtime_kind": self.runtime_flash.kind,
                 "runtime_estimate_bytes": self.runtime_flash.estimate_bytes,
                 "runtime_upper_bound_bytes": self.runtime_flash.upper_bound_bytes,
+                "runtime_error": (
+                    self.runtime_flash.error.to_dict() if self.runtime_flash.error else None
+                ),
+                "runtime_error_bytes": self.runtime_flash.error_bytes,
                 "reserved_bytes": self.target.reserved_flash_bytes,
                 "needed_bytes": self.flash_needed_bytes,
                 "available_bytes": self.target.flash_bytes,
@@ -308,7 +339,18 @@ def measure(
         tflm_failure=failure,
         tflm_failure_kind=kind,
         sha256=hashlib.sha256(data).hexdigest(),
+        computes_in_float=info.computes_in_float,
+        cmsis_nn_lstm_bytes=cmsis_nn_lstm.kernel_sum_bytes(info),
+        cmsis_nn_decoded_reads=_cmsis_nn_decoded_reads(data, info.op_types),
     )
+
+
+def _cmsis_nn_decoded_reads(data: bytes, ops: tuple[str, ...]) -> tuple[str, ...]:
+    if not any(op.endswith("TFLM_DECODE") for op in ops):
+        return ()
+    from edge_prune.measurement.codecs.constant_inputs import cmsis_nn_decoded_reads
+
+    return cmsis_nn_decoded_reads(data)
 
 
 def _without_label(message: str, label: str) -> str:
@@ -343,12 +385,23 @@ def verdict_for(footprint: Footprint, target: Target) -> Verdict:
     runtime = runtime_flash(footprint.ops, target)
     flash_needed = footprint.flatbuffer_bytes + runtime.total_bytes + target.reserved_flash_bytes
     arena = footprint.arena_bytes
+    lstm_sums = footprint.cmsis_nn_lstm_bytes if target.tflm_kernels == "cmsis-nn" else 0
     if arena is not None:
         arena += KERNEL_ARENA_MARGIN_BYTES[target.tflm_kernels]
+        arena += lstm_sums
     ram_needed = None if arena is None else arena + target.reserved_ram_bytes
+    flash_headroom = target.flash_bytes - flash_needed
+    runs, failure = footprint.runs_on_tflm, footprint.failure_reason
+    if runs and target.tflm_kernels == "cmsis-nn" and footprint.cmsis_nn_decoded_reads:
+        runs, failure = False, _cmsis_nn_failure(footprint.cmsis_nn_decoded_reads)
     return Verdict(
+        lstm_kernel_sums_bytes=lstm_sums if arena is not None else 0,
+        warnings=(
+            *_float_warning(footprint, target),
+            *_margin_warning(runtime, flash_headroom),
+        ),
         target=target,
-        runs_on_tflm=footprint.runs_on_tflm,
+        runs_on_tflm=runs,
         missing_op=footprint.missing_op,
         flatbuffer_bytes=footprint.flatbuffer_bytes,
         runtime_flash=runtime,
@@ -357,10 +410,39 @@ def verdict_for(footprint: Footprint, target: Target) -> Verdict:
         arena_bytes=arena,
         fits_flash=flash_needed <= target.flash_bytes,
         fits_ram=ram_needed is not None and ram_needed <= target.ram_bytes,
-        failure_reason=footprint.failure_reason,
+        failure_reason=failure,
         arena_host_bytes=footprint.arena_host_bytes,
         arena_device_bytes=footprint.arena_device_bytes,
     )
+
+
+def _cmsis_nn_failure(reads: tuple[str, ...]) -> str:
+    more = f" (and {len(reads) - 1} more)" if len(reads) > 1 else ""
+    return (
+        "not with this target's cmsis-nn kernels, which read compressed tensors in Prepare and "
+        f"stop in SetUp: {reads[0]}{more}"
+    )
+
+
+def _float_warning(footprint: Footprint, target: Target) -> list[str]:
+    if not footprint.computes_in_float or target.has_fpu:
+        return []
+    return [
+        f"software floating point: the model computes in float32 and the {target.core} of "
+        f"{target.part} has no FPU, so every float operation is a library call (many times "
+        "slower than int8); deploy an int8 model"
+    ]
+
+
+def _margin_warning(runtime: RuntimeFlash, flash_headroom: int) -> list[str]:
+    error = runtime.error_bytes
+    if flash_headroom < 0 or flash_headroom >= error:
+        return []
+    return [
+        f"flash headroom {flash_headroom:,} B is inside the runtime code figure's error: a "
+        f"linked firmware may take up to {error:,} B more (linked vs table: "
+        f"{runtime.error.describe()}); measure it with `edge-prune device`"
+    ]
 
 
 def runtime_flash(ops: tuple[str, ...] | list[str], target: Target | None = None) -> RuntimeFlash:
@@ -441,6 +523,7 @@ def _table_runtime(table: runtime_tables.RuntimeTable, ops) -> RuntimeFlash:
         source=table.source(),
         bound_rule=rule,
         from_table=True,
+        error=runtime_tables.table_error(table.key),
     )
 
 

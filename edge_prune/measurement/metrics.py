@@ -75,8 +75,8 @@ class Metric:
     def chance(self, y_train: np.ndarray, y_test: np.ndarray) -> float:
         """The held-out score of a model that learned nothing from the training data."""
         if self.key == "accuracy":
-            counts = np.bincount(np.asarray(y_train).reshape(-1))
-            return float(np.mean(np.asarray(y_test).reshape(-1) == counts.argmax()))
+            counts = np.bincount(_class_ids(y_train))
+            return float(np.mean(_class_ids(y_test) == counts.argmax()))
         mean = np.asarray(y_train, dtype=np.float64).mean(axis=0)
         return mean_squared_error(np.broadcast_to(mean, np.shape(y_test)), y_test)
 
@@ -109,8 +109,14 @@ MSE = Metric("mse", "mean squared error", higher_is_better=False)
 
 
 def metric_for(y: np.ndarray) -> Metric:
-    """Top-1 accuracy for integer class ids, mean squared error for float targets."""
-    return ACCURACY if np.asarray(y).dtype.kind in "iu" else MSE
+    """Top-1 accuracy for integer class ids and for one-hot or probability rows (the class is
+    the row's argmax), mean squared error for other float targets."""
+    from edge_prune.data import class_rows
+
+    y = np.asarray(y)
+    if y.dtype.kind in "iu" and y.ndim <= 1:
+        return ACCURACY
+    return ACCURACY if class_rows(y, y) is not None else MSE
 
 
 def top1_accuracy(outputs: np.ndarray, labels: np.ndarray) -> float:
@@ -132,6 +138,12 @@ def mean_squared_error(outputs: np.ndarray, targets: np.ndarray) -> float:
             "(one row per sample)"
         )
     return float(np.mean((predicted.astype(np.float64) - truth) ** 2))
+
+
+def _class_ids(labels: np.ndarray) -> np.ndarray:
+    """Class ids from ids or from one-hot / probability rows (their argmax)."""
+    labels = np.asarray(labels)
+    return labels.argmax(axis=-1) if labels.ndim == 2 else labels.reshape(-1).astype(np.int64)
 
 
 def _rows(y: np.ndarray) -> np.ndarray:

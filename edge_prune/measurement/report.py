@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from edge_prune.errors import ConfigError
 from edge_prune.measurement.footprint import Footprint, Verdict, measure, verdict_for
+from edge_prune.measurement.host_tflm import host_tflm
 from edge_prune.measurement.targets import Target, load_target
 from edge_prune.measurement.tflite_file import ModelSource
 from edge_prune.tables import table_lines
@@ -160,6 +161,7 @@ class Report:
             "accuracy": self.accuracy.to_dict() if self.accuracy else None,
             "targets": [v.to_dict() for v in self.verdicts],
             "decode_check": self.decode.to_dict() if self.decode else None,
+            "host_tflm": host_tflm().to_dict(),
             "notes": [*_decode_notes(self), _HOST_NOTE, _FORMULA],
         }
         if self.baseline:
@@ -425,6 +427,8 @@ def _verdict_lines(v: Verdict) -> list[str]:
             f"  RAM   {bar(v.ram_used_percent)} {v.ram_used_percent:5.1f}% of {t.ram_bytes:,} B "
             f"({v.ram_needed_bytes:,} B needed)"
         )
+    for warning in v.warnings:
+        lines += _wrap(warning, indent="           ", first="  WARNING: ")
     return lines
 
 
@@ -437,13 +441,16 @@ def _summary(report: Report) -> str:
         )
     else:
         fitting = [v.target.name for v in report.verdicts if v.fits]
-        failing = [v.target.name for v in report.verdicts if not v.fits]
-        if not failing:
+        failing = [v.target.name for v in report.verdicts if v.runs_on_tflm and not v.fits]
+        kernels = [v.target.name for v in report.verdicts if not v.runs_on_tflm]
+        parts = [
+            *([f"does not run with the kernels of {', '.join(kernels)}"] if kernels else []),
+            *([f"does not fit {', '.join(failing)}"] if failing else []),
+        ]
+        if not parts:
             text = f"fits every target asked ({', '.join(fitting)})"
         else:
-            text = f"does not fit {', '.join(failing)}" + (
-                f"; fits {', '.join(fitting)}" if fitting else ""
-            )
+            text = "; ".join(parts) + (f"; fits {', '.join(fitting)}" if fitting else "")
     grown = report.growth_failures
     if grown:
         where = dict.fromkeys(f"{c.target} ({c.figure})" for c in grown)
@@ -498,6 +505,14 @@ def _model_facts(report: Report) -> list[tuple[str, str, str]]:
     ]
     if f.sparse_tensor_count:
         rows.append(("sparse tensors", str(f.sparse_tensor_count), "stored sparse (CSR-like)"))
+    host = host_tflm()
+    rows.append(
+        (
+            "host TFLM",
+            host.commit or "unknown",
+            f"{host.describe()}: the interpreter that measured the arena and ran the model",
+        )
+    )
     if report.accuracy:
         a = report.accuracy
         rows.append(("accuracy", f"{a.top1:.2%}", f"top-1, {a.source}"))

@@ -44,6 +44,22 @@ TFLM_ARCH_BY_CORE = {
     "Cortex-M33": "cortex-m33",
     "Cortex-M55": "cortex-m55",
 }
+# Whether a core has a floating-point unit, when the target file does not say (key ``fpu``).
+# Armv6-M (M0+) and Armv7-M M3 have none; "Cortex-M4" is the part without one (nRF52810),
+# "Cortex-M4F" the one with (Arm Cortex-M4 Technical Reference Manual, "FPU"). The FPU of an
+# M33 or M55 is optional in the architecture: the catalogue's parts (nRF5340, Alif Ensemble)
+# have it; ESP32-S3's Xtensa LX7 has a single-precision FPU (ESP32-S3 datasheet).
+FPU_BY_CORE = {
+    "Cortex-M0+": False,
+    "Cortex-M3": False,
+    "Cortex-M4": False,
+    "Cortex-M4F": True,
+    "Cortex-M7": True,
+    "Cortex-M33": True,
+    "Cortex-M55": True,
+    "Xtensa LX7": True,
+}
+_OPTIONAL_BOOLS = ("fpu",)
 _TABLES = ("runtime", "throughput")
 _RUNTIME_INTS = ("framework_flash_bytes", "runtime_flash_bytes")
 _RUNTIME_KEYS = (*_RUNTIME_INTS, "kernel_flash_bytes", "source")
@@ -110,6 +126,12 @@ class Target:
     throughput: Throughput | None = None
     tflm_kernels: str = "reference"  # the TFLM kernel set a firmware for this part builds
     tflm_build_type: str = "default"  # TFLM's BUILD_TYPE
+    fpu: bool | None = None  # None: from the core (FPU_BY_CORE)
+
+    @property
+    def has_fpu(self) -> bool:
+        """True when the core computes float32 in hardware; an unknown core counts as without."""
+        return self.fpu if self.fpu is not None else FPU_BY_CORE.get(self.core, False)
 
     @property
     def tflm_arch(self) -> str | None:
@@ -144,6 +166,7 @@ class Target:
             "tflm_arch": self.tflm_arch,
             "tflm_kernels": self.tflm_kernels,
             "tflm_build_type": self.tflm_build_type,
+            "fpu": self.has_fpu,
             "throughput": self.throughput.to_dict() if self.throughput else None,
         }
 
@@ -223,7 +246,8 @@ def _read_toml(path: Path) -> dict:
 def parse_target(data: dict, name: str, path: str | Path = "<dict>") -> Target:
     """Validate the contents of a target file and build the :class:`Target`."""
     where = str(path)
-    allowed = (*_REQUIRED_INTS, *_REQUIRED_STRS, *_OPTIONAL_STRS, *_TFLM_CHOICES, *_TABLES)
+    allowed = (*_REQUIRED_INTS, *_REQUIRED_STRS, *_OPTIONAL_STRS, *_OPTIONAL_BOOLS,
+               *_TFLM_CHOICES, *_TABLES)  # fmt: skip
     _reject_unknown(data, allowed, where, "")
     for key in (*_REQUIRED_STRS, *_REQUIRED_INTS):
         if key not in data:
@@ -233,6 +257,7 @@ def parse_target(data: dict, name: str, path: str | Path = "<dict>") -> Target:
     values |= {key: _size(data, key, where) for key in _REQUIRED_INTS}
     values |= {key: _string(data, key, where) for key in _OPTIONAL_STRS if key in data}
     values |= {key: _choice(data, key, where) for key in _TFLM_CHOICES if key in data}
+    values |= {key: _bool(data, key, where) for key in _OPTIONAL_BOOLS if key in data}
     if values["clock_hz"] == 0:
         raise ConfigError(f"{where}: key 'clock_hz' is 0; expected the core clock in Hz")
     for kind in ("flash", "ram"):
@@ -248,6 +273,13 @@ def parse_target(data: dict, name: str, path: str | Path = "<dict>") -> Target:
         throughput=_throughput(data["throughput"], where) if "throughput" in data else None,
         **values,
     )
+
+
+def _bool(data: dict, key: str, where: str) -> bool:
+    value = data[key]
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}: key '{key}' must be true or false, got {value!r}")
+    return value
 
 
 def _choice(data: dict, key: str, where: str) -> str:

@@ -36,6 +36,7 @@ class TensorInfo:
     is_sparse: bool
     scale: tuple[float, ...] = ()
     zero_point: tuple[int, ...] = ()
+    is_variable: bool = False  # state kept between Invoke() calls (an LSTM's hidden and cell)
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,22 @@ class ModelInfo:
     def op_types(self) -> tuple[str, ...]:
         """Distinct operator names, sorted: the kernels a TFLM op resolver must register."""
         return tuple(sorted(set(self.operators)))
+
+    @property
+    def has_state(self) -> bool:
+        """True when variable tensors keep state between Invoke() calls (a converted LSTM)."""
+        return any(t.is_variable for t in self.tensors)
+
+    @property
+    def computes_in_float(self) -> bool:
+        """True when operators compute in float32: a float32 tensor other than the graph's own
+        inputs and outputs, or float32 inputs/outputs with no QUANTIZE/DEQUANTIZE (an int8
+        model with float32 I/O only converts at its edges)."""
+        edges = {(0, i) for i in (*self.inputs, *self.outputs)}
+        floats = [t for t in self.tensors if t.dtype == "FLOAT32"]
+        if any((t.subgraph, t.index) not in edges for t in floats):
+            return True
+        return bool(floats) and not {"QUANTIZE", "DEQUANTIZE"} & set(self.operators)
 
     @property
     def sparse_tensors(self) -> tuple[TensorInfo, ...]:
@@ -252,6 +269,7 @@ def _parse(data: bytes, label: str) -> ModelInfo:
                     dtype=tensor_type_name(t.Type()),
                     data_bytes=buffer_sizes[buffer_index] if buffer_count else 0,
                     is_sparse=t.Sparsity() is not None,
+                    is_variable=bool(t.IsVariable()),
                     **_quantization(t, budget, label),
                 )
             )

@@ -103,6 +103,7 @@ def run_study(
     if options.storage is None:
         _fail_stale(study, progress)
     _requeue_bad_records(study, options.space, progress)
+    _requeue_interrupted(study, progress)
     if not study.trials and not options.grid:
         for anchor in _anchors(options.space):
             study.enqueue_trial(_params(anchor), skip_if_exists=True)
@@ -415,6 +416,36 @@ def _fail_stale(study, progress: Progress) -> None:
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
         progress(f"  trial {trial.number} of an interrupted run marked failed")
+
+
+def _requeue_interrupted(study, progress: Progress) -> None:
+    """The points of trials a Ctrl-C (or a kill) stopped, queued again first in their order,
+    unless another trial holds or waits for them: a resumed search builds the same points in
+    the same order (an interrupted anchor included)."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    held = {
+        _spec_or_none(t.params)
+        for t in trials
+        if t.state in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
+    }
+    for trial in trials:
+        if trial.state != TrialState.FAIL or "error" in trial.user_attrs:
+            continue
+        spec = _spec_or_none(trial.params)
+        if spec is None or spec in held:
+            continue
+        study.enqueue_trial(_params(spec))
+        held.add(spec)
+        progress(f"  trial {trial.number} ({spec.label}) was interrupted: queued again")
+
+
+def _spec_or_none(params: dict) -> PointSpec | None:
+    try:
+        return spec_from_params(params)
+    except (KeyError, ValueError, TypeError):
+        return None
 
 
 def _record(trial) -> dict[str, Any] | None:

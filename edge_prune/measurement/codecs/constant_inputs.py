@@ -4,7 +4,11 @@ A DECODE output has no buffer: TFLM places it in the arena and fills it when DEC
 Invoke. A kernel that reads an input in Prepare (a shape, an axis, paddings) checks it with
 ``IsConstantTensor`` and fails to prepare when it is a DECODE output, so such a tensor is never
 encoded. The table lists the inputs TFLM's portable kernels guard (tflite-micro
-``tensorflow/lite/micro/kernels/``, the source named in each row).
+``tensorflow/lite/micro/kernels/``, the source named in each row) and those its CMSIS-NN kernels
+guard (``kernels/cmsis_nn/``): a model is encoded once and may be flashed with either kernel
+set, so a CMSIS-NN requirement holds for every target. CMSIS-NN's LSTM keeps pointers to its
+gate weights and biases from Prepare (it precomputes their sums with the input offsets there)
+and stops on ``TF_LITE_ENSURE(context, IsConstantTensor(...))`` otherwise.
 """
 
 from __future__ import annotations
@@ -29,6 +33,36 @@ _READ_IN_PREPARE: dict[tuple[str, int], tuple[str, str]] = {
     ("SPLIT_V", 2): ("axis", "split_v.cc"),
     ("RESIZE_BILINEAR", 1): ("size", "resize_bilinear.cc"),
     ("RESIZE_NEAREST_NEIGHBOR", 1): ("size", "resize_nearest_neighbor.cc"),
+    ("SVDF", 1): ("weights_feature", "cmsis_nn/svdf.cc"),
+    **{
+        ("UNIDIRECTIONAL_SEQUENCE_LSTM", position): (
+            name,
+            "cmsis_nn/unidirectional_sequence_lstm.cc",
+        )
+        for position, name in enumerate(
+            (
+                "input_to_input_weights",
+                "input_to_forget_weights",
+                "input_to_cell_weights",
+                "input_to_output_weights",
+                "recurrent_to_input_weights",
+                "recurrent_to_forget_weights",
+                "recurrent_to_cell_weights",
+                "recurrent_to_output_weights",
+            ),
+            start=1,
+        )
+    },
+    **{
+        ("UNIDIRECTIONAL_SEQUENCE_LSTM", position): (
+            name,
+            "cmsis_nn/unidirectional_sequence_lstm.cc",
+        )
+        for position, name in enumerate(
+            ("input_gate_bias", "forget_gate_bias", "cell_gate_bias", "output_gate_bias"),
+            start=12,
+        )
+    },
 }
 
 
@@ -62,3 +96,29 @@ def find_uses(subgraph, tensor) -> list[ConstantUse]:
             if requirement is not None:
                 uses.append(ConstantUse(operator_index, name, position, *requirement))
     return uses
+
+
+def cmsis_nn_decoded_reads(model_bytes: bytes) -> tuple[str, ...]:
+    """The DECODE outputs of a compressed model that a CMSIS-NN kernel reads in Prepare: the
+    reference kernels (the host's) run the model, a CMSIS-NN build stops in SetUp on each."""
+    from edge_prune.measurement.codecs import _tflm
+
+    found = []
+    for subgraph in _tflm.read_editable(model_bytes, "model").subgraphs:
+        decoded = {
+            id(out) for op in subgraph.operators if op.custom_code == _tflm.DECODE_OP
+            for out in op.outputs
+        }  # fmt: skip
+        if not decoded:
+            continue
+        for index, operator in enumerate(subgraph.operators):
+            name = builtin_operator_name(operator.opcode)
+            for position, operand in enumerate(operator.inputs):
+                requirement = _READ_IN_PREPARE.get((name, position))
+                if (
+                    id(operand) in decoded
+                    and requirement
+                    and requirement[1].startswith("cmsis_nn/")
+                ):
+                    found.append(ConstantUse(index, name, position, *requirement).describe())
+    return tuple(found)

@@ -34,6 +34,7 @@ import numpy as np
 from edge_prune._process import die_with
 from edge_prune.artifacts import write_atomic
 from edge_prune.errors import DataError, ModelFileError
+from edge_prune.measurement.cmsis_nn_lstm import kernel_sum_bytes
 from edge_prune.measurement.device import build
 from edge_prune.measurement.device.config import DeviceConfig, core_from_target
 from edge_prune.measurement.device.link import (
@@ -54,6 +55,7 @@ from edge_prune.measurement.firmware import (
     firmware_sources,
 )
 from edge_prune.measurement.footprint import KERNEL_ARENA_MARGIN_BYTES
+from edge_prune.measurement.host_tflm import HostTflm, host_tflm
 from edge_prune.measurement.targets import Target
 from edge_prune.measurement.tflite_file import ModelInfo, read_model
 
@@ -114,10 +116,21 @@ class DeviceResult:
     problem: str | None = None
     arena_probe_note: str | None = None
     tflm_commit: str | None = None
+    # The host interpreter the outputs are compared with: the tflite-micro wheel and its commit.
+    host_tflm: HostTflm = HostTflm(version=None, commit=None)
+    # Why instructions_per_inference is None (None when it was counted).
+    instructions_missing: str | None = None
     compiler_version: str = ""
     flags: tuple[str, ...] = ()
     elf: str = ""
     compiled_objects: int = 0
+
+    @property
+    def tflm_commits_differ(self) -> bool | None:
+        """True when the device's TFLM tree and the host's wheel were built from different
+        commits (outputs are then compared across two TFLM versions); None when one is unknown."""
+        same = self.host_tflm.same_commit(self.tflm_commit)
+        return None if same is None else not same
 
     @property
     def ok(self) -> bool:
@@ -155,6 +168,7 @@ class DeviceResult:
             "instructions_per_tick": self.instructions_per_tick,
             "instructions_per_op": [[op, n] for op, n in self.instructions_per_op],
             "instructions_note": "instructions emulated by QEMU (-icount shift=0), not cycles",
+            "instructions_missing": self.instructions_missing,
             "available_flash_bytes": self.available_flash_bytes,
             "available_ram_bytes": self.available_ram_bytes,
             "fits": self.fits,
@@ -162,6 +176,9 @@ class DeviceResult:
             "problem": self.problem,
             "arena_probe_note": self.arena_probe_note,
             "tflm_commit": self.tflm_commit,
+            "host_tflm_version": self.host_tflm.version,
+            "host_tflm_commit": self.host_tflm.commit,
+            "tflm_commits_differ": self.tflm_commits_differ,
             "compiler_version": self.compiler_version,
             "flags": list(self.flags),
             "elf": self.elf,
@@ -203,7 +220,7 @@ def measure(
         kernels or target.tflm_kernels,
         build_type or target.tflm_build_type,
     )
-    source = _load_model(Path(model), KERNEL_ARENA_MARGIN_BYTES[config.kernels])
+    source = _load_model(Path(model), config.kernels)
     chosen = _samples(source, data, samples)
     host = _host_outputs(source, chosen)
     space = Workspace(tree, config, toolchain, progress)
@@ -223,27 +240,57 @@ def measure(
 # --------------------------------------------------------------------------- the model
 
 
-def _load_model(path: Path, arena_margin_bytes: int = 0) -> _Model:
+def _load_model(path: Path, kernels: str = "reference") -> _Model:
     if path.is_dir():
-        tflite = path / "model.tflite"
-        if not tflite.is_file():
-            raise ModelFileError(f"{path}: a build directory holds model.tflite; none found")
-        data = tflite.read_bytes()
-        info = read_model(data)
-        present = all((path / name).is_file() for name in (DATA_HEADER, DATA_SOURCE, OPS_HEADER,
-                                                            GUIDE))  # fmt: skip
-        files = {n: (path / n).read_text() for n in (DATA_HEADER, DATA_SOURCE, OPS_HEADER, GUIDE)}
-        name = _name_from_files(files) if present else tflite.stem
-        if not present:
-            files = _generated(data, name, arena_margin_bytes)
-        heldout = path / HELDOUT_FILE
-        return _Model(tflite, data, info, name, files, heldout if heldout.is_file() else None)
+        return _load_folder(path, kernels)
     if not path.is_file():
         raise ModelFileError(f"{path}: no such file or build directory")
     data = path.read_bytes()
     info = read_model(data)
-    generated = _generated(data, path.stem, arena_margin_bytes)
+    generated = _generated(data, path.stem, kernels)
     return _Model(path, data, info, path.stem, generated, None)
+
+
+def _load_folder(path: Path, kernels: str) -> _Model:
+    """A build directory (model.tflite beside the firmware files) or an ``--emit-c`` folder
+    (the firmware files alone: the model is the array in model_data.cc)."""
+    names = (DATA_HEADER, DATA_SOURCE, OPS_HEADER, GUIDE)
+    present = all((path / name).is_file() for name in names)
+    tflite = path / "model.tflite"
+    if tflite.is_file():
+        data = tflite.read_bytes()
+    elif (path / DATA_SOURCE).is_file():
+        tflite = path / DATA_SOURCE
+        data = model_bytes_from_source(tflite.read_text(errors="replace"), tflite)
+    else:
+        raise ModelFileError(
+            f"{path}: expected model.tflite (a build directory) or {DATA_SOURCE} (an --emit-c "
+            "folder); found neither"
+        )
+    info = read_model(data)
+    files = {n: (path / n).read_text() for n in names} if present else {}
+    name = _name_from_files(files) if present else "model"
+    if not present:
+        files = _generated(data, name, kernels)
+    heldout = path / HELDOUT_FILE
+    return _Model(tflite, data, info, name, files, heldout if heldout.is_file() else None)
+
+
+_ARRAY = re.compile(r"_model_data\[\]\s*=\s*\{(.*?)\};", re.S)
+_ARRAY_LEN = re.compile(r"_model_data_len\s*=\s*(\d+)\s*;")
+
+
+def model_bytes_from_source(text: str, where: Path | str = DATA_SOURCE) -> bytes:
+    """The flatbuffer held by a generated model_data.cc (its ``g_<name>_model_data`` array)."""
+    array, length = _ARRAY.search(text), _ARRAY_LEN.search(text)
+    if array is None or length is None:
+        raise ModelFileError(f"{where}: no g_<name>_model_data array and _len in it")
+    data = bytes(int(h, 16) for h in re.findall(r"0x([0-9a-fA-F]{1,2})\b", array.group(1)))
+    if len(data) != int(length.group(1)):
+        raise ModelFileError(
+            f"{where}: the array holds {len(data)} bytes, its _len says {length.group(1)}"
+        )
+    return data
 
 
 def _name_from_files(files: dict[str, str]) -> str:
@@ -253,12 +300,14 @@ def _name_from_files(files: dict[str, str]) -> str:
     return match.group(1)
 
 
-def _generated(data: bytes, name: str, arena_margin_bytes: int) -> dict[str, str]:
+def _generated(data: bytes, name: str, kernels: str) -> dict[str, str]:
     """The firmware files of a bare ``.tflite``, with the arena a verdict for this kernel set
-    counts (the 32-bit figure, plus the CMSIS-NN margin)."""
+    counts (the 32-bit figure, plus the CMSIS-NN margin and LSTM kernel sums)."""
     from edge_prune.measurement import tflm
 
-    arena = tflm.measure_arena(data, label=name).verdict_bytes + arena_margin_bytes
+    arena = tflm.measure_arena(data, label=name).verdict_bytes + KERNEL_ARENA_MARGIN_BYTES[kernels]
+    if kernels == "cmsis-nn":
+        arena += kernel_sum_bytes(read_model(data))
     return firmware_sources(data, name, arena_bytes=arena).files
 
 
@@ -515,6 +564,8 @@ def _run_qemu(space: Workspace, elf: Path, timeout_s: float) -> QemuRun:
         text = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else e.stdout
         return parse_harness(text or "", f"QEMU did not finish within {timeout_s:g} s")
     problem = None if done.returncode == 0 else f"QEMU exited with code {done.returncode}"
+    if done.returncode == 1:  # startup.c's fault handler: semihosting exit, RunTimeErrorUnknown
+        problem += " (the firmware faulted)"
     if done.returncode != 0 and done.stderr.strip():
         problem += ": " + done.stderr.strip().splitlines()[-1]
     return parse_harness(done.stdout, problem)
@@ -536,13 +587,23 @@ def parse_harness(text: str, problem: str | None = None) -> QemuRun:
     failed = re.search(r"^assertion failed: (.*)$", text, re.M)
     if problem is None and failed:
         problem = f"TFLM assertion failed: {failed.group(1)}"
+    halted = re.search(r"^TFLM halted: (.*)$", text, re.M)
+    if problem is None and halted:
+        problem = f"TFLM halted: {halted.group(1)}"
     if problem is None and "setup failed" in text:
-        problem = "FIRMWARE.md's SetUp returned nullptr (arena too small or an op missing)"
+        problem = "SetUp failed: FIRMWARE.md's SetUp returned nullptr, no inference ran"
         said = _tflm_log(text.split("setup failed")[0])
-        if said:
-            problem += f"; TFLM said: {said}"
+        problem += (
+            f"; TFLM said: {said}"
+            if said
+            else " (arena too small, an op not registered, or a kernel's Prepare failed)"
+        )
     if problem is None and not done:
         problem = "the firmware stopped before DONE (a fault?)"
+    if problem is not None and "TFLM said" not in problem and not samples:
+        said = _tflm_log(text)
+        if said:
+            problem += f"; TFLM said: {said}"
     return QemuRun(
         calibration_ticks=calibration,
         arena_used_bytes=used,
@@ -609,6 +670,7 @@ def _result(model, target, space, config, samples, host, totals, run, elf) -> De
         available_flash_bytes=target.available_flash_bytes,
         available_ram_bytes=target.available_ram_bytes,
         tflm_commit=space.tree.commit,
+        host_tflm=host_tflm(),
         compiler_version=space.toolchain.gcc_version,
         flags=space.flags.cxx,
         elf=str(elf.elf),
@@ -622,7 +684,8 @@ def _result(model, target, space, config, samples, host, totals, run, elf) -> De
         return DeviceResult(**common, size_only_reason=_size_only_reason(config),
                             outputs_equal_host=None, max_abs_score_diff=None,
                             arena_min_bytes=None, arena_used_bytes=None,
-                            instructions_per_inference=None, fits=fits)  # fmt: skip
+                            instructions_per_inference=None, fits=fits,
+                            instructions_missing="size only: not run")  # fmt: skip
     equal, close, diff = _compare(run, host, model)
     ratio = CALIBRATION_INSTRUCTIONS / run.calibration_ticks if run.calibration_ticks else None
     per_sample = [round(t * ratio) for _, t, _ in run.samples] if ratio else []
@@ -639,12 +702,25 @@ def _result(model, target, space, config, samples, host, totals, run, elf) -> De
         instructions_per_inference=round(sum(per_sample) / len(per_sample)) if per_sample else None,
         instructions_per_sample=per_sample,
         instructions_per_tick=round(ratio, 3) if ratio else None,
+        instructions_missing=None if per_sample else _instructions_missing(run, config),
         instructions_per_op=[(op, round(t * ratio)) for op, t in run.profile] if ratio else [],
         fits=fits and run.arena_min_bytes is not None,
         ran=run.done and bool(run.samples),
         problem=run.problem,
         arena_probe_note=run.probe_asserts,
     )
+
+
+def _instructions_missing(run: QemuRun, config: DeviceConfig) -> str:
+    """Why a run on QEMU counted no instructions per inference."""
+    if config.machine.timer_base is None:
+        return (
+            f"QEMU machine {config.machine.name}: the harness reads no timer on it "
+            "(its SSE-300 timers are not the CMSDK APB timer of the MPS2 boards)"
+        )
+    if not run.samples:
+        return "no inference ran" + (f" ({run.problem})" if run.problem else "")
+    return "the timer calibration read no ticks"
 
 
 def _size_only_reason(config: DeviceConfig) -> str:

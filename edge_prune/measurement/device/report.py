@@ -54,12 +54,26 @@ def _rows(r: DeviceResult) -> list[tuple[str, str]]:
             f"{_bytes(r.available_flash_bytes)}",
         ),  # fmt: skip
         ("TFLM", f"commit {r.tflm_commit or 'unknown'}; {r.compiler_version}"),
+        ("host TFLM", _host(r)),
     ]
     if r.arena_probe_note:
         rows.append(("arena probe", r.arena_probe_note))
     if r.problem:
         rows.append(("problem", r.problem))
     return rows
+
+
+def _host(r: DeviceResult) -> str:
+    """The host interpreter the outputs are compared with, and whether it is the tree's TFLM."""
+    text = r.host_tflm.describe()
+    if r.tflm_commits_differ:
+        return (
+            f"{text}: NOT the device tree's commit; outputs are compared across two TFLM "
+            "versions (install the tflite-micro wheel built from the tree's commit)"
+        )
+    if r.tflm_commits_differ is False:
+        return f"{text}, the device tree's commit"
+    return f"{text}; the device tree's commit is unknown, not compared"
 
 
 def _equal(r: DeviceResult) -> str:
@@ -75,7 +89,7 @@ def _equal(r: DeviceResult) -> str:
 
 def _instructions(r: DeviceResult) -> str:
     if r.instructions_per_inference is None:
-        return "n/a" + ("" if r.machine is None else " (no timer on this machine)")
+        return f"n/a ({r.instructions_missing})" if r.instructions_missing else "n/a"
     return (
         f"{r.instructions_per_inference:,} (emulated by QEMU -icount, not cycles; "
         f"{r.instructions_per_tick:g} per timer tick, calibrated)"

@@ -8,7 +8,9 @@
 //   probe arena_min <n> used <arena_used_bytes with it> | probe failed
 //   probe null_writes <count>     (sizes at which TFLM wrote through a null pointer)
 //   probe faults <count> first pc <address>                   (when some sizes faulted)
-//   probe asserts <count> first <file>:<line> <expression>   (when some sizes hit an assert)
+//   probe asserts <count> first <file>:<line> <expression>   (when some sizes hit an assert
+//                                                              or TFLM's TFLITE_ABORT)
+//   TFLM halted: ...               (TFLITE_ABORT outside the probe; the run ends)
 //   DONE
 // An assert() or a fault while the probe tries an arena size counts as that size failing (the
 // harness's __assert_func, and the fault handler through g_edge_prune_fault_resume, jump back
@@ -72,7 +74,24 @@ extern "C" [[noreturn]] void __assert_func(const char* file, int line, const cha
 
 namespace {
 
+// TFLM's TFLITE_ABORT on Cortex-M (a failed TFLITE_DCHECK; kernels/op_macros.h AbortImpl)
+// logs "HALTED" and spins forever: in the probe that size counts as failing, elsewhere the run
+// ends saying so, instead of QEMU running into its time limit.
+[[noreturn]] void Halted() {
+  if (g_in_probe) {
+    if (g_probe_asserts++ == 0) {
+      g_assert_file = "TFLITE_ABORT";
+      g_assert_line = 0;
+      g_assert_expression = "a TFLITE_DCHECK failed (TFLM logged HALTED)";
+    }
+    longjmp(g_probe_jump, 3);
+  }
+  printf("TFLM halted: a TFLITE_DCHECK failed (TFLITE_ABORT)\n");
+  exit(4);
+}
+
 void Log(const char* text) {
+  if (strncmp(text, "HALTED", 6) == 0) Halted();
   if (!g_quiet) fputs(text, stdout);
 }
 
@@ -96,6 +115,8 @@ TfLiteStatus RunSample(tflite::MicroInterpreter* interpreter, int s) {
 #if EP_FLOAT_INPUT
   return EP_RUN(interpreter, kEpSampleValues[s]);
 #else
+  // Each sample is one inference from a zero state, as on the host (variable tensors).
+  if (interpreter->Reset() != kTfLiteOk) return kTfLiteError;
   const unsigned char* bytes = kEpSampleBytes[s];
   for (size_t i = 0; i < interpreter->inputs_size(); ++i) {
     TfLiteTensor* input = interpreter->input(i);

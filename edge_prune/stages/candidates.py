@@ -258,17 +258,34 @@ def _check_artifacts(state: BuildState, progress: Progress) -> BuildState:
             progress(f"  {result}")
             a = replace(a, check=result)
             if result.runs_on_tflm:
-                a = replace(a, verdict=verdict_for(footprint_of(a), target))
+                a = replace(a, verdict=verdict_for(footprint_of(a, target), target))
         checked.append(a)
     return replace(state, artifacts=tuple(checked))
 
 
-def footprint_of(artifact: Artifact):
-    """The artifact's footprint from the arena its TFLM check recorded (no second run)."""
+def footprint_of(artifact: Artifact, target=None):
+    """The artifact's footprint from the arena its TFLM check recorded (no second run).
+
+    On a target built with CMSIS-NN kernels an artifact with INT4 weights takes the arena of its
+    unpacked twin instead: CMSIS-NN computes on the packed weights, the reference kernels the
+    check ran unpack them into arena scratch (:mod:`edge_prune.measurement.int4`).
+    """
     from edge_prune.measurement.footprint import measure
 
-    c = artifact.check
-    return measure(artifact.tflite_bytes, arena=c.arena, label=artifact.name)
+    arena = artifact.check.arena
+    if target is not None and target.tflm_kernels == "cmsis-nn":
+        arena = _packed_int4_arena(artifact.tflite_bytes) or arena
+    return measure(artifact.tflite_bytes, arena=arena, label=artifact.name)
+
+
+def _packed_int4_arena(tflite_bytes: bytes):
+    """The arena of the model with its INT4 filters stored as int8 (same plan, no unpack
+    buffers), or None when it has no INT4 tensor."""
+    from edge_prune.measurement import int4, tflm
+
+    if not int4.has_int4(tflite_bytes):
+        return None
+    return tflm.measure_arena(int4.unpacked_twin(tflite_bytes), label="int4 filters as int8")
 
 
 def _note_densify_size(state: BuildState, progress: Progress) -> None:

@@ -43,6 +43,7 @@ class ModelKey(StrEnum):
     EARLY = "early"  # the dense model at the rewinding epoch
     PRUNED = "pruned"  # after magnitude pruning, wrappers stripped
     CLUSTERED = "clustered"  # the pruned model clustered
+    INT4 = "int4"  # the pruned model with 4-bit weight fake-quantization
 
 
 class ArtifactName(StrEnum):
@@ -56,6 +57,7 @@ class ArtifactName(StrEnum):
     INT8_CLUSTERED_COMPRESSED = "int8-clustered-compressed"
     INT8_CLUSTERED_PT = "int8-clustered-pt"
     INT8_CLUSTERED_PT_COMPRESSED = "int8-clustered-pt-compressed"
+    INT4_WEIGHTS = "int4-weights"  # int8 activations, packed INT4 kernels; never compressed
 
 
 def keras_score_key(model: ModelKey, split: str = "") -> str:

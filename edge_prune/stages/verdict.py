@@ -80,5 +80,5 @@ def footprint_stage(state: BuildState, progress: Progress) -> BuildState:
     if state.choice is None:
         return state
     deployable = state.deployable
-    footprint = footprint_of(deployable)
+    footprint = footprint_of(deployable, state.inputs.target)
     return replace(state, footprint=Report(footprint=footprint, verdicts=(deployable.verdict,)))

@@ -40,6 +40,8 @@ Example (every key optional; these are the defaults)::
 
     [select]           # the deployable artifact must stay within this many points of dense
     tolerance_points = 1.0
+    objective = "flash"  # least flash, "ram" (arena), "balanced", or "time" (per inference)
+    max_latency_ms = 0.0 # time budget of one inference (0: none; the target's latency_ms too)
 """
 
 from __future__ import annotations
@@ -104,7 +106,8 @@ class Int4Config:
 class SelectConfig:
     tolerance_points: float = 1.0  # classification: top-1 points the deployable may lose
     tolerance_relative: float = 0.1  # regression: relative increase of the error it may have
-    objective: str = "flash"  # least flash, least "ram" (arena), or "balanced"
+    objective: str = "flash"  # least flash, least "ram" (arena), "balanced", or least "time"
+    max_latency_ms: float = 0.0  # time budget of one inference on the target; 0: none
 
 
 @dataclass(frozen=True)
@@ -159,12 +162,13 @@ _RANGES: dict[str, tuple[float, float, bool]] = {
     "int4.learning_rate": (1e-9, 10, True),
     "select.tolerance_points": (0, 100, True),
     "select.tolerance_relative": (0, 100, True),
+    "select.max_latency_ms": (0, 1e9, True),
 }
 _CHOICES = {
     "prune.schedule": ("polynomial", "iterative", "rewind"),
     "structured.criterion": ("l1", "l2"),
     "compress.bitwidth": (0, 2, 3, 4),
-    "select.objective": ("flash", "ram", "balanced"),
+    "select.objective": ("flash", "ram", "balanced", "time"),
 }
 # Values quoted in error messages are shortened: a hostile file must not give a megabyte line.
 _SHORT = reprlib.Repr()

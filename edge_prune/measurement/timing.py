@@ -79,9 +79,12 @@ class TimeFigure:
             )
         return "lower bound (instructions / clock: no board measurement of these ops)"
 
+    @property
+    def lower_bound(self) -> bool:
+        return self.kind.startswith("lower bound")
+
     def label(self) -> str:
-        bound = ">= " if self.kind.startswith("lower bound") else ""
-        return f"{bound}{self.ms:.2f} ms"
+        return f"{'>= ' if self.lower_bound else ''}{self.ms:.2f} ms"
 
     def to_dict(self) -> dict:
         return {
@@ -131,3 +134,41 @@ def time_figure(estimate: InstructionEstimate | None, target: Target) -> TimeFig
         factors=tuple(f for f in factors if any(k.startswith(f.op + ":") for k in scaled)),
         board_source=target.throughput.source if target.throughput and scaled else "",
     )
+
+
+def budget_ms(target: Target, max_latency_ms: float | None = None) -> float | None:
+    """The time budget of one inference on ``target``: the tighter of ``max_latency_ms`` (the
+    command line or ``select.max_latency_ms``; None or 0: none) and the target's ``latency_ms``."""
+    budgets = [b for b in (max_latency_ms, target.latency_ms) if b]
+    return min(budgets) if budgets else None
+
+
+def over_budget(figure: TimeFigure | None, budget: float | None) -> str | None:
+    """Why ``figure`` misses ``budget`` (None: within it, or no budget).
+
+    Without a complete figure the budget cannot be checked, which counts as missed (the
+    verdict errs on the safe side). A lower bound (instructions / clock) within the budget
+    counts as within it, labelled as such where it is shown.
+    """
+    if budget is None:
+        return None
+    if figure is None or not figure.complete:
+        return f"no complete time figure for this build: the {budget:g} ms budget cannot be checked"
+    if figure.ms > budget:
+        return f"over the time budget: {figure.label()} > {budget:g} ms"
+    return None
+
+
+def time_text(figure: TimeFigure | None) -> str:
+    """``0.42 M instr, 9.12 ms`` (``>=`` where a lower bound), or ``-``."""
+    if figure is None:
+        return "-"
+    bound = ">= " if not figure.complete else ""
+    return f"{bound}{figure.instructions / 1e6:.2f} M instr, {figure.label()}"
+
+
+def estimate_time(model: bytes, target: Target) -> TimeFigure | None:
+    """The time figure of ``model`` on ``target`` (None without calibrated costs)."""
+    from edge_prune.measurement import instructions
+
+    return time_figure(instructions.estimate(model, target), target)

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from edge_prune.measurement.codecs import McuCompressionResult
     from edge_prune.measurement.footprint import Verdict
     from edge_prune.measurement.report import Report
+    from edge_prune.measurement.timing import TimeFigure
     from edge_prune.training.macs import ModelCost
     from edge_prune.training.prune import SparsityReport
     from edge_prune.training.schedule import PolynomialDecay
@@ -99,6 +100,7 @@ class Artifact:
     compression_codecs: tuple[str, ...] = ()
     uncompressed: bytes | None = None  # the input of the compression (names still in it)
     tensor_names: dict[tuple[int, int], str] = field(default_factory=dict)  # before the diet
+    time: TimeFigure | None = None  # instructions and time per inference on the run's target
 
 
 @dataclass(frozen=True)

@@ -48,10 +48,7 @@ def test_converter_writes_int4_kernels_conv_per_channel_dense_per_tensor(int4_mo
     result, tflite, _ = int4_models
     assert result.method == "qat" and result.int4_layers == ("conv", "fc", "out")
     kernels = [
-        t
-        for sg in model_editor.read(tflite).subgraphs
-        for t in sg.tensors
-        if t.dtype == int4.INT4
+        t for sg in model_editor.read(tflite).subgraphs for t in sg.tensors if t.dtype == int4.INT4
     ]
     assert len(kernels) == 3
     scales = sorted(len(t.quantization.scales) for t in kernels)

@@ -143,3 +143,25 @@ def test_report_refuses_a_non_positive_budget(capsys, cnn_int8_path):
     code = main(["report", str(cnn_int8_path), "--target", "cortex-m4", "--max-latency-ms", "0"])
     assert code == 2
     assert "--max-latency-ms 0: expected milliseconds > 0" in capsys.readouterr().err
+
+
+def test_growth_gate_compares_instructions(cnn_int8_path):
+    from edge_prune.measurement.footprint import measure, verdict_for
+    from edge_prune.measurement.report import Baseline, Report, TargetFigures
+
+    target = load_target("cortex-m4")
+    footprint = measure(cnn_int8_path)
+    verdict = verdict_for(footprint, target)
+    time = timing.estimate_time(cnn_int8_path.read_bytes(), target)
+    figures = TargetFigures(
+        verdict.flash_needed_bytes,
+        verdict.ram_needed_bytes,
+        verdict.arena_bytes,
+        verdict.runtime_flash.total_bytes,
+        instructions=time.instructions // 2,
+    )
+    baseline = Baseline("base.json", footprint.flatbuffer_bytes, {"cortex-m4": figures})
+    report = Report(footprint, (verdict,), baseline=baseline, growth_limit_percent=5, times=(time,))
+    grown = [c.figure for c in report.growth_failures]
+    assert grown == ["instructions"] and not report.passes
+    assert "+100.0%" in report.to_text()

@@ -126,6 +126,20 @@ def host_rows(name: str, made, data) -> tuple[list[tuple], dict[str, float]]:
     return rows, scores
 
 
+def firmware_dir(directory: Path, tflite: bytes) -> Path:
+    """A directory ``edge-prune device`` takes: the model and its firmware files, with twice
+    the host arena configured (the harness bisects the smallest that works below it)."""
+    from edge_prune.measurement import tflm
+    from edge_prune.measurement.firmware import firmware_sources
+
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "model.tflite").write_bytes(tflite)
+    arena = 2 * tflm.measure_arena(tflite).arena_bytes
+    for file_name, text in firmware_sources(tflite, "bench", arena_bytes=arena).files.items():
+        (directory / file_name).write_text(text)
+    return directory
+
+
 def device_rows(name: str, made, data, workdir: Path) -> list[tuple]:
     from dataclasses import replace
 
@@ -142,13 +156,12 @@ def device_rows(name: str, made, data, workdir: Path) -> list[tuple]:
     for candidate in ("int8", "int4-qat"):
         if candidate not in made:
             continue
-        path = workdir / f"{name}_{candidate}.tflite"
-        path.write_bytes(made[candidate][0])
+        path = firmware_dir(workdir / f"{name}_{candidate}", made[candidate][0])
         for target_name, kernels in configs:
             target = replace(load_target(target_name), tflm_kernels=kernels)
             result = measure(path, target, tree, kernels=kernels, build_type="default",
                              samples=8, data=samples, toolchain=toolchain)  # fmt: skip
-            guess = estimate(path.read_bytes(), target)
+            guess = estimate(made[candidate][0], target)
             measured = result.instructions_per_inference
             error = (
                 f"{100 * (guess.total - measured) / measured:+.1f}%"

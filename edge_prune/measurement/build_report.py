@@ -300,6 +300,12 @@ def _time_note(report: BuildReport) -> list[str]:
         ]
         source = next(t["board_source"] for t in times if t["board_source"])
         text += f" Cycles per instruction: {'; '.join(parts)}; board figures: {source}."
+        if any("+int4" in k for t in times for k in t["scaled_ops"]):
+            text += (
+                " The board measured int8 kernels: an op with INT4 weights takes its op "
+                "type's int8 factor (its instructions are QEMU's, its cycles per instruction "
+                "are not measured)."
+            )
     return [text, ""]
 
 

@@ -281,12 +281,10 @@ def _time_note(report: BuildReport) -> list[str]:
         return []
     first = times[0]
     factors = {f["op"]: f for t in times for f in t["cycles_per_instruction"]}
-    text = (
-        f"Time = instructions per inference at {first['clock_hz'] / 1e6:g} MHz: "
-        + first["kind"]
-        + "."
-    )
-    if factors:
+    text = f"Time = instructions per inference at {first['clock_hz'] / 1e6:g} MHz"
+    if not factors:
+        text += ": one cycle per instruction, a lower bound (no board measurement of these ops)."
+    else:
         parts = [
             f"{op} {f['used']:g} (board {f['board_cycles_per_mac']:.2f} cycles/MAC vs QEMU "
             f"{f['instructions_per_mac']:.2f} instructions/MAC"
@@ -298,6 +296,11 @@ def _time_note(report: BuildReport) -> list[str]:
             + ")"
             for op, f in sorted(factors.items())
         ]
+        text += (
+            f"; the instructions of {', '.join(sorted(factors))} ops are scaled by the board's "
+            "cycles per instruction, the others count one cycle each (a figure with none of "
+            "the scaled ops is a lower bound, marked >=)."
+        )
         source = next(t["board_source"] for t in times if t["board_source"])
         text += f" Cycles per instruction: {'; '.join(parts)}; board figures: {source}."
         if any("+int4" in k for t in times for k in t["scaled_ops"]):

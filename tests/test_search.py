@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -30,12 +31,19 @@ frequency = 5
 epochs = 1
 [compress]
 epochs = 0
+[int4]
+enabled = false
 [select]
 tolerance_points = 100.0
 """
 # Three of the four points of ratio 0 or 0.5, sparsity 0.5 or 0.8, 8 clusters.
 SPACE = ["--ratios", "0,0.5", "--sparsities", "0.5,0.8", "--clusters", "8"]
 GRID = [*SPACE, "--trials", "3"]
+
+
+def test_a_point_over_the_time_budget_is_not_eligible():
+    assert _point(1_000).eligible
+    assert not replace(_point(1_000), within_time=False).eligible
 
 
 def _point(flash: int, ram: int = 50_000, *, fits=True, within=True, sparsity=0.5, key="k"):

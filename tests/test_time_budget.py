@@ -116,6 +116,7 @@ def test_objective_time_takes_the_fastest():
 class _FakeVerdict:
     fits = True
     flatbuffer_bytes = 0
+    arena_bytes = None
 
     class runtime_flash:  # noqa: N801
         total_bytes = 0

@@ -111,7 +111,7 @@ def choose_deployable(
             if verdicts.get(chosen.name)
             else ""
         )
-        + (f", arena {chosen.arena_bytes:,} B" if chosen.arena_bytes else "")
+        + (f", arena {_arena(chosen, verdicts):,} B" if _arena(chosen, verdicts) else "")
         + f", TFLM {metric.name} {metric.format(chosen.score)} vs dense "
         f"{metric.format(dense_score)} (loss {metric.format_loss(loss)})"
     )
@@ -127,7 +127,8 @@ def _objective_cost(
         return total_flash_bytes(c, verdicts.get(c.name))
 
     def ram(c: ArtifactCheck) -> float:
-        return c.arena_bytes if c.arena_bytes is not None else float("inf")
+        arena = _arena(c, verdicts)
+        return arena if arena is not None else float("inf")
 
     def balanced(c: ArtifactCheck) -> float:
         v = verdicts.get(c.name)
@@ -142,6 +143,15 @@ def _objective_cost(
         return ms if ms is not None else float("inf")
 
     return {"flash": flash, "ram": ram, "balanced": balanced, "time": time}[objective]
+
+
+def _arena(c: ArtifactCheck, verdicts: Mapping[str, Verdict | None]) -> int | None:
+    """The arena the verdict counts on the target (32-bit, the kernels' own need), else the
+    host figure of the check."""
+    verdict = verdicts.get(c.name)
+    if verdict is not None and verdict.arena_bytes is not None:
+        return verdict.arena_bytes
+    return c.arena_bytes
 
 
 def total_flash_bytes(c: ArtifactCheck, verdict: Verdict | None) -> int:
@@ -165,7 +175,7 @@ def _worse(objective: str, c: ArtifactCheck, chosen: ArtifactCheck, cost) -> str
     if objective == "flash":
         return f"more flash: {cost(c):,.0f} B > {cost(chosen):,.0f} B (flatbuffer + runtime code)"
     if objective == "ram":
-        return f"larger arena: {c.arena_bytes:,} B > {chosen.arena_bytes:,} B"
+        return f"larger arena: {cost(c):,.0f} B > {cost(chosen):,.0f} B"
     if objective == "time":
         return f"slower: {cost(c):.2f} ms > {cost(chosen):.2f} ms per inference"
     return f"uses more of the tighter budget: {cost(c):.1%} > {cost(chosen):.1%}"

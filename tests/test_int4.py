@@ -89,3 +89,16 @@ def test_instruction_costs_key_int4_filters_apart(int4_models):
     _, tflite, _ = int4_models
     keys = {c.key for op in operator_work(tflite) for c in op}
     assert {"CONV_2D:int8+int4", "FULLY_CONNECTED:int8+int4"} <= keys
+
+
+def test_a_cmsis_nn_verdict_counts_the_packed_arena_a_reference_one_the_unpacked(int4_models):
+    from edge_prune.measurement.footprint import measure, verdict_for
+    from edge_prune.measurement.targets import load_target
+
+    _, tflite, _ = int4_models
+    footprint = measure(tflite)
+    m4, m7 = load_target("cortex-m4"), load_target("cortex-m7")  # CMSIS-NN, reference
+    assert int4.kernels_footprint(tflite, footprint, m7.tflm_kernels) is footprint
+    packed = int4.kernels_footprint(tflite, footprint, m4.tflm_kernels)
+    assert packed.arena_bytes < footprint.arena_bytes / 2  # no 144 x 16 unpack buffer
+    assert verdict_for(packed, m4).arena_bytes < verdict_for(footprint, m7).arena_bytes

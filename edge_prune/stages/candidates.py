@@ -271,21 +271,12 @@ def footprint_of(artifact: Artifact, target=None):
     check ran unpack them into arena scratch (:mod:`edge_prune.measurement.int4`).
     """
     from edge_prune.measurement.footprint import measure
+    from edge_prune.measurement.int4 import kernels_footprint
 
-    arena = artifact.check.arena
-    if target is not None and target.tflm_kernels == "cmsis-nn":
-        arena = _packed_int4_arena(artifact.tflite_bytes) or arena
-    return measure(artifact.tflite_bytes, arena=arena, label=artifact.name)
-
-
-def _packed_int4_arena(tflite_bytes: bytes):
-    """The arena of the model with its INT4 filters stored as int8 (same plan, no unpack
-    buffers), or None when it has no INT4 tensor."""
-    from edge_prune.measurement import int4, tflm
-
-    if not int4.has_int4(tflite_bytes):
-        return None
-    return tflm.measure_arena(int4.unpacked_twin(tflite_bytes), label="int4 filters as int8")
+    footprint = measure(artifact.tflite_bytes, arena=artifact.check.arena, label=artifact.name)
+    if target is None:
+        return footprint
+    return kernels_footprint(artifact.tflite_bytes, footprint, target.tflm_kernels)
 
 
 def _note_densify_size(state: BuildState, progress: Progress) -> None:

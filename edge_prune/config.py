@@ -162,7 +162,7 @@ _RANGES: dict[str, tuple[float, float, bool]] = {
     "int4.learning_rate": (1e-9, 10, True),
     "select.tolerance_points": (0, 100, True),
     "select.tolerance_relative": (0, 100, True),
-    "select.max_latency_ms": (0, 1e9, True),
+    "select.max_latency_ms": (0, 1_000_000, True),
 }
 _CHOICES = {
     "prune.schedule": ("polynomial", "iterative", "rewind"),

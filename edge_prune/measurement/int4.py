@@ -1,11 +1,12 @@
 """Packed INT4 weight tensors in a ``.tflite``: find them, read their values, unpack them.
 
 TFLite's INT4 tensor type (TensorType 17) packs two values per byte, element 2i in the low
-nibble and 2i+1 in the high nibble, flat in row-major order (TFLM
-``tensorflow/lite/micro/kernels/..`` via ``tensor_utils::UnpackDenseInt4IntoInt8``). TFLM's
-reference FULLY_CONNECTED and CONV_2D unpack the whole filter into an int8 scratch buffer in the
-arena on every Invoke; CMSIS-NN computes on the packed values (``arm_fully_connected_s4``,
-``arm_convolve_s4``), so it needs no such buffer. :func:`unpacked_twin` gives the same model
+nibble and 2i+1 in the high nibble, flat in row-major order (``UnpackDenseInt4IntoInt8`` in
+TFLM's ``tensorflow/lite/kernels/internal/portable_tensor_utils.cc``). TFLM's reference
+FULLY_CONNECTED and CONV_2D unpack the whole filter into an int8 scratch buffer in the arena on
+every Invoke; CMSIS-NN computes on the packed values (``arm_fully_connected_s4`` in
+``tensorflow/lite/micro/kernels/cmsis_nn/fully_connected.cc``, and the s4 convolutions), so it
+needs no such buffer. :func:`unpacked_twin` gives the same model
 with the INT4 tensors stored as INT8: the same outputs, and the arena without the unpack buffers.
 
 This module does not import TensorFlow.

@@ -88,7 +88,12 @@ def sixteen_levels(model: bytes) -> bytes:
                 values = np.frombuffer(data, dtype=np.int8).astype(np.int16)
                 levels = np.clip(np.round(values / 17) * 17, -128, 127).astype(np.int8)
                 tensor.buffer.data = levels.tobytes()
-    return bytes(editable.build())
+    # model_editor.build() of the pinned wheel writes no file identifier: pack it again
+    from tflite_micro.tensorflow.lite.python import schema_py_generated as schema
+
+    from edge_prune.measurement.codecs import _tflm
+
+    return _tflm.pack(schema.ModelT.InitFromPackedBuf(bytes(editable.build()), 0))
 
 
 def samples_of(model: Path, result) -> list[tuple[str, int, float]]:

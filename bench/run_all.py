@@ -53,6 +53,9 @@ SCRIPTS = (
     Script("families.py", (), ("--epochs", "8"),
            "Conv1D, LSTM, BatchNorm DS-CNN, autoencoder through edge-prune model: exit, "
            "deployable, bytes, TFLM metric"),
+    Script("int4.py", (), ("--models", "mlp"),
+           "per model (CNN, LeNet-300-100-shaped MLP, DS-CNN): int8 vs int4 weights (post-training "
+           "and QAT): flatbuffer, arena, TFLM accuracy, time figure; --device adds QEMU counts"),
     Script("search.py", ("targets", "--trials", "12", "--jobs", "1"),
            ("targets", "--trials", "4", "--jobs", "1", "--targets", "cortex-m4"),
            "edge-prune search per target: wall time, points, the chosen point"),

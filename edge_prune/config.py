@@ -33,8 +33,15 @@ Example (every key optional; these are the defaults)::
     epochs = 3
     learning_rate = 0.0005
 
+    [int4]             # int4 weights candidate: 4-bit weight QAT of the pruned model
+    enabled = true
+    epochs = 3         # 0: post-training (the weights rounded to the 4-bit grid, no fine-tune)
+    learning_rate = 0.0001
+
     [select]           # the deployable artifact must stay within this many points of dense
     tolerance_points = 1.0
+    objective = "flash"  # least flash, "ram" (arena), "balanced", or "time" (per inference)
+    max_latency_ms = 0.0 # time budget of one inference (0: none; the target's latency_ms too)
 """
 
 from __future__ import annotations
@@ -89,10 +96,18 @@ class CompressConfig:
 
 
 @dataclass(frozen=True)
+class Int4Config:
+    enabled: bool = True
+    epochs: int = 3
+    learning_rate: float = 0.0001
+
+
+@dataclass(frozen=True)
 class SelectConfig:
     tolerance_points: float = 1.0  # classification: top-1 points the deployable may lose
     tolerance_relative: float = 0.1  # regression: relative increase of the error it may have
-    objective: str = "flash"  # least flash, least "ram" (arena), or "balanced"
+    objective: str = "flash"  # least flash, least "ram" (arena), "balanced", or least "time"
+    max_latency_ms: float = 0.0  # time budget of one inference on the target; 0: none
 
 
 @dataclass(frozen=True)
@@ -101,6 +116,7 @@ class PipelineConfig:
     prune: PruneConfig = field(default_factory=PruneConfig)
     structured: StructuredConfig = field(default_factory=StructuredConfig)
     compress: CompressConfig = field(default_factory=CompressConfig)
+    int4: Int4Config = field(default_factory=Int4Config)
     select: SelectConfig = field(default_factory=SelectConfig)
     # "section.key" names the user set (file or overrides), as opposed to defaults; not saved.
     explicit: frozenset[str] = field(default=frozenset(), compare=False)
@@ -142,14 +158,17 @@ _RANGES: dict[str, tuple[float, float, bool]] = {
     "compress.clusters": (2, 16, True),
     "compress.epochs": (0, 10_000, True),
     "compress.learning_rate": (1e-9, 10, True),
+    "int4.epochs": (0, 10_000, True),
+    "int4.learning_rate": (1e-9, 10, True),
     "select.tolerance_points": (0, 100, True),
     "select.tolerance_relative": (0, 100, True),
+    "select.max_latency_ms": (0, 1_000_000, True),
 }
 _CHOICES = {
     "prune.schedule": ("polynomial", "iterative", "rewind"),
     "structured.criterion": ("l1", "l2"),
     "compress.bitwidth": (0, 2, 3, 4),
-    "select.objective": ("flash", "ram", "balanced"),
+    "select.objective": ("flash", "ram", "balanced", "time"),
 }
 # Values quoted in error messages are shortened: a hostile file must not give a megabyte line.
 _SHORT = reprlib.Repr()

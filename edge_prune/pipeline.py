@@ -4,9 +4,9 @@ Every runner takes its stage lists from :func:`plan` (``make model``, ``sweep``,
 benchmarks); the stage functions live in :mod:`edge_prune.stages`. For ``make model``:
 
 train → float32 baseline on TFLM → structured → prune (the config's schedule) → dead units →
-cluster → convert (candidates for the MCU, TFLM encodings, flatbuffer diet) → check every
-artifact on TFLM (one run each) → fit decoded weights into the RAM → choose → trust (chance
-level) → footprint.
+cluster → convert (candidates for the MCU, TFLM encodings, flatbuffer diet) → int4 weights →
+check every artifact on TFLM (one run each) → fit decoded weights into the RAM → choose → trust
+(chance level) → footprint.
 
 ``sweep`` and ``search`` make the dense model, its baseline, each channel-removal ratio's model
 and the rewinding point once (:attr:`Plan.dense`, :attr:`Plan.baseline`, :attr:`Plan.channels`,
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from edge_prune.config import PipelineConfig
 from edge_prune.errors import NoDeployableArtifactError
 from edge_prune.runner import Progress, Stage, run_stages, stderr_progress
-from edge_prune.stages import candidates, training, verdict
+from edge_prune.stages import candidates, int4, training, verdict
 from edge_prune.stages.state import BuildState, Inputs
 
 __all__ = ["Plan", "plan", "run_pipeline"]
@@ -67,6 +67,13 @@ CONVERT = Stage(
     "convert",
     candidates.convert_stage,
     "converting: int8, TFLM sparse encodings, clustered + compressed",
+)
+INT4 = Stage(
+    "int4",
+    int4.int4_stage,
+    lambda s: f"int4 weights: {s.config.int4.epochs}-epoch 4-bit QAT of the pruned model"
+    if s.config.int4.epochs
+    else "int4 weights: the pruned model's weights rounded to 4 bits",
 )
 CHECK = Stage("check", candidates.check_stage, "running every artifact on the TFLM interpreter")
 RAM_FIT = Stage(
@@ -117,6 +124,7 @@ def plan(config: PipelineConfig) -> Plan:
         DEAD_UNITS,
         CLUSTER,
         CONVERT,
+        INT4,
         CHECK,
         RAM_FIT,
         CHOOSE,

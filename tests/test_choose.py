@@ -170,3 +170,22 @@ def test_a_compressed_candidate_must_still_win_after_its_decoder_code():
     expected = "int8" if decoder_bytes > saved else "int8-compressed"
     assert choice.chosen.name == expected
     assert "runtime code" in choice.reason
+
+
+def test_ram_objective_and_reason_use_the_arena_the_verdict_counts():
+    # int4 weights: the host check ran reference kernels (filters unpacked into the arena);
+    # a CMSIS-NN target's verdict counts the packed arena
+    from types import SimpleNamespace
+
+    def Verdict(arena):  # noqa: N802
+        runtime = SimpleNamespace(total_bytes=50_000)
+        return SimpleNamespace(arena_bytes=arena, runtime_flash=runtime, flatbuffer_bytes=0)
+
+    candidates = [
+        ArtifactCheck(name="int8", flash_bytes=4000, runs_on_tflm=True, accuracy=0.98),
+        ArtifactCheck(name="int4", flash_bytes=2000, runs_on_tflm=True, accuracy=0.98),
+    ]
+    verdicts = {"int8": Verdict(6000), "int4": Verdict(3000)}
+    choice = choose_deployable(candidates, 0.98, objective="ram", verdicts=verdicts)
+    assert choice.chosen.name == "int4" and "arena 3,000 B" in choice.reason
+    assert dict(choice.rejected)["int8"] == "larger arena: 6,000 B > 3,000 B"

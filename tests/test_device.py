@@ -186,7 +186,8 @@ def test_device_config_checks_its_fields():
     assert DeviceConfig("cortex-m4+fp", "cmsis-nn", "release").name == (
         "cortex-m4+fp_cmsis-nn_release"
     )
-    assert DeviceConfig("cortex-m0plus").machine is None
+    assert DeviceConfig("cortex-m0plus").machine.name == "mps2-an385"  # an M3 machine
+    assert "counted on an M3" in DeviceConfig("cortex-m0plus").machine_note
     assert DeviceConfig("cortex-m7").machine.name == "mps2-an500"
     with pytest.raises(ConfigError, match="kernels"):
         DeviceConfig("cortex-m4", "cmsis_nn")
@@ -418,11 +419,12 @@ M0PLUS_MODEL = DATA_DIR / "mlp_int8_lenet_trained.tflite"
 
 
 @needs_device
-def test_cortex_m0plus_is_measured_for_size_only(capsys):
+def test_cortex_m0plus_build_is_counted_on_the_m3_machine_and_says_so(capsys):
     code, result = _device_json(capsys, M0PLUS_MODEL, "--target", "cortex-m0plus")
     assert code == 0
-    assert result["machine"] is None and "no machine" in result["size_only_reason"]
-    assert result["instructions_per_inference"] is None and result["outputs_equal_host"] is None
+    assert result["machine"] == "mps2-an385" and "counted on an M3" in result["machine_note"]
+    assert result["outputs_equal_host"] is True
+    assert result["instructions_per_inference"] > 10_000
     assert result["runtime_flash_bytes"] > 10_000
 
 

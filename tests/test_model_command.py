@@ -55,6 +55,7 @@ def test_default_model_builds_every_artifact_and_fits_cortex_m4(built):
             "model_compressed.tflite",
             "model_clustered_per_tensor.tflite",
             "model_compressed_per_tensor.tflite",
+            "model_int4.tflite",
             "model_tensor_names.json",
             "model_data.cc",
             "model_data.h",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -30,12 +31,19 @@ frequency = 5
 epochs = 1
 [compress]
 epochs = 0
+[int4]
+enabled = false
 [select]
 tolerance_points = 100.0
 """
 # Three of the four points of ratio 0 or 0.5, sparsity 0.5 or 0.8, 8 clusters.
 SPACE = ["--ratios", "0,0.5", "--sparsities", "0.5,0.8", "--clusters", "8"]
 GRID = [*SPACE, "--trials", "3"]
+
+
+def test_a_point_over_the_time_budget_is_not_eligible():
+    assert _point(1_000).eligible
+    assert not replace(_point(1_000), within_time=False).eligible
 
 
 def _point(flash: int, ram: int = 50_000, *, fits=True, within=True, sparsity=0.5, key="k"):
@@ -267,7 +275,7 @@ def test_best_toml_rebuilds_the_best_artifact_byte_for_byte(searched, inputs_dir
 
 
 def test_rerun_resumes_from_the_points_cache_without_building(searched, inputs_dir, monkeypatch):
-    import edge_prune.search as search
+    from edge_prune.search.workshop import Workshop
 
     _, out_root, out = searched
     before = json.loads((out / "pareto.json").read_text())
@@ -275,7 +283,7 @@ def test_rerun_resumes_from_the_points_cache_without_building(searched, inputs_d
     def must_not_build(self, spec):
         raise AssertionError(f"rebuilt {spec}")
 
-    monkeypatch.setattr(search.Workshop, "build", must_not_build)
+    monkeypatch.setattr(Workshop, "build", must_not_build)
     assert _search(inputs_dir, out_root, *GRID) == 0
     after = json.loads((out / "pareto.json").read_text())
     assert after["timings"]["reused_points"] == 3

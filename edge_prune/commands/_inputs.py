@@ -4,7 +4,8 @@ from __future__ import annotations
 
 
 def add_input_arguments(parser, *, config_help: str, out_help: str) -> None:
-    """--target, --model, --data, --config, --out, --tolerance and --allow-lambda."""
+    """--target, --model, --data, --config, --out, --tolerance, --max-latency-ms and
+    --allow-lambda."""
     parser.add_argument(
         "--target",
         required=True,
@@ -32,6 +33,14 @@ def add_input_arguments(parser, *, config_help: str, out_help: str) -> None:
         "artifact vs the dense model, in percentage points",
     )
     parser.add_argument(
+        "--max-latency-ms",
+        type=float,
+        metavar="MS",
+        help="override select.max_latency_ms: time budget of one inference on the target "
+        "(instructions per inference at its clock; a target file's latency_ms applies too): "
+        "a candidate over it is not chosen",
+    )
+    parser.add_argument(
         "--allow-lambda",
         action="store_true",
         help="load a model file holding Lambda layers (runs code stored in it)",
@@ -45,7 +54,9 @@ def inputs_from_args(args):
     from edge_prune.stages import prepare_inputs
 
     config = with_overrides(
-        load_config(args.config), {"select.tolerance_points": args.tolerance}, "command line"
+        load_config(args.config),
+        {"select.tolerance_points": args.tolerance, "select.max_latency_ms": args.max_latency_ms},
+        "command line",
     )
     return prepare_inputs(
         args.target,

@@ -85,6 +85,7 @@ def run(args) -> int:
             "compress.bitwidth": args.bitwidth,
             "compress.enabled": False if args.no_compress else None,
             "select.tolerance_points": args.tolerance,
+            "select.max_latency_ms": args.max_latency_ms,
             "train.epochs": args.epochs,
             "train.seed": args.seed,
         },

@@ -15,12 +15,14 @@ examples:
   edge-prune report model.tflite --target path/to/my_board.toml
   edge-prune report model.tflite --all-targets --format json > now.json
   edge-prune report model.tflite --all-targets --baseline base.json --fail-on-growth 5
+  edge-prune report model.tflite --target cortex-m4 --max-latency-ms 10
 
 exit codes:
   0  the model fits every target asked (and grew no more than --fail-on-growth)
   1  it does not fit a target, or TFLM cannot run it (missing op, an op that fails to prepare,
      an abort or crash of the interpreter, --timeout), or its flatbuffer, runtime code or
-     arena grew more than --fail-on-growth: the full report says why, in every --format
+     arena grew more than --fail-on-growth, or it misses a time budget (--max-latency-ms or
+     a target's latency_ms): the full report says why, in every --format
   2  unreadable input (missing file, not a TFLite flatbuffer, truncated or corrupted, an
      impossible DECODE layout or encoded weights that differ from the uncompressed model
      beside it) or bad arguments (unknown target, bad target file, bad --timeout, bad
@@ -88,6 +90,13 @@ def register(subparsers) -> None:
         "that lacks a target asked or a figure",
     )
     parser.add_argument(
+        "--max-latency-ms",
+        metavar="MS",
+        help="time budget of one inference, milliseconds > 0: exit 1 when the model's time "
+        "figure on a target (instructions per inference from calibrated per-op costs, at the "
+        "target's clock) is over it; a target file's latency_ms applies too (the tighter wins)",
+    )
+    parser.add_argument(
         "--accuracy-from",
         metavar="REPORT.json",
         help="the report.json that `edge-prune model` wrote with this model: its TFLM accuracy "
@@ -135,10 +144,12 @@ def run(args) -> int:
     report = Report(
         decode=decode,
         footprint=footprint,
-        verdicts=tuple(verdict_for(footprint, t) for t in targets),
+        verdicts=tuple(verdict_for(_for_kernels(args.model, footprint, t), t) for t in targets),
         accuracy=read_build_accuracy(args.accuracy_from, footprint) if args.accuracy_from else None,
         baseline=baseline,
         growth_limit_percent=_growth_limit(args),
+        times=_times(args.model, footprint, targets),
+        latency_budget_ms=_latency_budget(args),
     )
     sys.stdout.write(render(report, args.format))
     if args.emit_c is not None:
@@ -147,6 +158,33 @@ def run(args) -> int:
         write_report_firmware(args.emit_c, args.model, footprint)
     _append_step_summary(report.to_markdown())
     return 0 if report.passes else 1
+
+
+def _for_kernels(model, footprint, target):
+    """The footprint a verdict on ``target`` counts: with INT4 weights on a CMSIS-NN build, the
+    arena without the reference kernels' unpack buffers (the build's verdict counts the same)."""
+    from edge_prune.measurement.int4 import kernels_footprint
+    from edge_prune.measurement.tflite_file import load_bytes
+
+    return kernels_footprint(load_bytes(model)[0], footprint, target.tflm_kernels)
+
+
+def _times(model, footprint, targets) -> tuple:
+    """Per target, the model's time figure (None where TFLM cannot run it or no calibrated
+    costs cover the target's build)."""
+    from edge_prune.measurement.tflite_file import load_bytes
+    from edge_prune.measurement.timing import estimate_time
+
+    if not footprint.runs_on_tflm:
+        return tuple(None for _ in targets)
+    data, _ = load_bytes(model)
+    return tuple(estimate_time(data, t) for t in targets)
+
+
+def _latency_budget(args) -> float | None:
+    if args.max_latency_ms is None:
+        return None
+    return _number(args.max_latency_ms, "--max-latency-ms")
 
 
 def _check_arguments(args) -> None:
@@ -163,6 +201,8 @@ def _check_arguments(args) -> None:
             raise ConfigError(f"--fail-on-growth {args.fail_on_growth}: expected a percent >= 0")
         if not args.baseline:
             raise ConfigError("--fail-on-growth needs --baseline PREVIOUS.json to compare with")
+    if args.max_latency_ms is not None and not _number(args.max_latency_ms, "--max-latency-ms") > 0:
+        raise ConfigError(f"--max-latency-ms {args.max_latency_ms}: expected milliseconds > 0")
 
 
 def _number(text: str, option: str) -> float:

@@ -208,6 +208,7 @@ def candidate_cost(a: Artifact, target: Target) -> dict[str, Any]:
             estimate.total if estimate and not estimate.not_estimated else None
         ),
         "instructions": estimate.to_dict() if estimate else None,
+        "time": a.time.to_dict() if a.time else None,
     }
 
 
@@ -269,9 +270,52 @@ def _instructions(cost: dict[str, Any]) -> str:
     if not estimate:
         return "-"
     figure = f"{estimate['instructions_per_inference'] / 1e6:.2f} M"
+    time = cost.get("time")
+    if time:
+        bound = ">= " if time["kind"].startswith("lower bound") else ""
+        figure += f" / {bound}{time['ms']:.2f} ms"
     if estimate["not_estimated"]:
         return f">= {figure} (not estimated: {', '.join(estimate['not_estimated'])})"
     return figure
+
+
+def _time_note(report: BuildReport) -> list[str]:
+    """What the candidates' time figures are: the kind, and the board's cycles per instruction
+    per op type against QEMU's instructions, with their source."""
+    times = [a["cost"].get("time") for a in report.artifacts if a["cost"].get("time")]
+    if not times:
+        return []
+    first = times[0]
+    factors = {f["op"]: f for t in times for f in t["cycles_per_instruction"]}
+    text = f"Time = instructions per inference at {first['clock_hz'] / 1e6:g} MHz"
+    if not factors:
+        text += ": one cycle per instruction, a lower bound (no board measurement of these ops)."
+    else:
+        parts = [
+            f"{op} {f['used']:g} (board {f['board_cycles_per_mac']:.2f} cycles/MAC vs QEMU "
+            f"{f['instructions_per_mac']:.2f} instructions/MAC"
+            + (
+                ", held at 1: the board is faster than the count allows"
+                if f["used"] > f["cycles_per_instruction"]
+                else ""
+            )
+            + ")"
+            for op, f in sorted(factors.items())
+        ]
+        text += (
+            f"; the instructions of {', '.join(sorted(factors))} ops are scaled by the board's "
+            "cycles per instruction, the others count one cycle each (a figure with none of "
+            "the scaled ops is a lower bound, marked >=)."
+        )
+        source = next(t["board_source"] for t in times if t["board_source"])
+        text += f" Cycles per instruction: {'; '.join(parts)}; board figures: {source}."
+        if any("+int4" in k for t in times for k in t["scaled_ops"]):
+            text += (
+                " The board measured int8 kernels: an op with INT4 weights takes its op "
+                "type's int8 factor (its instructions are QEMU's, its cycles per instruction "
+                "are not measured)."
+            )
+    return [text, ""]
 
 
 def _short(name: str, width: int = 32) -> str:
@@ -334,14 +378,17 @@ def _cost_lines(report: BuildReport, heading: str, markdown: bool) -> list[str]:
         estimate = f"{latency['total_us'] / 1000:.2f} ms" if latency else "no figures"
         rows.append((stage, f"{cost['total_params']:,}", f"{cost['total_macs']:,}", estimate))
     lines = [f"{heading}Cost per inference", ""]
-    lines += table_lines(("model", "params", "MACs", "latency (estimate)"), rows, markdown=markdown)
+    header = ("model", "params", "MACs", "latency (MAC estimate, fallback)")
+    lines += table_lines(header, rows, markdown=markdown)
     latency = next((c["latency"] for c in report.macs.values() if c.get("latency")), None)
     if latency:
         lines += [
             "",
-            f"Latency is an estimate: MACs per op / measured MACs per cycle at "
-            f"{latency['clock_hz'] / 1e6:g} MHz ({latency['source']}); not estimated: "
-            f"{', '.join(latency['not_estimated']) or 'none'}.",
+            f"This latency is a fallback estimate for the Keras models: MACs per op / "
+            f"measured MACs per cycle at {latency['clock_hz'] / 1e6:g} MHz "
+            f"({latency['source']}); not estimated: "
+            f"{', '.join(latency['not_estimated']) or 'none'}. The candidates' time above "
+            "(from instructions) is the figure the choice and the budget use.",
         ]
     structured = report.structured
     if structured:
@@ -412,6 +459,7 @@ def _render(report: BuildReport, footprint: Report, markdown: bool) -> str:
         "an ESTIMATE from per-op costs calibrated on QEMU runs (`edge-prune device` measures "
         "them).",
         "",
+        *_time_note(report),
         *_tensor_lines(report, heading, markdown),
         *_cost_lines(report, heading, markdown),
         f"{heading}Sparsity of the pruned model",

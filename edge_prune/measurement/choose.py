@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from edge_prune.measurement.footprint import Verdict
 
 DEFAULT_TOLERANCE_POINTS = 1.0
-OBJECTIVES = ("flash", "ram", "balanced")
+OBJECTIVES = ("flash", "ram", "balanced", "time")
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,7 @@ def choose_deployable(
     metric: Metric = ACCURACY,
     objective: str = "flash",
     verdicts: Mapping[str, Verdict | None] | None = None,
+    times_ms: Mapping[str, float | None] | None = None,
 ) -> DeployableChoice:
     """Pick, among candidates that run on TFLM within ``tolerance`` of the dense model, the best
     by ``objective``.
@@ -76,7 +77,8 @@ def choose_deployable(
     candidate costs, flatbuffer + TFLM runtime code of its own op set (from ``verdicts``, so a
     DECODE kernel counts against the bytes its codecs save; the flatbuffer alone without a
     verdict); ``ram`` = least tensor arena; ``balanced`` = lowest share of the tighter budget
-    (flash or RAM needed / available, from ``verdicts``; flash where a verdict is missing).
+    (flash or RAM needed / available, from ``verdicts``; flash where a verdict is missing);
+    ``time`` = least time per inference (``times_ms``, :mod:`edge_prune.measurement.timing`).
     Ties go to the earlier candidate. A candidate that TFLM cannot run, or whose score was not
     measured, is never chosen. Raises NoDeployableArtifactError when none qualifies, listing
     each one's reason.
@@ -95,7 +97,7 @@ def choose_deployable(
             f"{metric.name} {metric.format(dense_score)}: {reasons}; raise the tolerance, "
             "fine-tune longer or prune less"
         )
-    cost = _objective_cost(objective, verdicts)
+    cost = _objective_cost(objective, verdicts, times_ms or {})
     chosen = min(qualified, key=cost)  # min keeps the first of equals
     rejected = tuple(
         (c.name, why or _worse(objective, c, chosen, cost)) for c, why in judged if c is not chosen
@@ -109,7 +111,7 @@ def choose_deployable(
             if verdicts.get(chosen.name)
             else ""
         )
-        + (f", arena {chosen.arena_bytes:,} B" if chosen.arena_bytes else "")
+        + (f", arena {_arena(chosen, verdicts):,} B" if _arena(chosen, verdicts) else "")
         + f", TFLM {metric.name} {metric.format(chosen.score)} vs dense "
         f"{metric.format(dense_score)} (loss {metric.format_loss(loss)})"
     )
@@ -118,12 +120,15 @@ def choose_deployable(
     )
 
 
-def _objective_cost(objective: str, verdicts: Mapping[str, Verdict | None]):
+def _objective_cost(
+    objective: str, verdicts: Mapping[str, Verdict | None], times_ms: Mapping[str, float | None]
+):
     def flash(c: ArtifactCheck) -> float:
         return total_flash_bytes(c, verdicts.get(c.name))
 
     def ram(c: ArtifactCheck) -> float:
-        return c.arena_bytes if c.arena_bytes is not None else float("inf")
+        arena = _arena(c, verdicts)
+        return arena if arena is not None else float("inf")
 
     def balanced(c: ArtifactCheck) -> float:
         v = verdicts.get(c.name)
@@ -133,7 +138,20 @@ def _objective_cost(objective: str, verdicts: Mapping[str, Verdict | None]):
             v.flash_needed_bytes / v.target.flash_bytes, v.ram_needed_bytes / v.target.ram_bytes
         )
 
-    return {"flash": flash, "ram": ram, "balanced": balanced}[objective]
+    def time(c: ArtifactCheck) -> float:
+        ms = times_ms.get(c.name)
+        return ms if ms is not None else float("inf")
+
+    return {"flash": flash, "ram": ram, "balanced": balanced, "time": time}[objective]
+
+
+def _arena(c: ArtifactCheck, verdicts: Mapping[str, Verdict | None]) -> int | None:
+    """The arena the verdict counts on the target (32-bit, the kernels' own need), else the
+    host figure of the check."""
+    verdict = verdicts.get(c.name)
+    if verdict is not None and verdict.arena_bytes is not None:
+        return verdict.arena_bytes
+    return c.arena_bytes
 
 
 def total_flash_bytes(c: ArtifactCheck, verdict: Verdict | None) -> int:
@@ -149,6 +167,7 @@ def _best(objective: str) -> str:
         "flash": "least flash (flatbuffer + runtime code of its ops)",
         "ram": "artifact with the smallest arena",
         "balanced": "artifact with the lowest share of the tighter budget",
+        "time": "least time per inference",
     }[objective]
 
 
@@ -156,7 +175,9 @@ def _worse(objective: str, c: ArtifactCheck, chosen: ArtifactCheck, cost) -> str
     if objective == "flash":
         return f"more flash: {cost(c):,.0f} B > {cost(chosen):,.0f} B (flatbuffer + runtime code)"
     if objective == "ram":
-        return f"larger arena: {c.arena_bytes:,} B > {chosen.arena_bytes:,} B"
+        return f"larger arena: {cost(c):,.0f} B > {cost(chosen):,.0f} B"
+    if objective == "time":
+        return f"slower: {cost(c):.2f} ms > {cost(chosen):.2f} ms per inference"
     return f"uses more of the tighter budget: {cost(c):.1%} > {cost(chosen):.1%}"
 
 
@@ -210,21 +231,32 @@ def choose_for_target(
     *,
     metric: Metric = ACCURACY,
     objective: str = "flash",
+    times_ms: Mapping[str, float | None] | None = None,
+    over_budget: Mapping[str, str | None] | None = None,
 ) -> DeployableChoice:
     """:func:`choose_deployable` among the artifacts whose verdict on the target fits.
 
     ``verdicts`` maps an artifact name to its footprint verdict (None when TFLM cannot run it).
-    When none of the fitting artifacts qualifies, the choice is made among all of them (and
-    the caller's verdict says it does not fit).
+    ``over_budget`` maps an artifact name to why it misses the time budget (None: within it):
+    such a candidate does not fit either. When none of the fitting artifacts qualifies, the
+    choice is made among all of them (and the caller's verdict says it does not fit).
     """
-    fits = {name: v is not None and v.fits for name, v in verdicts.items()}
+    over_budget = over_budget or {}
+    fits = {
+        name: v is not None and v.fits and not over_budget.get(name) for name, v in verdicts.items()
+    }
     fitting = [c for c in checks if fits.get(c.name)]
-    options = {"metric": metric, "objective": objective, "verdicts": verdicts}
+    options = {
+        "metric": metric,
+        "objective": objective,
+        "verdicts": verdicts,
+        "times_ms": times_ms,
+    }
     if fitting:
         with contextlib.suppress(NoDeployableArtifactError):
             choice = choose_deployable(fitting, dense_score, tolerance, **options)
             rejected = tuple(
-                (c.name, f"does not fit {target_name}")
+                (c.name, over_budget.get(c.name) or f"does not fit {target_name}")
                 for c in checks
                 if c.runs_on_tflm and not fits.get(c.name)
             )

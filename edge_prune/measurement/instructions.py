@@ -5,9 +5,10 @@ Measured: ``edge-prune device`` counts the instructions QEMU executes for one ``
 operator, a fixed cost per call plus a cost per unit of work, calibrated by
 ``bench/device_tables.py`` on per-operator counts that a device run profiles (TFLM's
 ``MicroProfilerInterface`` around every kernel's Eval). Costs are per op and input type
-(``FULLY_CONNECTED:int8``) and per decoder (``DECODE:huffman``). The unit of work is the
-multiply-accumulates of CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED and TRANSPOSE_CONV (the gate
-weights times the steps of an LSTM), the output elements of a DECODE and of every other op.
+(``FULLY_CONNECTED:int8``; ``FULLY_CONNECTED:int8+int4`` with a packed INT4 filter) and per
+decoder (``DECODE:huffman``). The unit of work is the multiply-accumulates of CONV_2D,
+DEPTHWISE_CONV_2D, FULLY_CONNECTED and TRANSPOSE_CONV (the gate weights times the steps of an
+LSTM), the output elements of a DECODE and of every other op.
 
 Not counted: the application around ``Invoke()`` (input copy, output reading), interrupts.
 This module does not import TensorFlow.
@@ -27,6 +28,7 @@ from edge_prune.measurement.tflite_file import builtin_operator_name
 
 COSTS_PATH = DATA_DIR / "tflm_instructions.json"
 INVOKE = "INVOKE"  # what one Invoke() costs outside its operators, per call and per operator
+INT4_TYPE = 17  # tflite::TensorType_INT4
 _MAC_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV")
 
 
@@ -83,7 +85,7 @@ def _op_work(op) -> list[OpWork]:
             OpWork(_decode_key(int(op.inputs[2 * k + 1].buffer.data[0])), _count(out), _count(out))
             for k, out in enumerate(op.outputs)
         ]
-    name = f"{name}:{_dtype(op)}"
+    name = f"{name}:{_dtype(op)}{_int4_filter(op)}"
     output = max((_count(t) for t in op.outputs), default=0)
     if name.split(":")[0] in _MAC_OPS and len(op.inputs) > 1 and op.inputs[1] is not None:
         shape = [int(d) for d in op.inputs[1].shape]
@@ -122,6 +124,15 @@ def _dtype(op) -> str:
     first = next((t for t in op.inputs if t is not None), None)
     first = first if first is not None else next(iter(op.outputs), None)
     return str(np.dtype(first.numpy_dtype)) if first is not None else "none"
+
+
+def _int4_filter(op) -> str:
+    """``+int4`` for a kernel whose filter (input 1) is packed INT4: CMSIS-NN runs other code
+    for it (``arm_fully_connected_s4``), the reference kernels unpack it first."""
+    inputs = list(op.inputs)
+    if len(inputs) > 1 and inputs[1] is not None and int(inputs[1].dtype) == INT4_TYPE:
+        return "+int4"
+    return ""
 
 
 def _count(tensor) -> int:

@@ -25,6 +25,7 @@ from edge_prune.tables import table_lines
 
 if TYPE_CHECKING:
     from edge_prune.measurement.codecs.verify import DecodeCheck
+    from edge_prune.measurement.timing import TimeFigure
 
 FORMATS = ("text", "markdown", "json")
 WIDTH = 100
@@ -41,7 +42,7 @@ _FORMULA = (
 _EXPECTED_BASELINE = "expected a report written by `edge-prune report --format json`"
 # What --fail-on-growth compares: what the model adds, not the target's fixed reservations
 # (a 57% larger flatbuffer is a few percent of "flash needed").
-GATED_FIGURES = ("flatbuffer", "runtime code", "arena")
+GATED_FIGURES = ("flatbuffer", "runtime code", "arena", "instructions")
 
 
 def runtime_code_bytes(verdict: Verdict) -> int:
@@ -69,6 +70,7 @@ class TargetFigures:
     ram_needed_bytes: int | None
     arena_bytes: int | None
     runtime_bytes: int | None = None  # None: a report from before the figure was written
+    instructions: int | None = None  # per inference; None: no figure in that report
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,8 @@ class Report:
     baseline: Baseline | None = None
     growth_limit_percent: float | None = None
     decode: DecodeCheck | None = None  # what was checked of the DECODE operators, if any
+    times: tuple[TimeFigure | None, ...] = ()  # per verdict, same order
+    latency_budget_ms: float | None = None  # --max-latency-ms (a target's latency_ms applies too)
     changes: tuple[Change, ...] = field(init=False, default=())
 
     def __post_init__(self):
@@ -147,10 +151,30 @@ class Report:
             and c.percent > self.growth_limit_percent
         )
 
+    def time_of(self, index: int) -> TimeFigure | None:
+        return self.times[index] if index < len(self.times) else None
+
+    def budget_of(self, verdict: Verdict) -> float | None:
+        from edge_prune.measurement.timing import budget_ms
+
+        return budget_ms(verdict.target, self.latency_budget_ms)
+
+    @property
+    def time_failures(self) -> tuple[tuple[str, str], ...]:
+        """(target, why) for each target whose time budget the model misses."""
+        from edge_prune.measurement.timing import over_budget
+
+        failures = []
+        for i, v in enumerate(self.verdicts):
+            why = over_budget(self.time_of(i), self.budget_of(v))
+            if why:
+                failures.append((v.target.name, why))
+        return tuple(failures)
+
     @property
     def passes(self) -> bool:
-        """Exit 0: fits every target and no growth beyond the limit."""
-        return self.fits and not self.growth_failures
+        """Exit 0: fits every target, within every time budget and no growth beyond the limit."""
+        return self.fits and not self.growth_failures and not self.time_failures
 
     def to_dict(self) -> dict:
         data = {
@@ -159,7 +183,15 @@ class Report:
             "summary": _summary(self),
             "footprint": self.footprint.to_dict(),
             "accuracy": self.accuracy.to_dict() if self.accuracy else None,
-            "targets": [v.to_dict() for v in self.verdicts],
+            "targets": [
+                {
+                    **v.to_dict(),
+                    "time": _time_dict(self.time_of(i)),
+                    "latency_budget_ms": self.budget_of(v),
+                }
+                for i, v in enumerate(self.verdicts)
+            ],
+            "time_budget_missed": [{"target": t, "why": w} for t, w in self.time_failures],
             "decode_check": self.decode.to_dict() if self.decode else None,
             "host_tflm": host_tflm().to_dict(),
             "notes": [*_decode_notes(self), _HOST_NOTE, _FORMULA],
@@ -282,6 +314,10 @@ def _baseline_from(data: dict, path: str) -> Baseline:
             runtime_bytes=_optional_whole(
                 entry["flash"].get("runtime_bytes"), "flash.runtime_bytes"
             ),
+            instructions=_optional_whole(
+                (entry.get("time") or {}).get("instructions_per_inference"),
+                "time.instructions_per_inference",
+            ),
         )
     flatbuffer = _whole(data["footprint"]["flatbuffer_bytes"], "footprint.flatbuffer_bytes")
     if accuracy is not None and not (isinstance(accuracy, (int, float)) and 0 <= accuracy <= 1):
@@ -345,6 +381,11 @@ def compare(report: Report, baseline: Baseline) -> tuple[Change, ...]:
             Change(name, "RAM needed", before.ram_needed_bytes, v.ram_needed_bytes),
             Change(name, "arena", before.arena_bytes, v.arena_bytes),
         ]
+        figure = report.time_of(report.verdicts.index(v))
+        if before.instructions is not None and figure is not None:
+            changes.append(
+                Change(name, "instructions", before.instructions, figure.instructions, "instr")
+            )
     return tuple(changes)
 
 
@@ -432,6 +473,29 @@ def _verdict_lines(v: Verdict) -> list[str]:
     return lines
 
 
+def _time_dict(figure: TimeFigure | None) -> dict | None:
+    return figure.to_dict() if figure else None
+
+
+def _time_lines(report: Report, index: int) -> list[str]:
+    """The time line of one target: instructions per inference, the time at its clock, what
+    kind of figure it is, and the budget."""
+    from edge_prune.measurement.timing import over_budget, time_text
+
+    figure = report.time_of(index)
+    v = report.verdicts[index]
+    budget = report.budget_of(v)
+    if figure is None and budget is None:
+        return []
+    text = f"time  {time_text(figure)}"
+    if figure is not None:
+        text += f" at {figure.clock_hz / 1e6:g} MHz, {figure.kind}"
+    if budget is not None:
+        why = over_budget(figure, budget)
+        text += f"; budget {budget:g} ms: " + (f"MISSED ({why})" if why else "met")
+    return _wrap(text, indent="        ", first="  ")
+
+
 def _summary(report: Report) -> str:
     f = report.footprint
     if not f.runs_on_tflm:
@@ -451,6 +515,9 @@ def _summary(report: Report) -> str:
             text = f"fits every target asked ({', '.join(fitting)})"
         else:
             text = "; ".join(parts) + (f"; fits {', '.join(fitting)}" if fitting else "")
+    missed = report.time_failures
+    if missed:
+        text += "; MISSES the time budget on " + ", ".join(f"{t} ({w})" for t, w in missed)
     grown = report.growth_failures
     if grown:
         where = dict.fromkeys(f"{c.target} ({c.figure})" for c in grown)
@@ -586,12 +653,15 @@ def _change_cell(c: Change) -> str:
     if c.unit == "%":
         return f"{c.delta:+.2f} points"
     percent = "" if c.percent is None else f" ({c.percent:+.1f}%)"
-    return f"{c.delta:+,.0f} B{percent}"
+    unit = " instructions" if c.unit == "instr" else " B"
+    return f"{c.delta:+,.0f}{unit}{percent}"
 
 
 def _value_cell(value: float | None, unit: str) -> str:
     if value is None:
         return "n/a"
+    if unit == "instr":
+        return f"{value:,.0f}"
     return f"{value:.2f}%" if unit == "%" else f"{value:,.0f} B"
 
 
@@ -615,8 +685,8 @@ def render_text(report: Report) -> str:
     f = report.footprint
     lines = _wrap(f"edge-prune footprint report: {f.source}")
     lines += _wrap(_summary(report), indent="  ", first="Result: ") + [""]
-    for v in report.verdicts:
-        lines += _verdict_lines(v)
+    for i, v in enumerate(report.verdicts):
+        lines += _verdict_lines(v) + _time_lines(report, i)
     if report.baseline:
         lines += ["", *_wrap(f"Change against the baseline {report.baseline.path}:")]
         lines += ["  " + line for line in table_lines(_CHANGE_HEADER, _change_rows(report))]
@@ -650,8 +720,8 @@ def render_markdown(report: Report) -> str:
     f = report.footprint
     lines = _wrap(f"### edge-prune footprint: `{f.source}`") + [""]
     lines += _wrap(f"**{_summary(report)}**") + ["", "```"]
-    for v in report.verdicts:
-        lines += _verdict_lines(v)
+    for i, v in enumerate(report.verdicts):
+        lines += _verdict_lines(v) + _time_lines(report, i)
     lines += ["```", ""]
     if report.baseline:
         lines += _wrap(f"Change against the baseline `{report.baseline.path}`:") + [""]

@@ -29,6 +29,7 @@ _REQUIRED_INTS = ("clock_hz", "flash_bytes", "ram_bytes", "reserved_flash_bytes"
                   "reserved_ram_bytes")  # fmt: skip
 _REQUIRED_STRS = ("part", "board", "core")
 _OPTIONAL_STRS = ("source", "notes")
+_OPTIONAL_NUMBERS = ("latency_ms",)  # the time budget of one inference, milliseconds
 _TFLM_CHOICES = {
     "tflm_kernels": ("reference", "cmsis-nn"),
     "tflm_build_type": ("default", "release"),
@@ -127,6 +128,7 @@ class Target:
     tflm_kernels: str = "reference"  # the TFLM kernel set a firmware for this part builds
     tflm_build_type: str = "default"  # TFLM's BUILD_TYPE
     fpu: bool | None = None  # None: from the core (FPU_BY_CORE)
+    latency_ms: float | None = None  # time budget of one inference; None: no budget
 
     @property
     def has_fpu(self) -> bool:
@@ -168,6 +170,7 @@ class Target:
             "tflm_build_type": self.tflm_build_type,
             "fpu": self.has_fpu,
             "throughput": self.throughput.to_dict() if self.throughput else None,
+            "latency_ms": self.latency_ms,
         }
 
     def __str__(self) -> str:
@@ -246,8 +249,8 @@ def _read_toml(path: Path) -> dict:
 def parse_target(data: dict, name: str, path: str | Path = "<dict>") -> Target:
     """Validate the contents of a target file and build the :class:`Target`."""
     where = str(path)
-    allowed = (*_REQUIRED_INTS, *_REQUIRED_STRS, *_OPTIONAL_STRS, *_OPTIONAL_BOOLS,
-               *_TFLM_CHOICES, *_TABLES)  # fmt: skip
+    allowed = (*_REQUIRED_INTS, *_REQUIRED_STRS, *_OPTIONAL_STRS, *_OPTIONAL_BOOLS)
+    allowed = (*allowed, *_OPTIONAL_NUMBERS, *_TFLM_CHOICES, *_TABLES)
     _reject_unknown(data, allowed, where, "")
     for key in (*_REQUIRED_STRS, *_REQUIRED_INTS):
         if key not in data:
@@ -258,6 +261,7 @@ def parse_target(data: dict, name: str, path: str | Path = "<dict>") -> Target:
     values |= {key: _string(data, key, where) for key in _OPTIONAL_STRS if key in data}
     values |= {key: _choice(data, key, where) for key in _TFLM_CHOICES if key in data}
     values |= {key: _bool(data, key, where) for key in _OPTIONAL_BOOLS if key in data}
+    values |= {key: _positive(data, key, where, "") for key in _OPTIONAL_NUMBERS if key in data}
     if values["clock_hz"] == 0:
         raise ConfigError(f"{where}: key 'clock_hz' is 0; expected the core clock in Hz")
     for kind in ("flash", "ram"):

@@ -126,7 +126,9 @@ class SearchPoint:
     ``loss``: how much worse than the dense float32 model (accuracy points, or the relative
     error increase). ``trusted``: the dense model and this artifact score above chance level.
     ``flash_needed_bytes``, ``ram_needed_bytes``, ``fits_*``: the artifact's footprint verdict
-    on the target, as ``edge-prune model`` and ``report`` compute it.
+    on the target, as ``edge-prune model`` and ``report`` compute it. ``ms``, ``instructions``,
+    ``within_time``: its time figure and whether it meets the time budget (a constraint like
+    flash and RAM).
     """
 
     key: str
@@ -152,6 +154,9 @@ class SearchPoint:
     baseline_score: float = 0.0  # the dense model as float32 on TFLM
     int8_tflm_score: float | None = None  # the pruned model as int8 (dense storage) on TFLM
     seconds: float = 0.0
+    ms: float | None = None  # time per inference on the target (timing.TimeFigure.ms)
+    instructions: int | None = None  # per inference, from the calibrated per-op costs
+    within_time: bool = True  # within the time budget (select.max_latency_ms, latency_ms)
 
     @property
     def spec(self) -> PointSpec:
@@ -161,7 +166,8 @@ class SearchPoint:
 
     @property
     def eligible(self) -> bool:
-        return self.within_tolerance and self.fits_flash and self.fits_ram and self.trusted
+        fits = self.fits_flash and self.fits_ram and self.within_time
+        return self.within_tolerance and fits and self.trusted
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "eligible": self.eligible}

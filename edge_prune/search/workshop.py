@@ -258,8 +258,10 @@ def point_artifact(state: BuildState) -> Artifact:
 def search_point(state: BuildState, spec: PointSpec, key: str, seconds: float) -> SearchPoint:
     """The figures of a built point (see :class:`SearchPoint`)."""
     from edge_prune.measurement.choose import _why_not
+    from edge_prune.measurement.timing import budget_ms, over_budget
 
     artifact = point_artifact(state)
+    budget = budget_ms(state.inputs.target, state.config.select.max_latency_ms)
     metric, data = state.metric, state.inputs.data
     tolerance = metric.tolerance(state.config.select)
     verdict, score = artifact.verdict, artifact.check.score
@@ -289,4 +291,7 @@ def search_point(state: BuildState, spec: PointSpec, key: str, seconds: float) -
         baseline_score=float(state.baseline_score),
         int8_tflm_score=state.artifact(ArtifactName.INT8).check.score,
         seconds=float(seconds),
+        ms=round(artifact.time.ms, 4) if artifact.time else None,
+        instructions=artifact.time.instructions if artifact.time else None,
+        within_time=over_budget(artifact.time, budget) is None,
     )

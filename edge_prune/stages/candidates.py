@@ -258,17 +258,25 @@ def _check_artifacts(state: BuildState, progress: Progress) -> BuildState:
             progress(f"  {result}")
             a = replace(a, check=result)
             if result.runs_on_tflm:
-                a = replace(a, verdict=verdict_for(footprint_of(a), target))
+                a = replace(a, verdict=verdict_for(footprint_of(a, target), target))
         checked.append(a)
     return replace(state, artifacts=tuple(checked))
 
 
-def footprint_of(artifact: Artifact):
-    """The artifact's footprint from the arena its TFLM check recorded (no second run)."""
-    from edge_prune.measurement.footprint import measure
+def footprint_of(artifact: Artifact, target=None):
+    """The artifact's footprint from the arena its TFLM check recorded (no second run).
 
-    c = artifact.check
-    return measure(artifact.tflite_bytes, arena=c.arena, label=artifact.name)
+    On a target built with CMSIS-NN kernels an artifact with INT4 weights takes the arena of its
+    unpacked twin instead: CMSIS-NN computes on the packed weights, the reference kernels the
+    check ran unpack them into arena scratch (:mod:`edge_prune.measurement.int4`).
+    """
+    from edge_prune.measurement.footprint import measure
+    from edge_prune.measurement.int4 import kernels_footprint
+
+    footprint = measure(artifact.tflite_bytes, arena=artifact.check.arena, label=artifact.name)
+    if target is None:
+        return footprint
+    return kernels_footprint(artifact.tflite_bytes, footprint, target.tflm_kernels)
 
 
 def _note_densify_size(state: BuildState, progress: Progress) -> None:

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from edge_prune.measurement.codecs import McuCompressionResult
     from edge_prune.measurement.footprint import Verdict
     from edge_prune.measurement.report import Report
+    from edge_prune.measurement.timing import TimeFigure
     from edge_prune.training.macs import ModelCost
     from edge_prune.training.prune import SparsityReport
     from edge_prune.training.schedule import PolynomialDecay
@@ -43,6 +44,7 @@ class ModelKey(StrEnum):
     EARLY = "early"  # the dense model at the rewinding epoch
     PRUNED = "pruned"  # after magnitude pruning, wrappers stripped
     CLUSTERED = "clustered"  # the pruned model clustered
+    INT4 = "int4"  # the pruned model with 4-bit weight fake-quantization
 
 
 class ArtifactName(StrEnum):
@@ -56,6 +58,7 @@ class ArtifactName(StrEnum):
     INT8_CLUSTERED_COMPRESSED = "int8-clustered-compressed"
     INT8_CLUSTERED_PT = "int8-clustered-pt"
     INT8_CLUSTERED_PT_COMPRESSED = "int8-clustered-pt-compressed"
+    INT4_WEIGHTS = "int4-weights"  # int8 activations, packed INT4 kernels; never compressed
 
 
 def keras_score_key(model: ModelKey, split: str = "") -> str:
@@ -97,6 +100,7 @@ class Artifact:
     compression_codecs: tuple[str, ...] = ()
     uncompressed: bytes | None = None  # the input of the compression (names still in it)
     tensor_names: dict[tuple[int, int], str] = field(default_factory=dict)  # before the diet
+    time: TimeFigure | None = None  # instructions and time per inference on the run's target
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,10 @@ def choose_stage(state: BuildState, progress: Progress) -> BuildState:
     does not fit. When none qualifies at all, ``no_choice`` says why and ``choice`` stays None.
     """
     from edge_prune.measurement.choose import choose_for_target
+    from edge_prune.measurement.timing import budget_ms, over_budget
 
+    state = with_times(state)
+    budget = budget_ms(state.inputs.target, state.config.select.max_latency_ms)
     try:
         choice = choose_for_target(
             [a.check for a in state.artifacts],
@@ -29,12 +32,29 @@ def choose_stage(state: BuildState, progress: Progress) -> BuildState:
             state.inputs.target.name,
             metric=state.metric,
             objective=state.config.select.objective,
+            times_ms={a.name: a.time.ms if a.time else None for a in state.artifacts},
+            over_budget={a.name: over_budget(a.time, budget) for a in state.artifacts},
         )
     except NoDeployableArtifactError as e:
         progress(f"  {e}")
         return replace(state, choice=None, no_choice=str(e))
     progress("  " + str(choice).replace("\n", "\n  "))
     return replace(state, choice=choice, no_choice=None)
+
+
+def with_times(state: BuildState) -> BuildState:
+    """Each artifact TFLM runs with its time figure on the run's target (instructions from the
+    calibrated costs, :mod:`edge_prune.measurement.timing`)."""
+    from edge_prune.measurement.timing import estimate_time
+
+    target = state.inputs.target
+    timed = tuple(
+        replace(a, time=estimate_time(a.tflite_bytes, target))
+        if a.check is not None and a.check.runs_on_tflm and a.time is None
+        else a
+        for a in state.artifacts
+    )
+    return replace(state, artifacts=timed)
 
 
 def trust_stage(state: BuildState, progress: Progress) -> BuildState:
@@ -79,6 +99,14 @@ def footprint_stage(state: BuildState, progress: Progress) -> BuildState:
 
     if state.choice is None:
         return state
+    from edge_prune.measurement.timing import budget_ms
+
     deployable = state.deployable
-    footprint = footprint_of(deployable)
-    return replace(state, footprint=Report(footprint=footprint, verdicts=(deployable.verdict,)))
+    footprint = footprint_of(deployable, state.inputs.target)
+    report = Report(
+        footprint=footprint,
+        verdicts=(deployable.verdict,),
+        times=(deployable.time,),
+        latency_budget_ms=budget_ms(state.inputs.target, state.config.select.max_latency_ms),
+    )
+    return replace(state, footprint=report)

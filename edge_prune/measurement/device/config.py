@@ -8,8 +8,10 @@ error strings and debug logging, ``release`` adds ``NDEBUG`` and
 
 QEMU 7.2 emulates these boards (``qemu-system-arm -M help``): Cortex-M3 ``mps2-an385``,
 Cortex-M4 ``mps2-an386``, Cortex-M7 ``mps2-an500``, Cortex-M33 ``mps2-an505``, Cortex-M55
-``mps3-an547``. It has no Cortex-M0+ machine (and refuses ``-cpu`` overrides), so M0+ builds are
-measured for size only, and there is no Xtensa emulator or toolchain here at all.
+``mps3-an547``. It has no Cortex-M0+ machine (and refuses ``-cpu`` overrides): M0+ builds run on
+the Cortex-M3 machine, since ARMv6-M's instructions are a subset of ARMv7-M's Thumb; the count is
+the M0+ build's instructions, executed by an M3 (labelled so). There is no Xtensa emulator or
+toolchain here at all.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ BUILD_TYPES = ("default", "release")
 
 # core (TFLM TARGET_ARCH) -> QEMU machine, or None when QEMU has none (size only).
 CORES: dict[str, str | None] = {
-    "cortex-m0plus": None,
+    "cortex-m0plus": "mps2-an385",  # an M3 machine: see MACHINE_NOTES
     "cortex-m3": "mps2-an385",
     "cortex-m4": "mps2-an386",
     "cortex-m4+fp": "mps2-an386",
@@ -32,6 +34,16 @@ CORES: dict[str, str | None] = {
     "cortex-m7+fp": "mps2-an500",
     "cortex-m33": "mps2-an505",
     "cortex-m55": "mps3-an547",
+}
+
+
+# Cores counted on another core's machine, and what that means for the figures.
+MACHINE_NOTES: dict[str, str] = {
+    "cortex-m0plus": (
+        "the ARMv6-M (Cortex-M0+) build runs on QEMU's Cortex-M3 machine (QEMU has no M0+ "
+        "machine; ARMv6-M is a subset of ARMv7-M's Thumb): instructions are the M0+ build's, "
+        "counted on an M3"
+    ),
 }
 
 
@@ -92,6 +104,15 @@ class DeviceConfig:
     def name(self) -> str:
         """A directory-safe name: ``cortex-m4+fp_cmsis-nn_default``."""
         return f"{self.core}_{self.kernels}_{self.build_type}"
+
+    @property
+    def machine_note(self) -> str | None:
+        """What running on :attr:`machine` means for the figures, when it is another core's,
+        and that float32 ops run in software floating point on a core without an FPU."""
+        notes = [MACHINE_NOTES[self.core]] if self.core in MACHINE_NOTES else []
+        if "+fp" not in self.core and self.core not in ("cortex-m55",):
+            notes.append("no FPU: float32 ops are counted with software floating point")
+        return "; ".join(notes) or None
 
     @property
     def machine(self) -> Machine | None:

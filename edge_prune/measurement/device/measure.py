@@ -124,6 +124,7 @@ class DeviceResult:
     flags: tuple[str, ...] = ()
     elf: str = ""
     compiled_objects: int = 0
+    machine_note: str | None = None  # the figures come from another core's machine, FPU-less
 
     @property
     def tflm_commits_differ(self) -> bool | None:
@@ -148,6 +149,7 @@ class DeviceResult:
             "kernels": self.config.kernels,
             "build_type": self.config.build_type,
             "machine": self.machine,
+            "machine_note": self.machine_note,
             "size_only_reason": self.size_only_reason,
             "samples": self.samples,
             "samples_source": self.samples_source,
@@ -659,6 +661,7 @@ def _result(model, target, space, config, samples, host, totals, run, elf) -> De
         target=target.name,
         config=config,
         machine=config.machine.name if config.machine else None,
+        machine_note=config.machine_note,
         samples=samples.count,
         samples_source=samples.source,
         model_flash_bytes=totals["model"]["flash_bytes"],

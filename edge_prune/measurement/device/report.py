@@ -32,6 +32,8 @@ def _bytes(n: int | None) -> str:
 
 def _rows(r: DeviceResult) -> list[tuple[str, str]]:
     machine = r.machine or f"none ({r.size_only_reason})"
+    if r.machine and r.machine_note:
+        machine += f" ({r.machine_note})"
     rows = [
         ("QEMU machine", machine),
         ("samples", f"{r.samples} ({r.samples_source})" if r.machine else "not run"),

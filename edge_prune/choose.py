@@ -109,7 +109,11 @@ def choose_deployable(
             if verdicts.get(chosen.name)
             else ""
         )
-        + (f", arena {chosen.arena_bytes:,} B" if chosen.arena_bytes else "")
+        + (
+            f", arena {target_arena_bytes(chosen, verdicts.get(chosen.name)):,} B"
+            if target_arena_bytes(chosen, verdicts.get(chosen.name)) is not None
+            else ""
+        )
         + f", TFLM {metric.name} {metric.format(chosen.score)} vs dense "
         f"{metric.format(dense_score)} (loss {metric.format_loss(loss)})"
     )
@@ -123,7 +127,8 @@ def _objective_cost(objective: str, verdicts: Mapping[str, Verdict | None]):
         return total_flash_bytes(c, verdicts.get(c.name))
 
     def ram(c: ArtifactCheck) -> float:
-        return c.arena_bytes if c.arena_bytes is not None else float("inf")
+        arena = target_arena_bytes(c, verdicts.get(c.name))
+        return arena if arena is not None else float("inf")
 
     def balanced(c: ArtifactCheck) -> float:
         v = verdicts.get(c.name)
@@ -134,6 +139,14 @@ def _objective_cost(objective: str, verdicts: Mapping[str, Verdict | None]):
         )
 
     return {"flash": flash, "ram": ram, "balanced": balanced}[objective]
+
+
+def target_arena_bytes(c: ArtifactCheck, verdict: Verdict | None) -> int | None:
+    """The arena the candidate's verdict counts for its target (the figure every output
+    shows); without a verdict, the 32-bit reference-kernel figure of its measurement."""
+    if verdict is not None and verdict.arena_bytes is not None:
+        return verdict.arena_bytes
+    return c.arena.verdict_bytes if c.arena is not None else None
 
 
 def total_flash_bytes(c: ArtifactCheck, verdict: Verdict | None) -> int:
@@ -156,7 +169,7 @@ def _worse(objective: str, c: ArtifactCheck, chosen: ArtifactCheck, cost) -> str
     if objective == "flash":
         return f"more flash: {cost(c):,.0f} B > {cost(chosen):,.0f} B (flatbuffer + runtime code)"
     if objective == "ram":
-        return f"larger arena: {c.arena_bytes:,} B > {chosen.arena_bytes:,} B"
+        return f"larger arena: {cost(c):,.0f} B > {cost(chosen):,.0f} B"
     return f"uses more of the tighter budget: {cost(c):.1%} > {cost(chosen):.1%}"
 
 

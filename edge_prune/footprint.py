@@ -5,9 +5,13 @@ What is measured and what is estimated:
 - flatbuffer bytes: measured (the file as it is flashed).
 - tensor arena: measured with the real TFLM interpreter in a child process
   (:mod:`edge_prune.tflm`): the smallest ``arena_size`` that allocates and runs one inference on
-  this 64-bit host, the arena a firmware's MicroInterpreter needs on a 32-bit Cortex-M derived
-  from TFLM's recorded allocations (what the verdict uses), and the head (non-persistent, same
-  on a 32-bit MCU) / tail (persistent) split that TFLM's recording allocator prints.
+  this 64-bit host, the arena a firmware's MicroInterpreter needs on a 32-bit Cortex-M with
+  TFLM's reference kernels derived from TFLM's recorded allocations, and the head
+  (non-persistent, same on a 32-bit MCU) / tail (persistent) split that TFLM's recording
+  allocator prints. These are inputs. The verdict's arena is the target's: the 32-bit
+  reference-kernel figure, or for a target built with CMSIS-NN kernels that figure with the
+  scratch buffers and persistent data those kernels add, derived per operator
+  (:mod:`edge_prune.measure.cmsis_nn_scratch`). Every output shows that one figure.
 - TFLM runtime code: the target's own figure (``[runtime]`` in its TOML file), else the table
   measured on a real Cortex-M build of TFLM for the target's core, kernel set and build type
   (:mod:`edge_prune.runtime_tables`): framework + the kernels of the model's own op set, a
@@ -27,8 +31,9 @@ from pathlib import Path
 
 from edge_prune import runtime_tables, tflm
 from edge_prune.errors import TFLMError
+from edge_prune.measure import cmsis_nn_scratch
 from edge_prune.targets import Target
-from edge_prune.tflite_file import load_bytes, read_model
+from edge_prune.tflite_file import ModelInfo, load_bytes, read_model
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,7 @@ class Footprint:
     tflm_failure: str | None = None
     tflm_failure_kind: str | None = None
     sha256: str = ""
+    model_info: ModelInfo | None = field(default=None, repr=False, compare=False)
 
     @property
     def arena_host_bytes(self) -> int | None:
@@ -116,7 +122,8 @@ class Footprint:
 
     @property
     def arena_bytes(self) -> int | None:
-        """The arena a verdict uses: the 32-bit figure (reference kernels)."""
+        """The 32-bit arena with TFLM's reference kernels, an input of the verdict's figure;
+        :func:`target_arena` gives the one a verdict for a target uses."""
         if self.arena is None:
             return None
         return self.arena.verdict_bytes
@@ -169,6 +176,7 @@ class Verdict:
     failure_reason: str | None = None
     arena_host_bytes: int | None = None
     arena_device_bytes: int | None = None
+    kernel_arena: cmsis_nn_scratch.KernelArena | None = None
     fits: bool = field(init=False)
 
     def __post_init__(self):
@@ -218,14 +226,18 @@ class Verdict:
     def _ram_what(self) -> str:
         if self.arena_bytes is None:
             return "tensor arena: unknown (TFLM did not run the model) + reserved RAM"
-        margin = KERNEL_ARENA_MARGIN_BYTES[self.target.tflm_kernels]
-        kernels = "reference kernels"
-        if margin:
-            kernels += f", + {margin} B measured margin for {self.target.tflm_kernels} kernels"
-        return (
-            "tensor arena on a 32-bit Cortex-M (derived from TFLM's recorded allocations, "
-            f"{kernels}) + reserved RAM, vs the part's RAM"
-        )
+        return f"{arena_what(self.target, self.kernel_arena)} + reserved RAM, vs the part's RAM"
+
+    def _arena_inputs(self) -> dict:
+        inputs = {
+            "host_64bit_bytes": self.arena_host_bytes,
+            "host_64bit_what": "input: smallest arena_size that ran on this 64-bit host",
+            "reference_32bit_bytes": self.arena_device_bytes,
+            "reference_32bit_what": "input: 32-bit Cortex-M arena with TFLM reference kernels",
+        }
+        if self.kernel_arena is not None:
+            inputs["cmsis_nn"] = self.kernel_arena.to_dict()
+        return inputs
 
     def to_dict(self) -> dict:
         return {
@@ -252,8 +264,8 @@ class Verdict:
             "ram": {
                 "what": self._ram_what(),
                 "arena_bytes": self.arena_bytes,
-                "arena_host_bytes": self.arena_host_bytes,
-                "arena_device_bytes": self.arena_device_bytes,
+                "arena_what": "the arena the verdict uses; model_data.h's kModelTensorArenaSize",
+                "arena_inputs": self._arena_inputs(),
                 "reserved_bytes": self.target.reserved_ram_bytes,
                 "needed_bytes": self.ram_needed_bytes,
                 "available_bytes": self.target.ram_bytes,
@@ -296,6 +308,7 @@ def measure(
         except TFLMError as e:
             failure, kind = _without_label(str(e), label), _failure_kind(e)
     return Footprint(
+        model_info=info,
         source=label,
         flatbuffer_bytes=info.size_bytes,
         ops=info.op_types,
@@ -329,22 +342,47 @@ def _failure_kind(error: TFLMError) -> str:
     return "could not allocate or run"
 
 
-# The 32-bit arena is derived for TFLM's reference kernels. CMSIS-NN kernels keep larger
-# per-op data and ask for scratch buffers: their smallest working arena was 20-372 B above the
-# reference kernels' on the models run on a Cortex-M4 in QEMU
-# (bench/results/arena-32bit-2026-12-04.txt). A target built with them gets the largest.
-KERNEL_ARENA_MARGIN_BYTES = {"reference": 0, "cmsis-nn": 372}
+def target_arena(
+    footprint: Footprint, target: Target
+) -> tuple[int | None, cmsis_nn_scratch.KernelArena | None]:
+    """The arena a firmware for ``target`` needs, the one figure its verdict and every output
+    use: the 32-bit reference-kernel figure, or for a target built with CMSIS-NN kernels that
+    figure plus what those kernels add for this model on the target's core (derived per
+    operator, :mod:`edge_prune.measure.cmsis_nn_scratch`); and that derivation."""
+    if footprint.arena is None:
+        return None, None
+    if target.tflm_kernels != "cmsis-nn":
+        return footprint.arena.verdict_bytes, None
+    info = footprint.model_info
+    if info is None:
+        raise ValueError(f"{footprint.source}: footprint has no model info for CMSIS-NN kernels")
+    features = cmsis_nn_scratch.features_of(target.tflm_arch)
+    return cmsis_nn_scratch.arena_bytes(footprint.arena, info, features)
+
+
+def arena_what(target: Target, kernel: cmsis_nn_scratch.KernelArena | None) -> str:
+    """What the verdict's arena figure is, in one line."""
+    if kernel is None:
+        return (
+            "tensor arena on a 32-bit Cortex-M, TFLM reference kernels (derived from TFLM's "
+            "recorded allocations)"
+        )
+    return (
+        "tensor arena on a 32-bit Cortex-M, TFLM CMSIS-NN kernels "
+        f"({kernel.features.upper()} code path of {target.tflm_arch or target.core}): the "
+        f"reference-kernel figure + {kernel.head_extra_bytes:,} B planned scratch + "
+        f"{kernel.tail_extra_bytes:,} B persistent kernel data, derived per operator"
+        + (f" ({kernel.note})" if kernel.note else "")
+    )
 
 
 def verdict_for(footprint: Footprint, target: Target) -> Verdict:
     """The verdict of ``footprint`` on ``target``: flash = flatbuffer + runtime code of its op
-    set for the target's TFLM build + reserved flash; RAM = the 32-bit arena (plus the measured
-    CMSIS-NN margin when the target builds those kernels) + reserved RAM."""
+    set for the target's TFLM build + reserved flash; RAM = the target's 32-bit arena
+    (:func:`target_arena`) + reserved RAM."""
     runtime = runtime_flash(footprint.ops, target)
     flash_needed = footprint.flatbuffer_bytes + runtime.total_bytes + target.reserved_flash_bytes
-    arena = footprint.arena_bytes
-    if arena is not None:
-        arena += KERNEL_ARENA_MARGIN_BYTES[target.tflm_kernels]
+    arena, kernel = target_arena(footprint, target)
     ram_needed = None if arena is None else arena + target.reserved_ram_bytes
     return Verdict(
         target=target,
@@ -360,6 +398,7 @@ def verdict_for(footprint: Footprint, target: Target) -> Verdict:
         failure_reason=footprint.failure_reason,
         arena_host_bytes=footprint.arena_host_bytes,
         arena_device_bytes=footprint.arena_device_bytes,
+        kernel_arena=kernel,
     )
 
 
@@ -477,17 +516,16 @@ def _arena_dict(arena: tflm.ArenaMeasurement | None) -> dict | None:
     if arena is None:
         return None
     return {
-        "what": "TFLM tensor arena, measured on this 64-bit host",
-        "arena_bytes": arena.arena_bytes,
-        "arena_what": "an arena_size with which TFLM allocated and ran the model, from one "
-        "recorded run (recorded total + planning space + alignment; verified by running it)",
-        "device_total_bytes": arena.device_total_bytes,
-        "device_total_what": "arena a firmware's MicroInterpreter needs on a 32-bit Cortex-M, "
-        "TFLM reference kernels: the recorded allocations with measured 32-bit struct sizes "
-        "(never below the device minimum on the models checked on QEMU)",
-        "device_kernels": tflm.TARGET_KERNELS,
-        "verdict_bytes": arena.verdict_bytes,
-        "verdict_what": "the arena the verdict uses: the 32-bit figure",
+        "what": "TFLM tensor arena, measured on this 64-bit host with reference kernels: inputs "
+        "of each target's arena (targets[].ram.arena_bytes), not verdict figures",
+        "host_64bit_bytes": arena.arena_bytes,
+        "host_64bit_what": "input: an arena_size with which TFLM allocated and ran the model "
+        "here, from one recorded run (recorded total + planning space + alignment; verified by "
+        "running it)",
+        "reference_32bit_bytes": arena.device_total_bytes,
+        "reference_32bit_what": "input: arena a firmware's MicroInterpreter needs on a 32-bit "
+        "Cortex-M with TFLM reference kernels, from the recorded allocations with measured "
+        "32-bit struct sizes; a target's arena starts from it",
         "recorded_total_bytes": arena.recorded_total_bytes,
         "recorded_head_bytes": arena.recorded_head_bytes,
         "recorded_head_what": "non-persistent tensors (memory plan); same on a 32-bit MCU",

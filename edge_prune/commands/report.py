@@ -132,10 +132,11 @@ def run(args) -> int:
     read_model(args.model)  # an unreadable flatbuffer is refused before its DECODE data
     decode = check_decode(args.model)
     footprint = measure(args.model, timeout_s=_number(args.timeout, "--timeout"))
+    verdicts = tuple(verdict_for(footprint, t) for t in targets)
     report = Report(
         decode=decode,
         footprint=footprint,
-        verdicts=tuple(verdict_for(footprint, t) for t in targets),
+        verdicts=verdicts,
         accuracy=read_build_accuracy(args.accuracy_from, footprint) if args.accuracy_from else None,
         baseline=baseline,
         growth_limit_percent=_growth_limit(args),
@@ -144,7 +145,7 @@ def run(args) -> int:
     if args.emit_c is not None:
         from edge_prune.firmware import write_report_firmware
 
-        write_report_firmware(args.emit_c, args.model, footprint)
+        write_report_firmware(args.emit_c, args.model, verdicts)
     _append_step_summary(report.to_markdown())
     return 0 if report.passes else 1
 

@@ -46,7 +46,6 @@ from edge_prune.firmware import (
     camel_prefix,
     firmware_sources,
 )
-from edge_prune.footprint import KERNEL_ARENA_MARGIN_BYTES
 from edge_prune.targets import Target
 from edge_prune.tflite_file import ModelInfo, read_model
 
@@ -196,7 +195,7 @@ def measure(
         kernels or target.tflm_kernels,
         build_type or target.tflm_build_type,
     )
-    source = _load_model(Path(model), KERNEL_ARENA_MARGIN_BYTES[config.kernels])
+    source = _load_model(Path(model), config)
     chosen = _samples(source, data, samples)
     host = _host_outputs(source, chosen)
     space = Workspace(tree, config, toolchain, progress)
@@ -216,7 +215,7 @@ def measure(
 # --------------------------------------------------------------------------- the model
 
 
-def _load_model(path: Path, arena_margin_bytes: int = 0) -> _Model:
+def _load_model(path: Path, config: DeviceConfig) -> _Model:
     if path.is_dir():
         tflite = path / "model.tflite"
         if not tflite.is_file():
@@ -228,14 +227,14 @@ def _load_model(path: Path, arena_margin_bytes: int = 0) -> _Model:
         files = {n: (path / n).read_text() for n in (DATA_HEADER, DATA_SOURCE, OPS_HEADER, GUIDE)}
         name = _name_from_files(files) if present else tflite.stem
         if not present:
-            files = _generated(data, name, arena_margin_bytes)
+            files = _generated(data, name, config)
         heldout = path / HELDOUT_FILE
         return _Model(tflite, data, info, name, files, heldout if heldout.is_file() else None)
     if not path.is_file():
         raise ModelFileError(f"{path}: no such file or build directory")
     data = path.read_bytes()
     info = read_model(data)
-    generated = _generated(data, path.stem, arena_margin_bytes)
+    generated = _generated(data, path.stem, config)
     return _Model(path, data, info, path.stem, generated, None)
 
 
@@ -246,13 +245,18 @@ def _name_from_files(files: dict[str, str]) -> str:
     return match.group(1)
 
 
-def _generated(data: bytes, name: str, arena_margin_bytes: int) -> dict[str, str]:
-    """The firmware files of a bare ``.tflite``, with the arena a verdict for this kernel set
-    counts (the 32-bit figure, plus the CMSIS-NN margin)."""
+def _generated(data: bytes, name: str, config: DeviceConfig) -> dict[str, str]:
+    """The firmware files of a bare ``.tflite``, with the arena a verdict counts for this core
+    and kernel set (:func:`edge_prune.footprint.target_arena`)."""
     from edge_prune import tflm
+    from edge_prune.measure import cmsis_nn_scratch
 
-    arena = tflm.measure_arena(data, label=name).verdict_bytes + arena_margin_bytes
-    return firmware_sources(data, name, arena_bytes=arena).files
+    arena = tflm.measure_arena(data, label=name)
+    figure = arena.verdict_bytes
+    if config.kernels == "cmsis-nn":
+        features = cmsis_nn_scratch.features_of(config.core)
+        figure, _ = cmsis_nn_scratch.arena_bytes(arena, read_model(data), features)
+    return firmware_sources(data, name, arena_bytes=figure).files
 
 
 def firmware_code(guide: str) -> str:

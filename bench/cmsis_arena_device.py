@@ -95,6 +95,7 @@ def measure_one(name: str, target_name: str, kernels: str, tree) -> dict:
         "device_min_bytes": result.arena_min_bytes,
         "arena_used_bytes": result.arena_used_bytes,
         "outputs_equal_host": result.outputs_equal_host,
+        "outputs_within_tolerance": result.outputs_within_tolerance,
         **figures(path, target),
         "seconds": round(time.monotonic() - start),
     }

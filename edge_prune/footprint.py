@@ -264,7 +264,7 @@ class Verdict:
             "ram": {
                 "what": self._ram_what(),
                 "arena_bytes": self.arena_bytes,
-                "arena_what": "the arena the verdict uses; model_data.h's kModelTensorArenaSize",
+                "arena_what": "the arena the verdict uses; model_data.h's k<Model>TensorArenaSize",
                 "arena_inputs": self._arena_inputs(),
                 "reserved_bytes": self.target.reserved_ram_bytes,
                 "needed_bytes": self.ram_needed_bytes,

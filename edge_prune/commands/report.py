@@ -97,8 +97,9 @@ def register(subparsers) -> None:
         "--emit-c",
         metavar="DIR",
         help="also write the firmware files into DIR: model_data.cc/.h (the model as a C array, "
-        "the measured arena size, input/output quantization), model_ops.h (the op resolver), "
-        "FIRMWARE.md",
+        "the verdict's arena for the target (the largest of the targets given), input/output "
+        "quantization), model_ops.h (the op resolver), FIRMWARE.md, and model.tflite, so that "
+        "`edge-prune device DIR` builds these files",
     )
     parser.set_defaults(run=run)
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -195,7 +195,7 @@ def measure(
         kernels or target.tflm_kernels,
         build_type or target.tflm_build_type,
     )
-    source = _load_model(Path(model), config)
+    source = _load_model(Path(model), target, config)
     chosen = _samples(source, data, samples)
     host = _host_outputs(source, chosen)
     space = Workspace(tree, config, toolchain, progress)
@@ -215,7 +215,7 @@ def measure(
 # --------------------------------------------------------------------------- the model
 
 
-def _load_model(path: Path, config: DeviceConfig) -> _Model:
+def _load_model(path: Path, target: Target, config: DeviceConfig) -> _Model:
     if path.is_dir():
         tflite = path / "model.tflite"
         if not tflite.is_file():
@@ -227,14 +227,14 @@ def _load_model(path: Path, config: DeviceConfig) -> _Model:
         files = {n: (path / n).read_text() for n in (DATA_HEADER, DATA_SOURCE, OPS_HEADER, GUIDE)}
         name = _name_from_files(files) if present else tflite.stem
         if not present:
-            files = _generated(data, name, config)
+            files = _generated(data, name, target, config)
         heldout = path / HELDOUT_FILE
         return _Model(tflite, data, info, name, files, heldout if heldout.is_file() else None)
     if not path.is_file():
         raise ModelFileError(f"{path}: no such file or build directory")
     data = path.read_bytes()
     info = read_model(data)
-    generated = _generated(data, path.stem, config)
+    generated = _generated(data, path.stem, target, config)
     return _Model(path, data, info, path.stem, generated, None)
 
 
@@ -245,18 +245,19 @@ def _name_from_files(files: dict[str, str]) -> str:
     return match.group(1)
 
 
-def _generated(data: bytes, name: str, config: DeviceConfig) -> dict[str, str]:
-    """The firmware files of a bare ``.tflite``, with the arena a verdict counts for this core
-    and kernel set (:func:`edge_prune.footprint.target_arena`)."""
+def _generated(data: bytes, name: str, target: Target, config: DeviceConfig) -> dict[str, str]:
+    """The firmware files of a bare ``.tflite``, with the arena the verdict counts for the
+    target built with this core and kernel set (:func:`edge_prune.footprint.target_arena`)."""
     from edge_prune import tflm
-    from edge_prune.measure import cmsis_nn_scratch
+    from edge_prune.firmware import HOST_ARENA_NOTE, verdict_arena_note
+    from edge_prune.footprint import measure as measure_footprint
+    from edge_prune.footprint import verdict_for
 
-    arena = tflm.measure_arena(data, label=name)
-    figure = arena.verdict_bytes
-    if config.kernels == "cmsis-nn":
-        features = cmsis_nn_scratch.features_of(config.core)
-        figure, _ = cmsis_nn_scratch.arena_bytes(arena, read_model(data), features)
-    return firmware_sources(data, name, arena_bytes=figure).files
+    arena = tflm.measure_arena(data, label=name)  # a model TFLM cannot run stops here
+    built = replace(target, tflm_kernels=config.kernels)
+    verdict = verdict_for(measure_footprint(data, arena=arena, label=name), built)
+    note = HOST_ARENA_NOTE if verdict.arena_bytes is None else verdict_arena_note(verdict)
+    return firmware_sources(data, name, arena_bytes=verdict.arena_bytes, arena_note=note).files
 
 
 def firmware_code(guide: str) -> str:

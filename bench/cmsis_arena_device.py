@@ -108,7 +108,11 @@ def main() -> int:
     parser.add_argument("--only", nargs="*", help="model names to (re)measure")
     parser.add_argument("--config", nargs="*", help="TARGET:KERNELS pairs to run")
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--table", action="store_true", help="print the recorded figures")
     args = parser.parse_args()
+    if args.table:
+        print(table(json.loads(args.out.read_text())["runs"]))
+        return 0
     tree = TflmTree.from_path(os.environ.get("EDGE_PRUNE_TFLM"))
     rows = json.loads(args.out.read_text())["runs"] if args.out.is_file() else []
     for (target, kernels), models in RUNS.items():
@@ -123,6 +127,29 @@ def main() -> int:
             rows = [r for r in rows if (r["model"], r["target"], r["kernels"]) != key] + [row]
             write(args.out, rows, tree.commit)
     return 0
+
+
+def table(rows: list[dict]) -> str:
+    """Markdown: device minimum vs the figure before (verdict, and --emit-c's model_data.h,
+    which took the reference figure) and after (one figure: verdict = model_data.h)."""
+    lines = [
+        "| model | target (core) | kernels | device min B | before: verdict / --emit-c B "
+        "| after: verdict = --emit-c B | after - min |",
+        "|---|---|---|---:|---:|---:|---:|",
+    ]
+    for r in sorted(rows, key=lambda r: (r["kernels"], r["target"], r["model"])):
+        low, high = r["device_min_bytes"], r["derived_bytes"]
+        before = r["before_bytes"]
+        lines.append(
+            f"| {r['model']} | {r['target']} ({r['arch']}) | {r['kernels']} | {low:,} | "
+            f"{_flag(before, low)} / {_flag(r['reference_32bit_bytes'], low)} | {high:,} | "
+            f"+{high - low} ({100 * (high - low) / low:.1f}%) |"
+        )
+    return "\n".join(lines)
+
+
+def _flag(figure: int, device_min: int) -> str:
+    return f"{figure:,}" + (" (too small)" if figure < device_min else "")
 
 
 def write(path: Path, rows: list[dict], commit: str) -> None:

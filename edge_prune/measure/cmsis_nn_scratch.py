@@ -177,17 +177,17 @@ def kernel_arena(info: ModelInfo, features: str) -> KernelArena:
     )
     planned = plan_bytes(info, scratch)
     planned_reference = plan_bytes(info, reference)
-    note = ""
+    notes = []
     if planned is None or planned_reference is None:
         head_extra = sum(align(r.bytes) for r in scratch)
-        note = "more than one subgraph: every scratch buffer counted on top of the head"
+        notes.append("more than one subgraph: every scratch buffer counted on top of the head")
     else:
         head_extra = max(0, planned - planned_reference)
     if bound:
-        note = "; ".join(
-            filter(None, [note, f"{', '.join(sorted(set(bound)))}: scratch bounded by the "
-                          "node's non-constant inputs and outputs, not sized"])
-        )  # fmt: skip
+        notes.append(
+            f"{', '.join(sorted(set(bound)))}: scratch bounded by the node's non-constant "
+            "inputs and outputs, not sized"
+        )
     return KernelArena(
         features=features,
         scratch=tuple(scratch),
@@ -197,7 +197,7 @@ def kernel_arena(info: ModelInfo, features: str) -> KernelArena:
         planned_head_bytes=planned,
         planned_reference_head_bytes=planned_reference,
         bound_ops=tuple(sorted(set(bound))),
-        note=note,
+        note="; ".join(notes),
     )
 
 

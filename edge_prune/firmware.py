@@ -51,9 +51,10 @@ def verdict_arena_note(verdict) -> str:
     :class:`edge_prune.footprint.Verdict`): the figure its RAM check used, for its target."""
     from edge_prune.footprint import arena_what
 
+    what = arena_what(verdict.target, verdict.kernel_arena).removeprefix("tensor arena ")
     return (
-        f"the tensor arena edge-prune's verdict for {verdict.target.name} uses: "
-        f"{arena_what(verdict.target, verdict.kernel_arena)}; it holds non-persistent tensors "
+        f"the tensor arena edge-prune's verdict for {verdict.target.name} uses, {what}; it "
+        "holds non-persistent tensors "
         "(head: the memory plan with the kernels' scratch buffers and decoded weights of "
         "compressed tensors) and persistent structures (tail)"
     )

@@ -11,7 +11,9 @@ derivation against.
     EDGE_PRUNE_TFLM=/path/to/tflite-micro PYTHONPATH=. .venv/bin/python \\
         bench/cmsis_arena_device.py [--only NAME ...] [--out FILE]
 
-Models: tests/data (names without .tflite) and TFLM's examples (``tflm:`` + path in the tree).
+Models: tests/data (names without .tflite; ``default_m4_int8`` / ``default_m4_decode`` are
+``model.tflite`` and ``model_compressed_per_tensor.tflite`` of ``make model TARGET=cortex-m4``,
+2026-12-07) and TFLM's example models (TFLM_MODELS, paths in the tree).
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ LOCAL_MODELS = (
     "resnet8_int8",
     "ds_cnn_int8",
     "conv1d_int8",
+    "default_m4_int8",
+    "default_m4_decode",
 )
 # (target, kernels) -> models
 RUNS = {

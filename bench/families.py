@@ -6,7 +6,7 @@ For each family, on data made from the bundled digits (nothing is downloaded), t
 an untrained tf_keras model and an ``.npz``, runs ``edge-prune model`` in a fresh process with the
 default config (``train.epochs`` from ``--epochs``), and prints from its ``report.json``: exit
 code, verdict, the deployable artifact, its flatbuffer bytes, its metric on TFLM against the
-dense float32 model on TFLM, and the tensor arena.
+dense float32 model on TFLM, and the tensor arena the verdict counts.
 
 - conv1d: a sensor-style Conv1D classifier, each 8x8 digit read as 8 time steps x 8 channels;
 - lstm: an LSTM over the same sequences;
@@ -126,7 +126,7 @@ def run_family(name, build, kind, train, target: str, epochs: int, work: Path) -
         chosen["name"],
         f"{chosen['flash_bytes']:,}",
         f"{fmt(score)} vs {fmt(scores.get('float32-dense_tflm'))} ({report['metric']['name']})",
-        f"{chosen['arena_bytes']:,}",
+        f"{chosen['cost']['arena_bytes']:,}",
     ]
 
 
@@ -144,7 +144,7 @@ def main() -> int:
           f"(train.epochs = {args.epochs}, the rest default)")  # fmt: skip
     print_table(
         ["family", "exit", "verdict", "deployable", "flatbuffer B",
-         "TFLM metric: deployable vs dense float32", "arena B (host)"],
+         "TFLM metric: deployable vs dense float32", "arena B (verdict)"],
         rows,
     )  # fmt: skip
     return 0

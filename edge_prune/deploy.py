@@ -31,7 +31,7 @@ from typing import Any
 from edge_prune.artifacts import staged_directory
 from edge_prune.config import PipelineConfig
 from edge_prune.measurement.build_report import BuildReport
-from edge_prune.measurement.firmware import HOST_ARENA_NOTE, write_firmware
+from edge_prune.measurement.firmware import verdict_arena_note, write_firmware
 from edge_prune.pipeline import run_pipeline
 from edge_prune.runner import Progress, stderr_progress
 from edge_prune.stages import BuildState, prepare_inputs
@@ -87,7 +87,7 @@ def write_artifacts(directory: Path, result: BuildState, report: BuildReport) ->
         deployable.tflite_bytes,
         result.model_name,
         arena_bytes=deployable.verdict.arena_bytes,
-        arena_note=HOST_ARENA_NOTE,
+        arena_note=verdict_arena_note(deployable.verdict),
     )
     _write_heldout(directory / HELDOUT_FILE, result)
     (directory / "report.md").write_text(report.markdown(result.footprint))

@@ -198,6 +198,7 @@ QUICK_MODULES = frozenset(
         "test_codec_registry.py",
         "test_codecs_huffman.py",
         "test_cmsis_nn_lstm.py",
+        "test_cmsis_nn_scratch.py",
         "test_codecs_pruning.py",
         "test_diet.py",
         "test_firmware.py",
@@ -229,7 +230,7 @@ def _tier_marks(items) -> None:
     for item in items:
         if item.path.name in DEVICE_MODULES:
             item.add_marker(pytest.mark.device)
-        elif item.path.name not in QUICK_MODULES:
+        elif item.path.name not in QUICK_MODULES and not item.get_closest_marker("device"):
             item.add_marker(pytest.mark.slow)
 
 

@@ -362,10 +362,11 @@ def test_report_emit_c_writes_the_files_with_the_measured_arena(tmp_path, capsys
                  "--emit-c", str(out_dir)])  # fmt: skip
     stdout, stderr = capsys.readouterr()
     assert code == 0
-    arena = json.loads(stdout)["footprint"]["arena"]["verdict_bytes"]
+    arena = json.loads(stdout)["targets"][0]["ram"]["arena_bytes"]
     assert sorted(p.name for p in out_dir.iterdir()) == [
-        "FIRMWARE.md", "model_data.cc", "model_data.h", "model_ops.h",
+        "FIRMWARE.md", "model.tflite", "model_data.cc", "model_data.h", "model_ops.h",
     ]  # fmt: skip
+    assert (out_dir / "model.tflite").read_bytes() == model.read_bytes()  # for edge-prune device
     header = (out_dir / "model_data.h").read_text()
     expected = -(-arena // 16) * 16
     camel = camel_prefix(c_identifier("digits cnn"))  # DigitsCnn<hash>

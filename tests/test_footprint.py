@@ -136,9 +136,15 @@ def test_the_ram_text_says_what_the_arena_figure_holds(measured, sparse_float_pa
     cnn = measured["cnn_int8"]
     m4 = footprint.verdict_for(cnn, load_target("cortex-m4")).to_dict()["ram"]  # CMSIS-NN build
     m7 = footprint.verdict_for(cnn, load_target("cortex-m7")).to_dict()["ram"]  # reference kernels
-    assert m4["arena_bytes"] == m4["arena_device_bytes"] + 372
-    assert "+ 372 B measured margin for cmsis-nn kernels" in m4["what"]
-    assert m7["arena_bytes"] == m7["arena_device_bytes"] and "margin" not in m7["what"]
+    cmsis = m4["arena_inputs"]["cmsis_nn"]
+    assert m4["arena_bytes"] == (
+        m4["arena_inputs"]["reference_32bit_bytes"] + cmsis["head_extra_bytes"]
+        + cmsis["tail_extra_bytes"]
+    )  # fmt: skip
+    assert "CMSIS-NN kernels (DSP code path of cortex-m4+fp)" in m4["what"]
+    assert "derived per operator" in m4["what"] and "margin" not in m4["what"]
+    assert m7["arena_bytes"] == m7["arena_inputs"]["reference_32bit_bytes"]
+    assert "reference kernels" in m7["what"] and "cmsis_nn" not in m7["arena_inputs"]
     cannot_run = footprint.verdict_for(
         footprint.measure(sparse_float_path), load_target("cortex-m7")
     )
@@ -324,7 +330,14 @@ def test_a_cmsis_nn_target_counts_the_larger_arena_those_kernels_need(measured):
     m4, m7 = footprint.verdict_for(cnn, cortex_m4), footprint.verdict_for(cnn, cortex_m7)
 
     assert m7.arena_bytes == cnn.arena_bytes
-    assert m4.arena_bytes == cnn.arena_bytes + footprint.KERNEL_ARENA_MARGIN_BYTES["cmsis-nn"]
+    # its conv asks for a 48 B im2col buffer (it fits the plan), its OpData are larger
+    assert [r.bytes for r in m4.kernel_arena.scratch] == [48]
+    assert m4.arena_bytes == cnn.arena.device_total_with(
+        tail_extra=m4.kernel_arena.tail_extra_bytes,
+        head_extra=m4.kernel_arena.head_extra_bytes,
+        scratch_requests=1,
+    )
+    assert m4.arena_bytes > m7.arena_bytes
     assert m4.ram_needed_bytes == m4.arena_bytes + cortex_m4.reserved_ram_bytes
 
 

@@ -181,6 +181,27 @@ def test_decoded_weights_that_would_overflow_the_ram_stay_raw_and_the_report_say
     assert refitted, "no artifact was compressed again within the RAM left"
     for a in refitted:
         assert a["compression"]["arena_limit_bytes"] == 9_000
-        assert a["arena_bytes"] <= 9_000
+        assert a["cost"]["arena_bytes"] <= 9_000  # the verdict's arena for the target
         reasons = [t["reason"] for t in a["compression"]["tensors"]]
         assert any(r.startswith("left raw: decoding would push the arena") for r in reasons)
+
+
+def test_one_arena_figure_in_verdict_line_reports_and_both_model_data_h(built, tmp_path):
+    """The deployed model's arena on cortex-m4 (CMSIS-NN kernels): the verdict line, the
+    text/markdown/JSON reports, `model`'s model_data.h and `report --emit-c`'s all show it."""
+    _, out = built
+    report = json.loads((out / "report.json").read_text())
+    ram = report["footprint"]["targets"][0]["ram"]
+    arena = ram["arena_bytes"]
+    assert arena != ram["arena_inputs"]["host_64bit_bytes"]
+    markdown = (out / "report.md").read_text()
+    verdict_line = next(line for line in markdown.splitlines() if line.startswith("Verdict:"))
+    assert f"arena {arena:,} B" in verdict_line
+    assert f"arena on cortex-m4: {arena:,} B" in markdown
+    assert f"TensorArenaSize = {arena};" in (out / "model_data.h").read_text()
+    emitted = tmp_path / "emit"
+    result = run_cli("report", str(out / "model.tflite"), "--target", "cortex-m4",
+                  "--emit-c", str(emitted))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert f"arena on cortex-m4: {arena:,} B" in result.stdout
+    assert f"TensorArenaSize = {arena};" in (emitted / "model_data.h").read_text()

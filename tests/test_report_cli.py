@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import DATA_DIR
 
 from edge_prune.cli import main
 from edge_prune.measurement.targets import load_target
@@ -64,7 +65,8 @@ def test_json_report_says_what_each_figure_counts(capsys, mlp_float_path):
         == (arena["recorded_total_bytes"])
     )
     assert "64-bit host" in arena["what"]
-    assert report["footprint"]["runtime_flash"]["kind"] == "upper bound"
+    # one runtime figure per target: the target-free bound is not shown beside it
+    assert "runtime_flash" not in report["footprint"]
     cortex_m4 = next(t for t in report["targets"] if t["target"] == "cortex-m4")
     assert cortex_m4["flash"]["runtime_kind"] == "measured on a Cortex-M build"
 
@@ -467,3 +469,35 @@ def test_accuracy_change_is_shown_when_both_reports_carry_it(capsys, tmp_path, c
     code, _, err = run_cli(capsys, "report", cnn_int8_path, "--target", "cortex-m7",
                            "--accuracy-from", other)  # fmt: skip
     assert code == 2 and "describes another model" in err
+
+
+def _table_arena(text: str, target: str) -> int:
+    """The arena column of ``target``'s row in the text or markdown accounting table."""
+    rows = [[c for c in re.split(r"\s{2,}|\s*\|\s*", line.strip(" |")) if c]
+            for line in text.splitlines()]  # fmt: skip
+    row = next(cells for cells in rows if len(cells) == 8 and cells[0] == target)
+    return int(row[5].replace(",", ""))
+
+
+def test_one_arena_figure_in_the_table_markdown_json_and_model_data_h(capsys, tmp_path):
+    """resnet8_int8 on cortex-m4 (CMSIS-NN): its scratch buffers grow the head, so the
+    target's figure differs from both inputs; every output shows the target's."""
+    model = DATA_DIR / "resnet8_int8.tflite"
+    _, text, _ = run_cli(capsys, "report", model, "--target", "cortex-m4",
+                         "--emit-c", tmp_path / "fw")  # fmt: skip
+    _, markdown, _ = run_cli(capsys, "report", model, "--target", "cortex-m4", "--format",
+                             "markdown")  # fmt: skip
+    _, js, _ = run_cli(capsys, "report", model, "--target", "cortex-m4", "--format", "json")
+    report = json.loads(js)
+    arena = report["targets"][0]["ram"]["arena_bytes"]
+    inputs = report["targets"][0]["ram"]["arena_inputs"]
+    assert arena not in (inputs["host_64bit_bytes"], inputs["reference_32bit_bytes"])
+    assert arena == report["targets"][0]["ram"]["needed_bytes"] - 65_536  # reserved RAM
+    assert _table_arena(text, "cortex-m4") == arena
+    assert _table_arena(markdown, "cortex-m4") == arena
+    assert f"arena on cortex-m4: {arena:,} B" in text
+    header = (tmp_path / "fw" / "model_data.h").read_text()
+    assert f"TensorArenaSize = {arena};" in header
+    assert "verdict for cortex-m4 uses" in header
+    # no second verdict-like arena in the JSON
+    assert "verdict_bytes" not in js and "arena_device_bytes" not in js

@@ -106,8 +106,9 @@ def register(subparsers) -> None:
         "--emit-c",
         metavar="DIR",
         help="also write the firmware files into DIR: model_data.cc/.h (the model as a C array, "
-        "the measured arena size, input/output quantization), model_ops.h (the op resolver), "
-        "FIRMWARE.md",
+        "the verdict's arena for the target (the largest of the targets given), input/output "
+        "quantization), model_ops.h (the op resolver), FIRMWARE.md, and model.tflite, so that "
+        "`edge-prune device DIR` builds these files",
     )
     parser.set_defaults(run=run)
 
@@ -141,10 +142,11 @@ def run(args) -> int:
     read_model(args.model)  # an unreadable flatbuffer is refused before its DECODE data
     decode = check_decode(args.model)
     footprint = measure(args.model, timeout_s=_number(args.timeout, "--timeout"))
+    verdicts = tuple(verdict_for(_for_kernels(args.model, footprint, t), t) for t in targets)
     report = Report(
         decode=decode,
         footprint=footprint,
-        verdicts=tuple(verdict_for(_for_kernels(args.model, footprint, t), t) for t in targets),
+        verdicts=verdicts,
         accuracy=read_build_accuracy(args.accuracy_from, footprint) if args.accuracy_from else None,
         baseline=baseline,
         growth_limit_percent=_growth_limit(args),
@@ -155,7 +157,7 @@ def run(args) -> int:
     if args.emit_c is not None:
         from edge_prune.measurement.firmware import write_report_firmware
 
-        write_report_firmware(args.emit_c, args.model, footprint)
+        write_report_firmware(args.emit_c, args.model, verdicts)
     _append_step_summary(report.to_markdown())
     return 0 if report.passes else 1
 

@@ -111,7 +111,11 @@ def choose_deployable(
             if verdicts.get(chosen.name)
             else ""
         )
-        + (f", arena {_arena(chosen, verdicts):,} B" if _arena(chosen, verdicts) else "")
+        + (
+            f", arena {target_arena_bytes(chosen, verdicts.get(chosen.name)):,} B"
+            if target_arena_bytes(chosen, verdicts.get(chosen.name)) is not None
+            else ""
+        )
         + f", TFLM {metric.name} {metric.format(chosen.score)} vs dense "
         f"{metric.format(dense_score)} (loss {metric.format_loss(loss)})"
     )
@@ -127,7 +131,7 @@ def _objective_cost(
         return total_flash_bytes(c, verdicts.get(c.name))
 
     def ram(c: ArtifactCheck) -> float:
-        arena = _arena(c, verdicts)
+        arena = target_arena_bytes(c, verdicts.get(c.name))
         return arena if arena is not None else float("inf")
 
     def balanced(c: ArtifactCheck) -> float:
@@ -145,13 +149,12 @@ def _objective_cost(
     return {"flash": flash, "ram": ram, "balanced": balanced, "time": time}[objective]
 
 
-def _arena(c: ArtifactCheck, verdicts: Mapping[str, Verdict | None]) -> int | None:
-    """The arena the verdict counts on the target (32-bit, the kernels' own need), else the
-    host figure of the check."""
-    verdict = verdicts.get(c.name)
+def target_arena_bytes(c: ArtifactCheck, verdict: Verdict | None) -> int | None:
+    """The arena the candidate's verdict counts for its target (the figure every output
+    shows); without a verdict, the 32-bit reference-kernel figure of its measurement."""
     if verdict is not None and verdict.arena_bytes is not None:
         return verdict.arena_bytes
-    return c.arena_bytes
+    return c.arena.verdict_bytes if c.arena is not None else None
 
 
 def total_flash_bytes(c: ArtifactCheck, verdict: Verdict | None) -> int:

@@ -77,7 +77,9 @@ class ArtifactCheck:
     def to_dict(self) -> dict:
         fields = {k: v for k, v in vars(self).items() if k not in ("arena", "outputs")}
         fields.update(
-            arena_bytes=self.arena_bytes,
+            arena_host_64bit_bytes=self.arena_bytes,
+            arena_host_64bit_what="input: smallest arena_size that ran on this 64-bit host; "
+            "the verdict's arena for the target is in the artifact's cost",
             arena_head_bytes=self.arena_head_bytes,
             arena_tail_bytes=self.arena_tail_bytes,
         )
@@ -91,8 +93,8 @@ class ArtifactCheck:
         parts = [head + "runs on TFLM"]
         if self.arena is not None:
             parts.append(
-                f"arena {self.arena_bytes:,} B (head {self.arena_head_bytes:,} B, "
-                f"tail {self.arena_tail_bytes:,} B on this 64-bit host)"
+                f"arena input {self.arena_bytes:,} B on this 64-bit host (head "
+                f"{self.arena_head_bytes:,} B, tail {self.arena_tail_bytes:,} B)"
             )
         elif self.arena_failure:
             parts.append(self.arena_failure)

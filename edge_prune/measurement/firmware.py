@@ -37,13 +37,29 @@ DATA_SOURCE = "model_data.cc"
 OPS_HEADER = "model_ops.h"
 GUIDE = "FIRMWARE.md"
 DECODE_OP = "CUSTOM:TFLM_DECODE"  # how tflite_file names the custom op compressed models use
+MODEL_FILE = "model.tflite"  # the model beside its firmware files, as `edge-prune model` writes it
 HOST_ARENA_NOTE = (
-    "the tensor arena edge-prune's verdict uses: the smallest arena a MicroInterpreter needs on "
-    "a 32-bit Cortex-M with TFLM's reference kernels, derived from the allocations TFLM "
-    "recorded on the host with measured 32-bit struct sizes (CMSIS-NN kernels needed up to "
-    "372 B more on the models measured); it holds non-persistent tensors (head, including "
-    "decoded weights of compressed tensors) and persistent structures (tail)"
+    "the smallest arena a MicroInterpreter needs on a 32-bit Cortex-M with TFLM's reference "
+    "kernels, derived from the allocations TFLM recorded on the host with measured 32-bit "
+    "struct sizes; it holds non-persistent tensors (head, including decoded weights of "
+    "compressed tensors) and persistent structures (tail)"
 )
+
+
+def verdict_arena_note(verdict) -> str:
+    """What ``kModelTensorArenaSize`` is when it is ``verdict``'s arena (a
+    :class:`edge_prune.measurement.footprint.Verdict`): the figure its RAM check used, for its
+    target."""
+    from edge_prune.measurement.footprint import arena_what
+
+    what = arena_what(verdict.target, verdict.kernel_arena).removeprefix("tensor arena ")
+    return (
+        f"the tensor arena edge-prune's verdict for {verdict.target.name} uses, {what}; it "
+        "holds non-persistent tensors "
+        "(head: the memory plan with the kernels' scratch buffers and decoded weights of "
+        "compressed tensors) and persistent structures (tail)"
+    )
+
 
 # The flatbuffer's op name -> the MicroMutableOpResolver method that registers its kernel:
 # generated from tflite-micro's tensorflow/lite/micro/micro_mutable_op_resolver.h into
@@ -251,20 +267,24 @@ def write_sources(directory: str | Path, sources: FirmwareSources) -> list[Path]
     return [write_atomic(directory / name, text) for name, text in sorted(sources.files.items())]
 
 
-def write_report_firmware(directory: str | Path, model: str | Path, footprint) -> list[Path]:
-    """``edge-prune report --emit-c``: the firmware files of ``model`` (a .tflite path) with
-    the arena the report measured (``footprint``: a
-    :class:`edge_prune.measurement.footprint.Footprint`).
+def write_report_firmware(directory: str | Path, model: str | Path, verdicts) -> list[Path]:
+    """``edge-prune report --emit-c``: the firmware files of ``model`` (a .tflite path), a copy
+    of the model as ``model.tflite`` (so that ``edge-prune device DIR`` builds these very
+    files), and the arena of the report's verdict (``verdicts``: its
+    :class:`edge_prune.measurement.footprint.Verdict` per target; with several, the largest arena,
+    so that the files start on every target reported).
 
     The model name is the file stem. Says on stderr what was written and which ops TFLM
     cannot register, so that the report on stdout stays as it is.
     """
     data, _ = load_bytes(model)
+    verdict = max(verdicts, key=lambda v: -1 if v.arena_bytes is None else v.arena_bytes)
+    note = HOST_ARENA_NOTE if verdict.arena_bytes is None else verdict_arena_note(verdict)
     sources = firmware_sources(
-        data, Path(model).stem, arena_bytes=footprint.arena_bytes, arena_note=HOST_ARENA_NOTE
+        data, Path(model).stem, arena_bytes=verdict.arena_bytes, arena_note=note
     )
     try:
-        paths = emit_files(directory, sources.files)
+        paths = emit_files(directory, {**sources.files, MODEL_FILE: data})
     except OSError as e:
         where = e.filename or directory
         raise ConfigError(
@@ -519,10 +539,8 @@ def _guide(
             "2.3 KB below the smallest arena with which `AllocateTensors()` succeeds), not that "
             "smallest arena: while it plans the memory, TFLM also holds the planner's working "
             "data in the arena. Do not size the arena from `arena_used_bytes()`; the constant "
-            "above is the smallest arena estimated for a 32-bit build with reference kernels, "
-            "at or above the measured one. CMSIS-NN kernels needed 20 to 372 B more than the "
-            "reference kernels on the same models (larger OpData, scratch buffers): with them, "
-            "add that margin.",
+            "above is the smallest arena estimated for the build it names (core and kernel "
+            "set), at or above the measured one: use it as it is.",
         ]
     if DECODE_OP in registered:
         lines += [

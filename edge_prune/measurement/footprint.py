@@ -6,8 +6,12 @@ What is measured and what is estimated:
 - tensor arena: measured with the real TFLM interpreter in a child process
   (:mod:`edge_prune.measurement.tflm`): the smallest ``arena_size`` that allocates and runs one
   inference on this 64-bit host, the arena a firmware's MicroInterpreter needs on a 32-bit Cortex-M
-  derived from TFLM's recorded allocations (what the verdict uses), and the head (non-persistent,
-  same on a 32-bit MCU) / tail (persistent) split that TFLM's recording allocator prints.
+  with TFLM's reference kernels derived from TFLM's recorded allocations, and the head
+  (non-persistent, same on a 32-bit MCU) / tail (persistent) split that TFLM's recording
+  allocator prints. These are inputs. The verdict's arena is the target's: the 32-bit
+  reference-kernel figure, or for a target built with CMSIS-NN kernels that figure with the
+  scratch buffers and persistent data those kernels add, derived per operator
+  (:mod:`edge_prune.measurement.cmsis_nn_scratch`). Every output shows that one figure.
 - TFLM runtime code: the target's own figure (``[runtime]`` in its TOML file), else the table
   measured on a real Cortex-M build of TFLM for the target's core, kernel set and build type
   (:mod:`edge_prune.measurement.runtime_tables`): framework + the kernels of the model's own op
@@ -26,9 +30,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from edge_prune.errors import TFLMError
-from edge_prune.measurement import cmsis_nn_lstm, runtime_tables, tflm
+from edge_prune.measurement import cmsis_nn_lstm, cmsis_nn_scratch, runtime_tables, tflm
 from edge_prune.measurement.targets import Target
-from edge_prune.measurement.tflite_file import load_bytes, read_model
+from edge_prune.measurement.tflite_file import ModelInfo, load_bytes, read_model
 
 
 @dataclass(frozen=True)
@@ -118,6 +122,7 @@ class Footprint:
     cmsis_nn_lstm_bytes: int = 0
     # DECODE outputs a CMSIS-NN kernel reads in Prepare: such a build stops in SetUp on them.
     cmsis_nn_decoded_reads: tuple[str, ...] = ()
+    model_info: ModelInfo | None = field(default=None, repr=False, compare=False)
 
     @property
     def arena_host_bytes(self) -> int | None:
@@ -133,7 +138,8 @@ class Footprint:
 
     @property
     def arena_bytes(self) -> int | None:
-        """The arena a verdict uses: the 32-bit figure (reference kernels)."""
+        """The 32-bit arena with TFLM's reference kernels, an input of the verdict's figure;
+        :func:`target_arena` gives the one a verdict for a target uses."""
         if self.arena is None:
             return None
         return self.arena.verdict_bytes
@@ -190,6 +196,7 @@ class Verdict:
     # What the verdict must say beside fits / does not fit (software float, thin margins).
     warnings: tuple[str, ...] = ()
     lstm_kernel_sums_bytes: int = 0  # in arena_bytes: CMSIS-NN LSTM kernel sums (cmsis_nn_lstm)
+    kernel_arena: cmsis_nn_scratch.KernelArena | None = None
     fits: bool = field(init=False)
 
     def __post_init__(self):
@@ -239,19 +246,24 @@ class Verdict:
     def _ram_what(self) -> str:
         if self.arena_bytes is None:
             return "tensor arena: unknown (TFLM did not run the model) + reserved RAM"
-        margin = KERNEL_ARENA_MARGIN_BYTES[self.target.tflm_kernels]
-        kernels = "reference kernels"
-        if margin:
-            kernels += f", + {margin} B measured margin for {self.target.tflm_kernels} kernels"
+        what = arena_what(self.target, self.kernel_arena)
         if self.lstm_kernel_sums_bytes:
-            kernels += (
-                f", + {self.lstm_kernel_sums_bytes} B of CMSIS-NN LSTM kernel sums, allocated "
+            what += (
+                f", + {self.lstm_kernel_sums_bytes:,} B of CMSIS-NN LSTM kernel sums, allocated "
                 "while its temporaries are alive"
             )
-        return (
-            "tensor arena on a 32-bit Cortex-M (derived from TFLM's recorded allocations, "
-            f"{kernels}) + reserved RAM, vs the part's RAM"
-        )
+        return f"{what} + reserved RAM, vs the part's RAM"
+
+    def _arena_inputs(self) -> dict:
+        inputs = {
+            "host_64bit_bytes": self.arena_host_bytes,
+            "host_64bit_what": "input: smallest arena_size that ran on this 64-bit host",
+            "reference_32bit_bytes": self.arena_device_bytes,
+            "reference_32bit_what": "input: 32-bit Cortex-M arena with TFLM reference kernels",
+        }
+        if self.kernel_arena is not None:
+            inputs["cmsis_nn"] = self.kernel_arena.to_dict()
+        return inputs
 
     def to_dict(self) -> dict:
         return {
@@ -283,8 +295,8 @@ class Verdict:
             "ram": {
                 "what": self._ram_what(),
                 "arena_bytes": self.arena_bytes,
-                "arena_host_bytes": self.arena_host_bytes,
-                "arena_device_bytes": self.arena_device_bytes,
+                "arena_what": "the arena the verdict uses; model_data.h's k<Model>TensorArenaSize",
+                "arena_inputs": self._arena_inputs(),
                 "reserved_bytes": self.target.reserved_ram_bytes,
                 "needed_bytes": self.ram_needed_bytes,
                 "available_bytes": self.target.ram_bytes,
@@ -327,6 +339,7 @@ def measure(
         except TFLMError as e:
             failure, kind = _without_label(str(e), label), _failure_kind(e)
     return Footprint(
+        model_info=info,
         source=label,
         flatbuffer_bytes=info.size_bytes,
         ops=info.op_types,
@@ -371,31 +384,65 @@ def _failure_kind(error: TFLMError) -> str:
     return "could not allocate or run"
 
 
-# The 32-bit arena is derived for TFLM's reference kernels. CMSIS-NN kernels keep larger
-# per-op data and ask for scratch buffers: their smallest working arena was 20-372 B above the
-# reference kernels' on the models run on a Cortex-M4 in QEMU
-# (bench/results/arena-32bit-2026-12-04.txt). A target built with them gets the largest.
-KERNEL_ARENA_MARGIN_BYTES = {"reference": 0, "cmsis-nn": 372}
+def target_arena(
+    footprint: Footprint, target: Target
+) -> tuple[int | None, cmsis_nn_scratch.KernelArena | None]:
+    """The arena a firmware for ``target`` needs, the one figure its verdict and every output
+    use: the 32-bit reference-kernel figure, or for a target built with CMSIS-NN kernels that
+    figure plus what those kernels add for this model on the target's core (derived per
+    operator, :mod:`edge_prune.measurement.cmsis_nn_scratch`, and the LSTM kernel sums it
+    allocates in Prepare); and that derivation."""
+    if footprint.arena is None:
+        return None, None
+    if target.tflm_kernels != "cmsis-nn":
+        return footprint.arena.verdict_bytes, None
+    info = footprint.model_info
+    if info is None:
+        raise ValueError(f"{footprint.source}: footprint has no model info for CMSIS-NN kernels")
+    features = cmsis_nn_scratch.features_of(target.tflm_arch)
+    arena, kernel = cmsis_nn_scratch.arena_bytes(footprint.arena, info, features)
+    return arena + lstm_kernel_sums(footprint, target), kernel
+
+
+def lstm_kernel_sums(footprint: Footprint, target: Target) -> int:
+    """Bytes of LSTM kernel sums a CMSIS-NN build allocates while the LSTM's temporaries are
+    alive (:mod:`edge_prune.measurement.cmsis_nn_lstm`); part of :func:`target_arena`."""
+    if footprint.arena is None or target.tflm_kernels != "cmsis-nn":
+        return 0
+    return footprint.cmsis_nn_lstm_bytes
+
+
+def arena_what(target: Target, kernel: cmsis_nn_scratch.KernelArena | None) -> str:
+    """What the verdict's arena figure is, in one line."""
+    if kernel is None:
+        return (
+            "tensor arena on a 32-bit Cortex-M, TFLM reference kernels (derived from TFLM's "
+            "recorded allocations)"
+        )
+    return (
+        "tensor arena on a 32-bit Cortex-M, TFLM CMSIS-NN kernels "
+        f"({kernel.features.upper()} code path of {target.tflm_arch or target.core}): the "
+        f"reference-kernel figure + {kernel.head_extra_bytes:,} B planned scratch + "
+        f"{kernel.tail_extra_bytes:,} B persistent kernel data, derived per operator"
+        + (f" ({kernel.note})" if kernel.note else "")
+    )
 
 
 def verdict_for(footprint: Footprint, target: Target) -> Verdict:
     """The verdict of ``footprint`` on ``target``: flash = flatbuffer + runtime code of its op
-    set for the target's TFLM build + reserved flash; RAM = the 32-bit arena (plus the measured
-    CMSIS-NN margin when the target builds those kernels) + reserved RAM."""
+    set for the target's TFLM build + reserved flash; RAM = the target's 32-bit arena
+    (:func:`target_arena`) + reserved RAM."""
     runtime = runtime_flash(footprint.ops, target)
     flash_needed = footprint.flatbuffer_bytes + runtime.total_bytes + target.reserved_flash_bytes
-    arena = footprint.arena_bytes
-    lstm_sums = footprint.cmsis_nn_lstm_bytes if target.tflm_kernels == "cmsis-nn" else 0
-    if arena is not None:
-        arena += KERNEL_ARENA_MARGIN_BYTES[target.tflm_kernels]
-        arena += lstm_sums
+    arena, kernel = target_arena(footprint, target)
+    lstm_sums = lstm_kernel_sums(footprint, target)
     ram_needed = None if arena is None else arena + target.reserved_ram_bytes
     flash_headroom = target.flash_bytes - flash_needed
     runs, failure = footprint.runs_on_tflm, footprint.failure_reason
     if runs and target.tflm_kernels == "cmsis-nn" and footprint.cmsis_nn_decoded_reads:
         runs, failure = False, _cmsis_nn_failure(footprint.cmsis_nn_decoded_reads)
     return Verdict(
-        lstm_kernel_sums_bytes=lstm_sums if arena is not None else 0,
+        lstm_kernel_sums_bytes=lstm_sums,
         warnings=(
             *_float_warning(footprint, target),
             *_margin_warning(runtime, flash_headroom),
@@ -413,6 +460,7 @@ def verdict_for(footprint: Footprint, target: Target) -> Verdict:
         failure_reason=failure,
         arena_host_bytes=footprint.arena_host_bytes,
         arena_device_bytes=footprint.arena_device_bytes,
+        kernel_arena=kernel,
     )
 
 
@@ -560,17 +608,16 @@ def _arena_dict(arena: tflm.ArenaMeasurement | None) -> dict | None:
     if arena is None:
         return None
     return {
-        "what": "TFLM tensor arena, measured on this 64-bit host",
-        "arena_bytes": arena.arena_bytes,
-        "arena_what": "an arena_size with which TFLM allocated and ran the model, from one "
-        "recorded run (recorded total + planning space + alignment; verified by running it)",
-        "device_total_bytes": arena.device_total_bytes,
-        "device_total_what": "arena a firmware's MicroInterpreter needs on a 32-bit Cortex-M, "
-        "TFLM reference kernels: the recorded allocations with measured 32-bit struct sizes "
-        "(never below the device minimum on the models checked on QEMU)",
-        "device_kernels": tflm.TARGET_KERNELS,
-        "verdict_bytes": arena.verdict_bytes,
-        "verdict_what": "the arena the verdict uses: the 32-bit figure",
+        "what": "TFLM tensor arena, measured on this 64-bit host with reference kernels: inputs "
+        "of each target's arena (targets[].ram.arena_bytes), not verdict figures",
+        "host_64bit_bytes": arena.arena_bytes,
+        "host_64bit_what": "input: an arena_size with which TFLM allocated and ran the model "
+        "here, from one recorded run (recorded total + planning space + alignment; verified by "
+        "running it)",
+        "reference_32bit_bytes": arena.device_total_bytes,
+        "reference_32bit_what": "input: arena a firmware's MicroInterpreter needs on a 32-bit "
+        "Cortex-M with TFLM reference kernels, from the recorded allocations with measured "
+        "32-bit struct sizes; a target's arena starts from it",
         "recorded_total_bytes": arena.recorded_total_bytes,
         "recorded_head_bytes": arena.recorded_head_bytes,
         "recorded_head_what": "non-persistent tensors (memory plan); same on a 32-bit MCU",

@@ -31,9 +31,10 @@ FORMATS = ("text", "markdown", "json")
 WIDTH = 100
 BAR_WIDTH = 30
 _HOST_NOTE = (
-    "arena: measured by the TFLM interpreter on a 64-bit host; head (non-persistent tensors) "
-    "is the same on a 32-bit MCU, tail (persistent structures) is smaller there; the verdict "
-    "uses the 32-bit figure derived from the recorded allocations"
+    "arena inputs: measured by the TFLM interpreter on a 64-bit host (reference kernels); head "
+    "(non-persistent tensors) is the same on a 32-bit MCU, tail (persistent structures) is "
+    "smaller there; each target's arena (the table's, the verdict's, model_data.h's) is "
+    "derived from them for its core and kernel set"
 )
 _FORMULA = (
     "flash needed = flatbuffer + TFLM runtime code + reserved flash; "
@@ -181,7 +182,7 @@ class Report:
             "fits_all_targets": self.fits,
             "passes": self.passes,
             "summary": _summary(self),
-            "footprint": self.footprint.to_dict(),
+            "footprint": self._footprint_dict(),
             "accuracy": self.accuracy.to_dict() if self.accuracy else None,
             "targets": [
                 {
@@ -194,7 +195,7 @@ class Report:
             "time_budget_missed": [{"target": t, "why": w} for t, w in self.time_failures],
             "decode_check": self.decode.to_dict() if self.decode else None,
             "host_tflm": host_tflm().to_dict(),
-            "notes": [*_decode_notes(self), _HOST_NOTE, _FORMULA],
+            "notes": [*_decode_notes(self), *_arena_notes(self), _HOST_NOTE, _FORMULA],
         }
         if self.baseline:
             data["baseline"] = {
@@ -207,6 +208,14 @@ class Report:
                 "growth_limit_percent": self.growth_limit_percent,
                 "grown_beyond_limit": [c.to_dict() for c in self.growth_failures],
             }
+        return data
+
+    def _footprint_dict(self) -> dict:
+        """The model's own figures. Without a target its runtime code is a bound over every
+        build; each target carries the one its verdict uses, so that one goes alone."""
+        data = self.footprint.to_dict()
+        if self.verdicts:
+            data.pop("runtime_flash")
         return data
 
     def to_json(self) -> str:
@@ -591,18 +600,19 @@ def _model_facts(report: Report) -> list[tuple[str, str, str]]:
     a = f.arena
     rows.append(
         (
-            "tensor arena",
+            "arena input",
             _b(f.arena_host_bytes),
-            "measured on this 64-bit host: one recorded TFLM run, verified by running with it",
+            "measured on this 64-bit host: one recorded TFLM run, verified by running with it; "
+            "not a verdict figure",
         )
     )
     if f.arena_device_bytes is not None:
         rows.append(
             (
-                "  32-bit",
+                "  32-bit ref",
                 _b(f.arena_device_bytes),
-                "32-bit Cortex-M (reference kernels), from the recorded allocations with "
-                "measured 32-bit struct sizes; the verdict uses it",
+                "input: 32-bit Cortex-M, TFLM reference kernels, from the recorded allocations "
+                "with measured 32-bit struct sizes; each target's arena is in the table below",
             )
         )
     rows += [
@@ -616,6 +626,24 @@ def _decode_notes(report: Report) -> list[str]:
     """The one line saying what of the DECODE operators could not be verified, if anything."""
     unverified = report.decode.unverified if report.decode else None
     return [unverified] if unverified else []
+
+
+def _arena_notes(report: Report) -> list[str]:
+    """One note per target whose arena is not the 32-bit reference-kernel input as it is."""
+    notes = []
+    for v in report.verdicts:
+        k = v.kernel_arena
+        if k is None or v.arena_bytes is None:
+            continue
+        notes.append(
+            f"arena on {v.target.name}: {v.arena_bytes:,} B, CMSIS-NN kernels "
+            f"({k.features.upper()} code path): the 32-bit reference figure "
+            f"{v.arena_device_bytes:,} B + {k.head_extra_bytes:,} B of the head the scratch "
+            f"buffers of {len(k.scratch)} request(s) add to the memory plan + "
+            f"{k.tail_extra_bytes:,} B persistent kernel data, derived per operator from the "
+            "pinned CMSIS-NN's buffer-size functions" + (f" ({k.note})" if k.note else "")
+        )
+    return notes
 
 
 def _runtime_notes(report: Report) -> list[str]:
@@ -701,7 +729,8 @@ def render_text(report: Report) -> str:
     lines.append("")
     lines += ["  " + line for line in table_lines(_ACCOUNTING_HEADER, _accounting_rows(report))]
     lines.append("")
-    for note in [*_decode_notes(report), *_runtime_notes(report), _FORMULA, _HOST_NOTE]:
+    notes = [*_decode_notes(report), *_runtime_notes(report), *_arena_notes(report)]
+    for note in [*notes, _FORMULA, _HOST_NOTE]:
         lines += _wrap(note, indent="  ", first="- ")
     return "\n".join(lines) + "\n"
 
@@ -742,6 +771,7 @@ def render_markdown(report: Report) -> str:
         *long_facts,
         *_decode_notes(report),
         *_runtime_notes(report),
+        *_arena_notes(report),
         _FORMULA,
         _HOST_NOTE,
     ]:

@@ -38,6 +38,30 @@ class TensorInfo:
     zero_point: tuple[int, ...] = ()
     is_variable: bool = False  # state kept between Invoke() calls (an LSTM's hidden and cell)
 
+    @property
+    def element_count(self) -> int:
+        count = 1
+        for d in self.shape:
+            count *= max(d, 0)
+        return count
+
+
+@dataclass(frozen=True)
+class OperatorNode:
+    """One operator of subgraph ``subgraph``, in execution order: its op name, tensor indices
+    (-1: an optional input left out) and the builtin options that size kernel buffers
+    (``stride_w``, ``padding`` "SAME"/"VALID", ``filter_w``, ``keep_num_dims``, ...)."""
+
+    subgraph: int
+    index: int
+    op: str
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+    options: tuple[tuple[str, int | str], ...] = ()
+
+    def option(self, name: str, default=None):
+        return dict(self.options).get(name, default)
+
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -51,6 +75,7 @@ class ModelInfo:
     tensors: tuple[TensorInfo, ...]
     inputs: tuple[int, ...] = ()  # tensor indices of subgraph 0
     outputs: tuple[int, ...] = ()
+    nodes: tuple[OperatorNode, ...] = ()  # every subgraph's operators, in execution order
 
     @property
     def input_tensors(self) -> tuple[TensorInfo, ...]:
@@ -242,16 +267,19 @@ def _parse(data: bytes, label: str) -> ModelInfo:
 
     operators: list[str] = []
     tensors: list[TensorInfo] = []
+    nodes: list[OperatorNode] = []
     for s in range(subgraph_count):
         graph = model.Subgraphs(s)
         for i in range(_checked_length(graph.OperatorsLength(), budget, "operator", label)):
-            opcode_index = graph.Operators(i).OpcodeIndex()
+            op = graph.Operators(i)
+            opcode_index = op.OpcodeIndex()
             if opcode_index >= len(codes):
                 raise ModelFileError(
                     f"{label}: corrupted TFLite flatbuffer (operator {i} uses opcode "
                     f"{opcode_index}, file has {len(codes)})"
                 )
             operators.append(codes[opcode_index])
+            nodes.append(_operator_node(op, s, i, codes[opcode_index], budget))
         for i in range(_checked_length(graph.TensorsLength(), budget, "tensor", label)):
             t = graph.Tensors(i)
             buffer_index = t.Buffer()
@@ -291,7 +319,61 @@ def _parse(data: bytes, label: str) -> ModelInfo:
         tensors=tuple(tensors),
         inputs=inputs,
         outputs=outputs,
+        nodes=tuple(nodes),
     )
+
+
+# op -> (options table in the schema, {key: accessor}): the builtin options that size kernel
+# buffers (tensorflow/lite/schema/schema.fbs).
+_STRIDES = {"stride_w": "StrideW", "stride_h": "StrideH", "padding": "Padding"}
+_CONV = {**_STRIDES, "dilation_w": "DilationWFactor", "dilation_h": "DilationHFactor"}
+_OPTIONS = {
+    "CONV_2D": ("Conv2DOptions", _CONV),
+    "DEPTHWISE_CONV_2D": (
+        "DepthwiseConv2DOptions",
+        {**_CONV, "depth_multiplier": "DepthMultiplier"},
+    ),
+    "AVERAGE_POOL_2D": (
+        "Pool2DOptions",
+        {**_STRIDES, "filter_w": "FilterWidth", "filter_h": "FilterHeight"},
+    ),
+    "MAX_POOL_2D": (
+        "Pool2DOptions",
+        {**_STRIDES, "filter_w": "FilterWidth", "filter_h": "FilterHeight"},
+    ),
+    "FULLY_CONNECTED": ("FullyConnectedOptions", {"keep_num_dims": "KeepNumDims"}),
+    "TRANSPOSE_CONV": ("TransposeConvOptions", _STRIDES),
+    "SVDF": ("SVDFOptions", {"rank": "Rank"}),
+}
+
+
+def _operator_node(op, subgraph: int, index: int, name: str, budget) -> OperatorNode:
+    """Tensor indices as stored: TFLM checks them when it runs the model, and a reader of
+    nodes checks them against the subgraph's tensors before use."""
+    what = f"operator {index}"
+    inputs = tuple(
+        op.Inputs(j) for j in range(_checked_length(op.InputsLength(), budget, "input", what))
+    )
+    outputs = tuple(
+        op.Outputs(j) for j in range(_checked_length(op.OutputsLength(), budget, "output", what))
+    )
+    return OperatorNode(subgraph, index, name, inputs, outputs, _builtin_options(op, name))
+
+
+def _builtin_options(op, name: str) -> tuple[tuple[str, int | str], ...]:
+    if name not in _OPTIONS or op.BuiltinOptions() is None:
+        return ()
+    schema = _schema()
+    table_name, fields = _OPTIONS[name]
+    table = getattr(schema, table_name)()
+    table.Init(op.BuiltinOptions().Bytes, op.BuiltinOptions().Pos)
+    try:
+        values = {key: int(getattr(table, accessor)()) for key, accessor in fields.items()}
+    except (struct.error, IndexError, ValueError, OverflowError):
+        return ()  # unreadable options: TFLM refuses the node when it prepares it
+    if "padding" in values:
+        values["padding"] = "SAME" if values["padding"] == schema.Padding.SAME else "VALID"
+    return tuple(sorted(values.items()))
 
 
 def _tensor_indices(getter, length, tensor_count, what, budget, label) -> tuple[int, ...]:

@@ -250,22 +250,33 @@ class ArenaMeasurement:
             io += quant.requested_bytes - quant.device_saving_bytes()
         return io
 
-    def device_planning_bytes(self) -> int:
+    def device_planning_bytes(self, tail_extra: int = 0, scratch_requests: int = 0) -> int:
         """Arena in use while TFLM plans the memory on a 32-bit Cortex-M (0: counts unknown).
 
         Planning holds in the head the scratch requests, one ``AllocationInfo`` per tensor and
         the greedy planner's per-buffer arrays. When the host's planning needed more than that
         estimate (its first arena candidate failed; ``arena_bytes`` is then the host's
         smallest working size, bisected), the figure is the host's smallest size less the
-        32-bit savings of the tail and of the per-tensor planning structures."""
+        32-bit savings of the tail and of the per-tensor planning structures.
+
+        ``tail_extra`` and ``scratch_requests``: persistent bytes and scratch buffer requests
+        another kernel set (CMSIS-NN) adds to the reference kernels' (each request is one more
+        ``ScratchBufferRequest``, ``AllocationInfo`` and planned buffer while planning)."""
         if self.counts is None:
             return 0
         sizes, counts = struct_sizes(), self.counts
-        device_tail = self.device_tail_bytes
+        device_tail = self.device_tail_bytes + tail_extra
+        per_request = (
+            sizes.device["ScratchBufferRequest"]
+            + sizes.device["AllocationInfo"]
+            + _PLANNER_BYTES_PER_BUFFER
+        )
         if self.arena_bisected:
             return (
                 self.arena_bytes
-                - (self.recorded_tail_bytes - device_tail)
+                + tail_extra
+                + scratch_requests * per_request
+                - (self.recorded_tail_bytes - self.device_tail_bytes)
                 - counts.tensors * sizes.saving("AllocationInfo")
                 - _MAX_SCRATCH_BUFFERS_PER_OP * sizes.saving("ScratchBufferRequest")
             )
@@ -274,16 +285,29 @@ class ArenaMeasurement:
             + counts.subgraphs * sizes.device["pointer"]
             + counts.tensors * sizes.device["AllocationInfo"]
             + counts.planned * _PLANNER_BYTES_PER_BUFFER
+            + scratch_requests * per_request
         )
         return _align(device_tail - self._device_io_tail_bytes()) + _align(head)
 
     @property
     def device_total_bytes(self) -> int:
         """The smallest arena estimated to work on a 32-bit Cortex-M (reference kernels)."""
+        return self.device_total_with()
+
+    def device_total_with(
+        self, *, tail_extra: int = 0, head_extra: int = 0, scratch_requests: int = 0
+    ) -> int:
+        """The 32-bit figure for a kernel set that keeps ``tail_extra`` more persistent bytes,
+        plans a head ``head_extra`` bytes larger and makes ``scratch_requests`` more scratch
+        requests than the reference kernels (all 0: the reference kernels' figure)."""
         # + one alignment unit: the allocator aligns the tail's end down to 16 bytes, and the
         # smallest working arena was 8-12 B above arena_used_bytes() on every model measured.
-        final = _align(self.device_tail_bytes) + _align(self.recorded_head_bytes) + _ARENA_ALIGNMENT
-        return max(final, self.device_planning_bytes())
+        final = (
+            _align(self.device_tail_bytes + tail_extra)
+            + _align(self.recorded_head_bytes + head_extra)
+            + _ARENA_ALIGNMENT
+        )
+        return max(final, self.device_planning_bytes(tail_extra, scratch_requests))
 
     @property
     def verdict_bytes(self) -> int:

@@ -65,9 +65,10 @@ def render_markdown(result: SearchResult) -> str:
         "worse than the baseline.",
         f"- flash needed = flatbuffer + TFLM runtime code + reserved flash "
         f"({result.reserved_flash_bytes:,} B) vs {result.flash_bytes:,} B; RAM needed = "
-        "tensor arena on a 32-bit Cortex-M (the verdict's figure, derived from TFLM's "
-        f"recorded allocations) + reserved RAM ({result.reserved_ram_bytes:,} B) vs "
-        f"{result.ram_bytes:,} B.",
+        "tensor arena on a 32-bit Cortex-M (the verdict's figure for the target's kernels, "
+        "derived from TFLM's recorded allocations; with CMSIS-NN plus their scratch buffers "
+        "and kernel data, derived per operator) + reserved RAM "
+        f"({result.reserved_ram_bytes:,} B) vs {result.ram_bytes:,} B.",
         "- chosen: least flash needed among the points within the tolerance that fit flash "
         "and RAM and score above chance level; pareto: no other point has less flash, less RAM "
         "and a smaller loss at once.",

@@ -222,7 +222,9 @@ def ram_fit_stage(state: BuildState, progress: Progress) -> BuildState:
                 a.reference,
                 source=a.source,
                 codecs=a.compression_codecs,
-                arena_limit_bytes=limit,
+                # the codec counts the reference-kernel arena: leave room for what the target's
+                # kernels add (CMSIS-NN scratch and data, 0 with reference kernels)
+                arena_limit_bytes=limit - (v.arena_bytes - (v.arena_device_bytes or v.arena_bytes)),
             )
         refit.append(a)
     if all(a.check is not None for a in refit):

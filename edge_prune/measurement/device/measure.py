@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +34,6 @@ import numpy as np
 from edge_prune._process import die_with
 from edge_prune.artifacts import write_atomic
 from edge_prune.errors import DataError, ModelFileError
-from edge_prune.measurement.cmsis_nn_lstm import kernel_sum_bytes
 from edge_prune.measurement.device import build
 from edge_prune.measurement.device.config import DeviceConfig, core_from_target
 from edge_prune.measurement.device.link import (
@@ -54,7 +53,6 @@ from edge_prune.measurement.firmware import (
     camel_prefix,
     firmware_sources,
 )
-from edge_prune.measurement.footprint import KERNEL_ARENA_MARGIN_BYTES
 from edge_prune.measurement.host_tflm import HostTflm, host_tflm
 from edge_prune.measurement.targets import Target
 from edge_prune.measurement.tflite_file import ModelInfo, read_model
@@ -222,7 +220,7 @@ def measure(
         kernels or target.tflm_kernels,
         build_type or target.tflm_build_type,
     )
-    source = _load_model(Path(model), config.kernels)
+    source = _load_model(Path(model), target, config)
     chosen = _samples(source, data, samples)
     host = _host_outputs(source, chosen)
     space = Workspace(tree, config, toolchain, progress)
@@ -242,18 +240,18 @@ def measure(
 # --------------------------------------------------------------------------- the model
 
 
-def _load_model(path: Path, kernels: str = "reference") -> _Model:
+def _load_model(path: Path, target: Target, config: DeviceConfig) -> _Model:
     if path.is_dir():
-        return _load_folder(path, kernels)
+        return _load_folder(path, target, config)
     if not path.is_file():
         raise ModelFileError(f"{path}: no such file or build directory")
     data = path.read_bytes()
     info = read_model(data)
-    generated = _generated(data, path.stem, kernels)
+    generated = _generated(data, path.stem, target, config)
     return _Model(path, data, info, path.stem, generated, None)
 
 
-def _load_folder(path: Path, kernels: str) -> _Model:
+def _load_folder(path: Path, target: Target, config: DeviceConfig) -> _Model:
     """A build directory (model.tflite beside the firmware files) or an ``--emit-c`` folder
     (the firmware files alone: the model is the array in model_data.cc)."""
     names = (DATA_HEADER, DATA_SOURCE, OPS_HEADER, GUIDE)
@@ -273,7 +271,7 @@ def _load_folder(path: Path, kernels: str) -> _Model:
     files = {n: (path / n).read_text() for n in names} if present else {}
     name = _name_from_files(files) if present else "model"
     if not present:
-        files = _generated(data, name, kernels)
+        files = _generated(data, name, target, config)
     heldout = path / HELDOUT_FILE
     return _Model(tflite, data, info, name, files, heldout if heldout.is_file() else None)
 
@@ -302,15 +300,20 @@ def _name_from_files(files: dict[str, str]) -> str:
     return match.group(1)
 
 
-def _generated(data: bytes, name: str, kernels: str) -> dict[str, str]:
-    """The firmware files of a bare ``.tflite``, with the arena a verdict for this kernel set
-    counts (the 32-bit figure, plus the CMSIS-NN margin and LSTM kernel sums)."""
+def _generated(data: bytes, name: str, target: Target, config: DeviceConfig) -> dict[str, str]:
+    """The firmware files of a bare ``.tflite``, with the arena the verdict counts for the
+    target built with this core and kernel set
+    (:func:`edge_prune.measurement.footprint.target_arena`)."""
     from edge_prune.measurement import tflm
+    from edge_prune.measurement.firmware import HOST_ARENA_NOTE, verdict_arena_note
+    from edge_prune.measurement.footprint import measure as measure_footprint
+    from edge_prune.measurement.footprint import verdict_for
 
-    arena = tflm.measure_arena(data, label=name).verdict_bytes + KERNEL_ARENA_MARGIN_BYTES[kernels]
-    if kernels == "cmsis-nn":
-        arena += kernel_sum_bytes(read_model(data))
-    return firmware_sources(data, name, arena_bytes=arena).files
+    arena = tflm.measure_arena(data, label=name)  # a model TFLM cannot run stops here
+    built = replace(target, tflm_kernels=config.kernels)
+    verdict = verdict_for(measure_footprint(data, arena=arena, label=name), built)
+    note = HOST_ARENA_NOTE if verdict.arena_bytes is None else verdict_arena_note(verdict)
+    return firmware_sources(data, name, arena_bytes=verdict.arena_bytes, arena_note=note).files
 
 
 def firmware_code(guide: str) -> str:

@@ -1,0 +1,1 @@
+"""TensorFlow-free measurement: flatbuffers, TFLM, sparse kernels, footprints."""

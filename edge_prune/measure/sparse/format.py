@@ -47,6 +47,7 @@ import numpy as np
 from edge_prune.errors import ModelFileError
 
 FORMAT_VERSION = 1
+CUSTOM_OPS = {"FULLY_CONNECTED": "EDGE_PRUNE_SPARSE_FC", "CONV_2D": "EDGE_PRUNE_SPARSE_CONV"}
 OP_FC = 1
 OP_CONV = 2
 BLOCKS = (1, 4)

@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 from edge_prune.errors import TflmTreeError, ToolchainError
+from edge_prune.measure.sparse.format import CUSTOM_OPS as _OPS
 
 KERNELS_DIR = Path(__file__).parent / "kernels"
 HEADERS = ("edge_prune_sparse.h", "edge_prune_sparse_ops.h")
@@ -28,7 +29,7 @@ HEADERS = ("edge_prune_sparse.h", "edge_prune_sparse_ops.h")
 SOURCES = ("edge_prune_sparse.cc", "edge_prune_sparse_ops.cc")
 HOST_SOURCES = (*SOURCES, "edge_prune_sparse_python.cc")
 REGISTERER = "EdgePruneSparseRegisterer"
-CUSTOM_OPS = ("EDGE_PRUNE_SPARSE_FC", "EDGE_PRUNE_SPARSE_CONV")
+CUSTOM_OPS = tuple(_OPS.values())
 TFLM_ENV = "EDGE_PRUNE_TFLM"
 CACHE_ENV = "EDGE_PRUNE_DEVICE_CACHE"
 CXX_ENV = "EDGE_PRUNE_HOST_CXX"

@@ -51,6 +51,7 @@ class ArtifactName(StrEnum):
     FLOAT32_DENSE = "float32-dense"
     INT8 = "int8"
     INT8_SPARSE = "int8-sparse"  # TFLM DECODE encodings of INT8
+    INT8_PRUNED = "int8-pruned"  # INT8 with pruned FC/CONV on edge-prune's sparse kernels
     INT8_DENSIFY = "int8-densify"  # TFLite's sparse encoding: TFLM cannot run it
     INT8_CLUSTERED = "int8-clustered"
     INT8_CLUSTERED_COMPRESSED = "int8-clustered-compressed"
@@ -97,6 +98,10 @@ class Artifact:
     compression_codecs: tuple[str, ...] = ()
     uncompressed: bytes | None = None  # the input of the compression (names still in it)
     tensor_names: dict[tuple[int, int], str] = field(default_factory=dict)  # before the diet
+    # Scored and arena-measured through this artifact (its exact dense equivalent) because TFLM's
+    # host interpreter cannot run this one here; ``scored_note`` says why.
+    scored_as: ArtifactName | None = None
+    scored_note: str = ""
 
 
 @dataclass(frozen=True)

@@ -146,9 +146,31 @@ inline int32_t DotBlock4(const int8_t* x, const uint8_t*& deltas,
 }
 #endif
 
+#if TFLITE_SINGLE_ROUNDING
+inline int32_t MultiplyByMultiplier(int32_t x, int32_t multiplier, int shift) {
+  return tflite::MultiplyByQuantizedMultiplier(x, multiplier, shift);
+}
+#else
+// TFLM's double-rounding MultiplyByQuantizedMultiplier (internal/common.cc:
+// gemmlowp's SaturatingRoundingDoublingHighMul then RoundingDivideByPOT),
+// inlined: a call per output costs more than a short sparse row. The
+// multiplier is >= 0 (QuantizeMultiplier), so the high-mul cannot saturate.
+inline int32_t MultiplyByMultiplier(int32_t x, int32_t multiplier, int shift) {
+  const int left = shift > 0 ? shift : 0;
+  const int right = shift > 0 ? 0 : -shift;
+  const int32_t a = static_cast<int32_t>(static_cast<uint32_t>(x) << left);
+  const int64_t ab = static_cast<int64_t>(a) * multiplier;
+  const int64_t nudge = ab >= 0 ? (int64_t{1} << 30) : (1 - (int64_t{1} << 30));
+  const int32_t high = static_cast<int32_t>((ab + nudge) / (int64_t{1} << 31));
+  const int32_t mask = static_cast<int32_t>((int64_t{1} << right) - 1);
+  const int32_t remainder = high & mask;
+  const int32_t threshold = (mask >> 1) + (high < 0 ? 1 : 0);
+  return (high >> right) + (remainder > threshold ? 1 : 0);
+}
+#endif
+
 inline int8_t Requantize(int32_t acc, const Requantization& q, uint32_t row) {
-  int32_t out = tflite::MultiplyByQuantizedMultiplier(acc, q.multiplier[row],
-                                                      q.shift[row]);
+  int32_t out = MultiplyByMultiplier(acc, q.multiplier[row], q.shift[row]);
   out += q.output_offset;
   out = out < q.activation_min ? q.activation_min : out;
   out = out > q.activation_max ? q.activation_max : out;

@@ -103,3 +103,15 @@ def test_tfmot_prunes_blocks_of_four_input_channels():
     zero = np.all(blocks == 0, axis=2)
     assert np.mean(zero) == pytest.approx(0.5, abs=0.1)
     assert np.all(np.any(blocks != 0, axis=2) == ~zero)  # every block all zero or kept
+
+
+def test_runtime_flash_counts_the_sparse_kernels_once(monkeypatch):
+    from edge_prune import footprint, runtime_tables
+
+    table = runtime_tables.load_table("cortex-m4+fp", "cmsis-nn", "default")
+    ops = ["CUSTOM:EDGE_PRUNE_SPARSE_FC", "CUSTOM:EDGE_PRUNE_SPARSE_CONV", "RESHAPE"]
+    figure = footprint._table_runtime(table, ops)
+    tflm_only = table.runtime_bytes(["RESHAPE"])[0]
+    assert figure.total_bytes == tflm_only + footprint.SPARSE_KERNELS_BYTES
+    assert not figure.measured and "sparse kernels" in figure.bound_rule
+    assert figure.defaulted_ops == ()

@@ -80,6 +80,9 @@ def test_rewrite_replaces_pruned_layers_and_shrinks_the_file(block):
     assert [layer.block for layer in result.layers] == [block] * 3
     assert len(result.model) < 0.3 * len(dense)
     assert verify(result.model) == 3
+    tensors = sum(len(sg.tensors) for sg in _schema().ModelT.InitFromPackedBuf(dense, 0).subgraphs)
+    after = _schema().ModelT.InitFromPackedBuf(result.model, 0)
+    assert sum(len(sg.tensors) for sg in after.subgraphs) == tensors + 3  # no biases: + index
 
 
 def test_rewrite_keeps_dense_layers_that_would_not_pay():
@@ -95,8 +98,9 @@ def _corrupt_index(model: bytes, value: int) -> bytes:
     subgraph = m.subgraphs[0]
     op = subgraph.operators[0]
     index = subgraph.tensors[op.inputs[2]]
+    out_channels = fmt.Options.unpack(np.asarray(op.customOptions, np.uint8).tobytes()).out_channels
     data = np.asarray(m.buffers[index.buffer].data, np.uint8).copy()
-    data[0] = value  # first row's entry count
+    data[4 * out_channels] = value  # first row's entry count, after the folded biases
     m.buffers[index.buffer].data = data
     return pack(m)
 

@@ -30,6 +30,10 @@ computes ``sum(w * (x - zp)) + bias``). Convolution borders are handled by filli
 padded positions with the input zero point, whose contribution is then zero, as TFLM's reference
 kernel skips them.
 
+In the model the custom op's ``index`` tensor holds the folded bias (one little-endian int32 per
+output channel) followed by the counts and deltas above (rewrite.py), so that a sparse layer
+has as many tensors as the dense one with its bias.
+
 The custom options are a fixed 24-byte little-endian struct (``Options``) that starts with the
 format version; the per-channel (or per-tensor) filter scales stay in the ``values`` tensor's
 quantization, as TFLite filters carry them. ``validate`` checks every count and offset; the

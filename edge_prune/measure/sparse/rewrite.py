@@ -1,9 +1,11 @@
 """Rewrite a converter's int8 model so that pruned FULLY_CONNECTED / CONV_2D run sparse.
 
 Each int8 FULLY_CONNECTED or CONV_2D (groups 1) whose filter has enough zeros becomes the custom
-op ``EDGE_PRUNE_SPARSE_FC`` / ``EDGE_PRUNE_SPARSE_CONV``: the filter tensor is rewritten in
-place into the ``values`` tensor (its scales kept), the bias into the folded bias, and an
-``index`` tensor is added (format.py). Other operators are kept. The result computes exactly
+op ``EDGE_PRUNE_SPARSE_FC`` / ``EDGE_PRUNE_SPARSE_CONV`` with inputs (activation, values,
+index): the filter tensor is rewritten in place into ``values`` (its scales kept) and the bias
+tensor into ``index``: the folded bias (int32 per output channel) followed by the counts and
+deltas of format.py. A layer with a bias keeps its number of tensors, so TFLM's arena holds no
+extra TfLiteEvalTensor. Other operators are kept. The result computes exactly
 what the input model computes on TFLM (tests/test_sparse_host.py).
 
 Which layers: the one whose estimated instructions on a Cortex-M4 drop below CMSIS-NN's dense
@@ -271,36 +273,37 @@ def _options(op, name: str, dense, x, sparse) -> fmt.Options:
 
 
 def _replace(model, subgraph, op, name, dense, sparse, codes) -> None:
+    """Filter tensor -> values (scales kept); bias tensor (or a new one) -> the index tensor:
+    folded bias then counts and deltas. As many tensors as a dense layer with a bias."""
     schema = _schema()
     inputs = list(op.inputs)
     tensors = subgraph.tensors
     x, filt = tensors[inputs[0]], tensors[inputs[1]]
     options = _options(op, name, dense, x, sparse)
-    zp = options.input_zero_point
     bias_index = inputs[2] if len(inputs) > 2 and inputs[2] >= 0 else -1
     bias = None
     if bias_index >= 0:
         bias = np.frombuffer(_data(model, tensors[bias_index]), "<i4")
-    folded = fold_bias(bias, dense, zp).astype("<i4")
+    folded = fold_bias(bias, dense, options.input_zero_point).astype("<i4")
+    index_bytes = folded.tobytes() + sparse.index.tobytes()
 
     filt.shape = [len(sparse.values)]
     filt.shapeSignature = None
     filt.quantization.zeroPoint = [0] * len(filt.quantization.scale)
     _set_data(model, filt, sparse.values.tobytes())
-    index = _new_tensor(
-        model,
-        subgraph,
-        f"{_name(filt)}/sparse_index",
-        schema.TensorType.UINT8,
-        sparse.index.tobytes(),
-    )
     if bias_index >= 0:
-        _set_data(model, tensors[bias_index], folded.tobytes())
+        index = tensors[bias_index]
+        index.type = schema.TensorType.UINT8
+        index.shape = [len(index_bytes)]
+        index.shapeSignature = None
+        index.quantization = None
+        index.name = f"{_name(filt)}/sparse_index"
+        _set_data(model, index, index_bytes)
     else:
         bias_index = _new_tensor(
-            model, subgraph, f"{_name(filt)}/sparse_bias", schema.TensorType.INT32, folded.tobytes()
+            model, subgraph, f"{_name(filt)}/sparse_index", schema.TensorType.UINT8, index_bytes
         )
-    op.inputs = [inputs[0], inputs[1], index, bias_index]
+    op.inputs = [inputs[0], inputs[1], bias_index]
     op.opcodeIndex = _custom_code(model, codes, fmt.CUSTOM_OPS[name])
     op.builtinOptionsType = 0
     op.builtinOptions = None
@@ -390,23 +393,19 @@ def verify(data: bytes, label: str = "model") -> int:
 def _verify_op(model, subgraph, op, custom: str, where: str) -> None:
     schema = _schema()
     inputs = list(op.inputs) if op.inputs is not None else []
-    if len(inputs) != 4 or min(inputs) < 0 or max(inputs) >= len(subgraph.tensors):
-        raise fmt.SparseFormatError(f"{where}: expected 4 input tensors")
+    if len(inputs) != 3 or min(inputs) < 0 or max(inputs) >= len(subgraph.tensors):
+        raise fmt.SparseFormatError(f"{where}: expected 3 input tensors")
     options = fmt.Options.unpack(_bytes(op.customOptions), f"{where} custom options")
     if fmt.CUSTOM_OPS["FULLY_CONNECTED" if options.op == fmt.OP_FC else "CONV_2D"] != custom:
         raise fmt.SparseFormatError(f"{where}: options are for the other sparse op")
-    values, index, bias = (subgraph.tensors[i] for i in inputs[1:])
-    kinds = (
-        (values, schema.TensorType.INT8),
-        (index, schema.TensorType.UINT8),
-        (bias, schema.TensorType.INT32),
-    )
-    for tensor, kind in kinds:
+    values, index = (subgraph.tensors[i] for i in inputs[1:])
+    for tensor, kind in ((values, schema.TensorType.INT8), (index, schema.TensorType.UINT8)):
         if tensor.type != kind or _data(model, tensor) is None:
             raise fmt.SparseFormatError(f"{where}: {_name(tensor)!r} is not a constant of its type")
-    bias_bytes = len(_data(model, bias))
-    if bias_bytes != 4 * options.out_channels:
+    raw = _data(model, index)
+    bias_bytes = 4 * options.out_channels
+    if len(raw) < bias_bytes:
         raise fmt.SparseFormatError(
-            f"{where}: bias of {bias_bytes} B, expected {options.out_channels} int32"
+            f"{where}: index of {len(raw)} B is shorter than {options.out_channels} int32 biases"
         )
-    fmt.validate(options, len(_data(model, values)), _data(model, index), where)
+    fmt.validate(options, len(_data(model, values)), raw[bias_bytes:], where)

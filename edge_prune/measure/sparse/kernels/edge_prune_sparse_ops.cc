@@ -21,8 +21,7 @@ using sparse::Options;
 
 constexpr int kInput = 0;
 constexpr int kValues = 1;
-constexpr int kIndex = 2;
-constexpr int kBias = 3;
+constexpr int kIndex = 2;  // folded bias (int32 per output channel), then the index
 constexpr int kOutput = 0;
 
 struct OpData {
@@ -91,21 +90,22 @@ TfLiteStatus ComputeMultipliers(TfLiteContext* context, OpData* data,
 
 TfLiteStatus CheckConstants(TfLiteContext* context, const OpData* data,
                             const TfLiteTensor* values,
-                            const TfLiteTensor* index,
-                            const TfLiteTensor* bias) {
+                            const TfLiteTensor* index) {
   TF_LITE_ENSURE_TYPES_EQ(context, values->type, kTfLiteInt8);
   TF_LITE_ENSURE_TYPES_EQ(context, index->type, kTfLiteUInt8);
-  TF_LITE_ENSURE_TYPES_EQ(context, bias->type, kTfLiteInt32);
   TF_LITE_ENSURE(context, tflite::IsConstantTensor(values));
   TF_LITE_ENSURE(context, tflite::IsConstantTensor(index));
-  TF_LITE_ENSURE(context, tflite::IsConstantTensor(bias));
   TF_LITE_ENSURE(context, index->data.raw != nullptr);
-  TF_LITE_ENSURE_EQ(context, tflite::NumElements(bias),
-                    static_cast<int64_t>(data->options.out_channels));
+  // The bias is read as int32: the buffer must be 4-aligned (TFLM's flatbuffer
+  // aligner gives 16).
+  TF_LITE_ENSURE(context,
+                 reinterpret_cast<uintptr_t>(index->data.raw) % 4 == 0);
+  const size_t bias_bytes = 4 * static_cast<size_t>(data->options.out_channels);
+  TF_LITE_ENSURE(context, index->bytes >= bias_bytes);
   TF_LITE_ENSURE_MSG(
       context,
-      sparse::CheckIndex(data->options, index->data.uint8, index->bytes,
-                         values->bytes),
+      sparse::CheckIndex(data->options, index->data.uint8 + bias_bytes,
+                         index->bytes - bias_bytes, values->bytes),
       "EDGE_PRUNE_SPARSE: index does not match the values and options");
   return kTfLiteOk;
 }
@@ -163,14 +163,13 @@ TfLiteStatus PrepareTensors(TfLiteContext* context, TfLiteNode* node,
   TfLiteTensor* input = micro_context->AllocateTempInputTensor(node, kInput);
   TfLiteTensor* values = micro_context->AllocateTempInputTensor(node, kValues);
   TfLiteTensor* index = micro_context->AllocateTempInputTensor(node, kIndex);
-  TfLiteTensor* bias = micro_context->AllocateTempInputTensor(node, kBias);
   TfLiteTensor* output = micro_context->AllocateTempOutputTensor(node, kOutput);
   TfLiteStatus status = kTfLiteError;
   if (input != nullptr && values != nullptr && index != nullptr &&
-      bias != nullptr && output != nullptr && input->type == kTfLiteInt8 &&
+      output != nullptr && input->type == kTfLiteInt8 &&
       output->type == kTfLiteInt8 &&
       input->params.zero_point == data->options.input_zero_point &&
-      CheckConstants(context, data, values, index, bias) == kTfLiteOk &&
+      CheckConstants(context, data, values, index) == kTfLiteOk &&
       ComputeMultipliers(context, data, input, values, output) == kTfLiteOk &&
       tflite::CalculateActivationRangeQuantized(
           context, static_cast<TfLiteFusedActivation>(data->options.activation),
@@ -180,7 +179,7 @@ TfLiteStatus PrepareTensors(TfLiteContext* context, TfLiteNode* node,
                  ? PrepareFullyConnected(context, data, input, output)
                  : PrepareConv(context, data, input, output);
   }
-  for (TfLiteTensor* t : {input, values, index, bias, output}) {
+  for (TfLiteTensor* t : {input, values, index, output}) {
     if (t != nullptr) micro_context->DeallocateTempTfLiteTensor(t);
   }
   return status;
@@ -192,7 +191,7 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node, int op) {
   TF_LITE_ENSURE_MSG(context, data->options_valid,
                      "EDGE_PRUNE_SPARSE: malformed custom options");
   TF_LITE_ENSURE_EQ(context, data->options.op, op);
-  TF_LITE_ENSURE_EQ(context, node->inputs->size, 4);
+  TF_LITE_ENSURE_EQ(context, node->inputs->size, 3);
   TF_LITE_ENSURE_EQ(context, node->outputs->size, 1);
   TF_LITE_ENSURE_MSG(context, PrepareTensors(context, node, data, op) == kTfLiteOk,
                      "EDGE_PRUNE_SPARSE: tensors do not match the op");
@@ -207,14 +206,15 @@ TfLiteStatus PrepareConvOp(TfLiteContext* context, TfLiteNode* node) {
   return Prepare(context, node, sparse::kOpConv);
 }
 
-sparse::Filter FilterOf(TfLiteContext* context, TfLiteNode* node) {
+sparse::Filter FilterOf(TfLiteContext* context, TfLiteNode* node,
+                        const OpData* data) {
   sparse::Filter filter;
   filter.values = tflite::micro::GetTensorData<int8_t>(
       tflite::micro::GetEvalInput(context, node, kValues));
-  filter.index = tflite::micro::GetTensorData<uint8_t>(
+  const uint8_t* index = tflite::micro::GetTensorData<uint8_t>(
       tflite::micro::GetEvalInput(context, node, kIndex));
-  filter.bias = tflite::micro::GetTensorData<int32_t>(
-      tflite::micro::GetEvalInput(context, node, kBias));
+  filter.bias = reinterpret_cast<const int32_t*>(index);
+  filter.index = index + 4 * static_cast<size_t>(data->options.out_channels);
   return filter;
 }
 
@@ -236,7 +236,7 @@ TfLiteStatus EvalFc(TfLiteContext* context, TfLiteNode* node) {
       tflite::micro::GetEvalOutput(context, node, kOutput);
   sparse::FullyConnected(data->options, data->batches,
                          tflite::micro::GetTensorData<int8_t>(input),
-                         FilterOf(context, node), RequantizationOf(data),
+                         FilterOf(context, node, data), RequantizationOf(data),
                          tflite::micro::GetTensorData<int8_t>(output));
   return kTfLiteOk;
 }
@@ -255,7 +255,7 @@ TfLiteStatus EvalConv(TfLiteContext* context, TfLiteNode* node) {
   }
   sparse::Conv(data->options, data->geometry,
                tflite::micro::GetTensorData<int8_t>(input),
-               FilterOf(context, node), RequantizationOf(data), patch,
+               FilterOf(context, node, data), RequantizationOf(data), patch,
                tflite::micro::GetTensorData<int8_t>(output));
   return kTfLiteOk;
 }

@@ -24,27 +24,33 @@ constexpr int kValues = 1;
 constexpr int kIndex = 2;  // folded bias (int32 per output channel), then the index
 constexpr int kOutput = 0;
 
+// Kept small: TFLM keeps it in the arena for the model's lifetime.
 struct OpData {
   Options options;
-  bool options_valid;
   int32_t* multiplier;
   int32_t* shift;
-  int32_t output_offset;
-  int32_t activation_min;
-  int32_t activation_max;
-  int batches;  // FULLY_CONNECTED
-  sparse::ConvGeometry geometry;  // CONV_2D
+  int32_t batches;  // FULLY_CONNECTED
+  int8_t output_offset;  // the int8 output's zero point
+  int8_t activation_min;
+  int8_t activation_max;
+  bool options_valid;
+};
+
+// CONV_2D: the common part first, so that a ConvData* is an OpData*.
+struct ConvData {
+  OpData common;
+  sparse::ConvGeometry geometry;
   int patch_buffer_index;
 };
 
+template <typename Data>
 void* Init(TfLiteContext* context, const char* buffer, size_t length) {
-  void* raw = context->AllocatePersistentBuffer(context, sizeof(OpData));
+  void* raw = context->AllocatePersistentBuffer(context, sizeof(Data));
   if (raw == nullptr) return nullptr;
   OpData* data = static_cast<OpData*>(raw);
   data->options_valid = sparse::ParseOptions(
       reinterpret_cast<const uint8_t*>(buffer), length, &data->options);
-  data->patch_buffer_index = -1;
-  return data;
+  return raw;
 }
 
 // The multipliers of TFLM's Prepare: a per-tensor FULLY_CONNECTED multiplies
@@ -125,10 +131,11 @@ TfLiteStatus PrepareFullyConnected(TfLiteContext* context, OpData* data,
   return kTfLiteOk;
 }
 
-TfLiteStatus PrepareConv(TfLiteContext* context, OpData* data,
+TfLiteStatus PrepareConv(TfLiteContext* context, OpData* common,
                          const TfLiteTensor* input,
                          const TfLiteTensor* output) {
-  const Options& o = data->options;
+  ConvData* data = reinterpret_cast<ConvData*>(common);
+  const Options& o = common->options;
   TF_LITE_ENSURE_EQ(context, input->dims->size, 4);
   TF_LITE_ENSURE_EQ(context, output->dims->size, 4);
   TF_LITE_ENSURE_EQ(context, input->dims->data[3],
@@ -150,6 +157,7 @@ TfLiteStatus PrepareConv(TfLiteContext* context, OpData* data,
   TF_LITE_ENSURE_EQ(context, output->dims->data[3],
                     static_cast<int>(o.out_channels));
   const size_t patch = sparse::ConvPatchBytes(o);
+  data->patch_buffer_index = -1;
   if (patch > 0) {
     TF_LITE_ENSURE_STATUS(context->RequestScratchBufferInArena(
         context, patch, &data->patch_buffer_index));
@@ -165,6 +173,8 @@ TfLiteStatus PrepareTensors(TfLiteContext* context, TfLiteNode* node,
   TfLiteTensor* index = micro_context->AllocateTempInputTensor(node, kIndex);
   TfLiteTensor* output = micro_context->AllocateTempOutputTensor(node, kOutput);
   TfLiteStatus status = kTfLiteError;
+  int32_t activation_min = 0;
+  int32_t activation_max = 0;
   if (input != nullptr && values != nullptr && index != nullptr &&
       output != nullptr && input->type == kTfLiteInt8 &&
       output->type == kTfLiteInt8 &&
@@ -173,8 +183,10 @@ TfLiteStatus PrepareTensors(TfLiteContext* context, TfLiteNode* node,
       ComputeMultipliers(context, data, input, values, output) == kTfLiteOk &&
       tflite::CalculateActivationRangeQuantized(
           context, static_cast<TfLiteFusedActivation>(data->options.activation),
-          output, &data->activation_min, &data->activation_max) == kTfLiteOk) {
-    data->output_offset = output->params.zero_point;
+          output, &activation_min, &activation_max) == kTfLiteOk) {
+    data->output_offset = static_cast<int8_t>(output->params.zero_point);
+    data->activation_min = static_cast<int8_t>(activation_min);
+    data->activation_max = static_cast<int8_t>(activation_max);
     status = op == sparse::kOpFullyConnected
                  ? PrepareFullyConnected(context, data, input, output)
                  : PrepareConv(context, data, input, output);
@@ -242,18 +254,19 @@ TfLiteStatus EvalFc(TfLiteContext* context, TfLiteNode* node) {
 }
 
 TfLiteStatus EvalConv(TfLiteContext* context, TfLiteNode* node) {
-  const OpData* data = static_cast<const OpData*>(node->user_data);
+  const ConvData* conv = static_cast<const ConvData*>(node->user_data);
+  const OpData* data = &conv->common;
   const TfLiteEvalTensor* input =
       tflite::micro::GetEvalInput(context, node, kInput);
   TfLiteEvalTensor* output =
       tflite::micro::GetEvalOutput(context, node, kOutput);
   int8_t* patch = nullptr;
-  if (data->patch_buffer_index >= 0) {
+  if (conv->patch_buffer_index >= 0) {
     patch = static_cast<int8_t*>(
-        context->GetScratchBuffer(context, data->patch_buffer_index));
+        context->GetScratchBuffer(context, conv->patch_buffer_index));
     TF_LITE_ENSURE(context, patch != nullptr);
   }
-  sparse::Conv(data->options, data->geometry,
+  sparse::Conv(data->options, conv->geometry,
                tflite::micro::GetTensorData<int8_t>(input),
                FilterOf(context, node, data), RequantizationOf(data), patch,
                tflite::micro::GetTensorData<int8_t>(output));
@@ -264,13 +277,13 @@ TfLiteStatus EvalConv(TfLiteContext* context, TfLiteNode* node) {
 
 const TFLMRegistration* Register_EDGE_PRUNE_SPARSE_FC() {
   static const TFLMRegistration registration =
-      tflite::micro::RegisterOp(Init, PrepareFc, EvalFc);
+      tflite::micro::RegisterOp(Init<OpData>, PrepareFc, EvalFc);
   return &registration;
 }
 
 const TFLMRegistration* Register_EDGE_PRUNE_SPARSE_CONV() {
   static const TFLMRegistration registration =
-      tflite::micro::RegisterOp(Init, PrepareConvOp, EvalConv);
+      tflite::micro::RegisterOp(Init<ConvData>, PrepareConvOp, EvalConv);
   return &registration;
 }
 

@@ -11,7 +11,7 @@ what the input model computes on TFLM (tests/test_sparse_host.py).
 Which layers: the one whose estimated instructions on a Cortex-M4 drop below CMSIS-NN's dense
 kernel and whose bytes drop below the dense filter's, with blocks of 4 when the filter's zeros
 come in whole 4-blocks of input channels and that is cheaper. The per-weight costs are the
-QEMU Cortex-M4 measurements of bench/sparse.py (gcc -O2).
+QEMU Cortex-M4 measurements of bench/sparse.py (TFLM default build, -Os).
 """
 
 from __future__ import annotations
@@ -26,13 +26,15 @@ from edge_prune.errors import ModelFileError
 from edge_prune.measure.sparse import format as fmt
 from edge_prune.measure.sparse.reference import fold_bias
 
-# Instructions on a Cortex-M4 (QEMU, gcc -O2), measured by bench/sparse.py on 784x300 layers:
-# CMSIS-NN arm_fully_connected_per_channel_s8 per MAC, the unstructured kernel per stored weight,
-# the 4-block kernel per stored block, and each kernel's cost per output channel.
-DENSE_PER_MAC = 1.95
-SPARSE_PER_WEIGHT = 4.6
-SPARSE_PER_BLOCK4 = 9.5
-SPARSE_PER_ROW = 45.0
+# Instructions on a Cortex-M4 in QEMU, TFLM default build (gcc 12.2 -Os), from the per-layer
+# figures of bench/sparse.py on the 784x300 layer of LeNet-300-100 (results/sparse-2026-12-07):
+# CMSIS-NN's dense int8 FULLY_CONNECTED per MAC (722,721 / 235,200), the unstructured kernel per
+# stored weight and the 4-block kernel per stored block (slopes over sparsity 0.5-0.95), and the
+# kernels' cost per output channel (the intercept: requantization, row set-up).
+DENSE_PER_MAC = 3.07
+SPARSE_PER_WEIGHT = 6.25
+SPARSE_PER_BLOCK4 = 15.0
+SPARSE_PER_ROW = 87.0
 
 
 @dataclass(frozen=True)

@@ -115,3 +115,13 @@ def test_runtime_flash_counts_the_sparse_kernels_once(monkeypatch):
     assert figure.total_bytes == tflm_only + footprint.SPARSE_KERNELS_BYTES
     assert not figure.measured and "sparse kernels" in figure.bound_rule
     assert figure.defaulted_ops == ()
+
+
+def test_instruction_estimate_covers_the_sparse_fc():
+    from edge_prune.instructions import estimate
+    from edge_prune.targets import load_target
+
+    sparse = rewrite(_pruned_lenet(0.9, 4), blocks=(4,)).model
+    result = estimate(sparse, load_target("cortex-m4"))
+    assert result.not_estimated == ()
+    assert set(result.per_key) == {"INVOKE", "EDGE_PRUNE_SPARSE_FC:int8:block4"}

@@ -27,7 +27,7 @@ blocks per row) with the same loop (``p += delta * k``) and the same bytes.
 Measured with these kernels in TFLM (bench/sparse.py, LeNet-300-100, QEMU, TFLM default build
 -Os): at 90% zeros a Cortex-M4 runs 0.27x CMSIS-NN's dense instructions unstructured and 0.19x
 in 1x4 blocks; the portable C path on a Cortex-M3 (no DSP extension, the M0+ class of code)
-0.26x / 0.22x CMSIS-NN's C path and 0.14x / 0.11x TFLM's reference kernels. The flatbuffer is
+0.26x / 0.22x CMSIS-NN's C path and 0.14x / 0.12x TFLM's reference kernels. The flatbuffer is
 0.23x / 0.16x the int8 one.
 
 The input zero point is folded into the bias: ``bias[o] - input_zero_point * sum(row o)`` is what

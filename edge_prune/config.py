@@ -77,6 +77,9 @@ class PruneConfig:
     power: int = 3
     frequency: int = 10
     learning_rate: float = 0.001
+    # Blocks pruned together: (1 output channel, k consecutive input channels) of the TFLite
+    # filter, as the sparse kernels compute them; (1, 1) is unstructured.
+    block: tuple[int, int] = (1, 1)
 
 
 @dataclass(frozen=True)
@@ -166,6 +169,7 @@ _RANGES: dict[str, tuple[float, float, bool]] = {
 }
 _CHOICES = {
     "prune.schedule": ("polynomial", "iterative", "rewind"),
+    "prune.block": ((1, 1), (1, 4)),
     "structured.criterion": ("l1", "l2"),
     "compress.bitwidth": (0, 2, 3, 4),
     "select.objective": ("flash", "ram", "balanced", "time"),
@@ -239,6 +243,8 @@ def _section(section_class, name: str, table: dict[str, Any], source: str):
 
 
 def _checked_value(key: str, value: Any, expected: type, source: str) -> Any:
+    if expected is tuple and isinstance(value, list):  # TOML arrays: prune.block = [1, 4]
+        value = tuple(value)
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         try:
             value = float(value)

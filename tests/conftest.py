@@ -209,11 +209,12 @@ QUICK_MODULES = frozenset(
         "test_metrics.py",
         "test_report_cli.py",
         "test_runtime_tables.py",
+        "test_sparse_format.py",
         "test_targets.py",
         "test_tflite_file.py",
     }
 )
-DEVICE_MODULES = frozenset({"test_device.py"})
+DEVICE_MODULES = frozenset({"test_device.py", "test_sparse_kernels.py"})
 
 
 def pytest_ignore_collect(collection_path, config):

@@ -342,7 +342,8 @@ def test_every_schedule_reaches_the_sparsity_and_its_config_rebuilds_it(inputs_d
     base = load_config(inputs_dir / "tiny.toml")
     for p in report["points"]:
         assert p["measured_sparsity"] == pytest.approx(0.8, abs=0.03)
-        assert p["artifact"] == "int8-sparse"  # at 80% the TFLM sparse encoding is smaller
+        # at 80% zeros a sparse form is smaller: TFLM's DECODE encoding or the sparse kernels
+        assert p["artifact"] in ("int8-sparse", "int8-pruned")
         toml = tmp_path / f"{p['schedule']}.toml"
         toml.write_text(config_toml(PointSpec(0.0, 0.8, 0, p["schedule"]).config(base)))
         outcome = build_model(

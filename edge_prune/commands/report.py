@@ -113,6 +113,18 @@ def register(subparsers) -> None:
     parser.set_defaults(run=run)
 
 
+def _check_sparse_ops(model) -> None:
+    """A malformed sparse operator (edge-prune's sparse kernels) is exit 2, never a crash."""
+    from pathlib import Path
+
+    from edge_prune.measurement.sparse import native
+    from edge_prune.measurement.sparse.rewrite import verify
+
+    data = Path(model).read_bytes()
+    if native.uses_sparse_ops(data):
+        verify(data, str(model))
+
+
 def run(args) -> int:
     from edge_prune.errors import ConfigError
     from edge_prune.measurement.codecs.verify import check_decode
@@ -141,6 +153,7 @@ def run(args) -> int:
         check_baseline_covers(baseline, [t.name for t in targets])
     read_model(args.model)  # an unreadable flatbuffer is refused before its DECODE data
     decode = check_decode(args.model)
+    _check_sparse_ops(args.model)
     footprint = measure(args.model, timeout_s=_number(args.timeout, "--timeout"))
     verdicts = tuple(verdict_for(_for_kernels(args.model, footprint, t), t) for t in targets)
     report = Report(

@@ -62,6 +62,11 @@ _NO_CUSTOM_REGISTRATION = "Failed to get registration from op code CUSTOM"
 # The custom ops tflite_micro's host interpreter registers (python_ops_resolver.cc: AddDecode;
 # its AddEthosU registers nothing in a build without an Ethos-U driver).
 HOST_CUSTOM_OPS = ("TFLM_DECODE",)
+# Custom ops of shared libraries the parent asked for (request "custom_libraries": path, the
+# registerer's name and its ops), loaded with RTLD_GLOBAL so that the interpreter's dlsym finds
+# the registerer (python/tflite_micro/interpreter_wrapper.cc, AddCustomOpRegistererByName).
+_REGISTERERS: list[str] = []
+_LIBRARY_OPS: list[str] = []
 # MicroInterpreterGraph::PrepareSubgraphs (tensorflow/lite/micro/micro_interpreter_graph.cc):
 # "Node DEQUANTIZE (number 0f) failed to prepare with status 1"
 _PREPARE_FAILED = re.compile(r"Node (\S+) \(number (\d+)f?\) failed to prepare")
@@ -211,7 +216,7 @@ def _unregistered_custom_op(model: bytes) -> str:
             ):
                 continue
             name = (code.CustomCode() or b"").decode("utf-8", "replace")
-            if name not in HOST_CUSTOM_OPS:
+            if name not in HOST_CUSTOM_OPS and name not in _LIBRARY_OPS:
                 return f"CUSTOM:{name}"
     return "CUSTOM:"
 
@@ -221,6 +226,10 @@ def _make_interpreter(model: bytes, arena_bytes: int, log: _Log):
 
     log.new_text()
     try:
+        if _REGISTERERS:
+            return runtime.Interpreter.from_bytes(
+                model, arena_size=arena_bytes, custom_op_registerers=list(_REGISTERERS)
+            )
         return runtime.Interpreter.from_bytes(model, arena_size=arena_bytes)
     except RuntimeError as e:
         failure = _classify_failure(log.new_text() + f"\n{e}", model)
@@ -424,6 +433,14 @@ def _input_problem(x, shape: list[int], dtype) -> str | None:
     return None
 
 
+def _load_libraries(libraries: list[dict]) -> None:
+    for library in libraries:
+        _stage(f"load {library['path']}")
+        ctypes.CDLL(library["path"], mode=ctypes.RTLD_GLOBAL)
+        _REGISTERERS.append(library["registerer"])
+        _LIBRARY_OPS.extend(library["ops"])
+
+
 def main(argv: list[str]) -> int:
     job = Path(argv[1])
     _die_with_parent(job, int(argv[2]) if len(argv) > 2 else os.getppid())
@@ -437,6 +454,7 @@ def main(argv: list[str]) -> int:
     _stage("import tflite_micro")
     from tflite_micro.python.tflite_micro import runtime  # noqa: F401
 
+    _load_libraries(request.get("custom_libraries", []))
     try:
         if request.get("probe_only"):
             result = probe(model, int(request["arena_bytes"]), log)

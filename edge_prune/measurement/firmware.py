@@ -8,7 +8,10 @@ report:
   quantization (scale, zero point) as constants;
 - ``model_ops.h``: a ``MicroMutableOpResolver`` sized for the model and a function that
   registers exactly the kernels it uses (``AddDecode()`` for compressed models);
-- ``FIRMWARE.md``: the few lines that run the model with these files.
+- ``FIRMWARE.md``: the few lines that run the model with these files;
+- for a model with edge-prune's sparse operators (``EDGE_PRUNE_SPARSE_FC`` / ``_CONV``), the
+  kernels' C++ sources (``edge_prune_sparse*.cc/.h``), which ``model_ops.h`` registers with
+  ``AddCustom``.
 
 Every C/C++ name starts with the model's identifier, so two models link into one firmware.
 Reads the flatbuffer only (:func:`edge_prune.measurement.tflite_file.read_model`); no TensorFlow.
@@ -30,6 +33,7 @@ from edge_prune.errors import ConfigError, UnsupportedModelError
 from edge_prune.measurement.op_resolver import HEADER as RESOLVER_HEADER
 from edge_prune.measurement.op_resolver import firmware_methods
 from edge_prune.measurement.op_resolver import load as load_resolver_table
+from edge_prune.measurement.sparse import native as sparse_native
 from edge_prune.measurement.tflite_file import ModelInfo, TensorInfo, load_bytes, read_model
 
 DATA_HEADER = "model_data.h"
@@ -67,6 +71,12 @@ def verdict_arena_note(verdict) -> str:
 # name and custom ops as "CUSTOM:<custom code>" (AddDecode registers TFLM_DECODE, the custom op that
 # LUT-, pruning- and Huffman-compressed models use; the Signal library's ops are custom ops too).
 TFLM_ADD_METHODS: dict[str, str] = firmware_methods()
+# edge-prune's own kernels, registered with AddCustom (edge_prune_sparse_ops.h).
+SPARSE_OPS: dict[str, str] = {
+    "CUSTOM:EDGE_PRUNE_SPARSE_FC": "edge_prune::Register_EDGE_PRUNE_SPARSE_FC",
+    "CUSTOM:EDGE_PRUNE_SPARSE_CONV": "edge_prune::Register_EDGE_PRUNE_SPARSE_CONV",
+}
+SPARSE_SOURCES = (*sparse_native.HEADERS, *sparse_native.SOURCES)
 RESOLVER_SOURCE = f"tflite-micro {load_resolver_table().tflm_commit}, {RESOLVER_HEADER}"
 
 # TensorType names of the flatbuffer schema -> TfLiteType enumerators
@@ -226,8 +236,8 @@ def firmware_sources(
         raise ConfigError(f"arena_bytes: got {arena_bytes!r}, expected a byte count >= 0 or None")
     info = read_model(tflite_bytes)
     prefix = c_identifier(model_name)
-    registered = tuple(op for op in info.op_types if op in TFLM_ADD_METHODS)
-    unsupported = tuple(op for op in info.op_types if op not in TFLM_ADD_METHODS)
+    registered = tuple(op for op in info.op_types if op in TFLM_ADD_METHODS or op in SPARSE_OPS)
+    unsupported = tuple(op for op in info.op_types if op not in registered)
     arena = None if arena_bytes is None else _round_up(arena_bytes, TFLM_ALIGNMENT_BYTES)
     names = _Names(prefix)
     files = {
@@ -236,6 +246,8 @@ def firmware_sources(
         OPS_HEADER: _ops_header(model_name, names, registered, unsupported),
         GUIDE: _guide(model_name, names, info, registered, unsupported, arena, arena_note),
     }
+    if any(op in SPARSE_OPS for op in registered):
+        files |= {f: (sparse_native.KERNELS_DIR / f).read_text() for f in SPARSE_SOURCES}
     return FirmwareSources(
         model_name=model_name,
         prefix=prefix,
@@ -454,6 +466,13 @@ def _ops_header(
         '#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"',
         "",
     ]
+    if any(op in SPARSE_OPS for op in registered):
+        lines += [
+            "// edge-prune's sparse kernels: compile edge_prune_sparse.cc and",
+            "// edge_prune_sparse_ops.cc (beside this file) with the application.",
+            '#include "edge_prune_sparse_ops.h"',
+            "",
+        ]
     if unsupported:
         lines += [
             "// NOT REGISTERED, TFLM has no kernel method for: " + ", ".join(unsupported) + ".",
@@ -478,11 +497,17 @@ def _ops_header(
     ]
     for op in registered:
         lines.append(
-            f"  if ((status = resolver.{TFLM_ADD_METHODS[op]}()) != kTfLiteOk) return status;"
-            f"  // {_comment(op)}"
+            f"  if ((status = {_add_call(op)}) != kTfLiteOk) return status;  // {_comment(op)}"
         )
     lines += ["  return status;", "}", "", f"#endif  // {guard}"]
     return "\n".join(lines) + "\n"
+
+
+def _add_call(op: str) -> str:
+    if op in SPARSE_OPS:
+        name = op.removeprefix("CUSTOM:")
+        return f'resolver.AddCustom("{name}", {SPARSE_OPS[op]}())'
+    return f"resolver.{TFLM_ADD_METHODS[op]}()"
 
 
 def _conditional_lines(registered: tuple[str, ...]) -> list[str]:
@@ -490,6 +515,8 @@ def _conditional_lines(registered: tuple[str, ...]) -> list[str]:
     methods = load_resolver_table().by_op()
     lines = []
     for op in registered:
+        if op in SPARSE_OPS:
+            continue
         if methods[op].registers_only_if:
             lines += _wrap_comment(
                 f"{methods[op].method}() registers {op} only when "
@@ -550,6 +577,16 @@ def _guide(
             "3673, 2026-08; the pruning and Huffman decoders came with PRs 3162 and 3188); "
             "with an older one the model fails at start-up on \"Didn't find op for custom "
             "opcode 'TFLM_DECODE'\". The decoded tensors live in the arena (counted above).",
+        ]
+    if any(op in SPARSE_OPS for op in registered):
+        lines += [
+            "",
+            "The model runs pruned layers with edge-prune's sparse kernels "
+            "(`EDGE_PRUNE_SPARSE_FC` / `EDGE_PRUNE_SPARSE_CONV`, registered by "
+            f"`{OPS_HEADER}` with `AddCustom`): compile `edge_prune_sparse.cc` and "
+            "`edge_prune_sparse_ops.cc` (written beside this file) with TFLM's include path "
+            "and flags. On cores with the DSP extension (M4, M7, M33, M55) they use SMLAD; "
+            "elsewhere portable C. Their weights are read in place from the flatbuffer.",
         ]
     if unsupported:
         lines += [

@@ -85,6 +85,8 @@ def _op_work(op) -> list[OpWork]:
             OpWork(_decode_key(int(op.inputs[2 * k + 1].buffer.data[0])), _count(out), _count(out))
             for k, out in enumerate(op.outputs)
         ]
+    if name in _SPARSE_OPS:
+        return [_sparse_work(name, op)]
     name = f"{name}:{_dtype(op)}{_int4_filter(op)}"
     output = max((_count(t) for t in op.outputs), default=0)
     if name.split(":")[0] in _MAC_OPS and len(op.inputs) > 1 and op.inputs[1] is not None:
@@ -104,6 +106,26 @@ def _op_work(op) -> list[OpWork]:
         return [OpWork(name, steps * weights, max((_count(t) for t in op.outputs), default=0))]
     inputs = max((_count(t) for t in op.inputs if t is not None), default=0)
     return [OpWork(name, max(output, inputs), output)]
+
+
+# edge-prune's sparse kernels. Their costs in data/tflm_instructions.json (cortex-m4+fp CMSIS-NN
+# default build, FC only) come from bench/sparse.py's per-layer QEMU counts (784x300 layer:
+# slope per stored weight over 50-95% zeros, intercept per output), not from
+# bench/instruction_costs.py, which does not calibrate them: keep them when regenerating.
+_SPARSE_OPS = ("EDGE_PRUNE_SPARSE_FC", "EDGE_PRUNE_SPARSE_CONV")
+
+
+def _sparse_work(name: str, op) -> OpWork:
+    """edge-prune's sparse kernels: the unit of work is a stored weight times the positions it
+    is applied at (batches, or output pixels); the key names the block size, whose kernels
+    differ in cost per weight (``EDGE_PRUNE_SPARSE_FC:int8:block4``)."""
+    values, index = op.inputs[1], op.inputs[2]
+    out = op.outputs[0]
+    channels = int(out.shape[-1]) if len(out.shape) else 1
+    outputs = _count(out)
+    entries = max(_count(index) - 6 * channels, 1)  # index: bias int32 + count uint16 + deltas
+    block = max(_count(values) // entries, 1)
+    return OpWork(f"{name}:int8:block{block}", _count(values) * (outputs // channels), outputs)
 
 
 def decoder_cost_key(codec_name: str) -> str:

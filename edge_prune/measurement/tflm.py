@@ -41,6 +41,7 @@ from edge_prune.data import DATA_DIR
 from edge_prune.errors import (
     ConfigError,
     DataError,
+    EdgePruneError,
     MissingOpError,
     ModelFileError,
     TFLMError,
@@ -535,6 +536,9 @@ def _run_child_in(
     """Run the child on ``job`` and return its checked result; ``stated_timeout_s`` is the
     limit the caller set, when ``timeout_s`` is only what is left of it."""
     (job / "model.tflite").write_bytes(data)
+    libraries = _custom_libraries(data, label)
+    if libraries:
+        request = request | {"custom_libraries": libraries}
     (job / "request.json").write_text(json.dumps(request))
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_PARENT, env.get("PYTHONPATH")]))
@@ -554,6 +558,35 @@ def _run_child_in(
         raise TFLMError(_crash_message(job, label, completed))
     result = json.loads((job / "result.json").read_text())
     return _checked(result, label)
+
+
+def _custom_libraries(data: bytes, label: str) -> list[dict]:
+    """The host library of edge-prune's sparse kernels when the model uses them (built once per
+    process; cached on disk by content digest)."""
+    from edge_prune.measurement.sparse import native
+
+    if not native.uses_sparse_ops(data):
+        return []
+    try:
+        path = _sparse_library()
+    except EdgePruneError as e:
+        raise MissingOpError(
+            f"{label}: uses edge-prune's sparse kernels ({', '.join(native.CUSTOM_OPS)}) and "
+            f"TFLM's host interpreter cannot load them: {e}",
+            native.CUSTOM_OPS[0],
+        ) from e
+    return [{"path": str(path), "registerer": native.REGISTERER, "ops": list(native.CUSTOM_OPS)}]
+
+
+@lru_cache(maxsize=4)
+def _sparse_library_for(tree: str | None) -> Path:
+    from edge_prune.measurement.sparse import native
+
+    return native.host_library(tree)
+
+
+def _sparse_library() -> Path:
+    return _sparse_library_for(os.environ.get("EDGE_PRUNE_TFLM"))
 
 
 def _checked(result: dict, label: str) -> dict:

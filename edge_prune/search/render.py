@@ -236,6 +236,8 @@ def _toml_value(value: object) -> str:
         return json.dumps(value)
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"cannot write {value!r} to TOML")
+    if isinstance(value, tuple | list):  # prune.block
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     return repr(value)
 
 

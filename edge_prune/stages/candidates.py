@@ -46,6 +46,10 @@ def convert_stage(state: BuildState, progress: Progress) -> BuildState:
     - ``int8``: pruned, int8, dense storage;
     - ``int8-sparse``: the same with TFLM-runnable sparse encodings (DECODE pruning bitmask or
       Huffman, chosen per tensor), which must give exactly the outputs of ``int8`` on TFLM;
+    - ``int8-pruned``: ``int8`` with each FULLY_CONNECTED / CONV_2D whose zeros pay run by
+      edge-prune's sparse kernels (custom ops reading the pruned weights in place, no decoded
+      copy), which must give exactly the outputs of ``int8`` on TFLM; absent when no layer
+      pays;
     - ``int8-densify``: TFLite's own sparse encoding (EXPERIMENTAL_SPARSITY): TFLM cannot run
       it (no DENSIFY kernel), kept for TFLite runtimes that can;
     - when clustered: ``int8-clustered`` (dense storage) and ``int8-clustered-compressed``
@@ -80,6 +84,7 @@ def convert_stage(state: BuildState, progress: Progress) -> BuildState:
             source=ArtifactName.INT8,
             codecs=("pruning", "huffman"),
         ),
+        *_sparse_kernel_artifacts(int8, config),
         Artifact(
             ArtifactName.INT8_DENSIFY,
             "model_densify_tflite_only.tflite",
@@ -96,6 +101,44 @@ def convert_stage(state: BuildState, progress: Progress) -> BuildState:
     state = replace(state, artifacts=(*kept, *artifacts), sizes=sizes)
     _note_densify_size(state, progress)
     return state
+
+
+def _sparse_kernel_artifacts(int8: bytes, config: PipelineConfig) -> list[Artifact]:
+    """``int8-pruned`` when at least one layer's zeros pay for the sparse kernel."""
+    from edge_prune.errors import EdgePruneError
+    from edge_prune.measurement.sparse import native
+    from edge_prune.measurement.sparse.rewrite import rewrite
+
+    rewritten = rewrite(int8, "int8")  # per layer: unstructured or 1x4 blocks, what pays
+    if not rewritten.sparse_layers:
+        return []
+    layers = ", ".join(
+        f"{layer.op} {'x'.join(map(str, layer.shape))} ({layer.zeros:.0%} zeros, "
+        f"{'unstructured' if layer.block == 1 else f'1x{layer.block} blocks'})"
+        for layer in rewritten.sparse_layers
+    )
+    artifact = _mcu_artifact(
+        ArtifactName.INT8_PRUNED,
+        "model_pruned.tflite",
+        rewritten.model,
+        f"pruned, int8, sparse kernels for {layers}",
+        ModelKey.PRUNED,
+    )
+    artifact = replace(artifact, source=ArtifactName.INT8)
+    try:
+        native.host_library()
+    except EdgePruneError as e:
+        note = (
+            "scored and arena-measured through int8 (its exact dense equivalent): TFLM's host "
+            f"interpreter cannot load the sparse kernels here ({e})"
+        )
+        artifact = replace(
+            artifact,
+            description=f"{artifact.description} [{note}]",
+            scored_as=ArtifactName.INT8,
+            scored_note=note,
+        )
+    return [artifact]
 
 
 def _clustered_artifacts(clustered, x, config: PipelineConfig) -> list[Artifact]:
@@ -241,7 +284,14 @@ def _check_artifacts(state: BuildState, progress: Progress) -> BuildState:
     predictions: dict[str, object] = {}
     checked = []
     for a in state.artifacts:
-        if a.check is None:
+        if a.check is None and a.scored_as is not None:
+            through = next(c for c in checked if c.name == a.scored_as)
+            result = replace(through.check, name=str(a.name), flash_bytes=len(a.tflite_bytes))
+            progress(f"  {a.name}: {a.scored_note}")
+            a = replace(a, check=result)
+            if result.runs_on_tflm:
+                a = replace(a, verdict=verdict_for(footprint_of(a), target))
+        elif a.check is None:
             if a.reference not in predictions:
                 predictions[a.reference] = state.models[a.reference].predict(
                     data.x_test, batch_size=256, verbose=0

@@ -53,6 +53,7 @@ class ArtifactName(StrEnum):
     FLOAT32_DENSE = "float32-dense"
     INT8 = "int8"
     INT8_SPARSE = "int8-sparse"  # TFLM DECODE encodings of INT8
+    INT8_PRUNED = "int8-pruned"  # INT8 with pruned FC/CONV on edge-prune's sparse kernels
     INT8_DENSIFY = "int8-densify"  # TFLite's sparse encoding: TFLM cannot run it
     INT8_CLUSTERED = "int8-clustered"
     INT8_CLUSTERED_COMPRESSED = "int8-clustered-compressed"
@@ -101,6 +102,10 @@ class Artifact:
     uncompressed: bytes | None = None  # the input of the compression (names still in it)
     tensor_names: dict[tuple[int, int], str] = field(default_factory=dict)  # before the diet
     time: TimeFigure | None = None  # instructions and time per inference on the run's target
+    # Scored and arena-measured through this artifact (its exact dense equivalent) because TFLM's
+    # host interpreter cannot run this one here; ``scored_note`` says why.
+    scored_as: ArtifactName | None = None
+    scored_note: str = ""
 
 
 @dataclass(frozen=True)

@@ -187,6 +187,7 @@ def polynomial_prune_stage(state: BuildState, progress: Progress) -> BuildState:
     wrapped = prune(
         state.base,
         schedule,
+        block=p.block,
         optimizer=keras.optimizers.Adam(p.learning_rate),
         loss=loss_for(state.base, data),
         metrics=metrics_for(data),

@@ -142,6 +142,7 @@ def prune(
     metrics: Sequence[str | keras.metrics.Metric] | None = None,
     log_dir: str | None = None,
     prune_depthwise: bool = False,
+    block: tuple[int, int] = (1, 1),
 ) -> PrunedModel:
     """Wrap ``model``'s prunable layers with tfmot's magnitude pruning; ``model`` is not changed.
 
@@ -154,6 +155,11 @@ def prune(
     all its kernels: a :class:`SparsityHeldBackWarning` gives both numbers.
     ``prune_depthwise=True`` prunes the depthwise kernels too, to the same schedule (not with an
     m-by-n schedule, which tfmot applies to Dense and Conv2D kernels only).
+
+    ``block=(1, k)`` prunes in blocks of k consecutive input channels of one output channel (the
+    TFLite filter's innermost axis, which the sparse kernels compute in blocks): tfmot's
+    ``block_size=(k, 1)`` on the Keras kernel ``[in, out]`` of Dense and 1x1 Conv2D layers
+    (tfmot pools blocks over 2-D kernels only; other layers stay unstructured).
 
     tfmot drops the optimizer. The wrapped model is compiled with ``optimizer``/``loss``/
     ``metrics`` when ``optimizer`` is given; otherwise, if ``model`` was compiled, with a fresh
@@ -173,6 +179,7 @@ def prune(
     excluded_names = _check_excluded_names(model, exclude_layers)
     excluded_types = _resolve_types(exclude_types)
     arguments = schedule.wrapper_arguments()
+    block_size = _block_size(block, schedule)
     clones: list[tuple[keras.layers.Layer, keras.layers.Layer]] = []
     pruned: list[str] = []
     unpruned: dict[str, str] = {}
@@ -192,7 +199,8 @@ def prune(
         clones.append((layer, copy))
         if reason is None:
             pruned.append(layer.name)
-            return pruning_wrapper.PruneLowMagnitude(copy, **arguments)
+            extra = {"block_size": block_size} if _takes_blocks(copy, block_size) else {}
+            return pruning_wrapper.PruneLowMagnitude(copy, **arguments, **extra)
         if layer.weights:
             unpruned[layer.name] = reason
         return copy
@@ -207,6 +215,29 @@ def prune(
     _warn_held_back(wrapped, model, unpruned, schedule)
     _compile_like(wrapped, model, optimizer, loss, metrics)
     return PrunedModel(wrapped, schedule, tuple(pruned), tuple(unpruned), log_dir)
+
+
+def _block_size(block, schedule: PruningSchedule) -> tuple[int, int]:
+    """tfmot's ``block_size`` on a Keras kernel ``[in, out]`` for TFLite blocks ``(1, k)``."""
+    if (
+        not isinstance(block, tuple | list)
+        or len(block) != 2
+        or block[0] != 1
+        or not isinstance(block[1], int)
+        or block[1] < 1
+    ):
+        raise ConfigError(f"block must be (1, k) with k >= 1, got {block!r}")
+    if block[1] > 1 and isinstance(schedule, MByNSparsity):
+        raise ConfigError("block pruning and an m-by-n schedule exclude each other")
+    return (block[1], 1)
+
+
+def _takes_blocks(layer: keras.layers.Layer, block_size: tuple[int, int]) -> bool:
+    if block_size == (1, 1):
+        return False
+    if isinstance(layer, keras.layers.Dense):
+        return True
+    return isinstance(layer, keras.layers.Conv2D) and tuple(layer.kernel_size) == (1, 1)
 
 
 def _copy_layer(layer: keras.layers.Layer) -> keras.layers.Layer:

@@ -49,6 +49,8 @@ from edge_prune.measurement.firmware import (
     DATA_SOURCE,
     GUIDE,
     OPS_HEADER,
+    SPARSE_OPS,
+    SPARSE_SOURCES,
     c_identifier,
     camel_prefix,
     firmware_sources,
@@ -131,6 +133,9 @@ class DeviceResult:
         same = self.host_tflm.same_commit(self.tflm_commit)
         return None if same is None else not same
 
+    # edge-prune's sparse kernels (edge_prune_sparse*.o), counted in runtime_flash_bytes
+    sparse_kernel_flash_bytes: int = 0
+
     @property
     def ok(self) -> bool:
         """Exit 0: fits, and (when it runs on QEMU) ran with outputs equal to the host's: byte
@@ -183,6 +188,7 @@ class DeviceResult:
             "flags": list(self.flags),
             "elf": self.elf,
             "compiled_objects": self.compiled_objects,
+            "sparse_kernel_flash_bytes": self.sparse_kernel_flash_bytes,
         }
 
 
@@ -224,17 +230,29 @@ def measure(
     chosen = _samples(source, data, samples)
     host = _host_outputs(source, chosen)
     space = Workspace(tree, config, toolchain, progress)
-    space.ensure_ops(source.info.op_types)
+    space.ensure_ops([op for op in source.info.op_types if op not in SPARSE_OPS])
     directory = space.directory / "models" / digest(source.data, *sorted(source.files.values()),
                                                     _samples_key(chosen))  # fmt: skip
     with build.config_lock(directory):  # one process per firmware directory
         elf = _build_firmware(space, directory, source, chosen, host.arena_bytes)
     baseline = space.baseline()
     groups = split_sections(elf.sections, baseline.sections, [DATA_SOURCE.replace(".cc", ".o")])
+    kernels = _sparse_kernel_sections(groups)
     totals = group_totals(groups)
     machine = config.machine
     run = _run_qemu(space, elf.elf, timeout_s) if machine else None
-    return _result(source, target, space, config, chosen, host, totals, run, elf)
+    result = _result(source, target, space, config, chosen, host, totals, run, elf)
+    return replace(result, sparse_kernel_flash_bytes=sum(s.flash_bytes for s in kernels))
+
+
+def _sparse_kernel_sections(groups: dict[str, list]) -> list:
+    """Move edge-prune's sparse kernels (compiled with the firmware) from the harness group to
+    the runtime: they are kernels the model needs, like TFLM's."""
+    prefixes = tuple(name.removesuffix(".cc") for name in SPARSE_SOURCES if name.endswith(".cc"))
+    kernels = [s for s in groups["harness"] if Path(s.object).stem in prefixes]
+    groups["harness"] = [s for s in groups["harness"] if s not in kernels]
+    groups["runtime"] += kernels
+    return kernels
 
 
 # --------------------------------------------------------------------------- the model
@@ -269,6 +287,7 @@ def _load_folder(path: Path, target: Target, config: DeviceConfig) -> _Model:
         )
     info = read_model(data)
     files = {n: (path / n).read_text() for n in names} if present else {}
+    files |= {n: (path / n).read_text() for n in SPARSE_SOURCES if (path / n).is_file()}
     name = _name_from_files(files) if present else "model"
     if not present:
         files = _generated(data, name, target, config)
@@ -470,7 +489,11 @@ def _build_firmware(space: Workspace, directory: Path, model: _Model, samples: S
     _write(directory / "device_glue.h", _glue(model, samples, space, host_arena))
     script = space.linker_script(directory)
     objects = [space.startup_object(directory)]
-    for name in (DATA_SOURCE, "firmware_md.cc"):
+    kernels = [name for name in SPARSE_SOURCES if name in model.files]
+    for name in kernels:
+        _write(directory / name, model.files[name])
+    compiled = [name for name in kernels if name.endswith(".cc")]
+    for name in (DATA_SOURCE, "firmware_md.cc", *compiled):
         objects.append(space.compile_cxx(directory / name, directory / name.replace(".cc", ".o"),
                                          [directory]))  # fmt: skip
     objects.append(space.compile_cxx(harness_file("device_main.cc"), directory / "main.o",

@@ -1,0 +1,127 @@
+"""The sparse kernels in the build: the int8-pruned candidate, firmware files, report checks,
+the prune.block config key and tfmot's block pruning."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import DATA_DIR
+from test_sparse_host import _corrupt_index, pruned_in_place
+
+from edge_prune.cli import main
+from edge_prune.config import ConfigError, PipelineConfig, config_from_dict
+from edge_prune.errors import ToolchainError
+from edge_prune.measurement.firmware import OPS_HEADER, firmware_sources
+from edge_prune.measurement.sparse import native
+from edge_prune.measurement.sparse.rewrite import rewrite
+from edge_prune.stages import candidates
+from edge_prune.stages.state import ArtifactName
+
+
+def _pruned_lenet(sparsity=0.9, block=1) -> bytes:
+    return pruned_in_place((DATA_DIR / "mlp_int8_lenet.tflite").read_bytes(), sparsity, block)
+
+
+def test_int8_pruned_candidate_reproduces_int8(monkeypatch):
+    monkeypatch.setattr(native, "host_library", lambda tree=None: "lib.so")
+    (artifact,) = candidates._sparse_kernel_artifacts(_pruned_lenet(), PipelineConfig())
+    assert artifact.name == ArtifactName.INT8_PRUNED == "int8-pruned"
+    assert artifact.source == ArtifactName.INT8  # TFLM outputs must equal int8's exactly
+    assert artifact.scored_as is None
+    assert "FULLY_CONNECTED 100x300" in artifact.description
+    assert b"EDGE_PRUNE_SPARSE_FC" in artifact.tflite_bytes
+
+
+def test_without_compiler_the_candidate_is_scored_through_int8(monkeypatch):
+    def missing(tree=None):
+        raise ToolchainError("g++ not found")
+
+    monkeypatch.setattr(native, "host_library", missing)
+    (artifact,) = candidates._sparse_kernel_artifacts(_pruned_lenet(), PipelineConfig())
+    assert artifact.scored_as == ArtifactName.INT8
+    assert "scored and arena-measured through int8" in artifact.description
+    assert "g++ not found" in artifact.scored_note
+
+
+def test_no_candidate_when_no_layer_pays():
+    dense = (DATA_DIR / "cnn_int8.tflite").read_bytes()
+    assert candidates._sparse_kernel_artifacts(dense, PipelineConfig()) == []
+
+
+def test_firmware_registers_and_ships_the_kernels():
+    sparse = rewrite(_pruned_lenet()).model
+    files = firmware_sources(sparse, "lenet", arena_bytes=5000).files
+    for name in (*native.HEADERS, *native.SOURCES):
+        assert files[name] == (native.KERNELS_DIR / name).read_text()
+    ops = files[OPS_HEADER]
+    assert '#include "edge_prune_sparse_ops.h"' in ops
+    assert (
+        'resolver.AddCustom("EDGE_PRUNE_SPARSE_FC", edge_prune::Register_EDGE_PRUNE_SPARSE_FC())'
+        in ops
+    )
+    assert "NOT REGISTERED" not in ops
+    assert "edge_prune_sparse_ops.cc" in files["FIRMWARE.md"]
+
+
+def test_dense_firmware_has_no_kernel_sources():
+    files = firmware_sources(_pruned_lenet(), "lenet", arena_bytes=5000).files
+    assert not any(name.startswith("edge_prune_sparse") for name in files)
+
+
+def test_report_refuses_a_malformed_sparse_model_with_exit_2(tmp_path, capsys):
+    bad = _corrupt_index(rewrite(_pruned_lenet()).model, 255)
+    path = tmp_path / "bad.tflite"
+    path.write_bytes(bad)
+    assert main(["report", str(path), "--target", "cortex-m4"]) == 2
+    err = capsys.readouterr().err
+    assert "bad.tflite" in err and "EDGE_PRUNE_SPARSE_FC" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_prune_block_config_key():
+    assert PipelineConfig().prune.block == (1, 1)
+    assert config_from_dict({"prune": {"block": [1, 4]}}).prune.block == (1, 4)
+    with pytest.raises(ConfigError, match="prune.block"):
+        config_from_dict({"prune": {"block": [1, 2]}})
+    with pytest.raises(ConfigError, match="prune.block"):
+        config_from_dict({"prune": {"block": 4}})
+
+
+def test_tfmot_prunes_blocks_of_four_input_channels():
+    from edge_prune.training._tf import keras
+    from edge_prune.training.prune import prune, strip
+    from edge_prune.training.schedule import ConstantSparsity
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(8)])
+    wrapped = prune(model, ConstantSparsity(0.5, begin_step=0, frequency=1), block=(1, 4))
+    wrapped.model.compile("sgd", "mse")
+    x = np.random.default_rng(0).random((8, 16), dtype=np.float32)
+    wrapped.fit(x, np.zeros((8, 8)), epochs=1, verbose=0)
+    kernel = strip(wrapped).layers[-1].get_weights()[0]  # Keras [in, out]
+    blocks = kernel.T.reshape(8, 4, 4)  # TFLite [out, in/4, 4]
+    zero = np.all(blocks == 0, axis=2)
+    assert np.mean(zero) == pytest.approx(0.5, abs=0.1)
+    assert np.all(np.any(blocks != 0, axis=2) == ~zero)  # every block all zero or kept
+
+
+def test_runtime_flash_counts_the_sparse_kernels_once(monkeypatch):
+    from edge_prune.measurement import footprint, runtime_tables
+
+    table = runtime_tables.load_table("cortex-m4+fp", "cmsis-nn", "default")
+    ops = ["CUSTOM:EDGE_PRUNE_SPARSE_FC", "CUSTOM:EDGE_PRUNE_SPARSE_CONV", "RESHAPE"]
+    figure = footprint._table_runtime(table, ops)
+    tflm_only = table.runtime_bytes(["RESHAPE"])[0]
+    assert figure.total_bytes == tflm_only + footprint.SPARSE_KERNELS_BYTES
+    assert not figure.measured and "sparse kernels" in figure.bound_rule
+    assert figure.defaulted_ops == ()
+
+
+def test_instruction_estimate_covers_the_sparse_fc():
+    from edge_prune.measurement.instructions import estimate
+    from edge_prune.measurement.targets import load_target
+
+    sparse = rewrite(_pruned_lenet(0.9, 4), blocks=(4,)).model
+    result = estimate(sparse, load_target("cortex-m4"))
+    assert result.not_estimated == ()
+    assert set(result.per_key) == {"INVOKE", "EDGE_PRUNE_SPARSE_FC:int8:block4"}

@@ -130,7 +130,7 @@ def run(args) -> int:
     if baseline and args.fail_on_growth is not None and not args.allow_missing_baseline:
         check_baseline_covers(baseline, [t.name for t in targets])
     read_model(args.model)  # an unreadable flatbuffer is refused before its DECODE data
-    decode = check_decode(args.model)
+    decode = check_decode(args.model, timeout_s=_number(args.timeout, "--timeout"))
     footprint = measure(args.model, timeout_s=_number(args.timeout, "--timeout"))
     report = Report(
         decode=decode,

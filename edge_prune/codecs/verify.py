@@ -86,8 +86,9 @@ class DecodeCheck:
         return (
             f"DECODE: the values of {len(self.tensors)} decoded tensor(s) and the TFLM outputs "
             f"were not compared with uncompressed weights (no uncompressed source beside the "
-            f"model); checked: {_CHECKED}. A well-formed model with other weights or "
-            "activation scales would not be noticed"
+            f"model); checked: {_CHECKED}. A well-formed model with other weights, "
+            "activation scales or filter scales without a bias to check them against would "
+            "not be noticed"
         )
 
     @property
@@ -401,7 +402,55 @@ def _reference(
                 f"{label}: DECODE output {d.label} ({d.codec}) {problem} the uncompressed "
                 f"source {sibling.name} beside it"
             )
+    problem = _structure_difference(model, other, raw, decoded)
+    if problem:
+        raise ModelFileError(
+            f"{label}: {problem} in its uncompressed source {sibling.name} beside it: the model "
+            "around the DECODE operators was changed"
+        )
     return sibling, other_data
+
+
+def _structure_difference(model, source, raw: dict, decoded: list[_Decoded]) -> str | None:
+    """Where ``model`` is not ``source`` with DECODE operators inserted: a raw constant, a
+    tensor's type, shape or quantization, or an operator's tensors or place (readers of a
+    decoded tensor mapped to the tensor's index in the source); None: nowhere."""
+    encoded = {d.key for d in decoded}
+    decoded_as = {(d.key[0], d.output.index): d.key[1] for d in decoded}
+    for sg_index, (mine, theirs) in enumerate(zip(model.subgraphs, source.subgraphs, strict=True)):
+        for tensor in mine.tensors[: len(theirs.tensors)]:
+            if (sg_index, tensor.index) in encoded:
+                continue
+            other = theirs.tensors[tensor.index]
+            label = _tensor_label(sg_index, tensor.index, tensor.name)
+            if (sg_index, tensor.index) in raw and (
+                other.buffer is None or bytes(other.buffer.data) != raw[(sg_index, tensor.index)]
+            ):
+                return f"constant {label} differs from tensor #{tensor.index}"
+            if (
+                tuple(tensor.shape) != tuple(other.shape)
+                or int(tensor.dtype) != int(other.dtype)
+                or not _same_quantization(tensor.quantization, other.quantization)
+            ):
+                return f"{label} has another type, shape or quantization than tensor #{other.index}"
+
+        def mapped(tensors, sg=sg_index):
+            return tuple(
+                -1 if t is None else decoded_as.get((sg, t.index), t.index) for t in tensors
+            )
+
+        ops = [op for op in mine.operators if op.custom_code != _tflm.DECODE_OP]
+        for position, (op, other) in enumerate(zip(ops, theirs.operators, strict=False)):
+            if (
+                _op_name(op) != _op_name(other)
+                or mapped(op.inputs) != mapped(other.inputs, -1)
+                or mapped(op.outputs) != mapped(other.outputs, -1)
+            ):
+                return (
+                    f"operator {position} (DECODE aside; {_op_name(op)}) has other tensors or "
+                    f"another place than operator {position} ({_op_name(other)})"
+                )
+    return None
 
 
 def _signature(model) -> tuple:

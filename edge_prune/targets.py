@@ -184,7 +184,7 @@ def load_all_targets(directory: str | Path | None = None) -> list[Target]:
 def _resolve(name_or_path: str, directory: str | Path | None) -> Path:
     as_path = Path(name_or_path)
     if name_or_path.endswith(".toml") or os.sep in name_or_path or "/" in name_or_path:
-        if not as_path.is_file():
+        if not as_path.exists():  # a FIFO or a device exists: refused unread by _read_toml
             raise TargetNotFoundError(f"{as_path}: target file not found")
         return as_path
     folder = targets_dir(directory)

@@ -52,6 +52,7 @@ from edge_prune.tflite_file import ModelInfo, read_model
 
 HELDOUT_FILE = "heldout.npz"
 DEFAULT_SAMPLES = 8
+MAX_SAMPLES = 1024  # linked into the firmware with the model: a bound on its flash
 QEMU_TIMEOUT_S = 300.0
 CALIBRATION_INSTRUCTIONS = 2_000_002  # the harness loop: ldr + 1,000,000 x (subs, bne) + 1
 _FLOAT_INPUT_TYPES = ("INT8", "FLOAT32")
@@ -217,26 +218,38 @@ def measure(
 
 
 def _load_model(path: Path, arena_margin_bytes: int = 0) -> _Model:
+    """A build directory (its model.tflite and firmware files; files it lacks are generated
+    from the model) or a bare ``.tflite``. Only regular files are read."""
     if path.is_dir():
         tflite = path / "model.tflite"
-        if not tflite.is_file():
-            raise ModelFileError(f"{path}: a build directory holds model.tflite; none found")
-        data = tflite.read_bytes()
+        data = _read_file(tflite, "a build directory holds model.tflite; none found")
         info = read_model(data)
-        present = all((path / name).is_file() for name in (DATA_HEADER, DATA_SOURCE, OPS_HEADER,
-                                                            GUIDE))  # fmt: skip
-        files = {n: (path / n).read_text() for n in (DATA_HEADER, DATA_SOURCE, OPS_HEADER, GUIDE)}
-        name = _name_from_files(files) if present else tflite.stem
-        if not present:
+        names = (DATA_HEADER, DATA_SOURCE, OPS_HEADER, GUIDE)
+        present = [n for n in names if (path / n).exists() or (path / n).is_symlink()]
+        if len(present) == len(names):
+            files = {n: _read_file(path / n).decode("utf-8", errors="replace") for n in names}
+            name = _name_from_files(files)
+        else:
+            name = tflite.stem
             files = _generated(data, name, arena_margin_bytes)
-        heldout = path / HELDOUT_FILE
-        return _Model(tflite, data, info, name, files, heldout if heldout.is_file() else None)
-    if not path.is_file():
-        raise ModelFileError(f"{path}: no such file or build directory")
-    data = path.read_bytes()
+        heldout = path / HELDOUT_FILE  # read (regular files only) when the samples are chosen
+        present = heldout.exists() or heldout.is_symlink()
+        return _Model(tflite, data, info, name, files, heldout if present else None)
+    data = _read_file(path, "no such file or build directory")
     info = read_model(data)
     generated = _generated(data, path.stem, arena_margin_bytes)
     return _Model(path, data, info, path.stem, generated, None)
+
+
+def _read_file(path: Path, missing: str = "no such file") -> bytes:
+    from edge_prune.input_files import MAX_MODEL_BYTES, read_input
+
+    try:
+        return read_input(path, limit=MAX_MODEL_BYTES, error=ModelFileError)
+    except FileNotFoundError:
+        raise ModelFileError(f"{path}: {missing}") from None
+    except IsADirectoryError:
+        raise ModelFileError(f"{path}: a directory; expected a file") from None
 
 
 def _name_from_files(files: dict[str, str]) -> str:
@@ -267,8 +280,8 @@ def firmware_code(guide: str) -> str:
 
 
 def _samples(model: _Model, data: str | Path | None, count: int) -> Samples:
-    if count < 1:
-        raise DataError(f"--samples: expected at least 1, got {count}")
+    if not 1 <= count <= MAX_SAMPLES:
+        raise DataError(f"--samples: expected 1 to {MAX_SAMPLES}, got {count}")
     inputs = model.info.input_tensors
     float_mode = len(inputs) == 1 and inputs[0].dtype in _FLOAT_INPUT_TYPES
     if data is not None or model.heldout is not None:
@@ -300,16 +313,36 @@ def _samples(model: _Model, data: str | Path | None, count: int) -> Samples:
 
 
 def _read_x(path: Path) -> np.ndarray:
+    """``x_test`` (or ``x``) of an .npz: at least one sample of finite real numbers."""
+    import io
+    import zipfile
+
+    from edge_prune.input_files import MAX_MODEL_BYTES, read_input
+
     try:
-        with np.load(path) as f:
+        raw = read_input(path, limit=MAX_MODEL_BYTES, error=DataError)
+    except (FileNotFoundError, IsADirectoryError) as e:
+        raise DataError(f"{path}: {e.strerror}; expected an .npz with x_test (or x)") from None
+    try:
+        loaded = np.load(io.BytesIO(raw), allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise DataError(f"{path}: a single array (.npy); expected an .npz with x_test (or x)")
+        with loaded as f:
             key = "x_test" if "x_test" in f.files else "x" if "x" in f.files else None
             if key is None:
                 raise DataError(f"{path}: expected an array x_test (or x); found {f.files}")
             x = np.asarray(f[key])
-    except (OSError, ValueError) as e:
-        raise DataError(f"{path}: not a readable .npz ({e})") from None
-    if len(x) == 0 or not np.issubdtype(x.dtype, np.number) or not np.isfinite(x).all():
-        raise DataError(f"{path}: {key} must hold at least one sample of finite numbers")
+    except DataError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise DataError(f"{path}: not a readable .npz ({type(e).__name__}: {e})") from None
+    except MemoryError as e:
+        raise DataError(f"{path}: an array is too large to load ({e})") from None
+    if x.ndim < 1 or len(x) == 0 or x.dtype.kind not in "fiub" or not np.isfinite(x).all():
+        raise DataError(
+            f"{path}: {key} must hold at least one sample of finite real numbers "
+            f"(got dtype {x.dtype}, shape {x.shape})"
+        )
     return x
 
 

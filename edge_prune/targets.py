@@ -186,6 +186,8 @@ def _resolve(name_or_path: str, directory: str | Path | None) -> Path:
     if name_or_path.endswith(".toml") or os.sep in name_or_path or "/" in name_or_path:
         if not as_path.exists():  # a FIFO or a device exists: refused unread by _read_toml
             raise TargetNotFoundError(f"{as_path}: target file not found")
+        if as_path.is_dir():
+            raise TargetNotFoundError(f"{as_path}: target file not found (a directory)")
         return as_path
     folder = targets_dir(directory)
     candidate = folder / f"{name_or_path}.toml"

@@ -193,3 +193,51 @@ def test_densify_does_not_run_on_tflm_as_a_verdict_in_device_as_in_report(
     _, err = capsys.readouterr()
     assert code == 1 and "DENSIFY" in err and "does not run on TFLM" in err
     assert main(["report", str(sparse_float_path), "--target", "cortex-m4"]) == 1
+
+
+# ------------------------------------------------------------------------- target files
+
+
+def _target(tmp_path: Path, change) -> Path:
+    text = (Path(__file__).resolve().parent.parent / "targets" / "cortex-m4.toml").read_text()
+    path = tmp_path / "board.toml"
+    path.write_text(change(text))
+    return path
+
+
+def _set(key: str, value: str):
+    import re
+
+    return lambda text: re.sub(rf"(?m)^{key} = .*$", f"{key} = {value}", text)
+
+
+def _append(text: str):
+    return lambda t: t + "\n" + text + "\n"
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda t: _set("reserved_flash_bytes", "0")(_set("flash_bytes", "0")(t)),
+         "'flash_bytes' is 0"),
+        (lambda t: _set("reserved_ram_bytes", "0")(_set("ram_bytes", "0")(t)), "'ram_bytes' is 0"),
+        (_set("SOFTMAX", "85\nSOFTMAXX = 1"), "'throughput.us_per_call.SOFTMAXX' is not a TFLite"),
+        (_set("CONV_2D", "0.19\nconv2d = 0.1"), "'throughput.macs_per_cycle.conv2d' is not a"),
+        (_append("[runtime]\nruntime_flash_bytes = 0"), "'runtime.runtime_flash_bytes' is 0"),
+        (_append("[runtime]\nframework_flash_bytes = 0"), "'runtime.framework_flash_bytes' is 0"),
+        (_append("[runtime.kernel_flash_bytes]\nCONV = 100"), "'runtime.kernel_flash_bytes.CONV'"),
+    ],
+)  # fmt: skip
+def test_target_files_with_zero_sizes_or_unknown_op_names_are_one_line_errors(
+    capsys, tmp_path, change, expected
+):
+    path = _target(tmp_path, change)
+    err = one_line_error(capsys, "report", MODEL, "--target", path)
+    assert str(path) in err and expected in err
+
+
+def test_custom_op_names_in_a_target_file_are_accepted(tmp_path):
+    from edge_prune.targets import load_target
+
+    path = _target(tmp_path, _append('[runtime.kernel_flash_bytes]\n"CUSTOM:TFLM_DECODE" = 8660'))
+    assert load_target(path).runtime.kernel_flash_bytes == {"CUSTOM:TFLM_DECODE": 8660}

@@ -102,6 +102,25 @@ def test_a_fifo_or_a_device_given_as_a_target_file_is_refused(capsys, tmp_path):
     assert "/dev/zero" in err and "character device" in err
 
 
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_a_fifo_given_as_training_data_a_keras_model_or_a_point_record_is_refused(tmp_path, suffix):
+    from edge_prune.data import load_npz
+    from edge_prune.errors import UnsupportedModelError
+    from edge_prune.model_io import describe_saved_model
+    from edge_prune.search_cache import BadCacheEntry, read_point_entry
+
+    with time_limit():
+        with pytest.raises(DataError, match="FIFO"):
+            load_npz(fifo(tmp_path / "data.npz"))
+        with pytest.raises(UnsupportedModelError, match="FIFO"):
+            describe_saved_model(fifo(tmp_path / f"model{suffix}"))
+        point = tmp_path / "point"
+        point.mkdir()
+        fifo(point / "point.json")
+        with pytest.raises(BadCacheEntry, match="FIFO"):
+            read_point_entry(point, "k", need_files=False)
+
+
 # ------------------------------------------------------------------------ device --data
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -420,3 +421,49 @@ def test_int8_outputs_must_be_equal_byte_for_byte():
     off[2] += 1
     equal, close, diff = _compared("cnn_int8.tflite", host, off.tobytes())
     assert (equal, close) == (False, False) and diff == pytest.approx(0.00390625)
+
+
+def _processes_naming(text: str) -> list[str]:
+    """Command lines of running processes that contain ``text``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in argv:
+            found.append(argv)
+    return found
+
+
+@needs_device
+def test_sigkill_of_device_during_a_cold_build_leaves_no_compiler_and_no_trusted_object(
+    tmp_path, monkeypatch
+):
+    """A cold build in a cache of its own: SIGKILL as soon as a compiler runs; within a second
+    no process writes into the cache, and every object left is either recorded or rebuilt."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cache = tmp_path / "cache"
+    env = dict(os.environ, EDGE_PRUNE_DEVICE_CACHE=str(cache))
+    argv = [sys.executable, "-m", "edge_prune.cli", "device", str(M0PLUS_MODEL), "--target",
+            "cortex-m0plus"]  # fmt: skip
+    cli = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not any(
+        "arm-none-eabi" in p for p in _processes_naming(str(cache / "tflm-"))
+    ):
+        time.sleep(0.05)
+    assert cli.poll() is None, "the build ended before a compiler was seen"
+    cli.send_signal(signal.SIGKILL)
+    cli.wait()
+    time.sleep(1.0)
+    assert _processes_naming(str(cache)) == []
+    for obj in cache.rglob("*.o"):  # a temporary (.tmp-<pid>-...) is never taken for one
+        if ".tmp-" not in obj.name:
+            assert obj.with_suffix(".cmd").is_file(), f"{obj} kept without its record"

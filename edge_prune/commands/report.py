@@ -21,9 +21,10 @@ exit codes:
   1  it does not fit a target, or TFLM cannot run it (missing op, an op that fails to prepare,
      an abort or crash of the interpreter, --timeout), or its flatbuffer, runtime code or
      arena grew more than --fail-on-growth: the full report says why, in every --format
-  2  unreadable input (missing file, not a TFLite flatbuffer, truncated or corrupted, an
-     impossible DECODE layout or encoded weights that differ from the uncompressed model
-     beside it) or bad arguments (unknown target, bad target file, bad --timeout, bad
+  2  unreadable input (missing file, a FIFO or device, not a TFLite flatbuffer, truncated or
+     corrupted, an impossible DECODE layout, a DECODE operator after a reader of its output,
+     decoded quantization that contradicts the bias, or weights, tensors, operators or TFLM
+     outputs that differ from the uncompressed model beside it) or bad arguments (unknown target, bad target file, bad --timeout, bad
      --baseline, a baseline with nothing to compare for a target asked): one line
 With $GITHUB_STEP_SUMMARY set, the markdown report is appended to that file too.
 """

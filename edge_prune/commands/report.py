@@ -24,8 +24,9 @@ exit codes:
   2  unreadable input (missing file, a FIFO or device, not a TFLite flatbuffer, truncated or
      corrupted, an impossible DECODE layout, a DECODE operator after a reader of its output,
      decoded quantization that contradicts the bias, or weights, tensors, operators or TFLM
-     outputs that differ from the uncompressed model beside it) or bad arguments (unknown target, bad target file, bad --timeout, bad
-     --baseline, a baseline with nothing to compare for a target asked): one line
+     outputs that differ from the uncompressed model beside it) or bad arguments (unknown
+     target, bad target file, bad --timeout, bad --baseline, a baseline with nothing to
+     compare for a target asked): one line
 With $GITHUB_STEP_SUMMARY set, the markdown report is appended to that file too.
 """
 

@@ -548,7 +548,7 @@ def run_surface_case(case: SurfaceCase, case_timeout: float) -> Outcome:
 
 
 def surface_lines(results) -> list[str]:
-    lines = [f"  {'surface':<13}{'variant':<18}{'cases':>6}{'exit 0/1':>9}{'clean errors':>13}"
+    lines = [f"  {'surface':<13}{'variant':<28}{'cases':>6}{'exit 0/1':>9}{'clean errors':>13}"
              f"{'crashes':>8}{'hangs':>6}"]  # fmt: skip
     groups: dict[tuple[str, str], Counter] = {}
     for case, outcome in results:
@@ -558,7 +558,7 @@ def surface_lines(results) -> list[str]:
                                           SURFACES else 9, k[1] == "all", k[1]))  # fmt: skip
     for surface, variant in order:
         c = groups[(surface, variant)]
-        lines.append(f"  {surface:<13}{variant:<18}{sum(c.values()):>6}{c['report']:>9}"
+        lines.append(f"  {surface:<13}{variant:<28}{sum(c.values()):>6}{c['report']:>9}"
                      f"{c['clean error']:>13}{c['crash']:>8}{c['hang']:>6}")  # fmt: skip
     return lines
 

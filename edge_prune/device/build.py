@@ -11,8 +11,9 @@ Only what an op set needs is compiled: the framework (every non-kernel object bu
 helpers), each op's kernel source (the file defining its ``Register_*`` function, found from
 ``micro_mutable_op_resolver.h``) and the kernel sources its includes name; the linker names the
 rest (undefined symbols, see :mod:`edge_prune.device.link`). An object is reused while its
-compile command is unchanged and every file it was compiled from (the source and each header
-in the compiler's ``-MD`` dependency list) has the SHA-256 digest recorded when it was built:
+compile command is unchanged (``.cmd``, as before) and every file it was compiled from (the
+source and each header in the compiler's ``-MD`` dependency list) has the SHA-256 digest
+recorded when it was built (``.inputs``):
 the cache is keyed by content, so a tree patched in place, or another tree that names the same
 commit, never reuses objects of other sources. A compiler writes into a temporary file that
 is renamed into place, and the record is written after it, so an object a killed build left
@@ -347,23 +348,20 @@ def _record_built(directory: Path, sources: list[str]) -> None:
         write_atomic(path, json.dumps(sorted(known | set(sources)), indent=0))
 
 
-_STAMP_VERSION = 2
-
-
 def _up_to_date(tree: TflmTree, command: CompileCommand) -> bool:
-    """The object exists, was built by this command and from files with the same content."""
+    """The object exists, was built by this command (``.cmd``: its argv) and from files with
+    the same content (``.inputs``: the SHA-256 of each)."""
     obj = Path(command.object)
     try:
-        stamp = json.loads(obj.with_suffix(".cmd").read_text())
-        if not obj.is_file() or stamp.get("version") != _STAMP_VERSION:
+        if not obj.is_file() or obj.with_suffix(".cmd").read_text() != "\0".join(command.argv):
             return False
-        if stamp.get("argv") != list(command.argv):
-            return False
-        inputs = stamp["inputs"]
-        return bool(inputs) and all(
-            _digest(tree.path / name) == digest for name, digest in inputs.items()
+        inputs = json.loads(obj.with_suffix(".inputs").read_text())
+        return (
+            isinstance(inputs, dict)
+            and bool(inputs)
+            and all(_digest(tree.path / name) == digest for name, digest in inputs.items())
         )
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (OSError, ValueError, TypeError):
         return False
 
 
@@ -427,8 +425,8 @@ def _compile_one(tree: TflmTree, command: CompileCommand) -> str | None:
     finally:
         temporary.unlink(missing_ok=True)
         depfile.unlink(missing_ok=True)
-    record = {"version": _STAMP_VERSION, "argv": list(command.argv), "inputs": inputs}
-    write_atomic(stamp, json.dumps(record, indent=0))
+    write_atomic(obj.with_suffix(".inputs"), json.dumps(inputs, indent=0))
+    write_atomic(stamp, "\0".join(command.argv))  # last: the object is trusted from here on
     return None
 
 

@@ -219,6 +219,25 @@ def test_decode_model_alone_is_checked_for_graph_order_and_decoded_quantization(
     assert err.startswith(f"edge-prune: error: {alone}: ") and expected in err
 
 
+def test_an_operator_reading_the_encoded_bytes_instead_of_the_decoded_tensor_is_refused(
+    capsys, tmp_path, decode_dir
+):
+    from tflite_micro.tensorflow.lite.python import schema_py_generated as schema
+
+    (tmp_path / "source.tflite").write_bytes((decode_dir / "source.tflite").read_bytes())
+    model = schema.ModelT.InitFromPackedBuf((decode_dir / "huffman.tflite").read_bytes(), 0)
+    fuzz = _fuzz_decode()
+    decode_at, out = fuzz._decoded_outputs(model)[0]
+    ops = model.subgraphs[0].operators
+    encoded = int(ops[decode_at].inputs[0])
+    reader = ops[fuzz._readers(model, out)[0]]
+    reader.inputs = [encoded if int(t) == out else int(t) for t in reader.inputs]
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(_tflm.pack(model))
+    err = one_line_error(capsys, "report", bad, "--target", "cortex-m4")
+    assert "has other tensors or another place" in err and "source.tflite" in err
+
+
 def test_decode_model_alone_with_a_doubled_filter_scale_but_no_bias_says_so(
     capsys, tmp_path, decode_dir
 ):

@@ -435,8 +435,15 @@ def _structure_difference(model, source, raw: dict, decoded: list[_Decoded]) -> 
                 return f"{label} has another type, shape or quantization than tensor #{other.index}"
 
         def mapped(tensors, sg=sg_index):
+            """Indices as in the source: a decoded tensor is its encoded tensor's index; an
+            encoded tensor itself (read by another operator than DECODE) is no source tensor."""
             return tuple(
-                -1 if t is None else decoded_as.get((sg, t.index), t.index) for t in tensors
+                -1
+                if t is None
+                else ("encoded", t.index)
+                if (sg, t.index) in encoded
+                else decoded_as.get((sg, t.index), t.index)
+                for t in tensors
             )
 
         ops = [op for op in mine.operators if op.custom_code != _tflm.DECODE_OP]

@@ -17,6 +17,18 @@ data of one tensor only, by class:
   pruning values);
 - ``stream``: one byte of the encoded data (LUT indices, Huffman codes, pruning mask).
 
+Classes that leave the DECODE data alone and change the model around it (issue 30):
+
+- ``graph_order``: a DECODE operator moved right after the first operator that reads its
+  output, or that reader moved to the front;
+- ``quantization``: the decoded tensor's scales multiplied by 2 or 0.5, or its quantization
+  removed;
+- ``rewiring``: an operator reading one DECODE output made to read another one;
+- ``activation_scale``: the scale of an activation tensor (not constant) doubled;
+- ``raw_bit``: one bit of a raw (not DECODE) constant flipped;
+- ``graph_and_raw_bit``: one of the four graph classes above and a raw bit flipped as well
+  (which once stopped the uncompressed source from being recognised).
+
 Each mutant is written beside copies of the build's uncompressed models (as in a build
 directory) and given to ``edge-prune report FILE --target cortex-m4 --format json`` in its own
 process. For every mutant that exits 0 or 1, the mutant runs on TFLM over the held-out digits
@@ -64,6 +76,14 @@ CLASSES = (
     "encoded_length",
     "tables",
     "stream",
+)
+GRAPH_CLASSES = (
+    "graph_order",
+    "quantization",
+    "rewiring",
+    "activation_scale",
+    "raw_bit",
+    "graph_and_raw_bit",
 )
 
 
@@ -144,15 +164,108 @@ def mutate(data: bytes, mutation: str, rng: random.Random) -> bytes:
     return bytes(out)
 
 
-def make_mutants(seeds: dict, per_class: int, seed: int) -> list[Mutant]:
+# ----------------------------------------------------------------------- graph mutants
+
+
+def _schema():
+    from tflite_micro.tensorflow.lite.python import schema_py_generated as schema
+
+    return schema
+
+
+def _decode_ops(model) -> list[tuple[int, object]]:
+    codes = {i for i, c in enumerate(model.operatorCodes) if c.customCode == b"TFLM_DECODE"}
+    ops = model.subgraphs[0].operators
+    return [(i, op) for i, op in enumerate(ops) if op.opcodeIndex in codes]
+
+
+def _readers(model, tensor: int) -> list[int]:
+    ops = model.subgraphs[0].operators
+    return [i for i, op in enumerate(ops) if op.inputs is not None and tensor in list(op.inputs)]
+
+
+def _decoded_outputs(model) -> list[tuple[int, int]]:
+    """``(DECODE operator position, output tensor)`` of every DECODE output with a reader."""
+    return [
+        (i, int(t)) for i, op in _decode_ops(model) for t in op.outputs if _readers(model, int(t))
+    ]
+
+
+def _graph_mutation(model, mutation: str, rng: random.Random) -> None:
+    ops = model.subgraphs[0].operators
+    tensors = model.subgraphs[0].tensors
+    decode_at, out = rng.choice(_decoded_outputs(model))
+    reader = rng.choice(_readers(model, out))
+    if mutation == "graph_order":
+        if rng.random() < 0.5:  # the DECODE operator after its reader
+            ops.insert(reader, ops.pop(decode_at))
+        else:  # the reader first
+            ops.insert(0, ops.pop(reader))
+    elif mutation == "quantization":
+        q = tensors[out].quantization
+        if rng.random() < 0.3 or q is None or q.scale is None:
+            tensors[out].quantization = None
+        else:
+            q.scale = [float(v) * rng.choice((2.0, 0.5)) for v in q.scale]
+    elif mutation == "rewiring":
+        others = [t for _, t in _decoded_outputs(model) if t != out]
+        same = [t for t in others if list(tensors[t].shape) == list(tensors[out].shape)]
+        inputs = list(ops[reader].inputs)
+        inputs[inputs.index(out)] = rng.choice(same or others or [out])
+        ops[reader].inputs = inputs
+    elif mutation == "activation_scale":
+        constant = {i for i, t in enumerate(tensors) if _has_data(model, t)}
+        activations = [
+            i for i, t in enumerate(tensors)
+            if i not in constant and t.quantization is not None and t.quantization.scale is not None
+            and len(t.quantization.scale) == 1 and _readers(model, i)
+        ]  # fmt: skip
+        q = tensors[rng.choice(activations)].quantization
+        q.scale = [float(q.scale[0]) * 2.0]
+
+
+def _has_data(model, tensor) -> bool:
+    data = model.buffers[tensor.buffer].data
+    return data is not None and len(data) > 0
+
+
+def _flip_raw_bit(model, rng: random.Random) -> None:
+    decode_inputs = {int(t) for _, op in _decode_ops(model) for t in op.inputs}
+    tensors = model.subgraphs[0].tensors
+    raw = [
+        t for i, t in enumerate(tensors)
+        if i not in decode_inputs and _has_data(model, t)
+    ]  # fmt: skip
+    buffer = model.buffers[rng.choice(raw).buffer]
+    data = np.array(buffer.data, dtype=np.uint8)
+    data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+    buffer.data = data
+
+
+def graph_mutate(data: bytes, mutation: str, rng: random.Random) -> bytes:
+    from edge_prune.measurement.codecs import _tflm
+
+    model = _schema().ModelT.InitFromPackedBuf(data, 0)
+    if mutation == "graph_and_raw_bit":
+        _graph_mutation(model, rng.choice(GRAPH_CLASSES[:4]), rng)
+        _flip_raw_bit(model, rng)
+    elif mutation == "raw_bit":
+        _flip_raw_bit(model, rng)
+    else:
+        _graph_mutation(model, mutation, rng)
+    return _tflm.pack(model)
+
+
+def make_mutants(seeds: dict, per_class: int, seed: int, classes=CLASSES) -> list[Mutant]:
     mutants = []
     names = sorted(seeds)
-    for mutation in CLASSES:
+    for mutation in classes:
         for k in range(per_class):
             rng = random.Random(f"{seed}:{mutation}:{k}")
             name = names[k % len(names)]
             codec, data = seeds[name]
-            mutants.append(Mutant(len(mutants), name, codec, mutation, mutate(data, mutation, rng)))
+            change = graph_mutate if mutation in GRAPH_CLASSES else mutate
+            mutants.append(Mutant(len(mutants), name, codec, mutation, change(data, mutation, rng)))
     return mutants
 
 
@@ -238,7 +351,11 @@ def table_lines(mutants, endings) -> list[str]:
         groups.setdefault((m.mutation, m.codec), []).append(e)
         groups.setdefault((m.mutation, "all"), []).append(e)
         groups.setdefault(("all", "all"), []).append(e)
-    order = [(c, k) for c in (*CLASSES, "all") for k in ("lut", "huffman", "pruning", "all")]
+    order = [
+        (c, k)
+        for c in (*CLASSES, *GRAPH_CLASSES, "all")
+        for k in ("lut", "huffman", "pruning", "all")
+    ]
     for mutation, codec in order:
         group = groups.get((mutation, codec))
         if not group or (mutation == "all" and codec != "all"):
@@ -265,11 +382,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per mutant")
     parser.add_argument("--edge-prune-src", type=Path, help="run the CLI from this source tree")
     parser.add_argument("--json", type=Path, help="also write the endings as JSON here")
+    parser.add_argument(
+        "--classes",
+        default="all",
+        help="'data' (the DECODE data classes), 'graph' (the classes of issue 30), or 'all'",
+    )
     args = parser.parse_args(argv)
 
     seeds = seed_models(args.build)
     seeds_cache.update({name: data for name, (_, data) in seeds.items()})
-    mutants = make_mutants(seeds, args.per_class, args.seed)
+    classes = {"data": CLASSES, "graph": GRAPH_CLASSES}.get(args.classes, CLASSES + GRAPH_CLASSES)
+    mutants = make_mutants(seeds, args.per_class, args.seed, classes)
     workdir = Path(tempfile.mkdtemp(prefix="edge-prune-fuzz-decode-"))
     for name in REFERENCES:  # the uncompressed models beside the mutants, as in a build dir
         shutil.copy(args.build / name, workdir / name)

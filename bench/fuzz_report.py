@@ -16,6 +16,24 @@ killed with its TFLM child after ``--case-timeout`` seconds). A case ends as:
 - hang: the case did not end within ``--case-timeout``.
 
 The same seed gives the same cases (each case draws from its own ``Random(f"{seed}:{index}")``).
+
+``--surfaces N`` runs N hostile cases of each of three other surfaces instead (issue 30), each
+in its own process with the same judging; a password shown on stderr/stdout is a crash:
+
+- ``device_data``: ``edge-prune device cnn_int8.tflite --target cortex-m4 --data FILE`` with
+  broken .npz files (bytes flipped, cut, a .npy, 0-d, complex, strings, pickled objects, NaN,
+  wrong sample size, "PK" garbage) or a FIFO, /dev/zero, a directory, a symlink loop (none is
+  valid: the device build is never reached; the toolchain and ``$EDGE_PRUNE_TFLM`` are needed);
+- ``target_file``: ``edge-prune report MODEL --target FILE`` with cortex-m4.toml changed (a key
+  set to 0, -1, a float, a string, a huge integer, a table; a key removed; op names made up in
+  ``[throughput.*]``/``[runtime.kernel_flash_bytes]``; a zero ``[runtime]``; bytes flipped or
+  cut; not UTF-8) or a FIFO, /dev/zero, a directory, a symlink loop;
+- ``storage_url``: ``edge-prune search --storage URL`` with URLs that name no usable study
+  (empty, ``sqlite:///`` without a file, a FIFO or a directory as SQLite file, unreachable
+  servers with passwords in the user info or the query, unknown schemes, garbage).
+
+``--edge-prune-src DIR`` runs the CLI from another source tree (e.g. an export of an older
+commit): the before/after tables of ``bench/results/``.
 Cases that crash or hang are written to ``--keep`` (default: a temporary directory that is
 printed) so they can be replayed. ``tests/test_fuzz.py`` runs a few hundred of these cases.
 """
@@ -26,6 +44,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import signal
 import struct
 import subprocess
@@ -41,6 +60,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 SEED_MODELS = tuple(sorted((REPO / "tests" / "data").glob("*.tflite")))
 EDGE_PRUNE = str(Path(sys.executable).with_name("edge-prune"))
+CLI = [EDGE_PRUNE]  # --edge-prune-src: [python, -m, edge_prune.cli] with PYTHONPATH set
+SOURCE: list[str] = []  # the PYTHONPATH of --edge-prune-src
 ERROR_PREFIX = "edge-prune: error: "
 KINDS = ("report", "clean error", "crash", "hang")
 
@@ -284,6 +305,8 @@ def _signal_name(number: int) -> str:
 def child_env() -> dict[str, str]:
     env = dict(os.environ)
     env.pop("GITHUB_STEP_SUMMARY", None)  # a fuzz run must not write the CI job summary
+    if SOURCE:
+        env["PYTHONPATH"] = SOURCE[0]
     return env
 
 
@@ -291,7 +314,7 @@ def run_case(case: Case, workdir: Path, case_timeout: float, tflm_timeout: float
     """Run the installed CLI on the mutated file in its own session; kill the group on time."""
     path = workdir / f"case-{case.index:06d}.tflite"
     path.write_bytes(case.data)
-    command = [EDGE_PRUNE, "report", str(path), "--target", "cortex-m4", "--format", "json",
+    command = [*CLI, "report", str(path), "--target", "cortex-m4", "--format", "json",
                "--timeout", f"{tflm_timeout:g}"]  # fmt: skip
     start = time.perf_counter()
     process = subprocess.Popen(
@@ -327,6 +350,217 @@ def run_all(cases, jobs: int, workdir: Path, case_timeout: float, tflm_timeout: 
             if progress and n % 100 == 0:
                 progress(f"  {n}/{len(cases)} cases")
     return results
+
+
+# ---------------------------------------------------------------------------------------------
+# Other surfaces: device --data, target files, storage URLs.
+
+SURFACES = ("device_data", "target_file", "storage_url")
+MODEL = REPO / "tests" / "data" / "cnn_int8.tflite"
+CATALOGUE_TARGET = REPO / "targets" / "cortex-m4.toml"
+SECRET = "hunter2secret"
+
+
+@dataclass(frozen=True)
+class SurfaceCase:
+    index: int
+    surface: str
+    variant: str
+    argv: tuple[str, ...]
+
+
+def _special(path: Path, kind: str) -> None:
+    """Make ``path`` a FIFO, a link to /dev/zero, a directory or a symlink loop."""
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "dev_zero":
+        path.symlink_to("/dev/zero")
+    elif kind == "directory":
+        path.mkdir()
+    else:
+        path.symlink_to(path.name)
+
+
+def _npz_bytes(**arrays) -> bytes:
+    import io
+
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def _device_data(path: Path, rng: random.Random) -> str:
+    import io
+
+    import numpy as np
+
+    x = np.random.default_rng(rng.randrange(1 << 30)).uniform(-1, 1, (4, 12, 12, 1))
+    good = _npz_bytes(x_test=x.astype(np.float32))
+    variants = {
+        "flip_bytes": lambda: bytes(b ^ (rng.randrange(1, 256) if rng.random() < 0.02 else 0)
+                                    for b in good),
+        "truncate": lambda: good[: rng.randrange(len(good))],
+        "npy": lambda: (lambda b: (np.save(b, x), b.getvalue())[1])(io.BytesIO()),
+        "zero_d": lambda: _npz_bytes(x_test=np.float32(1.0)),
+        "complex": lambda: _npz_bytes(x_test=x.astype(np.complex64) * 1j),
+        "strings": lambda: _npz_bytes(x_test=np.array(["a", "b"])),
+        "objects": lambda: (lambda b: (np.savez(b, x_test=np.array([{}], dtype=object)),
+                                       b.getvalue())[1])(io.BytesIO()),
+        "nan": lambda: _npz_bytes(x_test=np.full((2, 12, 12, 1), np.nan)),
+        "sample_size": lambda: _npz_bytes(x_test=np.zeros((2, rng.randrange(1, 300)))),
+        "pk_garbage": lambda: b"PK\x03\x04" + bytes(rng.randrange(256) for _ in range(200)),
+        "empty": lambda: _npz_bytes(x_test=np.zeros((0, 12, 12, 1))),
+    }  # fmt: skip
+    specials = ("fifo", "dev_zero", "directory", "symlink_loop")
+    variant = rng.choice([*variants, *specials])
+    if variant in specials:
+        _special(path, variant)
+    else:
+        path.write_bytes(variants[variant]())
+    return variant
+
+
+def _target_text(rng: random.Random) -> tuple[str, str]:
+    text = CATALOGUE_TARGET.read_text()
+    keys = ["flash_bytes", "ram_bytes", "reserved_flash_bytes", "reserved_ram_bytes",
+            "clock_hz", "core", "tflm_kernels", "CONV_2D", "SOFTMAX", "source"]  # fmt: skip
+    values = ["0", "-1", "1.5", '"x"', "1" + "0" * 40, "{a = 1}", "[1, 2]", "true", "nan", "inf"]
+    variant = rng.choice(("value", "remove", "op_name", "zero_runtime", "flip", "cut", "latin1"))
+    if variant == "value":
+        key, value = rng.choice(keys), rng.choice(values)
+        lines = [f"{key} = {value}" if ln.startswith(f"{key} = ") else ln
+                 for ln in text.splitlines()]  # fmt: skip
+        return f"value:{key}", "\n".join(lines) + "\n"
+    if variant == "remove":
+        key = rng.choice(keys)
+        return f"remove:{key}", "\n".join(
+            ln for ln in text.splitlines() if not ln.startswith(f"{key} = ")
+        )
+    if variant == "op_name":
+        name = rng.choice(("CONV", "conv_2d", "SOFTMAXX", "CUSTOM:", "X" * 300, "RELU 6"))
+        table = rng.choice(("[throughput.us_per_call]", "[runtime.kernel_flash_bytes]"))
+        if table in text:
+            return variant, text.replace(table, f'{table}\n"{name}" = 5', 1)
+        return variant, text + f'\n{table}\n"{name}" = 5\n'
+    if variant == "zero_runtime":
+        key = rng.choice(("runtime_flash_bytes", "framework_flash_bytes"))
+        return variant, text + f"\n[runtime]\n{key} = 0\n"
+    if variant == "flip":
+        data = bytearray(text.encode())
+        for _ in range(rng.choice((1, 2, 4))):
+            data[rng.randrange(len(data))] = rng.randrange(32, 127)
+        return variant, data.decode("latin-1")
+    if variant == "cut":
+        return variant, text[: rng.randrange(len(text))]
+    return variant, text.replace("Nordic", "Nordic \udcff", 1).encode(
+        "utf-8", "surrogateescape"
+    ).decode("latin-1")
+
+
+def _target_file(path: Path, rng: random.Random) -> str:
+    specials = ("fifo", "dev_zero", "directory", "symlink_loop")
+    if rng.random() < 0.2:
+        variant = rng.choice(specials)
+        _special(path, variant)
+        return variant
+    variant, text = _target_text(rng)
+    path.write_bytes(text.encode("latin-1", "replace"))
+    return variant
+
+
+def _storage_url(workdir: Path, index: int, rng: random.Random) -> tuple[str, str]:
+    base = workdir / f"store-{index:04d}"
+    choices = {
+        "empty": lambda: "",
+        "blank": lambda: "   ",
+        "sqlite_no_file": lambda: rng.choice(("sqlite:///", "sqlite://", "sqlite:")),
+        "sqlite_memory": lambda: "sqlite:///:memory:",
+        "sqlite_fifo": lambda: (os.mkfifo(base), f"sqlite:///{base}")[1],
+        "sqlite_directory": lambda: (base.mkdir(), f"sqlite:///{base}")[1],
+        "sqlite_dev_zero": lambda: "sqlite:////dev/zero",
+        "user_password": lambda: f"postgresql://me:{SECRET}@127.0.0.1:1/db",
+        "query_password": lambda: f"postgresql://127.0.0.1:1/db?user=me&password={SECRET}",
+        "redis_password": lambda: f"redis://:{SECRET}@127.0.0.1:1/0",
+        "unknown_scheme": lambda: rng.choice(("nosuch://x/y", "http://example.invalid/db")),
+        "garbage": lambda: "".join(rng.choice("a:/@?%&=#\\ x\x01") for _ in range(20)),
+    }
+    variant = rng.choice(list(choices))
+    return variant, choices[variant]()
+
+
+def make_surface_cases(seed: int, per_class: int, workdir: Path) -> list[SurfaceCase]:
+    cases: list[SurfaceCase] = []
+    for surface in SURFACES:
+        for k in range(per_class):
+            rng = random.Random(f"{seed}:{surface}:{k}")
+            index = len(cases)
+            path = workdir / f"case-{index:06d}"
+            if surface == "device_data":
+                variant = _device_data(path.with_suffix(".npz"), rng)
+                argv = ("device", str(MODEL), "--target", "cortex-m4", "--samples", "2",
+                        "--format", "json", "--data", str(path.with_suffix(".npz")))  # fmt: skip
+            elif surface == "target_file":
+                variant = _target_file(path.with_suffix(".toml"), rng)
+                argv = ("report", str(MODEL), "--format", "json", "--target",
+                        str(path.with_suffix(".toml")))  # fmt: skip
+            else:
+                variant, url = _storage_url(workdir, index, rng)
+                argv = ("search", "--target", "cortex-m4", "--trials", "1", "--storage", url,
+                        "--study", "fuzz", "--out", str(workdir / f"out-{index}"))  # fmt: skip
+            cases.append(SurfaceCase(index, surface, variant, argv))
+    return cases
+
+
+def judge_surface(code, stdout: str, stderr: str, seconds: float) -> Outcome:
+    if code is None:
+        return Outcome("hang", "no end within the time limit", seconds)
+    if SECRET in stdout or SECRET in stderr:
+        return Outcome("crash", "a password was shown", seconds)
+    if "Traceback (most recent call last)" in stderr:
+        return Outcome("crash", "Python traceback: " + _last_line(stderr), seconds)
+    lines = [ln for ln in stderr.splitlines() if ln.startswith("edge-prune: ")]
+    if code == 2:
+        if len(lines) != 1 or not lines[0].startswith(ERROR_PREFIX):
+            return Outcome("crash", f"exit 2 without a one-line error: {_last_line(stderr)}",
+                           seconds)  # fmt: skip
+        return Outcome("clean error", "exit 2, one line", seconds)
+    if code in (0, 1):
+        return Outcome("report", f"exit {code}", seconds)
+    return Outcome("crash", f"exit code {code}: {_last_line(stderr)}", seconds)
+
+
+def run_surface_case(case: SurfaceCase, case_timeout: float) -> Outcome:
+    start = time.perf_counter()
+    process = subprocess.Popen(
+        [*CLI, *case.argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        errors="replace", env=child_env(), start_new_session=True,
+    )  # fmt: skip
+    try:
+        stdout, stderr = process.communicate(timeout=case_timeout)
+        code = process.returncode
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+        code = None
+    return judge_surface(code, stdout, stderr, time.perf_counter() - start)
+
+
+def surface_lines(results) -> list[str]:
+    lines = [f"  {'surface':<13}{'variant':<28}{'cases':>6}{'exit 0/1':>9}{'clean errors':>13}"
+             f"{'crashes':>8}{'hangs':>6}"]  # fmt: skip
+    groups: dict[tuple[str, str], Counter] = {}
+    for case, outcome in results:
+        for key in ((case.surface, case.variant), (case.surface, "all"), ("all", "all")):
+            groups.setdefault(key, Counter())[outcome.kind] += 1
+    order = sorted(groups, key=lambda k: (k[0] == "all", SURFACES.index(k[0]) if k[0] in
+                                          SURFACES else 9, k[1] == "all", k[1]))  # fmt: skip
+    for surface, variant in order:
+        c = groups[(surface, variant)]
+        lines.append(f"  {surface:<13}{variant:<28}{sum(c.values()):>6}{c['report']:>9}"
+                     f"{c['clean error']:>13}{c['crash']:>8}{c['hang']:>6}")  # fmt: skip
+    return lines
 
 
 # ---------------------------------------------------------------------------------------------
@@ -378,7 +612,16 @@ def main(argv: list[str] | None = None) -> int:
         "--tflm-timeout", type=float, default=20.0, help="--timeout given to edge-prune report"
     )
     parser.add_argument("--keep", type=Path, help="directory for the files that crash or hang")
+    parser.add_argument("--surfaces", type=int, metavar="N",
+                        help="N cases of each other surface (device --data, target files, "
+                        "storage URLs) instead of mutated models")  # fmt: skip
+    parser.add_argument("--edge-prune-src", type=Path, help="run the CLI from this source tree")
     args = parser.parse_args(argv)
+    if args.edge_prune_src:
+        CLI[:] = [sys.executable, "-m", "edge_prune.cli"]
+        SOURCE[:] = [str(args.edge_prune_src)]
+    if args.surfaces:
+        return surfaces_main(args)
 
     workdir = args.keep or Path(tempfile.mkdtemp(prefix="edge-prune-fuzz-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -405,6 +648,27 @@ def main(argv: list[str] | None = None) -> int:
               f"{outcome.detail}; file {workdir / f'case-{case.index:06d}.tflite'}")  # fmt: skip
     if not bad and not args.keep:
         os.rmdir(workdir)
+    return 1 if bad else 0
+
+
+def surfaces_main(args) -> int:
+    workdir = Path(tempfile.mkdtemp(prefix="edge-prune-fuzz-surfaces-"))
+    cases = make_surface_cases(args.seed, args.surfaces, workdir)
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        outcomes = list(pool.map(lambda c: run_surface_case(c, args.case_timeout), cases))
+    wall = time.perf_counter() - start
+    results = list(zip(cases, outcomes, strict=True))
+    source = args.edge_prune_src or "this checkout"
+    print(f"edge-prune fuzz of other surfaces: seed {args.seed}, {len(cases)} cases "
+          f"({args.surfaces} per surface), CLI from {source}, {args.jobs} jobs, "
+          f"wall {wall:.0f} s")  # fmt: skip
+    print("\n".join(surface_lines(results)))
+    bad = [(c, o) for c, o in results if o.kind in ("crash", "hang")]
+    for case, outcome in bad:
+        print(f"  {outcome.kind}: case {case.index} ({case.surface}/{case.variant}): "
+              f"{outcome.detail[:200]}")  # fmt: skip
+    shutil.rmtree(workdir, ignore_errors=True)
     return 1 if bad else 0
 
 

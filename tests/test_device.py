@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -498,17 +499,70 @@ def test_an_emit_c_folder_is_a_model_the_device_command_reads(tmp_path):
     data = (DATA_DIR / "cnn_int8.tflite").read_bytes()
     for name, text in firmware_sources(data, "cnn", arena_bytes=4096).files.items():
         (tmp_path / name).write_text(text)
-    model = _load_folder(tmp_path, "reference")
+    model = _load_folder(tmp_path, *_reference_m4())
     assert model.data == data and model.name == "cnn"
     (tmp_path / "model_data.cc").write_text(
         (tmp_path / "model_data.cc").read_text().replace("0x", "0x0, 0x", 1)
     )
     with pytest.raises(ModelFileError, match="the array holds .* its _len says"):
-        _load_folder(tmp_path, "reference")
+        _load_folder(tmp_path, *_reference_m4())
 
 
 def test_a_folder_without_model_or_firmware_files_is_refused_naming_both(tmp_path):
     from edge_prune.measurement.device.measure import _load_folder
 
     with pytest.raises(ModelFileError, match="model.tflite .* or model_data.cc"):
-        _load_folder(tmp_path, "reference")
+        _load_folder(tmp_path, *_reference_m4())
+
+
+def _reference_m4():
+    from edge_prune.measurement.targets import load_target
+
+    target = load_target("cortex-m4")
+    return target, DeviceConfig(core_from_target(target.core), "reference", "default")
+
+
+def _processes_naming(text: str) -> list[str]:
+    """Command lines of running processes that contain ``text``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in argv:
+            found.append(argv)
+    return found
+
+
+@needs_device
+def test_sigkill_of_device_during_a_cold_build_leaves_no_compiler_and_no_trusted_object(
+    tmp_path, monkeypatch
+):
+    """A cold build in a cache of its own: SIGKILL as soon as a compiler runs; within a second
+    no process writes into the cache, and every object left is either recorded or rebuilt."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cache = tmp_path / "cache"
+    env = dict(os.environ, EDGE_PRUNE_DEVICE_CACHE=str(cache))
+    argv = [sys.executable, "-m", "edge_prune.cli", "device", str(M0PLUS_MODEL), "--target",
+            "cortex-m0plus"]  # fmt: skip
+    cli = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not any(
+        "arm-none-eabi" in p for p in _processes_naming(str(cache / "tflm-"))
+    ):
+        time.sleep(0.05)
+    assert cli.poll() is None, "the build ended before a compiler was seen"
+    cli.send_signal(signal.SIGKILL)
+    cli.wait()
+    time.sleep(1.0)
+    assert _processes_naming(str(cache)) == []
+    for obj in cache.rglob("*.o"):  # a temporary (.tmp-<pid>-...) is never taken for one
+        if ".tmp-" not in obj.name:
+            assert obj.with_suffix(".cmd").is_file(), f"{obj} kept without its record"

@@ -103,6 +103,7 @@ def test_well_formed_decode_models_are_decoded_and_compared_with_their_source(ca
         check = json.loads(out)["decode_check"]
         assert check["reference"] == str(decode_dir / "source.tflite")
         assert check["unverified"] is None and len(check["tensors"]) >= 1
+        assert check["outputs_compared_on_inputs"] == 32
 
 
 def test_decode_model_alone_says_in_one_line_what_was_not_verified(capsys, tmp_path, decode_dir):
@@ -140,6 +141,135 @@ def test_corrupted_decode_data_is_a_one_line_error_naming_the_tensor(
     err = one_line_error(capsys, "report", bad, "--target", "cortex-m4")
     assert err.startswith(f"edge-prune: error: {bad}: DECODE ") and "tensor #" in err
     assert expected in err
+
+
+def _fuzz_decode():
+    """bench/fuzz_decode.py: its graph mutations."""
+    import importlib.util
+
+    if "fuzz_decode" in sys.modules:
+        return sys.modules["fuzz_decode"]
+    path = Path(__file__).resolve().parent.parent / "bench" / "fuzz_decode.py"
+    spec = importlib.util.spec_from_file_location("fuzz_decode", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["fuzz_decode"] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+GRAPH_MUTANTS = [(c, k) for c in _fuzz_decode().GRAPH_CLASSES for k in range(3)]
+
+
+@pytest.mark.parametrize(("mutation", "k"), GRAPH_MUTANTS)
+def test_decode_models_changed_around_their_decode_ops_are_refused_beside_their_source(
+    capsys, tmp_path, decode_dir, mutation, k
+):
+    """Operators moved or rewired, scales changed, raw constants flipped (also together): the
+    decoded weights still equal the source's, the outputs do not; none may pass as "equal"."""
+    import random
+
+    fuzz = _fuzz_decode()
+    (tmp_path / "source.tflite").write_bytes((decode_dir / "source.tflite").read_bytes())
+    data = (decode_dir / "huffman.tflite").read_bytes()
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(fuzz.graph_mutate(data, mutation, random.Random(f"t:{mutation}:{k}")))
+    code, out, err = run_cli(capsys, "report", bad, "--target", "cortex-m4", "--format", "json")
+    if code == 0:  # the mutation happened to change nothing TFLM computes: outputs compared
+        assert json.loads(out)["decode_check"]["outputs_compared_on_inputs"] == 32
+        assert _outputs(bad.read_bytes()) == _outputs(data)
+        return
+    assert code == 2 and err.count("\n") == 1 and err.startswith(f"edge-prune: error: {bad}: ")
+
+
+def _outputs(model: bytes) -> bytes:
+    """TFLM outputs on 64 random inputs other than the ones the check uses."""
+    from edge_prune.measurement import tflm
+
+    x = np.random.default_rng(1).integers(-128, 128, size=(64, 1, 12, 12, 1), dtype=np.int8)
+    return tflm.run(model, x).tobytes()
+
+
+@pytest.mark.parametrize(
+    ("mutation", "expected"),
+    [
+        ("decode_after_reader", "which runs before it"),
+        ("reader_first", "which runs before it"),
+        ("no_quantization", "which has no quantization"),
+    ],
+)
+def test_decode_model_alone_is_checked_for_graph_order_and_decoded_quantization(
+    capsys, tmp_path, decode_dir, mutation, expected
+):
+    from tflite_micro.tensorflow.lite.python import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf((decode_dir / "huffman.tflite").read_bytes(), 0)
+    fuzz = _fuzz_decode()
+    decode_at, out = fuzz._decoded_outputs(model)[0]
+    reader = fuzz._readers(model, out)[0]
+    ops, tensors = model.subgraphs[0].operators, model.subgraphs[0].tensors
+    if mutation == "decode_after_reader":
+        ops.insert(reader, ops.pop(decode_at))
+    elif mutation == "reader_first":
+        ops.insert(0, ops.pop(reader))
+    else:
+        tensors[out].quantization = None
+    alone = tmp_path / "alone.tflite"
+    alone.write_bytes(_tflm.pack(model))
+    err = one_line_error(capsys, "report", alone, "--target", "cortex-m4")
+    assert err.startswith(f"edge-prune: error: {alone}: ") and expected in err
+
+
+def test_an_operator_reading_the_encoded_bytes_instead_of_the_decoded_tensor_is_refused(
+    capsys, tmp_path, decode_dir
+):
+    from tflite_micro.tensorflow.lite.python import schema_py_generated as schema
+
+    (tmp_path / "source.tflite").write_bytes((decode_dir / "source.tflite").read_bytes())
+    model = schema.ModelT.InitFromPackedBuf((decode_dir / "huffman.tflite").read_bytes(), 0)
+    fuzz = _fuzz_decode()
+    decode_at, out = fuzz._decoded_outputs(model)[0]
+    ops = model.subgraphs[0].operators
+    encoded = int(ops[decode_at].inputs[0])
+    reader = ops[fuzz._readers(model, out)[0]]
+    reader.inputs = [encoded if int(t) == out else int(t) for t in reader.inputs]
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(_tflm.pack(model))
+    err = one_line_error(capsys, "report", bad, "--target", "cortex-m4")
+    assert "has other tensors or another place" in err and "source.tflite" in err
+
+
+def test_decode_model_alone_with_a_doubled_filter_scale_but_no_bias_says_so(
+    capsys, tmp_path, decode_dir
+):
+    """A FULLY_CONNECTED without bias: nothing in the file contradicts a doubled scale. The
+    report passes it, and says in one line that scales were not compared."""
+    from tflite_micro.tensorflow.lite.python import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf((decode_dir / "huffman.tflite").read_bytes(), 0)
+    _, out = _fuzz_decode()._decoded_outputs(model)[0]
+    q = model.subgraphs[0].tensors[out].quantization
+    q.scale = [2 * float(v) for v in q.scale]
+    alone = tmp_path / "alone.tflite"
+    alone.write_bytes(_tflm.pack(model))
+    code, out, _ = run_cli(capsys, "report", alone, "--target", "cortex-m4", "--format", "json")
+    check = json.loads(out)["decode_check"]
+    assert code == 0 and check["reference"] is None and check["outputs_compared_on_inputs"] == 0
+    assert "filter scales without a bias to check them against" in check["unverified"]
+
+
+@pytest.mark.parametrize("shape", [[17, 3, 3, 1], [33, 256], [0, 3, 3, 1], [-1, 3, 3, 1], []])
+def test_decoded_tensor_of_an_impossible_shape_is_a_one_line_error(
+    capsys, tmp_path, decode_dir, shape
+):
+    from tflite_micro.tensorflow.lite.python import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf((decode_dir / "lut.tflite").read_bytes(), 0)
+    _, out = _fuzz_decode()._decoded_outputs(model)[0]
+    model.subgraphs[0].tensors[out].shape = shape
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(_tflm.pack(model))
+    err = one_line_error(capsys, "report", bad, "--target", "cortex-m4")
+    assert err.startswith(f"edge-prune: error: {bad}: DECODE operator ") and "tensor #" in err
 
 
 def test_name_stripped_clustered_model_is_accepted_by_both_codec_entry_points(decode_dir):

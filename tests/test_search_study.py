@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -369,3 +370,122 @@ def test_a_search_resumed_after_ctrl_c_builds_the_same_points_in_the_same_order(
     assert len(_built(tmp_path / "cut")) == 1
     _run(inputs, tmp_path / "cut", 6)
     assert _built(tmp_path / "cut") == _built(tmp_path / "clean")
+
+
+# ------------------------------------------------------------------------- lost trials
+
+
+class KilledOnceWorkshop(FakeWorkshop):
+    """The first build in a cache kills its own process (SIGKILL), as a worker dies mid-build;
+    the trial it ran stays RUNNING in the study."""
+
+    def point(self, spec: PointSpec):
+        import signal
+
+        marker = self.cache / "killed"
+        self.cache.mkdir(parents=True, exist_ok=True)
+        if not marker.exists():
+            marker.write_text(self.point_key(spec))
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().point(spec)
+
+
+def _storage_url(backend: str, request, tmp_path: Path) -> str:
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'study.db'}"
+    return request.getfixturevalue("postgres")
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_worker_killed_mid_trial_loses_no_point_and_a_rerun_builds_nothing(
+    backend, request, target_file, tmp_path
+):
+    url = _storage_url(backend, request, tmp_path)
+    inputs = tight_inputs(target_file)
+    opts = SearchOptions(trials=3, jobs=2, space=SPACE, storage=url, study=f"killed-{backend}")
+    messages: list[str] = []
+    result, _ = run_study(inputs, opts, tmp_path / "c", messages.append,
+                          factory=KilledOnceWorkshop)  # fmt: skip
+    lost = (tmp_path / "c" / "killed").read_text()
+    assert len(result.points) == 3 and lost in {p.key for p in result.points}
+    import optuna
+
+    trials = optuna.load_study(study_name=opts.study, storage=url).get_trials()
+    assert [t.user_attrs.get("lost") for t in trials].count("its worker is gone") == 1
+    assert _built(tmp_path / "c").count(lost) == 1
+    again, _ = run_study(inputs, opts, tmp_path / "c", lambda _m: None, factory=FakeWorkshop)
+    assert len(_built(tmp_path / "c")) == 3 and len(again.points) == 3
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_trial_left_running_by_a_killed_run_is_rebuilt_once_on_resume(
+    backend, request, target_file, tmp_path
+):
+    import multiprocessing
+
+    from edge_prune.search.study import _Job, _open
+
+    url = _storage_url(backend, request, tmp_path)
+    inputs = tight_inputs(target_file)
+    name = f"resume-{backend}"
+    opts = SearchOptions(trials=2, space=SPACE, storage=url, study=name)
+    job = _Job(inputs, opts, tmp_path / "c", url, name, 0, factory=KilledOnceWorkshop)
+    _open(job, lambda _m: None, create=True)
+    worker = multiprocessing.get_context("spawn").Process(target=work, args=(job,))
+    worker.start()
+    worker.join(120)
+    assert worker.exitcode == -9  # killed mid-trial: the trial stays RUNNING
+    lost = (tmp_path / "c" / "killed").read_text()
+    result, _ = run_study(inputs, opts, tmp_path / "c", lambda _m: None, factory=FakeWorkshop)
+    assert len(result.points) == 2 and lost in {p.key for p in result.points}
+    assert _built(tmp_path / "c").count(lost) == 1
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("", "--storage: empty URL"),
+        ("  ", "--storage: empty URL"),
+        ("sqlite:///", "no database file"),
+        ("sqlite://", "no database file"),
+        ("sqlite:///:memory:", "no database file"),
+    ],
+)
+def test_storage_urls_that_name_no_study_are_refused(target_file, tmp_path, url, expected):
+    from edge_prune.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        _run(tight_inputs(target_file), tmp_path, 1, storage=url, study="x")
+
+
+def test_a_sqlite_storage_or_a_journal_that_is_a_fifo_is_refused_unread(target_file, tmp_path):
+    from edge_prune.errors import ConfigError
+
+    os.mkfifo(tmp_path / "db.sqlite")
+    with pytest.raises(ConfigError, match="FIFO"):
+        _run(tight_inputs(target_file), tmp_path, 1, storage=f"sqlite:///{tmp_path}/db.sqlite",
+             study="x")  # fmt: skip
+    os.mkfifo(tmp_path / "study.journal")
+    with pytest.raises(ConfigError, match=r"study.journal.*FIFO"):
+        _run(tight_inputs(target_file), tmp_path, 1)
+
+
+def test_passwords_in_storage_urls_are_never_shown():
+    from edge_prune.search.study import _shown
+
+    assert _shown("postgresql://me:secret@db/x") == "postgresql://me:***@db/x"
+    shown = _shown("postgresql://db/x?user=me&password=secret&sslmode=require")
+    assert "secret" not in shown and "sslmode=require" in shown
+    assert "hunter2" not in _shown("redis://:hunter2@cache:6379/0")
+
+
+def test_a_journal_cut_mid_line_is_set_aside_with_a_warning_on_the_first_run(target_file, tmp_path):
+    inputs = tight_inputs(target_file)
+    _run(inputs, tmp_path, 2)
+    journal = tmp_path / "study.journal"
+    journal.write_bytes(journal.read_bytes()[:-40])
+    messages: list[str] = []
+    opts = SearchOptions(trials=3, space=SPACE)
+    result, _ = run_study(inputs, opts, tmp_path, messages.append, factory=FakeWorkshop)
+    assert any("study.journal: unreadable (its last line is cut short)" in m for m in messages)
+    assert len(result.points) == 3 and list(tmp_path.glob("study.journal.bad-*"))

@@ -21,7 +21,8 @@ kernels x build type into ~/.cache/edge-prune ($EDGE_PRUNE_DEVICE_CACHE).
 exit codes:
   0  outputs equal the host's byte for byte (float32 outputs: within 1e-5 relative) and the
      model fits the target (size-only cores: it fits)
-  1  outputs differ, the firmware does not run, or it does not fit
+  1  outputs differ, the firmware does not run, or it does not fit; or TFLM has no kernel for
+     one of the model's ops (as `edge-prune report`, which says "does not run on TFLM")
   2  bad input: unknown target, no toolchain, no TFLM tree, unreadable model or data
 """
 
@@ -71,7 +72,7 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from edge_prune.artifacts import write_atomic
-    from edge_prune.errors import ConfigError
+    from edge_prune.errors import ConfigError, MissingOpError
     from edge_prune.measurement.device.config import core_from_target
     from edge_prune.measurement.device.measure import measure
     from edge_prune.measurement.device.report import render
@@ -88,17 +89,21 @@ def run(args) -> int:
         raise ConfigError(f"--target {target.name}: {e}") from None
     toolchain = resolve_toolchain()
     tree = TflmTree.from_path(args.tflm)
-    result = measure(
-        args.model,
-        target,
-        tree,
-        kernels=args.kernels,
-        build_type=args.build,
-        samples=samples,
-        data=args.data,
-        toolchain=toolchain,
-        timeout_s=timeout,
-    )
+    try:
+        result = measure(
+            args.model,
+            target,
+            tree,
+            kernels=args.kernels,
+            build_type=args.build,
+            samples=samples,
+            data=args.data,
+            toolchain=toolchain,
+            timeout_s=timeout,
+        )
+    except MissingOpError as e:  # a verdict, as in `report`: it does not run on TFLM
+        print(f"edge-prune: {e}", file=sys.stderr)
+        return 1
     if result.tflm_commits_differ:
         print(
             f"edge-prune device: warning: the TFLM tree is commit {result.tflm_commit}, the host "
@@ -120,6 +125,11 @@ def _count(text: str) -> int:
         value = int(text)
     except ValueError:
         raise ConfigError(f"--samples: expected a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise ConfigError(f"--samples: expected a whole number >= 1, got {value}")
+    from edge_prune.measurement.device.measure import MAX_SAMPLES
+
+    if not 1 <= value <= MAX_SAMPLES:
+        raise ConfigError(
+            f"--samples: expected a whole number from 1 to {MAX_SAMPLES} (the samples are "
+            f"linked into the firmware), got {text.strip()[:30]}"
+        )
     return value

@@ -23,10 +23,12 @@ exit codes:
      an abort or crash of the interpreter, --timeout), or its flatbuffer, runtime code or
      arena grew more than --fail-on-growth, or it misses a time budget (--max-latency-ms or
      a target's latency_ms): the full report says why, in every --format
-  2  unreadable input (missing file, not a TFLite flatbuffer, truncated or corrupted, an
-     impossible DECODE layout or encoded weights that differ from the uncompressed model
-     beside it) or bad arguments (unknown target, bad target file, bad --timeout, bad
-     --baseline, a baseline with nothing to compare for a target asked): one line
+  2  unreadable input (missing file, a FIFO or device, not a TFLite flatbuffer, truncated or
+     corrupted, an impossible DECODE layout, a DECODE operator after a reader of its output,
+     decoded quantization that contradicts the bias, a malformed sparse operator, or weights,
+     tensors, operators or TFLM outputs that differ from the uncompressed model beside it) or bad
+     arguments (unknown target, bad target file, bad --timeout, bad --baseline, a baseline with
+     nothing to compare for a target asked): one line
 With $GITHUB_STEP_SUMMARY set, the markdown report is appended to that file too.
 """
 
@@ -152,7 +154,7 @@ def run(args) -> int:
     if baseline and args.fail_on_growth is not None and not args.allow_missing_baseline:
         check_baseline_covers(baseline, [t.name for t in targets])
     read_model(args.model)  # an unreadable flatbuffer is refused before its DECODE data
-    decode = check_decode(args.model)
+    decode = check_decode(args.model, timeout_s=_number(args.timeout, "--timeout"))
     _check_sparse_ops(args.model)
     footprint = measure(args.model, timeout_s=_number(args.timeout, "--timeout"))
     verdicts = tuple(verdict_for(_for_kernels(args.model, footprint, t), t) for t in targets)

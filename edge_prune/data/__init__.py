@@ -160,8 +160,15 @@ def _row_kind(y: np.ndarray) -> str | None:
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
-    if not path.is_file():
-        raise DataError(f"{path}: no such file (expected an .npz with {', '.join(NPZ_ARRAYS)})")
+    from edge_prune.input_files import check_regular
+
+    try:
+        check_regular(path, error=DataError)  # a FIFO or a device: refused unread
+    except (FileNotFoundError, IsADirectoryError) as e:
+        raise DataError(
+            f"{path}: {'no such file' if isinstance(e, FileNotFoundError) else 'a directory'} "
+            f"(expected an .npz with {', '.join(NPZ_ARRAYS)})"
+        ) from None
     try:
         loaded = np.load(path, allow_pickle=False)
         if not isinstance(loaded, np.lib.npyio.NpzFile):  # a plain .npy gives an array

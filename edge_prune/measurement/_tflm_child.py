@@ -30,6 +30,8 @@ import sys
 import time
 from pathlib import Path
 
+from edge_prune._process import die_with_parent
+
 STAGE_MARK = "@@edge-prune-stage "
 # Test hooks: seconds to sleep before importing TFLM (to test signals on a slow child); abort
 # while checking the arena figure with the first margin (as TFLM does on some too-small arenas).
@@ -46,7 +48,6 @@ _FLATBUFFER_ERRORS = (
     MemoryError,
 )
 _LIBC = ctypes.CDLL(None, use_errno=True)
-_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 _ARENA_LINE = re.compile(r"Arena allocation (total|head|tail) (\d+) bytes")
 # "'TfLiteEvalTensor data' used 168 bytes with alignment overhead (requested 168 bytes for 7
 # allocations)" (RecordingMicroAllocator::PrintRecordedAllocation,
@@ -133,9 +134,9 @@ def _die_with_parent(job: Path, parent_pid: int) -> None:
         os.kill(os.getpid(), signum)  # end as killed by the signal, as without this handler
 
     signal.signal(signal.SIGTERM, on_term)
-    _LIBC.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+    if os.getppid() != parent_pid:  # the parent died already
         on_term(signal.SIGTERM, None)
+    die_with_parent(parent_pid, signal.SIGTERM)
 
 
 def _model_counts(model: bytes) -> tuple[int, int, int, int, int]:

@@ -137,13 +137,15 @@ def c_identifier(name: str) -> str:
     e.g. ``digits_cnn``) is kept. Any other name is folded the same way (accents dropped,
     other characters to ``_``) and gets 8 hex digits of its SHA-256 appended, so that names
     folding alike stay apart: ``digits-cnn`` → ``digits_cnn_<hash>``, never ``digits_cnn``.
+    A name that already ends in ``_`` and 8 hex digits gets them too (``digits_cnn_d6581523``
+    is not what ``digits-cnn`` became).
     """
     folded = unicodedata.normalize("NFKD", name)
     ascii_only = "".join(c for c in folded if not unicodedata.combining(c))
     ident = re.sub(r"[^0-9a-z]+", "_", ascii_only.lower()).strip("_") or "model"
     if ident[0].isdigit() or ident in _CXX_KEYWORDS or keyword.iskeyword(ident):
         ident = f"m_{ident}"
-    if ident != name:
+    if ident != name or re.search(r"_[0-9a-f]{8}$", name):
         ident = f"{ident}_{hashlib.sha256(name.encode('utf-8')).hexdigest()[:8]}"
     return ident
 

@@ -210,8 +210,10 @@ def load_all_targets(directory: str | Path | None = None) -> list[Target]:
 def _resolve(name_or_path: str, directory: str | Path | None) -> Path:
     as_path = Path(name_or_path)
     if name_or_path.endswith(".toml") or os.sep in name_or_path or "/" in name_or_path:
-        if not as_path.is_file():
+        if not as_path.exists():  # a FIFO or a device exists: refused unread by _read_toml
             raise TargetNotFoundError(f"{as_path}: target file not found")
+        if as_path.is_dir():
+            raise TargetNotFoundError(f"{as_path}: target file not found (a directory)")
         return as_path
     folder = targets_dir(directory)
     candidate = folder / f"{name_or_path}.toml"
@@ -265,6 +267,11 @@ def parse_target(data: dict, name: str, path: str | Path = "<dict>") -> Target:
     if values["clock_hz"] == 0:
         raise ConfigError(f"{where}: key 'clock_hz' is 0; expected the core clock in Hz")
     for kind in ("flash", "ram"):
+        if values[f"{kind}_bytes"] == 0:
+            raise ConfigError(
+                f"{where}: key '{kind}_bytes' is 0; expected the part's {kind} size in bytes"
+            )
+    for kind in ("flash", "ram"):
         if values[f"reserved_{kind}_bytes"] > values[f"{kind}_bytes"]:
             raise ConfigError(
                 f"{where}: key 'reserved_{kind}_bytes' ({values[f'reserved_{kind}_bytes']:,}) "
@@ -299,11 +306,24 @@ def _runtime(table, where: str) -> RuntimeFlash:
     table = _table(table, where, "runtime")
     _reject_unknown(table, _RUNTIME_KEYS, where, "runtime.")
     kernels = _table(table.get("kernel_flash_bytes", {}), where, "runtime.kernel_flash_bytes")
+    figures = {
+        key: _optional_size(table, key, where, "runtime.")
+        for key in ("framework_flash_bytes", "runtime_flash_bytes")
+    }
+    for key, value in figures.items():
+        if value == 0:
+            raise ConfigError(
+                f"{where}: key 'runtime.{key}' is 0; a TFLM runtime has code (the interpreter "
+                "alone is about 9.7 KB, TFLM examples/memory_footprint/README.md): give the "
+                "measured bytes, or leave the key out to use the shipped table"
+            )
     return RuntimeFlash(
-        framework_flash_bytes=_optional_size(table, "framework_flash_bytes", where, "runtime."),
-        runtime_flash_bytes=_optional_size(table, "runtime_flash_bytes", where, "runtime."),
+        **figures,
         kernel_flash_bytes={
-            op: _size(kernels, op, where, "runtime.kernel_flash_bytes.") for op in kernels
+            _op_name(op, where, "runtime.kernel_flash_bytes."): _size(
+                kernels, op, where, "runtime.kernel_flash_bytes."
+            )
+            for op in kernels
         },
         source=_string(table, "source", where, "runtime.") if "source" in table else "",
     )
@@ -317,8 +337,29 @@ def _throughput(table, where: str) -> Throughput:
     tables = {}
     for key in ("macs_per_cycle", "us_per_call"):
         sub = _table(table.get(key, {}), where, f"throughput.{key}")
-        tables[key] = {op: _positive(sub, op, where, f"throughput.{key}.") for op in sub}
+        tables[key] = {
+            _op_name(op, where, f"throughput.{key}."): _positive(
+                sub, op, where, f"throughput.{key}."
+            )
+            for op in sub
+        }
     return Throughput(source=_string(table, "source", where, "throughput."), **tables)
+
+
+def _op_name(op: str, where: str, prefix: str) -> str:
+    """``op`` if it names a TFLite builtin operator (``CONV_2D``) or a custom one
+    (``CUSTOM:TFLM_DECODE``), as a model's op list does; ConfigError otherwise."""
+    from edge_prune.measurement.tflite_file import builtin_operator_names
+
+    names = builtin_operator_names()
+    if op in names or (op.startswith("CUSTOM:") and len(op) > len("CUSTOM:")):
+        return op
+    close = difflib.get_close_matches(op, names, n=2)
+    hint = f"did you mean {' or '.join(close)}? " if close else ""
+    raise ConfigError(
+        f"{where}: key '{prefix}{op}' is not a TFLite operator; {hint}expected a builtin "
+        "name such as CONV_2D or CUSTOM:<custom code>"
+    )
 
 
 def _reject_unknown(data: dict, allowed, where: str, prefix: str) -> None:

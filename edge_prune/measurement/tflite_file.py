@@ -192,6 +192,11 @@ def builtin_operator_name(code: int) -> str:
     return _names_of(_schema().BuiltinOperator).get(int(code), f"OP_{code}")
 
 
+def builtin_operator_names() -> tuple[str, ...]:
+    """Every TFLite ``BuiltinOperator`` name of the schema."""
+    return tuple(_names_of(_schema().BuiltinOperator).values())
+
+
 def tensor_type_dtype(tensor_type: int):
     """Little-endian numpy dtype of a TFLite ``TensorType`` value (TFLite buffers are
     little-endian); ModelFileError for types without one (STRING, INT4, BFLOAT16 ...)."""

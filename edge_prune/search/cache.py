@@ -171,8 +171,10 @@ def read_point_entry(directory: Path, key: str, *, need_files: bool) -> dict[str
 
 
 def _json_object(path: Path) -> dict[str, Any]:
+    from edge_prune.input_files import read_input
+
     try:
-        raw = json.loads(path.read_bytes()[: 1 << 24])
+        raw = json.loads(read_input(path, limit=1 << 24, error=BadCacheEntry))
     except (OSError, ValueError, RecursionError) as e:
         raise BadCacheEntry(f"{path}: unreadable ({type(e).__name__})") from None
     if not isinstance(raw, dict):

@@ -19,6 +19,11 @@
   :data:`STOP_SECONDS`, finished trials kept. A trial whose point another worker is building
   is pruned and sampled again; one whose point is already in the study takes its values
   without building (``twin_of``), and does not count toward ``--trials``.
+- **Lost trials.** Each trial records its worker (host and process id). A RUNNING trial whose
+  worker is gone (its process on this host no longer exists; on a database, no heartbeat for
+  ``grace_period`` seconds; in the embedded journal, any trial of an earlier run) is failed and
+  its point queued to be built once more, before the workers count what the study holds and
+  after they end, so a killed worker costs its point's time, never the point.
 - **Trust.** Each trial keeps its point record and its digest; records that fail the checks
   of :func:`~edge_prune.search.cache.point_problem` are left out with a warning naming the
   trial, and their point is queued to be built again.
@@ -29,13 +34,14 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edge_prune._process import die_with_parent
+from edge_prune._process import die_with_parent, is_alive
 from edge_prune.errors import ConfigError, EdgePruneError
 from edge_prune.runner import Progress, stderr_progress
 from edge_prune.search.cache import BadCacheEntry, point_problem, read_point_entry, record_digest
@@ -51,7 +57,11 @@ if TYPE_CHECKING:
 __all__ = ["STOP_SECONDS", "run_search", "run_study", "spec_from_params"]
 
 STOP_SECONDS = 4.0  # SIGTERM to SIGKILL for workers that do not stop
+# A database trial without a heartbeat for GRACE_SECONDS is lost (its worker's machine died).
+HEARTBEAT_SECONDS = 30
+GRACE_SECONDS = 120
 _POINT, _DIGEST, _TWIN, _CLAIM = "point", "point_sha256", "twin_of", "claims"
+_WORKER, _LOST, _RETRY_OF = "worker", "lost", "retry_of"
 _CONTEXT = "edge_prune_context"
 
 
@@ -95,13 +105,13 @@ def run_study(
     read the result back. Returns the result and the local directory of the chosen point."""
     start = time.perf_counter()
     context = _context(inputs, options)
+    check_storage(options.storage)
     storage = options.storage or _journal_url(cache)
     name = options.study or f"search-{inputs.target.name}-{context[:12]}"
     job = _Job(inputs, options, cache, storage, name, inputs.config.train.seed, factory=factory)
     study = _open(job, progress, create=True)
     _check_context(study, context)
-    if options.storage is None:
-        _fail_stale(study, progress)
+    _recover_lost(study, progress, exclusive=options.storage is None)
     _requeue_bad_records(study, options.space, progress)
     _requeue_interrupted(study, progress)
     if not study.trials and not options.grid:
@@ -117,6 +127,8 @@ def run_study(
         work(job, progress, start)
     else:
         _run_workers(job, options.jobs, progress)
+        if _recover_lost(study, progress):  # a worker was killed: build its point here
+            work(job, progress, start)
     return _result(inputs, options, cache, study, job, len(before), start, progress)
 
 
@@ -132,6 +144,7 @@ def work(job: _Job, progress: Progress = stderr_progress, start: float | None = 
     built_here = 0
     done: list = []
     for _attempt in range(3 * options.trials + 20):
+        _recover_lost(study, progress)
         built, running = _counts(study)
         if built + running >= options.trials or built >= size:
             return
@@ -161,6 +174,7 @@ def _label(trial) -> str:
 def _objective(trial: optuna.Trial, job: _Job, workshop: Workshop) -> tuple[float, float]:
     import optuna
 
+    trial.set_user_attr(_WORKER, _worker_id())
     spec = _suggest(trial, job.options.space)
     # Written once every parameter is: from here on other workers see which point it builds.
     trial.set_user_attr(_CLAIM, spec.label)
@@ -304,9 +318,9 @@ def _storage(url: str):
         return optuna.storages.JournalStorage(JournalRedisBackend(url))
     return optuna.storages.RDBStorage(
         url,
-        heartbeat_interval=30,
-        grace_period=120,
-        failed_trial_callback=None,
+        heartbeat_interval=HEARTBEAT_SECONDS,
+        grace_period=GRACE_SECONDS,
+        heartbeat_stale_trial_callback=_retry_stale,
         engine_kwargs={"pool_pre_ping": True},
     )
 
@@ -339,6 +353,10 @@ def _open(job: _Job, progress: Progress, create: bool = False):
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     sampler = _sampler(job)
+    if create and job.storage.startswith("journal:"):
+        problem = _journal_problem(Path(job.storage.removeprefix("journal:")))
+        if problem:
+            return _reset_journal(job, progress, problem)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -363,28 +381,88 @@ def _open(job: _Job, progress: Progress, create: bool = False):
         ) from None
 
 
-def _reset_journal(job: _Job, progress: Progress, error: Exception):
+def _journal_problem(path: Path) -> str | None:
+    """Why the embedded journal would not read back (a line cut short or not JSON), or None.
+    Optuna reads past a last line without its newline and appends after it, which joins two
+    records into one line the next run cannot parse. A FIFO or a device is refused unread."""
+    import json
+
+    from edge_prune.input_files import MAX_MODEL_BYTES, read_input
+
+    if not (path.exists() or path.is_symlink()):
+        return None
+    try:
+        data = read_input(path, limit=MAX_MODEL_BYTES, error=ConfigError, label=f"{path}")
+    except (FileNotFoundError, IsADirectoryError) as e:
+        raise ConfigError(f"{path}: {e.strerror}; expected the study's journal file") from None
+    if data and not data.endswith(b"\n"):
+        return "its last line is cut short"
+    for number, line in enumerate(data.splitlines(), 1):
+        try:
+            json.loads(line)
+        except ValueError:
+            return f"line {number} is not a JSON record"
+    return None
+
+
+def _reset_journal(job: _Job, progress: Progress, error: Exception | str):
     """An embedded journal that does not read back: set aside (named), start a new one; the
     points cache still holds every point built, so nothing is trained again."""
     path = Path(job.storage.removeprefix("journal:"))
     aside = path.with_name(f"{path.name}.bad-{int(time.time())}")
     path.replace(aside)
+    why = error if isinstance(error, str) else type(error).__name__
     progress(
-        f"WARNING: cache entry {path}: unreadable ({type(error).__name__}); moved to "
+        f"WARNING: cache entry {path}: unreadable ({why}); moved to "
         f"{aside.name}, starting a new study (points already built are reused)"
     )
     return _open(job, progress, create=True)
 
 
+def check_storage(url: str | None) -> None:
+    """Refuse a ``--storage`` that cannot name a study: empty, a SQLite URL without a file,
+    a SQLite file that is a FIFO or a device."""
+    if url is None:
+        return
+    if not url.strip():
+        raise ConfigError(
+            "--storage: empty URL; give a database URL (postgresql://user@host/db, "
+            "sqlite:///search.db) or leave --storage out for the journal file in the cache"
+        )
+    if url.startswith("sqlite:"):
+        path = url.removeprefix("sqlite:").removeprefix("///").split("?", 1)[0]
+        if not path or path == ":memory:" or not url.startswith("sqlite:///"):
+            raise ConfigError(
+                f"--storage {_shown(url)}: no database file; expected sqlite:///FILE, e.g. "
+                "sqlite:///search.db (a memory database dies with the process)"
+            )
+        _check_regular_if_there(Path(path), f"--storage {_shown(url)}")
+
+
+def _check_regular_if_there(path: Path, label: str) -> None:
+    from edge_prune.input_files import check_regular
+
+    if path.exists() or path.is_symlink():
+        try:
+            check_regular(path, error=ConfigError, label=label)
+        except (FileNotFoundError, IsADirectoryError) as e:
+            raise ConfigError(f"{label}: {e.strerror}; expected a database file") from None
+
+
+_SECRET_QUERY = ("password", "passwd", "pwd", "secret", "token", "key")
+
+
 def _shown(url: str) -> str:
-    """A storage URL without its password."""
+    """A storage URL without its password (user info and query parameters)."""
+    import re
+
     head, at, tail = url.rpartition("@")
-    if not at:
-        return url
-    scheme, _, credentials = head.partition("://")
-    if ":" not in credentials:
-        return url
-    return f"{scheme}://{credentials.split(':')[0]}:***@{tail}"
+    if at and "/" not in head.partition("://")[2]:
+        scheme, _, credentials = head.partition("://")
+        if ":" in credentials:
+            url = f"{scheme}://{credentials.split(':')[0]}:***@{tail}"
+    names = "|".join(_SECRET_QUERY)
+    return re.sub(rf"([?&](?:{names})=)[^&#]*", r"\1***", url, flags=re.IGNORECASE)
 
 
 def _context(inputs: Inputs, options: SearchOptions) -> str:
@@ -409,13 +487,65 @@ def _check_context(study, context: str) -> None:
         )
 
 
-def _fail_stale(study, progress: Progress) -> None:
-    """Trials left RUNNING in the embedded store by a run that was killed: failed."""
+def _worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _worker_gone(trial) -> bool:
+    """The trial's worker ran on this host and its process no longer exists."""
+    host, _, pid = str(trial.user_attrs.get(_WORKER, "")).rpartition(":")
+    return (
+        host == socket.gethostname()
+        and pid.isdigit()
+        and int(pid) != os.getpid()
+        and not is_alive(int(pid))
+    )
+
+
+def _recover_lost(study, progress: Progress, exclusive: bool = False) -> int:
+    """Fail the RUNNING trials whose worker is gone (``exclusive``: every RUNNING trial, the
+    embedded journal of an earlier run) and queue each one's point once more; on a database
+    also the trials whose heartbeat stopped. Returns how many were failed."""
+    from optuna.storages import fail_stale_trials
     from optuna.trial import TrialState
 
+    lost = 0
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-        progress(f"  trial {trial.number} of an interrupted run marked failed")
+        if exclusive or _worker_gone(trial):
+            lost += _fail_lost(study, trial, progress, "its worker is gone")
+    with contextlib.suppress(Exception):  # storages without heartbeats
+        if getattr(study._storage, "heartbeat_interval", None):
+            fail_stale_trials(study)  # calls _retry_stale for each
+    return lost
+
+
+def _fail_lost(study, trial, progress: Progress, why: str) -> int:
+    from optuna.trial import TrialState
+
+    storage = study._storage
+    try:
+        storage.set_trial_user_attr(trial._trial_id, _LOST, why)
+        storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    except Exception:  # another process failed it first
+        return 0
+    progress(f"  trial {trial.number} ({_label(trial)}) lost ({why}): marked failed")
+    _retry(study, trial, progress)
+    return 1
+
+
+def _retry(study, trial, progress: Progress) -> None:
+    """Queue the lost trial's point again, once (not when the trial was itself a retry)."""
+    if _RETRY_OF in trial.user_attrs or _CLAIM not in trial.user_attrs:
+        return  # a retry already, or lost before its point was chosen: sampled anew
+    with contextlib.suppress(KeyError, ValueError, TypeError):
+        params = _params(spec_from_params(trial.params))
+        study.enqueue_trial(params, user_attrs={_RETRY_OF: trial.number})
+        progress(f"  its point {_label(trial)} is queued to be built again")
+
+
+def _retry_stale(study, frozen) -> None:
+    """``failed_trial_callback`` of the database storage: a trial whose heartbeat stopped."""
+    _retry(study, frozen, lambda _m: None)
 
 
 def _requeue_interrupted(study, progress: Progress) -> None:

@@ -26,6 +26,9 @@ def describe_saved_model(path: str | Path) -> dict:
         raise UnsupportedModelError(f"{path}: no such model file or directory")
     if path.is_dir():
         return _saved_model_config(path)
+    from edge_prune.input_files import check_regular
+
+    check_regular(path, error=UnsupportedModelError)  # a FIFO or a device: refused unread
     if path.suffix == ".keras":
         return _keras_zip_config(path)
     if path.suffix in (".h5", ".hdf5"):

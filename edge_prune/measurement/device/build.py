@@ -10,9 +10,16 @@ this interpreter and skips the latter.
 Only what an op set needs is compiled: the framework (every non-kernel object but TFLM's test
 helpers), each op's kernel source (the file defining its ``Register_*`` function, found from
 ``micro_mutable_op_resolver.h``) and the kernel sources its includes name; the linker names the
-rest (undefined symbols, see :mod:`edge_prune.measurement.device.link`). Objects are reused while
-their command is unchanged and they are newer than their source, and a file lock per configuration
-keeps two processes from building the same object at once.
+rest (undefined symbols, see :mod:`edge_prune.measurement.device.link`). An object is reused while
+its compile command is unchanged (``.cmd``, as before) and every file it was compiled from (the
+source and each header in the compiler's ``-MD`` dependency list) has the SHA-256 digest
+recorded when it was built (``.inputs``):
+the cache is keyed by content, so a tree patched in place, or another tree that names the same
+commit, never reuses objects of other sources. A compiler writes into a temporary file that
+is renamed into place, and the record is written after it, so an object a killed build left
+half-written is never trusted. Compilers run in their own process group that dies with this
+process (:func:`edge_prune._process.run_group`), and a file lock per configuration keeps two
+processes from building the same object at once.
 
 Cache: ``$EDGE_PRUNE_DEVICE_CACHE`` or ``~/.cache/edge-prune`` (``$XDG_CACHE_HOME``), then
 ``tflm-<commit>/<core>_<kernels>_<build>/``.
@@ -21,18 +28,20 @@ Cache: ``$EDGE_PRUNE_DEVICE_CACHE`` or ``~/.cache/edge-prune`` (``$XDG_CACHE_HOM
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import re
 import shlex
-import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge_prune._process import is_alive, run_group
 from edge_prune.artifacts import write_atomic
 from edge_prune.errors import ConfigError, DeviceBuildError
 from edge_prune.measurement.device.config import DeviceConfig
@@ -133,7 +142,7 @@ def _run_make(tree: TflmTree, directory: Path, args: list[str]) -> str:
     shim = _python_shim(directory)
     env = dict(os.environ, PATH=f"{shim}{os.pathsep}{os.environ.get('PATH', '')}")
     argv = ["make", "-n", "-B", "-f", MAKEFILE, *args, "microlite"]
-    done = subprocess.run(argv, cwd=tree.path, env=env, capture_output=True, text=True)
+    done = run_group(argv, cwd=tree.path, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         tail = " | ".join(done.stderr.strip().splitlines()[-3:])
         raise DeviceBuildError(f"TFLM's Makefile failed in {tree.path} ({' '.join(argv)}): {tail}")
@@ -340,15 +349,41 @@ def _record_built(directory: Path, sources: list[str]) -> None:
 
 
 def _up_to_date(tree: TflmTree, command: CompileCommand) -> bool:
+    """The object exists, was built by this command (``.cmd``: its argv) and from files with
+    the same content (``.inputs``: the SHA-256 of each)."""
     obj = Path(command.object)
-    stamp = obj.with_suffix(".cmd")
     try:
+        if not obj.is_file() or obj.with_suffix(".cmd").read_text() != "\0".join(command.argv):
+            return False
+        inputs = json.loads(obj.with_suffix(".inputs").read_text())
         return (
-            stamp.read_text() == "\0".join(command.argv)
-            and obj.stat().st_mtime >= (tree.path / command.source).stat().st_mtime
+            isinstance(inputs, dict)
+            and bool(inputs)
+            and all(_digest(tree.path / name) == digest for name, digest in inputs.items())
         )
-    except OSError:
+    except (OSError, ValueError, TypeError):
         return False
+
+
+def _digest(path: Path) -> str | None:
+    """SHA-256 of a file (None: unreadable); one read per file and process."""
+    key = str(path)
+    if key not in _DIGESTS:
+        try:
+            _DIGESTS[key] = hashlib.sha256(path.read_bytes()).hexdigest()
+        except OSError:
+            _DIGESTS[key] = None
+    return _DIGESTS[key]
+
+
+_DIGESTS: dict[str, str | None] = {}
+
+
+def _dependencies(depfile: Path) -> list[str]:
+    """The prerequisites of a make rule written by the compiler's ``-MD``/``-MF``."""
+    text = depfile.read_text(errors="replace").replace("\\\n", " ")
+    _, _, prerequisites = text.partition(": ")
+    return [name for name in prerequisites.split() if name != "\\"]
 
 
 def _compile_all(tree, stale: list[CompileCommand], config, progress: Progress | None) -> None:
@@ -365,18 +400,42 @@ def _compile_all(tree, stale: list[CompileCommand], config, progress: Progress |
 
 
 def _compile_one(tree: TflmTree, command: CompileCommand) -> str | None:
+    """Compile into a temporary object (and dependency list), rename it into place, then
+    record the command and the digest of every file it was compiled from."""
     obj = Path(command.object)
     obj.parent.mkdir(parents=True, exist_ok=True)
+    _remove_orphan_temporaries(obj.parent)
     stamp = obj.with_suffix(".cmd")
     stamp.unlink(missing_ok=True)
-    done = subprocess.run(command.argv, cwd=tree.path, capture_output=True, text=True)
-    if done.returncode != 0:
-        lines = [line for line in done.stderr.splitlines() if "error" in line] or [
-            done.stderr.strip()[-300:]
-        ]
-        return " | ".join(lines[:3])
-    stamp.write_text("\0".join(command.argv))
+    temporary = obj.with_name(f"{obj.stem}.tmp-{os.getpid()}-{threading.get_ident()}.o")
+    depfile = temporary.with_suffix(".d")
+    argv = list(command.argv)
+    argv[argv.index("-o") + 1] = str(temporary)
+    argv += ["-MD", "-MF", str(depfile)]
+    try:
+        done = run_group(argv, cwd=tree.path, capture_output=True, text=True)
+        if done.returncode != 0:
+            lines = [line for line in done.stderr.splitlines() if "error" in line] or [
+                done.stderr.strip()[-300:]
+            ]
+            return " | ".join(lines[:3])
+        inputs = {name: _digest(tree.path / name) for name in _dependencies(depfile)}
+        depfile.replace(obj.with_suffix(".d"))
+        temporary.replace(obj)
+    finally:
+        temporary.unlink(missing_ok=True)
+        depfile.unlink(missing_ok=True)
+    write_atomic(obj.with_suffix(".inputs"), json.dumps(inputs, indent=0))
+    write_atomic(stamp, "\0".join(command.argv))  # last: the object is trusted from here on
     return None
+
+
+def _remove_orphan_temporaries(directory: Path) -> None:
+    """Temporary objects of builds whose process is gone (killed mid-compile)."""
+    for path in directory.glob("*.tmp-*"):
+        pid = path.name.split(".tmp-", 1)[1].split("-", 1)[0]
+        if pid.isdigit() and not is_alive(int(pid)):
+            path.unlink(missing_ok=True)
 
 
 def _stderr_progress(done: int, total: int, what: str) -> None:

@@ -16,6 +16,7 @@ main, FIRMWARE.md's glue, semihosting and printf as the baseline has them).
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import subprocess
 from collections.abc import Iterable
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from edge_prune._process import run_group
 from edge_prune.artifacts import write_atomic
 from edge_prune.errors import DeviceBuildError
 from edge_prune.measurement.device import build
@@ -92,7 +94,15 @@ class Workspace:
 
     def _compile(self, argv: list[str], source: Path, out: Path) -> Path:
         out.parent.mkdir(parents=True, exist_ok=True)
-        done = subprocess.run(argv, cwd=self.tree.path, capture_output=True, text=True)
+        temporary = out.with_name(f"{out.stem}.tmp-{os.getpid()}{out.suffix}")
+        argv = [temporary if a == str(out) else a for a in argv]
+        try:
+            done = run_group([str(a) for a in argv], cwd=self.tree.path, capture_output=True,
+                             text=True)  # fmt: skip
+            if done.returncode == 0:
+                temporary.replace(out)
+        finally:
+            temporary.unlink(missing_ok=True)
         if done.returncode != 0:
             errors = [line for line in done.stderr.splitlines() if "error" in line]
             message = " | ".join(errors[:3]) or done.stderr.strip()[-400:]
@@ -135,7 +145,7 @@ class Workspace:
             archive = self.archive()
             argv = [self.toolchain.gxx, *self.link_flags(script), f"-Wl,-Map={map_path}",
                     *map(str, objects), str(archive), "-lm", "-o", str(elf)]  # fmt: skip
-            done = subprocess.run(argv, capture_output=True, text=True)
+            done = run_group(argv, capture_output=True, text=True)
             if done.returncode == 0:
                 return LinkResult(elf, map_path, tuple(self._sections(map_path)),
                                   tuple(self.compiled[compiled_before:]))  # fmt: skip

@@ -61,6 +61,7 @@ from edge_prune.measurement.tflite_file import ModelInfo, read_model
 
 HELDOUT_FILE = "heldout.npz"
 DEFAULT_SAMPLES = 8
+MAX_SAMPLES = 1024  # linked into the firmware with the model: a bound on its flash
 QEMU_TIMEOUT_S = 300.0
 CALIBRATION_INSTRUCTIONS = 2_000_002  # the harness loop: ldr + 1,000,000 x (subs, bne) + 1
 _FLOAT_INPUT_TYPES = ("INT8", "FLOAT32")
@@ -259,11 +260,11 @@ def _sparse_kernel_sections(groups: dict[str, list]) -> list:
 
 
 def _load_model(path: Path, target: Target, config: DeviceConfig) -> _Model:
+    """A build directory or ``--emit-c`` folder (:func:`_load_folder`) or a bare ``.tflite``.
+    Only regular files are read."""
     if path.is_dir():
         return _load_folder(path, target, config)
-    if not path.is_file():
-        raise ModelFileError(f"{path}: no such file or build directory")
-    data = path.read_bytes()
+    data = _read_file(path, "no such file or build directory")
     info = read_model(data)
     generated = _generated(data, path.stem, target, config)
     return _Model(path, data, info, path.stem, generated, None)
@@ -273,26 +274,26 @@ def _load_folder(path: Path, target: Target, config: DeviceConfig) -> _Model:
     """A build directory (model.tflite beside the firmware files) or an ``--emit-c`` folder
     (the firmware files alone: the model is the array in model_data.cc)."""
     names = (DATA_HEADER, DATA_SOURCE, OPS_HEADER, GUIDE)
-    present = all((path / name).is_file() for name in names)
+    present = all(_exists(path / name) for name in names)
     tflite = path / "model.tflite"
-    if tflite.is_file():
-        data = tflite.read_bytes()
-    elif (path / DATA_SOURCE).is_file():
+    if _exists(tflite):
+        data = _read_file(tflite)
+    elif _exists(path / DATA_SOURCE):
         tflite = path / DATA_SOURCE
-        data = model_bytes_from_source(tflite.read_text(errors="replace"), tflite)
+        data = model_bytes_from_source(_read_text(tflite), tflite)
     else:
         raise ModelFileError(
             f"{path}: expected model.tflite (a build directory) or {DATA_SOURCE} (an --emit-c "
             "folder); found neither"
         )
     info = read_model(data)
-    files = {n: (path / n).read_text() for n in names} if present else {}
-    files |= {n: (path / n).read_text() for n in SPARSE_SOURCES if (path / n).is_file()}
+    files = {n: _read_text(path / n) for n in names} if present else {}
+    files |= {n: _read_text(path / n) for n in SPARSE_SOURCES if _exists(path / n)}
     name = _name_from_files(files) if present else "model"
     if not present:
         files = _generated(data, name, target, config)
-    heldout = path / HELDOUT_FILE
-    return _Model(tflite, data, info, name, files, heldout if heldout.is_file() else None)
+    heldout = path / HELDOUT_FILE  # read (regular files only) when the samples are chosen
+    return _Model(tflite, data, info, name, files, heldout if _exists(heldout) else None)
 
 
 _ARRAY = re.compile(r"_model_data\[\]\s*=\s*\{(.*?)\};", re.S)
@@ -310,6 +311,26 @@ def model_bytes_from_source(text: str, where: Path | str = DATA_SOURCE) -> bytes
             f"{where}: the array holds {len(data)} bytes, its _len says {length.group(1)}"
         )
     return data
+
+
+def _read_file(path: Path, missing: str = "no such file") -> bytes:
+    from edge_prune.input_files import MAX_MODEL_BYTES, read_input
+
+    try:
+        return read_input(path, limit=MAX_MODEL_BYTES, error=ModelFileError)
+    except FileNotFoundError:
+        raise ModelFileError(f"{path}: {missing}") from None
+    except IsADirectoryError:
+        raise ModelFileError(f"{path}: a directory; expected a file") from None
+
+
+def _read_text(path: Path) -> str:
+    return _read_file(path).decode("utf-8", errors="replace")
+
+
+def _exists(path: Path) -> bool:
+    """Present as a file name (a FIFO or a link too: reading it says what is wrong)."""
+    return (path.exists() and not path.is_dir()) or path.is_symlink()
 
 
 def _name_from_files(files: dict[str, str]) -> str:
@@ -347,8 +368,8 @@ def firmware_code(guide: str) -> str:
 
 
 def _samples(model: _Model, data: str | Path | None, count: int) -> Samples:
-    if count < 1:
-        raise DataError(f"--samples: expected at least 1, got {count}")
+    if not 1 <= count <= MAX_SAMPLES:
+        raise DataError(f"--samples: expected 1 to {MAX_SAMPLES}, got {count}")
     inputs = model.info.input_tensors
     float_mode = len(inputs) == 1 and inputs[0].dtype in _FLOAT_INPUT_TYPES
     if data is not None or model.heldout is not None:
@@ -380,16 +401,36 @@ def _samples(model: _Model, data: str | Path | None, count: int) -> Samples:
 
 
 def _read_x(path: Path) -> np.ndarray:
+    """``x_test`` (or ``x``) of an .npz: at least one sample of finite real numbers."""
+    import io
+    import zipfile
+
+    from edge_prune.input_files import MAX_MODEL_BYTES, read_input
+
     try:
-        with np.load(path) as f:
+        raw = read_input(path, limit=MAX_MODEL_BYTES, error=DataError)
+    except (FileNotFoundError, IsADirectoryError) as e:
+        raise DataError(f"{path}: {e.strerror}; expected an .npz with x_test (or x)") from None
+    try:
+        loaded = np.load(io.BytesIO(raw), allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise DataError(f"{path}: a single array (.npy); expected an .npz with x_test (or x)")
+        with loaded as f:
             key = "x_test" if "x_test" in f.files else "x" if "x" in f.files else None
             if key is None:
                 raise DataError(f"{path}: expected an array x_test (or x); found {f.files}")
             x = np.asarray(f[key])
-    except (OSError, ValueError) as e:
-        raise DataError(f"{path}: not a readable .npz ({e})") from None
-    if len(x) == 0 or not np.issubdtype(x.dtype, np.number) or not np.isfinite(x).all():
-        raise DataError(f"{path}: {key} must hold at least one sample of finite numbers")
+    except DataError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise DataError(f"{path}: not a readable .npz ({type(e).__name__}: {e})") from None
+    except MemoryError as e:
+        raise DataError(f"{path}: an array is too large to load ({e})") from None
+    if x.ndim < 1 or len(x) == 0 or x.dtype.kind not in "fiub" or not np.isfinite(x).all():
+        raise DataError(
+            f"{path}: {key} must hold at least one sample of finite real numbers "
+            f"(got dtype {x.dtype}, shape {x.shape})"
+        )
     return x
 
 

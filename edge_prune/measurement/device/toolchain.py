@@ -96,7 +96,10 @@ class TflmTree:
             raise TflmTreeError(
                 f"no TFLM source tree given (--tflm DIR or {TFLM_ENV}); {TFLM_HOWTO}"
             )
-        root = Path(path).expanduser().resolve()
+        try:
+            root = Path(path).expanduser().resolve()
+        except (OSError, RuntimeError) as e:  # a symlink loop
+            raise TflmTreeError(f"{path}: cannot resolve the path ({e}); {TFLM_HOWTO}") from None
         if not (root / MAKEFILE).is_file():
             raise TflmTreeError(f"{root}: not a TFLM tree (no {MAKEFILE}); {TFLM_HOWTO}")
         absent = [d for d in _THIRD_PARTY if not (root / _DOWNLOADS / d).is_dir()]

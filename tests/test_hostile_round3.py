@@ -176,18 +176,26 @@ def test_a_tflm_tree_on_a_symlink_loop_is_a_one_line_error(tmp_path):
 # ------------------------------------------------------------------- build directories
 
 
+def _reference_m4():
+    from edge_prune.measurement.device.config import DeviceConfig, core_from_target
+    from edge_prune.measurement.targets import load_target
+
+    target = load_target("cortex-m4")
+    return target, DeviceConfig(core_from_target(target.core), "reference", "default")
+
+
 def test_a_build_directory_holding_only_its_model_gets_the_files_generated(tmp_path):
     build = tmp_path / "build"
     build.mkdir()
     shutil.copy(MODEL, build / "model.tflite")
-    model = measure._load_model(build)
+    model = measure._load_model(build, *_reference_m4())
     assert "g_model_model_data" in model.files["model_data.cc"]
     assert model.name == "model"
 
 
 def test_a_missing_model_in_a_build_directory_names_it(tmp_path):
     with pytest.raises(ModelFileError, match="model.tflite"):
-        measure._load_model(tmp_path)
+        measure._load_model(tmp_path, *_reference_m4())
 
 
 def test_look_alike_model_names_get_different_c_symbols():

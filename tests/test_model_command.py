@@ -56,6 +56,7 @@ def test_default_model_builds_every_artifact_and_fits_cortex_m4(built):
             "model_clustered_per_tensor.tflite",
             "model_compressed_per_tensor.tflite",
             "model_int4.tflite",
+            "model_pruned.tflite",
             "model_tensor_names.json",
             "model_data.cc",
             "model_data.h",
@@ -151,7 +152,12 @@ def test_bad_config_is_refused_with_exit_2(tmp_path):
 def test_compressed_artifacts_reproduce_their_source_exactly_on_tflm(built):
     _, out = built
     report = json.loads((out / "report.json").read_text())
-    compressed = [a for a in report["artifacts"] if a["must_equal_outputs_of"]]
+    exact = [a for a in report["artifacts"] if a["must_equal_outputs_of"]]
+    for a in exact:
+        assert a["runs_on_tflm"] and a["problem"] is None, a["name"]
+    pruned = [a for a in exact if a["name"] == "int8-pruned"]
+    assert [a["must_equal_outputs_of"] for a in pruned] == ["int8"]
+    compressed = [a for a in exact if a["name"] != "int8-pruned"]
     assert {a["name"] for a in compressed} >= {"int8-sparse", "int8-clustered-compressed"}
     for a in compressed:
         assert a["runs_on_tflm"] and a["problem"] is None, a["name"]

@@ -63,7 +63,8 @@ def test_plan_gives_each_schedule_its_pruning_stages_in_every_list(schedule, pru
 
     overrides = {"prune.schedule": schedule, "structured.ratio": 0.0}
     stages = plan(with_overrides(PipelineConfig(), overrides, "test"))
-    tail = [*pruning, "dead_units", "cluster", "convert", "check", "ram_fit", "choose", "trust"]
+    tail = [*pruning, "dead_units", "cluster", "convert", "int4", "check", "ram_fit", "choose"]
+    tail.append("trust")
     tail.append("footprint")
 
     assert [s.name for s in stages.model] == ["dense", "baseline", "structured", *tail]

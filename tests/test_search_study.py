@@ -251,7 +251,8 @@ def _has_user(name: str) -> bool:
 def test_two_workers_on_one_postgres_study_build_each_point_once(postgres, target_file, tmp_path):
     import multiprocessing
 
-    from edge_prune.search.study import _Job, _open
+    from edge_prune.search.job import Job
+    from edge_prune.search.storage import open_study
 
     inputs = tight_inputs(target_file, flash_bytes=20_000)
     space = SearchSpace(ratios=(0.0, 0.5, 0.75), sparsities=(0.5, 0.8), clusters=(0, 8))
@@ -259,8 +260,8 @@ def test_two_workers_on_one_postgres_study_build_each_point_once(postgres, targe
     one, _ = _run(inputs, tmp_path / "one", trials, space=space)
 
     opts = SearchOptions(trials=trials, space=space, storage=postgres, study="two")
-    job = _Job(inputs, opts, tmp_path / "two", postgres, "two", 0, factory=FakeWorkshop)
-    _open(job, lambda _m: None, create=True)
+    job = Job(inputs, opts, tmp_path / "two", postgres, "two", 0, factory=FakeWorkshop)
+    open_study(job, lambda _m: None, create=True)
     context = multiprocessing.get_context("spawn")
     workers = [
         context.Process(target=work, args=(_replace(job, worker=i, cache=tmp_path / f"m{i}"),))
@@ -326,13 +327,14 @@ def test_a_worker_steps_back_from_a_point_another_running_trial_claimed_whatever
     its parameters written, and trial 1 looked only at lower-numbered trials."""
     import optuna
 
-    from edge_prune.search.study import _CLAIM, _suggest, _twin
+    from edge_prune.search.study import _suggest, _twin
+    from edge_prune.search.trials import CLAIM
 
     space = SearchSpace(ratios=(0.5,), sparsities=(0.8,), clusters=(0,))
     study = optuna.create_study(directions=["minimize", "minimize"])
     first, second = study.ask(), study.ask()
     spec = _suggest(second, space)
-    second.set_user_attr(_CLAIM, spec.label)
+    second.set_user_attr(CLAIM, spec.label)
     assert _suggest(first, space) == spec
     assert _twin(first, spec).number == second.number  # the lower number steps back too
 
@@ -342,7 +344,7 @@ def test_a_worker_steps_back_from_a_point_another_running_trial_claimed_whatever
     _suggest(fourth, space)
     assert _twin(fourth, spec).number in (first.number, second.number)
     study.tell(second, state=optuna.trial.TrialState.FAIL)
-    first.set_user_attr(_CLAIM, spec.label)
+    first.set_user_attr(CLAIM, spec.label)
     assert _twin(fourth, spec).number == first.number
 
 
@@ -423,14 +425,15 @@ def test_a_trial_left_running_by_a_killed_run_is_rebuilt_once_on_resume(
 ):
     import multiprocessing
 
-    from edge_prune.search.study import _Job, _open
+    from edge_prune.search.job import Job
+    from edge_prune.search.storage import open_study
 
     url = _storage_url(backend, request, tmp_path)
     inputs = tight_inputs(target_file)
     name = f"resume-{backend}"
     opts = SearchOptions(trials=2, space=SPACE, storage=url, study=name)
-    job = _Job(inputs, opts, tmp_path / "c", url, name, 0, factory=KilledOnceWorkshop)
-    _open(job, lambda _m: None, create=True)
+    job = Job(inputs, opts, tmp_path / "c", url, name, 0, factory=KilledOnceWorkshop)
+    open_study(job, lambda _m: None, create=True)
     worker = multiprocessing.get_context("spawn").Process(target=work, args=(job,))
     worker.start()
     worker.join(120)
@@ -471,12 +474,12 @@ def test_a_sqlite_storage_or_a_journal_that_is_a_fifo_is_refused_unread(target_f
 
 
 def test_passwords_in_storage_urls_are_never_shown():
-    from edge_prune.search.study import _shown
+    from edge_prune.search.storage import shown_url
 
-    assert _shown("postgresql://me:secret@db/x") == "postgresql://me:***@db/x"
-    shown = _shown("postgresql://db/x?user=me&password=secret&sslmode=require")
+    assert shown_url("postgresql://me:secret@db/x") == "postgresql://me:***@db/x"
+    shown = shown_url("postgresql://db/x?user=me&password=secret&sslmode=require")
     assert "secret" not in shown and "sslmode=require" in shown
-    assert "hunter2" not in _shown("redis://:hunter2@cache:6379/0")
+    assert "hunter2" not in shown_url("redis://:hunter2@cache:6379/0")
 
 
 def test_a_journal_cut_mid_line_is_set_aside_with_a_warning_on_the_first_run(target_file, tmp_path):

@@ -1,4 +1,6 @@
-"""The search as an Optuna study: storage, sampler, workers, and the result read back from it.
+"""The search as an Optuna study: objectives, sampling, the loop a worker runs and the result
+read back (where the study lives: :mod:`~edge_prune.search.storage`; its trials as points and
+lost trials: :mod:`~edge_prune.search.trials`; worker processes: :mod:`~edge_prune.search.workers`).
 
 - **Objectives and constraints.** Each trial samples a :class:`~edge_prune.search.point.PointSpec`
   and builds it (:class:`~edge_prune.search.workshop.Workshop`); its values are (flash needed, loss)
@@ -32,51 +34,52 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
-import socket
 import time
-import warnings
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edge_prune._process import die_with_parent, is_alive
-from edge_prune.errors import ConfigError, EdgePruneError
+from edge_prune.errors import EdgePruneError
 from edge_prune.runner import Progress, stderr_progress
-from edge_prune.search.cache import BadCacheEntry, point_problem, read_point_entry, record_digest
+from edge_prune.search.cache import BadCacheEntry, read_point_entry, record_digest
+from edge_prune.search.job import Job
 from edge_prune.search.point import PointSpec, SearchOptions, SearchPoint, SearchSpace, choose_point
 from edge_prune.search.result import SearchResult
-from edge_prune.search.workshop import Workshop, _fingerprint, inputs_fingerprint
+from edge_prune.search.storage import (
+    check_context,
+    check_storage,
+    journal_url,
+    open_study,
+    shown_url,
+    study_context,
+)
+from edge_prune.search.trials import (
+    CLAIM,
+    DIGEST,
+    POINT,
+    TWIN,
+    WORKER,
+    counts,
+    params_of,
+    points_of,
+    record_of,
+    recover_lost,
+    requeue_bad_records,
+    requeue_interrupted,
+    spec_from_params,
+    study_points,
+    trial_label,
+    worker_id,
+)
+from edge_prune.search.workers import run_workers
+from edge_prune.search.workshop import Workshop
 
 if TYPE_CHECKING:
     import optuna
 
     from edge_prune.stages import Inputs
 
-__all__ = ["STOP_SECONDS", "run_search", "run_study", "spec_from_params"]
-
-STOP_SECONDS = 4.0  # SIGTERM to SIGKILL for workers that do not stop
-# A database trial without a heartbeat for GRACE_SECONDS is lost (its worker's machine died).
-HEARTBEAT_SECONDS = 30
-GRACE_SECONDS = 120
-_POINT, _DIGEST, _TWIN, _CLAIM = "point", "point_sha256", "twin_of", "claims"
-_WORKER, _LOST, _RETRY_OF = "worker", "lost", "retry_of"
-_CONTEXT = "edge_prune_context"
-
-
-@dataclass(frozen=True)
-class _Job:
-    """What a worker needs (picklable: it crosses to spawned processes)."""
-
-    inputs: Inputs
-    options: SearchOptions
-    cache: Path
-    storage: str
-    study: str
-    seed: int
-    worker: int = 0
-    factory: type = Workshop  # builds the points (tests pass a stand-in)
+__all__ = ["run_search", "run_study"]
 
 
 # ------------------------------------------------------------------------------- running
@@ -104,20 +107,20 @@ def run_study(
     """Create or resume the study, run the workers until ``options.trials`` points are in it,
     read the result back. Returns the result and the local directory of the chosen point."""
     start = time.perf_counter()
-    context = _context(inputs, options)
+    context = study_context(inputs, options)
     check_storage(options.storage)
-    storage = options.storage or _journal_url(cache)
+    storage = options.storage or journal_url(cache)
     name = options.study or f"search-{inputs.target.name}-{context[:12]}"
-    job = _Job(inputs, options, cache, storage, name, inputs.config.train.seed, factory=factory)
-    study = _open(job, progress, create=True)
-    _check_context(study, context)
-    _recover_lost(study, progress, exclusive=options.storage is None)
-    _requeue_bad_records(study, options.space, progress)
-    _requeue_interrupted(study, progress)
+    job = Job(inputs, options, cache, storage, name, inputs.config.train.seed, factory=factory)
+    study = open_study(job, progress, create=True)
+    check_context(study, context)
+    recover_lost(study, progress, exclusive=options.storage is None)
+    requeue_bad_records(study, options.space, progress)
+    requeue_interrupted(study, progress)
     if not study.trials and not options.grid:
         for anchor in _anchors(options.space):
-            study.enqueue_trial(_params(anchor), skip_if_exists=True)
-    before = _points(study, quiet=True)
+            study.enqueue_trial(params_of(anchor), skip_if_exists=True)
+    before = study_points(study, quiet=True)
     progress(
         f"edge-prune search: {options.trials} points on {inputs.data.source} for "
         f"{inputs.target.name}, {options.jobs} worker(s), study {name!r} "
@@ -126,26 +129,26 @@ def run_study(
     if options.jobs == 1:
         work(job, progress, start)
     else:
-        _run_workers(job, options.jobs, progress)
-        if _recover_lost(study, progress):  # a worker was killed: build its point here
+        run_workers(work, [replace(job, worker=i) for i in range(options.jobs)], progress)
+        if recover_lost(study, progress):  # a worker was killed: build its point here
             work(job, progress, start)
     return _result(inputs, options, cache, study, job, len(before), start, progress)
 
 
-def work(job: _Job, progress: Progress = stderr_progress, start: float | None = None) -> None:
+def work(job: Job, progress: Progress = stderr_progress, start: float | None = None) -> None:
     """One worker: trials until the study holds ``trials`` points, or the space is used up."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    study = _open(job, progress)
+    study = open_study(job, progress)
     workshop = job.factory(job.inputs, job.cache, progress)
     options, start = job.options, start or time.perf_counter()
     size = len(options.space.specs())
     built_here = 0
     done: list = []
     for _attempt in range(3 * options.trials + 20):
-        _recover_lost(study, progress)
-        built, running = _counts(study)
+        recover_lost(study, progress)
+        built, running = counts(study)
         if built + running >= options.trials or built >= size:
             return
         done.clear()
@@ -156,36 +159,29 @@ def work(job: _Job, progress: Progress = stderr_progress, start: float | None = 
             callbacks=[lambda _study, frozen: done.append(frozen)],  # noqa: B023
         )
         trial = done[0] if done else None
-        if trial is not None and trial.state.name == "COMPLETE" and _TWIN not in trial.user_attrs:
+        if trial is not None and trial.state.name == "COMPLETE" and TWIN not in trial.user_attrs:
             built_here += 1
             _say(progress, job, study, trial, start, built_here)
         elif trial is not None and trial.state.name == "FAIL":
             error = trial.user_attrs.get("error", "see above")
-            progress(f"trial {trial.number} ({_label(trial)}) failed: {error}")
+            progress(f"trial {trial.number} ({trial_label(trial)}) failed: {error}")
 
 
-def _label(trial) -> str:
-    try:
-        return spec_from_params(trial.params).label
-    except (KeyError, ValueError, TypeError):
-        return "no point"
-
-
-def _objective(trial: optuna.Trial, job: _Job, workshop: Workshop) -> tuple[float, float]:
+def _objective(trial: optuna.Trial, job: Job, workshop: Workshop) -> tuple[float, float]:
     import optuna
 
-    trial.set_user_attr(_WORKER, _worker_id())
+    trial.set_user_attr(WORKER, worker_id())
     spec = _suggest(trial, job.options.space)
     # Written once every parameter is: from here on other workers see which point it builds.
-    trial.set_user_attr(_CLAIM, spec.label)
+    trial.set_user_attr(CLAIM, spec.label)
     twin = _twin(trial, spec)
     if twin is not None and twin.state.name == "RUNNING":
         raise optuna.TrialPruned(f"trial {twin.number} is building {spec.label}")
     if twin is not None and twin.state.name == "FAIL":  # the build refused it: not again
         raise optuna.TrialPruned(f"trial {twin.number} failed on {spec.label}")
     if twin is not None:  # already in the study: its values, nothing built
-        record = twin.user_attrs[_POINT]
-        trial.set_user_attr(_TWIN, twin.number)
+        record = twin.user_attrs[POINT]
+        trial.set_user_attr(TWIN, twin.number)
     else:
         try:
             point, how = workshop.point(spec)
@@ -194,14 +190,14 @@ def _objective(trial: optuna.Trial, job: _Job, workshop: Workshop) -> tuple[floa
             raise
         record = point.to_dict()
         trial.set_user_attr("how", how)
-    trial.set_user_attr(_POINT, record)
-    trial.set_user_attr(_DIGEST, record_digest(record))
+    trial.set_user_attr(POINT, record)
+    trial.set_user_attr(DIGEST, record_digest(record))
     for name, value in _constraints_of(record, job).items():
         trial.set_constraint(name, value)
     return float(record["flash_needed_bytes"]), float(record["loss"])
 
 
-def _constraints_of(record: dict[str, Any], job: _Job) -> dict[str, float]:
+def _constraints_of(record: dict[str, Any], job: Job) -> dict[str, float]:
     """<= 0 when satisfied: flash and RAM over the part (relative), loss over the tolerance,
     chance level."""
     from edge_prune.measurement.metrics import metric_for
@@ -231,26 +227,6 @@ def _suggest(trial: optuna.Trial, space: SearchSpace) -> PointSpec:
     return PointSpec(ratio, sparsity, clusters, schedule, bitwidth if clusters else 0)
 
 
-def spec_from_params(params: dict[str, Any]) -> PointSpec:
-    return PointSpec(
-        float(params.get("structured_ratio", 0.0)),
-        float(params["final_sparsity"]),
-        int(params["clusters"]),
-        str(params["schedule"]),
-        int(params.get("bitwidth", 0)),
-    )
-
-
-def _params(spec: PointSpec) -> dict[str, Any]:
-    params: dict[str, Any] = {"schedule": spec.schedule}
-    if spec.schedule != "rewind":
-        params["structured_ratio"] = spec.structured_ratio
-    params |= {"clusters": spec.clusters, "final_sparsity": spec.final_sparsity}
-    if spec.clusters:
-        params["bitwidth"] = spec.bitwidth
-    return params
-
-
 def _twin(trial: optuna.Trial, spec: PointSpec):
     """Another trial of the same point (not a twin itself): complete or refused, or running
     with the point claimed, whatever its number.
@@ -263,15 +239,15 @@ def _twin(trial: optuna.Trial, spec: PointSpec):
 
     states = (TrialState.RUNNING, TrialState.COMPLETE, TrialState.FAIL)
     for other in trial.study.get_trials(deepcopy=False, states=states):
-        if other.number == trial.number or _TWIN in other.user_attrs:
+        if other.number == trial.number or TWIN in other.user_attrs:
             continue
         if other.state == TrialState.RUNNING:
-            if other.user_attrs.get(_CLAIM) == spec.label:
+            if other.user_attrs.get(CLAIM) == spec.label:
                 return other
             continue
         if other.state == TrialState.FAIL and "error" not in other.user_attrs:
             continue  # interrupted, not refused: built again
-        if other.state == TrialState.COMPLETE and _record(other) is None:
+        if other.state == TrialState.COMPLETE and record_of(other) is None:
             continue
         with contextlib.suppress(KeyError, ValueError, TypeError):
             if spec_from_params(other.params) == spec:
@@ -300,410 +276,12 @@ def _anchors(space: SearchSpace) -> list[PointSpec]:
 # ------------------------------------------------------------------------------- storage
 
 
-def _journal_url(cache: Path) -> str:
-    return f"journal:{cache / 'study.journal'}"
-
-
-def _storage(url: str):
-    import optuna
-    from optuna.storages.journal import JournalFileBackend
-
-    if url.startswith("journal:"):
-        path = Path(url.removeprefix("journal:"))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
-    if url.startswith("redis"):
-        from optuna.storages.journal import JournalRedisBackend
-
-        return optuna.storages.JournalStorage(JournalRedisBackend(url))
-    return optuna.storages.RDBStorage(
-        url,
-        heartbeat_interval=HEARTBEAT_SECONDS,
-        grace_period=GRACE_SECONDS,
-        heartbeat_stale_trial_callback=_retry_stale,
-        engine_kwargs={"pool_pre_ping": True},
-    )
-
-
-def _sampler(job: _Job):
-    import optuna
-
-    space = job.options.space
-    if job.options.grid:
-        grid: dict[str, list] = {"schedule": list(space.schedules)}
-        if space.schedules != ("rewind",):
-            grid["structured_ratio"] = list(space.ratios)
-        grid["clusters"] = list(space.clusters)
-        if any(space.clusters):
-            grid["bitwidth"] = list(space.bitwidths)
-        grid["final_sparsity"] = list(space.sparsities)
-        return optuna.samplers.GridSampler(grid, seed=job.seed)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.TPESampler(
-            seed=job.seed + job.worker,
-            n_startup_trials=max(4, job.options.trials // 4),
-            multivariate=True,
-        )
-
-
-def _open(job: _Job, progress: Progress, create: bool = False):
-    """The study (created when ``create``), with the sampler of the options."""
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    sampler = _sampler(job)
-    if create and job.storage.startswith("journal:"):
-        problem = _journal_problem(Path(job.storage.removeprefix("journal:")))
-        if problem:
-            return _reset_journal(job, progress, problem)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            storage = _storage(job.storage)
-        if create:
-            return optuna.create_study(
-                storage=storage,
-                study_name=job.study,
-                directions=["minimize", "minimize"],
-                sampler=sampler,
-                load_if_exists=True,
-            )
-        return optuna.load_study(study_name=job.study, storage=storage, sampler=sampler)
-    except (ValueError, KeyError, OSError, ImportError) as e:
-        if create and job.storage.startswith("journal:") and not isinstance(e, ImportError):
-            return _reset_journal(job, progress, e)
-        raise ConfigError(f"--storage {_shown(job.storage)}: {type(e).__name__}: {e}") from None
-    except Exception as e:  # SQLAlchemy errors: bad URL, server down, missing driver
-        raise ConfigError(
-            f"--storage {_shown(job.storage)}: cannot open the study ({type(e).__name__}: "
-            f"{str(e).splitlines()[0][:200] if str(e) else ''})"
-        ) from None
-
-
-def _journal_problem(path: Path) -> str | None:
-    """Why the embedded journal would not read back (a line cut short or not JSON), or None.
-    Optuna reads past a last line without its newline and appends after it, which joins two
-    records into one line the next run cannot parse. A FIFO or a device is refused unread."""
-    import json
-
-    from edge_prune.input_files import MAX_MODEL_BYTES, read_input
-
-    if not (path.exists() or path.is_symlink()):
-        return None
-    try:
-        data = read_input(path, limit=MAX_MODEL_BYTES, error=ConfigError, label=f"{path}")
-    except (FileNotFoundError, IsADirectoryError) as e:
-        raise ConfigError(f"{path}: {e.strerror}; expected the study's journal file") from None
-    if data and not data.endswith(b"\n"):
-        return "its last line is cut short"
-    for number, line in enumerate(data.splitlines(), 1):
-        try:
-            json.loads(line)
-        except ValueError:
-            return f"line {number} is not a JSON record"
-    return None
-
-
-def _reset_journal(job: _Job, progress: Progress, error: Exception | str):
-    """An embedded journal that does not read back: set aside (named), start a new one; the
-    points cache still holds every point built, so nothing is trained again."""
-    path = Path(job.storage.removeprefix("journal:"))
-    aside = path.with_name(f"{path.name}.bad-{int(time.time())}")
-    path.replace(aside)
-    why = error if isinstance(error, str) else type(error).__name__
-    progress(
-        f"WARNING: cache entry {path}: unreadable ({why}); moved to "
-        f"{aside.name}, starting a new study (points already built are reused)"
-    )
-    return _open(job, progress, create=True)
-
-
-def check_storage(url: str | None) -> None:
-    """Refuse a ``--storage`` that cannot name a study: empty, a SQLite URL without a file,
-    a SQLite file that is a FIFO or a device."""
-    if url is None:
-        return
-    if not url.strip():
-        raise ConfigError(
-            "--storage: empty URL; give a database URL (postgresql://user@host/db, "
-            "sqlite:///search.db) or leave --storage out for the journal file in the cache"
-        )
-    if url.startswith("sqlite:"):
-        path = url.removeprefix("sqlite:").removeprefix("///").split("?", 1)[0]
-        if not path or path == ":memory:" or not url.startswith("sqlite:///"):
-            raise ConfigError(
-                f"--storage {_shown(url)}: no database file; expected sqlite:///FILE, e.g. "
-                "sqlite:///search.db (a memory database dies with the process)"
-            )
-        _check_regular_if_there(Path(path), f"--storage {_shown(url)}")
-
-
-def _check_regular_if_there(path: Path, label: str) -> None:
-    from edge_prune.input_files import check_regular
-
-    if path.exists() or path.is_symlink():
-        try:
-            check_regular(path, error=ConfigError, label=label)
-        except (FileNotFoundError, IsADirectoryError) as e:
-            raise ConfigError(f"{label}: {e.strerror}; expected a database file") from None
-
-
-_SECRET_QUERY = ("password", "passwd", "pwd", "secret", "token", "key")
-
-
-def _shown(url: str) -> str:
-    """A storage URL without its password (user info and query parameters)."""
-    import re
-
-    head, at, tail = url.rpartition("@")
-    if at and "/" not in head.partition("://")[2]:
-        scheme, _, credentials = head.partition("://")
-        if ":" in credentials:
-            url = f"{scheme}://{credentials.split(':')[0]}:***@{tail}"
-    names = "|".join(_SECRET_QUERY)
-    return re.sub(rf"([?&](?:{names})=)[^&#]*", r"\1***", url, flags=re.IGNORECASE)
-
-
-def _context(inputs: Inputs, options: SearchOptions) -> str:
-    return _fingerprint(
-        inputs_fingerprint(inputs),
-        inputs.config.to_dict(),
-        inputs.target.name,
-        inputs.target.flash_bytes,
-        inputs.target.ram_bytes,
-        options.space.to_dict(),
-    )
-
-
-def _check_context(study, context: str) -> None:
-    found = study.user_attrs.get(_CONTEXT)
-    if found is None:
-        study.set_user_attr(_CONTEXT, context)
-    elif found != context:
-        raise ConfigError(
-            f"--study {study.study_name}: made by a search of another model, data, target, "
-            "config or space; give another --study name"
-        )
-
-
-def _worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _worker_gone(trial) -> bool:
-    """The trial's worker ran on this host and its process no longer exists."""
-    host, _, pid = str(trial.user_attrs.get(_WORKER, "")).rpartition(":")
-    return (
-        host == socket.gethostname()
-        and pid.isdigit()
-        and int(pid) != os.getpid()
-        and not is_alive(int(pid))
-    )
-
-
-def _recover_lost(study, progress: Progress, exclusive: bool = False) -> int:
-    """Fail the RUNNING trials whose worker is gone (``exclusive``: every RUNNING trial, the
-    embedded journal of an earlier run) and queue each one's point once more; on a database
-    also the trials whose heartbeat stopped. Returns how many were failed."""
-    from optuna.storages import fail_stale_trials
-    from optuna.trial import TrialState
-
-    lost = 0
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if exclusive or _worker_gone(trial):
-            lost += _fail_lost(study, trial, progress, "its worker is gone")
-    with contextlib.suppress(Exception):  # storages without heartbeats
-        if getattr(study._storage, "heartbeat_interval", None):
-            fail_stale_trials(study)  # calls _retry_stale for each
-    return lost
-
-
-def _fail_lost(study, trial, progress: Progress, why: str) -> int:
-    from optuna.trial import TrialState
-
-    storage = study._storage
-    try:
-        storage.set_trial_user_attr(trial._trial_id, _LOST, why)
-        storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-    except Exception:  # another process failed it first
-        return 0
-    progress(f"  trial {trial.number} ({_label(trial)}) lost ({why}): marked failed")
-    _retry(study, trial, progress)
-    return 1
-
-
-def _retry(study, trial, progress: Progress) -> None:
-    """Queue the lost trial's point again, once (not when the trial was itself a retry)."""
-    if _RETRY_OF in trial.user_attrs or _CLAIM not in trial.user_attrs:
-        return  # a retry already, or lost before its point was chosen: sampled anew
-    with contextlib.suppress(KeyError, ValueError, TypeError):
-        params = _params(spec_from_params(trial.params))
-        study.enqueue_trial(params, user_attrs={_RETRY_OF: trial.number})
-        progress(f"  its point {_label(trial)} is queued to be built again")
-
-
-def _retry_stale(study, frozen) -> None:
-    """``failed_trial_callback`` of the database storage: a trial whose heartbeat stopped."""
-    _retry(study, frozen, lambda _m: None)
-
-
-def _requeue_interrupted(study, progress: Progress) -> None:
-    """The points of trials a Ctrl-C (or a kill) stopped, queued again first in their order,
-    unless another trial holds or waits for them: a resumed search builds the same points in
-    the same order (an interrupted anchor included)."""
-    from optuna.trial import TrialState
-
-    trials = study.get_trials(deepcopy=False)
-    held = {
-        _spec_or_none(t.params)
-        for t in trials
-        if t.state in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
-    }
-    for trial in trials:
-        if trial.state != TrialState.FAIL or "error" in trial.user_attrs:
-            continue
-        spec = _spec_or_none(trial.params)
-        if spec is None or spec in held:
-            continue
-        study.enqueue_trial(_params(spec))
-        held.add(spec)
-        progress(f"  trial {trial.number} ({spec.label}) was interrupted: queued again")
-
-
-def _spec_or_none(params: dict) -> PointSpec | None:
-    try:
-        return spec_from_params(params)
-    except (KeyError, ValueError, TypeError):
-        return None
-
-
-def _record(trial) -> dict[str, Any] | None:
-    """The trial's point record if it is sound and unchanged, else None."""
-    record = trial.user_attrs.get(_POINT)
-    if point_problem(record) is not None:
-        return None
-    if trial.user_attrs.get(_DIGEST) != record_digest(record):
-        return None
-    return record
-
-
-def _requeue_bad_records(study, space: SearchSpace, progress: Progress) -> None:
-    from optuna.trial import TrialState
-
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        if _TWIN in trial.user_attrs or _record(trial) is not None:
-            continue
-        record = trial.user_attrs.get(_POINT)
-        why = point_problem(record) or "its digest does not match its record"
-        progress(f"WARNING: study trial {trial.number}: {why}; left out and built again")
-        with contextlib.suppress(KeyError, ValueError, TypeError):
-            study.enqueue_trial(_params(spec_from_params(trial.params)))
-
-
-def _counts(study) -> tuple[int, int]:
-    """(points in the study + points the build refused, trials running)."""
-    from optuna.trial import TrialState
-
-    trials = study.get_trials(deepcopy=False)
-    running = sum(t.state == TrialState.RUNNING for t in trials)
-    refused = set()
-    for t in trials:
-        if t.state == TrialState.FAIL and "error" in t.user_attrs:
-            with contextlib.suppress(KeyError, ValueError, TypeError):
-                refused.add(spec_from_params(t.params))
-    return len(_points_of(trials)) + len(refused), running
-
-
-def _points_of(trials) -> list[tuple[int, SearchPoint]]:
-    """(trial number, point) of the sound complete trials, first trial of each point."""
-    seen, points = set(), []
-    for trial in sorted(trials, key=lambda t: t.number):
-        if trial.state.name != "COMPLETE" or _TWIN in trial.user_attrs:
-            continue
-        record = _record(trial)
-        if record is not None and record["key"] not in seen:
-            seen.add(record["key"])
-            points.append((trial.number, SearchPoint.from_dict(record)))
-    return points
-
-
-def _points(study, quiet: bool = False) -> list[SearchPoint]:
-    return [p for _, p in _points_of(study.get_trials(deepcopy=False))]
-
-
 # ------------------------------------------------------------------------------- workers
 
 
-def _run_workers(job: _Job, jobs: int, progress: Progress) -> None:
-    import multiprocessing
-
-    context = multiprocessing.get_context("spawn")
-    workers = [
-        context.Process(
-            target=_worker_main,
-            args=(_with_worker(job, index), os.getpid()),
-            name=f"edge-prune-search-{index}",
-        )
-        for index in range(jobs)
-    ]
-    try:
-        for w in workers:
-            w.start()
-        for w in workers:
-            w.join()
-    except BaseException:
-        progress(f"stopping {jobs} workers (finished trials are kept)")
-        _stop(workers)
-        raise
-    failed = [f"worker {i} exit code {w.exitcode}" for i, w in enumerate(workers) if w.exitcode]
-    if failed:
-        progress(f"WARNING: {', '.join(failed)}; the study keeps what they finished")
-
-
-def _with_worker(job: _Job, index: int) -> _Job:
-    from dataclasses import replace
-
-    return replace(job, worker=index)
-
-
-def _stop(workers) -> None:
-    """SIGTERM every worker; SIGKILL what still runs after :data:`STOP_SECONDS`."""
-    for w in workers:
-        if w.is_alive() and w.pid:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(w.pid, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_SECONDS
-    for w in workers:
-        w.join(max(0.0, deadline - time.monotonic()))
-    for w in workers:
-        if w.is_alive():
-            w.kill()
-            w.join(1.0)
-
-
-def _worker_main(job: _Job, parent: int) -> None:
-    """A spawned worker: dies with its parent, stops on SIGTERM/SIGINT after failing its
-    running trial (finished ones are in the study)."""
-    die_with_parent(parent)
-    signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        work(job, _prefixed(job.worker))
-    except KeyboardInterrupt:
-        os._exit(130)
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
-def _prefixed(worker: int) -> Progress:
-    return lambda message: stderr_progress(f"[worker {worker}] {message}")
-
-
-def _say(progress, job: _Job, study, trial, start: float, built_here: int) -> None:
-    points = _points(study)
-    point = SearchPoint.from_dict(trial.user_attrs[_POINT])
+def _say(progress, job: Job, study, trial, start: float, built_here: int) -> None:
+    points = study_points(study)
+    point = SearchPoint.from_dict(trial.user_attrs[POINT])
     best = choose_point(points)
     trials, jobs = job.options.trials, job.options.jobs
     elapsed = time.perf_counter() - start
@@ -742,14 +320,14 @@ def _result(
     options: SearchOptions,
     cache: Path,
     study,
-    job: _Job,
+    job: Job,
     reused: int,
     start: float,
     progress: Progress,
 ) -> tuple[SearchResult, dict[str, Path]]:
     from edge_prune.measurement.metrics import metric_for
 
-    numbered = _points_of(study.get_trials(deepcopy=False))
+    numbered = points_of(study.get_trials(deepcopy=False))
     points = tuple(p for _, p in numbered)
     workshop = job.factory(inputs, cache, progress)
     dirs: dict[str, Path] = {}
@@ -780,7 +358,7 @@ def _result(
         seconds=round(time.perf_counter() - start, 1),
         study={
             "name": job.study,
-            "storage": _shown(job.storage),
+            "storage": shown_url(job.storage),
             "trials_by_state": by_state,
             "trial_of_point": {p.key: n for n, p in numbered},
         },

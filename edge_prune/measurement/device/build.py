@@ -46,8 +46,8 @@ from edge_prune.artifacts import write_atomic
 from edge_prune.errors import ConfigError, DeviceBuildError
 from edge_prune.measurement.device.config import DeviceConfig
 from edge_prune.measurement.device.toolchain import MAKEFILE, TflmTree, Toolchain
+from edge_prune.measurement.tflm_tree import cache_root
 
-CACHE_ENV = "EDGE_PRUNE_DEVICE_CACHE"
 RESOLVER_HEADER = "tensorflow/lite/micro/micro_mutable_op_resolver.h"
 # Framework objects that only TFLM's own tests use.
 _TEST_ONLY = frozenset(
@@ -74,15 +74,6 @@ class BuildStats:
 
     compiled: tuple[str, ...]
     reused: int
-
-
-def cache_root() -> Path:
-    """``$EDGE_PRUNE_DEVICE_CACHE``, else ``$XDG_CACHE_HOME/edge-prune``, else ``~/.cache/...``."""
-    explicit = os.environ.get(CACHE_ENV)
-    if explicit:
-        return Path(explicit).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "edge-prune"
 
 
 def config_dir(tree: TflmTree, config: DeviceConfig) -> Path:

@@ -8,21 +8,19 @@ When one is missing the error is one line saying how to get it.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from edge_prune.errors import TflmTreeError, ToolchainError
+from edge_prune.measurement.tflm_tree import tree_commit
 
 APT_COMMAND = (
     "apt-get install -y gcc-arm-none-eabi libnewlib-arm-none-eabi "
     "libstdc++-arm-none-eabi-newlib qemu-system-arm"
 )
 TFLM_ENV = "EDGE_PRUNE_TFLM"
-TFLM_COMMIT_ENV = "EDGE_PRUNE_TFLM_COMMIT"
-TFLM_COMMIT_FILE = "TFLM_COMMIT"
 PINNED_TFLM_COMMIT = "90b983c2b3f1480642e040bbd2ddb37b998f3424"
 TFLM_HOWTO = (
     "get it with `git clone https://github.com/tensorflow/tflite-micro DIR && "
@@ -108,7 +106,7 @@ class TflmTree:
                 f"{root}: TFLM third-party trees missing under {_DOWNLOADS}/ "
                 f"({', '.join(absent)}); {TFLM_HOWTO}"
             )
-        return cls(path=root, commit=_commit(root))
+        return cls(path=root, commit=tree_commit(root))
 
     def has_cmsis_nn(self) -> bool:
         return (self.path / _DOWNLOADS / "cmsis_nn" / "Include").is_dir()
@@ -121,32 +119,3 @@ class TflmTree:
         import hashlib
 
         return "path-" + hashlib.sha256(str(self.path).encode()).hexdigest()[:12]
-
-
-def _commit(root: Path) -> str | None:
-    head = _git_head(root / ".git")
-    if head:
-        return head
-    stated = root / TFLM_COMMIT_FILE
-    if stated.is_file():
-        text = stated.read_text(errors="replace").strip()
-        if re.fullmatch(r"[0-9a-f]{7,40}", text):
-            return text
-    from_env = os.environ.get(TFLM_COMMIT_ENV, "").strip()
-    return from_env or None
-
-
-def _git_head(git: Path) -> str | None:
-    try:
-        head = (git / "HEAD").read_text().strip()
-        if head.startswith("ref: "):
-            ref = head[5:]
-            ref_file = git / ref
-            if ref_file.is_file():
-                return ref_file.read_text().strip()
-            packed = (git / "packed-refs").read_text()
-            match = re.search(rf"^([0-9a-f]{{40}}) {re.escape(ref)}$", packed, re.M)
-            return match.group(1) if match else None
-        return head if re.fullmatch(r"[0-9a-f]{40}", head) else None
-    except OSError:
-        return None

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from edge_prune.errors import TflmTreeError, ToolchainError
 from edge_prune.measurement.sparse.format import CUSTOM_OPS as _OPS
+from edge_prune.measurement.tflm_tree import cache_root, tree_commit
 
 KERNELS_DIR = Path(__file__).parent / "kernels"
 HEADERS = ("edge_prune_sparse.h", "edge_prune_sparse_ops.h")
@@ -31,7 +32,6 @@ HOST_SOURCES = (*SOURCES, "edge_prune_sparse_python.cc")
 REGISTERER = "EdgePruneSparseRegisterer"
 CUSTOM_OPS = tuple(_OPS.values())
 TFLM_ENV = "EDGE_PRUNE_TFLM"
-CACHE_ENV = "EDGE_PRUNE_DEVICE_CACHE"
 CXX_ENV = "EDGE_PRUNE_HOST_CXX"
 _DOWNLOADS = "tensorflow/lite/micro/tools/make/downloads"
 _THIRD_PARTY_INCLUDES = ("gemmlowp", "flatbuffers/include", "ruy")
@@ -85,19 +85,6 @@ def include_flags(tree: Path) -> list[str]:
     return [f"-I{d}" for d in dirs]
 
 
-def tflm_commit(tree: Path) -> str:
-    stated = tree / "TFLM_COMMIT"
-    if stated.is_file():
-        return stated.read_text(errors="replace").strip()
-    head = tree / ".git" / "HEAD"
-    if head.is_file():
-        text = head.read_text().strip()
-        if text.startswith("ref: ") and (tree / ".git" / text[5:]).is_file():
-            return (tree / ".git" / text[5:]).read_text().strip()
-        return text
-    return "unknown"
-
-
 def host_compiler() -> str:
     cxx = os.environ.get(CXX_ENV) or shutil.which("g++") or shutil.which("c++")
     if not cxx:
@@ -118,14 +105,6 @@ def wheel_runtime() -> Path:
     if not found:
         raise ToolchainError(f"{root}: no python/tflite_micro/_runtime*.so in tflite-micro")
     return found[0]
-
-
-def _cache_root() -> Path:
-    explicit = os.environ.get(CACHE_ENV)
-    if explicit:
-        return Path(explicit).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "edge-prune"
 
 
 def _compiler_version(cxx: str) -> str:
@@ -171,10 +150,14 @@ def host_library(tree: str | Path | None = None) -> Path:
     files = [KERNELS_DIR / f for f in (*HEADERS, *HOST_SOURCES)]
     key = _digest(
         [f.read_bytes() for f in files]
-        + [_compiler_version(cxx).encode(), tflm_commit(root).encode(), str(runtime).encode()]
+        + [
+            _compiler_version(cxx).encode(),
+            (tree_commit(root) or "unknown").encode(),
+            str(runtime).encode(),
+        ]
         + [" ".join(host_command(cxx, root, runtime, Path("x"))).encode()]
     )
-    target = _cache_root() / "sparse-host" / key / "libedge_prune_sparse.so"
+    target = cache_root() / "sparse-host" / key / "libedge_prune_sparse.so"
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)

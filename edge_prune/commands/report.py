@@ -157,7 +157,7 @@ def run(args) -> int:
     decode = check_decode(args.model, timeout_s=_number(args.timeout, "--timeout"))
     _check_sparse_ops(args.model)
     footprint = measure(args.model, timeout_s=_number(args.timeout, "--timeout"))
-    verdicts = tuple(verdict_for(_for_kernels(args.model, footprint, t), t) for t in targets)
+    verdicts = tuple(verdict_for(footprint, t) for t in targets)
     report = Report(
         decode=decode,
         footprint=footprint,
@@ -175,15 +175,6 @@ def run(args) -> int:
         write_report_firmware(args.emit_c, args.model, verdicts)
     _append_step_summary(report.to_markdown())
     return 0 if report.passes else 1
-
-
-def _for_kernels(model, footprint, target):
-    """The footprint a verdict on ``target`` counts: with INT4 weights on a CMSIS-NN build, the
-    arena without the reference kernels' unpack buffers (the build's verdict counts the same)."""
-    from edge_prune.measurement.int4 import kernels_footprint
-    from edge_prune.measurement.tflite_file import load_bytes
-
-    return kernels_footprint(load_bytes(model)[0], footprint, target.tflm_kernels)
 
 
 def _times(model, footprint, targets) -> tuple:

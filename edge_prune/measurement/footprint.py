@@ -422,7 +422,7 @@ def arena_what(target: Target, kernel: cmsis_nn_scratch.KernelArena | None) -> s
     return (
         "tensor arena on a 32-bit Cortex-M, TFLM CMSIS-NN kernels "
         f"({kernel.features.upper()} code path of {target.tflm_arch or target.core}): the "
-        f"reference-kernel figure + {kernel.head_extra_bytes:,} B planned scratch + "
+        f"reference-kernel figure {kernel.head_extra_bytes:+,} B of planned scratch + "
         f"{kernel.tail_extra_bytes:,} B persistent kernel data, derived per operator"
         + (f" ({kernel.note})" if kernel.note else "")
     )

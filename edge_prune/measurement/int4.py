@@ -90,26 +90,3 @@ def unpacked_twin(model: bytes) -> bytes:
                 buffer.data = unpack(bytes(bytearray(buffer.data)), count).view(np.uint8)
                 tensor.type = INT8
     return _tflm.pack(edited)
-
-
-def packed_arena(model: bytes):
-    """The arena a kernel set that computes on packed INT4 weights (CMSIS-NN) needs: the host
-    TFLM arena of :func:`unpacked_twin` (same plan, no unpack buffers); None without INT4."""
-    from edge_prune.measurement import tflm
-
-    if not has_int4(model):
-        return None
-    return tflm.measure_arena(unpacked_twin(model), label="INT4 filters as int8")
-
-
-def kernels_footprint(model: bytes, footprint, kernels: str):
-    """``footprint``, or for ``kernels`` = ``cmsis-nn`` and a model with INT4 weights the same
-    model's footprint with :func:`packed_arena` (what a verdict for that build counts)."""
-    from edge_prune.measurement.footprint import measure
-
-    if kernels != "cmsis-nn" or not footprint.runs_on_tflm:
-        return footprint
-    arena = packed_arena(model)
-    if arena is None:
-        return footprint
-    return measure(model, arena=arena, label=footprint.source)

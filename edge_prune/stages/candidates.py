@@ -316,19 +316,12 @@ def _check_artifacts(state: BuildState, progress: Progress) -> BuildState:
 
 
 def footprint_of(artifact: Artifact, target=None):
-    """The artifact's footprint from the arena its TFLM check recorded (no second run).
-
-    On a target built with CMSIS-NN kernels an artifact with INT4 weights takes the arena of its
-    unpacked twin instead: CMSIS-NN computes on the packed weights, the reference kernels the
-    check ran unpack them into arena scratch (:mod:`edge_prune.measurement.int4`).
-    """
+    """The artifact's footprint from the arena its TFLM check recorded (no second run). A
+    target's verdict derives its own kernels' arena from it (on CMSIS-NN without the buffers
+    into which the reference kernels unpack INT4 weights)."""
     from edge_prune.measurement.footprint import measure
-    from edge_prune.measurement.int4 import kernels_footprint
 
-    footprint = measure(artifact.tflite_bytes, arena=artifact.check.arena, label=artifact.name)
-    if target is None:
-        return footprint
-    return kernels_footprint(artifact.tflite_bytes, footprint, target.tflm_kernels)
+    return measure(artifact.tflite_bytes, arena=artifact.check.arena, label=artifact.name)
 
 
 def _note_densify_size(state: BuildState, progress: Progress) -> None:

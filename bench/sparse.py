@@ -33,7 +33,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from edge_prune.measurement.sparse.rewrite import pack, rewrite  # noqa: E402
+from edge_prune.measurement.flatbuffer_pack import pack  # noqa: E402
+from edge_prune.measurement.sparse.rewrite import rewrite  # noqa: E402
 from edge_prune.tables import table_lines  # noqa: E402
 
 EDGE_PRUNE = [sys.executable, "-m", "edge_prune.cli"]

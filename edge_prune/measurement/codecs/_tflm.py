@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
-import tempfile
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -29,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge_prune.errors import ConversionError, ModelFileError
+from edge_prune.measurement.flatbuffer_pack import aligned, pack  # noqa: F401 - codecs use them
 
 DECODE_OP = "TFLM_DECODE"
 DCM_BYTES = 16
@@ -257,28 +256,6 @@ def drop_encoded_quantization(model_bytes: bytes) -> bytes:
     if not changed:
         return model_bytes
     return pack(model)
-
-
-def pack(model) -> bytes:
-    """Serialise a ``schema.ModelT`` with the buffer alignment TFLM expects."""
-    import flatbuffers
-
-    builder = flatbuffers.Builder(1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return aligned(bytes(builder.Output()))
-
-
-def aligned(model_bytes: bytes) -> bytes:
-    """Re-lay the flatbuffer with the buffer alignment TFLM expects (TFLM's C++ aligner)."""
-    from tflite_micro.tensorflow.lite.micro.tools import tflite_flatbuffer_align_wrapper
-
-    with tempfile.TemporaryDirectory(prefix="edge-prune-codecs-") as tmp:
-        src, dst = os.path.join(tmp, "in.tflite"), os.path.join(tmp, "out.tflite")
-        with open(src, "wb") as f:
-            f.write(model_bytes)
-        tflite_flatbuffer_align_wrapper.align_tflite_model(src, dst)
-        with open(dst, "rb") as f:
-            return f.read()
 
 
 @dataclass(frozen=True)

@@ -16,13 +16,12 @@ QEMU Cortex-M4 measurements of bench/sparse.py (TFLM default build, -Os).
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from edge_prune.errors import ModelFileError
+from edge_prune.measurement.flatbuffer_pack import pack
 from edge_prune.measurement.sparse import format as fmt
 from edge_prune.measurement.sparse.reference import fold_bias
 
@@ -114,20 +113,6 @@ def rewrite(
     if not any(layer.block for layer in layers):
         return Rewritten(data, tuple(layers))
     return Rewritten(pack(model), tuple(layers))
-
-
-def pack(model) -> bytes:
-    """Serialise a ``schema.ModelT`` with the buffer alignment TFLM expects (TFLM's aligner)."""
-    import flatbuffers
-    from tflite_micro.tensorflow.lite.micro.tools import tflite_flatbuffer_align_wrapper
-
-    builder = flatbuffers.Builder(1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    with tempfile.TemporaryDirectory(prefix="edge-prune-sparse-") as tmp:
-        src, dst = Path(tmp) / "in.tflite", Path(tmp) / "out.tflite"
-        src.write_bytes(bytes(builder.Output()))
-        tflite_flatbuffer_align_wrapper.align_tflite_model(str(src), str(dst))
-        return dst.read_bytes()
 
 
 def _builtin(model, op) -> int:

@@ -103,8 +103,45 @@ def test_an_object_without_its_record_is_not_trusted(setup):
     make_tree, command, compiles = setup
     tree = make_tree("tree", "v1")
     assert _build(tree, command())
-    Path(command().object).with_suffix(".cmd").unlink()  # killed between rename and record
+    Path(command().object).with_suffix(".cmd").unlink()  # a record lost (or an older cache)
     assert _build(tree, command()) and compiles() == 2
+
+
+@pytest.mark.parametrize("killed_at", [1, 2, 3])
+def test_a_recompile_killed_at_any_file_step_leaves_no_object_without_its_record(
+    setup, monkeypatch, killed_at
+):
+    """A rebuild (new source) stopped at its first, second or third file write: whatever is
+    left, an object in place is never one without a record, and the next build recompiles."""
+    make_tree, command, compiles = setup
+    assert _build(make_tree("tree", "v1"), command())
+    tree = make_tree("tree", "v2")
+    writes = {"count": 0}
+    real_write, real_replace = build.write_atomic, Path.replace
+
+    def step() -> None:
+        writes["count"] += 1
+        if writes["count"] == killed_at:
+            raise KeyboardInterrupt
+
+    def write_atomic(path, text):
+        step()
+        real_write(path, text)
+
+    def replace(self, target):
+        if ".tmp-" in self.name and self.suffix == ".o":
+            step()
+        return real_replace(self, target)
+
+    monkeypatch.setattr(build, "write_atomic", write_atomic)
+    monkeypatch.setattr(Path, "replace", replace)
+    build._DIGESTS.clear()
+    with pytest.raises(KeyboardInterrupt):
+        build._compile_one(tree, command())
+    monkeypatch.undo()
+    obj = Path(command().object)
+    assert not obj.exists() or obj.with_suffix(".cmd").is_file()
+    assert _build(tree, command()) and obj.read_text().startswith("v2")
 
 
 def test_sigkill_of_the_caller_kills_the_whole_tool_group(tmp_path):

@@ -16,7 +16,8 @@ source and each header in the compiler's ``-MD`` dependency list) has the SHA-25
 recorded when it was built (``.inputs``):
 the cache is keyed by content, so a tree patched in place, or another tree that names the same
 commit, never reuses objects of other sources. A compiler writes into a temporary file that
-is renamed into place, and the record is written after it, so an object a killed build left
+is renamed into place after its record is written (and the old object is removed before the
+compiler starts), so every object in place has its record and one a killed build left
 half-written is never trusted. Compilers run in their own process group that dies with this
 process (:func:`edge_prune._process.run_group`), and a file lock per configuration keeps two
 processes from building the same object at once.
@@ -397,6 +398,7 @@ def _compile_one(tree: TflmTree, command: CompileCommand) -> str | None:
     obj.parent.mkdir(parents=True, exist_ok=True)
     _remove_orphan_temporaries(obj.parent)
     stamp = obj.with_suffix(".cmd")
+    obj.unlink(missing_ok=True)  # an object in place is always a recorded one
     stamp.unlink(missing_ok=True)
     temporary = obj.with_name(f"{obj.stem}.tmp-{os.getpid()}-{threading.get_ident()}.o")
     depfile = temporary.with_suffix(".d")
@@ -411,13 +413,13 @@ def _compile_one(tree: TflmTree, command: CompileCommand) -> str | None:
             ]
             return " | ".join(lines[:3])
         inputs = {name: _digest(tree.path / name) for name in _dependencies(depfile)}
+        write_atomic(obj.with_suffix(".inputs"), json.dumps(inputs, indent=0))
+        write_atomic(stamp, "\0".join(command.argv))
         depfile.replace(obj.with_suffix(".d"))
-        temporary.replace(obj)
+        temporary.replace(obj)  # last: the object is trusted from here on
     finally:
         temporary.unlink(missing_ok=True)
         depfile.unlink(missing_ok=True)
-    write_atomic(obj.with_suffix(".inputs"), json.dumps(inputs, indent=0))
-    write_atomic(stamp, "\0".join(command.argv))  # last: the object is trusted from here on
     return None
 
 

@@ -221,8 +221,9 @@ def main(argv=None) -> int:
                 )
             else:
                 key, costs, table, samples = calibrate(tree, name, Path(work), args.build, progress)
+            sparse = instructions.sparse_costs(existing["configs"].get(key, {}))
             existing["configs"][key] = {
-                "costs": {k: [round(v, 4) for v in c] for k, c in costs.items()},
+                "costs": {k: [round(v, 4) for v in c] for k, c in costs.items()} | sparse,
                 "models": [
                     {
                         "model": Path(m).name,

@@ -65,8 +65,15 @@ def test_default_model_builds_every_artifact_and_fits_cortex_m4(built):
             "report.md",
             "report.json",
             "heldout.npz",
+            # the deployed int8-pruned model runs on edge-prune's sparse kernels
+            "edge_prune_sparse.cc",
+            "edge_prune_sparse.h",
+            "edge_prune_sparse_ops.cc",
+            "edge_prune_sparse_ops.h",
         ]
     )
+    report = json.loads((out / "report.json").read_text())
+    assert report["deployable"]["artifact"] == "int8-pruned"
 
 
 def test_build_dir_holds_the_held_out_samples_the_device_command_runs(built):
@@ -211,3 +218,18 @@ def test_one_arena_figure_in_verdict_line_reports_and_both_model_data_h(built, t
     assert result.returncode == 0, result.stderr
     assert f"arena on cortex-m4: {arena:,} B" in result.stdout
     assert f"TensorArenaSize = {arena};" in (emitted / "model_data.h").read_text()
+
+
+def test_report_shows_per_layer_encodings_and_the_plans_compared(built):
+    _, out = built
+    report = json.loads((out / "report.json").read_text())
+    pruned = next(a for a in report["artifacts"] if a["name"] == "int8-pruned")
+    layers = pruned["sparse_plan"]["layers"]
+    assert {r["op"] for r in layers} == {"CONV_2D", "FULLY_CONNECTED"}
+    assert all(r["encoding"].startswith("sparse") for r in layers)
+    taken = next(p for p in pruned["sparse_plan"]["plans"] if p["taken"])
+    assert taken["flatbuffer_bytes"] == pruned["cost"]["flatbuffer_bytes"]
+    assert taken["runtime_code_bytes"] == pruned["cost"]["runtime_code_bytes"]
+    text = (out / "report.md").read_text()
+    assert "## Layers of model.tflite on edge-prune's sparse kernels" in text
+    assert "| CONV_2D 16x3x3x8 |" in text

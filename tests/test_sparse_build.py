@@ -79,7 +79,7 @@ def test_report_refuses_a_malformed_sparse_model_with_exit_2(tmp_path, capsys):
 
 
 def test_prune_block_config_key():
-    assert PipelineConfig().prune.block == (1, 1)
+    assert PipelineConfig().prune.block == (1, 4)
     assert config_from_dict({"prune": {"block": [1, 4]}}).prune.block == (1, 4)
     with pytest.raises(ConfigError, match="prune.block"):
         config_from_dict({"prune": {"block": [1, 2]}})
@@ -103,6 +103,37 @@ def test_tfmot_prunes_blocks_of_four_input_channels():
     zero = np.all(blocks == 0, axis=2)
     assert np.mean(zero) == pytest.approx(0.5, abs=0.1)
     assert np.all(np.any(blocks != 0, axis=2) == ~zero)  # every block all zero or kept
+
+
+@pytest.mark.parametrize("kind", ["conv2d", "conv1d"])
+def test_kxk_and_1d_convolutions_are_pruned_in_blocks_of_four_input_channels(kind):
+    """tfmot pools blocks over 2-D kernels only: a 3x3 Conv2D and a Conv1D are pruned as a 2-D
+    [kh * kw * in, out] kernel; stripped, they are plain Keras layers whose TFLite-ordered filter
+    [out, kh, kw, in] has whole blocks of 4 input channels zero or kept, at the asked sparsity."""
+    from edge_prune.training._tf import keras
+    from edge_prune.training.prune import prune, strip
+    from edge_prune.training.schedule import ConstantSparsity
+
+    keras.utils.set_random_seed(0)
+    if kind == "conv2d":
+        shape, layer = (6, 6, 8), keras.layers.Conv2D(6, 3, padding="same", name="c")
+    else:
+        shape, layer = (10, 8), keras.layers.Conv1D(6, 3, name="c")
+    model = keras.Sequential([keras.Input(shape), layer, keras.layers.Flatten()])
+    x = np.random.default_rng(0).random((8, *shape), dtype=np.float32)
+    wrapped = prune(model, ConstantSparsity(0.5, begin_step=0, frequency=1), block=(1, 4))
+    wrapped.model.compile("sgd", "mse")
+    wrapped.fit(x, np.zeros((8, *model.output_shape[1:])), epochs=1, verbose=0)
+    stripped = strip(wrapped)
+    conv = stripped.get_layer("c")
+    assert type(conv) is type(layer)
+    kernel = conv.get_weights()[0]  # Keras [kh, (kw,) in, out]
+    blocks = np.moveaxis(kernel, -1, 0).reshape(6, -1, 4)  # TFLite [out, kh * kw * in/4, 4]
+    zero = np.all(blocks == 0, axis=2)
+    assert np.mean(zero) == pytest.approx(0.5, abs=0.1)
+    assert np.all(np.any(blocks != 0, axis=2) == ~zero)
+    np.testing.assert_allclose(stripped(x).numpy(), wrapped.model(x).numpy(), atol=1e-6)
+    assert model.get_layer("c").get_weights()[0].shape == kernel.shape  # original untouched
 
 
 def test_runtime_flash_counts_the_sparse_kernels_once(monkeypatch):

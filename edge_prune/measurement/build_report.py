@@ -179,6 +179,8 @@ def _artifact_dict(a: Artifact, target: Target) -> dict[str, Any]:
     }
     if a.compression is not None:
         record["compression"] = a.compression.to_dict()
+    if a.sparse_plan:
+        record["sparse_plan"] = a.sparse_plan
     record["cost"] = candidate_cost(a, target)
     return record
 
@@ -315,6 +317,12 @@ def _time_note(report: BuildReport) -> list[str]:
                 "type's int8 factor (its instructions are QEMU's, its cycles per instruction "
                 "are not measured)."
             )
+        if any(k.startswith("EDGE_PRUNE_SPARSE") for t in times for k in t["scaled_ops"]):
+            text += (
+                " edge-prune's sparse kernels take the factor of the dense op they replace "
+                "(FULLY_CONNECTED, CONV_2D): no board measured them; their receptive-field "
+                "copy counts one cycle per instruction."
+            )
     return [text, ""]
 
 
@@ -366,6 +374,65 @@ def _tensor_lines(report: BuildReport, heading: str, markdown: bool) -> list[str
         "",
         "Each decoded tensor lives in the tensor arena until its consumer has run: compression "
         "trades RAM for flash (the arena figures above include it).",
+        "",
+    ]
+
+
+def _sparse_lines(report: BuildReport, heading: str, markdown: bool) -> list[str]:
+    """Per layer of the int8-pruned candidate: its encoding, bytes and instructions; then the
+    whole-model plans compared (kernel code is shared, so layers are not chosen alone)."""
+    artifact = next((a for a in report.artifacts if a.get("sparse_plan")), None)
+    if artifact is None:
+        return []
+    plan = artifact["sparse_plan"]
+    deployed = artifact["name"] == report.deployable.artifact
+    title = "model.tflite" if deployed else f"{artifact['file']} (not deployed)"
+
+    def count(n) -> str:
+        return "-" if n is None else f"{n:,}"
+
+    layers = [
+        (
+            f"{r['op']} {'x'.join(map(str, r['shape']))}",
+            f"{r['zeros']:.1%}",
+            r["encoding"],
+            f"{r['dense_bytes']:,}",
+            f"{r['stored_bytes']:,}",
+            count(r["dense_instructions"]),
+            count(r["instructions"]),
+        )
+        for r in plan["layers"]
+    ]
+    plans = [
+        (
+            ", ".join(f"{kind} {mode}" for kind, mode in p["modes"].items()),
+            f"{p['flatbuffer_bytes']:,}",
+            f"{p['runtime_code_bytes']:,}",
+            f"{p['flash_bytes']:,}",
+            count(p["instructions"]),
+            "taken" if p["taken"] else ("int8" if p["all_dense"] else ""),
+        )
+        for p in plan["plans"]
+    ]
+    return [
+        f"{heading}Layers of {title} on edge-prune's sparse kernels",
+        "",
+        *table_lines(
+            ("layer", "zeros", "encoding", "dense B", "stored B", "dense instr.", "instr."),
+            layers,
+            markdown=markdown,
+        ),
+        "",
+        "Stored bytes: values + index (+ the int32 bias the kernel folds the input offset into). "
+        "Instructions: estimated per inference on the target's build. Plans compared (per op "
+        "kind: all dense, the layers whose zeros pay alone, or all sparse; the one with least "
+        "flash at no more instructions than int8 is taken):",
+        "",
+        *table_lines(
+            ("plan", "flatbuffer B", "runtime code B", "= flash B", "instructions", ""),
+            plans,
+            markdown=markdown,
+        ),
         "",
     ]
 
@@ -461,6 +528,7 @@ def _render(report: BuildReport, footprint: Report, markdown: bool) -> str:
         "",
         *_time_note(report),
         *_tensor_lines(report, heading, markdown),
+        *_sparse_lines(report, heading, markdown),
         *_cost_lines(report, heading, markdown),
         f"{heading}Sparsity of the pruned model",
         "",

@@ -71,14 +71,39 @@ def operator_work(model: bytes) -> list[list[OpWork]]:
     per output of a DECODE operator (each output has its own decoder)."""
     from tflite_micro.tensorflow.lite.micro.compression import model_editor
 
+    edited = model_editor.read(bytes(model))
+    taps = _sparse_conv_taps(model) if _has_sparse_conv(edited) else {}
     return [
-        _op_work(op)
-        for subgraph in model_editor.read(bytes(model)).subgraphs
-        for op in subgraph.operators
+        _op_work(op, taps.get((s, o), 1))
+        for s, subgraph in enumerate(edited.subgraphs)
+        for o, op in enumerate(subgraph.operators)
     ]
 
 
-def _op_work(op) -> list[OpWork]:
+def _has_sparse_conv(edited) -> bool:
+    return any(
+        op.custom_code == "EDGE_PRUNE_SPARSE_CONV" for sg in edited.subgraphs for op in sg.operators
+    )
+
+
+def _sparse_conv_taps(model: bytes) -> dict[tuple[int, int], int]:
+    """Kernel taps (kh x kw) of each sparse convolution, from its custom options."""
+    from edge_prune.measurement.sparse.format import Options, SparseFormatError
+    from edge_prune.measurement.sparse.rewrite import read_model
+
+    taps = {}
+    for s, subgraph in enumerate(read_model(bytes(model)).subgraphs or []):
+        for o, op in enumerate(subgraph.operators or []):
+            raw = op.customOptions
+            try:
+                options = Options.unpack(bytes(bytearray(raw)) if raw is not None else b"")
+            except SparseFormatError:
+                continue
+            taps[(s, o)] = options.kernel[0] * options.kernel[1]
+    return taps
+
+
+def _op_work(op, taps: int = 1) -> list[OpWork]:
     name = builtin_operator_name(op.opcode) if op.custom_code is None else op.custom_code
     if name == "TFLM_DECODE":
         return [
@@ -86,7 +111,7 @@ def _op_work(op) -> list[OpWork]:
             for k, out in enumerate(op.outputs)
         ]
     if name in _SPARSE_OPS:
-        return [_sparse_work(name, op)]
+        return _sparse_work(name, op, taps)
     name = f"{name}:{_dtype(op)}{_int4_filter(op)}"
     output = max((_count(t) for t in op.outputs), default=0)
     if name.split(":")[0] in _MAC_OPS and len(op.inputs) > 1 and op.inputs[1] is not None:
@@ -109,23 +134,39 @@ def _op_work(op) -> list[OpWork]:
 
 
 # edge-prune's sparse kernels. Their costs in data/tflm_instructions.json (cortex-m4+fp CMSIS-NN
-# default build, FC only) come from bench/sparse.py's per-layer QEMU counts (784x300 layer:
-# slope per stored weight over 50-95% zeros, intercept per output), not from
-# bench/instruction_costs.py, which does not calibrate them: keep them when regenerating.
+# default build) are not fitted by bench/instruction_costs.py, which keeps them when it
+# regenerates the file (:func:`sparse_costs`):
+# - ``EDGE_PRUNE_SPARSE_FC:int8:block1/4``: bench/sparse.py's per-layer QEMU counts on the
+#   784x300 layer of LeNet-300-100 (slope per stored weight over 50-95% zeros, intercept per
+#   output); ``EDGE_PRUNE_SPARSE_CONV:int8:block1/4`` run the same row loop and take its costs;
+# - ``EDGE_PRUNE_SPARSE_CONV:patch``: per kernel tap and output position, copying the receptive
+#   field (FillPatch); fitted on the two 3x3 layers of the digits CNN in QEMU (88,760 and
+#   246,840 instructions; the model is within 1.5% of each).
 _SPARSE_OPS = ("EDGE_PRUNE_SPARSE_FC", "EDGE_PRUNE_SPARSE_CONV")
+SPARSE_PATCH_KEY = "EDGE_PRUNE_SPARSE_CONV:patch"
 
 
-def _sparse_work(name: str, op) -> OpWork:
+def sparse_costs(entry: dict) -> dict:
+    """The sparse kernels' costs of one config entry of the cost file (kept on regeneration)."""
+    return {k: v for k, v in entry.get("costs", {}).items() if k.split(":")[0] in _SPARSE_OPS}
+
+
+def _sparse_work(name: str, op, taps: int) -> list[OpWork]:
     """edge-prune's sparse kernels: the unit of work is a stored weight times the positions it
     is applied at (batches, or output pixels); the key names the block size, whose kernels
-    differ in cost per weight (``EDGE_PRUNE_SPARSE_FC:int8:block4``)."""
+    differ in cost per weight (``EDGE_PRUNE_SPARSE_FC:int8:block4``). A KxK convolution also
+    copies its receptive field per position (:data:`SPARSE_PATCH_KEY`, per tap)."""
     values, index = op.inputs[1], op.inputs[2]
     out = op.outputs[0]
     channels = int(out.shape[-1]) if len(out.shape) else 1
     outputs = _count(out)
+    positions = outputs // channels
     entries = max(_count(index) - 6 * channels, 1)  # index: bias int32 + count uint16 + deltas
     block = max(_count(values) // entries, 1)
-    return OpWork(f"{name}:int8:block{block}", _count(values) * (outputs // channels), outputs)
+    work = [OpWork(f"{name}:int8:block{block}", _count(values) * positions, outputs)]
+    if name == "EDGE_PRUNE_SPARSE_CONV" and taps > 1:
+        work.append(OpWork(SPARSE_PATCH_KEY, taps * positions, 0))
+    return work
 
 
 def decoder_cost_key(codec_name: str) -> str:

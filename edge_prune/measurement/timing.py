@@ -20,8 +20,11 @@ from edge_prune.measurement.instructions import CostModel, InstructionEstimate, 
 from edge_prune.measurement.targets import Target
 
 # The board tables measure int8 kernels; an int8 op with an INT4 filter shares its op type's
-# factor (labelled), float32 ops get none.
+# factor (labelled), float32 ops get none. edge-prune's sparse kernels take the factor of the
+# dense op they replace: their mix (SMLAD, loads, one indirect load per block) is the same
+# kind, but no board measured them (the report names the op types scaled).
 _SCALED_DTYPES = ("int8", "int8+int4")
+_SCALED_AS = {"EDGE_PRUNE_SPARSE_FC": "FULLY_CONNECTED", "EDGE_PRUNE_SPARSE_CONV": "CONV_2D"}
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,8 @@ def time_figure(estimate: InstructionEstimate | None, target: Target) -> TimeFig
     cycles, scaled = 0.0, []
     for key, count in estimate.per_key.items():
         op, _, dtype = key.partition(":")
+        if op in _SCALED_AS and dtype.startswith("int8"):
+            op, dtype = _SCALED_AS[op], "int8"
         factor = by_op.get(op) if dtype in _SCALED_DTYPES else None
         if factor is not None:
             scaled.append(key)
@@ -131,9 +136,14 @@ def time_figure(estimate: InstructionEstimate | None, target: Target) -> TimeFig
         clock_hz=target.clock_hz,
         complete=not estimate.not_estimated,
         scaled_ops=tuple(scaled),
-        factors=tuple(f for f in factors if any(k.startswith(f.op + ":") for k in scaled)),
+        factors=tuple(f for f in factors if any(_scaled_op(k) == f.op for k in scaled)),
         board_source=target.throughput.source if target.throughput and scaled else "",
     )
+
+
+def _scaled_op(key: str) -> str:
+    op = key.split(":")[0]
+    return _SCALED_AS.get(op, op)
 
 
 def budget_ms(target: Target, max_latency_ms: float | None = None) -> float | None:

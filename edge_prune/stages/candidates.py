@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from edge_prune.config import PipelineConfig
+from edge_prune.measurement.targets import Target
 from edge_prune.runner import Progress
 from edge_prune.stages.state import (
     Artifact,
@@ -84,7 +85,7 @@ def convert_stage(state: BuildState, progress: Progress) -> BuildState:
             source=ArtifactName.INT8,
             codecs=("pruning", "huffman"),
         ),
-        *_sparse_kernel_artifacts(int8, config),
+        *_sparse_kernel_artifacts(int8, config, state.inputs.target),
         Artifact(
             ArtifactName.INT8_DENSIFY,
             "model_densify_tflite_only.tflite",
@@ -103,15 +104,19 @@ def convert_stage(state: BuildState, progress: Progress) -> BuildState:
     return state
 
 
-def _sparse_kernel_artifacts(int8: bytes, config: PipelineConfig) -> list[Artifact]:
-    """``int8-pruned`` when at least one layer's zeros pay for the sparse kernel."""
+def _sparse_kernel_artifacts(
+    int8: bytes, config: PipelineConfig, target: Target | None = None
+) -> list[Artifact]:
+    """``int8-pruned`` when a plan of sparse layers has less flash than ``int8`` on ``target``
+    at no more instructions (:mod:`edge_prune.measurement.sparse_plan`)."""
     from edge_prune.errors import EdgePruneError
     from edge_prune.measurement.sparse import native
-    from edge_prune.measurement.sparse.rewrite import rewrite
+    from edge_prune.measurement.sparse_plan import choose_plan, plan_dict
 
-    rewritten = rewrite(int8, "int8")  # per layer: unstructured or 1x4 blocks, what pays
-    if not rewritten.sparse_layers:
+    plan = choose_plan(int8, target)
+    if plan.chosen is None:
         return []
+    rewritten = plan.chosen.rewritten
     layers = ", ".join(
         f"{layer.op} {'x'.join(map(str, layer.shape))} ({layer.zeros:.0%} zeros, "
         f"{'unstructured' if layer.block == 1 else f'1x{layer.block} blocks'})"
@@ -124,7 +129,9 @@ def _sparse_kernel_artifacts(int8: bytes, config: PipelineConfig) -> list[Artifa
         f"pruned, int8, sparse kernels for {layers}",
         ModelKey.PRUNED,
     )
-    artifact = replace(artifact, source=ArtifactName.INT8)
+    artifact = replace(
+        artifact, source=ArtifactName.INT8, sparse_plan=plan_dict(plan, int8, target)
+    )
     try:
         native.host_library()
     except EdgePruneError as e:

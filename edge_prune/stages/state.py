@@ -106,6 +106,8 @@ class Artifact:
     # host interpreter cannot run this one here; ``scored_note`` says why.
     scored_as: ArtifactName | None = None
     scored_note: str = ""
+    # int8-pruned: per layer its encoding (dense int8 or sparse kernel) and the plans compared
+    sparse_plan: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

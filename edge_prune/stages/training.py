@@ -171,6 +171,7 @@ def iterative_prune_stage(state: BuildState, progress: Progress) -> BuildState:
         fine_tune_epochs=per_step - per_step // 2,
         learning_rate=p.learning_rate,
         fine_tune_learning_rate=p.learning_rate / 10,
+        block=p.block,
     )
     return _with_pruned(state, staged.model, f"iterative {targets}", progress)
 

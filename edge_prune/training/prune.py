@@ -158,8 +158,11 @@ def prune(
 
     ``block=(1, k)`` prunes in blocks of k consecutive input channels of one output channel (the
     TFLite filter's innermost axis, which the sparse kernels compute in blocks): tfmot's
-    ``block_size=(k, 1)`` on the Keras kernel ``[in, out]`` of Dense and 1x1 Conv2D layers
-    (tfmot pools blocks over 2-D kernels only; other layers stay unstructured).
+    ``block_size=(k, 1)`` on the Keras kernel ``[in, out]`` of Dense and 1x1 Conv2D layers.
+    tfmot pools blocks over 2-D kernels only, so a KxK Conv2D or a Conv1D (groups 1, channels
+    last, input channels a multiple of k) is pruned as a :class:`BlockPrunableConv2D` /
+    ``Conv1D``, whose kernel is the 2-D ``[kh * kw * in, out]`` matrix the convolution reshapes;
+    other layers stay unstructured.
 
     tfmot drops the optimizer. The wrapped model is compiled with ``optimizer``/``loss``/
     ``metrics`` when ``optimizer`` is given; otherwise, if ``model`` was compiled, with a fresh
@@ -194,6 +197,8 @@ def prune(
         if depthwise and reason.startswith("tfmot prunes no weight"):
             reason = None
             copy = PrunableDepthwiseConv2D.from_config(layer.get_config())
+        elif reason is None and _block_conv_class(layer, block_size) is not None:
+            copy = _block_conv_class(layer, block_size).from_config(layer.get_config())
         else:
             copy = _copy_layer(layer)
         clones.append((layer, copy))
@@ -210,7 +215,7 @@ def prune(
     except ValueError as e:
         raise UnsupportedModelError(f"model {model.name}: tfmot cannot wrap it: {e}") from e
     for original, copy in clones:
-        copy.set_weights(original.get_weights())
+        copy.set_weights(_weights_in_shapes(original.get_weights(), copy))
     _warn_unsupported(unpruned)
     _warn_held_back(wrapped, model, unpruned, schedule)
     _compile_like(wrapped, model, optimizer, loss, metrics)
@@ -235,9 +240,28 @@ def _block_size(block, schedule: PruningSchedule) -> tuple[int, int]:
 def _takes_blocks(layer: keras.layers.Layer, block_size: tuple[int, int]) -> bool:
     if block_size == (1, 1):
         return False
-    if isinstance(layer, keras.layers.Dense):
+    if isinstance(layer, keras.layers.Dense | _BlockPrunableConv):
         return True
-    return isinstance(layer, keras.layers.Conv2D) and tuple(layer.kernel_size) == (1, 1)
+    return type(layer) is keras.layers.Conv2D and tuple(layer.kernel_size) == (1, 1)
+
+
+def _block_conv_class(layer: keras.layers.Layer, block_size: tuple[int, int]):
+    """The block-prunable class for a KxK Conv2D or a Conv1D whose blocks of input channels
+    never straddle two kernel positions; None when tfmot's own wrapper does."""
+    k = block_size[0]
+    classes = {keras.layers.Conv2D: BlockPrunableConv2D, keras.layers.Conv1D: BlockPrunableConv1D}
+    kind = classes.get(type(layer))
+    if k == 1 or kind is None or not layer.built:
+        return None
+    if kind is BlockPrunableConv2D and tuple(layer.kernel_size) == (1, 1):
+        return None  # its kernel squeezes to 2-D: tfmot pools it as it is
+    plain = layer.groups == 1 and layer.data_format == "channels_last" and layer.padding != "causal"
+    return kind if plain and int(layer.kernel.shape[-2]) % k == 0 else None
+
+
+def _weights_in_shapes(weights: list[np.ndarray], layer: keras.layers.Layer) -> list[np.ndarray]:
+    """``weights`` reshaped to ``layer``'s (a block-prunable conv holds its kernel in 2-D)."""
+    return [np.reshape(w, tuple(v.shape)) for w, v in zip(weights, layer.weights, strict=True)]
 
 
 def _copy_layer(layer: keras.layers.Layer) -> keras.layers.Layer:
@@ -312,6 +336,59 @@ class PrunableDepthwiseConv2D(keras.layers.DepthwiseConv2D, tfmot.sparsity.keras
 
     def get_prunable_weights(self) -> list[tf.Variable]:
         return [self.depthwise_kernel]
+
+
+class _BlockPrunableConv(tfmot.sparsity.keras.PrunableLayer):
+    """A convolution whose kernel variable is the 2-D matrix ``[kh * kw * in, out]``, reshaped to
+    the kernel at each call: tfmot's block pooling (2-D only) then groups consecutive input
+    channels of one kernel position, the blocks the sparse kernels compute. Channels last,
+    groups 1, not causal (:func:`_block_conv_class` checks); :func:`strip` turns it back into the
+    plain layer with the same kernel."""
+
+    def build(self, input_shape):  # base_conv.Conv.build, with the kernel stored in 2-D
+        input_shape = tf.TensorShape(input_shape)
+        channels = self._get_input_channel(input_shape)
+        self._kernel_shape = (*self.kernel_size, channels, self.filters)
+        self.compute_output_shape(input_shape)
+        self.kernel_rows = self.add_weight(
+            name="kernel",
+            shape=(int(np.prod(self._kernel_shape[:-1])), self.filters),
+            initializer=self.kernel_initializer,
+            regularizer=self.kernel_regularizer,
+            constraint=self.kernel_constraint,
+            trainable=True,
+            dtype=self.dtype,
+        )
+        self.bias = None
+        if self.use_bias:
+            self.bias = self.add_weight(
+                name="bias",
+                shape=(self.filters,),
+                initializer=self.bias_initializer,
+                regularizer=self.bias_regularizer,
+                constraint=self.bias_constraint,
+                trainable=True,
+                dtype=self.dtype,
+            )
+        self.input_spec = keras.layers.InputSpec(
+            min_ndim=self.rank + 2, axes={self._get_channel_axis(): channels}
+        )
+        keras.layers.Layer.build(self, input_shape)
+
+    @property
+    def kernel(self):
+        return tf.reshape(self.kernel_rows, self._kernel_shape)
+
+    def get_prunable_weights(self) -> list[tf.Variable]:
+        return [self.kernel_rows]
+
+
+class BlockPrunableConv2D(_BlockPrunableConv, keras.layers.Conv2D):
+    """Conv2D (KxK) pruned in blocks of input channels: see :class:`_BlockPrunableConv`."""
+
+
+class BlockPrunableConv1D(_BlockPrunableConv, keras.layers.Conv1D):
+    """Conv1D pruned in blocks of input channels: see :class:`_BlockPrunableConv`."""
 
 
 def _is_plain_depthwise(layer: keras.layers.Layer) -> bool:
@@ -391,28 +468,40 @@ def strip(model: keras.Model | PrunedModel) -> keras.Model:
         for weight, mask, _ in wrapper.pruning_vars:
             weight.assign(weight * tf.cast(mask, weight.dtype))
     stripped = _sparsity.strip_pruning(model)
-    if not any(isinstance(x, PrunableDepthwiseConv2D) for x in _all_layers(stripped)):
+    if not any(_plain_class(x) for x in _all_layers(stripped)):
         return stripped
-    return _plain_depthwise(stripped)
+    return _plain_layers(stripped)
 
 
-def _plain_depthwise(model: keras.Model) -> keras.Model:
-    """``model`` with each PrunableDepthwiseConv2D replaced by a DepthwiseConv2D (same weights),
-    so the stripped model needs no edge-prune class to be saved or loaded."""
+def _plain_class(layer: keras.layers.Layer):
+    """The Keras class an edge-prune prunable layer stands for (None for any other layer)."""
+    for mine, plain in (
+        (PrunableDepthwiseConv2D, keras.layers.DepthwiseConv2D),
+        (BlockPrunableConv2D, keras.layers.Conv2D),
+        (BlockPrunableConv1D, keras.layers.Conv1D),
+    ):
+        if isinstance(layer, mine):
+            return plain
+    return None
+
+
+def _plain_layers(model: keras.Model) -> keras.Model:
+    """``model`` with each edge-prune prunable layer replaced by the Keras layer it stands for
+    (same weights), so the stripped model needs no edge-prune class to be saved or loaded."""
 
     def clone_layer(layer: keras.layers.Layer) -> keras.layers.Layer:
         if isinstance(layer, keras.Model):
             return keras.models.clone_model(layer, clone_function=clone_layer)
-        if not isinstance(layer, PrunableDepthwiseConv2D):
+        if _plain_class(layer) is None:
             return layer
-        plain = keras.layers.DepthwiseConv2D.from_config(layer.get_config())
+        plain = _plain_class(layer).from_config(layer.get_config())
         copies.append((layer, plain))
         return plain
 
     copies: list[tuple[keras.layers.Layer, keras.layers.Layer]] = []
     plain_model = keras.models.clone_model(model, clone_function=clone_layer)
     for layer, plain in copies:
-        plain.set_weights(layer.get_weights())
+        plain.set_weights(_weights_in_shapes(layer.get_weights(), plain))
     return plain_model
 
 
@@ -607,6 +696,7 @@ def prune_in_stages(
     exclude_types: Iterable[type | str] = (),
     rewind_to_epoch: int | None = None,
     early_weights: Sequence[np.ndarray] | None = None,
+    block: tuple[int, int] = (1, 1),
 ) -> StagedPruning:
     """Prune in stages (prune → retrain → prune ...), e.g. 50% → 70% → 85%.
 
@@ -614,6 +704,7 @@ def prune_in_stages(
     this stage's along a polynomial decay for ``prune_epochs`` at ``learning_rate``, then
     fine-tunes with the masks held for ``fine_tune_epochs`` at ``fine_tune_learning_rate``,
     and strips the wrappers. ``optimizer`` names a tf_keras optimizer, made fresh per phase.
+    ``block`` prunes in blocks of input channels at every stage, as :func:`prune` does.
 
     Data: either ``x``/``y`` arrays (trained with ``batch_size``, shuffled), or a ``fit``
     callable ``fit(model, callbacks, epochs)`` that calls ``model.fit(..., callbacks=callbacks,
@@ -654,6 +745,7 @@ def prune_in_stages(
             optimizer=_optimizer(optimizer, learning_rate),
             loss=loss,
             metrics=metrics,
+            block=block,
         )
         fit(pruned.model, pruned.callbacks, prune_epochs)
         if early_weights is not None:

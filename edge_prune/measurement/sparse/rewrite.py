@@ -89,25 +89,33 @@ def choose_block(dense: np.ndarray, blocks: tuple[int, ...] = fmt.BLOCKS) -> int
     return best
 
 
+def read_model(data: bytes, label: str = "model"):
+    """The flatbuffer as the schema's object tree (``ModelT``)."""
+    try:
+        return _schema().ModelT.InitFromPackedBuf(data, 0)
+    except Exception as e:  # the flatbuffers reader raises anything on a bad file
+        raise ModelFileError(f"{label}: cannot read TFLite flatbuffer ({e})") from e
+
+
 def rewrite(
     data: bytes,
     label: str = "model",
     blocks: tuple[int, ...] = fmt.BLOCKS,
     *,
     force: bool = False,
+    plan: dict[tuple[int, int], int] | None = None,
 ) -> Rewritten:
-    """The model with each pruned FULLY_CONNECTED / CONV_2D as a sparse custom op (``force``:
-    every supported one, paying or not; for tests)."""
-    schema = _schema()
-    try:
-        model = schema.ModelT.InitFromPackedBuf(data, 0)
-    except Exception as e:  # the flatbuffers reader raises anything on a bad file
-        raise ModelFileError(f"{label}: cannot read TFLite flatbuffer ({e})") from e
+    """The model with each pruned FULLY_CONNECTED / CONV_2D as a sparse custom op: the layers
+    whose zeros pay alone (:func:`choose_block`), every supported one (``force``), or the
+    block ``plan`` gives per (subgraph, operator) (0 or absent: dense; see :mod:`.plan`)."""
+    model = read_model(data, label)
     layers = []
     codes: dict[str, int] = {}
     for sg_index, subgraph in enumerate(model.subgraphs or []):
         for op_index, op in enumerate(subgraph.operators or []):
-            layer = _rewrite_op(model, subgraph, (sg_index, op_index), op, codes, blocks, force)
+            where = (sg_index, op_index)
+            chosen = None if plan is None else plan.get(where, 0)
+            layer = _rewrite_op(model, subgraph, where, op, codes, blocks, force, chosen)
             if layer is not None:
                 layers.append(layer)
     if not any(layer.block for layer in layers):
@@ -115,12 +123,17 @@ def rewrite(
     return Rewritten(pack(model), tuple(layers))
 
 
+def feasible_blocks(shape: tuple[int, ...], blocks: tuple[int, ...] = fmt.BLOCKS) -> list[int]:
+    """Block sizes a filter of this TFLite shape can be stored in (input channels divisible)."""
+    return [b for b in blocks if shape and shape[-1] % b == 0]
+
+
 def _builtin(model, op) -> int:
     code = model.operatorCodes[op.opcodeIndex]
     return max(code.builtinCode, code.deprecatedBuiltinCode)
 
 
-def _rewrite_op(model, subgraph, where, op, codes, blocks, force):
+def _rewrite_op(model, subgraph, where, op, codes, blocks, force, chosen=None):
     schema = _schema()
     kind = _builtin(model, op)
     if kind not in (schema.BuiltinOperator.FULLY_CONNECTED, schema.BuiltinOperator.CONV_2D):
@@ -133,7 +146,7 @@ def _rewrite_op(model, subgraph, where, op, codes, blocks, force):
     base["filter_name"] = (filt.name or b"").decode("utf-8", "replace")
     base["shape"] = tuple(int(d) for d in filt.shape)
     problem = _unsupported(model, subgraph, op, name)
-    dense = _filter(model, filt)
+    dense = dense_filter(model, filt)
     if problem or dense is None:
         size = int(np.prod(filt.shape)) if filt.shape is not None else 0
         return LayerRewrite(
@@ -145,9 +158,11 @@ def _rewrite_op(model, subgraph, where, op, codes, blocks, force):
             reason=problem or "filter is not constant int8",
         )
     zeros = float(np.mean(dense == 0))
-    block = choose_block(dense, blocks)
+    block = choose_block(dense, blocks) if chosen is None else chosen
     if force and not block:
-        block = max((b for b in blocks if dense.shape[-1] % b == 0), default=0)
+        block = max(feasible_blocks(dense.shape, blocks), default=0)
+    if block and block not in feasible_blocks(dense.shape, blocks):
+        block = 0
     if not block:
         return LayerRewrite(
             **base,
@@ -155,7 +170,7 @@ def _rewrite_op(model, subgraph, where, op, codes, blocks, force):
             block=0,
             dense_bytes=dense.size,
             sparse_bytes=0,
-            reason="too few zeros to pay",
+            reason="too few zeros to pay" if chosen is None else "kept dense by the plan",
         )
     sparse = fmt.encode(dense, block)
     _replace(model, subgraph, op, name, dense, sparse, codes)
@@ -220,7 +235,8 @@ def _data(model, tensor):
     return np.asarray(buffer.data, np.uint8).tobytes()
 
 
-def _filter(model, tensor):
+def dense_filter(model, tensor):
+    """A constant int8 filter as an array of its shape (None when it is not one)."""
     raw = _data(model, tensor)
     shape = tuple(int(d) for d in tensor.shape)
     if raw is None or len(raw) != int(np.prod(shape)):
@@ -356,11 +372,7 @@ def _custom_code(model, codes: dict[str, int], custom: str) -> int:
 def verify(data: bytes, label: str = "model") -> int:
     """Check every sparse custom op of a model (options, tensor types, index against values);
     raise SparseFormatError (exit 2) naming the operator. Returns the number checked."""
-    schema = _schema()
-    try:
-        model = schema.ModelT.InitFromPackedBuf(data, 0)
-    except Exception as e:  # the flatbuffers reader raises anything on a bad file
-        raise ModelFileError(f"{label}: cannot read TFLite flatbuffer ({e})") from e
+    model = read_model(data, label)
     ops = set(fmt.CUSTOM_OPS.values())
     checked = 0
     for sg_index, subgraph in enumerate(model.subgraphs or []):

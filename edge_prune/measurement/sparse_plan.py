@@ -1,0 +1,210 @@
+"""Which FULLY_CONNECTED / CONV_2D layers of an int8 model run on edge-prune's sparse kernels.
+
+A layer's choice is not its own: the kernel code is shared. One dense CONV_2D left in the model
+keeps CMSIS-NN's whole convolution code in flash (tens of KB on a Cortex-M4), one sparse layer
+brings the sparse kernels' code. So the plans compared are whole-model: per op kind (FULLY_
+CONNECTED, CONV_2D) every layer dense, only the layers whose zeros pay alone, or every layer
+sparse. Each plan is rewritten and costed with the figures every report shows: flatbuffer bytes
++ runtime code of its op set (:func:`edge_prune.measurement.footprint.runtime_flash`, shared code
+counted once) and instructions per inference
+(:func:`edge_prune.measurement.instructions.estimate`). The plan taken is the one with the least
+flash among those estimated at no more instructions than the all-dense model: pruning that pays
+never makes the model slower. The arena is then measured on the candidate like any other.
+
+TFLM's DECODE codecs are not a per-layer option here: every decoded tensor is copied into the
+arena and decoded on every inference, so a layer on DECODE is never as fast as dense; the
+compressed candidates stay whole-model alternatives the build ranks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import product
+
+from edge_prune.measurement import footprint, instructions
+from edge_prune.measurement.codecs import strip_for_mcu
+from edge_prune.measurement.sparse import format as fmt
+from edge_prune.measurement.sparse.rewrite import (
+    Rewritten,
+    choose_block,
+    dense_filter,
+    estimated_instructions,
+    feasible_blocks,
+    rewrite,
+)
+from edge_prune.measurement.sparse.rewrite import read_model as read_schema
+from edge_prune.measurement.targets import Target
+from edge_prune.measurement.tflite_file import read_model
+
+KINDS = ("FULLY_CONNECTED", "CONV_2D")
+MODES = ("dense", "pays", "all")
+
+
+@dataclass(frozen=True)
+class PlanCost:
+    """One whole-model plan: its per-kind modes and what it costs on the target."""
+
+    modes: tuple[tuple[str, str], ...]  # (op kind, mode)
+    rewritten: Rewritten
+    flatbuffer_bytes: int
+    runtime_code_bytes: int
+    instructions: int | None
+
+    @property
+    def flash_bytes(self) -> int:
+        return self.flatbuffer_bytes + self.runtime_code_bytes
+
+    def describe(self) -> str:
+        modes = ", ".join(f"{kind} {mode}" for kind, mode in self.modes)
+        count = "-" if self.instructions is None else f"{self.instructions:,}"
+        return (
+            f"{modes}: {self.flatbuffer_bytes:,} B flatbuffer + {self.runtime_code_bytes:,} B "
+            f"runtime code, {count} instructions"
+        )
+
+
+@dataclass(frozen=True)
+class SparsePlan:
+    """The plan taken (None: no plan beats the all-dense model) and every plan compared."""
+
+    chosen: PlanCost | None
+    dense: PlanCost
+    compared: tuple[PlanCost, ...]
+
+
+def choose_plan(int8: bytes, target: Target | None, label: str = "int8") -> SparsePlan:
+    """Compare the whole-model plans of ``int8`` on ``target`` (see the module docstring)."""
+    base = rewrite(int8, label, plan={})
+    supported = [layer for layer in base.layers if layer.reason == "kept dense by the plan"]
+    filters = _filters(int8, label, supported)
+    costs: dict[tuple, PlanCost] = {}
+    for modes in product(MODES, repeat=len(KINDS)):
+        per_kind = dict(zip(KINDS, modes, strict=True))
+        plan = {_where(layer): _block(per_kind[layer.op], filters[layer]) for layer in supported}
+        key = tuple(sorted(plan.items()))
+        if key not in costs:
+            costs[key] = _cost(int8, label, plan, tuple(per_kind.items()), target)
+    dense = costs[tuple(sorted((_where(layer), 0) for layer in supported))]
+    compared = tuple(costs.values())
+    chosen = min(
+        (c for c in compared if c is not dense and _no_slower(c, dense)),
+        key=lambda c: (c.flash_bytes, c.instructions or 0),
+        default=None,
+    )
+    if chosen is not None and chosen.flash_bytes >= dense.flash_bytes:
+        chosen = None
+    return SparsePlan(chosen, dense, compared)
+
+
+def _where(layer) -> tuple[int, int]:
+    return (layer.subgraph, layer.operator)
+
+
+def _filters(int8: bytes, label: str, supported) -> dict:
+    """The dense int8 filter of each supported layer (TFLite layout, output channels first)."""
+    model = read_schema(int8, label)
+    found = {}
+    for layer in supported:
+        op = model.subgraphs[layer.subgraph].operators[layer.operator]
+        tensor = model.subgraphs[layer.subgraph].tensors[op.inputs[1]]
+        found[layer] = dense_filter(model, tensor)
+    return found
+
+
+def _block(mode: str, dense) -> int:
+    """The block size of one layer under a mode: 0 (dense), its own rule, or its fastest."""
+    if mode == "dense":
+        return 0
+    if mode == "pays":
+        return choose_block(dense)
+    blocks = feasible_blocks(dense.shape, fmt.BLOCKS)
+    return min(blocks, key=lambda b: estimated_instructions(dense, b), default=0)
+
+
+def _cost(int8: bytes, label: str, plan: dict, modes, target: Target | None) -> PlanCost:
+    rewritten = rewrite(int8, label, plan=plan)
+    ops = read_model(rewritten.model).op_types
+    runtime = footprint.runtime_flash(ops, target)
+    estimate = instructions.estimate(rewritten.model, target) if target is not None else None
+    count = None if estimate is None or estimate.not_estimated else estimate.total
+    flatbuffer = len(strip_for_mcu(rewritten.model)[0])  # as deployed: after the diet
+    return PlanCost(modes, rewritten, flatbuffer, runtime.total_bytes, count)
+
+
+def _no_slower(plan: PlanCost, dense: PlanCost) -> bool:
+    """Estimated at no more instructions than dense (a plan that cannot be estimated is taken
+    only when every layer it makes sparse pays alone on the Cortex-M4 figures)."""
+    if plan.instructions is not None and dense.instructions is not None:
+        return plan.instructions <= dense.instructions
+    return all(mode in ("dense", "pays") for _, mode in plan.modes)
+
+
+def plan_dict(plan: SparsePlan, int8: bytes, target: Target | None) -> dict:
+    """The report's record of a plan: per layer of the plan taken its encoding, bytes and
+    estimated instructions (dense vs as taken), and every whole-model plan compared."""
+    chosen = plan.chosen
+    if chosen is None:
+        return {}
+    dense_work = _per_op_instructions(int8, target)
+    sparse_work = _per_op_instructions(chosen.rewritten.model, target)
+    layers = []
+    for layer in chosen.rewritten.layers:
+        where = _where(layer)
+        layers.append(
+            {
+                "op": layer.op,
+                "filter": layer.filter_name,
+                "shape": list(layer.shape),
+                "zeros": round(layer.zeros, 4),
+                "encoding": _encoding(layer.block),
+                "dense_bytes": layer.dense_bytes,
+                "stored_bytes": layer.sparse_bytes or layer.dense_bytes,
+                "dense_instructions": dense_work.get(where),
+                "instructions": (sparse_work if layer.block else dense_work).get(where),
+                "why": layer.reason or "taken by the plan",
+            }
+        )
+    return {
+        "what": "which FULLY_CONNECTED / CONV_2D run on edge-prune's sparse kernels: the "
+        "whole-model plan with the least flash (flatbuffer + runtime code, kernel code shared "
+        "across layers) estimated at no more instructions than all dense",
+        "layers": layers,
+        "plans": [
+            {
+                "modes": dict(c.modes),
+                "flatbuffer_bytes": c.flatbuffer_bytes,
+                "runtime_code_bytes": c.runtime_code_bytes,
+                "flash_bytes": c.flash_bytes,
+                "instructions": c.instructions,
+                "taken": c is chosen,
+                "all_dense": c is plan.dense,
+            }
+            for c in plan.compared
+        ],
+    }
+
+
+def _encoding(block: int) -> str:
+    if block == 0:
+        return "dense int8"
+    return "sparse, unstructured" if block == 1 else f"sparse, 1x{block} blocks"
+
+
+def _per_op_instructions(model: bytes, target: Target | None) -> dict[tuple[int, int], int]:
+    """Estimated instructions of each operator (subgraph, index) on the target's build."""
+    costs = instructions.cost_model(target) if target is not None else None
+    if costs is None:
+        return {}
+    from tflite_micro.tensorflow.lite.micro.compression import model_editor
+
+    places = [
+        (s, o)
+        for s, subgraph in enumerate(model_editor.read(bytes(model)).subgraphs)
+        for o, _ in enumerate(subgraph.operators)
+    ]
+    per_op = {}
+    for where, work in zip(places, instructions.operator_work(model), strict=True):
+        estimate = costs.estimate([work])
+        if not estimate.not_estimated:
+            per_op[where] = sum(n for k, n in estimate.per_key.items() if k != instructions.INVOKE)
+    return per_op

@@ -105,6 +105,23 @@ def test_tfmot_prunes_blocks_of_four_input_channels():
     assert np.all(np.any(blocks != 0, axis=2) == ~zero)  # every block all zero or kept
 
 
+def test_pruning_in_stages_keeps_blocks_of_four_at_every_stage():
+    from edge_prune.training._tf import keras
+    from edge_prune.training.prune import prune_in_stages
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(8)])
+    x = np.random.default_rng(0).random((64, 16), dtype=np.float32)
+    staged = prune_in_stages(
+        model, (0.5, 0.75), loss="mse", x=x, y=np.zeros((64, 8)), batch_size=8,
+        prune_epochs=1, fine_tune_epochs=1, block=(1, 4),
+    )  # fmt: skip
+    blocks = staged.model.layers[-1].get_weights()[0].T.reshape(8, 4, 4)
+    zero = np.all(blocks == 0, axis=2)
+    assert np.mean(zero) == pytest.approx(0.75, abs=0.1)
+    assert np.all(np.any(blocks != 0, axis=2) == ~zero)
+
+
 @pytest.mark.parametrize("kind", ["conv2d", "conv1d"])
 def test_kxk_and_1d_convolutions_are_pruned_in_blocks_of_four_input_channels(kind):
     """tfmot pools blocks over 2-D kernels only: a 3x3 Conv2D and a Conv1D are pruned as a 2-D

@@ -199,6 +199,7 @@ QUICK_MODULES = frozenset(
         "test_codecs_huffman.py",
         "test_cmsis_nn_lstm.py",
         "test_cmsis_nn_scratch.py",
+        "test_cmsis_nn_faults.py",
         "test_codecs_pruning.py",
         "test_diet.py",
         "test_firmware.py",

@@ -30,6 +30,7 @@ difference (never shrinks below what the host recorded).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from edge_prune.measurement.tflite_file import ModelInfo, OperatorNode, TensorInfo
@@ -270,7 +271,7 @@ def greedy_plan(buffers: list[tuple[int, int, int]]) -> int:
 # --- scratch requests per kernel ---------------------------------------------------------------
 
 
-def _tensor(info: ModelInfo, node: OperatorNode, index: int) -> TensorInfo | None:
+def tensor_of(info: ModelInfo, node: OperatorNode, index: int) -> TensorInfo | None:
     """Input ``index`` of ``node``; None when it is left out (-1) or not a tensor."""
     if index >= len(node.inputs):
         return None
@@ -300,7 +301,7 @@ def _reference_requests(info: ModelInfo, node: OperatorNode) -> list[ScratchRequ
     """What TFLM's reference kernels request for ``node``: the unpacked int4 filter (conv,
     depthwise conv, fully connected) and SVDF's two int32 buffers."""
     if node.op in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
-        filt = _tensor(info, node, 1)
+        filt = tensor_of(info, node, 1)
         if filt is not None and filt.dtype == "INT4":
             return [_request(node, filt.element_count, "int4 filter unpacked")]
         return []
@@ -318,7 +319,7 @@ def _request(node: OperatorNode, size: int, what: str) -> ScratchRequest:
     return ScratchRequest(node.subgraph, node.index, node.op, int(size), what)
 
 
-def _padding(node: OperatorNode, in_size: int, filter_size: int, axis: str) -> int:
+def padding(node: OperatorNode, in_size: int, filter_size: int, axis: str) -> int:
     """tensorflow/lite/kernels/padding.h ComputePaddingHeightWidth, one axis."""
     stride = node.option(f"stride_{axis}", 1) or 1
     dilation = node.option(f"dilation_{axis}", 1) or 1
@@ -355,8 +356,8 @@ def _conv_wrapper_s8(features, in_nhwc, filter_hwc, output_w, stride, pad, dilat
 def _conv_1_x_n_mve(in_w, in_c, f_h, f_w, output_w, stride_w, pad_w) -> int:
     """arm_convolve_1_x_n_s8_get_buffer_size_mve."""
     total_pad = (output_w - 1) * stride_w + f_w - in_w
-    asym = total_pad % 2
-    right = max(1, (pad_w + asym + stride_w - 1) // stride_w) if pad_w + asym != 0 else 0
+    asym = int(math.fmod(total_pad, 2))  # C's %: -1 for a negative odd total (cmsis_nn_faults)
+    right = max(1, int((pad_w + asym + stride_w - 1) / stride_w)) if pad_w + asym else 0
     left = max(1, (pad_w + stride_w - 1) // stride_w) if pad_w != 0 else 0
     no_pad = max(output_w - (right + left), 0)
     if right + no_pad + left != output_w:
@@ -369,14 +370,14 @@ def _conv_1_x_n_mve(in_w, in_c, f_h, f_w, output_w, stride_w, pad_w) -> int:
 
 def _conv(info: ModelInfo, node: OperatorNode, features: str) -> list[ScratchRequest]:
     """cmsis_nn/conv.cc Prepare: int8 input (any filter type) -> the s8 wrapper's size."""
-    inp, filt, out = _tensor(info, node, 0), _tensor(info, node, 1), _output(info, node)
+    inp, filt, out = tensor_of(info, node, 0), tensor_of(info, node, 1), _output(info, node)
     if inp is None or filt is None or out is None or inp.dtype != "INT8":
         return []
     if len(inp.shape) != 4 or len(filt.shape) != 4 or len(out.shape) != 4:
         return []
     _, in_h, in_w, _ = inp.shape
     _, f_h, f_w, f_c = filt.shape
-    pad = (_padding(node, in_h, f_h, "h"), _padding(node, in_w, f_w, "w"))
+    pad = (padding(node, in_h, f_h, "h"), padding(node, in_w, f_w, "w"))
     stride = (node.option("stride_h", 1), node.option("stride_w", 1))
     dilation = (node.option("dilation_h", 1), node.option("dilation_w", 1))
     size = _conv_wrapper_s8(features, inp.shape, (f_h, f_w, f_c), out.shape[2], stride, pad,
@@ -386,7 +387,7 @@ def _conv(info: ModelInfo, node: OperatorNode, features: str) -> list[ScratchReq
 
 def _depthwise(info: ModelInfo, node: OperatorNode, features: str) -> list[ScratchRequest]:
     """cmsis_nn/depthwise_conv.cc Prepare -> arm_depthwise_conv_wrapper_s8_get_buffer_size."""
-    inp, filt, out = _tensor(info, node, 0), _tensor(info, node, 1), _output(info, node)
+    inp, filt, out = tensor_of(info, node, 0), tensor_of(info, node, 1), _output(info, node)
     if inp is None or filt is None or out is None or inp.dtype != "INT8":
         return []
     if filt.dtype != "INT8" or len(inp.shape) != 4 or len(filt.shape) != 4:
@@ -394,7 +395,7 @@ def _depthwise(info: ModelInfo, node: OperatorNode, features: str) -> list[Scrat
     batch, in_h, in_w, in_c = inp.shape
     _, f_h, f_w, _ = filt.shape
     out_c = out.shape[3]
-    pad = (_padding(node, in_h, f_h, "h"), _padding(node, in_w, f_w, "w"))
+    pad = (padding(node, in_h, f_h, "h"), padding(node, in_w, f_w, "w"))
     dilation = (node.option("dilation_h", 1), node.option("dilation_w", 1))
     size = 0
     if features == "mve" and in_c == 1 and out_c > 1:
@@ -419,7 +420,7 @@ def _fully_connected(info: ModelInfo, node: OperatorNode, features: str) -> list
     multiplier table when the 1x1-convolution path applies (output of rank > 2, depth a
     multiple of 4); else arm_fully_connected_s8_get_buffer_size (MVE: kept persistent as kernel
     sums for a constant filter, see _persistent_extra)."""
-    inp, filt, out = _tensor(info, node, 0), _tensor(info, node, 1), _output(info, node)
+    inp, filt, out = tensor_of(info, node, 0), tensor_of(info, node, 1), _output(info, node)
     if inp is None or filt is None or out is None:
         return []
     if inp.dtype != "INT8" or filt.dtype == "INT4" or not filt.shape or not out.shape:
@@ -446,13 +447,13 @@ def _fc_sums_in_arena(info, node, inp, filt, out) -> bool:
 
 
 def _fc_kernel_sums_persistent(info: ModelInfo, node: OperatorNode) -> bool:
-    filt, bias = _tensor(info, node, 1), _tensor(info, node, 2)
+    filt, bias = tensor_of(info, node, 1), tensor_of(info, node, 2)
     return bool(filt and filt.data_bytes) and (bias is None or bool(bias.data_bytes))
 
 
 def _average_pool(info: ModelInfo, node: OperatorNode, features: str) -> list[ScratchRequest]:
     """cmsis_nn/pooling.cc AveragePrepare -> arm_avgpool_s8_get_buffer_size (DSP: depth x 4)."""
-    inp = _tensor(info, node, 0)
+    inp = tensor_of(info, node, 0)
     if inp is None or inp.dtype != "INT8" or len(inp.shape) != 4 or features != "dsp":
         return []
     return [_request(node, inp.shape[3] * 4, "arm_avgpool_s8_get_buffer_size")]
@@ -461,7 +462,7 @@ def _average_pool(info: ModelInfo, node: OperatorNode, features: str) -> list[Sc
 def _svdf_common(info: ModelInfo, node: OperatorNode) -> list[ScratchRequest]:
     """svdf_common.cc / cmsis_nn/svdf.cc Prepare, int8: batch x filters and batch x units
     int32 buffers (float: batch x filters floats)."""
-    inp, weights = _tensor(info, node, 0), _tensor(info, node, 1)
+    inp, weights = tensor_of(info, node, 0), tensor_of(info, node, 1)
     if inp is None or weights is None or len(inp.shape) < 2 or not weights.shape:
         return []
     batch, filters = inp.shape[0], weights.shape[0]
@@ -503,7 +504,7 @@ def _persistent_extra(info: ModelInfo, node: OperatorNode, features: str) -> int
     cmsis, reference = OP_DATA_BYTES.get(node.op, (0, 0))
     extra = align(cmsis) - align(reference)
     if features == "mve":
-        inp, filt, out = _tensor(info, node, 0), _tensor(info, node, 1), _output(info, node)
+        inp, filt, out = tensor_of(info, node, 0), tensor_of(info, node, 1), _output(info, node)
         if node.op == "FULLY_CONNECTED" and _fc_sums_in_arena(info, node, inp, filt, out):
             extra += align(out.shape[-1] * 4)
         if node.op == "SVDF" and inp is not None and inp.dtype == "INT8" and filt is not None:

@@ -30,7 +30,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from edge_prune.errors import TFLMError
-from edge_prune.measurement import cmsis_nn_lstm, cmsis_nn_scratch, runtime_tables, tflm
+from edge_prune.measurement import (
+    cmsis_nn_faults,
+    cmsis_nn_lstm,
+    cmsis_nn_scratch,
+    runtime_tables,
+    tflm,
+)
 from edge_prune.measurement.targets import Target
 from edge_prune.measurement.tflite_file import ModelInfo, load_bytes, read_model
 
@@ -441,6 +447,9 @@ def verdict_for(footprint: Footprint, target: Target) -> Verdict:
     runs, failure = footprint.runs_on_tflm, footprint.failure_reason
     if runs and target.tflm_kernels == "cmsis-nn" and footprint.cmsis_nn_decoded_reads:
         runs, failure = False, _cmsis_nn_failure(footprint.cmsis_nn_decoded_reads)
+    faults = _cmsis_nn_faults(footprint, target) if runs else ()
+    if faults:
+        runs, failure = False, _cmsis_nn_fault(faults)
     return Verdict(
         lstm_kernel_sums_bytes=lstm_sums,
         warnings=(
@@ -469,6 +478,21 @@ def _cmsis_nn_failure(reads: tuple[str, ...]) -> str:
     return (
         "not with this target's cmsis-nn kernels, which read compressed tensors in Prepare and "
         f"stop in SetUp: {reads[0]}{more}"
+    )
+
+
+def _cmsis_nn_faults(footprint: Footprint, target: Target) -> tuple[str, ...]:
+    if target.tflm_kernels != "cmsis-nn" or footprint.model_info is None:
+        return ()
+    features = cmsis_nn_scratch.features_of(target.tflm_arch)
+    return cmsis_nn_faults.wrong_outputs(footprint.model_info, features)
+
+
+def _cmsis_nn_fault(faults: tuple[str, ...]) -> str:
+    more = f" (and {len(faults) - 1} more)" if len(faults) > 1 else ""
+    return (
+        "not with this target's cmsis-nn kernels, whose outputs differ from TFLM's reference "
+        f'kernels: {faults[0]}{more}; build with tflm_kernels = "reference"'
     )
 
 

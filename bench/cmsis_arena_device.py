@@ -46,6 +46,7 @@ LOCAL_MODELS = (
     "conv1d_int8",
     "default_m4_int8",
     "default_m4_decode",
+    "gru_int8",
 )
 # (target, kernels) -> models
 RUNS = {
@@ -61,7 +62,7 @@ RUNS = {
     ),
     ("cortex-m7", "cmsis-nn"): ("cnn_int8", "ds_cnn_int8", "resnet8_int8"),
     ("cortex-m7", "reference"): ("cnn_int8", "resnet8_int8", "ds_cnn_int8", "hello_world_int8"),
-    ("cortex-m4", "reference"): ("cnn_int8", "resnet8_int8"),
+    ("cortex-m4", "reference"): ("cnn_int8", "resnet8_int8", "gru_int8"),
 }
 
 

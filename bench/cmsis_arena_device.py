@@ -35,6 +35,7 @@ TFLM_MODELS = {
         "tensorflow/lite/micro/examples/micro_speech/models/micro_speech_quantized.tflite"
     ),
     "person_detect": "tensorflow/lite/micro/models/person_detect.tflite",
+    "trained_lstm_int8": "tensorflow/lite/micro/examples/mnist_lstm/trained_lstm_int8.tflite",
 }
 LOCAL_MODELS = (
     "cnn_int8",

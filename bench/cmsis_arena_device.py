@@ -35,6 +35,7 @@ TFLM_MODELS = {
         "tensorflow/lite/micro/examples/micro_speech/models/micro_speech_quantized.tflite"
     ),
     "person_detect": "tensorflow/lite/micro/models/person_detect.tflite",
+    "trained_lstm_int8": "tensorflow/lite/micro/examples/mnist_lstm/trained_lstm_int8.tflite",
 }
 LOCAL_MODELS = (
     "cnn_int8",
@@ -46,6 +47,7 @@ LOCAL_MODELS = (
     "conv1d_int8",
     "default_m4_int8",
     "default_m4_decode",
+    "gru_int8",
 )
 # (target, kernels) -> models
 RUNS = {
@@ -61,7 +63,7 @@ RUNS = {
     ),
     ("cortex-m7", "cmsis-nn"): ("cnn_int8", "ds_cnn_int8", "resnet8_int8"),
     ("cortex-m7", "reference"): ("cnn_int8", "resnet8_int8", "ds_cnn_int8", "hello_world_int8"),
-    ("cortex-m4", "reference"): ("cnn_int8", "resnet8_int8"),
+    ("cortex-m4", "reference"): ("cnn_int8", "resnet8_int8", "gru_int8"),
 }
 
 

@@ -29,6 +29,7 @@ TFLM_MODELS = {
         "tensorflow/lite/micro/examples/micro_speech/models/micro_speech_quantized.tflite"
     ),
     "person_detect": "tensorflow/lite/micro/models/person_detect.tflite",
+    "trained_lstm_int8": "tensorflow/lite/micro/examples/mnist_lstm/trained_lstm_int8.tflite",
 }
 PLANNED_MODELS = ("cnn_int8", "mlp_int8_lenet", "resnet8_int8", "ds_cnn_int8", "conv1d_int8")
 
@@ -132,6 +133,35 @@ def test_fully_connected_keeps_kernel_sums_persistent_on_mve_only():
     # OpData 72 B (aligned 80) instead of 48; MVE adds 10 int32 kernel sums (aligned 48)
     assert dsp.tail_extra_bytes == 32
     assert mve.tail_extra_bytes == 32 + 48
+
+
+def _lstm_model(cell_dtype="INT16"):
+    """One int8 LSTM node: input (1, 8, 8), 32 units, the cell state at input 19."""
+    inputs = [-1] * 24
+    inputs[0], inputs[19] = 0, 1
+    tensors = [
+        _tensor(0, (1, 8, 8)),
+        TensorInfo(0, 1, "cell", (1, 32), cell_dtype, 0, False, (0.1,), (0,), True),
+        _tensor(2, (1, 32)),
+        _tensor(3, (1, 32)),
+    ]
+    node = _node("UNIDIRECTIONAL_SEQUENCE_LSTM", tuple(inputs), (3,))
+    return _one_node_model(node, tensors)
+
+
+def test_lstm_buffers_three_with_cmsis_nn_four_with_the_reference_kernel():
+    kernel = scratch.kernel_arena(_lstm_model(), "dsp")
+    # cmsis_nn/unidirectional_sequence_lstm.cc: 3 buffers for int8 activations and an int16
+    # cell state; the reference kernel 4; each batch x units int16 cells
+    assert [r.bytes for r in kernel.scratch] == [64] * 3
+    assert [r.bytes for r in kernel.reference_scratch] == [64] * 4
+    assert kernel.extra_requests == 0 and kernel.bound_ops == ()
+    # OpData: OpDataLSTM (688 B) + cmsis_nn_lstm_params (220 B) = 912 B; one handle fewer
+    # (3 x 4 B and 4 x 4 B both align to 16)
+    assert kernel.tail_extra_bytes == 912 - 688
+    # a float LSTM runs the reference code path: 4 buffers either way
+    float_kernel = scratch.kernel_arena(_lstm_model("FLOAT32"), "dsp")
+    assert len(float_kernel.scratch) == len(float_kernel.reference_scratch) == 4
 
 
 # --------------------------------------------------------------------------- the memory plan

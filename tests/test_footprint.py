@@ -137,10 +137,14 @@ def test_the_ram_text_says_what_the_arena_figure_holds(measured, sparse_float_pa
     m4 = footprint.verdict_for(cnn, load_target("cortex-m4")).to_dict()["ram"]  # CMSIS-NN build
     m7 = footprint.verdict_for(cnn, load_target("cortex-m7")).to_dict()["ram"]  # reference kernels
     cmsis = m4["arena_inputs"]["cmsis_nn"]
-    assert m4["arena_bytes"] == (
+    # the reference figure + the two extras, or (cnn_int8 on cortex-m4: its 3 convolutions'
+    # scratch requests) the larger peak while TFLM plans the arena, said as such
+    assert m4["arena_bytes"] >= (
         m4["arena_inputs"]["reference_32bit_bytes"] + cmsis["head_extra_bytes"]
         + cmsis["tail_extra_bytes"]
     )  # fmt: skip
+    assert m4["arena_bytes"] == cmsis["planning_peak_bytes"]
+    assert f"{m4['arena_bytes']:,} B held while TFLM plans the arena" in m4["what"]
     assert "CMSIS-NN kernels (DSP code path of cortex-m4+fp)" in m4["what"]
     assert "derived per operator" in m4["what"] and "margin" not in m4["what"]
     assert m7["arena_bytes"] == m7["arena_inputs"]["reference_32bit_bytes"]

@@ -431,6 +431,16 @@ def arena_what(target: Target, kernel: cmsis_nn_scratch.KernelArena | None) -> s
         f"reference-kernel figure {kernel.head_extra_bytes:+,} B of planned scratch + "
         f"{kernel.tail_extra_bytes:,} B persistent kernel data, derived per operator"
         + (f" ({kernel.note})" if kernel.note else "")
+        + _planning_peak_text(kernel)
+    )
+
+
+def _planning_peak_text(kernel: cmsis_nn_scratch.KernelArena) -> str:
+    if kernel.planning_peak_bytes is None:
+        return ""
+    return (
+        f"; larger, and the figure: {kernel.planning_peak_bytes:,} B held while TFLM plans the "
+        "arena (its planning arrays, with these kernels' data and scratch requests)"
     )
 
 

@@ -641,7 +641,15 @@ def _arena_notes(report: Report) -> list[str]:
             f"{v.arena_device_bytes:,} B + {k.head_extra_bytes:,} B of the head the scratch "
             f"buffers of {len(k.scratch)} request(s) add to the memory plan + "
             f"{k.tail_extra_bytes:,} B persistent kernel data, derived per operator from the "
-            "pinned CMSIS-NN's buffer-size functions" + (f" ({k.note})" if k.note else "")
+            "pinned CMSIS-NN's buffer-size functions"
+            + (f" ({k.note})" if k.note else "")
+            + (
+                f"; the {k.planning_peak_bytes:,} B TFLM holds while it plans the arena (its "
+                "planning arrays, with these kernels' data and scratch requests) is larger and "
+                "is the figure"
+                if k.planning_peak_bytes is not None
+                else ""
+            )
         )
     return notes
 

@@ -81,9 +81,12 @@ _STRUCT_CATEGORIES = {
 # Two allocations per tensor: a TfLiteAffineQuantization and a zero-point TfLiteIntArray (ints
 # only, the same size on both).
 _QUANTIZATION_CATEGORY = "Persistent TfLiteTensor quantization data"
-# GreedyMemoryPlanner::per_buffer_size() (memory_planner/greedy_memory_planner.h): 9 ints per
-# planned buffer, the same on both word sizes.
-_PLANNER_BYTES_PER_BUFFER = 36
+# GreedyMemoryPlanner::per_buffer_size() (memory_planner/greedy_memory_planner.h:100-107): a
+# BufferRequirements (4 ints), an int in buffer_sizes_sorted_ and one in buffer_ids_sorted_, a
+# ListEntry (3 ints) and an int in buffer_offsets_: 10 ints per planned buffer, the same on both
+# word sizes. Init (greedy_memory_planner.cc:69) makes room for free bytes / this many buffers;
+# AddBuffer (:87) fails with "Too many buffers" past that.
+_PLANNER_BYTES_PER_BUFFER = 40
 # kMaxScratchBuffersPerOp (micro_allocator.h): scratch requests the head holds while planning.
 _MAX_SCRATCH_BUFFERS_PER_OP = 12
 _ARENA_ALIGNMENT = 16  # MicroArenaBufferAlignment()

@@ -14,6 +14,11 @@ untrained (random weights, calibrated on 16 seeded random samples), int8 input a
   pooling, FULLY_CONNECTED).
 - ``conv1d_int8.tflite``: 1xN convolutions over a 1x64x8 sequence (the CMSIS-NN 1_x_n path)
   and a FULLY_CONNECTED head.
+- ``gru_int8.tflite``: a sensor-style GRU(16) over 8 steps of 8 channels and a softmax Dense
+  head, converted as ``edge-prune`` converts (batch of one: the converter unrolls the GRU into
+  115 builtin ops, FULLY_CONNECTED, ADD, MUL, SUB, LOGISTIC, TANH, SPLIT, SPLIT_V, UNPACK;
+  per-channel Dense). Its 153 planned tensors make the memory planner's arrays, not the
+  tensors, set the arena (see ``_PLANNER_BYTES_PER_BUFFER`` in edge_prune/measurement/tflm.py).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_prune._tf import keras, tf
+from edge_prune.training._tf import keras, tf
 
 HERE = Path(__file__).resolve().parent
 SEED = 11
@@ -102,7 +107,21 @@ def conv1d() -> bytes:
     return _int8(keras.Model(inputs, outputs), (1, 64, 8))
 
 
+def gru() -> bytes:
+    from edge_prune.training.convert import convert
+
+    keras.utils.set_random_seed(SEED)
+    layers = keras.layers
+    inputs = keras.Input((8, 8))
+    x = layers.GRU(16)(inputs)
+    outputs = layers.Dense(4, activation="softmax")(x)
+    samples = np.random.default_rng(SEED).uniform(0, 1, (16, 8, 8)).astype(np.float32)
+    model = keras.Model(inputs, outputs)
+    return convert(model, quantization="int8", representative_data=samples).tflite_bytes
+
+
 if __name__ == "__main__":
     _write("resnet8_int8.tflite", resnet8())
     _write("ds_cnn_int8.tflite", ds_cnn())
     _write("conv1d_int8.tflite", conv1d())
+    _write("gru_int8.tflite", gru())

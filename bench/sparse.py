@@ -78,7 +78,8 @@ def _schema():
 
 
 def prune_int8(data: bytes, sparsity: float, block: int) -> bytes:
-    """Zero the smallest-magnitude fraction ``sparsity`` of each FC/CONV filter's blocks."""
+    """Zero the smallest-magnitude fraction ``sparsity`` of each FC/CONV filter's blocks (of
+    ``block`` consecutive input channels; of 1 where the input channels do not divide)."""
     schema = _schema()
     model = schema.ModelT.InitFromPackedBuf(data, 0)
     kinds = (schema.BuiltinOperator.FULLY_CONNECTED, schema.BuiltinOperator.CONV_2D)
@@ -89,18 +90,21 @@ def prune_int8(data: bytes, sparsity: float, block: int) -> bytes:
                 continue
             tensor = subgraph.tensors[op.inputs[1]]
             raw = np.asarray(model.buffers[tensor.buffer].data, np.uint8).view(np.int8)
-            blocks = raw.reshape(tensor.shape[0], -1, block).copy()
+            size = block if tensor.shape[-1] % block == 0 else 1
+            blocks = raw.reshape(tensor.shape[0], -1, size).copy()
             score = np.abs(blocks.astype(np.int32)).mean(axis=2).reshape(-1)
             drop = np.argsort(score, kind="stable")[: round(sparsity * score.size)]
-            flat = blocks.reshape(-1, block)
+            flat = blocks.reshape(-1, size)
             flat[drop] = 0
             model.buffers[tensor.buffer].data = flat.reshape(-1).view(np.uint8)
     return pack(model)
 
 
-def device(path: Path, target: str, kernels: str, samples: int) -> dict:
+def device(path: Path, target: str, kernels: str, samples: int, data: Path | None = None) -> dict:
     command = [*EDGE_PRUNE, "device", str(path), "--target", target, "--kernels", kernels,
                "--samples", str(samples), "--format", "json"]  # fmt: skip
+    if data is not None:
+        command += ["--data", str(data)]
     done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
     try:
         return json.loads(done.stdout)

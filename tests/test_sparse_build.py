@@ -105,6 +105,25 @@ def test_tfmot_prunes_blocks_of_four_input_channels():
     assert np.all(np.any(blocks != 0, axis=2) == ~zero)  # every block all zero or kept
 
 
+def test_kernels_of_one_block_or_one_output_are_pruned_unstructured():
+    """tfmot's block pooling squeezes a dimension of size 1 away and fails on it: a Dense with
+    4 inputs (one block) or 1 output trains unstructured instead."""
+    from edge_prune.training._tf import keras
+    from edge_prune.training.prune import prune, strip
+    from edge_prune.training.schedule import ConstantSparsity
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(8, name="one_block"), keras.layers.Dense(1)]
+    )
+    wrapped = prune(model, ConstantSparsity(0.5, begin_step=0, frequency=1), block=(1, 4))
+    wrapped.model.compile("sgd", "mse")
+    x = np.random.default_rng(0).random((8, 4), dtype=np.float32)
+    wrapped.fit(x, np.zeros((8, 1)), epochs=1, verbose=0)
+    kernel = strip(wrapped).get_layer("one_block").get_weights()[0]
+    assert np.mean(kernel == 0) == pytest.approx(0.5, abs=0.1)
+
+
 def test_pruning_in_stages_keeps_blocks_of_four_at_every_stage():
     from edge_prune.training._tf import keras
     from edge_prune.training.prune import prune_in_stages
@@ -122,7 +141,7 @@ def test_pruning_in_stages_keeps_blocks_of_four_at_every_stage():
     assert np.all(np.any(blocks != 0, axis=2) == ~zero)
 
 
-@pytest.mark.parametrize("kind", ["conv2d", "conv1d"])
+@pytest.mark.parametrize("kind", ["conv2d", "pointwise", "conv1d"])
 def test_kxk_and_1d_convolutions_are_pruned_in_blocks_of_four_input_channels(kind):
     """tfmot pools blocks over 2-D kernels only: a 3x3 Conv2D and a Conv1D are pruned as a 2-D
     [kh * kw * in, out] kernel; stripped, they are plain Keras layers whose TFLite-ordered filter
@@ -134,6 +153,8 @@ def test_kxk_and_1d_convolutions_are_pruned_in_blocks_of_four_input_channels(kin
     keras.utils.set_random_seed(0)
     if kind == "conv2d":
         shape, layer = (6, 6, 8), keras.layers.Conv2D(6, 3, padding="same", name="c")
+    elif kind == "pointwise":
+        shape, layer = (6, 6, 8), keras.layers.Conv2D(6, 1, name="c")
     else:
         shape, layer = (10, 8), keras.layers.Conv1D(6, 3, name="c")
     model = keras.Sequential([keras.Input(shape), layer, keras.layers.Flatten()])

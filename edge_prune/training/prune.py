@@ -158,11 +158,11 @@ def prune(
 
     ``block=(1, k)`` prunes in blocks of k consecutive input channels of one output channel (the
     TFLite filter's innermost axis, which the sparse kernels compute in blocks): tfmot's
-    ``block_size=(k, 1)`` on the Keras kernel ``[in, out]`` of Dense and 1x1 Conv2D layers.
-    tfmot pools blocks over 2-D kernels only, so a KxK Conv2D or a Conv1D (groups 1, channels
-    last, input channels a multiple of k) is pruned as a :class:`BlockPrunableConv2D` /
-    ``Conv1D``, whose kernel is the 2-D ``[kh * kw * in, out]`` matrix the convolution reshapes;
-    other layers stay unstructured.
+    ``block_size=(k, 1)`` on the Keras kernel ``[in, out]`` of Dense layers. tfmot pools blocks
+    over 2-D kernels only, so a Conv2D (1x1 or KxK) or a Conv1D (groups 1, channels last, input
+    channels a multiple of k) is pruned as a :class:`BlockPrunableConv2D` / ``Conv1D``, whose
+    kernel is the 2-D ``[kh * kw * in, out]`` matrix the convolution reshapes; other layers
+    stay unstructured.
 
     tfmot drops the optimizer. The wrapped model is compiled with ``optimizer``/``loss``/
     ``metrics`` when ``optimizer`` is given; otherwise, if ``model`` was compiled, with a fresh
@@ -197,14 +197,15 @@ def prune(
         if depthwise and reason.startswith("tfmot prunes no weight"):
             reason = None
             copy = PrunableDepthwiseConv2D.from_config(layer.get_config())
-        elif reason is None and _block_conv_class(layer, block_size) is not None:
+        elif reason is None and _block_conv_class(layer, block_size):
             copy = _block_conv_class(layer, block_size).from_config(layer.get_config())
         else:
             copy = _copy_layer(layer)
         clones.append((layer, copy))
         if reason is None:
             pruned.append(layer.name)
-            extra = {"block_size": block_size} if _takes_blocks(copy, block_size) else {}
+            blocks = _takes_blocks(copy, block_size) and _blocks_fit(layer, block_size[0])
+            extra = {"block_size": block_size} if blocks else {}
             return pruning_wrapper.PruneLowMagnitude(copy, **arguments, **extra)
         if layer.weights:
             unpruned[layer.name] = reason
@@ -240,23 +241,28 @@ def _block_size(block, schedule: PruningSchedule) -> tuple[int, int]:
 def _takes_blocks(layer: keras.layers.Layer, block_size: tuple[int, int]) -> bool:
     if block_size == (1, 1):
         return False
-    if isinstance(layer, keras.layers.Dense | _BlockPrunableConv):
-        return True
-    return type(layer) is keras.layers.Conv2D and tuple(layer.kernel_size) == (1, 1)
+    return isinstance(layer, keras.layers.Dense | _BlockPrunableConv)
 
 
 def _block_conv_class(layer: keras.layers.Layer, block_size: tuple[int, int]):
-    """The block-prunable class for a KxK Conv2D or a Conv1D whose blocks of input channels
-    never straddle two kernel positions; None when tfmot's own wrapper does."""
+    """The block-prunable class for a Conv2D (1x1 too: tfmot refuses block sizes on any
+    kernel that is not 2-D) or a Conv1D whose input channels divide into blocks; else None."""
     k = block_size[0]
     classes = {keras.layers.Conv2D: BlockPrunableConv2D, keras.layers.Conv1D: BlockPrunableConv1D}
     kind = classes.get(type(layer))
     if k == 1 or kind is None or not layer.built:
         return None
-    if kind is BlockPrunableConv2D and tuple(layer.kernel_size) == (1, 1):
-        return None  # its kernel squeezes to 2-D: tfmot pools it as it is
     plain = layer.groups == 1 and layer.data_format == "channels_last" and layer.padding != "causal"
-    return kind if plain and int(layer.kernel.shape[-2]) % k == 0 else None
+    fits = int(layer.kernel.shape[-2]) % k == 0 and _blocks_fit(layer, k)
+    return kind if plain and fits else None
+
+
+def _blocks_fit(layer: keras.layers.Layer, k: int) -> bool:
+    """tfmot's block pooling squeezes away a dimension of size 1 and then fails: the 2-D kernel
+    ``[rows, out]`` needs at least two blocks of ``k`` rows and two output channels."""
+    shape = tuple(int(d) for d in layer.kernel.shape)
+    rows = int(np.prod(shape[:-1]))
+    return -(-rows // k) >= 2 and shape[-1] >= 2
 
 
 def _weights_in_shapes(weights: list[np.ndarray], layer: keras.layers.Layer) -> list[np.ndarray]:

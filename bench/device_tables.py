@@ -4,7 +4,11 @@ Per TFLM build configuration (Cortex-M core x kernel set x build type) it links,
 arm-none-eabi-gcc and ``--gc-sections``, one firmware that registers no op (the framework) and
 one per op (that op alone), splits each GNU ld map into the runtime group (TFLM objects and the
 toolchain objects linked only because of TFLM, see :mod:`edge_prune.measurement.device`), and
-writes the sections each link keeps (:mod:`edge_prune.measurement.runtime_tables`).
+writes the sections each link keeps (:mod:`edge_prune.measurement.runtime_tables`). edge-prune's
+own sparse ops (``CUSTOM:EDGE_PRUNE_SPARSE_FC``, ``CUSTOM:EDGE_PRUNE_SPARSE_CONV``) are linked the
+same way, one firmware each: their kernel sources (edge_prune/measurement/sparse/kernels/)
+compiled with the harness's flags, their sections counted with the runtime's, so that code they
+share with TFLM's kernels (QuantizeMultiplier, libgcc's double routines) is counted once.
 
 ``--check`` links whole firmwares for op sets of real models (edge-prune's own builds and TFLM's
 example models) and compares the runtime code each link measures with the table's union of the
@@ -34,6 +38,7 @@ sys.path.insert(0, str(REPO))
 from edge_prune.errors import EdgePruneError  # noqa: E402
 from edge_prune.measurement import device, op_resolver, runtime_tables  # noqa: E402
 from edge_prune.measurement.device import build  # noqa: E402
+from edge_prune.measurement.firmware import SPARSE_OPS  # noqa: E402
 from edge_prune.measurement.tflite_file import read_model  # noqa: E402
 
 # The configurations the shipped targets use, then the others the device command supports.
@@ -66,17 +71,20 @@ COMMON_OPS = (
     "CUSTOM:SignalFilterBankSpectralSubtraction", "CUSTOM:SignalFramer", "CUSTOM:SignalIrfft",
     "CUSTOM:SignalOverlapAdd", "CUSTOM:SignalPCAN", "CUSTOM:SignalRfft", "CUSTOM:SignalStacker",
     "CUSTOM:SignalWindow",
+    # edge-prune's sparse kernels (edge_prune.measurement.firmware.SPARSE_OPS)
+    "CUSTOM:EDGE_PRUNE_SPARSE_CONV", "CUSTOM:EDGE_PRUNE_SPARSE_FC",
 )  # fmt: skip
 
 
 def resolver_ops(tree) -> dict[str, str]:
     """Every op the tree's MicroMutableOpResolver registers that the device build links, named
     as ``read_model`` names it (``CONV_2D``, ``CUSTOM:<code>``; from
-    :mod:`edge_prune.measurement.op_resolver`)
+    :mod:`edge_prune.measurement.op_resolver`), and edge-prune's sparse ops
     -> the key the device build takes."""
     linked = build.resolver_methods(tree)
     ops = (m.op for m in op_resolver.generate(tree.path).methods if m.op)
-    return {op: build.op_key(op) for op in ops if build.op_key(op) in linked}
+    known = {op: build.op_key(op) for op in ops if build.op_key(op) in linked}
+    return known | {op: build.op_key(op) for op in SPARSE_OPS}
 
 
 def parse_config(text: str) -> device.DeviceConfig:
@@ -147,6 +155,18 @@ def summary(table: runtime_tables.RuntimeTable) -> list[str]:
             + ", ".join(
                 f"{k.rsplit('/', 1)[-1].rstrip(')')} {v:,} B" for k, v in sorted(decoders.items())
             )
+        )
+    sparse = [op for op in SPARSE_OPS if op in table.ops]
+    if sparse:
+        dense = [op for op in ("FULLY_CONNECTED", "CONV_2D") if op in table.ops]
+        alone = table.runtime_bytes(sparse)[0] - table.framework_bytes
+        with_dense = table.runtime_bytes(dense)[0]
+        added = table.runtime_bytes([*dense, *sparse])[0] - with_dense
+        lines.append(
+            "  sparse kernels: "
+            + ", ".join(f"{op.removeprefix('CUSTOM:')} {table.op_bytes(op):,} B" for op in sparse)
+            + f"; both {alone:,} B over the framework, {added:,} B over it with "
+            + " and ".join(dense)
         )
     largest = sorted(table.ops, key=table.op_bytes, reverse=True)[:8]
     lines.append(

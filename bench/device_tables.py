@@ -11,7 +11,8 @@ compiled with the harness's flags, their sections counted with the runtime's, so
 share with TFLM's kernels (QuantizeMultiplier, libgcc's double routines) is counted once.
 
 ``--check`` links whole firmwares for op sets of real models (edge-prune's own builds and TFLM's
-example models) and compares the runtime code each link measures with the table's union of the
+example models, and the int8 ones with every FULLY_CONNECTED/CONV_2D rewritten as edge-prune's
+sparse ops) and compares the runtime code each link measures with the table's union of the
 single-op links: the table is good when every op set is within 5%.
 
     python bench/device_tables.py --tflm DIR [--config cortex-m4+fp:cmsis-nn:default ...]
@@ -219,6 +220,25 @@ def example_models(tree) -> list[Path]:
     return found
 
 
+def sparse_variants(models: list[Path], directory: Path) -> list[Path]:
+    """Each int8 model among ``models`` with every FULLY_CONNECTED/CONV_2D its filters allow
+    rewritten as edge-prune's sparse ops (``rewrite(force=True)``), written to ``directory``."""
+    from edge_prune.measurement.sparse.rewrite import rewrite
+
+    out = []
+    for model in models:
+        data = model.read_bytes()
+        rewritten = rewrite(data, model.name, force=True)
+        if rewritten.model == data or not set(read_model(rewritten.model).op_types) & set(
+            SPARSE_OPS
+        ):
+            continue
+        path = directory / f"{model.stem}_sparse_rewrite.tflite"
+        path.write_bytes(rewritten.model)
+        out.append(path)
+    return out
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tflm", default=os.environ.get("EDGE_PRUNE_TFLM"), required=False)
@@ -240,7 +260,10 @@ def main(argv=None) -> int:
         print(message, flush=True)
 
     if args.check:
-        rows = check_op_sets(tree, configs, example_models(tree), progress)
+        with tempfile.TemporaryDirectory() as scratch:
+            models = example_models(tree)
+            models += sparse_variants(models, Path(scratch))
+            rows = check_op_sets(tree, configs, models, progress)
         worst = max((abs(r["error_percent"]) for r in rows), default=0.0)
         progress(f"{len(rows)} op sets, largest error {worst:.2f}%")
         if args.out:

@@ -209,6 +209,36 @@ def check_op_sets(tree, configs, models: list[Path], progress) -> list[dict]:
     return rows
 
 
+def check_report(rows: list[dict]) -> list[str]:
+    """The check rows as a table, and per configuration the spread of (table - linked) /
+    linked over the op sets the table covers."""
+    lines = [
+        f"{'config':<32} {'model':<48} {'ops':>3} {'linked B':>9} {'table B':>9} {'error':>8}"
+        "  uncovered"
+    ]
+    for r in rows:
+        lines.append(
+            f"{r['config']:<32} {r['model']:<48} {r['ops']:>3} {r['linked_bytes']:>9,} "
+            f"{r['table_bytes']:>9,} {r['error_percent']:>+7.2f}%  {', '.join(r['uncovered'])}"
+        )
+    for config in dict.fromkeys(r["config"] for r in rows):
+        covered = [r for r in rows if r["config"] == config and not r["uncovered"]]
+        if not covered:
+            continue
+        errors = [r["error_percent"] for r in covered]
+        sets = {(r["linked_bytes"], r["table_bytes"]) for r in covered}
+        sparse = [r["error_percent"] for r in covered if "_sparse_rewrite" in r["model"]]
+        # runtime_tables.TableError's sign: (linked - table) / table
+        above = [100 * (r["linked_bytes"] - r["table_bytes"]) / r["table_bytes"] for r in covered]
+        lines.append(
+            f"# {config}: {len(covered)} covered models, {len(sets)} distinct op sets, table vs "
+            f"linked {min(errors):+.2f}% to {max(errors):+.2f}%"
+            + (f" (with sparse ops {min(sparse):+.2f}% to {max(sparse):+.2f}%)" if sparse else "")
+            + f"; (linked - table) / table {min(above):+.2f}% to {max(above):+.2f}%"
+        )
+    return lines
+
+
 def example_models(tree) -> list[Path]:
     """TFLM's own example models in the tree, the test fixtures, and edge-prune's build of the
     default model."""
@@ -264,6 +294,7 @@ def main(argv=None) -> int:
             models = example_models(tree)
             models += sparse_variants(models, Path(scratch))
             rows = check_op_sets(tree, configs, models, progress)
+        progress("\n".join(check_report(rows)))
         worst = max((abs(r["error_percent"]) for r in rows), default=0.0)
         progress(f"{len(rows)} op sets, largest error {worst:.2f}%")
         if args.out:

@@ -179,17 +179,19 @@ def summary(table: runtime_tables.RuntimeTable) -> list[str]:
 def check_op_sets(tree, configs, models: list[Path], progress) -> list[dict]:
     """Whole-firmware links of each model's op set vs the table's union."""
     rows = []
+    known = resolver_ops(tree)
     for config in configs:
         table = runtime_tables.load_table(config.core, config.kernels, config.build_type)
         if table is None:
             progress(f"{config}: no table, skipped")
             continue
+        links: dict[tuple[str, ...], int] = {}  # one link per distinct op set
         for model in models:
-            known = resolver_ops(tree)
             ops = [op for op in read_model(model).op_types if op in known]
-            linked = device.runtime_flash_for_ops(
-                tree, config, [known[op] for op in ops]
-            ).runtime_flash_bytes
+            keys = tuple(sorted(known[op] for op in ops))
+            if keys not in links:
+                links[keys] = device.runtime_flash_for_ops(tree, config, keys).runtime_flash_bytes
+            linked = links[keys]
             union, uncovered = table.runtime_bytes(ops)
             rows.append(
                 {

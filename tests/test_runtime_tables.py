@@ -214,3 +214,33 @@ def test_a_table_without_the_sparse_ops_counts_them_at_the_labelled_constant():
         SPARSE_CONV: 0,
         "SOFTMAX": table.op_bytes("SOFTMAX"),
     }
+
+
+def test_shipped_tables_measure_both_sparse_ops_or_neither():
+    measured = set()
+    for table in runtime_tables.shipped_tables():
+        has = {SPARSE_FC, SPARSE_CONV} & set(table.ops)
+        assert has in (set(), {SPARSE_FC, SPARSE_CONV}), table.key
+        figure = footprint._table_runtime(table, [SPARSE_FC, "RESHAPE"])
+        assert figure.measured == bool(has), table.key  # else the labelled constant
+        if has:
+            measured.add(table.key)
+            sparse = table.runtime_bytes([SPARSE_FC, SPARSE_CONV])[0] - table.framework_bytes
+            assert 4_000 < sparse < 20_000, (table.key, sparse)
+    assert {"cortex-m4+fp_cmsis-nn_default", "cortex-m4+fp_reference_default"} <= measured
+
+
+def test_the_cortex_m4_verdict_counts_the_sparse_fc_with_fully_connected_once():
+    target = load_target("cortex-m4")
+    table = runtime_tables.load_table(target.tflm_arch, target.tflm_kernels, "default")
+    ops = ("FULLY_CONNECTED", SPARSE_FC, "RESHAPE", "SOFTMAX")
+
+    runtime = footprint.runtime_flash(ops, target)
+
+    dense = table.runtime_bytes(["FULLY_CONNECTED", "RESHAPE", "SOFTMAX"])[0]
+    shared = table.ops["FULLY_CONNECTED"] & table.ops[SPARSE_FC] - table.framework
+    assert shared, "the sparse FC and CMSIS-NN's FULLY_CONNECTED share code"
+    assert runtime.total_bytes < dense + table.op_bytes(SPARSE_FC)
+    union = table.framework.union(*(table.ops[op] for op in ops))
+    assert runtime.total_bytes == sum(table.section_bytes[i] for i in union)
+    assert runtime.measured and runtime.from_table

@@ -4,10 +4,15 @@ Per TFLM build configuration (Cortex-M core x kernel set x build type) it links,
 arm-none-eabi-gcc and ``--gc-sections``, one firmware that registers no op (the framework) and
 one per op (that op alone), splits each GNU ld map into the runtime group (TFLM objects and the
 toolchain objects linked only because of TFLM, see :mod:`edge_prune.measurement.device`), and
-writes the sections each link keeps (:mod:`edge_prune.measurement.runtime_tables`).
+writes the sections each link keeps (:mod:`edge_prune.measurement.runtime_tables`). edge-prune's
+own sparse ops (``CUSTOM:EDGE_PRUNE_SPARSE_FC``, ``CUSTOM:EDGE_PRUNE_SPARSE_CONV``) are linked the
+same way, one firmware each: their kernel sources (edge_prune/measurement/sparse/kernels/)
+compiled with the harness's flags, their sections counted with the runtime's, so that code they
+share with TFLM's kernels (QuantizeMultiplier, libgcc's double routines) is counted once.
 
 ``--check`` links whole firmwares for op sets of real models (edge-prune's own builds and TFLM's
-example models) and compares the runtime code each link measures with the table's union of the
+example models, and the int8 ones with every FULLY_CONNECTED/CONV_2D rewritten as edge-prune's
+sparse ops) and compares the runtime code each link measures with the table's union of the
 single-op links: the table is good when every op set is within 5%.
 
     python bench/device_tables.py --tflm DIR [--config cortex-m4+fp:cmsis-nn:default ...]
@@ -34,6 +39,7 @@ sys.path.insert(0, str(REPO))
 from edge_prune.errors import EdgePruneError  # noqa: E402
 from edge_prune.measurement import device, op_resolver, runtime_tables  # noqa: E402
 from edge_prune.measurement.device import build  # noqa: E402
+from edge_prune.measurement.firmware import SPARSE_OPS  # noqa: E402
 from edge_prune.measurement.tflite_file import read_model  # noqa: E402
 
 # The configurations the shipped targets use, then the others the device command supports.
@@ -66,17 +72,20 @@ COMMON_OPS = (
     "CUSTOM:SignalFilterBankSpectralSubtraction", "CUSTOM:SignalFramer", "CUSTOM:SignalIrfft",
     "CUSTOM:SignalOverlapAdd", "CUSTOM:SignalPCAN", "CUSTOM:SignalRfft", "CUSTOM:SignalStacker",
     "CUSTOM:SignalWindow",
+    # edge-prune's sparse kernels (edge_prune.measurement.firmware.SPARSE_OPS)
+    "CUSTOM:EDGE_PRUNE_SPARSE_CONV", "CUSTOM:EDGE_PRUNE_SPARSE_FC",
 )  # fmt: skip
 
 
 def resolver_ops(tree) -> dict[str, str]:
     """Every op the tree's MicroMutableOpResolver registers that the device build links, named
     as ``read_model`` names it (``CONV_2D``, ``CUSTOM:<code>``; from
-    :mod:`edge_prune.measurement.op_resolver`)
+    :mod:`edge_prune.measurement.op_resolver`), and edge-prune's sparse ops
     -> the key the device build takes."""
     linked = build.resolver_methods(tree)
     ops = (m.op for m in op_resolver.generate(tree.path).methods if m.op)
-    return {op: build.op_key(op) for op in ops if build.op_key(op) in linked}
+    known = {op: build.op_key(op) for op in ops if build.op_key(op) in linked}
+    return known | {op: build.op_key(op) for op in SPARSE_OPS}
 
 
 def parse_config(text: str) -> device.DeviceConfig:
@@ -148,6 +157,18 @@ def summary(table: runtime_tables.RuntimeTable) -> list[str]:
                 f"{k.rsplit('/', 1)[-1].rstrip(')')} {v:,} B" for k, v in sorted(decoders.items())
             )
         )
+    sparse = [op for op in SPARSE_OPS if op in table.ops]
+    if sparse:
+        dense = [op for op in ("FULLY_CONNECTED", "CONV_2D") if op in table.ops]
+        alone = table.runtime_bytes(sparse)[0] - table.framework_bytes
+        with_dense = table.runtime_bytes(dense)[0]
+        added = table.runtime_bytes([*dense, *sparse])[0] - with_dense
+        lines.append(
+            "  sparse kernels: "
+            + ", ".join(f"{op.removeprefix('CUSTOM:')} {table.op_bytes(op):,} B" for op in sparse)
+            + f"; both {alone:,} B over the framework, {added:,} B over it with "
+            + " and ".join(dense)
+        )
     largest = sorted(table.ops, key=table.op_bytes, reverse=True)[:8]
     lines.append(
         "  largest kernels: " + ", ".join(f"{op} {table.op_bytes(op):,} B" for op in largest)
@@ -158,17 +179,19 @@ def summary(table: runtime_tables.RuntimeTable) -> list[str]:
 def check_op_sets(tree, configs, models: list[Path], progress) -> list[dict]:
     """Whole-firmware links of each model's op set vs the table's union."""
     rows = []
+    known = resolver_ops(tree)
     for config in configs:
         table = runtime_tables.load_table(config.core, config.kernels, config.build_type)
         if table is None:
             progress(f"{config}: no table, skipped")
             continue
+        links: dict[tuple[str, ...], int] = {}  # one link per distinct op set
         for model in models:
-            known = resolver_ops(tree)
             ops = [op for op in read_model(model).op_types if op in known]
-            linked = device.runtime_flash_for_ops(
-                tree, config, [known[op] for op in ops]
-            ).runtime_flash_bytes
+            keys = tuple(sorted(known[op] for op in ops))
+            if keys not in links:
+                links[keys] = device.runtime_flash_for_ops(tree, config, keys).runtime_flash_bytes
+            linked = links[keys]
             union, uncovered = table.runtime_bytes(ops)
             rows.append(
                 {
@@ -188,6 +211,36 @@ def check_op_sets(tree, configs, models: list[Path], progress) -> list[dict]:
     return rows
 
 
+def check_report(rows: list[dict]) -> list[str]:
+    """The check rows as a table, and per configuration the spread of (table - linked) /
+    linked over the op sets the table covers."""
+    lines = [
+        f"{'config':<32} {'model':<48} {'ops':>3} {'linked B':>9} {'table B':>9} {'error':>8}"
+        "  uncovered"
+    ]
+    for r in rows:
+        lines.append(
+            f"{r['config']:<32} {r['model']:<48} {r['ops']:>3} {r['linked_bytes']:>9,} "
+            f"{r['table_bytes']:>9,} {r['error_percent']:>+7.2f}%  {', '.join(r['uncovered'])}"
+        )
+    for config in dict.fromkeys(r["config"] for r in rows):
+        covered = [r for r in rows if r["config"] == config and not r["uncovered"]]
+        if not covered:
+            continue
+        errors = [r["error_percent"] for r in covered]
+        sets = {(r["linked_bytes"], r["table_bytes"]) for r in covered}
+        sparse = [r["error_percent"] for r in covered if "_sparse_rewrite" in r["model"]]
+        # runtime_tables.TableError's sign: (linked - table) / table
+        above = [100 * (r["linked_bytes"] - r["table_bytes"]) / r["table_bytes"] for r in covered]
+        lines.append(
+            f"# {config}: {len(covered)} covered models, {len(sets)} distinct op sets, table vs "
+            f"linked {min(errors):+.2f}% to {max(errors):+.2f}%"
+            + (f" (with sparse ops {min(sparse):+.2f}% to {max(sparse):+.2f}%)" if sparse else "")
+            + f"; (linked - table) / table {min(above):+.2f}% to {max(above):+.2f}%"
+        )
+    return lines
+
+
 def example_models(tree) -> list[Path]:
     """TFLM's own example models in the tree, the test fixtures, and edge-prune's build of the
     default model."""
@@ -197,6 +250,25 @@ def example_models(tree) -> list[Path]:
     build = REPO / "build" / "cortex-m4"
     found += sorted(build.glob("model_*.tflite")) if build.is_dir() else []
     return found
+
+
+def sparse_variants(models: list[Path], directory: Path) -> list[Path]:
+    """Each int8 model among ``models`` with every FULLY_CONNECTED/CONV_2D its filters allow
+    rewritten as edge-prune's sparse ops (``rewrite(force=True)``), written to ``directory``."""
+    from edge_prune.measurement.sparse.rewrite import rewrite
+
+    out = []
+    for model in models:
+        data = model.read_bytes()
+        rewritten = rewrite(data, model.name, force=True)
+        if rewritten.model == data or not set(read_model(rewritten.model).op_types) & set(
+            SPARSE_OPS
+        ):
+            continue
+        path = directory / f"{model.stem}_sparse_rewrite.tflite"
+        path.write_bytes(rewritten.model)
+        out.append(path)
+    return out
 
 
 def main(argv=None) -> int:
@@ -220,7 +292,11 @@ def main(argv=None) -> int:
         print(message, flush=True)
 
     if args.check:
-        rows = check_op_sets(tree, configs, example_models(tree), progress)
+        with tempfile.TemporaryDirectory() as scratch:
+            models = example_models(tree)
+            models += sparse_variants(models, Path(scratch))
+            rows = check_op_sets(tree, configs, models, progress)
+        progress("\n".join(check_report(rows)))
         worst = max((abs(r["error_percent"]) for r in rows), default=0.0)
         progress(f"{len(rows)} op sets, largest error {worst:.2f}%")
         if args.out:

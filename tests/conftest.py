@@ -144,7 +144,12 @@ SLOW_UNITS_FIRST = (
     # ... and for cortex-m0plus reference (65 objects): ~75 s
     (
         "device-cortex-m0plus",
-        (f"{_DEVICE}cortex_m0plus", f"{_DEVICE}runtime_of_one_op", f"{_DEVICE}a_model_that_does"),
+        (
+            f"{_DEVICE}cortex_m0plus",
+            f"{_DEVICE}runtime_of_one_op",
+            f"{_DEVICE}a_runtime_link_of_a_sparse_op",
+            f"{_DEVICE}a_model_that_does",
+        ),
     ),
     ("test_search.py", ("test_search.py",)),  # the 3-point search and the 5 tests on it: ~80 s
     ("search-schedules", (f"{_SEARCH}every_schedule",)),  # ~43 s

@@ -451,6 +451,23 @@ def test_runtime_of_one_op_is_part_of_the_runtime_of_an_op_set():
     assert dense.compiler_version.startswith("arm-none-eabi-gcc")
 
 
+@needs_device
+def test_a_runtime_link_of_a_sparse_op_counts_its_kernel_objects_with_the_runtime():
+    from edge_prune.measurement.device import runtime_flash_for_ops
+
+    tree = TflmTree.from_path(os.environ["EDGE_PRUNE_TFLM"])
+    config = DeviceConfig("cortex-m0plus")
+    dense = runtime_flash_for_ops(tree, config, ["FULLY_CONNECTED"])
+    both = runtime_flash_for_ops(tree, config, ["FULLY_CONNECTED", "CUSTOM:EDGE_PRUNE_SPARSE_FC"])
+    objects = {s.object for s in both.sections}
+    assert {"edge_prune_sparse.o", "edge_prune_sparse_ops.o"} <= objects  # stable names
+    assert not any(s.object.endswith("sparse_ops.o") for s in dense.sections)
+    kernel = sum(s.flash_bytes for s in both.sections if s.object.startswith("edge_prune_sparse"))
+    # the sparse FC shares QuantizeMultiplier and the rest with FULLY_CONNECTED: what it adds
+    # beside it is its own objects and at most a little TFLM/libgcc code
+    assert kernel <= both.runtime_flash_bytes - dense.runtime_flash_bytes < kernel + 2_000
+
+
 def _compared(model_file: str, host_values: np.ndarray, device_bytes: bytes):
     import importlib
     from pathlib import Path

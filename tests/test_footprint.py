@@ -213,7 +213,10 @@ def test_verdict_adds_model_runtime_and_reserved_against_the_part(measured, targ
     cnn = measured["cnn_int8"]
     target = load_target(str(target_file()))
     verdict = footprint.verdict_for(cnn, target)
-    flash = cnn.flatbuffer_bytes + cnn.runtime_flash.total_bytes + 65_536
+    runtime = footprint.runtime_flash(cnn.ops, target)  # the cortex-m4+fp reference table
+    assert runtime.measured and runtime.from_table and "reference" in runtime.source
+    flash = cnn.flatbuffer_bytes + runtime.total_bytes + 65_536
+    assert verdict.runtime_flash == runtime
     assert verdict.flash_needed_bytes == flash
     assert verdict.flash_headroom_bytes == 1_048_576 - flash
     assert verdict.ram_needed_bytes == cnn.arena_bytes + 32_768

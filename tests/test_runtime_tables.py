@@ -150,3 +150,97 @@ def test_a_core_no_build_covers_gets_a_labelled_bound():
     assert "no build covers the core of m85 (Cortex-M85)" in runtime.bound_rule
     largest = max(t.runtime_bytes(ops)[0] for t in runtime_tables.shipped_tables())
     assert runtime.total_bytes == largest
+
+
+SPARSE_FC = "CUSTOM:EDGE_PRUNE_SPARSE_FC"
+SPARSE_CONV = "CUSTOM:EDGE_PRUNE_SPARSE_CONV"
+
+
+def _table_with_sparse_ops():
+    """FULLY_CONNECTED and the sparse FC share QuantizeMultiplier and a libgcc routine, as the
+    linked firmwares do."""
+    framework = [("micro_interpreter.o", ".text.a", 1000)]
+    quantize = ("quantization_util.o", ".text._ZN6tflite18QuantizeMultiplierEdPlPi", 112)
+    frexp = ("libm.a(lib_a-s_frexp.o)", ".text.frexp", 120)
+    ops = {
+        "FULLY_CONNECTED": [*framework, ("fc.o", ".text.eval", 3000), quantize, frexp],
+        SPARSE_FC: [*framework, ("edge_prune_sparse_ops.o", ".text.fc", 4000), quantize, frexp],
+        SPARSE_CONV: [*framework, ("edge_prune_sparse_ops.o", ".text.conv", 4500), quantize],
+    }
+    return table_from_links(
+        framework, ops, arch="cortex-m4+fp", kernels="cmsis-nn", build_type="default", **META
+    )
+
+
+def test_sparse_ops_of_a_table_that_measures_them_are_counted_in_the_union():
+    table = _table_with_sparse_ops()
+    ops = ["FULLY_CONNECTED", SPARSE_FC, "FULLY_CONNECTED"]
+
+    figure = footprint._table_runtime(table, ops)
+
+    separately = table.runtime_bytes(["FULLY_CONNECTED"])[0] + table.op_bytes(SPARSE_FC)
+    assert figure.total_bytes < separately  # QuantizeMultiplier and frexp once
+    assert figure.total_bytes == separately - 112 - 120
+    union = table.framework | table.ops["FULLY_CONNECTED"] | table.ops[SPARSE_FC]
+    assert figure.total_bytes == sum(table.section_bytes[i] for i in union)
+    assert figure.measured and figure.from_table and figure.bound_rule == ""
+    assert figure.kernel_bytes[SPARSE_FC] == 4000 + 112 + 120
+    assert figure.total_bytes != table.runtime_bytes(["FULLY_CONNECTED"])[0] + (
+        footprint.SPARSE_KERNELS_BYTES
+    )
+
+
+def test_both_sparse_ops_share_their_helpers_with_each_other():
+    table = _table_with_sparse_ops()
+
+    figure = footprint._table_runtime(table, [SPARSE_FC, SPARSE_CONV])
+
+    assert figure.total_bytes == 1000 + 4000 + 4500 + 112 + 120
+    assert figure.defaulted_ops == ()
+
+
+def test_a_table_without_the_sparse_ops_counts_them_at_the_labelled_constant():
+    table = _table()  # CONV_2D, FULLY_CONNECTED, SOFTMAX: no sparse op measured
+
+    figure = footprint._table_runtime(table, [SPARSE_FC, SPARSE_CONV, "SOFTMAX"])
+
+    assert figure.total_bytes == table.runtime_bytes(["SOFTMAX"])[0] + (
+        footprint.SPARSE_KERNELS_BYTES
+    )
+    assert not figure.measured and "sparse kernels" in figure.bound_rule
+    assert f"not in the {table.key} table" in figure.bound_rule
+    assert figure.kernel_bytes == {
+        SPARSE_FC: footprint.SPARSE_KERNELS_BYTES,
+        SPARSE_CONV: 0,
+        "SOFTMAX": table.op_bytes("SOFTMAX"),
+    }
+
+
+def test_shipped_tables_measure_both_sparse_ops_or_neither():
+    measured = set()
+    for table in runtime_tables.shipped_tables():
+        has = {SPARSE_FC, SPARSE_CONV} & set(table.ops)
+        assert has in (set(), {SPARSE_FC, SPARSE_CONV}), table.key
+        figure = footprint._table_runtime(table, [SPARSE_FC, "RESHAPE"])
+        assert figure.measured == bool(has), table.key  # else the labelled constant
+        if has:
+            measured.add(table.key)
+            sparse = table.runtime_bytes([SPARSE_FC, SPARSE_CONV])[0] - table.framework_bytes
+            assert 4_000 < sparse < 20_000, (table.key, sparse)
+    assert {"cortex-m4+fp_cmsis-nn_default", "cortex-m4+fp_reference_default"} <= measured
+
+
+def test_the_cortex_m4_verdict_counts_the_sparse_fc_with_fully_connected_once():
+    target = load_target("cortex-m4")
+    table = runtime_tables.load_table(target.tflm_arch, target.tflm_kernels, "default")
+    ops = ("FULLY_CONNECTED", SPARSE_FC, "RESHAPE", "SOFTMAX")
+
+    runtime = footprint.runtime_flash(ops, target)
+
+    dense = table.runtime_bytes(["FULLY_CONNECTED", "RESHAPE", "SOFTMAX"])[0]
+    shared = table.ops["FULLY_CONNECTED"] & table.ops[SPARSE_FC] - table.framework
+    assert shared, "the sparse FC and CMSIS-NN's FULLY_CONNECTED share code"
+    assert runtime.total_bytes < dense + table.op_bytes(SPARSE_FC)
+    union = table.framework.union(*(table.ops[op] for op in ops))
+    assert runtime.total_bytes == sum(table.section_bytes[i] for i in union)
+    assert runtime.measured and runtime.from_table

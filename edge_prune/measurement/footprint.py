@@ -15,7 +15,8 @@ What is measured and what is estimated:
 - TFLM runtime code: the target's own figure (``[runtime]`` in its TOML file), else the table
   measured on a real Cortex-M build of TFLM for the target's core, kernel set and build type
   (:mod:`edge_prune.measurement.runtime_tables`): framework + the kernels of the model's own op
-  set, a DECODE kernel included. A core no build covers gets a labelled bound.
+  set, a DECODE kernel and edge-prune's sparse kernels included (a table without the sparse ops
+  adds a labelled constant for them). A core no build covers gets a labelled bound.
 
 A model that TFLM cannot run (no kernel for one of its ops, e.g. DENSIFY of a sparse-encoded
 model; an op that fails to prepare; an interpreter abort or crash; the time limit) is measured
@@ -588,20 +589,25 @@ def _target_table(target: Target | None) -> runtime_tables.RuntimeTable | None:
 # (QuantizeMultiplier's double arithmetic, activation ranges, padding). Measured from the link
 # maps of cortex-m4+fp CMSIS-NN default builds (edge-prune device, gcc 12.2 -Os, 2026-12-07):
 # runtime flash minus the table's framework (+ RESHAPE) = 8,736 B (FC only), 8,766 B (FC and
-# CONV). Counted once for any sparse op; they are compiled with the firmware, not TFLM's tables.
+# CONV). Used only with a table that does not measure the sparse ops (a labelled bound, counted
+# once for any sparse op): a table that does counts their sections in the union with the other
+# ops' (bench/device_tables.py links one firmware per sparse op).
 SPARSE_KERNELS_BYTES = 8_766
 SPARSE_KERNELS_SOURCE = "cortex-m4+fp CMSIS-NN default build, link map (bench/sparse.py)"
 
 
 def _table_runtime(table: runtime_tables.RuntimeTable, ops) -> RuntimeFlash:
+    """The op set's figure from ``table``: the union of the sections of the framework and of
+    each op, edge-prune's sparse ops included when the table measures them (code they share
+    with TFLM's kernels counted once); else the sparse ops add SPARSE_KERNELS_BYTES, labelled."""
     sparse = [op for op in dict.fromkeys(ops) if op in _sparse_ops()]
+    if all(op in table.ops for op in sparse):
+        return _tflm_table_runtime(table, ops)
     ops = [op for op in ops if op not in sparse]
     figure = _tflm_table_runtime(table, ops)
-    if not sparse:
-        return figure
     rule = (
-        f"{', '.join(sparse)}: edge-prune's sparse kernels, {SPARSE_KERNELS_BYTES:,} B once "
-        f"(measured on a {SPARSE_KERNELS_SOURCE})"
+        f"{', '.join(sparse)}: edge-prune's sparse kernels, not in the {table.key} table: "
+        f"{SPARSE_KERNELS_BYTES:,} B once (measured on a {SPARSE_KERNELS_SOURCE})"
     )
     total = figure.total_bytes + SPARSE_KERNELS_BYTES
     kernels = dict(figure.kernel_bytes) | {sparse[0]: SPARSE_KERNELS_BYTES}

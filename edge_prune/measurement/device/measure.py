@@ -43,6 +43,7 @@ from edge_prune.measurement.device.link import (
     harness_file,
     split_sections,
 )
+from edge_prune.measurement.device.runtime import sparse_kernel_sections
 from edge_prune.measurement.device.toolchain import TflmTree, Toolchain
 from edge_prune.measurement.firmware import (
     DATA_HEADER,
@@ -249,8 +250,7 @@ def measure(
 def _sparse_kernel_sections(groups: dict[str, list]) -> list:
     """Move edge-prune's sparse kernels (compiled with the firmware) from the harness group to
     the runtime: they are kernels the model needs, like TFLM's."""
-    prefixes = tuple(name.removesuffix(".cc") for name in SPARSE_SOURCES if name.endswith(".cc"))
-    kernels = [s for s in groups["harness"] if Path(s.object).stem in prefixes]
+    kernels = sparse_kernel_sections(groups["harness"])
     groups["harness"] = [s for s in groups["harness"] if s not in kernels]
     groups["runtime"] += kernels
     return kernels

@@ -5,12 +5,18 @@ The firmware registers exactly the given ops on a ``MicroMutableOpResolver`` and
 ``--gc-sections``. Its runtime group (TFLM objects, TFLM template code, toolchain sections the
 baseline firmware does not link) is what those ops cost in flash and static RAM. Links with a
 single op give per-kernel tables; the framework alone is the link with no op.
+
+edge-prune's own sparse ops (``EDGE_PRUNE_SPARSE_FC``, ``EDGE_PRUNE_SPARSE_CONV``) are registered
+with ``AddCustom`` as FIRMWARE.md registers them; their kernel sources (compiled once per
+configuration, with the harness's flags, as ``edge-prune device`` compiles them into a model's
+firmware) are linked, and their sections count in the runtime group under the object's file name
+(``edge_prune_sparse.o``), like TFLM's kernels.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from edge_prune.artifacts import write_atomic
@@ -25,6 +31,11 @@ from edge_prune.measurement.device.link import (
 )
 from edge_prune.measurement.device.mapfile import Section
 from edge_prune.measurement.device.toolchain import TflmTree, Toolchain
+from edge_prune.measurement.firmware import SPARSE_OPS, SPARSE_SOURCES
+from edge_prune.measurement.sparse import native as sparse_native
+
+# op key (``build.op_key``) -> the Register function of edge-prune's sparse ops
+SPARSE_REGISTERS = {build.op_key(op): register for op, register in SPARSE_OPS.items()}
 
 
 @dataclass(frozen=True)
@@ -75,13 +86,17 @@ def runtime_flash_for_ops(
 ) -> RuntimeLink:
     """Link a firmware that registers exactly ``ops`` (TFLite builtin names such as
     ``CONV_2D``; ``DECODE``/``CUSTOM:TFLM_DECODE`` for TFLM_DECODE; custom codes such as
-    ``SignalWindow``) and creates an interpreter, and measure its TFLM runtime group.
+    ``SignalWindow``; ``CUSTOM:EDGE_PRUNE_SPARSE_FC``/``_CONV`` for edge-prune's sparse
+    kernels) and creates an interpreter, and measure its TFLM runtime group.
 
     Compiles what the cache lacks (progress on stderr, or to ``progress(done, total, what)``).
     """
     ops = tuple(sorted({build.op_key(op) for op in ops}))
+    sparse = tuple(op for op in ops if op in SPARSE_REGISTERS)
     space = Workspace(tree, config, toolchain, progress)
-    space.ensure_ops(ops)
+    space.ensure_ops([op for op in ops if op not in sparse])
+    kernels = sparse_kernel_objects(space) if sparse else []
+    includes = [kernels[0].parent] if kernels else []
     directory = space.directory / "runtime" / digest(*ops)
     with build.config_lock(directory):  # one process per link directory
         _write_ops_header(directory / "runtime_ops.h", build.resolver_methods(tree), ops)
@@ -89,11 +104,16 @@ def runtime_flash_for_ops(
         main = harness_file("runtime_main.cc")
         objects = [
             space.startup_object(directory),
-            space.compile_cxx(main, directory / "main.o", [directory]),
+            space.compile_cxx(main, directory / "main.o", [directory, *includes]),
+            *kernels,
         ]
         linked = space.link(objects, directory / "runtime.elf", script)
     baseline = space.baseline()
-    runtime = split_sections(linked.sections, baseline.sections)["runtime"]
+    groups = split_sections(linked.sections, baseline.sections)
+    runtime = [
+        replace(s, object=Path(s.object).name) if _sparse_object(s) else s
+        for s in groups["runtime"] + sparse_kernel_sections(groups["harness"])
+    ]
     totals = group_totals({"runtime": runtime})["runtime"]
     return RuntimeLink(
         config=config,
@@ -109,16 +129,57 @@ def runtime_flash_for_ops(
     )
 
 
+def sparse_kernel_objects(space: Workspace) -> list[Path]:
+    """edge-prune's sparse kernel sources, written and compiled (with the harness's flags) once
+    per configuration and kernel source text: the objects, in one directory that also holds
+    their headers."""
+    texts = {name: (sparse_native.KERNELS_DIR / name).read_text() for name in SPARSE_SOURCES}
+    key = digest(space.toolchain.gxx, *space.flags.cxx, *(f"{n}\0{t}" for n, t in texts.items()))
+    directory = space.directory / "sparse" / key
+    objects = []
+    with build.config_lock(directory):
+        for name, text in texts.items():
+            if not (directory / name).is_file() or (directory / name).read_text() != text:
+                write_atomic(directory / name, text)
+        for name in (n for n in SPARSE_SOURCES if n.endswith(".cc")):
+            out = directory / name.replace(".cc", ".o")
+            if not out.is_file():
+                space.compile_cxx(directory / name, out, [directory])
+            objects.append(out)
+    return objects
+
+
+def sparse_kernel_sections(sections: Iterable[Section]) -> list[Section]:
+    """The sections of edge-prune's sparse kernel objects among ``sections`` (a firmware's
+    harness group: they are compiled with the firmware, not taken from the TFLM archive)."""
+    return [s for s in sections if _sparse_object(s)]
+
+
+def _sparse_object(section: Section) -> bool:
+    stems = tuple(name.removesuffix(".cc") for name in SPARSE_SOURCES if name.endswith(".cc"))
+    return Path(section.object).stem in stems
+
+
 def _write_ops_header(path: Path, methods: dict[str, tuple[str, str]], ops: tuple[str, ...]):
     lines = [
         "// Generated by edge-prune: the ops of one runtime measurement.",
         "#pragma once",
         '#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"',
+    ]
+    if any(op in SPARSE_REGISTERS for op in ops):
+        lines.append('#include "edge_prune_sparse_ops.h"')
+    lines += [
         f"using EdgePruneRuntimeResolver = tflite::MicroMutableOpResolver<{max(len(ops), 1)}>;",
         "inline TfLiteStatus EdgePruneRegisterRuntimeOps(EdgePruneRuntimeResolver& r) {",
         "  (void)r;",
     ]
-    lines += [f"  if (r.{methods[op][0]}() != kTfLiteOk) return kTfLiteError;" for op in ops]
+    for op in ops:
+        call = (
+            f'AddCustom("{op}", {SPARSE_REGISTERS[op]}())'
+            if op in SPARSE_REGISTERS
+            else f"{methods[op][0]}()"
+        )
+        lines.append(f"  if (r.{call} != kTfLiteOk) return kTfLiteError;")
     lines += ["  return kTfLiteOk;", "}"]
     text = "\n".join(lines) + "\n"
     if not path.is_file() or path.read_text() != text:

@@ -18,7 +18,7 @@ This module does not import TensorFlow.
 
 from __future__ import annotations
 
-from edge_prune.measurement.cmsis_nn_scratch import padding, tensor_of
+from edge_prune.measurement.cmsis_nn_scratch import output_of, padding, tensor_of
 from edge_prune.measurement.tflite_file import ModelInfo, OperatorNode
 
 
@@ -35,8 +35,7 @@ def wrong_outputs(info: ModelInfo, features: str) -> tuple[str, ...]:
 
 
 def _one_row_conv_fault(info: ModelInfo, node: OperatorNode) -> str:
-    inp, filt = tensor_of(info, node, 0), tensor_of(info, node, 1)
-    out = info.tensors[node.outputs[0]] if node.subgraph == 0 and node.outputs else None
+    inp, filt, out = tensor_of(info, node, 0), tensor_of(info, node, 1), output_of(info, node)
     if inp is None or filt is None or out is None or inp.dtype != "INT8":
         return ""
     if filt.dtype != "INT8" or len(inp.shape) != 4 or len(filt.shape) != 4:

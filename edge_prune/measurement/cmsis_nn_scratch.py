@@ -291,7 +291,7 @@ def tensor_of(info: ModelInfo, node: OperatorNode, index: int) -> TensorInfo | N
     return _lookup(info, node.subgraph, node.inputs[index])
 
 
-def _output(info: ModelInfo, node: OperatorNode, index: int = 0) -> TensorInfo | None:
+def output_of(info: ModelInfo, node: OperatorNode, index: int = 0) -> TensorInfo | None:
     if index >= len(node.outputs):
         return None
     return _lookup(info, node.subgraph, node.outputs[index])
@@ -385,7 +385,7 @@ def _conv_1_x_n_mve(in_w, in_c, f_h, f_w, output_w, stride_w, pad_w) -> int:
 
 def _conv(info: ModelInfo, node: OperatorNode, features: str) -> list[ScratchRequest]:
     """cmsis_nn/conv.cc Prepare: int8 input (any filter type) -> the s8 wrapper's size."""
-    inp, filt, out = tensor_of(info, node, 0), tensor_of(info, node, 1), _output(info, node)
+    inp, filt, out = tensor_of(info, node, 0), tensor_of(info, node, 1), output_of(info, node)
     if inp is None or filt is None or out is None or inp.dtype != "INT8":
         return []
     if len(inp.shape) != 4 or len(filt.shape) != 4 or len(out.shape) != 4:
@@ -402,7 +402,7 @@ def _conv(info: ModelInfo, node: OperatorNode, features: str) -> list[ScratchReq
 
 def _depthwise(info: ModelInfo, node: OperatorNode, features: str) -> list[ScratchRequest]:
     """cmsis_nn/depthwise_conv.cc Prepare -> arm_depthwise_conv_wrapper_s8_get_buffer_size."""
-    inp, filt, out = tensor_of(info, node, 0), tensor_of(info, node, 1), _output(info, node)
+    inp, filt, out = tensor_of(info, node, 0), tensor_of(info, node, 1), output_of(info, node)
     if inp is None or filt is None or out is None or inp.dtype != "INT8":
         return []
     if filt.dtype != "INT8" or len(inp.shape) != 4 or len(filt.shape) != 4:
@@ -435,7 +435,7 @@ def _fully_connected(info: ModelInfo, node: OperatorNode, features: str) -> list
     multiplier table when the 1x1-convolution path applies (output of rank > 2, depth a
     multiple of 4); else arm_fully_connected_s8_get_buffer_size (MVE: kept persistent as kernel
     sums for a constant filter, see _persistent_extra)."""
-    inp, filt, out = tensor_of(info, node, 0), tensor_of(info, node, 1), _output(info, node)
+    inp, filt, out = tensor_of(info, node, 0), tensor_of(info, node, 1), output_of(info, node)
     if inp is None or filt is None or out is None:
         return []
     if inp.dtype != "INT8" or filt.dtype == "INT4" or not filt.shape or not out.shape:
@@ -540,7 +540,7 @@ def _persistent_extra(info: ModelInfo, node: OperatorNode, features: str) -> int
     cmsis, reference = OP_DATA_BYTES.get(node.op, (0, 0))
     extra = align(cmsis) - align(reference)
     if features == "mve":
-        inp, filt, out = tensor_of(info, node, 0), tensor_of(info, node, 1), _output(info, node)
+        inp, filt, out = tensor_of(info, node, 0), tensor_of(info, node, 1), output_of(info, node)
         if node.op == "FULLY_CONNECTED" and _fc_sums_in_arena(info, node, inp, filt, out):
             extra += align(out.shape[-1] * 4)
         if node.op == "SVDF" and inp is not None and inp.dtype == "INT8" and filt is not None:

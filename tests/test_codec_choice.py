@@ -60,6 +60,20 @@ def test_a_codec_that_cannot_encode_records_why_and_another_is_used():
     )
 
 
+def test_only_the_selected_tensors_are_compressed():
+    plain = _model()
+    every = compress_for_mcu(plain, min_tensor_bytes=0)
+    (hidden,) = every.compressed
+    others = frozenset((0, t.index) for t in every.tensors if t.index != hidden.index)
+
+    without = compress_for_mcu(plain, min_tensor_bytes=0, only=others)
+    alone = compress_for_mcu(plain, min_tensor_bytes=0, only=frozenset({(0, hidden.index)}))
+
+    assert not without.compressed and without.tflite_bytes == plain
+    assert _tensor(without, HIDDEN).reason == "not selected"
+    assert alone.tflite_bytes == every.tflite_bytes
+
+
 def test_small_tensors_stay_raw_with_the_reason():
     conv = _tensor(compress_for_mcu(_model()), "conv2d/Conv2D")
 

@@ -3,6 +3,8 @@ flash (flatbuffer + runtime code) at no more instructions than all dense is take
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from conftest import DATA_DIR
 from test_sparse_host import pruned_in_place
@@ -53,3 +55,29 @@ def test_the_report_record_names_each_layer_encoding(name):
         assert row["instructions"] is not None and row["dense_instructions"] is not None
     assert sum(p["taken"] for p in record["plans"]) == 1
     assert sum(p["all_dense"] for p in record["plans"]) == 1
+
+
+def test_decode_plans_are_compared_and_never_taken_they_only_add_instructions_and_arena():
+    """Per op kind, the filters in TFLM's DECODE codecs: fewer flatbuffer bytes than dense,
+    but DECODE's kernel code, a decoded copy in the arena and more instructions."""
+    _, plan = _plan("mlp_int8_lenet.tflite", 0.9, 1)
+    by_modes = {c.modes: c for c in plan.compared}
+    decoded = by_modes[(("FULLY_CONNECTED", "decode"), ("CONV_2D", "dense"))]
+    assert decoded.flatbuffer_bytes < plan.dense.flatbuffer_bytes
+    assert decoded.runtime_code_bytes > plan.dense.runtime_code_bytes  # DECODE's kernel
+    largest = max(math.prod(e.shape) for _, e in decoded.decoded)  # int8: 1 B per weight
+    assert decoded.decoded_arena_bytes == largest > 0
+    assert decoded.instructions > plan.dense.instructions
+    assert [codec for _, e in decoded.decoded for codec in [e.codec]]  # a codec was taken
+    assert plan.chosen is not None and not plan.chosen.decoded
+
+
+def test_the_record_lists_each_plan_with_its_decoded_copy():
+    data, plan = _plan("default_m4_int8.tflite", 0.5, 4)
+    record = plan_dict(plan, data, CORTEX_M4)
+    decoded = [p for p in record["plans"] if "decode" in p["modes"].values()]
+    assert decoded and all(p["decoded_arena_bytes"] > 0 for p in decoded)
+    assert all(p["decoded_arena_bytes"] == 0 for p in record["plans"] if p not in decoded)
+    assert not any(p["taken"] for p in decoded)
+    models = [c.model for c in plan.compared]
+    assert len(models) == len(set(models))  # a plan that builds the same model is shown once

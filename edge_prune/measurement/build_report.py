@@ -410,6 +410,7 @@ def _sparse_lines(report: BuildReport, heading: str, markdown: bool) -> list[str
             f"{p['runtime_code_bytes']:,}",
             f"{p['flash_bytes']:,}",
             count(p["instructions"]),
+            f"{p.get('decoded_arena_bytes', 0):,}",
             "taken" if p["taken"] else ("int8" if p["all_dense"] else ""),
         )
         for p in plan["plans"]
@@ -425,11 +426,21 @@ def _sparse_lines(report: BuildReport, heading: str, markdown: bool) -> list[str
         "",
         "Stored bytes: values + index (+ the int32 bias the kernel folds the input offset into). "
         "Instructions: estimated per inference on the target's build. Plans compared (per op "
-        "kind: all dense, the layers whose zeros pay alone, or all sparse; the one with least "
-        "flash at no more instructions than int8 is taken):",
+        "kind: all dense, the layers whose zeros pay alone, all sparse, or all dense with the "
+        "filters in TFLM's DECODE codecs; the one with least flash at no more instructions "
+        "than int8 is taken; DECODE expands its filters into the arena on every inference, so "
+        "it is never faster than dense):",
         "",
         *table_lines(
-            ("plan", "flatbuffer B", "runtime code B", "= flash B", "instructions", ""),
+            (
+                "plan",
+                "flatbuffer B",
+                "runtime code B",
+                "= flash B",
+                "instructions",
+                "decoded copy B",
+                "",
+            ),  # fmt: skip
             plans,
             markdown=markdown,
         ),

@@ -125,7 +125,7 @@ def _sparse_kernel_artifacts(
     artifact = _mcu_artifact(
         ArtifactName.INT8_PRUNED,
         "model_pruned.tflite",
-        rewritten.model,
+        plan.chosen.model,
         f"pruned, int8, sparse kernels for {layers}",
         ModelKey.PRUNED,
     )

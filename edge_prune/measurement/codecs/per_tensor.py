@@ -179,6 +179,7 @@ def compress_for_mcu(
     codecs: tuple = DEFAULT_CODECS,
     arena_limit_bytes: int | None = None,
     min_tensor_bytes: int = DEFAULT_MIN_TENSOR_BYTES,
+    only: frozenset[tuple[int, int]] | None = None,
 ) -> McuCompressionResult:
     """Encode each large constant tensor of a dense TFLite model with its smallest codec.
 
@@ -189,6 +190,8 @@ def compress_for_mcu(
     compressed tensors are left raw, largest decoded size first, until it fits (if the raw
     model alone is over the limit, nothing is compressed and ``arena_bytes`` says so).
     ``min_tensor_bytes``: smaller tensors stay raw.
+    ``only``: when given, the ``(subgraph, tensor index)`` pairs that may be compressed; every
+    other tensor stays raw.
     Deterministic: the same input gives the same bytes.
     """
     selected = _check_arguments(codecs, arena_limit_bytes, min_tensor_bytes)
@@ -200,6 +203,9 @@ def compress_for_mcu(
     encodings: dict[tuple[int, int], TensorEncoding] = {}
     choices: list[_Choice] = []
     for sg_index, subgraph, tensor in _tflm.constant_tensors(model):
+        if only is not None and (sg_index, tensor.index) not in only:
+            encodings[(sg_index, tensor.index)] = _raw(_identity(sg_index, tensor), "not selected")
+            continue
         planned = _plan(sg_index, subgraph, tensor, selected, min_tensor_bytes)
         if isinstance(planned, _Choice):
             choices.append(planned)

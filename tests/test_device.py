@@ -343,10 +343,15 @@ def test_the_device_report_names_both_tflm_commits_and_says_when_they_differ():
     assert json.loads(render(other, "json"))["host_tflm_commit"] == "8f6596d"
 
 
-def test_a_machine_without_timer_says_why_instructions_are_missing():
+def test_a_machine_without_timer_says_why_instructions_are_missing(monkeypatch):
+    from dataclasses import replace
+
+    from edge_prune.measurement.device import config
     from edge_prune.measurement.device.config import DeviceConfig
     from edge_prune.measurement.device.measure import _instructions_missing
 
+    an547 = config.MACHINES["mps3-an547"]
+    monkeypatch.setitem(config.MACHINES, "mps3-an547", replace(an547, timer_base=None))
     m55 = DeviceConfig("cortex-m55", "reference", "default")
     run = parse_harness("calibration 0\nsample 0 status 0 ticks 0 out 00\nDONE\n")
     assert "mps3-an547" in _instructions_missing(run, m55)

@@ -54,10 +54,11 @@ class Machine:
     Application notes: MPS2 AN385/AN386/AN500 put 4 MB of SSRAM1 at 0x0 (used as flash here)
     and SSRAM2/3 at 0x20000000; AN505 (TrustZone, boots secure) has its code SRAM's secure
     alias at 0x10000000, SSRAM2/3 at 0x38000000 and the timers' secure alias at 0x50000000;
-    AN547 has 512 KB ITCM at 0x0 and 512 KB DTCM at 0x20000000, and its SSE-300 system
-    timers are not the CMSDK timer the harness reads: no instruction counts on it (yet).
-    The harness calibrates ticks to instructions on every run (AN385/386/500: 25 MHz, 40
-    instructions per tick; AN505: 20 MHz, 50).
+    AN547 has 512 KB ITCM at 0x0 and 512 KB DTCM at 0x20000000; its SSE-300 system timers are
+    not the CMSDK timer, so the harness reads the FPGAIO block's COUNTER there (secure alias
+    0x59302000, register 0x18: counts up at the prescale clock while PRESCALE is 0, its reset
+    value; QEMU ``hw/misc/mps2-fpgaio.c``). The harness calibrates ticks to instructions on
+    every run (AN385/386/500: 25 MHz, 40 instructions per tick; AN505: 20 MHz, 50).
     """
 
     name: str
@@ -66,6 +67,7 @@ class Machine:
     ram_origin: int
     ram_length: int
     timer_base: int | None
+    timer_kind: str = "cmsdk"  # "cmsdk": APB TIMER0 (counts down); "fpgaio": FPGAIO COUNTER
 
 
 MACHINES: dict[str, Machine] = {
@@ -73,7 +75,9 @@ MACHINES: dict[str, Machine] = {
     "mps2-an386": Machine("mps2-an386", 0x0, 4 << 20, 0x20000000, 4 << 20, 0x40000000),
     "mps2-an500": Machine("mps2-an500", 0x0, 4 << 20, 0x20000000, 4 << 20, 0x40000000),
     "mps2-an505": Machine("mps2-an505", 0x10000000, 4 << 20, 0x38000000, 4 << 20, 0x50000000),
-    "mps3-an547": Machine("mps3-an547", 0x0, 512 << 10, 0x20000000, 512 << 10, None),
+    "mps3-an547": Machine(
+        "mps3-an547", 0x0, 512 << 10, 0x20000000, 512 << 10, 0x59302000, "fpgaio"
+    ),
 }
 # Size-only links (no machine) use a generous map: the figures do not depend on it.
 SIZE_ONLY_MACHINE = Machine("none", 0x0, 16 << 20, 0x20000000, 16 << 20, None)

@@ -568,7 +568,9 @@ def _glue(model: _Model, samples: Samples, space: Workspace, host_arena: int) ->
         f"#define EP_FLOAT_INPUT {1 if samples.values is not None else 0}",
         f"constexpr int kEpSamples = {samples.count};",
     ]
-    if space.machine.timer_base is not None:
+    if space.machine.timer_base is not None and space.machine.timer_kind == "fpgaio":
+        lines.append(f"#define EP_COUNTER_ADDR {space.machine.timer_base + 0x18:#x}u")
+    elif space.machine.timer_base is not None:
         lines.append(f"#define EP_TIMER_BASE {space.machine.timer_base:#x}u")
     if samples.values is not None:
         rows = ",\n".join("  {" + ", ".join(_float(v) for v in row) + "}" for row in samples.values)
@@ -784,10 +786,7 @@ def _result(model, target, space, config, samples, host, totals, run, elf) -> De
 def _instructions_missing(run: QemuRun, config: DeviceConfig) -> str:
     """Why a run on QEMU counted no instructions per inference."""
     if config.machine.timer_base is None:
-        return (
-            f"QEMU machine {config.machine.name}: the harness reads no timer on it "
-            "(its SSE-300 timers are not the CMSDK APB timer of the MPS2 boards)"
-        )
+        return f"QEMU machine {config.machine.name}: the harness reads no timer on it"
     if not run.samples:
         return "no inference ran" + (f" ({run.problem})" if run.problem else "")
     return "the timer calibration read no ticks"

@@ -106,6 +106,13 @@ void TimerStart() {
   kTimer[0] = 1;            // CTRL: enable
 }
 uint32_t TimerRead() { return 0xFFFFFFFFu - kTimer[1]; }
+#elif defined(EP_COUNTER_ADDR)
+// MPS3 AN547 (SSE-300, no CMSDK timer): the FPGAIO block's COUNTER, a 32-bit up-counter at
+// the prescale clock (PRESCALE 0 after reset: it advances on every tick).
+volatile uint32_t* const kCounter = reinterpret_cast<volatile uint32_t*>(EP_COUNTER_ADDR);
+uint32_t g_counter_start = 0;
+void TimerStart() { g_counter_start = *kCounter; }
+uint32_t TimerRead() { return *kCounter - g_counter_start; }
 #else
 void TimerStart() {}
 uint32_t TimerRead() { return 0; }

@@ -96,3 +96,19 @@ def test_decoding_costs_time_on_every_inference():
 
     assert decoded.total > plain.total
     assert decoded.per_key["DECODE:huffman"] > 0
+
+
+def test_a_model_of_schema_3_is_keyed_by_its_deprecated_builtin_code():
+    """Old converters write the op only in ``deprecated_builtin_code`` (``builtin_code`` 0 is ADD),
+    as TFLM's example micro_speech model does: its ops keep their own keys."""
+    from tflite_micro.tensorflow.lite.python import schema_py_generated as schema
+
+    from edge_prune.measurement.codecs._tflm import pack
+
+    data = (DATA / "cnn_int8.tflite").read_bytes()
+    model = schema.ModelT.InitFromPackedBuf(data, 0)
+    for code in model.operatorCodes:
+        code.deprecatedBuiltinCode, code.builtinCode = max(code.builtinCode, 0), 0
+    old = pack(model)
+
+    assert instructions.operator_work(old) == instructions.operator_work(data)

@@ -74,10 +74,18 @@ def operator_work(model: bytes) -> list[list[OpWork]]:
     edited = model_editor.read(bytes(model))
     taps = _sparse_conv_taps(model) if _has_sparse_conv(edited) else {}
     return [
-        _op_work(op, taps.get((s, o), 1))
+        _op_work(op, taps.get((s, o), 1), edited.operator_codes)
         for s, subgraph in enumerate(edited.subgraphs)
         for o, op in enumerate(subgraph.operators)
     ]
+
+
+def _builtin(op, codes) -> int:
+    """The op's builtin code; a model of schema 3 or older keeps it only in the opcode's
+    ``deprecated_builtin_code`` (``builtin_code`` 0, ADD), as TFLM's ``GetBuiltinCode`` reads."""
+    index = op.opcode_index
+    fb = getattr(codes[index], "_fb", None) if index is not None and index < len(codes) else None
+    return max(int(op.opcode), int(getattr(fb, "deprecatedBuiltinCode", 0) or 0))
 
 
 def _has_sparse_conv(edited) -> bool:
@@ -103,8 +111,8 @@ def _sparse_conv_taps(model: bytes) -> dict[tuple[int, int], int]:
     return taps
 
 
-def _op_work(op, taps: int = 1) -> list[OpWork]:
-    name = builtin_operator_name(op.opcode) if op.custom_code is None else op.custom_code
+def _op_work(op, taps: int = 1, codes=()) -> list[OpWork]:
+    name = builtin_operator_name(_builtin(op, codes)) if op.custom_code is None else op.custom_code
     if name == "TFLM_DECODE":
         return [
             OpWork(_decode_key(int(op.inputs[2 * k + 1].buffer.data[0])), _count(out), _count(out))

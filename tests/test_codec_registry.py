@@ -24,7 +24,7 @@ from edge_prune.measurement.codecs import (
 from edge_prune.measurement.codecs.lut import LutCodec
 from edge_prune.measurement.codecs.protocol import check_codec
 from edge_prune.measurement.codecs.verify import check_decode
-from edge_prune.measurement.targets import load_target
+from edge_prune.measurement.targets import load_target, parse_target
 
 HIDDEN = "dense_hidden/MatMul"  # 32x256 int8, 80% zeros
 ZLIB_DECODE_TYPE = 200  # an application decode type (128-255): TFLM itself has no decoder
@@ -205,10 +205,20 @@ def test_measured_costs_are_read_from_the_shipped_tables_or_none():
         assert codec.instructions_per_element(m4) == costs[f"DECODE:{codec.name}"][1]
 
     no_tflm_build = load_target("esp32-s3")  # a core TFLM's Cortex-M build does not cover
-    uncalibrated = load_target("cortex-m0plus")  # linked, but no device run calibrated it
+    m0plus = load_target("cortex-m0plus")  # reference kernels: its own table and costs
+    m0plus_costs = json.loads(instructions.COSTS_PATH.read_text())["configs"][
+        "cortex-m0plus_reference_default"
+    ]["costs"]
+    # a Cortex-M3 part: TFLM builds for it, but no table was linked nor costs calibrated
+    uncalibrated = parse_target(
+        {"part": "x", "board": "x", "core": "Cortex-M3", "clock_hz": 1, "flash_bytes": 1 << 20,
+         "ram_bytes": 1 << 16, "reserved_flash_bytes": 0, "reserved_ram_bytes": 0},
+        name="m3",
+    )  # fmt: skip
     for codec in CODECS.values():
         assert codec.code_bytes(no_tflm_build) is None
         assert codec.instructions_per_element(no_tflm_build) is None
-        assert codec.code_bytes(uncalibrated) is not None
+        assert codec.code_bytes(m0plus) is not None
+        assert codec.instructions_per_element(m0plus) == m0plus_costs[f"DECODE:{codec.name}"][1]
         assert codec.instructions_per_element(uncalibrated) is None
     assert ZlibCodec().code_bytes(m4) is None and ZlibCodec().instructions_per_element(m4) is None

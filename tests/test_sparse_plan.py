@@ -81,3 +81,20 @@ def test_the_record_lists_each_plan_with_its_decoded_copy():
     assert not any(p["taken"] for p in decoded)
     models = [c.model for c in plan.compared]
     assert len(models) == len(set(models))  # a plan that builds the same model is shown once
+
+
+@pytest.mark.parametrize("target", ["cortex-m0plus", "nrf52810", "cortex-m33", "cortex-m7"])
+@pytest.mark.parametrize(
+    ("name", "block"), [("default_m4_int8.tflite", 4), ("mlp_int8_lenet.tflite", 1)]
+)
+def test_on_reference_builds_every_plan_is_estimated_and_none_slower_than_dense(
+    name, block, target
+):
+    """Builds without CMSIS-NN: the sparse kernels' portable C (Cortex-M0+, no DSP) or SMLAD
+    code against TFLM's reference kernels, each with the costs calibrated on that build."""
+    data = pruned_in_place((DATA_DIR / name).read_bytes(), 0.5, block)
+    plan = choose_plan(data, load_target(target))
+    assert all(c.instructions is not None for c in plan.compared), target
+    if plan.chosen is not None:
+        assert plan.chosen.instructions <= plan.dense.instructions
+        assert plan.chosen.flash_bytes < plan.dense.flash_bytes

@@ -3,7 +3,7 @@
 Measured: ``edge-prune device`` counts the instructions QEMU executes for one ``Invoke()``
 (``-icount``: instructions, not cycles). Estimated, where no device run covers the model: per
 operator, a fixed cost per call plus a cost per unit of work, calibrated by
-``bench/device_tables.py`` on per-operator counts that a device run profiles (TFLM's
+``bench/instruction_costs.py`` on per-operator counts that a device run profiles (TFLM's
 ``MicroProfilerInterface`` around every kernel's Eval). Costs are per op and input type
 (``FULLY_CONNECTED:int8``; ``FULLY_CONNECTED:int8+int4`` with a packed INT4 filter) and per
 decoder (``DECODE:huffman``). The unit of work is the multiply-accumulates of CONV_2D,
@@ -141,15 +141,17 @@ def _op_work(op, taps: int = 1, codes=()) -> list[OpWork]:
     return [OpWork(name, max(output, inputs), output)]
 
 
-# edge-prune's sparse kernels. Their costs in data/tflm_instructions.json (cortex-m4+fp CMSIS-NN
-# default build) are not fitted by bench/instruction_costs.py, which keeps them when it
-# regenerates the file (:func:`sparse_costs`):
-# - ``EDGE_PRUNE_SPARSE_FC:int8:block1/4``: bench/sparse.py's per-layer QEMU counts on the
-#   784x300 layer of LeNet-300-100 (slope per stored weight over 50-95% zeros, intercept per
-#   output); ``EDGE_PRUNE_SPARSE_CONV:int8:block1/4`` run the same row loop and take its costs;
+# edge-prune's sparse kernels, fitted by bench/instruction_costs.py on per-operator QEMU
+# profiles of pruned fixtures rewritten with them (50% and 90% zeros, blocks of 1 and 4), like
+# every other key (:func:`sparse_costs` are the entries it keeps where a build's calibration
+# fitted none, or with ``--keep-sparse``):
+# - ``EDGE_PRUNE_SPARSE_FC:int8:block1/4`` and ``EDGE_PRUNE_SPARSE_CONV:int8:block1/4``: per
+#   stored weight times positions and per output, no cost per call;
 # - ``EDGE_PRUNE_SPARSE_CONV:patch``: per kernel tap and output position, copying the receptive
-#   field (FillPatch); fitted on the two 3x3 layers of the digits CNN in QEMU (88,760 and
-#   246,840 instructions; the model is within 1.5% of each).
+#   field (FillPatch) of a KxK convolution, fitted on what its call costs beyond the row loop.
+# The cortex-m4 CMSIS-NN build keeps its earlier costs (bench/sparse.py's per-layer counts on the
+# 784x300 layer of LeNet-300-100; the patch copy from the two 3x3 layers of the digits CNN): the
+# fit agrees with them (bench/results/instruction-costs-2026-12-07.txt).
 _SPARSE_OPS = ("EDGE_PRUNE_SPARSE_FC", "EDGE_PRUNE_SPARSE_CONV")
 SPARSE_PATCH_KEY = "EDGE_PRUNE_SPARSE_CONV:patch"
 
@@ -279,20 +281,26 @@ def estimate(model: bytes, target: Target) -> InstructionEstimate | None:
     return model_costs.estimate(operator_work(model))
 
 
-def fit_costs(samples: list[tuple]) -> dict[str, tuple[float, float, float]]:
+def fit_costs(
+    samples: list[tuple], relative: bool = False
+) -> dict[str, tuple[float, float, float]]:
     """Per key, (per_call, per_unit, per_output) from ``(key, work, instructions)`` or
     ``(key, work, instructions, outputs)`` samples of profiled calls: least squares on as many
     of the terms as the samples tell apart, every term kept >= 0 (with one sample, or one work
-    size, all of it per unit of work)."""
+    size, all of it per unit of work). ``relative``: on each call's error relative to its count,
+    so that calls of a few hundred instructions weigh as much as calls of millions."""
     by_key: dict[str, list[tuple[float, float, float]]] = {}
     for key, work, count, *outputs in samples:
         by_key.setdefault(key, []).append((work, outputs[0] if outputs else 0, count))
-    return {key: _fit(np.array(rows, dtype=float)) for key, rows in sorted(by_key.items())}
+    return {
+        key: _fit(np.array(rows, dtype=float), relative) for key, rows in sorted(by_key.items())
+    }
 
 
-def _fit(rows: np.ndarray) -> tuple[float, float, float]:
+def _fit(rows: np.ndarray, relative: bool = False) -> tuple[float, float, float]:
     work, outputs, count = rows[:, 0], rows[:, 1], rows[:, 2]
     ones = np.ones_like(work)
+    weight = 1.0 / np.maximum(count, 1.0) if relative else ones
     for columns, slots in (
         ((ones, work, outputs), (0, 1, 2)),
         ((ones, work), (0, 1)),
@@ -300,7 +308,7 @@ def _fit(rows: np.ndarray) -> tuple[float, float, float]:
         design = np.stack(columns, axis=1)
         if len(rows) < len(columns) or np.linalg.matrix_rank(design) < len(columns):
             continue
-        coefficients = np.linalg.lstsq(design, count, rcond=None)[0]
+        coefficients = np.linalg.lstsq(design * weight[:, None], count * weight, rcond=None)[0]
         if (coefficients >= 0).all():
             fitted = [0.0, 0.0, 0.0]
             for slot, value in zip(slots, coefficients, strict=True):

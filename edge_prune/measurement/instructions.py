@@ -81,9 +81,7 @@ def operator_work(model: bytes) -> list[list[OpWork]]:
 
 
 def _has_sparse_conv(edited) -> bool:
-    return any(
-        op.custom_code == "EDGE_PRUNE_SPARSE_CONV" for sg in edited.subgraphs for op in sg.operators
-    )
+    return any(op.custom_code in _SPARSE_CONVS for sg in edited.subgraphs for op in sg.operators)
 
 
 def _sparse_conv_taps(model: bytes) -> dict[tuple[int, int], int]:
@@ -110,7 +108,7 @@ def _op_work(op, taps: int = 1) -> list[OpWork]:
             OpWork(_decode_key(int(op.inputs[2 * k + 1].buffer.data[0])), _count(out), _count(out))
             for k, out in enumerate(op.outputs)
         ]
-    if name in _SPARSE_OPS:
+    if name in _SPARSE_OPS or name in _SPARSE_INT4_OPS:
         return _sparse_work(name, op, taps)
     name = f"{name}:{_dtype(op)}{_int4_filter(op)}"
     output = max((_count(t) for t in op.outputs), default=0)
@@ -142,7 +140,13 @@ def _op_work(op, taps: int = 1) -> list[OpWork]:
 # - ``EDGE_PRUNE_SPARSE_CONV:patch``: per kernel tap and output position, copying the receptive
 #   field (FillPatch); fitted on the two 3x3 layers of the digits CNN in QEMU (88,760 and
 #   246,840 instructions; the model is within 1.5% of each).
+# - ``EDGE_PRUNE_SPARSE_FC:int4:block1/4`` (the int4 ops ``EDGE_PRUNE_SPARSE_FC_INT4`` /
+#   ``_CONV_INT4``): the same fit on the layer with its weights requantized to INT4 (bench/sparse.py
+#   --int4, results/sparse-int4-2026-12-07: 6.50 / 4.50 per stored weight, 83.66 / 73.44 per
+#   output); the int4 convolution takes the FC's costs and the same patch key.
 _SPARSE_OPS = ("EDGE_PRUNE_SPARSE_FC", "EDGE_PRUNE_SPARSE_CONV")
+_SPARSE_INT4_OPS = ("EDGE_PRUNE_SPARSE_FC_INT4", "EDGE_PRUNE_SPARSE_CONV_INT4")
+_SPARSE_CONVS = ("EDGE_PRUNE_SPARSE_CONV", "EDGE_PRUNE_SPARSE_CONV_INT4")
 SPARSE_PATCH_KEY = "EDGE_PRUNE_SPARSE_CONV:patch"
 
 
@@ -162,9 +166,21 @@ def _sparse_work(name: str, op, taps: int) -> list[OpWork]:
     outputs = _count(out)
     positions = outputs // channels
     entries = max(_count(index) - 6 * channels, 1)  # index: bias int32 + count uint16 + deltas
-    block = max(_count(values) // entries, 1)
-    work = [OpWork(f"{name}:int8:block{block}", _count(values) * positions, outputs)]
-    if name == "EDGE_PRUNE_SPARSE_CONV" and taps > 1:
+    if name in _SPARSE_INT4_OPS:
+        # values: each row's 4-bit weights packed two per byte; a 4-block is exactly 2 bytes,
+        # unstructured rows take at most (entries + rows) / 2 < 2 * entries bytes
+        block = 4 if _count(values) == 2 * entries else 1
+        work = [
+            OpWork(
+                f"{name.removesuffix('_INT4')}:int4:block{block}",
+                entries * block * positions,
+                outputs,
+            )
+        ]
+    else:
+        block = max(_count(values) // entries, 1)
+        work = [OpWork(f"{name}:int8:block{block}", _count(values) * positions, outputs)]
+    if name in _SPARSE_CONVS and taps > 1:
         work.append(OpWork(SPARSE_PATCH_KEY, taps * positions, 0))
     return work
 

@@ -90,7 +90,10 @@ def make_case(rng, int4: bool = False) -> dict:
     block = int(rng.choice([1, 4]))
     make = _fc_case if rng.random() < 0.5 else _conv_case
     options, (batches, height, width), shape = make(rng, block)
-    per_channel = options.op == fmt.OP_CONV or (not int4 and rng.random() < 0.5)
+    if int4:  # FC per tensor (as TFLM computes INT4); CONV either way
+        per_channel = options.op == fmt.OP_CONV and rng.random() < 0.7
+    else:
+        per_channel = options.op == fmt.OP_CONV or rng.random() < 0.5
     quant = _quant(rng, options.out_channels, per_channel)
     options = fmt.Options(**{**options.__dict__, "input_zero_point": quant.input_zero_point})
     dense = _pruned(rng, shape, _sparsity(rng), block, int4)

@@ -260,7 +260,16 @@ int Run(const Case& c, int number) {
   }
   std::vector<int32_t> mult, shift;
   Multipliers(o, c, &mult, &shift);
-  edge_prune::sparse::Requantization q{mult.data(), shift.data(),
+  // The int4 ops' Prepare keeps one multiplier for per-tensor scales and says
+  // so in the parsed options: the kernels get one-element arrays.
+  Options ko = o;
+  std::vector<int32_t> kmult(mult), kshift(shift);
+  if (c.int4 && c.scales.size() == 1) {
+    ko.flags |= edge_prune::sparse::kFlagSharedRequantization;
+    kmult.assign(1, mult[0]);
+    kshift.assign(1, shift[0]);
+  }
+  edge_prune::sparse::Requantization q{kmult.data(), kshift.data(),
                                        c.output_zero_point, c.act_min,
                                        c.act_max};
   edge_prune::sparse::Filter f{c.values.data(), c.index.data(),
@@ -273,7 +282,7 @@ int Run(const Case& c, int number) {
     want = ReferenceFc(o, c, mult, shift);
     got.resize(want.size());
     if (c.int4) {
-      edge_prune::sparse::FullyConnectedInt4(o, c.batches, c.input.data(), f4,
+      edge_prune::sparse::FullyConnectedInt4(ko, c.batches, c.input.data(), f4,
                                              q, got.data());
     } else {
       edge_prune::sparse::FullyConnected(o, c.batches, c.input.data(), f, q,
@@ -286,7 +295,7 @@ int Run(const Case& c, int number) {
     std::vector<uint32_t> patch(edge_prune::sparse::ConvPatchBytes(o) / 4 + 1);
     int8_t* scratch = reinterpret_cast<int8_t*>(patch.data());
     if (c.int4) {
-      edge_prune::sparse::ConvInt4(o, g, c.input.data(), f4, q, scratch,
+      edge_prune::sparse::ConvInt4(ko, g, c.input.data(), f4, q, scratch,
                                    got.data());
     } else {
       edge_prune::sparse::Conv(o, g, c.input.data(), f, q, scratch,

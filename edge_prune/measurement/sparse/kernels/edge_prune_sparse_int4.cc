@@ -6,6 +6,14 @@
 
 #include "edge_prune_sparse_common.h"
 
+// The row loops are inlined into both instantiations of RowsOf (a call per row
+// would pass the row's pointers through memory).
+#if defined(__GNUC__)
+#define EDGE_PRUNE_SPARSE_INLINE inline __attribute__((always_inline))
+#else
+#define EDGE_PRUNE_SPARSE_INLINE inline
+#endif
+
 namespace edge_prune {
 namespace sparse {
 namespace {
@@ -38,7 +46,7 @@ inline int32_t Nibble(uint32_t v) {
 
 // Unstructured row: 4 deltas (one word) and 4 weights (one halfword) per
 // iteration; each weight one SBFX and one MLA.
-inline int32_t DotBlock1(const int8_t* x, const uint8_t*& deltas,
+EDGE_PRUNE_SPARSE_INLINE int32_t DotBlock1(const int8_t* x, const uint8_t*& deltas,
                          const uint8_t*& values, uint32_t count, int32_t acc) {
   const int8_t* p = x;
   for (uint32_t i = count >> 2; i > 0; --i) {
@@ -71,7 +79,7 @@ inline int32_t DotBlock1(const int8_t* x, const uint8_t*& deltas,
 
 // Blocks of 4 (one halfword): the weight pairs (w0, w2) and (w1, w3) built
 // with SBFX and PKHBT, two SMLADs against the even and odd input bytes.
-inline int32_t DotBlock4(const int8_t* x, const uint8_t*& deltas,
+EDGE_PRUNE_SPARSE_INLINE int32_t DotBlock4(const int8_t* x, const uint8_t*& deltas,
                          const uint8_t*& values, uint32_t count, int32_t acc) {
   const int8_t* p = x;
   for (uint32_t i = count; i > 0; --i) {
@@ -86,7 +94,7 @@ inline int32_t DotBlock4(const int8_t* x, const uint8_t*& deltas,
 }
 #else
 // Portable C (Cortex-M0+ and hosts): byte loads only, no alignment assumed.
-inline int32_t DotBlock1(const int8_t* x, const uint8_t*& deltas,
+EDGE_PRUNE_SPARSE_INLINE int32_t DotBlock1(const int8_t* x, const uint8_t*& deltas,
                          const uint8_t*& values, uint32_t count, int32_t acc) {
   const int8_t* p = x;
   for (uint32_t i = count >> 1; i > 0; --i) {
@@ -103,7 +111,7 @@ inline int32_t DotBlock1(const int8_t* x, const uint8_t*& deltas,
   return acc;
 }
 
-inline int32_t DotBlock4(const int8_t* x, const uint8_t*& deltas,
+EDGE_PRUNE_SPARSE_INLINE int32_t DotBlock4(const int8_t* x, const uint8_t*& deltas,
                          const uint8_t*& values, uint32_t count, int32_t acc) {
   const int8_t* p = x;
   for (uint32_t i = count; i > 0; --i) {
@@ -117,9 +125,12 @@ inline int32_t DotBlock4(const int8_t* x, const uint8_t*& deltas,
 }
 #endif
 
-// All output channels for one input row (FC) or one patch (CONV).
-void Rows(const Options& options, const int8_t* x, const Int4Filter& filter,
-          const Requantization& requant, int8_t* output) {
+// All output channels for one input row (FC) or one patch (CONV); kShared:
+// one multiplier for every channel (kFlagSharedRequantization), a separate
+// instantiation so that the row loops keep their registers.
+template <bool kShared>
+void RowsOf(const Options& options, const int8_t* x, const Int4Filter& filter,
+            const Requantization& requant, int8_t* output) {
   const uint32_t rows = options.out_channels;
   const uint8_t* deltas = filter.index + 2 * rows;
   const uint8_t* values = filter.values;
@@ -127,14 +138,23 @@ void Rows(const Options& options, const int8_t* x, const Int4Filter& filter,
     for (uint32_t r = 0; r < rows; ++r) {
       const int32_t acc = DotBlock4(x, deltas, values,
                                     RowCount(filter.index, r), filter.bias[r]);
-      output[r] = Requantize(acc, requant, r);
+      output[r] = Requantize(acc, requant, kShared ? 0 : r);
     }
   } else {
     for (uint32_t r = 0; r < rows; ++r) {
       const int32_t acc = DotBlock1(x, deltas, values,
                                     RowCount(filter.index, r), filter.bias[r]);
-      output[r] = Requantize(acc, requant, r);
+      output[r] = Requantize(acc, requant, kShared ? 0 : r);
     }
+  }
+}
+
+void Rows(const Options& options, const int8_t* x, const Int4Filter& filter,
+          const Requantization& requant, int8_t* output) {
+  if ((options.flags & kFlagSharedRequantization) != 0) {
+    RowsOf<true>(options, x, filter, requant, output);
+  } else {
+    RowsOf<false>(options, x, filter, requant, output);
   }
 }
 

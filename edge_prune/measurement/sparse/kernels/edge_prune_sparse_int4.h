@@ -34,6 +34,9 @@ void FullyConnectedInt4(const Options& options, int batches,
                         const int8_t* input, const Int4Filter& filter,
                         const Requantization& requant, int8_t* output);
 
+// With kFlagSharedRequantization in options.flags, requant holds one
+// multiplier and shift for every output channel.
+
 // `patch` has ConvPatchBytes(options) bytes, 4-aligned.
 void ConvInt4(const Options& options, const ConvGeometry& geometry,
               const int8_t* input, const Int4Filter& filter,

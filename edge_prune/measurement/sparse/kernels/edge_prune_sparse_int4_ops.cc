@@ -12,6 +12,9 @@ namespace {
 struct Int4Kernels {
   using Filter = sparse::Int4Filter;
   using Value = uint8_t;
+  // Per-tensor scales (an INT4 FULLY_CONNECTED always): one multiplier, not
+  // one per output channel in the arena.
+  static constexpr bool kSharedPerTensor = true;
   static bool CheckIndex(const sparse::Options& o, const uint8_t* index,
                          size_t index_size, size_t values_size) {
     return sparse::CheckIndexInt4(o, index, index_size, values_size);

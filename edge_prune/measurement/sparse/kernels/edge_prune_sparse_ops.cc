@@ -12,6 +12,7 @@ namespace {
 struct Int8Kernels {
   using Filter = sparse::Filter;
   using Value = int8_t;
+  static constexpr bool kSharedPerTensor = false;
   static bool CheckIndex(const sparse::Options& o, const uint8_t* index,
                          size_t index_size, size_t values_size) {
     return sparse::CheckIndex(o, index, index_size, values_size);

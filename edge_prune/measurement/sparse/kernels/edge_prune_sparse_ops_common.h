@@ -62,7 +62,11 @@ void* Init(TfLiteContext* context, const char* buffer, size_t length) {
 
 // The multipliers of TFLM's Prepare: a per-tensor FULLY_CONNECTED multiplies
 // the float scales first (GetQuantizedConvolutionMultipler), per-channel FC
-// and CONV_2D multiply doubles (PopulateConvolutionQuantizationParams).
+// and CONV_2D multiply doubles (PopulateConvolutionQuantizationParams). With
+// Kernels::kSharedPerTensor, per-tensor scales keep one multiplier and shift
+// (not one per output channel) and set kFlagSharedRequantization in the
+// parsed options, which the kernels read.
+template <typename Kernels>
 TfLiteStatus ComputeMultipliers(TfLiteContext* context, OpData* data,
                                 const TfLiteTensor* input,
                                 const TfLiteTensor* values,
@@ -80,14 +84,17 @@ TfLiteStatus ComputeMultipliers(TfLiteContext* context, OpData* data,
       TF_LITE_ENSURE_EQ(context, q->zero_point->data[i], 0);
     }
   }
+  const bool shared = Kernels::kSharedPerTensor && scales == 1;
+  const int stored = shared ? 1 : channels;
+  if (shared) data->options.flags |= sparse::kFlagSharedRequantization;
   data->multiplier = static_cast<int32_t*>(
-      context->AllocatePersistentBuffer(context, channels * sizeof(int32_t)));
+      context->AllocatePersistentBuffer(context, stored * sizeof(int32_t)));
   data->shift = static_cast<int32_t*>(
-      context->AllocatePersistentBuffer(context, channels * sizeof(int32_t)));
+      context->AllocatePersistentBuffer(context, stored * sizeof(int32_t)));
   TF_LITE_ENSURE(context, data->multiplier != nullptr && data->shift != nullptr);
   const bool float_product =
       data->options.op == sparse::kOpFullyConnected && scales == 1;
-  for (int c = 0; c < channels; ++c) {
+  for (int c = 0; c < stored; ++c) {
     const float filter_scale = q->scale->data[scales == 1 ? 0 : c];
     const double product =
         float_product ? static_cast<double>(input->params.scale * filter_scale)
@@ -189,7 +196,8 @@ TfLiteStatus PrepareTensors(TfLiteContext* context, TfLiteNode* node,
       output->type == kTfLiteInt8 &&
       input->params.zero_point == data->options.input_zero_point &&
       CheckConstants<Kernels>(context, data, values, index) == kTfLiteOk &&
-      ComputeMultipliers(context, data, input, values, output) == kTfLiteOk &&
+      ComputeMultipliers<Kernels>(context, data, input, values, output) ==
+          kTfLiteOk &&
       tflite::CalculateActivationRangeQuantized(
           context, static_cast<TfLiteFusedActivation>(data->options.activation),
           output, &activation_min, &activation_max) == kTfLiteOk) {

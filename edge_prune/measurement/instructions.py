@@ -142,7 +142,7 @@ def _op_work(op, taps: int = 1) -> list[OpWork]:
 #   246,840 instructions; the model is within 1.5% of each).
 # - ``EDGE_PRUNE_SPARSE_FC:int4:block1/4`` (the int4 ops ``EDGE_PRUNE_SPARSE_FC_INT4`` /
 #   ``_CONV_INT4``): the same fit on the layer with its weights requantized to INT4 (bench/sparse.py
-#   --int4, results/sparse-int4-2026-12-07: 6.50 / 4.50 per stored weight, 83.66 / 73.44 per
+#   --int4, results/sparse-int4-2026-12-07: 6.25 / 4.50 per stored weight, 84.11 / 74.40 per
 #   output); the int4 convolution takes the FC's costs and the same patch key.
 _SPARSE_OPS = ("EDGE_PRUNE_SPARSE_FC", "EDGE_PRUNE_SPARSE_CONV")
 _SPARSE_INT4_OPS = ("EDGE_PRUNE_SPARSE_FC_INT4", "EDGE_PRUNE_SPARSE_CONV_INT4")

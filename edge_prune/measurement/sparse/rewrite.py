@@ -43,12 +43,12 @@ SPARSE_PER_BLOCK4 = 15.0
 SPARSE_PER_ROW = 87.0
 # The same for INT4 filters (bench/sparse.py --int4, results/sparse-int4-2026-12-07, same layer
 # with its weights requantized to 4 bits per tensor): CMSIS-NN's dense INT4 FULLY_CONNECTED per
-# MAC (1,380,201 / 235,200), the int4 kernels per stored weight (6.50) and per 4-block (4.50 per
-# weight), and per output channel (83.7 unstructured; 73.4 in blocks, the smaller kept out).
+# MAC (1,380,201 / 235,200), the int4 kernels per stored weight (6.25) and per 4-block (4.50 per
+# weight), and per output channel (84.1 unstructured; 74.4 in blocks, the smaller kept out).
 DENSE_INT4_PER_MAC = 5.87
-SPARSE_INT4_PER_WEIGHT = 6.5
+SPARSE_INT4_PER_WEIGHT = 6.25
 SPARSE_INT4_PER_BLOCK4 = 18.0
-SPARSE_INT4_PER_ROW = 83.7
+SPARSE_INT4_PER_ROW = 84.1
 INT4_TYPE = 17  # tflite::TensorType_INT4
 
 

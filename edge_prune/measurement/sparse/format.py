@@ -45,6 +45,9 @@ row with an odd number of stored weights (unstructured, odd count) ends with a z
 ``CheckIndexInt4`` require. In the model it is an int8 constant tensor of that many bytes
 carrying the filter's scales. Separate ops so that a firmware whose model has no int4 layer
 compiles no int4 code, and the int8 ops' measured code sizes stay as they are.
+Measured (bench/sparse.py --int4, LeNet-300-100 with INT4 weights, QEMU, TFLM default build
+-Os): at 90% zeros a Cortex-M4 runs 0.14x CMSIS-NN's dense INT4 instructions unstructured and
+0.11x in 1x4 blocks, in a flatbuffer 0.33x / 0.18x the dense INT4 one.
 
 In the model the custom op's ``index`` tensor holds the folded bias (one little-endian int32 per
 output channel) followed by the counts and deltas above (rewrite.py), so that a sparse layer

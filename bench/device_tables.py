@@ -74,6 +74,7 @@ COMMON_OPS = (
     "CUSTOM:SignalWindow",
     # edge-prune's sparse kernels (edge_prune.measurement.firmware.SPARSE_OPS)
     "CUSTOM:EDGE_PRUNE_SPARSE_CONV", "CUSTOM:EDGE_PRUNE_SPARSE_FC",
+    "CUSTOM:EDGE_PRUNE_SPARSE_CONV_INT4", "CUSTOM:EDGE_PRUNE_SPARSE_FC_INT4",
 )  # fmt: skip
 
 

@@ -1,6 +1,6 @@
 """Sparse kernels against CMSIS-NN dense int8 and TFLM's reference kernels, in QEMU.
 
-    EDGE_PRUNE_TFLM=DIR .venv/bin/python bench/sparse.py [--samples 2] [--out FILE]
+    EDGE_PRUNE_TFLM=DIR .venv/bin/python bench/sparse.py [--samples 2] [--int4] [--out FILE]
 
 The LeNet-300-100-shaped MLP (784-300-100-10, ReLU; random weights, converted to int8 by
 edge-prune's converter with random inputs over [0, 1]: instructions, flash and arena do not
@@ -11,6 +11,11 @@ rewritten with the sparse custom ops (every layer, paying or not). Each model ru
 ``edge-prune device``: a TFLM build for the core, outputs compared byte for byte with the host
 TFLM interpreter, instructions per inference counted by QEMU (-icount, not cycles), the smallest
 arena that works on the device, the code of each group from the link map.
+
+With ``--int4`` the same on INT4 weights: every filter of the int8 model requantized per tensor
+to 4 bits (TFLite's INT4 tensors, as the int4-weights candidate stores them), pruned the same
+way; the dense baseline is CMSIS-NN's INT4 kernels (``arm_fully_connected_s4``), the sparse
+models run ``EDGE_PRUNE_SPARSE_FC_INT4``.
 
 Cores: cortex-m4 (the DSP path: SMLAD; the dense baseline with CMSIS-NN and with TFLM's
 reference kernels) and cortex-m3 (no DSP extension: the portable C path, as on a Cortex-M0+,
@@ -100,6 +105,33 @@ def prune_int8(data: bytes, sparsity: float, block: int) -> bytes:
     return pack(model)
 
 
+def to_int4(data: bytes) -> bytes:
+    """Every FULLY_CONNECTED / CONV_2D filter requantized per tensor to 4 bits and stored as a
+    packed INT4 tensor (zeros stay zeros)."""
+    from edge_prune.measurement.int4 import pack as pack_int4
+
+    schema = _schema()
+    model = schema.ModelT.InitFromPackedBuf(data, 0)
+    kinds = (schema.BuiltinOperator.FULLY_CONNECTED, schema.BuiltinOperator.CONV_2D)
+    for subgraph in model.subgraphs:
+        for op in subgraph.operators:
+            code = model.operatorCodes[op.opcodeIndex]
+            if max(code.builtinCode, code.deprecatedBuiltinCode) not in kinds:
+                continue
+            tensor = subgraph.tensors[op.inputs[1]]
+            raw = np.asarray(model.buffers[tensor.buffer].data, np.uint8).view(np.int8)
+            scales = np.asarray(tensor.quantization.scale, np.float64)
+            w = raw.reshape(tensor.shape[0], -1) * scales.reshape(-1, 1)
+            scale = float(np.abs(w).max() / 7) or 1.0
+            w4 = np.clip(np.round(w / scale), -8, 7).astype(np.int8)
+            model.buffers[tensor.buffer].data = np.frombuffer(pack_int4(w4), np.uint8)
+            tensor.type = 17  # INT4
+            tensor.quantization.scale = [scale]
+            tensor.quantization.zeroPoint = [0]
+            tensor.quantization.quantizedDimension = 0
+    return pack(model)
+
+
 def device(path: Path, target: str, kernels: str, samples: int, data: Path | None = None) -> dict:
     command = [*EDGE_PRUNE, "device", str(path), "--target", target, "--kernels", kernels,
                "--samples", str(samples), "--format", "json"]  # fmt: skip
@@ -112,12 +144,17 @@ def device(path: Path, target: str, kernels: str, samples: int, data: Path | Non
         return {"error": (done.stderr.strip().splitlines() or ["no output"])[-1][:160]}
 
 
-def models(workdir: Path) -> list[tuple[str, float, int, Path]]:
+def models(workdir: Path, int4: bool = False) -> list[tuple[str, float, int, Path]]:
     dense = lenet_int8(workdir / "lenet_int8.tflite")
     out = [("dense int8", 0.0, 0, dense)]
+    if int4:
+        out = [("dense int4", 0.0, 0, workdir / "lenet_int4.tflite")]
+        out[0][3].write_bytes(to_int4(dense.read_bytes()))
     for block in BLOCKS:
         for sparsity in SPARSITIES:
             pruned = prune_int8(dense.read_bytes(), sparsity, block)
+            if int4:
+                pruned = to_int4(pruned)
             sparse = rewrite(pruned, blocks=(block,), force=True)
             assert len(sparse.sparse_layers) == 3, sparse.layers
             path = workdir / f"lenet_s{int(sparsity * 100)}_b{block}.tflite"
@@ -126,16 +163,16 @@ def models(workdir: Path) -> list[tuple[str, float, int, Path]]:
     return out
 
 
-def run(workdir: Path, samples: int) -> list[dict]:
+def run(workdir: Path, samples: int, int4: bool = False) -> list[dict]:
     m3 = {}
     for kernels in ("reference", "cmsis-nn"):
         m3[kernels] = workdir / f"cortex-m3-{kernels}.toml"
         m3[kernels].write_text(M3_TARGET.format(kernels=kernels))
     rows = []
-    for label, sparsity, block, path in models(workdir):
+    for label, sparsity, block, path in models(workdir, int4):
         configs = [("cortex-m4", "cortex-m4", "cmsis-nn"), ("cortex-m3", str(m3["cmsis-nn"]),
                    "cmsis-nn")]  # fmt: skip
-        if label == "dense int8":
+        if label.startswith("dense"):
             configs += [("cortex-m4", "cortex-m4", "reference"),
                         ("cortex-m3", str(m3["reference"]), "reference")]  # fmt: skip
         for core, target, kernels in configs:
@@ -154,7 +191,7 @@ def _per_op(result: dict) -> str:
 
 
 def table(rows: list[dict]) -> list[str]:
-    base = {(r["core"], r["kernels"]): r for r in rows if r["model"] == "dense int8"}
+    base = {(r["core"], r["kernels"]): r for r in rows if r["model"].startswith("dense")}
     header = ["model", "sparsity", "block", "core", "kernels", "flatbuffer B", "x int8",
               "instructions", "x CMSIS-NN", "x reference", "per layer", "arena min B",
               "sparse code B", "equal host"]  # fmt: skip
@@ -185,6 +222,9 @@ def table(rows: list[dict]) -> list[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--samples", type=int, default=2)
+    parser.add_argument(
+        "--int4", action="store_true", help="INT4 weights (dense baseline: CMSIS-NN's s4 kernels)"
+    )
     parser.add_argument("--out", help="also write the table to this file (and .json beside it)")
     args = parser.parse_args()
     tree = os.environ.get("EDGE_PRUNE_TFLM")
@@ -192,15 +232,18 @@ def main() -> int:
         print("set EDGE_PRUNE_TFLM to a TFLM source tree (README 'On the device')")
         return 2
     with tempfile.TemporaryDirectory() as tmp:
-        rows = run(Path(tmp), args.samples)
+        rows = run(Path(tmp), args.samples, args.int4)
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     head = [
-        f"# EDGE_PRUNE_TFLM={tree} .venv/bin/python bench/sparse.py --samples {args.samples}",
-        f"# {stamp}; LeNet-300-100 MLP (784-300-100-10) int8, pruned in its int8 weights; "
+        f"# EDGE_PRUNE_TFLM={tree} .venv/bin/python bench/sparse.py --samples {args.samples}"
+        + (" --int4" if args.int4 else ""),
+        f"# {stamp}; LeNet-300-100 MLP (784-300-100-10) "
+        + ("int8 activations, INT4 weights (per tensor)" if args.int4 else "int8")
+        + ", pruned in its weights; "
         "BUILD_TYPE=default (-Os); instructions per inference are QEMU -icount counts, not "
         "cycles; arena: the smallest that works on the device; sparse code: the sparse kernels' "
-        "flash from the link map; x CMSIS-NN / x reference: against the dense int8 model on "
-        "the same core",
+        "flash from the link map; x CMSIS-NN / x reference (and x int8, flatbuffer): against "
+        "the dense model on the same core (int4 with --int4)",
     ]
     text = "\n".join([*head, *table(rows)]) + "\n"
     sys.stdout.write(text)

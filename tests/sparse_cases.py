@@ -4,7 +4,11 @@ Each case: an int8 FULLY_CONNECTED or CONV_2D (pointwise 1x1, KxK, or Conv1D as 
 emits it: height 1) with random shapes, sparsity 0-0.99 (and 1.0), blocks of 1 or 4 input
 channels, per-channel or per-tensor scales (multipliers below and above 1), zero points,
 activations, strides, paddings and dilations; the dense weights for TFLM's reference kernels, the
-encoded ones for the sparse kernel, and the numpy reference's output.
+encoded ones for the sparse kernel, and the numpy reference's output. With ``int4`` the weights
+lie in [-8, 7], the dense filter is written packed as TFLite stores an INT4 filter (the driver
+unpacks it with TFLM's ``UnpackDenseInt4IntoInt8``, as TFLM's kernels do) and the sparse values
+packed as the int4 ops store them; FULLY_CONNECTED is per tensor, as TFLM's reference kernel
+computes an INT4 filter (``reference_integer_ops::FullyConnected``).
 """
 
 from __future__ import annotations
@@ -13,14 +17,16 @@ import struct
 
 import numpy as np
 
+from edge_prune.measurement.int4 import pack as pack_int4
 from edge_prune.measurement.sparse import format as fmt
 from edge_prune.measurement.sparse import reference as ref
 
 MAGIC = 0x4B535045  # "EPSK"
 
 
-def _pruned(rng, shape, sparsity, block):
-    w = rng.integers(-127, 128, size=shape).astype(np.int8)
+def _pruned(rng, shape, sparsity, block, int4=False):
+    low, high = (-8, 8) if int4 else (-127, 128)
+    w = rng.integers(low, high, size=shape).astype(np.int8)
     blocks = w.reshape(shape[0], -1, block)
     blocks[rng.random(blocks.shape[:2]) < sparsity] = 0
     if blocks.shape[1] > 300 and rng.random() < 0.5:  # gaps > 255 blocks: filler entries
@@ -80,16 +86,19 @@ def _conv_case(rng, block):
     return options, (int(rng.integers(1, 3)), height, width), (out, *kernel, cin)
 
 
-def make_case(rng) -> dict:
+def make_case(rng, int4: bool = False) -> dict:
     block = int(rng.choice([1, 4]))
     make = _fc_case if rng.random() < 0.5 else _conv_case
     options, (batches, height, width), shape = make(rng, block)
-    per_channel = options.op == fmt.OP_CONV or rng.random() < 0.5
+    if int4:  # FC per tensor (as TFLM computes INT4); CONV either way
+        per_channel = options.op == fmt.OP_CONV and rng.random() < 0.7
+    else:
+        per_channel = options.op == fmt.OP_CONV or rng.random() < 0.5
     quant = _quant(rng, options.out_channels, per_channel)
     options = fmt.Options(**{**options.__dict__, "input_zero_point": quant.input_zero_point})
-    dense = _pruned(rng, shape, _sparsity(rng), block)
+    dense = _pruned(rng, shape, _sparsity(rng), block, int4)
     bias = rng.integers(-20000, 20000, options.out_channels).astype(np.int32)
-    sparse = fmt.encode(dense, block)
+    sparse = fmt.encode(dense, block, int4=int4)
     folded = ref.fold_bias(bias, dense, quant.input_zero_point)
     if options.op == fmt.OP_FC:
         x = rng.integers(-128, 128, (batches, options.in_channels)).astype(np.int8)
@@ -100,6 +109,7 @@ def make_case(rng) -> dict:
     act = ref.activation_range(options.activation, quant.output_scale, quant.output_zero_point)
     return {
         "options": options,
+        "int4": int4,
         "batches": batches,
         "height": height,
         "width": width,
@@ -121,8 +131,12 @@ def _array(values: np.ndarray, dtype: str) -> bytes:
 
 def serialize(case: dict) -> bytes:
     q: ref.Quant = case["quant"]
+    dense = case["dense"]
+    if case["int4"]:  # as TFLite stores an INT4 filter: packed, low nibble first
+        dense = np.frombuffer(pack_int4(dense), np.int8)
     head = struct.pack(
-        "<iiififiii",
+        "<iiiififiii",
+        int(case["int4"]),
         case["batches"],
         case["height"],
         case["width"],
@@ -137,7 +151,7 @@ def serialize(case: dict) -> bytes:
             _array(np.frombuffer(case["options"].pack(), np.uint8), "<u1"),
             head,
             _array(np.asarray(q.filter_scales), "<f4"),
-            _array(case["dense"], "i1"),
+            _array(dense, "i1"),
             _array(case["bias"], "<i4"),
             _array(case["folded"], "<i4"),
             _array(case["sparse"].values, "i1"),
@@ -148,9 +162,9 @@ def serialize(case: dict) -> bytes:
     )
 
 
-def write_cases(path, count: int, seed: int) -> None:
+def write_cases(path, count: int, seed: int, int4: bool = False) -> None:
     rng = np.random.default_rng(seed)
     with open(path, "wb") as f:
         f.write(struct.pack("<II", MAGIC, count))
         for _ in range(count):
-            f.write(serialize(make_case(rng)))
+            f.write(serialize(make_case(rng, int4)))

@@ -105,3 +105,25 @@ def test_a_cmsis_nn_verdict_counts_the_packed_arena_a_reference_one_the_unpacked
     assert unpacked > 0 and cmsis.kernel_arena.head_extra_bytes < 0
     assert cmsis.arena_bytes < reference.arena_bytes / 2
     assert reference.arena_bytes == footprint.arena.verdict_bytes
+
+
+def test_the_converters_int4_model_runs_on_the_int4_sparse_kernels(int4_models):
+    """int4-pruned's rewrite on the converter's own INT4 model: every layer on the int4 ops
+    (Conv2D per channel, Dense per tensor), valid, and on TFLM exactly the dense model's
+    outputs (needs g++ and a TFLM tree for the host library; else that part is skipped)."""
+    from edge_prune.errors import EdgePruneError
+    from edge_prune.measurement.sparse import native
+    from edge_prune.measurement.sparse.rewrite import rewrite, verify
+
+    _, tflite, x = int4_models
+    sparse = rewrite(tflite, force=True)
+    assert [layer.int4 for layer in sparse.sparse_layers] == [True, True, True]
+    assert b"EDGE_PRUNE_SPARSE_CONV_INT4" in sparse.model
+    assert b"EDGE_PRUNE_SPARSE_FC_INT4" in sparse.model
+    assert verify(sparse.model) == 3
+    try:
+        native.host_library()
+    except EdgePruneError as e:
+        pytest.skip(f"the host library of the sparse kernels cannot be built: {e}")
+    q = np.random.default_rng(2).integers(-128, 128, (32, *x.shape[1:])).astype(np.int8)
+    np.testing.assert_array_equal(tflm.run(sparse.model, q), tflm.run(tflite, q))

@@ -196,3 +196,84 @@ def test_instruction_estimate_covers_the_sparse_fc():
     result = estimate(sparse, load_target("cortex-m4"))
     assert result.not_estimated == ()
     assert set(result.per_key) == {"INVOKE", "EDGE_PRUNE_SPARSE_FC:int8:block4"}
+
+
+# ------------------------------------------------------------------ INT4 filters (int4 ops)
+
+
+def _pruned_lenet_int4(sparsity=0.9, block=1) -> bytes:
+    from test_sparse_host import int4_filters
+
+    return int4_filters(_pruned_lenet(sparsity, block))
+
+
+def test_int4_pruned_candidate_reproduces_int4_weights(monkeypatch):
+    monkeypatch.setattr(native, "host_library", lambda tree=None: "lib.so")
+    (artifact,) = candidates._sparse_kernel_artifacts(
+        _pruned_lenet_int4(),
+        PipelineConfig(),
+        name=ArtifactName.INT4_PRUNED,
+        source=ArtifactName.INT4_WEIGHTS,
+        file_name="model_int4_pruned.tflite",
+        what="pruned, int8 activations, int4 weights",
+    )
+    assert artifact.name == ArtifactName.INT4_PRUNED == "int4-pruned"
+    assert artifact.source == ArtifactName.INT4_WEIGHTS
+    assert artifact.scored_as is None
+    assert b"EDGE_PRUNE_SPARSE_FC_INT4" in artifact.tflite_bytes
+    assert "int4 weights, sparse kernels for FULLY_CONNECTED 300x64" in artifact.description
+    encodings = {layer["encoding"] for layer in artifact.sparse_plan["layers"]}
+    assert encodings <= {"sparse int4, unstructured", "dense int4"}
+
+
+def test_firmware_ships_the_int4_kernels_only_for_int4_ops():
+    int8 = firmware_sources(rewrite(_pruned_lenet()).model, "lenet", arena_bytes=5000).files
+    assert not set(native.INT4_SOURCES + native.INT4_HEADERS) & set(int8)
+    assert "INT4" not in int8[OPS_HEADER]
+    files = firmware_sources(rewrite(_pruned_lenet_int4()).model, "lenet", arena_bytes=5000).files
+    for name in (*native.HEADERS, *native.SOURCES, *native.INT4_HEADERS, *native.INT4_SOURCES):
+        assert files[name] == (native.KERNELS_DIR / name).read_text()
+    ops = files[OPS_HEADER]
+    assert '#include "edge_prune_sparse_int4_ops.h"' in ops
+    assert (
+        'resolver.AddCustom("EDGE_PRUNE_SPARSE_FC_INT4", '
+        "edge_prune::Register_EDGE_PRUNE_SPARSE_FC_INT4())" in ops
+    )
+    assert "edge_prune_sparse_int4.cc" in ops and "edge_prune_sparse_int4_ops.cc" in ops
+    assert "`EDGE_PRUNE_SPARSE_FC_INT4`" in files["FIRMWARE.md"]
+    assert "`edge_prune_sparse_int4_ops.cc`" in files["FIRMWARE.md"]
+
+
+def test_runtime_flash_adds_the_int4_kernels_constant_when_the_table_lacks_them():
+    from edge_prune.measurement import footprint, runtime_tables
+
+    table = runtime_tables.load_table("cortex-m4+fp", "cmsis-nn", "default")
+    assert "CUSTOM:EDGE_PRUNE_SPARSE_FC_INT4" not in table.ops
+    alone = footprint._table_runtime(table, ["CUSTOM:EDGE_PRUNE_SPARSE_FC_INT4", "RESHAPE"])
+    base = table.runtime_bytes(["RESHAPE"])[0]
+    assert alone.total_bytes == base + footprint.SPARSE_INT4_KERNELS_BYTES
+    assert not alone.measured and "int4 sparse kernels" in alone.bound_rule
+    both = ["CUSTOM:EDGE_PRUNE_SPARSE_FC", "CUSTOM:EDGE_PRUNE_SPARSE_FC_INT4"]
+    mixed = footprint._table_runtime(table, both)
+    int8 = table.runtime_bytes(["CUSTOM:EDGE_PRUNE_SPARSE_FC"])[0]
+    assert mixed.total_bytes == int8 + footprint.SPARSE_INT4_BESIDE_INT8_BYTES
+
+
+@pytest.mark.parametrize("block", [1, 4])
+def test_instruction_estimate_covers_the_int4_sparse_fc(block):
+    from edge_prune.measurement.instructions import estimate
+    from edge_prune.measurement.targets import load_target
+
+    sparse = rewrite(_pruned_lenet_int4(0.9, block), blocks=(block,), force=True).model
+    result = estimate(sparse, load_target("cortex-m4"))
+    assert result.not_estimated == ()
+    assert set(result.per_key) == {"INVOKE", f"EDGE_PRUNE_SPARSE_FC:int4:block{block}"}
+
+
+def test_report_refuses_a_malformed_int4_sparse_model_with_exit_2(tmp_path, capsys):
+    bad = _corrupt_index(rewrite(_pruned_lenet_int4(), force=True).model, 255)
+    path = tmp_path / "bad.tflite"
+    path.write_bytes(bad)
+    assert main(["report", str(path), "--target", "cortex-m4"]) == 2
+    err = capsys.readouterr().err
+    assert "bad.tflite" in err and "EDGE_PRUNE_SPARSE_FC_INT4" in err

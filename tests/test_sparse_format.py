@@ -217,3 +217,72 @@ def test_requantization_matches_known_values():
     assert ref.multiply_by_quantized_multiplier([100, 6, -6], m, s).tolist() == [25, 2, -2]
     assert ref.activation_range(1, 0.1, -10) == (-10, 127)
     assert ref.activation_range(3, 0.05, -128) == (-128, -8)
+
+
+# INT4 values (EDGE_PRUNE_SPARSE_FC_INT4 / _CONV_INT4): packed two per byte, rows byte-aligned.
+
+
+def _pruned_int4(rng, shape, sparsity, block):
+    w = rng.integers(-8, 8, size=shape).astype(np.int8)
+    rows = w.reshape(shape[0], -1, block)
+    rows[rng.random(rows.shape[:2]) < sparsity] = 0
+    return rows.reshape(shape)
+
+
+@pytest.mark.parametrize("block", [1, 4])
+@pytest.mark.parametrize("sparsity", [0.0, 0.5, 0.9, 1.0])
+def test_int4_round_trip_and_exact_values_size(block, sparsity):
+    rng = np.random.default_rng(int(sparsity * 100) + 10 * block)
+    for shape in [(7, 16), (3, 3, 3, 8), (5, 1, 5, 4)]:
+        w = _pruned_int4(rng, shape, sparsity, block)
+        sparse = fmt.encode(w, block, int4=True)
+        np.testing.assert_array_equal(fmt.decode(sparse), w)
+        counts = sparse.counts()
+        assert len(sparse.values) == int(((counts * block + 1) // 2).sum())
+        options = _options(shape, block)
+        fmt.validate(options, len(sparse.values), sparse.index, "t", int4=True)
+        for wrong in (len(sparse.values) + 1, len(sparse.values) - 1):
+            if wrong >= 0:
+                with pytest.raises(SparseFormatError, match="int4 values"):
+                    fmt.validate(options, wrong, sparse.index, "t", int4=True)
+
+
+def test_int4_rows_start_on_a_byte_and_odd_rows_end_with_a_zero_nibble():
+    w = np.zeros((2, 8), np.int8)
+    w[0, [1, 3, 6]] = [-8, 7, -1]  # 3 weights: 2 bytes, high nibble of the second is 0
+    w[1, 2] = 5
+    sparse = fmt.encode(w, 1, int4=True)
+    assert sparse.values.view(np.uint8).tolist() == [0x78, 0x0F, 0x05]
+    assert sparse.weights().tolist() == [-8, 7, -1, 5]
+
+
+def test_int4_refuses_values_outside_four_bits():
+    with pytest.raises(ValueError, match="int4"):
+        fmt.encode(np.full((1, 4), 8, np.int8), 1, int4=True)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_int4_fully_connected_and_conv_equal_dense(seed):
+    rng = np.random.default_rng(300 + seed)
+    block = [1, 4][seed % 2]
+    out, inp = int(rng.integers(1, 20)), 4 * int(rng.integers(1, 40))
+    w = _pruned_int4(rng, (out, inp), rng.uniform(0, 0.99), block)
+    bias = rng.integers(-5000, 5000, out).astype(np.int32)
+    quant = _quant(rng, out, per_channel=False)
+    options = _options((out, inp), block, activation=int(rng.integers(0, 4)))
+    options = Options(**{**options.__dict__, "input_zero_point": quant.input_zero_point})
+    x = rng.integers(-128, 128, (3, inp)).astype(np.int8)
+    folded = ref.fold_bias(bias, w, quant.input_zero_point)
+    got = ref.fully_connected(x, fmt.encode(w, block, int4=True), folded, options, quant)
+    want = _dense_out(_dense_acc_fc(x, w, bias, quant.input_zero_point), options, quant)
+    np.testing.assert_array_equal(got, want)
+
+    wc = _pruned_int4(rng, (out, 3, 3, 8), rng.uniform(0, 0.99), block)
+    quant = _quant(rng, out, per_channel=True)
+    options = Options(fmt.OP_CONV, block, out, 8, (3, 3), (1, 2), (1, 1), fmt.PADDING_SAME,
+                      int(rng.integers(0, 4)), quant.input_zero_point)  # fmt: skip
+    xc = rng.integers(-128, 128, (2, 6, 5, 8)).astype(np.int8)
+    folded = ref.fold_bias(bias, wc, quant.input_zero_point)
+    got = ref.conv_2d(xc, fmt.encode(wc, block, int4=True), folded, options, quant)
+    acc = _dense_acc_conv(xc, wc, bias, quant.input_zero_point, options)
+    np.testing.assert_array_equal(got, _dense_out(acc, options, quant))

@@ -140,3 +140,108 @@ def test_malformed_sparse_model_fails_to_prepare_not_crash():
 def test_host_library_is_cached():
     _host_library_or_skip()
     assert native.host_library() == native.host_library()
+
+
+# ------------------------------------------------------------------ INT4 filters (int4 ops)
+
+
+def int4_filters(data: bytes) -> bytes:
+    """``data`` with every FC/CONV filter requantized to 4 bits and stored as a packed INT4
+    tensor (FULLY_CONNECTED per tensor, CONV_2D per channel, as the int4-weights candidate);
+    zeros stay zeros."""
+    from edge_prune.measurement.int4 import pack as pack_int4
+
+    schema = _schema()
+    model = schema.ModelT.InitFromPackedBuf(data, 0)
+    for subgraph in model.subgraphs:
+        for op in subgraph.operators:
+            code = model.operatorCodes[op.opcodeIndex]
+            kind = max(code.builtinCode, code.deprecatedBuiltinCode)
+            if kind not in (schema.BuiltinOperator.FULLY_CONNECTED, schema.BuiltinOperator.CONV_2D):
+                continue
+            tensor = subgraph.tensors[op.inputs[1]]
+            raw = np.asarray(model.buffers[tensor.buffer].data, np.uint8).view(np.int8)
+            scales = np.asarray(tensor.quantization.scale, np.float64)
+            rows = raw.reshape(tensor.shape[0], -1) * scales.reshape(-1, 1)
+            if kind == schema.BuiltinOperator.FULLY_CONNECTED:
+                new = np.full(len(rows), max(np.abs(rows).max() / 7, 1e-6))
+            else:
+                new = np.maximum(np.abs(rows).max(axis=1) / 7, 1e-6)
+            w4 = np.clip(np.round(rows / new[:, None]), -8, 7).astype(np.int8)
+            model.buffers[tensor.buffer].data = np.frombuffer(pack_int4(w4), np.uint8)
+            tensor.type = 17  # INT4
+            tensor.quantization.scale = new[:1].tolist() if len(set(new)) == 1 else new.tolist()
+            tensor.quantization.zeroPoint = [0] * len(tensor.quantization.scale)
+            tensor.quantization.quantizedDimension = 0
+            has_bias = len(op.inputs) > 2 and op.inputs[2] >= 0
+            bias = subgraph.tensors[op.inputs[2]] if has_bias else None
+            if bias is not None and bias.quantization is not None:
+                n = len(tensor.quantization.scale)
+                x_scale = subgraph.tensors[op.inputs[0]].quantization.scale[0]
+                bias.quantization.scale = [x_scale * s for s in tensor.quantization.scale]
+                bias.quantization.zeroPoint = [0] * n
+    return pack(model)
+
+
+def _int4_model(name: str, sparsity: float, block: int) -> bytes:
+    return int4_filters(_model(name, sparsity, block))
+
+
+@pytest.mark.parametrize("block", [1, 4])
+def test_int4_filters_become_the_int4_ops(block):
+    data = _int4_model("mlp_int8_lenet.tflite", 0.9, block)
+    sparse = rewrite(data, blocks=(block,), force=True)
+    assert sparse.sparse_layers and all(layer.int4 for layer in sparse.sparse_layers)
+    assert b"EDGE_PRUNE_SPARSE_FC_INT4" in sparse.model
+    assert verify(sparse.model) == len(sparse.sparse_layers)
+    for layer in sparse.sparse_layers:
+        assert layer.sparse_bytes < layer.dense_bytes == (np.prod(layer.shape) + 1) // 2
+
+
+def test_int4_fc_with_per_channel_scales_is_kept_dense():
+    schema = _schema()
+    data = _int4_model("mlp_int8_lenet.tflite", 0.9, 1)
+    model = schema.ModelT.InitFromPackedBuf(data, 0)
+    tensor = model.subgraphs[0].tensors[model.subgraphs[0].operators[0].inputs[1]]
+    tensor.quantization.scale = [tensor.quantization.scale[0]] * int(tensor.shape[0])
+    tensor.quantization.zeroPoint = [0] * int(tensor.shape[0])
+    layers = rewrite(pack(model), force=True).layers
+    assert layers[0].block == 0 and "per-channel" in layers[0].reason
+
+
+def test_int4_verify_refuses_a_values_tensor_of_the_wrong_size():
+    schema = _schema()
+    good = rewrite(_int4_model("mlp_int8_lenet.tflite", 0.9, 1), force=True).model
+    model = schema.ModelT.InitFromPackedBuf(good, 0)
+    subgraph = model.subgraphs[0]
+    values = subgraph.tensors[subgraph.operators[0].inputs[1]]
+    data = np.asarray(model.buffers[values.buffer].data, np.uint8)
+    model.buffers[values.buffer].data = data[:-1]
+    values.shape = [len(data) - 1]
+    bad = pack(model)
+    with pytest.raises(fmt.SparseFormatError, match="int4 values"):
+        verify(bad, "bad.tflite")
+    if shutil.which("g++") is not None and _has_tree():
+        with pytest.raises(TFLMError):
+            tflm.measure_arena(bad)
+
+
+def _has_tree() -> bool:
+    try:
+        native.tflm_tree()
+    except EdgePruneError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("block", [1, 4])
+def test_int4_sparse_model_equals_dense_int4_on_tflm(name, block):
+    _host_library_or_skip()
+    dense = _int4_model(name, 0.85, block)
+    sparse = rewrite(dense, blocks=(block,), force=True)
+    assert sparse.sparse_layers, [layer.reason for layer in sparse.layers]
+    x = _inputs(dense, 16)
+    want = tflm.run(dense, x)
+    got = tflm.run(sparse.model, x)
+    np.testing.assert_array_equal(got, want)

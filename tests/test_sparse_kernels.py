@@ -3,7 +3,8 @@
 tests/native/sparse_kernel_test.cc runs TFLM's reference_integer_ops FullyConnected(PerChannel)
 and ConvPerChannel on the dense weights and the sparse kernels on the encoded ones for seeded
 random cases from tests/sparse_cases.py, and requires byte-identical outputs (and equal to the
-numpy reference). It runs the portable C path and the DSP path (ACLE intrinsics emulated in C).
+numpy reference). It runs the portable C path and the DSP path (ACLE intrinsics emulated in C),
+for int8 weights and for INT4 weights (TFLM's kernels unpack an INT4 filter to int8 first).
 Needs g++ and a TFLM tree ($EDGE_PRUNE_TFLM); the cross-compile test needs arm-none-eabi-g++.
 Skipped, with the reason, otherwise.
 """
@@ -25,6 +26,7 @@ TFLM_SOURCES = (
     "tensorflow/lite/kernels/internal/common.cc",
     "tensorflow/lite/kernels/internal/quantization_util.cc",
     "tensorflow/lite/kernels/internal/runtime_shape.cc",
+    "tensorflow/lite/kernels/internal/portable_tensor_utils.cc",
     "tensorflow/lite/micro/micro_log.cc",
     "tensorflow/lite/micro/debug_log.cc",
 )
@@ -54,7 +56,8 @@ def _gxx() -> str:
 
 def _build_driver(tmp_path: Path, tree: Path, extra: list[str]) -> Path:
     exe = tmp_path / ("driver" + "".join(extra).replace("-", "_"))
-    sources = [str(DRIVER), str(native.KERNELS_DIR / "edge_prune_sparse.cc")]
+    kernels = ("edge_prune_sparse.cc", "edge_prune_sparse_int4.cc")
+    sources = [str(DRIVER), *(str(native.KERNELS_DIR / k) for k in kernels)]
     sources += [str(tree / s) for s in TFLM_SOURCES if (tree / s).is_file()]
     command = [
         _gxx(),
@@ -73,13 +76,15 @@ def _build_driver(tmp_path: Path, tree: Path, extra: list[str]) -> Path:
     return exe
 
 
+@pytest.mark.parametrize("weights", ["int8", "int4"])
 @pytest.mark.parametrize("path", ["portable", "dsp"])
-def test_sparse_kernels_equal_tflm_reference(tmp_path, path):
+def test_sparse_kernels_equal_tflm_reference(tmp_path, path, weights):
     tree = _tree()
     extra = ["-DEDGE_PRUNE_SPARSE_EMULATE_DSP"] if path == "dsp" else []
     exe = _build_driver(tmp_path, tree, extra)
     cases = tmp_path / "cases.bin"
-    write_cases(cases, CASES, seed=28)
+    int4 = weights == "int4"
+    write_cases(cases, CASES, seed=29 if int4 else 28, int4=int4)
     done = subprocess.run([str(exe), str(cases)], capture_output=True, text=True, check=False)
     assert done.stdout.strip().splitlines()[-1] == f"cases {CASES} compared {CASES} mismatches 0", (
         done.stdout[-3000:] + done.stderr[-2000:]
@@ -106,7 +111,7 @@ def test_kernels_cross_compile(tmp_path, core):
     if gxx is None:
         pytest.skip("arm-none-eabi-g++ not found on PATH")
     tree = _tree()
-    for source in native.SOURCES:
+    for source in (*native.SOURCES, *native.INT4_SOURCES):
         obj = tmp_path / (source + ".o")
         command = [
             gxx,
@@ -126,17 +131,18 @@ def test_kernels_cross_compile(tmp_path, core):
         ]
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         assert done.returncode == 0, f"{core} {source}: {done.stderr[-3000:]}"
-    text = subprocess.run(
-        ["arm-none-eabi-objdump", "-d", str(tmp_path / "edge_prune_sparse.cc.o")],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout
-    uses_dsp = "smlad" in text
-    assert uses_dsp == (core != "cortex-m0plus"), f"{core}: SMLAD in the code: {uses_dsp}"
+    for kernels in ("edge_prune_sparse.cc.o", "edge_prune_sparse_int4.cc.o"):
+        text = subprocess.run(
+            ["arm-none-eabi-objdump", "-d", str(tmp_path / kernels)],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
+        uses_dsp = "smlad" in text
+        assert uses_dsp == (core != "cortex-m0plus"), f"{core} {kernels}: SMLAD: {uses_dsp}"
 
 
 def test_sources_are_package_data():
-    for name in (*native.HEADERS, *native.HOST_SOURCES):
+    for name in (*native.HEADERS, *native.INT4_HEADERS, *native.HOST_SOURCES):
         assert (native.KERNELS_DIR / name).is_file(), name
     assert os.path.basename(native.KERNELS_DIR) == "kernels"

@@ -9,9 +9,10 @@ report:
 - ``model_ops.h``: a ``MicroMutableOpResolver`` sized for the model and a function that
   registers exactly the kernels it uses (``AddDecode()`` for compressed models);
 - ``FIRMWARE.md``: the few lines that run the model with these files;
-- for a model with edge-prune's sparse operators (``EDGE_PRUNE_SPARSE_FC`` / ``_CONV``), the
-  kernels' C++ sources (``edge_prune_sparse*.cc/.h``), which ``model_ops.h`` registers with
-  ``AddCustom``.
+- for a model with edge-prune's sparse operators (``EDGE_PRUNE_SPARSE_FC`` / ``_CONV``, and
+  ``_FC_INT4`` / ``_CONV_INT4`` on INT4 weights), the kernels' C++ sources
+  (``edge_prune_sparse*.cc/.h``; the int4 ones only for a model that uses an int4 op), which
+  ``model_ops.h`` registers with ``AddCustom``.
 
 Every C/C++ name starts with the model's identifier, so two models link into one firmware.
 Reads the flatbuffer only (:func:`edge_prune.measurement.tflite_file.read_model`); no TensorFlow.
@@ -71,12 +72,30 @@ def verdict_arena_note(verdict) -> str:
 # name and custom ops as "CUSTOM:<custom code>" (AddDecode registers TFLM_DECODE, the custom op that
 # LUT-, pruning- and Huffman-compressed models use; the Signal library's ops are custom ops too).
 TFLM_ADD_METHODS: dict[str, str] = firmware_methods()
-# edge-prune's own kernels, registered with AddCustom (edge_prune_sparse_ops.h).
+# edge-prune's own kernels, registered with AddCustom (edge_prune_sparse_ops.h, and
+# edge_prune_sparse_int4_ops.h for the int4 ones).
 SPARSE_OPS: dict[str, str] = {
     "CUSTOM:EDGE_PRUNE_SPARSE_FC": "edge_prune::Register_EDGE_PRUNE_SPARSE_FC",
     "CUSTOM:EDGE_PRUNE_SPARSE_CONV": "edge_prune::Register_EDGE_PRUNE_SPARSE_CONV",
+    "CUSTOM:EDGE_PRUNE_SPARSE_FC_INT4": "edge_prune::Register_EDGE_PRUNE_SPARSE_FC_INT4",
+    "CUSTOM:EDGE_PRUNE_SPARSE_CONV_INT4": "edge_prune::Register_EDGE_PRUNE_SPARSE_CONV_INT4",
 }
-SPARSE_SOURCES = (*sparse_native.HEADERS, *sparse_native.SOURCES)
+SPARSE_INT4_OPS = frozenset(f"CUSTOM:{name}" for name in sparse_native.INT4_OPS)
+SPARSE_INT8_SOURCES = (*sparse_native.HEADERS, *sparse_native.SOURCES)
+SPARSE_INT4_SOURCES = (*sparse_native.INT4_HEADERS, *sparse_native.INT4_SOURCES)
+SPARSE_SOURCES = (*SPARSE_INT8_SOURCES, *SPARSE_INT4_SOURCES)
+
+
+def sparse_sources(ops) -> tuple[str, ...]:
+    """The kernel sources a firmware with ``ops`` needs: none without a sparse op; the int8
+    kernels and glue (which the int4 ones build on) for any; the int4 ones only with an int4
+    op."""
+    ops = set(ops)
+    if not ops & SPARSE_OPS.keys():
+        return ()
+    return (*SPARSE_INT8_SOURCES, *(SPARSE_INT4_SOURCES if ops & SPARSE_INT4_OPS else ()))
+
+
 RESOLVER_SOURCE = f"tflite-micro {load_resolver_table().tflm_commit}, {RESOLVER_HEADER}"
 
 # TensorType names of the flatbuffer schema -> TfLiteType enumerators
@@ -248,8 +267,7 @@ def firmware_sources(
         OPS_HEADER: _ops_header(model_name, names, registered, unsupported),
         GUIDE: _guide(model_name, names, info, registered, unsupported, arena, arena_note),
     }
-    if any(op in SPARSE_OPS for op in registered):
-        files |= {f: (sparse_native.KERNELS_DIR / f).read_text() for f in SPARSE_SOURCES}
+    files |= {f: (sparse_native.KERNELS_DIR / f).read_text() for f in sparse_sources(registered)}
     return FirmwareSources(
         model_name=model_name,
         prefix=prefix,
@@ -469,12 +487,17 @@ def _ops_header(
         "",
     ]
     if any(op in SPARSE_OPS for op in registered):
+        compiled = [f for f in sparse_sources(registered) if f.endswith(".cc")]
         lines += [
-            "// edge-prune's sparse kernels: compile edge_prune_sparse.cc and",
-            "// edge_prune_sparse_ops.cc (beside this file) with the application.",
+            "// edge-prune's sparse kernels: compile "
+            + ", ".join(compiled[:-1])
+            + f" and {compiled[-1]}",
+            "// (beside this file) with the application.",
             '#include "edge_prune_sparse_ops.h"',
-            "",
         ]
+        if any(op in SPARSE_INT4_OPS for op in registered):
+            lines.append('#include "edge_prune_sparse_int4_ops.h"')
+        lines.append("")
     if unsupported:
         lines += [
             "// NOT REGISTERED, TFLM has no kernel method for: " + ", ".join(unsupported) + ".",
@@ -581,14 +604,21 @@ def _guide(
             "opcode 'TFLM_DECODE'\". The decoded tensors live in the arena (counted above).",
         ]
     if any(op in SPARSE_OPS for op in registered):
+        sparse = [f"`{op.removeprefix('CUSTOM:')}`" for op in registered if op in SPARSE_OPS]
+        compiled = [f"`{f}`" for f in sparse_sources(registered) if f.endswith(".cc")]
+        int4 = (
+            " The `_INT4` ops compute on 4-bit weights packed two per byte."
+            if any(op in SPARSE_INT4_OPS for op in registered)
+            else ""
+        )
         lines += [
             "",
-            "The model runs pruned layers with edge-prune's sparse kernels "
-            "(`EDGE_PRUNE_SPARSE_FC` / `EDGE_PRUNE_SPARSE_CONV`, registered by "
-            f"`{OPS_HEADER}` with `AddCustom`): compile `edge_prune_sparse.cc` and "
-            "`edge_prune_sparse_ops.cc` (written beside this file) with TFLM's include path "
-            "and flags. On cores with the DSP extension (M4, M7, M33, M55) they use SMLAD; "
-            "elsewhere portable C. Their weights are read in place from the flatbuffer.",
+            f"The model runs pruned layers with edge-prune's sparse kernels ({' / '.join(sparse)}"
+            f", registered by `{OPS_HEADER}` with `AddCustom`): compile "
+            f"{', '.join(compiled[:-1])} and {compiled[-1]} (written beside this file) with "
+            "TFLM's include path and flags. On cores with the DSP extension (M4, M7, M33, M55) "
+            "they use SMLAD; elsewhere portable C. Their weights are read in place from the "
+            f"flatbuffer.{int4}",
         ]
     if unsupported:
         lines += [

@@ -594,24 +594,53 @@ def _target_table(target: Target | None) -> runtime_tables.RuntimeTable | None:
 # ops' (bench/device_tables.py links one firmware per sparse op).
 SPARSE_KERNELS_BYTES = 8_766
 SPARSE_KERNELS_SOURCE = "cortex-m4+fp CMSIS-NN default build, link map (bench/sparse.py)"
+# The same for the int4 ops (EDGE_PRUNE_SPARSE_FC_INT4 and _CONV_INT4), measured from the link
+# maps of runtime firmwares (edge_prune.measurement.device.runtime_flash_for_ops: the ops
+# registered with AddCustom, linked --gc-sections) on the cortex-m4+fp CMSIS-NN default build
+# (gcc 12.2 -Os, 2026-12-07): alone, runtime flash minus the framework's link = 7,859 B (FC_INT4
+# only), 8,731 B (both int4 ops; their own objects 5,159 B, the int8 kernels' option and index
+# checks they build on 869 B, the rest TFLM and libgcc code); beside both int8 sparse ops they
+# add 5,366 B (13,629 B for all four vs 8,263 B). Used until a runtime table measures them.
+SPARSE_INT4_KERNELS_BYTES = 8_731
+SPARSE_INT4_BESIDE_INT8_BYTES = 5_366
+SPARSE_INT4_KERNELS_SOURCE = (
+    "cortex-m4+fp CMSIS-NN default build, link map of a runtime firmware (-Os)"
+)
 
 
 def _table_runtime(table: runtime_tables.RuntimeTable, ops) -> RuntimeFlash:
     """The op set's figure from ``table``: the union of the sections of the framework and of
     each op, edge-prune's sparse ops included when the table measures them (code they share
-    with TFLM's kernels counted once); else the sparse ops add SPARSE_KERNELS_BYTES, labelled."""
+    with TFLM's kernels counted once); else the sparse ops the table lacks add
+    SPARSE_KERNELS_BYTES (int8 ops) / SPARSE_INT4_KERNELS_BYTES (int4 ops), labelled."""
     sparse = [op for op in dict.fromkeys(ops) if op in _sparse_ops()]
-    if all(op in table.ops for op in sparse):
+    missing = [op for op in sparse if op not in table.ops]
+    if not missing:
         return _tflm_table_runtime(table, ops)
-    ops = [op for op in ops if op not in sparse]
-    figure = _tflm_table_runtime(table, ops)
-    rule = (
-        f"{', '.join(sparse)}: edge-prune's sparse kernels, not in the {table.key} table: "
-        f"{SPARSE_KERNELS_BYTES:,} B once (measured on a {SPARSE_KERNELS_SOURCE})"
-    )
-    total = figure.total_bytes + SPARSE_KERNELS_BYTES
-    kernels = dict(figure.kernel_bytes) | {sparse[0]: SPARSE_KERNELS_BYTES}
-    kernels |= {op: 0 for op in sparse[1:]}
+    int4 = _sparse_int4_ops()
+    missing8 = [op for op in missing if op not in int4]
+    missing4 = [op for op in missing if op in int4]
+    figure = _tflm_table_runtime(table, [op for op in ops if op not in missing])
+    kernels = dict(figure.kernel_bytes)
+    rules, extra = [], 0
+    if missing8:
+        extra += SPARSE_KERNELS_BYTES
+        kernels |= {missing8[0]: SPARSE_KERNELS_BYTES} | {op: 0 for op in missing8[1:]}
+        rules.append(
+            f"{', '.join(missing8)}: edge-prune's sparse kernels, not in the {table.key} table: "
+            f"{SPARSE_KERNELS_BYTES:,} B once (measured on a {SPARSE_KERNELS_SOURCE})"
+        )
+    if missing4:
+        beside = any(op not in int4 for op in sparse)
+        size = SPARSE_INT4_BESIDE_INT8_BYTES if beside else SPARSE_INT4_KERNELS_BYTES
+        extra += size
+        kernels |= {missing4[0]: size} | {op: 0 for op in missing4[1:]}
+        rules.append(
+            f"{', '.join(missing4)}: edge-prune's int4 sparse kernels, not in the {table.key} "
+            f"table: {size:,} B once{' beside the int8 sparse ops' if beside else ''} (measured "
+            f"on a {SPARSE_INT4_KERNELS_SOURCE})"
+        )
+    total = figure.total_bytes + extra
     return replace(
         figure,
         total_bytes=total,
@@ -619,14 +648,20 @@ def _table_runtime(table: runtime_tables.RuntimeTable, ops) -> RuntimeFlash:
         upper_bound_bytes=total,
         kernel_bytes=kernels,
         measured=False,
-        bound_rule="; ".join(r for r in (figure.bound_rule, rule) if r),
+        bound_rule="; ".join(r for r in (figure.bound_rule, *rules) if r),
     )
 
 
 def _sparse_ops() -> frozenset[str]:
     from edge_prune.measurement.sparse.format import CUSTOM_OPS
 
-    return frozenset(f"CUSTOM:{name}" for name in CUSTOM_OPS.values())
+    return frozenset(f"CUSTOM:{name}" for name in CUSTOM_OPS.values()) | _sparse_int4_ops()
+
+
+def _sparse_int4_ops() -> frozenset[str]:
+    from edge_prune.measurement.sparse.format import CUSTOM_OPS_INT4
+
+    return frozenset(f"CUSTOM:{name}" for name in CUSTOM_OPS_INT4.values())
 
 
 def _tflm_table_runtime(table: runtime_tables.RuntimeTable, ops) -> RuntimeFlash:

@@ -89,9 +89,7 @@ def _builtin(op, codes) -> int:
 
 
 def _has_sparse_conv(edited) -> bool:
-    return any(
-        op.custom_code == "EDGE_PRUNE_SPARSE_CONV" for sg in edited.subgraphs for op in sg.operators
-    )
+    return any(op.custom_code in _SPARSE_CONVS for sg in edited.subgraphs for op in sg.operators)
 
 
 def _sparse_conv_taps(model: bytes) -> dict[tuple[int, int], int]:
@@ -118,7 +116,7 @@ def _op_work(op, taps: int = 1, codes=()) -> list[OpWork]:
             OpWork(_decode_key(int(op.inputs[2 * k + 1].buffer.data[0])), _count(out), _count(out))
             for k, out in enumerate(op.outputs)
         ]
-    if name in _SPARSE_OPS:
+    if name in _SPARSE_OPS or name in _SPARSE_INT4_OPS:
         return _sparse_work(name, op, taps)
     name = f"{name}:{_dtype(op)}{_int4_filter(op)}"
     output = max((_count(t) for t in op.outputs), default=0)
@@ -152,7 +150,14 @@ def _op_work(op, taps: int = 1, codes=()) -> list[OpWork]:
 # The cortex-m4 CMSIS-NN build keeps its earlier costs (bench/sparse.py's per-layer counts on the
 # 784x300 layer of LeNet-300-100; the patch copy from the two 3x3 layers of the digits CNN): the
 # fit agrees with them (bench/results/instruction-costs-2026-12-07.txt).
+# - ``EDGE_PRUNE_SPARSE_FC:int4:block1/4`` (the int4 ops ``EDGE_PRUNE_SPARSE_FC_INT4`` /
+#   ``_CONV_INT4``), cortex-m4 CMSIS-NN only: the same fit on the 784x300 layer with its weights
+#   requantized to INT4 (bench/sparse.py --int4, results/sparse-int4-2026-12-07: 6.25 / 4.50 per
+#   stored weight, 84.11 / 74.40 per output); the int4 convolution takes the FC's costs and the
+#   same patch key.
 _SPARSE_OPS = ("EDGE_PRUNE_SPARSE_FC", "EDGE_PRUNE_SPARSE_CONV")
+_SPARSE_INT4_OPS = ("EDGE_PRUNE_SPARSE_FC_INT4", "EDGE_PRUNE_SPARSE_CONV_INT4")
+_SPARSE_CONVS = ("EDGE_PRUNE_SPARSE_CONV", "EDGE_PRUNE_SPARSE_CONV_INT4")
 SPARSE_PATCH_KEY = "EDGE_PRUNE_SPARSE_CONV:patch"
 
 
@@ -172,9 +177,21 @@ def _sparse_work(name: str, op, taps: int) -> list[OpWork]:
     outputs = _count(out)
     positions = outputs // channels
     entries = max(_count(index) - 6 * channels, 1)  # index: bias int32 + count uint16 + deltas
-    block = max(_count(values) // entries, 1)
-    work = [OpWork(f"{name}:int8:block{block}", _count(values) * positions, outputs)]
-    if name == "EDGE_PRUNE_SPARSE_CONV" and taps > 1:
+    if name in _SPARSE_INT4_OPS:
+        # values: each row's 4-bit weights packed two per byte; a 4-block is exactly 2 bytes,
+        # unstructured rows take at most (entries + rows) / 2 < 2 * entries bytes
+        block = 4 if _count(values) == 2 * entries else 1
+        work = [
+            OpWork(
+                f"{name.removesuffix('_INT4')}:int4:block{block}",
+                entries * block * positions,
+                outputs,
+            )
+        ]
+    else:
+        block = max(_count(values) // entries, 1)
+        work = [OpWork(f"{name}:int8:block{block}", _count(values) * positions, outputs)]
+    if name in _SPARSE_CONVS and taps > 1:
         work.append(OpWork(SPARSE_PATCH_KEY, taps * positions, 0))
     return work
 

@@ -1,5 +1,5 @@
-"""Which FULLY_CONNECTED / CONV_2D layers of an int8 model run on edge-prune's sparse kernels,
-and which are stored in a TFLM DECODE codec.
+"""Which FULLY_CONNECTED / CONV_2D layers of an int8 model (int8 or INT4 filters) run on
+edge-prune's sparse kernels, and which are stored in a TFLM DECODE codec.
 
 A layer's choice is not its own: the kernel code is shared. One dense CONV_2D left in the model
 keeps CMSIS-NN's whole convolution code in flash (tens of KB on a Cortex-M4), one sparse layer
@@ -100,7 +100,10 @@ def choose_plan(int8: bytes, target: Target | None, label: str = "int8") -> Spar
     costs: dict[tuple, PlanCost] = {}
     for modes in product(MODES, repeat=len(KINDS)):
         per_kind = dict(zip(KINDS, modes, strict=True))
-        plan = {_where(layer): _block(per_kind[layer.op], filters[layer]) for layer in supported}
+        plan = {
+            _where(layer): _block(per_kind[layer.op], filters[layer], layer.int4)
+            for layer in supported
+        }
         decode = frozenset(_where(layer) for layer in supported if per_kind[layer.op] == "decode")
         key = (tuple(sorted(plan.items())), decode)
         if key not in costs:
@@ -137,15 +140,15 @@ def _filters(int8: bytes, label: str, supported) -> dict:
     return found
 
 
-def _block(mode: str, dense) -> int:
+def _block(mode: str, dense, int4: bool = False) -> int:
     """The block size of one layer under a mode: 0 (dense, also under DECODE), its own rule,
     or its fastest."""
     if mode in ("dense", "decode"):
         return 0
     if mode == "pays":
-        return choose_block(dense)
+        return choose_block(dense, int4=int4)
     blocks = feasible_blocks(dense.shape, fmt.BLOCKS)
-    return min(blocks, key=lambda b: estimated_instructions(dense, b), default=0)
+    return min(blocks, key=lambda b: estimated_instructions(dense, b, int4), default=0)
 
 
 def _cost(
@@ -206,7 +209,7 @@ def plan_dict(plan: SparsePlan, int8: bytes, target: Target | None) -> dict:
                 "filter": layer.filter_name,
                 "shape": list(layer.shape),
                 "zeros": round(layer.zeros, 4),
-                "encoding": _encoding(layer.block),
+                "encoding": _encoding(layer.block, layer.int4),
                 "dense_bytes": layer.dense_bytes,
                 "stored_bytes": layer.sparse_bytes or layer.dense_bytes,
                 "dense_instructions": dense_work.get(where),
@@ -254,10 +257,11 @@ def _decoded_row(layer, decoded, dense_work: dict) -> dict:
     }
 
 
-def _encoding(block: int) -> str:
+def _encoding(block: int, int4: bool = False) -> str:
     if block == 0:
-        return "dense int8"
-    return "sparse, unstructured" if block == 1 else f"sparse, 1x{block} blocks"
+        return "dense int4" if int4 else "dense int8"
+    kind = "sparse int4" if int4 else "sparse"
+    return f"{kind}, unstructured" if block == 1 else f"{kind}, 1x{block} blocks"
 
 
 def _per_op_instructions(model: bytes, target: Target | None) -> dict[tuple[int, int], int]:

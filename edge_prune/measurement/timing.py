@@ -21,8 +21,9 @@ from edge_prune.measurement.targets import Target
 
 # The board tables measure int8 kernels; an int8 op with an INT4 filter shares its op type's
 # factor (labelled), float32 ops get none. edge-prune's sparse kernels take the factor of the
-# dense op they replace: their mix (SMLAD, loads, one indirect load per block) is the same
-# kind, but no board measured them (the report names the op types scaled).
+# dense op they replace (int8 and int4 weights alike): their mix (SMLAD, loads, one indirect
+# load per block) is the same kind, but no board measured them (the report names the op types
+# scaled).
 _SCALED_DTYPES = ("int8", "int8+int4")
 _SCALED_AS = {"EDGE_PRUNE_SPARSE_FC": "FULLY_CONNECTED", "EDGE_PRUNE_SPARSE_CONV": "CONV_2D"}
 
@@ -124,7 +125,7 @@ def time_figure(estimate: InstructionEstimate | None, target: Target) -> TimeFig
     cycles, scaled = 0.0, []
     for key, count in estimate.per_key.items():
         op, _, dtype = key.partition(":")
-        if op in _SCALED_AS and dtype.startswith("int8"):
+        if op in _SCALED_AS and dtype.startswith(("int8", "int4")):
             op, dtype = _SCALED_AS[op], "int8"
         factor = by_op.get(op) if dtype in _SCALED_DTYPES else None
         if factor is not None:

@@ -105,15 +105,25 @@ def convert_stage(state: BuildState, progress: Progress) -> BuildState:
 
 
 def _sparse_kernel_artifacts(
-    int8: bytes, config: PipelineConfig, target: Target | None = None
+    int8: bytes,
+    config: PipelineConfig,
+    target: Target | None = None,
+    *,
+    name: ArtifactName = ArtifactName.INT8_PRUNED,
+    source: ArtifactName = ArtifactName.INT8,
+    file_name: str = "model_pruned.tflite",
+    what: str = "pruned, int8",
+    reference: ModelKey = ModelKey.PRUNED,
 ) -> list[Artifact]:
     """``int8-pruned`` when a plan of sparse layers has less flash than ``int8`` on ``target``
-    at no more instructions (:mod:`edge_prune.measurement.sparse_plan`)."""
+    at no more instructions (:mod:`edge_prune.measurement.sparse_plan`); the same for another
+    dense candidate (``int4-pruned`` from ``int4-weights``: the int4 ops) by ``name``,
+    ``source`` (the candidate ``int8`` stands for), ``file_name``, ``what`` and ``reference``."""
     from edge_prune.errors import EdgePruneError
     from edge_prune.measurement.sparse import native
     from edge_prune.measurement.sparse_plan import choose_plan, plan_dict
 
-    plan = choose_plan(int8, target)
+    plan = choose_plan(int8, target, label=str(source))
     if plan.chosen is None:
         return []
     rewritten = plan.chosen.rewritten
@@ -123,26 +133,20 @@ def _sparse_kernel_artifacts(
         for layer in rewritten.sparse_layers
     )
     artifact = _mcu_artifact(
-        ArtifactName.INT8_PRUNED,
-        "model_pruned.tflite",
-        plan.chosen.model,
-        f"pruned, int8, sparse kernels for {layers}",
-        ModelKey.PRUNED,
+        name, file_name, plan.chosen.model, f"{what}, sparse kernels for {layers}", reference
     )
-    artifact = replace(
-        artifact, source=ArtifactName.INT8, sparse_plan=plan_dict(plan, int8, target)
-    )
+    artifact = replace(artifact, source=source, sparse_plan=plan_dict(plan, int8, target))
     try:
         native.host_library()
     except EdgePruneError as e:
         note = (
-            "scored and arena-measured through int8 (its exact dense equivalent): TFLM's host "
-            f"interpreter cannot load the sparse kernels here ({e})"
+            f"scored and arena-measured through {source} (its exact dense equivalent): TFLM's "
+            f"host interpreter cannot load the sparse kernels here ({e})"
         )
         artifact = replace(
             artifact,
             description=f"{artifact.description} [{note}]",
-            scored_as=ArtifactName.INT8,
+            scored_as=source,
             scored_note=note,
         )
     return [artifact]

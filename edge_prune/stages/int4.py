@@ -6,6 +6,13 @@ Never compressed: TFLM's DECODE refuses INT4 tensors. On TFLM's reference kernel
 are unpacked into an arena scratch buffer on every Invoke (the host check measures that arena);
 CMSIS-NN computes on the packed values, so a CMSIS-NN target's verdict takes the arena of the
 same model with the filters stored as int8 (:func:`edge_prune.measurement.int4.unpacked_twin`).
+
+``int4-pruned``: ``int4-weights`` with the FULLY_CONNECTED / CONV_2D whose zeros pay run by
+edge-prune's int4 sparse kernels (``EDGE_PRUNE_SPARSE_FC_INT4`` / ``_CONV_INT4``: the pruned
+4-bit weights read in place, no unpack buffer), chosen by the same whole-model plan as
+``int8-pruned`` (:mod:`edge_prune.measurement.sparse_plan`); it must give exactly the outputs of
+``int4-weights`` on TFLM, and is scored and arena-measured on the host interpreter with the
+kernels loaded. Absent when no layer pays.
 """
 
 from __future__ import annotations
@@ -18,12 +25,13 @@ from edge_prune.stages.state import ArtifactName, BuildState, ModelKey
 
 
 def int4_stage(state: BuildState, progress: Progress) -> BuildState:
-    """Add the ``int4-weights`` candidate (and its Keras model under ``ModelKey.INT4``)."""
+    """Add the ``int4-weights`` candidate (and its Keras model under ``ModelKey.INT4``), and
+    ``int4-pruned`` when its pruned layers pay on the int4 sparse kernels."""
     settings = state.config.int4
     if not settings.enabled:
         return state
     from edge_prune.measurement.int4 import int4_tensors
-    from edge_prune.stages.candidates import _mcu_artifact
+    from edge_prune.stages.candidates import _mcu_artifact, _sparse_kernel_artifacts
     from edge_prune.training.convert import convert
     from edge_prune.training.int4 import quantize_int4
     from edge_prune.training.train import copy_model, loss_for
@@ -68,5 +76,17 @@ def int4_stage(state: BuildState, progress: Progress) -> BuildState:
         "tensor), dense storage",
         ModelKey.INT4,
     )
+    pruned = _sparse_kernel_artifacts(
+        tflite.tflite_bytes,
+        state.config,
+        state.inputs.target,
+        name=ArtifactName.INT4_PRUNED,
+        source=ArtifactName.INT4_WEIGHTS,
+        file_name="model_int4_pruned.tflite",
+        what=f"pruned, int8 activations, int4 weights ({how})",
+        reference=ModelKey.INT4,
+    )
+    if pruned:
+        progress(f"  int4-pruned: {pruned[0].description}")
     models = {**state.models, ModelKey.INT4: result.model}
-    return replace(state, models=models, artifacts=(*state.artifacts, artifact))
+    return replace(state, models=models, artifacts=(*state.artifacts, artifact, *pruned))

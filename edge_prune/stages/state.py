@@ -60,6 +60,7 @@ class ArtifactName(StrEnum):
     INT8_CLUSTERED_PT = "int8-clustered-pt"
     INT8_CLUSTERED_PT_COMPRESSED = "int8-clustered-pt-compressed"
     INT4_WEIGHTS = "int4-weights"  # int8 activations, packed INT4 kernels; never compressed
+    INT4_PRUNED = "int4-pruned"  # INT4_WEIGHTS with pruned FC/CONV on the int4 sparse kernels
 
 
 def keras_score_key(model: ModelKey, split: str = "") -> str:
@@ -106,7 +107,7 @@ class Artifact:
     # host interpreter cannot run this one here; ``scored_note`` says why.
     scored_as: ArtifactName | None = None
     scored_note: str = ""
-    # int8-pruned: per layer its encoding (dense int8 or sparse kernel) and the plans compared
+    # int8-pruned / int4-pruned: per layer its encoding (dense or sparse kernel), plans compared
     sparse_plan: dict = field(default_factory=dict)
 
 

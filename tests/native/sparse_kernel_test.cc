@@ -3,7 +3,11 @@
 // ConvPerChannel) on the dense weights. Cases come from a file written by
 // tests/sparse_cases.py (format below); every output must be byte-identical
 // to TFLM's and to the numpy reference's. Also checks that CheckIndex accepts
-// every encoded index and refuses simple corruptions.
+// every encoded index and refuses simple corruptions. Int4 cases carry the
+// dense filter packed as TFLite stores an INT4 tensor; it is unpacked with
+// TFLM's UnpackDenseInt4IntoInt8 before the reference kernel runs, as TFLM's
+// FULLY_CONNECTED / CONV_2D do, and the int4 sparse kernels run on the packed
+// sparse values.
 //
 // usage: sparse_kernel_test CASES_FILE
 // prints: "cases N compared M mismatches K"; exit 0 only when K == 0.
@@ -14,6 +18,8 @@
 #include <vector>
 
 #include "edge_prune_sparse.h"
+#include "edge_prune_sparse_int4.h"
+#include "tensorflow/lite/kernels/internal/portable_tensor_utils.h"
 #include "tensorflow/lite/kernels/internal/quantization_util.h"
 #include "tensorflow/lite/kernels/internal/reference/integer_ops/conv.h"
 #include "tensorflow/lite/kernels/internal/reference/integer_ops/fully_connected.h"
@@ -59,6 +65,7 @@ class Reader {
 
 struct Case {
   std::vector<uint8_t> options;  // the op's 24-byte custom options
+  int32_t int4;                  // 1: int4 weights (packed dense and sparse)
   int32_t batches, input_h, input_w;
   float input_scale, output_scale;
   int32_t input_zero_point, output_zero_point, act_min, act_max;
@@ -77,6 +84,7 @@ tflite::RuntimeShape Shape(std::vector<int32_t> dims) {
 Case ReadCase(Reader& r) {
   Case c;
   c.options = r.Array<uint8_t>();
+  c.int4 = r.Get<int32_t>();
   c.batches = r.Get<int32_t>();
   c.input_h = r.Get<int32_t>();
   c.input_w = r.Get<int32_t>();
@@ -94,6 +102,21 @@ Case ReadCase(Reader& r) {
   c.index = r.Array<uint8_t>();
   c.input = r.Array<int8_t>();
   c.expected = r.Array<int8_t>();
+  if (c.int4 && c.options.size() == edge_prune::sparse::kOptionsSize) {
+    // TFLM's path for an INT4 filter: unpack it to int8 first.
+    Options o;
+    if (edge_prune::sparse::ParseOptions(c.options.data(), c.options.size(),
+                                         &o)) {
+      const size_t n = static_cast<size_t>(o.out_channels) * o.kernel_h *
+                       o.kernel_w * o.in_channels;
+      std::vector<int8_t> unpacked(n);
+      if ((n + 1) / 2 == c.dense.size()) {
+        tflite::tensor_utils::UnpackDenseInt4IntoInt8(
+            c.dense.data(), static_cast<int>(n), unpacked.data());
+      }
+      c.dense = unpacked;
+    }
+  }
   return c;
 }
 
@@ -191,19 +214,23 @@ std::vector<int8_t> ReferenceConv(const Options& o, const Case& c,
   return output;
 }
 
+bool Check(const Case& c, const Options& o, const uint8_t* index, size_t n,
+           size_t values) {
+  return c.int4 ? edge_prune::sparse::CheckIndexInt4(o, index, n, values)
+                : edge_prune::sparse::CheckIndex(o, index, n, values);
+}
+
 bool IndexChecksHold(const Options& o, const Case& c) {
   const uint8_t* index = c.index.data();
   const size_t n = c.index.size();
   const size_t values = c.values.size();
-  if (!edge_prune::sparse::CheckIndex(o, index, n, values)) return false;
-  if (edge_prune::sparse::CheckIndex(o, index, n - 1, values)) return false;
-  if (edge_prune::sparse::CheckIndex(o, index, n, values + o.block)) {
-    return false;
-  }
+  if (!Check(c, o, index, n, values)) return false;
+  if (Check(c, o, index, n - 1, values)) return false;
+  if (Check(c, o, index, n, values + (c.int4 ? 1 : o.block))) return false;
+  if (c.int4 && values > 0 && Check(c, o, index, n, values - 1)) return false;
   std::vector<uint8_t> bumped(c.index);
   bumped[0] = static_cast<uint8_t>(bumped[0] + 1);
-  if (bumped[0] != 0 &&
-      edge_prune::sparse::CheckIndex(o, bumped.data(), n, values)) {
+  if (bumped[0] != 0 && Check(c, o, bumped.data(), n, values)) {
     return false;
   }
   if (n > 2 * o.out_channels) {  // push the last entry past its row
@@ -212,7 +239,7 @@ bool IndexChecksHold(const Options& o, const Case& c) {
     const uint32_t row_blocks = edge_prune::sparse::RowBlocks(o);
     const bool still_inside = row_blocks > 255;
     if (!still_inside &&
-        edge_prune::sparse::CheckIndex(o, far.data(), n, values)) {
+        Check(c, o, far.data(), n, values)) {
       return false;
     }
   }
@@ -233,25 +260,47 @@ int Run(const Case& c, int number) {
   }
   std::vector<int32_t> mult, shift;
   Multipliers(o, c, &mult, &shift);
-  edge_prune::sparse::Requantization q{mult.data(), shift.data(),
+  // The int4 ops' Prepare keeps one multiplier for per-tensor scales and says
+  // so in the parsed options: the kernels get one-element arrays.
+  Options ko = o;
+  std::vector<int32_t> kmult(mult), kshift(shift);
+  if (c.int4 && c.scales.size() == 1) {
+    ko.flags |= edge_prune::sparse::kFlagSharedRequantization;
+    kmult.assign(1, mult[0]);
+    kshift.assign(1, shift[0]);
+  }
+  edge_prune::sparse::Requantization q{kmult.data(), kshift.data(),
                                        c.output_zero_point, c.act_min,
                                        c.act_max};
   edge_prune::sparse::Filter f{c.values.data(), c.index.data(),
                                c.folded_bias.data()};
+  edge_prune::sparse::Int4Filter f4{
+      reinterpret_cast<const uint8_t*>(c.values.data()), c.index.data(),
+      c.folded_bias.data()};
   std::vector<int8_t> want, got;
   if (o.op == edge_prune::sparse::kOpFullyConnected) {
     want = ReferenceFc(o, c, mult, shift);
     got.resize(want.size());
-    edge_prune::sparse::FullyConnected(o, c.batches, c.input.data(), f, q,
-                                       got.data());
+    if (c.int4) {
+      edge_prune::sparse::FullyConnectedInt4(ko, c.batches, c.input.data(), f4,
+                                             q, got.data());
+    } else {
+      edge_prune::sparse::FullyConnected(o, c.batches, c.input.data(), f, q,
+                                         got.data());
+    }
   } else {
     const edge_prune::sparse::ConvGeometry g = Geometry(o, c);
     want = ReferenceConv(o, c, g, mult, shift);
     got.resize(want.size());
     std::vector<uint32_t> patch(edge_prune::sparse::ConvPatchBytes(o) / 4 + 1);
-    edge_prune::sparse::Conv(o, g, c.input.data(), f, q,
-                             reinterpret_cast<int8_t*>(patch.data()),
-                             got.data());
+    int8_t* scratch = reinterpret_cast<int8_t*>(patch.data());
+    if (c.int4) {
+      edge_prune::sparse::ConvInt4(ko, g, c.input.data(), f4, q, scratch,
+                                   got.data());
+    } else {
+      edge_prune::sparse::Conv(o, g, c.input.data(), f, q, scratch,
+                               got.data());
+    }
   }
   if (got != want || c.expected != want) {
     size_t i = 0;
@@ -259,8 +308,10 @@ int Run(const Case& c, int number) {
            (i >= c.expected.size() || c.expected[i] == want[i])) {
       ++i;
     }
-    std::printf("case %d: op %d block %d: output %zu: TFLM %d, sparse %d, numpy %d\n",
-                number, o.op, o.block, i, i < want.size() ? want[i] : 0,
+    std::printf(
+        "case %d: op %d block %d int4 %d: output %zu: TFLM %d, sparse %d, "
+        "numpy %d\n",
+        number, o.op, o.block, c.int4, i, i < want.size() ? want[i] : 0,
                 i < got.size() ? got[i] : 0,
                 i < c.expected.size() ? c.expected[i] : 0);
     return 1;

@@ -6,7 +6,8 @@ The firmware registers exactly the given ops on a ``MicroMutableOpResolver`` and
 baseline firmware does not link) is what those ops cost in flash and static RAM. Links with a
 single op give per-kernel tables; the framework alone is the link with no op.
 
-edge-prune's own sparse ops (``EDGE_PRUNE_SPARSE_FC``, ``EDGE_PRUNE_SPARSE_CONV``) are registered
+edge-prune's own sparse ops (``EDGE_PRUNE_SPARSE_FC``, ``EDGE_PRUNE_SPARSE_CONV``, and the
+``_INT4`` ones) are registered
 with ``AddCustom`` as FIRMWARE.md registers them; their kernel sources (compiled once per
 configuration, with the harness's flags, as ``edge-prune device`` compiles them into a model's
 firmware) are linked, and their sections count in the runtime group under the object's file name
@@ -168,6 +169,7 @@ def _write_ops_header(path: Path, methods: dict[str, tuple[str, str]], ops: tupl
     ]
     if any(op in SPARSE_REGISTERS for op in ops):
         lines.append('#include "edge_prune_sparse_ops.h"')
+        lines.append('#include "edge_prune_sparse_int4_ops.h"')
     lines += [
         f"using EdgePruneRuntimeResolver = tflite::MicroMutableOpResolver<{max(len(ops), 1)}>;",
         "inline TfLiteStatus EdgePruneRegisterRuntimeOps(EdgePruneRuntimeResolver& r) {",

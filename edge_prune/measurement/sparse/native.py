@@ -1,12 +1,12 @@
 """The sparse kernels' C++ sources, their compile flags, and the host shared library.
 
 The host library is what lets TFLM's Python interpreter (the tflite-micro wheel) run a model with
-``EDGE_PRUNE_SPARSE_*`` ops: the kernels and the registerer ``EdgePruneSparseRegisterer``
-compiled with the system C++ compiler against the TFLM tree's headers (the wheel is built from the
-same commit) and linked to the wheel's ``_runtime.so``, whose ``tflite::`` symbols it uses. The
-interpreter finds the registerer with dlsym (``custom_op_registerers``), so the library is loaded
-with RTLD_GLOBAL first (``_tflm_child``). Built once per digest of the sources, flags, compiler
-and TFLM commit, under the device cache.
+``EDGE_PRUNE_SPARSE_*`` ops (int8 and int4): the kernels and the registerer
+``EdgePruneSparseRegisterer`` compiled with the system C++ compiler against the TFLM tree's
+headers (the wheel is built from the same commit) and linked to the wheel's ``_runtime.so``,
+whose ``tflite::`` symbols it uses. The interpreter finds the registerer with dlsym
+(``custom_op_registerers``), so the library is loaded with RTLD_GLOBAL first (``_tflm_child``).
+Built once per digest of the sources, flags, compiler and TFLM commit, under the device cache.
 """
 
 from __future__ import annotations
@@ -22,15 +22,26 @@ from pathlib import Path
 
 from edge_prune.errors import TflmTreeError, ToolchainError
 from edge_prune.measurement.sparse.format import CUSTOM_OPS as _OPS
+from edge_prune.measurement.sparse.format import CUSTOM_OPS_INT4 as _OPS_INT4
 from edge_prune.measurement.tflm_tree import cache_root, tree_commit
 
 KERNELS_DIR = Path(__file__).parent / "kernels"
-HEADERS = ("edge_prune_sparse.h", "edge_prune_sparse_ops.h")
-# What a firmware compiles: the kernels and their TFLM glue.
+HEADERS = (
+    "edge_prune_sparse.h",
+    "edge_prune_sparse_common.h",
+    "edge_prune_sparse_ops.h",
+    "edge_prune_sparse_ops_common.h",
+)
+INT4_HEADERS = ("edge_prune_sparse_int4.h", "edge_prune_sparse_int4_ops.h")
+# What a firmware compiles: the kernels and their TFLM glue (int8 ops), and in addition for the
+# int4 ops their own kernels and glue (a firmware without int4 ops compiles none of it).
 SOURCES = ("edge_prune_sparse.cc", "edge_prune_sparse_ops.cc")
-HOST_SOURCES = (*SOURCES, "edge_prune_sparse_python.cc")
+INT4_SOURCES = ("edge_prune_sparse_int4.cc", "edge_prune_sparse_int4_ops.cc")
+HOST_SOURCES = (*SOURCES, *INT4_SOURCES, "edge_prune_sparse_python.cc")
 REGISTERER = "EdgePruneSparseRegisterer"
-CUSTOM_OPS = tuple(_OPS.values())
+INT8_OPS = tuple(_OPS.values())
+INT4_OPS = tuple(_OPS_INT4.values())
+CUSTOM_OPS = (*INT8_OPS, *INT4_OPS)
 TFLM_ENV = "EDGE_PRUNE_TFLM"
 CXX_ENV = "EDGE_PRUNE_HOST_CXX"
 _DOWNLOADS = "tensorflow/lite/micro/tools/make/downloads"
@@ -147,7 +158,7 @@ def host_library(tree: str | Path | None = None) -> Path:
     root = tflm_tree(tree)
     cxx = host_compiler()
     runtime = wheel_runtime()
-    files = [KERNELS_DIR / f for f in (*HEADERS, *HOST_SOURCES)]
+    files = [KERNELS_DIR / f for f in (*HEADERS, *INT4_HEADERS, *HOST_SOURCES)]
     key = _digest(
         [f.read_bytes() for f in files]
         + [

@@ -125,7 +125,7 @@ def _sparse_products(patches: np.ndarray, sparse: SparseFilter) -> np.ndarray:
     rows, pos = sparse.positions()
     k = sparse.block
     cols = (pos[:, None] * k + np.arange(k)).reshape(-1)
-    weight = sparse.values.astype(np.int64)
+    weight = sparse.weights().astype(np.int64)
     gathered = patches[:, cols] * weight  # [n, entries * k]
     out = np.zeros((patches.shape[0], sparse.shape[0]), np.int64)
     np.add.at(out.T, np.repeat(rows, k), gathered.T)

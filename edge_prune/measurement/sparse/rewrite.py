@@ -12,6 +12,13 @@ Which layers: the one whose estimated instructions on a Cortex-M4 drop below CMS
 kernel and whose bytes drop below the dense filter's, with blocks of 4 when the filter's zeros
 come in whole 4-blocks of input channels and that is cheaper. The per-weight costs are the
 QEMU Cortex-M4 measurements of bench/sparse.py (TFLM default build, -Os).
+
+A filter stored as INT4 (TFLite's packed 4-bit type, int8 activations) becomes
+``EDGE_PRUNE_SPARSE_FC_INT4`` / ``EDGE_PRUNE_SPARSE_CONV_INT4``: the same index, the values
+packed two per byte (format.py), costed against CMSIS-NN's dense INT4 kernels. An INT4
+FULLY_CONNECTED must be quantized per tensor: TFLM's reference kernel computes an INT4 filter
+with the per-tensor multiplier (``reference_integer_ops::FullyConnected``), so per-channel scales
+would not give the outputs TFLM gives.
 """
 
 from __future__ import annotations
@@ -34,6 +41,15 @@ DENSE_PER_MAC = 3.07
 SPARSE_PER_WEIGHT = 6.25
 SPARSE_PER_BLOCK4 = 15.0
 SPARSE_PER_ROW = 87.0
+# The same for INT4 filters (bench/sparse.py --int4, results/sparse-int4-2026-12-07, same layer
+# with its weights requantized to 4 bits per tensor): CMSIS-NN's dense INT4 FULLY_CONNECTED per
+# MAC (1,380,201 / 235,200), the int4 kernels per stored weight (6.25) and per 4-block (4.50 per
+# weight), and per output channel (84.1 unstructured; 74.4 in blocks, the smaller kept out).
+DENSE_INT4_PER_MAC = 5.87
+SPARSE_INT4_PER_WEIGHT = 6.25
+SPARSE_INT4_PER_BLOCK4 = 18.0
+SPARSE_INT4_PER_ROW = 84.1
+INT4_TYPE = 17  # tflite::TensorType_INT4
 
 
 @dataclass(frozen=True)
@@ -50,6 +66,7 @@ class LayerRewrite:
     dense_bytes: int
     sparse_bytes: int  # values + index (0 when kept dense)
     reason: str = ""
+    int4: bool = False  # the filter is INT4 (the int4 ops)
 
 
 @dataclass(frozen=True)
@@ -68,23 +85,34 @@ def _schema():
     return schema
 
 
-def estimated_instructions(dense: np.ndarray, block: int) -> float:
+def estimated_instructions(dense: np.ndarray, block: int, int4: bool = False) -> float:
     rows = dense.reshape(dense.shape[0], -1, block)
     stored = int(np.count_nonzero(np.any(rows != 0, axis=2)))
+    if int4:
+        per = SPARSE_INT4_PER_BLOCK4 if block == 4 else SPARSE_INT4_PER_WEIGHT
+        return stored * per + SPARSE_INT4_PER_ROW * dense.shape[0]
     per = SPARSE_PER_BLOCK4 if block == 4 else SPARSE_PER_WEIGHT
     return stored * per + SPARSE_PER_ROW * dense.shape[0]
 
 
-def choose_block(dense: np.ndarray, blocks: tuple[int, ...] = fmt.BLOCKS) -> int:
+def dense_bytes(dense: np.ndarray, int4: bool = False) -> int:
+    """Bytes of the dense filter as TFLite stores it (INT4: two per byte)."""
+    return (dense.size + 1) // 2 if int4 else dense.size
+
+
+def choose_block(
+    dense: np.ndarray, blocks: tuple[int, ...] = fmt.BLOCKS, int4: bool = False
+) -> int:
     """The cheapest block size whose kernel beats CMSIS-NN dense in instructions and bytes, 0
     when none does."""
-    dense_cost = DENSE_PER_MAC * dense.size
+    dense_cost = (DENSE_INT4_PER_MAC if int4 else DENSE_PER_MAC) * dense.size
     best, best_cost = 0, dense_cost
     for block in blocks:
         if dense.shape[-1] % block:
             continue
-        cost = estimated_instructions(dense, block)
-        if cost < best_cost and fmt.encode(dense, block).nbytes < dense.size:
+        cost = estimated_instructions(dense, block, int4)
+        small = fmt.encode(dense, block, int4=int4).nbytes < dense_bytes(dense, int4)
+        if cost < best_cost and small:
             best, best_cost = block, cost
     return best
 
@@ -147,18 +175,20 @@ def _rewrite_op(model, subgraph, where, op, codes, blocks, force, chosen=None):
     base["shape"] = tuple(int(d) for d in filt.shape)
     problem = _unsupported(model, subgraph, op, name)
     dense = dense_filter(model, filt)
+    int4 = filt.type == INT4_TYPE
+    base["int4"] = int4
     if problem or dense is None:
         size = int(np.prod(filt.shape)) if filt.shape is not None else 0
         return LayerRewrite(
             **base,
             zeros=0.0,
             block=0,
-            dense_bytes=size,
+            dense_bytes=(size + 1) // 2 if int4 else size,
             sparse_bytes=0,
-            reason=problem or "filter is not constant int8",
+            reason=problem or "filter is not constant int8 or int4",
         )
     zeros = float(np.mean(dense == 0))
-    block = choose_block(dense, blocks) if chosen is None else chosen
+    block = choose_block(dense, blocks, int4) if chosen is None else chosen
     if force and not block:
         block = max(feasible_blocks(dense.shape, blocks), default=0)
     if block and block not in feasible_blocks(dense.shape, blocks):
@@ -168,14 +198,18 @@ def _rewrite_op(model, subgraph, where, op, codes, blocks, force, chosen=None):
             **base,
             zeros=zeros,
             block=0,
-            dense_bytes=dense.size,
+            dense_bytes=dense_bytes(dense, int4),
             sparse_bytes=0,
             reason="too few zeros to pay" if chosen is None else "kept dense by the plan",
         )
-    sparse = fmt.encode(dense, block)
+    sparse = fmt.encode(dense, block, int4=int4)
     _replace(model, subgraph, op, name, dense, sparse, codes)
     return LayerRewrite(
-        **base, zeros=zeros, block=block, dense_bytes=dense.size, sparse_bytes=sparse.nbytes
+        **base,
+        zeros=zeros,
+        block=block,
+        dense_bytes=dense_bytes(dense, int4),
+        sparse_bytes=sparse.nbytes,
     )
 
 
@@ -188,11 +222,13 @@ def _unsupported(model, subgraph, op, name) -> str:
     x, filt, out = tensors[inputs[0]], tensors[inputs[1]], tensors[op.outputs[0]]
     if x.type != schema.TensorType.INT8 or out.type != schema.TensorType.INT8:
         return "activations are not int8"
-    if filt.type != schema.TensorType.INT8:
-        return "filter is not int8"
+    if filt.type not in (schema.TensorType.INT8, INT4_TYPE):
+        return "filter is not int8 or int4"
     q = filt.quantization
     if q is None or q.scale is None or len(q.scale) not in (1, int(filt.shape[0])):
         return "filter is not quantized per tensor or per output channel"
+    if filt.type == INT4_TYPE and name == "FULLY_CONNECTED" and len(q.scale) > 1:
+        return "INT4 FULLY_CONNECTED with per-channel scales (TFLM computes it per tensor)"
     if q.zeroPoint is not None and np.any(np.asarray(q.zeroPoint) != 0):
         return "filter zero point is not 0"
     if len(q.scale) > 1 and q.quantizedDimension != 0:
@@ -236,10 +272,19 @@ def _data(model, tensor):
 
 
 def dense_filter(model, tensor):
-    """A constant int8 filter as an array of its shape (None when it is not one)."""
+    """A constant int8 filter, or INT4 one unpacked to int8, as an array of its shape (None when
+    it is not one)."""
     raw = _data(model, tensor)
     shape = tuple(int(d) for d in tensor.shape)
-    if raw is None or len(raw) != int(np.prod(shape)):
+    size = int(np.prod(shape))
+    if raw is None:
+        return None
+    if tensor.type == INT4_TYPE:
+        if len(raw) != (size + 1) // 2:
+            return None
+        packed = np.frombuffer(raw, np.uint8)
+        return fmt.unpack_int4(packed, size).reshape(shape)
+    if len(raw) != size:
         return None
     return np.frombuffer(raw, np.int8).reshape(shape)
 
@@ -291,6 +336,7 @@ def _replace(model, subgraph, op, name, dense, sparse, codes) -> None:
     index_bytes = folded.tobytes() + sparse.index.tobytes()
 
     filt.shape = [len(sparse.values)]
+    filt.type = schema.TensorType.INT8  # int4 ops: the packed nibbles, as bytes
     filt.shapeSignature = None
     filt.quantization.zeroPoint = [0] * len(filt.quantization.scale)
     _set_data(model, filt, sparse.values.tobytes())
@@ -307,7 +353,8 @@ def _replace(model, subgraph, op, name, dense, sparse, codes) -> None:
             model, subgraph, f"{_name(filt)}/sparse_index", schema.TensorType.UINT8, index_bytes
         )
     op.inputs = [inputs[0], inputs[1], bias_index]
-    op.opcodeIndex = _custom_code(model, codes, fmt.CUSTOM_OPS[name])
+    custom = (fmt.CUSTOM_OPS_INT4 if sparse.int4 else fmt.CUSTOM_OPS)[name]
+    op.opcodeIndex = _custom_code(model, codes, custom)
     op.builtinOptionsType = 0
     op.builtinOptions = None
     op.customOptions = list(options.pack())
@@ -373,7 +420,7 @@ def verify(data: bytes, label: str = "model") -> int:
     """Check every sparse custom op of a model (options, tensor types, index against values);
     raise SparseFormatError (exit 2) naming the operator. Returns the number checked."""
     model = read_model(data, label)
-    ops = set(fmt.CUSTOM_OPS.values())
+    ops = {*fmt.CUSTOM_OPS.values(), *fmt.CUSTOM_OPS_INT4.values()}
     checked = 0
     for sg_index, subgraph in enumerate(model.subgraphs or []):
         for op_index, op in enumerate(subgraph.operators or []):
@@ -395,7 +442,9 @@ def _verify_op(model, subgraph, op, custom: str, where: str) -> None:
     if len(inputs) != 3 or min(inputs) < 0 or max(inputs) >= len(subgraph.tensors):
         raise fmt.SparseFormatError(f"{where}: expected 3 input tensors")
     options = fmt.Options.unpack(_bytes(op.customOptions), f"{where} custom options")
-    if fmt.CUSTOM_OPS["FULLY_CONNECTED" if options.op == fmt.OP_FC else "CONV_2D"] != custom:
+    int4 = custom in fmt.CUSTOM_OPS_INT4.values()
+    names = fmt.CUSTOM_OPS_INT4 if int4 else fmt.CUSTOM_OPS
+    if names["FULLY_CONNECTED" if options.op == fmt.OP_FC else "CONV_2D"] != custom:
         raise fmt.SparseFormatError(f"{where}: options are for the other sparse op")
     values, index = (subgraph.tensors[i] for i in inputs[1:])
     for tensor, kind in ((values, schema.TensorType.INT8), (index, schema.TensorType.UINT8)):
@@ -407,4 +456,4 @@ def _verify_op(model, subgraph, op, custom: str, where: str) -> None:
         raise fmt.SparseFormatError(
             f"{where}: index of {len(raw)} B is shorter than {options.out_channels} int32 biases"
         )
-    fmt.validate(options, len(_data(model, values)), raw[bias_bytes:], where)
+    fmt.validate(options, len(_data(model, values)), raw[bias_bytes:], where, int4=int4)

@@ -25,6 +25,9 @@ constexpr uint8_t kOpConv = 2;
 constexpr uint8_t kPaddingSame = 1;   // TfLitePadding kTfLitePaddingSame
 constexpr uint8_t kPaddingValid = 2;  // TfLitePadding kTfLitePaddingValid
 constexpr uint8_t kFlagKeepNumDims = 1;
+// Set by the int4 ops' Prepare in their parsed options, never in a model (the
+// options' parser refuses it): one multiplier and shift for every channel.
+constexpr uint8_t kFlagSharedRequantization = 0x80;
 constexpr size_t kOptionsSize = 24;
 
 // The op's custom options: a fixed little-endian struct.

@@ -2,6 +2,7 @@
 // the name up with dlsym (python/tflite_micro/interpreter_wrapper.cc,
 // AddCustomOpRegistererByName) and calls it with its PythonOpsResolver.
 
+#include "edge_prune_sparse_int4_ops.h"
 #include "edge_prune_sparse_ops.h"
 #include "python/tflite_micro/python_ops_resolver.h"
 
@@ -9,5 +10,6 @@
 extern "C" bool EdgePruneSparseRegisterer(tflite::PythonOpsResolver* resolver);
 
 extern "C" bool EdgePruneSparseRegisterer(tflite::PythonOpsResolver* resolver) {
-  return edge_prune::AddSparseOps(*resolver) == kTfLiteOk;
+  return edge_prune::AddSparseOps(*resolver) == kTfLiteOk &&
+         edge_prune::AddSparseInt4Ops(*resolver) == kTfLiteOk;
 }

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -35,12 +37,26 @@ PLANNED_MODELS = ("cnn_int8", "mlp_int8_lenet", "resnet8_int8", "ds_cnn_int8", "
 
 
 def _model_path(name: str) -> Path:
+    sparse = re.fullmatch(r"(.+)_sparse(\d+)_block(\d+)", name)
+    if sparse:  # a fixture pruned in place and rewritten with edge-prune's sparse ops
+        return _sparse_model(sparse[1], int(sparse[2]) / 100, int(sparse[3]))
     if name in TFLM_MODELS:
         tree = os.environ.get("EDGE_PRUNE_TFLM")
         if not tree:
             pytest.skip("EDGE_PRUNE_TFLM does not name a TFLM tree (TFLM's example models)")
         return Path(tree) / TFLM_MODELS[name]
     return DATA_DIR / f"{name}.tflite"
+
+
+def _sparse_model(fixture: str, zeros: float, block: int) -> Path:
+    from test_sparse_host import pruned_in_place
+
+    from edge_prune.measurement.sparse.rewrite import rewrite
+
+    data = pruned_in_place((DATA_DIR / f"{fixture}.tflite").read_bytes(), zeros, block)
+    with tempfile.NamedTemporaryFile(suffix=".tflite", delete=False) as f:
+        f.write(rewrite(data, fixture, blocks=(block,), force=True).model)
+    return Path(f.name)
 
 
 def _target(name: str, kernels: str):

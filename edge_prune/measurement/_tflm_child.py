@@ -175,6 +175,40 @@ def _op_nodes(model: bytes) -> dict[str, int]:
     return nodes
 
 
+def _node_temps(model: bytes) -> list[list[int]]:
+    """Per edge-prune sparse operator (distinct rows), what its Prepare holds as temporary
+    TfLiteTensors: ``[tensors, quantized tensors, their quantization channels]`` over its
+    inputs and outputs (TFLM's AllocateTempTfLiteTensor also copies a quantized tensor's zero
+    points, one int32 per channel, into temporary memory). Only these ops: they keep their
+    persistent data from Init, so the whole tail is in place while their temporaries are
+    held; TFLM's kernels take theirs in Prepare, after the temporaries (the derivation without
+    this term is held against device runs)."""
+    from tflite_micro.tensorflow.lite.python import schema_py_generated as schema
+
+    root = schema.Model.GetRootAs(model, 0)
+    rows = set()
+    for g in range(root.SubgraphsLength()):
+        graph = root.Subgraphs(g)
+        for i in range(graph.OperatorsLength()):
+            op = graph.Operators(i)
+            code = root.OperatorCodes(op.OpcodeIndex()).CustomCode() or b""
+            if not code.startswith(b"EDGE_PRUNE_SPARSE"):
+                continue
+            indices = [op.Inputs(j) for j in range(op.InputsLength())]
+            indices += [op.Outputs(j) for j in range(op.OutputsLength())]
+            tensors = quantized = channels = 0
+            for index in indices:
+                if index < 0:
+                    continue
+                tensors += 1
+                q = graph.Tensors(index).Quantization()
+                if q is not None and q.ScaleLength() > 0 and q.ZeroPointLength() > 0:
+                    quantized += 1
+                    channels += q.ScaleLength()
+            rows.add((tensors, quantized, channels))
+    return [list(row) for row in sorted(rows)]
+
+
 def _details(details: dict) -> dict:
     import numpy as np
 
@@ -416,6 +450,7 @@ def execute(model: bytes, job: Path, request: dict, log: _Log) -> dict:
             "outputs": n_outputs,
             "subgraphs": subgraphs,
             "op_nodes": _op_nodes(model),
+            "node_temps": _node_temps(model),
         },
     }
 

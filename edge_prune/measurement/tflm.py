@@ -166,6 +166,8 @@ class ModelCounts:
     outputs: int
     subgraphs: int
     op_nodes: tuple[tuple[str, int], ...] = ()  # operators per op name
+    # per operator: (tensors, quantized tensors, quantization channels) its Prepare may hold
+    node_temps: tuple[tuple[int, int, int], ...] = ()
 
 
 def _align(n: int) -> int:
@@ -293,6 +295,30 @@ class ArenaMeasurement:
         )
         return _align(device_tail - self._device_io_tail_bytes()) + _align(head)
 
+    def device_prepare_bytes(self, tail_extra: int = 0, scratch_requests: int = 0) -> int:
+        """Arena in use while an edge-prune sparse op's Prepare holds its temporary tensors on a
+        32-bit Cortex-M (0: none, or counts unknown): the persistent tail, the head's scratch
+        request buffer,
+        and the operator's temporary TfLiteTensors with their quantization (TFLM copies the
+        zero points, one int32 per channel, into temporary memory: 1,204 B for a 300-channel
+        per-channel filter). A temporary allocation that does not fit fails Prepare. Bound:
+        the whole tail before the interpreter's input and output tensors (the sparse ops keep
+        their persistent data from Init, so theirs is there already) and every input and
+        output of the operator held at once."""
+        if self.counts is None or not self.counts.node_temps:
+            return 0
+        sizes = struct_sizes()
+        tensor, quant = sizes.device["TfLiteTensor"], sizes.device["TfLiteAffineQuantization"]
+        temps = max(
+            tensors * tensor + quantized * (quant + 4) + 4 * channels
+            for tensors, quantized, channels in self.counts.node_temps
+        )
+        requests = (_MAX_SCRATCH_BUFFERS_PER_OP + scratch_requests) * sizes.device[
+            "ScratchBufferRequest"
+        ]
+        tail = self.device_tail_bytes + tail_extra - self._device_io_tail_bytes()
+        return _align(tail) + _align(requests) + temps + _ARENA_ALIGNMENT
+
     @property
     def device_total_bytes(self) -> int:
         """The smallest arena estimated to work on a 32-bit Cortex-M (reference kernels)."""
@@ -311,7 +337,11 @@ class ArenaMeasurement:
             + _align(self.recorded_head_bytes + head_extra)
             + _ARENA_ALIGNMENT
         )
-        return max(final, self.device_planning_bytes(tail_extra, scratch_requests))
+        return max(
+            final,
+            self.device_planning_bytes(tail_extra, scratch_requests),
+            self.device_prepare_bytes(tail_extra, scratch_requests),
+        )
 
     @property
     def verdict_bytes(self) -> int:
@@ -468,6 +498,7 @@ def _model_counts(result: dict) -> ModelCounts | None:
         return None
     counts = dict(result["model_counts"])
     counts["op_nodes"] = tuple(sorted(counts.get("op_nodes", {}).items()))
+    counts["node_temps"] = tuple(tuple(row) for row in counts.get("node_temps", ()))
     return ModelCounts(**counts)
 
 

@@ -37,14 +37,14 @@ struct Int4Kernels {
 
 const TFLMRegistration* Register_EDGE_PRUNE_SPARSE_FC_INT4() {
   static const TFLMRegistration registration = tflite::micro::RegisterOp(
-      sparse_ops::Init<sparse_ops::OpData>,
+      sparse_ops::Init<sparse_ops::OpData, Int4Kernels>,
       sparse_ops::PrepareFc<Int4Kernels>, sparse_ops::EvalFc<Int4Kernels>);
   return &registration;
 }
 
 const TFLMRegistration* Register_EDGE_PRUNE_SPARSE_CONV_INT4() {
   static const TFLMRegistration registration = tflite::micro::RegisterOp(
-      sparse_ops::Init<sparse_ops::ConvData>,
+      sparse_ops::Init<sparse_ops::ConvData, Int4Kernels>,
       sparse_ops::PrepareConvOp<Int4Kernels>,
       sparse_ops::EvalConv<Int4Kernels>);
   return &registration;

@@ -35,14 +35,14 @@ struct Int8Kernels {
 
 const TFLMRegistration* Register_EDGE_PRUNE_SPARSE_FC() {
   static const TFLMRegistration registration = tflite::micro::RegisterOp(
-      sparse_ops::Init<sparse_ops::OpData>,
+      sparse_ops::Init<sparse_ops::OpData, Int8Kernels>,
       sparse_ops::PrepareFc<Int8Kernels>, sparse_ops::EvalFc<Int8Kernels>);
   return &registration;
 }
 
 const TFLMRegistration* Register_EDGE_PRUNE_SPARSE_CONV() {
   static const TFLMRegistration registration = tflite::micro::RegisterOp(
-      sparse_ops::Init<sparse_ops::ConvData>,
+      sparse_ops::Init<sparse_ops::ConvData, Int8Kernels>,
       sparse_ops::PrepareConvOp<Int8Kernels>,
       sparse_ops::EvalConv<Int8Kernels>);
   return &registration;

@@ -50,13 +50,38 @@ struct ConvData {
   int patch_buffer_index;
 };
 
-template <typename Data>
+// Multipliers (and shifts) the op keeps: one for an op whose weights are
+// always quantized per tensor (an INT4 FULLY_CONNECTED, as TFLM computes it),
+// else one per output channel.
+template <typename Kernels>
+int MultiplierCapacity(const Options& options) {
+  return Kernels::kSharedPerTensor && options.op == sparse::kOpFullyConnected
+             ? 1
+             : static_cast<int>(options.out_channels);
+}
+
+// Every persistent buffer is taken here, before Prepare holds temporary
+// tensors: TFLM's AllocatePersistentBuffer checks the tail against the head
+// only, not against the temporary allocations above it
+// (single_arena_buffer_allocator.cc), so a persistent buffer taken while
+// temporary tensors are live can overwrite them on a tight arena.
+template <typename Data, typename Kernels>
 void* Init(TfLiteContext* context, const char* buffer, size_t length) {
   void* raw = context->AllocatePersistentBuffer(context, sizeof(Data));
   if (raw == nullptr) return nullptr;
   OpData* data = static_cast<OpData*>(raw);
+  data->multiplier = nullptr;
+  data->shift = nullptr;
   data->options_valid = sparse::ParseOptions(
       reinterpret_cast<const uint8_t*>(buffer), length, &data->options);
+  if (data->options_valid) {
+    const size_t bytes =
+        MultiplierCapacity<Kernels>(data->options) * sizeof(int32_t);
+    data->multiplier = static_cast<int32_t*>(
+        context->AllocatePersistentBuffer(context, bytes));
+    data->shift = static_cast<int32_t*>(
+        context->AllocatePersistentBuffer(context, bytes));
+  }
   return raw;
 }
 
@@ -86,11 +111,8 @@ TfLiteStatus ComputeMultipliers(TfLiteContext* context, OpData* data,
   }
   const bool shared = Kernels::kSharedPerTensor && scales == 1;
   const int stored = shared ? 1 : channels;
+  TF_LITE_ENSURE(context, stored <= MultiplierCapacity<Kernels>(data->options));
   if (shared) data->options.flags |= sparse::kFlagSharedRequantization;
-  data->multiplier = static_cast<int32_t*>(
-      context->AllocatePersistentBuffer(context, stored * sizeof(int32_t)));
-  data->shift = static_cast<int32_t*>(
-      context->AllocatePersistentBuffer(context, stored * sizeof(int32_t)));
   TF_LITE_ENSURE(context, data->multiplier != nullptr && data->shift != nullptr);
   const bool float_product =
       data->options.op == sparse::kOpFullyConnected && scales == 1;

@@ -56,6 +56,7 @@ def test_default_model_builds_every_artifact_and_fits_cortex_m4(built):
             "model_clustered_per_tensor.tflite",
             "model_compressed_per_tensor.tflite",
             "model_int4.tflite",
+            "model_int4_pruned.tflite",
             "model_pruned.tflite",
             "model_tensor_names.json",
             "model_data.cc",
@@ -68,8 +69,10 @@ def test_default_model_builds_every_artifact_and_fits_cortex_m4(built):
             # the deployed int8-pruned model runs on edge-prune's sparse kernels
             "edge_prune_sparse.cc",
             "edge_prune_sparse.h",
+            "edge_prune_sparse_common.h",
             "edge_prune_sparse_ops.cc",
             "edge_prune_sparse_ops.h",
+            "edge_prune_sparse_ops_common.h",
         ]
     )
     report = json.loads((out / "report.json").read_text())
@@ -162,9 +165,10 @@ def test_compressed_artifacts_reproduce_their_source_exactly_on_tflm(built):
     exact = [a for a in report["artifacts"] if a["must_equal_outputs_of"]]
     for a in exact:
         assert a["runs_on_tflm"] and a["problem"] is None, a["name"]
-    pruned = [a for a in exact if a["name"] == "int8-pruned"]
-    assert [a["must_equal_outputs_of"] for a in pruned] == ["int8"]
-    compressed = [a for a in exact if a["name"] != "int8-pruned"]
+    pruned = {a["name"]: a["must_equal_outputs_of"] for a in exact if a["name"].endswith("-pruned")}
+    assert pruned.get("int8-pruned") == "int8"
+    assert pruned.get("int4-pruned", "int4-weights") == "int4-weights"
+    compressed = [a for a in exact if a["name"] not in pruned]
     assert {a["name"] for a in compressed} >= {"int8-sparse", "int8-clustered-compressed"}
     for a in compressed:
         assert a["runs_on_tflm"] and a["problem"] is None, a["name"]

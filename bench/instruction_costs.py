@@ -99,28 +99,9 @@ def sparse_models(workdir: Path) -> list[Path]:
 def pruned_in_place(data: bytes, zeros: float, block: int, seed: int = 0) -> bytes:
     """``data`` with a fraction ``zeros`` of each FULLY_CONNECTED / CONV_2D int8 filter's blocks
     (``block`` input channels, 1 where it does not divide them) set to zero, at random."""
-    from tflite_micro.tensorflow.lite.python import schema_py_generated as schema
+    from edge_prune.measurement.sparse.filter_edit import zero_random_blocks
 
-    from edge_prune.measurement.codecs._tflm import pack
-
-    model = schema.ModelT.InitFromPackedBuf(data, 0)
-    rng = np.random.default_rng(seed)
-    kinds = (schema.BuiltinOperator.FULLY_CONNECTED, schema.BuiltinOperator.CONV_2D)
-    for subgraph in model.subgraphs:
-        for op in subgraph.operators:
-            code = model.operatorCodes[op.opcodeIndex]
-            if max(code.builtinCode, code.deprecatedBuiltinCode) not in kinds:
-                continue
-            tensor = subgraph.tensors[op.inputs[1]]
-            if tensor.type != schema.TensorType.INT8 or model.buffers[tensor.buffer].data is None:
-                continue
-            raw = np.asarray(model.buffers[tensor.buffer].data, np.uint8).view(np.int8)
-            weights = raw.reshape(tuple(tensor.shape)).copy()
-            b = block if weights.shape[-1] % block == 0 else 1
-            blocks = weights.reshape(weights.shape[0], -1, b)
-            blocks[rng.random(blocks.shape[:2]) < zeros] = 0
-            model.buffers[tensor.buffer].data = blocks.reshape(-1).view(np.uint8)
-    return pack(model)
+    return zero_random_blocks(data, zeros, block, seed)
 
 
 def compressed_models(workdir: Path) -> list[Path]:

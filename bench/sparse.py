@@ -85,24 +85,14 @@ def _schema():
 def prune_int8(data: bytes, sparsity: float, block: int) -> bytes:
     """Zero the smallest-magnitude fraction ``sparsity`` of each FC/CONV filter's blocks (of
     ``block`` consecutive input channels; of 1 where the input channels do not divide)."""
-    schema = _schema()
-    model = schema.ModelT.InitFromPackedBuf(data, 0)
-    kinds = (schema.BuiltinOperator.FULLY_CONNECTED, schema.BuiltinOperator.CONV_2D)
-    for subgraph in model.subgraphs:
-        for op in subgraph.operators:
-            code = model.operatorCodes[op.opcodeIndex]
-            if max(code.builtinCode, code.deprecatedBuiltinCode) not in kinds:
-                continue
-            tensor = subgraph.tensors[op.inputs[1]]
-            raw = np.asarray(model.buffers[tensor.buffer].data, np.uint8).view(np.int8)
-            size = block if tensor.shape[-1] % block == 0 else 1
-            blocks = raw.reshape(tensor.shape[0], -1, size).copy()
-            score = np.abs(blocks.astype(np.int32)).mean(axis=2).reshape(-1)
-            drop = np.argsort(score, kind="stable")[: round(sparsity * score.size)]
-            flat = blocks.reshape(-1, size)
-            flat[drop] = 0
-            model.buffers[tensor.buffer].data = flat.reshape(-1).view(np.uint8)
-    return pack(model)
+    from edge_prune.measurement.sparse.filter_edit import edit_filter_blocks
+
+    def edit(blocks: np.ndarray) -> None:
+        score = np.abs(blocks.astype(np.int32)).mean(axis=2).reshape(-1)
+        drop = np.argsort(score, kind="stable")[: round(sparsity * score.size)]
+        blocks.reshape(-1, blocks.shape[2])[drop] = 0
+
+    return edit_filter_blocks(data, block, edit)
 
 
 def to_int4(data: bytes) -> bytes:

@@ -19,6 +19,7 @@ from edge_prune.measurement import tflm
 from edge_prune.measurement.codecs._tflm import pack
 from edge_prune.measurement.sparse import format as fmt
 from edge_prune.measurement.sparse import native
+from edge_prune.measurement.sparse.filter_edit import zero_random_blocks
 from edge_prune.measurement.sparse.rewrite import rewrite, verify
 
 MODELS = ("mlp_int8_lenet.tflite", "codecs_cnn_per_channel.tflite", "cnn_int8.tflite")
@@ -32,23 +33,7 @@ def _schema():
 
 def pruned_in_place(data: bytes, sparsity: float, block: int, seed: int = 0) -> bytes:
     """``data`` with a fraction ``sparsity`` of each FC/CONV filter's blocks set to zero."""
-    schema = _schema()
-    model = schema.ModelT.InitFromPackedBuf(data, 0)
-    rng = np.random.default_rng(seed)
-    kinds = (schema.BuiltinOperator.FULLY_CONNECTED, schema.BuiltinOperator.CONV_2D)
-    for subgraph in model.subgraphs:
-        for op in subgraph.operators:
-            code = model.operatorCodes[op.opcodeIndex]
-            if max(code.builtinCode, code.deprecatedBuiltinCode) not in kinds:
-                continue
-            tensor = subgraph.tensors[op.inputs[1]]
-            raw = np.asarray(model.buffers[tensor.buffer].data, np.uint8).view(np.int8)
-            w = raw.reshape(tuple(tensor.shape)).copy()
-            b = block if w.shape[-1] % block == 0 else 1
-            blocks = w.reshape(w.shape[0], -1, b)
-            blocks[rng.random(blocks.shape[:2]) < sparsity] = 0
-            model.buffers[tensor.buffer].data = blocks.reshape(-1).view(np.uint8)
-    return pack(model)
+    return zero_random_blocks(data, sparsity, block, seed)
 
 
 def _model(name: str, sparsity: float, block: int) -> bytes:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from edge_prune.measurement.codecs._tflm import pack
+from edge_prune.measurement.flatbuffer_pack import pack
 
 BlockEdit = Callable[[np.ndarray], None]
 """Edits, in place, one filter's int8 weights shaped ``[out, blocks per row, block]``."""

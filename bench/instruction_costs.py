@@ -79,6 +79,7 @@ def sparse_models(workdir: Path) -> list[Path]:
     """Each of :data:`SPARSE_FIXTURES` with a fraction of its FULLY_CONNECTED / CONV_2D filter
     blocks zeroed, every such layer rewritten as a sparse custom op in that block size (a layer
     whose input channels the block does not divide stays dense)."""
+    from edge_prune.measurement.sparse.filter_edit import zero_random_blocks
     from edge_prune.measurement.sparse.rewrite import rewrite
 
     paths = []
@@ -86,7 +87,7 @@ def sparse_models(workdir: Path) -> list[Path]:
         source = (REPO / "tests" / "data" / f"{name}.tflite").read_bytes()
         for zeros in SPARSE_ZEROS:
             for block in SPARSE_BLOCKS:
-                pruned = pruned_in_place(source, zeros, block)
+                pruned = zero_random_blocks(source, zeros, block)
                 result = rewrite(pruned, name, blocks=(block,), force=True)
                 if not result.sparse_layers:
                     continue
@@ -94,14 +95,6 @@ def sparse_models(workdir: Path) -> list[Path]:
                 path.write_bytes(result.model)
                 paths.append(path)
     return paths
-
-
-def pruned_in_place(data: bytes, zeros: float, block: int, seed: int = 0) -> bytes:
-    """``data`` with a fraction ``zeros`` of each FULLY_CONNECTED / CONV_2D int8 filter's blocks
-    (``block`` input channels, 1 where it does not divide them) set to zero, at random."""
-    from edge_prune.measurement.sparse.filter_edit import zero_random_blocks
-
-    return zero_random_blocks(data, zeros, block, seed)
 
 
 def compressed_models(workdir: Path) -> list[Path]:
